@@ -1,0 +1,70 @@
+"""What a result was measured on: device kind, versions, git SHA."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+
+from ._metrics import to_jsonable
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_sha(path: str | os.PathLike | None = None) -> str | None:
+    """The git commit of the checkout holding ``path`` (default: this package), or None."""
+    where = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment_info(extra_packages: Sequence[str] = ()) -> dict[str, Any]:
+    """Device kind and count, backend, package versions, host and git SHA, for result files."""
+    devices = jax.devices()
+    packages = ["jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy", *extra_packages]
+    return {
+        "backend": jax.default_backend(),
+        "device_kind": devices[0].device_kind,
+        "device_count": len(devices),
+        "versions": {p: _version(p) for p in packages},
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "git_sha": git_sha(),
+        "x64": bool(jax.config.read("jax_enable_x64")),
+        "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def save_benchmark(name: str, records: Sequence[dict[str, Any]], path: str | os.PathLike | None = None,
+                   **meta: Any) -> Path:
+    """Writes benchmark ``records`` with the environment to ``bench/results/<name>-<backend>.json``.
+
+    Returns:
+      The path written.
+    """
+    env = environment_info()
+    if path is None:
+        path = Path("bench") / "results" / f"{name}-{env['backend']}.json"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "environment": env, **meta, "records": list(records)}
+    path.write_text(json.dumps(to_jsonable(payload), indent=2) + "\n", encoding="utf-8")
+    return path
