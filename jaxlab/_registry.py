@@ -1,0 +1,52 @@
+"""What `jaxlab reproduce` runs and what `jaxlab bench` knows.
+
+Each method adds its headline experiment to ``EXPERIMENTS`` and its benchmark to ``BENCHMARKS``.
+An experiment is a config file under ``configs/`` whose module defines ``get_config(arg)`` and
+imports the method's ``run(config, workdir) -> summary``. The summary is a dict; ``REPORT.md``
+shows the metrics named in ``metrics``, any ``summary["table"]`` (a list of row dicts) and every
+PNG the run wrote into its workdir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """A headline experiment of one method.
+
+    Attributes:
+      name: short name used by ``--only``.
+      config: config file relative to ``configs/``.
+      quick_arg: ``get_config`` argument for ``reproduce --quick`` (a few CPU seconds to a minute).
+      full_arg: argument for the full run (None: the config's default).
+      description: one line for the report.
+      metrics: summary keys shown in the report's results table.
+      paper: the paper's figures for the same metrics, where known (shown side by side).
+    """
+
+    name: str
+    config: str
+    quick_arg: str | None
+    full_arg: str | None
+    description: str
+    metrics: tuple[str, ...] = ()
+    paper: dict[str, float | str] = dataclasses.field(default_factory=dict)
+
+
+EXPERIMENTS: tuple[Experiment, ...] = (
+    Experiment(
+        name="mlp_digits",
+        config="examples/mlp_digits.py",
+        quick_arg="quick",
+        full_arg=None,
+        description="MLP on the UCI optical digits (sklearn): the foundation's smoke experiment",
+        metrics=("test_accuracy", "train_loss", "wall_s"),
+    ),
+)
+
+# name -> script in scripts/ (run with the remaining command-line arguments).
+BENCHMARKS: dict[str, str] = {
+    "train": "bench_train.py",
+}
