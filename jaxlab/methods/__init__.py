@@ -1,1 +1,1 @@
-"""Research methods, one subpackage each."""
+"""One subpackage per research method; each depends on core, data, nn, train only, never on another method."""
