@@ -83,6 +83,9 @@ class ReCycleTransformer(nn.Module):
         32, 1, 1, 1).
       residual: learn the residual over the profile (True, the paper); False feeds the raw
         history and predicts the forecast directly (an ablation).
+      zero_head: initialise the output layer to zero, so an untrained model forecasts the profile
+        and training starts from the paper's fallback (a deviation: the reference uses PyTorch's
+        default initialisation).
 
     Call arguments (all normalised, cycles as tokens):
       hist ``(B, L, D)``, hist_profile ``(B, L, D)``, hist_meta ``(B, L, M)``,
@@ -96,6 +99,7 @@ class ReCycleTransformer(nn.Module):
     num_encoder_layers: int = 1
     num_decoder_layers: int = 1
     residual: bool = True
+    zero_head: bool = True
 
     @nn.compact
     def __call__(
@@ -109,5 +113,6 @@ class ReCycleTransformer(nn.Module):
         h = EncoderDecoder(
             self.d_model, self.d_ff, self.num_heads, self.num_encoder_layers, self.num_decoder_layers
         )(enc_in, dec_in)
-        out = nn.Dense(self.cycle_len, name="head")(h)
+        init = nn.initializers.zeros if self.zero_head else nn.initializers.lecun_normal()
+        out = nn.Dense(self.cycle_len, kernel_init=init, name="head")(h)
         return out + fc_profile if self.residual else out

@@ -1,0 +1,30 @@
+"""ReCycle: residual cyclic transformer for long time-series forecasting.
+
+Weyrauch et al., "ReCycle: Fast and Efficient Long Time Series Forecasting with Residual Cyclic
+Transformers", IEEE CAI 2024, arXiv 2405.03429 (reference code: Helmholtz-AI-Energy/ReCycle).
+A series is folded into one token per primary cycle (a day), a recent historic profile per day
+type serves as the base forecast, and a tiny transformer without positional encoding learns the
+residual. Deviations from the paper are listed in each module's docstring.
+"""
+
+from ._baselines import DLinear as DLinear
+from ._baselines import VanillaTransformer as VanillaTransformer
+from ._baselines import moving_average as moving_average
+from ._baselines import moving_average_reference as moving_average_reference
+from ._baselines import sinusoidal_positions as sinusoidal_positions
+from ._experiment import MODELS as MODELS
+from ._experiment import CPUTimeEnergyEstimate as CPUTimeEnergyEstimate
+from ._experiment import RecycleConfig as RecycleConfig
+from ._experiment import forecast_metrics as forecast_metrics
+from ._experiment import format_table as format_table
+from ._experiment import prepare_windows as prepare_windows
+from ._experiment import run as run
+from ._model import DecoderLayer as DecoderLayer
+from ._model import EncoderDecoder as EncoderDecoder
+from ._model import EncoderLayer as EncoderLayer
+from ._model import ReCycleTransformer as ReCycleTransformer
+from ._profile import VARIANTS as VARIANTS
+from ._profile import profile_run_up as profile_run_up
+from ._profile import profile_windows as profile_windows
+from ._profile import rhp_tables as rhp_tables
+from ._profile import rhp_tables_reference as rhp_tables_reference

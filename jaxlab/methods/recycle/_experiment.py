@@ -1,0 +1,435 @@
+"""ReCycle against its baselines on a real electricity series: accuracy, time and energy.
+
+``run(config, workdir)`` prepares the windows once (:func:`jaxlab.data.make_cycle_data`), trains
+ReCycle, the per-step vanilla transformer and DLinear with :mod:`jaxlab.train` on the same
+training windows (L1 loss, Adam, model selection on validation MAE), evaluates them and the
+training-free profile and persistence forecasts on the test windows, and writes ``summary.json``
+(``summary["table"]``: one row per model), ``forecast.png`` and one ``metrics_<model>.jsonl`` per
+trained model.
+
+Time is wall-clock, measured around synchronised regions (training includes compilation and the
+periodic validation; inference is the median pass over all test windows after compilation).
+Energy comes from the ``meter`` passed to :func:`run` (any ``jaxlab.core.Meter``); without one it
+is a labelled estimate, process CPU time times an assumed power per busy core
+(:class:`CPUTimeEnergyEstimate`).
+
+Deviations from the paper: the run-up of the profile is dropped once at the start of the series
+rather than at the start of every split, and histories of validation/test windows may reach into
+the previous split (their forecasts never do). Training runs a fixed number of steps and keeps the
+parameters with the best validation MAE (the paper: 200 epochs with early stopping). Every run
+starts afresh (no resume), so timings are never those of a partial run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxlab import data as jdata
+from jaxlab.core import Meter, MetricsWriter, to_jsonable, write_json
+from jaxlab.train import TrainState, make_train_step, train_loop
+
+from ._baselines import DLinear, VanillaTransformer
+from ._model import ReCycleTransformer
+from ._profile import profile_run_up, profile_windows
+
+MODELS: tuple[str, ...] = ("recycle", "profile", "persistence", "vanilla", "dlinear")
+_LOADERS: dict[str, Callable[[], jdata.TimeSeries]] = {
+    "elecdemand": jdata.load_elecdemand,
+    "taylor": jdata.load_taylor,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RecycleConfig:
+    """ReCycle experiment settings (defaults follow the paper's CLI where it has one).
+
+    Attributes:
+      dataset: ``"elecdemand"`` (Victoria 2014) or ``"taylor"`` (England & Wales, summer 2000).
+      history, horizon: window lengths in cycles (days); the paper uses 21 and 7.
+      fractions: chronological train/validation/test split.
+      variant: profile variant (``last_rhp``, ``loose_rhp``, ``persistence``, ``tenday``).
+      rhp_days: days averaged per day type.
+      d_model, d_ff, num_heads, num_encoder_layers, num_decoder_layers: ReCycle's trunk.
+      vanilla_d_model, vanilla_d_ff: the per-step transformer's trunk (same layer counts).
+      dlinear_kernel: DLinear's moving-average length in steps.
+      batch_size, learning_rate: Adam, batch 32, lr 1e-3 in the paper.
+      num_steps: training steps of ReCycle and DLinear.
+      vanilla_steps: training steps of the vanilla transformer.
+      eval_every: validation period in steps (model selection).
+      models: which rows to produce (a subset of :data:`MODELS`; ``recycle`` always runs).
+      inference_repeats: timed test passes per model.
+      cpu_power_w_per_core: assumed power of one busy core for the energy estimate.
+      seed: PRNG seed.
+    """
+
+    dataset: str = "elecdemand"
+    history: int = 21
+    horizon: int = 7
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    variant: str = "last_rhp"
+    rhp_days: int = 3
+    d_model: int = 32
+    d_ff: int = 32
+    num_heads: int = 1
+    num_encoder_layers: int = 1
+    num_decoder_layers: int = 1
+    vanilla_d_model: int = 32
+    vanilla_d_ff: int = 32
+    dlinear_kernel: int = 25
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    num_steps: int = 1000
+    vanilla_steps: int = 1000
+    eval_every: int = 50
+    models: tuple[str, ...] = MODELS
+    inference_repeats: int = 5
+    cpu_power_w_per_core: float = 15.0
+    seed: int = 0
+
+
+class CPUTimeEnergyEstimate:
+    """A :class:`jaxlab.core.Meter` that estimates energy as process CPU time x assumed power.
+
+    ``energy_j = cpu_s * power_w_per_core``: an estimate, not a measurement (labelled so in
+    ``stop()``'s ``source``). Replace it by a measuring meter (``jaxlab.energy``) where available.
+    """
+
+    def __init__(self, power_w_per_core: float = 15.0):
+        self.power_w_per_core = float(power_w_per_core)
+        self._cpu0 = self._wall0 = 0.0
+
+    def start(self) -> None:
+        self._cpu0, self._wall0 = time.process_time(), time.perf_counter()
+
+    def read(self) -> dict[str, float]:
+        cpu = time.process_time() - self._cpu0
+        return {"energy_j": cpu * self.power_w_per_core, "cpu_s": cpu,
+                "wall_s": time.perf_counter() - self._wall0}
+
+    def stop(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.read())
+        out["source"] = f"estimate: process CPU time x {self.power_w_per_core:g} W per busy core (assumed)"
+        out["estimated"] = True
+        return out
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def prepare_windows(config: RecycleConfig, series: jdata.TimeSeries | None = None) -> dict[str, Any]:
+    """Windows of every split for every model, as float32 arrays, plus the profile timings.
+
+    Returns:
+      ``{"data": CycleData, "splits": {split: {name: array}}, "profile_s": seconds}``; each split
+      holds ``hist``, ``hist_profile``, ``hist_meta``, ``fc_profile``, ``fc_meta`` (cycle tokens),
+      ``persistence`` (the repeated last day), ``hist_steps``/``hist_features``/``fc_features`` (per
+      step) and the normalised ``target`` ``(B, H, D)``.
+    """
+    series = _LOADERS[config.dataset]() if series is None else series
+    run_up = max(profile_run_up(config.variant, config.rhp_days), profile_run_up("persistence"))
+    cd = jdata.make_cycle_data(series, history=config.history, horizon=config.horizon,
+                               fractions=config.fractions, run_up=run_up)
+    h, f = config.history, config.horizon
+    splits: dict[str, dict[str, np.ndarray]] = {}
+    profile_s = 0.0
+    for name, origins in cd.origins.items():
+        t0 = time.perf_counter()
+        hp, fp = profile_windows(cd.cycles, cd.day_type, origins, history=h, horizon=f,
+                                 variant=config.variant, n=config.rhp_days)
+        profile_s += time.perf_counter() - t0
+        _, pers = profile_windows(cd.cycles, cd.day_type, origins, history=h, horizon=f,
+                                  variant="persistence")
+        hist, target = jdata.gather_windows(cd.cycles, origins, history=h, horizon=f)
+        hmeta, fmeta = jdata.gather_windows(cd.meta, origins, history=h, horizon=f)
+        hfeat, ffeat = jdata.gather_windows(cd.step_features, origins, history=h, horizon=f)
+        b, d = hist.shape[0], hist.shape[2]
+        arrays = dict(hist=hist, hist_profile=hp, hist_meta=hmeta, fc_profile=fp, fc_meta=fmeta,
+                      persistence=pers, target=target, hist_steps=hist.reshape(b, h * d),
+                      hist_features=hfeat.reshape(b, h * d, -1), fc_features=ffeat.reshape(b, f * d, -1))
+        for k, v in arrays.items():
+            if not np.isfinite(v).all():
+                raise ValueError(f"split {name!r}: {k} has missing values; increase the profile run-up")
+        splits[name] = {k: v.astype(np.float32) for k, v in arrays.items()}
+    return {"data": cd, "splits": splits, "profile_s": profile_s}
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def _make_model(name: str, config: RecycleConfig, d: int):
+    """Returns ``(module, predict)`` with ``predict(params, arrays) -> (B, H, D)`` (normalised)."""
+    h = config.horizon
+    if name == "recycle":
+        m = ReCycleTransformer(cycle_len=d, d_model=config.d_model, d_ff=config.d_ff,
+                               num_heads=config.num_heads, num_encoder_layers=config.num_encoder_layers,
+                               num_decoder_layers=config.num_decoder_layers)
+
+        def predict(params, a):
+            return m.apply(params, a["hist"], a["hist_profile"], a["hist_meta"], a["fc_profile"], a["fc_meta"])
+        return m, predict
+    if name == "vanilla":
+        m = VanillaTransformer(d_model=config.vanilla_d_model, d_ff=config.vanilla_d_ff,
+                               num_heads=config.num_heads, num_encoder_layers=config.num_encoder_layers,
+                               num_decoder_layers=config.num_decoder_layers)
+
+        def predict(params, a):
+            y = m.apply(params, a["hist_steps"], a["hist_features"], a["fc_features"])
+            return y.reshape(y.shape[0], h, d)
+        return m, predict
+    if name == "dlinear":
+        m = DLinear(horizon=h * d, kernel=config.dlinear_kernel)
+
+        def predict(params, a):
+            y = m.apply(params, a["hist_steps"])
+            return y.reshape(y.shape[0], h, d)
+        return m, predict
+    raise ValueError(f"unknown trained model {name!r}; choose recycle, vanilla or dlinear")
+
+
+_INPUTS = {
+    "recycle": ("hist", "hist_profile", "hist_meta", "fc_profile", "fc_meta"),
+    "vanilla": ("hist_steps", "hist_features", "fc_features"),
+    "dlinear": ("hist_steps",),
+}
+
+
+def _fit(name: str, config: RecycleConfig, splits: dict, workdir: Path, meter: Meter, key) -> dict:
+    """Trains one model with jaxlab.train; returns params (best on validation), timings, curves."""
+    train, val = splits["train"], splits["val"]
+    d = train["target"].shape[2]
+    model, predict = _make_model(name, config, d)
+    keys = _INPUTS[name] + ("target",)
+    k_init, k_data, k_train = jax.random.split(key, 3)
+    sample = {k: train[k][:2] for k in keys}
+    params = model.init(k_init, *(sample[k] for k in _INPUTS[name]))
+    tx = optax.adam(config.learning_rate)
+    state = TrainState.create(params=params, tx=tx)
+
+    def loss_fn(params, model_state, batch, key):
+        err = predict(params, batch) - batch["target"]
+        loss = jnp.mean(jnp.abs(err))
+        return loss, ({"mse": jnp.mean(err**2)}, model_state)
+
+    step = make_train_step(loss_fn, tx)
+    bs = min(config.batch_size, train["target"].shape[0])
+    batcher = jdata.Batcher(tuple(train[k] for k in keys), bs, key=k_data)
+
+    def get_batch(s):
+        return dict(zip(keys, batcher(s)))
+
+    val_in = {k: jnp.asarray(val[k]) for k in keys}
+    val_mae = jax.jit(lambda p, v: jnp.mean(jnp.abs(predict(p, v) - v["target"])))
+    best = {"mae": np.inf, "params": None, "step": 0}
+    curve: list[dict] = []
+
+    def eval_fn(state):
+        mae = float(val_mae(state.params, val_in))
+        s = int(state.step)
+        curve.append({"step": s, "split": "val", "val_mae": mae})
+        if mae < best["mae"]:
+            best.update(mae=mae, params=jax.device_get(state.params), step=s)
+        return {"val_mae": mae}
+
+    num_steps = config.vanilla_steps if name == "vanilla" else config.num_steps
+    meter.start()
+    t0 = time.perf_counter()
+    eval_fn(state)  # step 0: for ReCycle (zero head) this is the profile itself
+    state, loop = train_loop(state, step, get_batch, num_steps=num_steps, key=k_train, workdir=None,
+                             eval_fn=eval_fn, eval_every=config.eval_every, progress=False,
+                             description=name)
+    jax.block_until_ready(state)
+    train_s = time.perf_counter() - t0
+    energy = meter.stop()
+    (workdir / f"metrics_{name}.jsonl").unlink(missing_ok=True)
+    with MetricsWriter(workdir / f"metrics_{name}.jsonl") as w:
+        for rec in curve:
+            w.write(rec)
+    n_params = int(sum(np.size(p) for p in jax.tree.leaves(params)))
+    return {"params": best["params"], "predict": predict, "train_s": train_s, "train_energy": energy,
+            "best_step": best["step"], "val_mae": best["mae"], "num_params": n_params,
+            "num_steps": num_steps, "inputs": _INPUTS[name]}
+
+
+def _time_inference(fn: Callable[[], Any], repeats: int, meter: Meter) -> tuple[np.ndarray, float, dict]:
+    """Runs ``fn`` once (compile/warm-up), then ``repeats`` times under the meter; per-pass figures."""
+    out = np.asarray(jax.block_until_ready(fn()))
+    times = []
+    meter.start()
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    energy = meter.stop()
+    per = {k: (v / repeats if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+           for k, v in energy.items()}
+    return out, float(np.median(times)), per
+
+
+# ----------------------------------------------------------------------------- metrics and plot
+
+
+def forecast_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """MAE, MSE and MAPE (percent) in the series' units."""
+    err = np.asarray(pred, np.float64) - np.asarray(target, np.float64)
+    return {"mae": float(np.mean(np.abs(err))), "mse": float(np.mean(err**2)),
+            "mape_pct": float(100.0 * np.mean(np.abs(err) / np.abs(target)))}
+
+
+def _plot(workdir: Path, cd: jdata.CycleData, test: dict, preds: dict[str, np.ndarray], index: int) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sc = cd.scaler
+    d = test["target"].shape[2]
+    hist = sc.inverse(test["hist"][index, -2:].reshape(-1))
+    truth = sc.inverse(test["target"][index].reshape(-1))
+    o = int(cd.origins["test"][index])
+    t_hist = np.arange(-2 * d, 0) / d
+    t_fc = np.arange(truth.size) / d
+    fig, ax = plt.subplots(figsize=(11, 4))
+    ax.plot(t_hist, hist, color="0.5", lw=1, label="history")
+    ax.plot(t_fc, truth, color="k", lw=1.6, label="truth")
+    for name, p in preds.items():
+        ax.plot(t_fc, p[index].reshape(-1), lw=1, label=name)
+    ax.set_xlabel(f"days after {cd.dates[o]} 00:00")
+    ax.set_ylabel(f"{cd.series.target} ({cd.series.name})")
+    ax.set_title(f"{cd.series.name}: {truth.size // d}-day forecast from a {cd.history}-day history")
+    ax.legend(ncol=4, fontsize=8)
+    fig.tight_layout()
+    path = workdir / "forecast.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = None, progress: bool = True) -> dict:
+    """Trains and evaluates ReCycle and the baselines; writes summary.json and forecast.png.
+
+    Args:
+      config: the experiment.
+      workdir: output folder (created).
+      meter: energy meter with ``start()/read()/stop()`` (``jaxlab.core.Meter``); default: a
+        :class:`CPUTimeEnergyEstimate` (labelled as an estimate in the table).
+      progress: print one line per model.
+
+    Returns:
+      The summary: ``table`` (one row per model), headline figures and goal checks.
+    """
+    unknown = set(config.models) - set(MODELS)
+    if unknown:
+        raise ValueError(f"unknown models {sorted(unknown)}; choose from {MODELS}")
+    if config.dataset not in _LOADERS:
+        raise ValueError(f"unknown dataset {config.dataset!r}; choose from {tuple(_LOADERS)}")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_json(workdir / "config.json", dataclasses.asdict(config))
+    meter = CPUTimeEnergyEstimate(config.cpu_power_w_per_core) if meter is None else meter
+    key = jax.random.key(config.seed)
+
+    prep = prepare_windows(config)
+    cd, splits = prep["data"], prep["splits"]
+    test = splits["test"]
+    sc = cd.scaler
+    truth = sc.inverse(test["target"].astype(np.float64))
+    n_windows = {k: int(v["target"].shape[0]) for k, v in splits.items()}
+
+    rows: list[dict] = []
+    rows_energy: list[dict] = []
+    preds: dict[str, np.ndarray] = {}
+    models = ("recycle",) + tuple(m for m in config.models if m != "recycle")
+    for i, name in enumerate(models):
+        if name in ("profile", "persistence"):
+            col = "fc_profile" if name == "profile" else "persistence"
+            variant = config.variant if name == "profile" else "persistence"
+            pred_n = test[col]
+            origins = cd.origins["test"]
+
+            def fn(variant=variant, origins=origins):
+                return profile_windows(cd.cycles, cd.day_type, origins, history=cd.history,
+                                       horizon=cd.horizon, variant=variant, n=config.rhp_days)[1]
+            _, infer_s, inf_e = _time_inference(fn, config.inference_repeats, meter)
+            fit = {"train_s": 0.0, "train_energy": {"energy_j": 0.0}, "num_params": 0, "best_step": None}
+        else:
+            fit = _fit(name, config, splits, workdir, meter, jax.random.fold_in(key, i))
+            test_in = {k: jnp.asarray(test[k]) for k in fit["inputs"]}
+            jitted = jax.jit(fit["predict"])
+            params = jax.device_put(fit["params"])
+            pred_n, infer_s, inf_e = _time_inference(lambda: jitted(params, test_in),
+                                                     config.inference_repeats, meter)
+        rows_energy.append(inf_e)
+        preds[name] = sc.inverse(np.asarray(pred_n, np.float64))
+        m = forecast_metrics(preds[name], truth)
+        row = {"model": name, **m, "params": fit["num_params"], "train_s": fit["train_s"],
+               "train_energy_j": fit["train_energy"].get("energy_j"), "infer_s": infer_s,
+               "infer_energy_j": inf_e.get("energy_j"), "best_step": fit["best_step"]}
+        if name == "recycle":
+            # ReCycle's cost includes computing the profiles of the training and validation windows
+            row["train_s"] += prep["profile_s"]
+        rows.append(row)
+        if progress:
+            print(f"[recycle] {name:12s} test MAE {m['mae']:.4f}  train {row['train_s']:.2f} s  "
+                  f"infer {infer_s * 1e3:.2f} ms", flush=True)
+
+    naive = forecast_metrics(sc.inverse(test["persistence"].astype(np.float64)), truth)["mae"]
+    for r in rows:
+        r["mase"] = r["mae"] / naive
+        r["total_s"] = r["train_s"] + r["infer_s"]
+        r["total_energy_j"] = (r["train_energy_j"] or 0.0) + (r["infer_energy_j"] or 0.0)
+    by = {r["model"]: r for r in rows}
+    energy_source = str(rows_energy[-1].get("source", type(meter).__name__))
+    summary: dict[str, Any] = {
+        "dataset": cd.series.name,
+        "windows": n_windows,
+        "history_cycles": cd.history,
+        "horizon_cycles": cd.horizon,
+        "steps_per_cycle": cd.series.steps_per_cycle,
+        "units": cd.series.target,
+        "energy_source": energy_source,
+        "table": rows,
+        "recycle_mae": by["recycle"]["mae"],
+    }
+    for other in ("profile", "vanilla", "dlinear", "persistence"):
+        if other in by:
+            summary[f"{other}_mae"] = by[other]["mae"]
+    if "profile" in by:
+        summary["goal_mae_below_profile"] = bool(by["recycle"]["mae"] < by["profile"]["mae"])
+    if "vanilla" in by:
+        v, r = by["vanilla"], by["recycle"]
+        summary["goal_mae_below_vanilla"] = bool(r["mae"] < v["mae"])
+        summary["time_ratio_vanilla_over_recycle"] = v["total_s"] / r["total_s"]
+        summary["energy_ratio_vanilla_over_recycle"] = v["total_energy_j"] / max(r["total_energy_j"], 1e-12)
+        summary["goal_10x_time_and_energy"] = bool(
+            summary["time_ratio_vanilla_over_recycle"] >= 10
+            and summary["energy_ratio_vanilla_over_recycle"] >= 10 and r["mae"] <= v["mae"])
+    plot_models = {k: v for k, v in preds.items() if k != "persistence"}
+    path = _plot(workdir, cd, test, plot_models, index=min(len(cd.origins["test"]) - 1, 7))
+    summary["plots"] = [path.name]
+    write_json(workdir / "summary.json", to_jsonable(summary))
+    return summary
+
+
+def format_table(rows: list[dict]) -> str:
+    """The results table as Markdown (for the closing note and the console)."""
+    cols = ["model", "mae", "mse", "mape_pct", "mase", "params", "train_s", "train_energy_j", "infer_s",
+            "infer_energy_j"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
