@@ -44,6 +44,16 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         description="MLP on the UCI optical digits (sklearn): the foundation's smoke experiment",
         metrics=("test_accuracy", "train_loss", "wall_s"),
     ),
+    Experiment(
+        name="recycle",
+        config="recycle/elecdemand.py",
+        quick_arg="quick",
+        full_arg=None,
+        description="ReCycle (residual cyclic transformer) vs profile, persistence, vanilla transformer and "
+        "DLinear on Victoria's half-hourly electricity demand: MAE/MSE/MAPE, time and energy",
+        metrics=("recycle_mae", "profile_mae", "vanilla_mae", "dlinear_mae",
+                 "time_ratio_vanilla_over_recycle", "energy_ratio_vanilla_over_recycle"),
+    ),
 )
 
 # name -> script in scripts/ (run with the remaining command-line arguments).
