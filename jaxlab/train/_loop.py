@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -89,6 +90,13 @@ def train_loop(
     window: list[dict] = []
     last_train: dict[str, float] = {}
     last_eval: dict[str, float] = {}
+    if resumed_from is not None and (workdir / "summary.json").is_file():
+        # A resumed run that has nothing left to do keeps the figures of the run that finished it.
+        try:
+            previous = json.loads((workdir / "summary.json").read_text(encoding="utf-8"))
+            last_train = dict(previous.get("train") or {})
+        except (OSError, json.JSONDecodeError):
+            pass
     t0 = time.perf_counter()
     meter_prev: dict[str, float] = {}
     if meter is not None:
