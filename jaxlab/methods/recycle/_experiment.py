@@ -330,7 +330,8 @@ def _plot(workdir: Path, cd: jdata.CycleData, test: dict, preds: dict[str, np.nd
 # ----------------------------------------------------------------------------- run
 
 
-def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = None, progress: bool = True) -> dict:
+def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = None,
+        progress: bool = True) -> dict:
     """Trains and evaluates ReCycle and the baselines; writes summary.json and forecast.png.
 
     Args:
@@ -350,7 +351,8 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
         raise ValueError(f"unknown dataset {config.dataset!r}; choose from {tuple(_LOADERS)}")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    write_json(workdir / "config.json", dataclasses.asdict(config))
+    if not (workdir / "config.json").exists():  # `jaxlab run` writes (and checks) it itself
+        write_json(workdir / "config.json", dataclasses.asdict(config))
     meter = CPUTimeEnergyEstimate(config.cpu_power_w_per_core) if meter is None else meter
     key = jax.random.key(config.seed)
 
@@ -406,6 +408,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     by = {r["model"]: r for r in rows}
     energy_source = str(rows_energy[-1].get("source", type(meter).__name__))
     summary: dict[str, Any] = {
+        "status": "completed",
         "dataset": cd.series.name,
         "windows": n_windows,
         "history_cycles": cd.history,
