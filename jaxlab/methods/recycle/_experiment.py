@@ -331,7 +331,7 @@ def _plot(workdir: Path, cd: jdata.CycleData, test: dict, preds: dict[str, np.nd
 
 
 def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = None,
-        progress: bool = True) -> dict:
+        progress: bool = True, series: jdata.TimeSeries | None = None) -> dict:
     """Trains and evaluates ReCycle and the baselines; writes summary.json and forecast.png.
 
     Args:
@@ -340,6 +340,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
       meter: energy meter with ``start()/read()/stop()`` (``jaxlab.core.Meter``); default: a
         :class:`CPUTimeEnergyEstimate` (labelled as an estimate in the table).
       progress: print one line per model.
+      series: use this series instead of loading ``config.dataset`` (tests, own data).
 
     Returns:
       The summary: ``table`` (one row per model), headline figures and goal checks.
@@ -347,7 +348,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     unknown = set(config.models) - set(MODELS)
     if unknown:
         raise ValueError(f"unknown models {sorted(unknown)}; choose from {MODELS}")
-    if config.dataset not in _LOADERS:
+    if series is None and config.dataset not in _LOADERS:
         raise ValueError(f"unknown dataset {config.dataset!r}; choose from {tuple(_LOADERS)}")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -356,7 +357,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     meter = CPUTimeEnergyEstimate(config.cpu_power_w_per_core) if meter is None else meter
     key = jax.random.key(config.seed)
 
-    prep = prepare_windows(config)
+    prep = prepare_windows(config, series)
     cd, splits = prep["data"], prep["splits"]
     test = splits["test"]
     sc = cd.scaler
