@@ -47,6 +47,7 @@ class TimeSeries:
       steps_per_cycle: samples per primary cycle (48 for a day of half-hours).
       country: ``holidays`` country code for public holidays (None: no holidays).
       subdiv: ``holidays`` subdivision (state, nation), or None.
+      units: the target's unit (for labels), e.g. ``"GW"``.
     """
 
     name: str
@@ -57,6 +58,7 @@ class TimeSeries:
     steps_per_cycle: int
     country: str | None = None
     subdiv: str | None = None
+    units: str = ""
 
     @property
     def num_steps(self) -> int:
@@ -93,6 +95,7 @@ def time_series(
     name: str = "series",
     country: str | None = None,
     subdiv: str | None = None,
+    units: str = "",
     gaps: Literal["raise", "interpolate"] = "raise",
     partial_cycles: Literal["raise", "trim"] = "raise",
 ) -> TimeSeries:
@@ -104,7 +107,7 @@ def time_series(
       columns: column names (``c`` of them).
       target: the column to forecast (default: the first).
       steps_per_cycle: samples per cycle; default: the samples in one day at the series' step.
-      name, country, subdiv: see :class:`TimeSeries`.
+      name, country, subdiv, units: see :class:`TimeSeries`.
       gaps: what to do with missing timestamps: ``"raise"`` (default) or ``"interpolate"``
         (insert the missing steps and fill every column linearly in time).
       partial_cycles: what to do when the series does not start at a cycle boundary (midnight for
@@ -196,6 +199,7 @@ def time_series(
         steps_per_cycle=int(steps_per_cycle),
         country=country,
         subdiv=subdiv,
+        units=units,
     )
 
 
@@ -234,6 +238,7 @@ def load_elecdemand() -> TimeSeries:
         columns=cols,
         target="Demand",
         name="elecdemand",
+        units="GW",
         country="AU",
         subdiv="VIC",
     )
@@ -256,6 +261,7 @@ def load_taylor() -> TimeSeries:
         columns=("Demand",),
         target="Demand",
         name="taylor",
+        units="MW",
         country="GB",
         subdiv="ENG",
     )

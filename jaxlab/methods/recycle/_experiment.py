@@ -317,7 +317,7 @@ def _plot(workdir: Path, cd: jdata.CycleData, test: dict, preds: dict[str, np.nd
     for name, p in preds.items():
         ax.plot(t_fc, p[index].reshape(-1), lw=1, label=name)
     ax.set_xlabel(f"days after {cd.dates[o]} 00:00")
-    ax.set_ylabel(f"{cd.series.target} ({cd.series.name})")
+    ax.set_ylabel(f"{cd.series.target} ({cd.series.units})" if cd.series.units else cd.series.target)
     ax.set_title(f"{cd.series.name}: {truth.size // d}-day forecast from a {cd.history}-day history")
     ax.legend(ncol=4, fontsize=8)
     fig.tight_layout()
@@ -356,6 +356,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
         write_json(workdir / "config.json", dataclasses.asdict(config))
     meter = CPUTimeEnergyEstimate(config.cpu_power_w_per_core) if meter is None else meter
     key = jax.random.key(config.seed)
+    t_run = time.perf_counter()
 
     prep = prepare_windows(config, series)
     cd, splits = prep["data"], prep["splits"]
@@ -406,6 +407,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
         r["mase"] = r["mae"] / naive
         r["total_s"] = r["train_s"] + r["infer_s"]
         r["total_energy_j"] = (r["train_energy_j"] or 0.0) + (r["infer_energy_j"] or 0.0)
+        r["energy"] = "estimate" if rows_energy[-1].get("estimated") else "measured"
     by = {r["model"]: r for r in rows}
     energy_source = str(rows_energy[-1].get("source", type(meter).__name__))
     summary: dict[str, Any] = {
@@ -415,10 +417,13 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
         "history_cycles": cd.history,
         "horizon_cycles": cd.horizon,
         "steps_per_cycle": cd.series.steps_per_cycle,
-        "units": cd.series.target,
+        "target": cd.series.target,
+        "units": cd.series.units,
         "energy_source": energy_source,
         "table": rows,
         "recycle_mae": by["recycle"]["mae"],
+        "wall_s": time.perf_counter() - t_run,
+        "energy": {"energy_j": sum(r["total_energy_j"] for r in rows), "source": energy_source},
     }
     for other in ("profile", "vanilla", "dlinear", "persistence"):
         if other in by:
