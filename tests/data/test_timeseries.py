@@ -149,3 +149,5 @@ def test_load_taylor():
     assert s.num_steps == 4032 and s.num_cycles == 84
     assert jd.day_types(s.dates[:1], [False])[0] == 0 and str(s.dates[0]) == "2000-06-05"  # a Monday
     assert 15000 < s.column("Demand").min() and s.column("Demand").max() < 60000
+    weekly = jd.time_series(s.timestamps, s.values, columns=s.columns, steps_per_cycle=336)
+    assert weekly.num_cycles == 12 and jd.to_cycles(weekly.column("Demand"), 336).shape == (12, 336)
