@@ -4,11 +4,13 @@ Data: half-hourly Victorian electricity demand 2014 (R fpp2::elecdemand via `pip
 one token per day (D = 48), Victorian public holidays (`pip install holidays`), 60/20/20 chronological
 split, 7-day history -> 7-day forecast, daily mean/min/max temperature of history and forecast days in
 each token's metadata (the per-step temperature for the vanilla transformer): an oracle weather forecast.
-History and learning rate were chosen on the validation split (21 days, the paper's default, and
-1e-3 were worse there).
+Adam at the paper's lr 1e-3, batch 32, 600 steps for every trained model, best validation MAE kept.
+The 7-day history, the temperature covariate and the learning rate were chosen on the validation
+split (mean of seeds 0-2: lr 1e-3 0.0246 < 3e-4 0.0272 < 1e-4 0.0285 normalised MAE; a 21-day
+history and no temperature were worse there).
 
 Command:  jaxlab run configs/recycle/elecdemand.py          (quick: configs/recycle/elecdemand.py:quick)
-          variants: :univariate (no temperature), :paper (21-day history, lr 1e-3, no temperature)
+          variants: :univariate (no temperature), :paper (21-day history, no temperature)
 Hardware: CPU (2 cores); no accelerator needed.
 Runtime:  about 12 min on 2 shared CPU cores, nearly all of it the vanilla transformer
           (quick: about 40 s).
@@ -23,14 +25,14 @@ from jaxlab.methods.recycle import RecycleConfig, run  # noqa: F401  (run is wha
 
 
 def get_config(arg: str | None = None) -> RecycleConfig:
-    config = RecycleConfig(dataset="elecdemand", history=7, horizon=7, learning_rate=3e-4, num_steps=600,
+    config = RecycleConfig(dataset="elecdemand", history=7, horizon=7, learning_rate=1e-3, num_steps=600,
                            vanilla_steps=600, eval_every=50, exogenous=("Temperature",))
     if arg in (None, "", "default"):
         return config
     if arg == "quick":
-        return dataclasses.replace(config, num_steps=200, vanilla_steps=10, eval_every=50, inference_repeats=3)
+        return dataclasses.replace(config, num_steps=150, vanilla_steps=4, eval_every=50, inference_repeats=2)
     if arg == "univariate":
         return dataclasses.replace(config, exogenous=())
     if arg == "paper":
-        return dataclasses.replace(config, history=21, learning_rate=1e-3, exogenous=())
+        return dataclasses.replace(config, history=21, exogenous=())
     raise ValueError(f"unknown argument {arg!r}; use 'quick', 'univariate', 'paper' or nothing")
