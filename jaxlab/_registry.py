@@ -49,4 +49,5 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 # name -> script in scripts/ (run with the remaining command-line arguments).
 BENCHMARKS: dict[str, str] = {
     "train": "bench_train.py",
+    "sparse": "bench_spmv.py",
 }

@@ -10,7 +10,7 @@ from ._ell import ELL, SELLP, Hybrid
 FORMATS: dict[str, type[AbstractSparseMatrix]] = {
     cls.format_name: cls for cls in (CSR, COO, ELL, SELLP, Hybrid, Dense)
 }
-DEFAULT_FORMAT = "csr"
+DEFAULT_FORMAT = "hybrid"
 
 
 def _format_class(format) -> type[AbstractSparseMatrix]:
@@ -27,7 +27,8 @@ def from_scipy(S, format=DEFAULT_FORMAT, *, dtype=None, **options) -> AbstractSp
 
     Args:
       S: a ``scipy.sparse`` matrix/array or a 2-D NumPy array.
-      format: ``"csr"`` (default), ``"coo"``, ``"ell"``, ``"sellp"``, ``"hybrid"``, ``"dense"``,
+      format: ``"hybrid"`` (default: ELL + COO split from the row lengths, the fastest general
+        choice we measured on CPU), ``"csr"``, ``"coo"``, ``"ell"``, ``"sellp"``, ``"dense"``,
         or a format class.
       dtype: value dtype (default: ``S``'s).
       **options: passed to the format (``strategy``, ``width``, ``slice_size``, ``stride_factor``,
