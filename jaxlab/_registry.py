@@ -50,4 +50,5 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 BENCHMARKS: dict[str, str] = {
     "train": "bench_train.py",
     "krylov": "bench_krylov.py",
+    "sparse": "bench_spmv.py",
 }
