@@ -8,6 +8,7 @@ from ._precond import PRECONDITIONERS as PRECONDITIONERS
 from ._precond import block_jacobi as block_jacobi
 from ._precond import ic0 as ic0
 from ._precond import ilu0 as ilu0
+from ._precond import ilu0_reference as ilu0_reference
 from ._precond import isai as isai
 from ._precond import jacobi as jacobi
 from ._precond import make_preconditioner as make_preconditioner

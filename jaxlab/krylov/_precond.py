@@ -378,3 +378,19 @@ def make_preconditioner(A: Any, kind: Any, **options: Any):
     if callable(kind):
         return kind
     raise TypeError(f"preconditioner must be None, a name or a callable, got {type(kind).__name__}")
+
+
+def ilu0_reference(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense textbook ILU(0) (IKJ variant restricted to the pattern of ``A``): returns unit-lower L and U."""
+    a = np.array(A, dtype=np.float64 if np.asarray(A).dtype != np.float32 else np.float32)
+    n = a.shape[0]
+    pattern = a != 0
+    for i in range(1, n):
+        for k in range(i):
+            if not pattern[i, k]:
+                continue
+            a[i, k] /= a[k, k]
+            for j in range(k + 1, n):
+                if pattern[i, j]:
+                    a[i, j] -= a[i, k] * a[k, j]
+    return np.tril(a, -1) + np.eye(n, dtype=a.dtype), np.triu(a)

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+import jaxlab.sparse as jsparse
+
 from ._bicgstab import bicgstab_loop, cgs_loop
 from ._cg import cg_loop, fcg_loop
 from ._common import tolerance
@@ -36,6 +38,10 @@ class _Config(NamedTuple):
     inner_dtype: str | None
     inner_rtol: float
     inner_maxiter: int
+
+
+def _is_scipy_sparse(A) -> bool:
+    return type(A).__module__.startswith("scipy.sparse")
 
 
 def _is_callable_operator(A) -> bool:
@@ -146,12 +152,8 @@ def _callable_solve(cfg: _Config, A, M, b, x0):
                                           matvec, M, rhs, x0)
         return x, (k, rnorm, status, hist)
 
-    def run_t(vecmat, rhs):
-        x, _ = run(vecmat, rhs)
-        return x
-
     x, (k, rnorm, status, hist) = lax.custom_linear_solve(
-        A, b, run, transpose_solve=run_t, symmetric=cfg.method in _SYMMETRIC, has_aux=True)
+        A, b, run, transpose_solve=run, symmetric=cfg.method in _SYMMETRIC, has_aux=True)
     return x, k, rnorm, status, hist
 
 
@@ -191,7 +193,9 @@ def solve(
     matrix values through the adjoint solve (implicit differentiation), never through the iterations.
 
     Args:
-      A: a jaxlab sparse matrix, a dense ``(n, n)`` array, or a callable ``x -> A x`` (matrix-free).
+      A: a jaxlab sparse matrix (any format), a SciPy sparse matrix (converted to the default format), a
+        dense ``(n, n)`` array, or a callable ``x -> A x`` (matrix-free). Gradients with respect to a sparse
+        matrix are taken through its values: ``jax.grad(lambda v: f(solve(A.with_data(v), b)))(A.data)``.
       b: right-hand side, shape ``(n,)`` or ``(n, k)`` (k systems, each with its own convergence).
       method: ``"cg"``, ``"bicgstab"``, ``"gmres"``, ``"cgs"``, ``"fcg"`` or ``"ir"``.
       preconditioner: None, ``"jacobi"``, ``"block_jacobi"``, ``"ilu0"``, ``"ic0"``, ``"isai"``, an object
@@ -226,6 +230,8 @@ def solve(
     b = jnp.asarray(b)
     if not _is_callable_operator(A) and isinstance(A, np.ndarray):
         A = jnp.asarray(A)
+    elif _is_scipy_sparse(A):
+        A = jsparse.from_scipy(A)
     check_system(A, b)
     n = operator_shape(A, b)[0]
     if maxiter is None:
@@ -253,18 +259,32 @@ def solve(
                   None if inner_dtype is None else jnp.dtype(inner_dtype).name, float(inner_rtol),
                   int(inner_maxiter))
     if _is_callable_operator(A):
-        run = partial(_callable_solve, cfg, A, M)
-    elif not hasattr(M, "T") and cfg.method not in _SYMMETRIC:
-        M = _NoTranspose(M)
-        run = partial(_matrix_solve, cfg, A, M)
+        x, k, rnorm, status, hist = _dispatch(cfg, A, M, b, x0)
     else:
-        run = partial(_matrix_solve, cfg, A, M)
-    if b.ndim == 2:
-        x, k, rnorm, status, hist = jax.vmap(run, in_axes=(1, 1), out_axes=(1, 0, 0, 0, 0))(b, x0)
-    else:
-        x, k, rnorm, status, hist = run(b, x0)
+        if not hasattr(M, "T") and cfg.method not in _SYMMETRIC:
+            M = _NoTranspose(M)
+        if _is_pytree_operator(M):
+            x, k, rnorm, status, hist = _dispatch_jit(cfg, A, M, b, x0)
+        else:  # a plain Python callable preconditioner cannot be a jit argument
+            x, k, rnorm, status, hist = _dispatch(cfg, A, M, b, x0)
     return Solution(x=x, iterations=k, residual_norm=rnorm, converged=status == Status.CONVERGED, status=status,
                     history=hist if history else None)
+
+
+def _dispatch(cfg: _Config, A, M, b, x0):
+    run = partial(_callable_solve if _is_callable_operator(A) else _matrix_solve, cfg, A, M)
+    if b.ndim == 2:
+        return jax.vmap(run, in_axes=(1, 1), out_axes=(1, 0, 0, 0, 0))(b, x0)
+    return run(b, x0)
+
+
+# Eager calls reuse the compiled solver for the same settings and shapes instead of retracing.
+_dispatch_jit = jax.jit(_dispatch, static_argnums=(0,))
+
+
+def _is_pytree_operator(M) -> bool:
+    leaves, treedef = jax.tree.flatten(M)
+    return not (treedef.num_leaves == 1 and leaves and leaves[0] is M and not hasattr(M, "shape"))
 
 
 class _NoTranspose:
