@@ -303,6 +303,13 @@ def day_types(dates: np.ndarray, holiday: np.ndarray) -> np.ndarray:
     """ReCycle's day type: 0 = Monday-Friday, 1 = Saturday, 2 = Sunday or public holiday.
 
     A holiday on any weekday (Saturday included) is type 2.
+
+    Examples:
+      >>> import numpy as np
+      >>> from jaxlab.data import day_types
+      >>> dates = np.arange(np.datetime64("2024-01-01"), np.datetime64("2024-01-08"))  # Mon..Sun
+      >>> day_types(dates, dates == np.datetime64("2024-01-01")).tolist()
+      [2, 0, 0, 0, 0, 1, 2]
     """
     weekday = _weekday(dates)
     out = np.where(weekday < 5, 0, np.where(weekday == 5, 1, 2))
@@ -353,6 +360,16 @@ def to_cycles(x: np.ndarray, steps_per_cycle: int) -> np.ndarray:
     Raises:
       ValueError: if ``n`` is not a multiple of ``steps_per_cycle`` (trim the series first, e.g.
         with ``time_series(..., partial_cycles="trim")``).
+
+    Examples:
+      >>> import numpy as np
+      >>> from jaxlab.data import to_cycles, from_cycles
+      >>> c = to_cycles(np.arange(6), 3)
+      >>> c
+      array([[0, 1, 2],
+             [3, 4, 5]])
+      >>> from_cycles(c).tolist()
+      [0, 1, 2, 3, 4, 5]
     """
     x = np.asarray(x)
     if steps_per_cycle < 1:
@@ -378,6 +395,11 @@ def chronological_split(
     """Cuts ``range(n)`` into consecutive ``(start, stop)`` parts of the given fractions.
 
     Boundaries are rounded down; the last part takes the remainder.
+
+    Examples:
+      >>> from jaxlab.data import chronological_split
+      >>> chronological_split(365)
+      ((0, 219), (219, 292), (292, 365))
     """
     fr = np.asarray(fractions, np.float64)
     if (fr <= 0).any() or abs(fr.sum() - 1.0) > 1e-9:
