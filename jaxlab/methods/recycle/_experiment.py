@@ -257,7 +257,7 @@ def _fit(name: str, config: RecycleConfig, splits: dict, workdir: Path, meter: M
     meter.start()
     t0 = time.perf_counter()
     eval_fn(state)  # step 0: for ReCycle (zero head) this is the profile itself
-    state, loop = train_loop(state, step, get_batch, num_steps=num_steps, key=k_train, workdir=None,
+    state, _ = train_loop(state, step, get_batch, num_steps=num_steps, key=k_train, workdir=None,
                              eval_fn=eval_fn, eval_every=config.eval_every, progress=False,
                              description=name)
     jax.block_until_ready(state)
@@ -299,10 +299,7 @@ def forecast_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
 
 
 def _plot(workdir: Path, cd: jdata.CycleData, test: dict, preds: dict[str, np.ndarray], index: int) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
     sc = cd.scaler
     d = test["target"].shape[2]
@@ -311,7 +308,8 @@ def _plot(workdir: Path, cd: jdata.CycleData, test: dict, preds: dict[str, np.nd
     o = int(cd.origins["test"][index])
     t_hist = np.arange(-2 * d, 0) / d
     t_fc = np.arange(truth.size) / d
-    fig, ax = plt.subplots(figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    ax = fig.subplots()
     ax.plot(t_hist, hist, color="0.5", lw=1, label="history")
     ax.plot(t_fc, truth, color="k", lw=1.6, label="truth")
     for name, p in preds.items():
@@ -323,7 +321,6 @@ def _plot(workdir: Path, cd: jdata.CycleData, test: dict, preds: dict[str, np.nd
     fig.tight_layout()
     path = workdir / "forecast.png"
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
