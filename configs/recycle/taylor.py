@@ -6,8 +6,10 @@ only ~22 training windows (a small-data check, not a headline).
 
 Command:  jaxlab run configs/recycle/taylor.py        (quick: configs/recycle/taylor.py:quick)
 Hardware: CPU (2 cores).
-Runtime:  about 3 min on 2 shared CPU cores (quick: about 40 s).
-Expected: all MAEs within a few percent of each other; see the table in summary.json.
+Runtime:  about 2 min on 2 shared CPU cores (quick: about 40 s).
+Expected: test MAE (MW) ReCycle 561 < profile 703 < vanilla 823 < DLinear 875 < persistence 1910 (seed 0).
+          Time and estimated energy only ~1.6x/1.8x below the vanilla transformer here: with a 1-day
+          horizon and 22 training windows its 384 tokens are cheap.
 """
 
 import dataclasses
