@@ -1,5 +1,7 @@
 """Shared Flax building blocks and reference models."""
 
+from ._mlp import MLP as MLP
+from ._mlp import SmallCNN as SmallCNN
 from ._afno import AFNO2D as AFNO2D
 from ._afno import AFNOBlock as AFNOBlock
 from ._afno import AFNONet as AFNONet
