@@ -196,16 +196,16 @@ class EnergyMeter:
             raise RuntimeError(f"EnergyMeter.{what}() needs a running meter: call start() (or use `with meter:`)")
 
     def read(self) -> dict[str, float]:
-        """Energy and wall time since :meth:`start`: ``{"energy_j", "energy_j_<kind>"..., "wall_s"}``.
+        """Joules since :meth:`start`: ``{"energy_j": total, "energy_j_<kind>": ...}``.
 
         The caller synchronises the device first (``jax.block_until_ready``), as the training loop does.
+        There is no ``wall_s`` key: the training loop subtracts successive readings key by key and
+        keeps its own cumulative ``wall_s``.
         """
         self._require_running("read")
-        t, per = self._snapshot()
-        kinds = self._by_kind(per)
+        kinds = self._by_kind({s.name: s.energy_j() for s in self.sensors})
         out = {"energy_j": float(sum(kinds.values()))}
         out.update({f"energy_j_{k}": v for k, v in kinds.items()})
-        out["wall_s"] = t - self._t0  # type: ignore[operator]
         return out
 
     def stop(self) -> dict[str, Any]:

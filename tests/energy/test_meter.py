@@ -29,7 +29,7 @@ def _scripted_meter(tmp_path):
     root = make_powercap(tmp_path / "pc", {"intel-rapl:0": ("package-0", 0, 10**9),
                                            "intel-rapl:0:1": ("dram", 0, 10**9)})
     nvml = FakeNvml(1, energy_mj={0: [0, 0, 1000, 3000, 6000]})
-    clock = ScriptedClock([100.0, 101.0, 102.0, 103.0])
+    clock = ScriptedClock([100.0, 101.0, 102.0, 103.0])  # start, then each window edge / stop
     m = energy.EnergyMeter(devices=[FakeDevice(id=0, local_hardware_id=0)], nvml=nvml, rapl_root=root,
                            clock=clock, rapl_interval_s=3600, pue=1.5, carbon_g_per_kwh=400.0)
     return m, root
@@ -41,21 +41,21 @@ def test_meter_protocol_and_report(tmp_path):
     m.start()  # t=100, gpu counter at 0 mJ
     set_energy(root, "intel-rapl:0", 2_000_000)
     set_energy(root, "intel-rapl:0:1", 500_000)
-    r1 = m.read()  # t=101, gpu 1 J
+    r1 = m.read()  # gpu 1 J
     assert r1 == pytest.approx({"energy_j": 3.5, "energy_j_gpu": 1.0, "energy_j_cpu": 2.0,
-                                "energy_j_dram": 0.5, "wall_s": 1.0})
+                                "energy_j_dram": 0.5})
     r2 = m.read()  # cumulative: gpu 3 J
-    assert r2["energy_j_gpu"] == pytest.approx(3.0) and r2["wall_s"] == pytest.approx(2.0)
-    out = m.stop()  # t=103, gpu 6 J
+    assert r2["energy_j_gpu"] == pytest.approx(3.0)
+    out = m.stop()  # t=101, gpu 6 J
     assert out["energy_j"] == pytest.approx({"gpu": 6.0, "cpu": 2.0, "dram": 0.5})
-    assert out["wall_s"] == pytest.approx(3.0)
+    assert out["wall_s"] == pytest.approx(1.0)
     assert out["source"] == {"gpu": "nvml_energy", "cpu": "rapl", "dram": "rapl"}
     assert out["estimated"] is False
-    assert out["gpu_count"] == 1 and out["gpu_hours"] == pytest.approx(3.0 / 3600)
+    assert out["gpu_count"] == 1 and out["gpu_hours"] == pytest.approx(1.0 / 3600)
     assert out["kwh"] == pytest.approx(8.5 * 1.5 / 3.6e6)
     assert out["co2_g"] == pytest.approx(out["kwh"] * 400.0)
     rep = m.report()
-    assert rep.total_energy_j == pytest.approx(8.5) and rep.power_w["gpu"] == pytest.approx(2.0)
+    assert rep.total_energy_j == pytest.approx(8.5) and rep.power_w["gpu"] == pytest.approx(6.0)
     rep.to_json(tmp_path / "e.json")
     assert json.loads((tmp_path / "e.json").read_text())["energy_j"]["gpu"] == pytest.approx(6.0)
     rep.to_csv(tmp_path / "e.csv")
