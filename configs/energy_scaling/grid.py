@@ -1,0 +1,29 @@
+"""Energy of data-parallel training (arXiv 2508.07706): ResNet and FourCastNet's AFNO over a grid of
+(devices, global batch, local batch); fit energy = a * device-hours + b per model.
+
+Command:  jaxlab run configs/energy_scaling/grid.py            (smoke: configs/energy_scaling/grid.py:smoke)
+          On CPU the grid uses fake devices: XLA_FLAGS=--xla_force_host_platform_device_count=8
+          (`jaxlab reproduce` sets it).
+Hardware: default: 8 GPUs of one node (ResNet50 on 64x64 generated images, AFNO 256x4 on 64x128x20
+          fields, 7 grid points each); smoke: 2 CPU cores with 8 fake devices, tiny widths.
+Runtime:  default: about 20 min on 8 H100 (not measured here); smoke: about 40-60 s on 2 CPU cores.
+Expected: energy grows about linearly with device-hours (R^2 > 0.9 on GPUs, as in the paper) with a
+          model-specific slope; with fake CPU devices the energy is a CPU-time estimate (flagged) that
+          does not grow with the device count, so the slope is small and R^2 is not meaningful.
+"""
+
+from jaxlab.methods.energy_scaling import ScalingConfig, run  # noqa: F401  (run is what `jaxlab run` calls)
+
+
+def get_config(arg: str | None = None) -> ScalingConfig:
+    if arg in (None, "", "default"):
+        return ScalingConfig()
+    if arg == "smoke":
+        return ScalingConfig(
+            grid=((1, 16, 16), (2, 32, 8), (4, 16, 4), (8, 64, 8)),
+            epochs=2, num_train=256, num_test=64,
+            resnet="tiny", resnet_width=8, image_size=16, num_classes=4, resnet_lr_per_256=0.8,
+            afno_embed_dim=16, afno_depth=1, afno_num_blocks=4, afno_patch_size=4, field_shape=(16, 32),
+            field_channels=2, afno_lr=3e-3,
+        )
+    raise ValueError(f"unknown argument {arg!r}; use 'smoke' or nothing")

@@ -1,0 +1,43 @@
+"""The scaling study: the energy fit against its closed form, and a tiny end-to-end grid."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxlab.methods.energy_scaling import ScalingConfig, fit_energy, fit_energy_reference, make_fields, run
+
+
+def test_fit_energy_matches_closed_form():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 2, 12)
+    y = 3.5e5 * x + 120.0 + rng.normal(0, 10, 12)
+    got, want = fit_energy(x, y), fit_energy_reference(x, y)
+    np.testing.assert_allclose(got["a_j_per_device_hour"], want["a_j_per_device_hour"], rtol=1e-10)
+    np.testing.assert_allclose(got["b_j"], want["b_j"], rtol=1e-8)
+    assert 0.99 < got["r2"] <= 1.0 and got["points"] == 12
+    with pytest.raises(ValueError, match="two distinct"):
+        fit_energy([1.0, 1.0], [2.0, 3.0])
+
+
+def test_fields_are_periodic_and_seeded():
+    a = make_fields(3, 2, (8, 16), 2)
+    np.testing.assert_array_equal(a, make_fields(3, 2, (8, 16), 2))
+    assert a.shape == (2, 8, 16, 2) and a.dtype == np.float32 and np.std(a) > 0.1
+
+
+def test_tiny_grid_end_to_end(tmp_path):
+    config = ScalingConfig(
+        models=("afno",), grid=((1, 8, 8), (2, 8, 2), (16, 16, 1)), epochs=1, num_train=16, num_test=8,
+        afno_embed_dim=8, afno_depth=1, afno_num_blocks=2, afno_patch_size=4, field_shape=(8, 8),
+        field_channels=1)
+    summary = run(config, tmp_path, progress=False)
+    rows = summary["table"]
+    assert [(r["devices"], r["accumulation"], r["steps"]) for r in rows] == [(1, 1, 2), (2, 2, 2)]
+    assert all(r["energy_j"] > 0 and r["device_hours"] > 0 and np.isfinite(r["eval_loss"]) for r in rows)
+    # Same start, same global batch and data order: 1 device equals 2 devices with accumulation.
+    np.testing.assert_allclose(rows[0]["eval_loss"], rows[1]["eval_loss"], rtol=1e-4)
+    assert "afno" in summary["fits"] and summary["estimated"] == any(r["estimated"] for r in rows)
+    assert len(summary["skipped"]) == 1 and "16 devices" in summary["skipped"][0]
+    assert (tmp_path / "energy_vs_device_hours.png").exists() and (tmp_path / "scaling.png").exists()
+    assert json.loads((tmp_path / "summary.json").read_text())["plots"] == summary["plots"]
