@@ -44,9 +44,22 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         description="MLP on the UCI optical digits (sklearn): the foundation's smoke experiment",
         metrics=("test_accuracy", "train_loss", "wall_s"),
     ),
+    Experiment(
+        name="energy_scaling",
+        config="energy_scaling/grid.py",
+        quick_arg="smoke",
+        full_arg=None,
+        description="Energy of data-parallel ResNet and AFNO training over (devices, global batch, local batch); "
+                    "fit energy = a * device-hours + b (arXiv 2508.07706)",
+        metrics=("resnet_slope_j_per_device_hour", "resnet_fit_r2", "afno_slope_j_per_device_hour", "afno_fit_r2",
+                 "estimated", "wall_s"),
+        paper={"resnet_fit_r2": "energy ~ linear in GPU-hours (no table values)",
+               "afno_fit_r2": "energy ~ linear in GPU-hours (no table values)"},
+    ),
 )
 
 # name -> script in scripts/ (run with the remaining command-line arguments).
 BENCHMARKS: dict[str, str] = {
     "train": "bench_train.py",
+    "energy": "bench_energy.py",
 }

@@ -288,8 +288,17 @@ def run(config: ScalingConfig, workdir: str | Path, *, progress: bool = True) ->
             skipped.append(f"{m} fit: {e}")
     plots = plot_scaling(rows, fits, workdir) if rows else []
     env = environment_info()
+    kinds = sorted({k[len("energy_j_"):] for r in rows for k in r if k.startswith("energy_j_")})
     summary: dict[str, Any] = {
+        "status": "completed",
         "wall_s": time.perf_counter() - t0,
+        # Measured training time of all grid points (compilation excluded), in the loop's format.
+        "energy": {
+            "total_energy_j": float(sum(r["energy_j"] for r in rows)),
+            "energy_j": {k: float(sum(r.get(f"energy_j_{k}", 0.0) for r in rows)) for k in kinds},
+            "wall_s": float(sum(r["wall_s"] for r in rows)),
+            "estimated": any(r["estimated"] for r in rows),
+        },
         "device_kind": env["device_kind"],
         "estimated": any(r["estimated"] for r in rows),
         "energy_source": sorted({r["energy_source"] for r in rows}),
