@@ -12,6 +12,7 @@ the CPU-time estimate (flagged ``estimated`` in every row); on fake CPU devices 
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import time
 from pathlib import Path
@@ -157,6 +158,7 @@ def run_point(task: Task, config: ScalingConfig, devices: int, global_batch: int
     host_state = jax.device_get(state)
     row: dict[str, Any] = {
         "model": task.name,
+        "run": f"{devices}g{global_batch}G{local_batch}l",  # the paper's naming, plus the global batch
         "devices": devices,
         "global_batch": global_batch,
         "local_batch": local_batch,
@@ -256,8 +258,20 @@ def plot_scaling(rows: Sequence[dict[str, Any]], fits: dict[str, dict[str, float
     return names
 
 
+_TABLE_COLUMNS = ("model", "run", "accumulation", "steps", "wall_s", "step_ms", "energy_j", "device_hours",
+                  "samples_per_device_hour", "updates_per_device_hour", "energy_per_device_hour_j", "eval_loss",
+                  "eval_accuracy", "estimated")
+
+
+def _sig(v: Any) -> Any:
+    return float(f"{v:.4g}") if isinstance(v, float) else v
+
+
 def run(config: ScalingConfig, workdir: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """Runs the grid for every model, fits energy against device-hours, writes results and plots.
+
+    Writes ``summary.json`` (fits, a short table), ``grid.json``/``grid.csv`` (every measured column)
+    and the PNGs of :func:`plot_scaling` into ``workdir``.
 
     Grid points needing more devices than exist are skipped and listed in ``summary["skipped"]``.
     """
@@ -307,7 +321,14 @@ def run(config: ScalingConfig, workdir: str | Path, *, progress: bool = True) ->
         **{f"{m}_fit_r2": f["r2"] for m, f in fits.items()},
         "skipped": skipped,
         "plots": plots,
-        "table": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+        "table": [{k: _sig(r.get(k)) for k in _TABLE_COLUMNS if k in r} for r in rows],
     }
     write_json(workdir / "summary.json", summary)
+    write_json(workdir / "grid.json", rows)
+    if rows:
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        with open(workdir / "grid.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=cols)
+            w.writeheader()
+            w.writerows(rows)
     return summary

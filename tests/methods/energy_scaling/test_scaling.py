@@ -32,12 +32,14 @@ def test_tiny_grid_end_to_end(tmp_path):
         afno_embed_dim=8, afno_depth=1, afno_num_blocks=2, afno_patch_size=4, field_shape=(8, 8),
         field_channels=1)
     summary = run(config, tmp_path, progress=False)
-    rows = summary["table"]
-    assert [(r["devices"], r["accumulation"], r["steps"]) for r in rows] == [(1, 1, 2), (2, 2, 2)]
+    rows = json.loads((tmp_path / "grid.json").read_text())
+    assert len(summary["table"]) == 2
+    assert [(r["run"], r["accumulation"], r["steps"]) for r in rows] == [("1g8G8l", 1, 2), ("2g8G2l", 2, 2)]
     assert all(r["energy_j"] > 0 and r["device_hours"] > 0 and np.isfinite(r["eval_loss"]) for r in rows)
     # Same start, same global batch and data order: 1 device equals 2 devices with accumulation.
     np.testing.assert_allclose(rows[0]["eval_loss"], rows[1]["eval_loss"], rtol=1e-4)
     assert "afno" in summary["fits"] and summary["estimated"] == any(r["estimated"] for r in rows)
     assert len(summary["skipped"]) == 1 and "16 devices" in summary["skipped"][0]
     assert (tmp_path / "energy_vs_device_hours.png").exists() and (tmp_path / "scaling.png").exists()
+    assert (tmp_path / "grid.csv").read_text().startswith("model,run,devices")
     assert json.loads((tmp_path / "summary.json").read_text())["plots"] == summary["plots"]
