@@ -9,46 +9,57 @@ from jaxlab import nn as jnn
 from jaxlab.core import tolerances
 
 
+def _normal(shape, dtype, seed=0):
+    # NumPy draws: no per-shape PRNG compilation (these tests are compile-bound on CPU).
+    return jnp.asarray(np.random.default_rng([seed, *shape]).standard_normal(shape).astype(dtype))
+
+
 def _count(tree):
     return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
 
 
 @pytest.mark.parametrize("model, expected", [(jnn.ResNet50, 25_557_032), (jnn.ResNet18, 11_689_512)])
 def test_resnet_parameter_counts_match_torchvision(model, expected):
-    variables = jax.eval_shape(
-        lambda: model(num_classes=1000).init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False))
+    m = model(num_classes=1000)
+    x = jnp.zeros((2, 64, 64, 3), jnp.float32)
+
+    def init_apply():  # traced only (eval_shape): no compilation
+        v = m.init(jax.random.key(0), x, train=False)
+        return v, m.apply(v, x, train=False)
+
+    variables, out = jax.eval_shape(init_apply)
     assert _count(variables["params"]) == expected  # 25.6M and 11.7M
+    assert out.shape == (2, 1000)
 
 
-def test_resnet_shapes_and_batch_stats(getkey):
-    model = jnn.ResNet(stage_sizes=(1, 1), block_cls=jnn.BottleneckBlock, num_classes=7, num_filters=4,
+def test_resnet_shapes_and_batch_stats():
+    # One bottleneck stage with a projection shortcut (4 -> 16 channels).
+    model = jnn.ResNet(stage_sizes=(1,), block_cls=jnn.BottleneckBlock, num_classes=7, num_filters=4,
                        small_inputs=True)
-    x = jax.random.normal(getkey(), (3, 16, 16, 3), jnp.float32)
+    x = _normal((3, 8, 8, 3), np.float32)
 
     def init_and_apply(k):  # one compilation for both
         v = model.init(k, x, train=False)
         return v, model.apply(v, x, train=True, mutable=["batch_stats"])
 
-    variables, (logits, upd) = jax.jit(init_and_apply)(getkey())
+    # An "rbg" key: the init compiles ~3x faster than with threefry on CPU.
+    variables, (logits, upd) = jax.jit(init_and_apply)(jax.random.key(0, impl="rbg"))
     assert set(variables) == {"params", "batch_stats"}
+    assert "conv_proj" in variables["params"]["BottleneckBlock_0"]
     assert logits.shape == (3, 7) and logits.dtype == jnp.float32
     changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), variables["batch_stats"], upd["batch_stats"])
-    assert any(jax.tree.leaves(changed))
-    # Shapes only (no compilation) for the other configurations.
-    for m, n in [(jnn.ResNet18(num_classes=5, num_filters=4), 5), (jnn.ResNet50(num_classes=3), 3)]:
-        out = jax.eval_shape(lambda: m.apply(m.init(jax.random.key(0), x, train=False), x, train=False))
-        assert out.shape == (3, n)
+    assert all(jax.tree.leaves(changed))
 
 
 @pytest.mark.parametrize("fraction", [1.0, 0.5])
-def test_afno_mixer_matches_numpy_oracle(getkey, fraction):
+def test_afno_mixer_matches_numpy_oracle(fraction):
     b, h, w, c, nb, f = 2, 6, 8, 8, 4, 2
-    x = jax.random.normal(getkey(), (b, h, w, c), jnp.float64)
+    x = _normal((b, h, w, c), np.float64)
     bs = c // nb
-    w1 = 0.5 * jax.random.normal(getkey(), (2, nb, bs, bs * f), jnp.float64)
-    b1 = 0.1 * jax.random.normal(getkey(), (2, nb, bs * f), jnp.float64)
-    w2 = 0.5 * jax.random.normal(getkey(), (2, nb, bs * f, bs), jnp.float64)
-    b2 = 0.1 * jax.random.normal(getkey(), (2, nb, bs), jnp.float64)
+    w1 = 0.5 * _normal((2, nb, bs, bs * f), np.float64, seed=1)
+    b1 = 0.1 * _normal((2, nb, bs * f), np.float64, seed=2)
+    w2 = 0.5 * _normal((2, nb, bs * f, bs), np.float64, seed=3)
+    b2 = 0.1 * _normal((2, nb, bs), np.float64, seed=4)
     kw = dict(sparsity_threshold=0.05, hard_thresholding_fraction=fraction)
     got = jax.jit(lambda *a: jnn.afno2d_mix(*a, **kw))(x, w1, b1, w2, b2)
     want = jnn.afno2d_mix_reference(x, w1, b1, w2, b2, **kw)
@@ -57,18 +68,9 @@ def test_afno_mixer_matches_numpy_oracle(getkey, fraction):
     assert got.shape == x.shape and got.dtype == x.dtype
 
 
-def test_afno_soft_shrink_sparsifies(getkey):
-    # With a huge threshold every frequency is shrunk to zero and the mixer outputs zeros.
-    x = jax.random.normal(getkey(), (1, 4, 4, 4), jnp.float32)
-    w = jnp.ones((2, 2, 2, 2), jnp.float32)
-    bb = jnp.ones((2, 2, 2), jnp.float32)
-    out = jax.jit(lambda *a: jnn.afno2d_mix(*a, sparsity_threshold=1e6))(x, w, bb, w, bb)
-    assert float(jnp.abs(out).max()) == 0.0
-
-
-def test_afnonet_shapes_and_errors(getkey):
+def test_afnonet_shapes_and_errors():
     net = jnn.AFNONet(out_channels=2, patch_size=4, embed_dim=16, depth=2, num_blocks=4)
-    x = jax.random.normal(getkey(), (2, 8, 16, 3), jnp.float32)
+    x = _normal((2, 8, 16, 3), np.float32)
     variables = jax.eval_shape(lambda: net.init(jax.random.key(0), x))
     y = jax.eval_shape(net.apply, variables, x)
     assert y.shape == (2, 8, 16, 2) and y.dtype == jnp.float32
@@ -81,12 +83,12 @@ def test_afnonet_shapes_and_errors(getkey):
         jax.eval_shape(lambda: bad.init(jax.random.key(0), x))
 
 
-def test_afnonet_patch_locality_of_head(getkey):
+def test_afnonet_patch_locality_of_head():
     # With zero depth, pixels of one patch depend only on that patch's token: perturbing one
     # patch leaves the others unchanged (checks the un-patchify ordering).
     net = jnn.AFNONet(out_channels=1, patch_size=2, embed_dim=4, depth=0, num_blocks=1)
-    x = jax.random.normal(getkey(), (1, 4, 6, 1), jnp.float32)
-    v = jax.jit(net.init)(getkey(), x)
+    x = _normal((1, 4, 6, 1), np.float32)
+    v = jax.jit(net.init)(jax.random.key(0, impl="rbg"), x)
     apply = jax.jit(net.apply)
     y0 = apply(v, x)
     y1 = apply(v, x.at[0, 2:4, 0:2, 0].add(1.0))

@@ -103,6 +103,12 @@ def make_optimizer(name: str, config: ScalingConfig, global_batch: int, num_step
     return optax.adam(sched)
 
 
+def _init_key(seed: int) -> jax.Array:
+    # The "rbg" generator: a model's init compiles about 3x faster than with threefry on CPU (one
+    # threefry expansion per parameter), and the init is just as deterministic.
+    return jax.random.key(seed, impl="rbg")
+
+
 def _evaluate(task: Task, params, model_state, batch_size: int = 256) -> dict[str, float]:
     fn = task.jit_eval
     totals: dict[str, float] = {}
@@ -119,7 +125,7 @@ def run_point(task: Task, config: ScalingConfig, devices: int, global_batch: int
               *, available: Sequence[Any] | None = None, init: tuple[Any, Any] | None = None) -> dict[str, Any]:
     """Trains ``task`` for ``config.epochs`` epochs at one grid point; returns its measured row.
 
-    ``init`` is ``(params, model_state)`` (default ``task.init(key(config.seed))``); every grid point
+    ``init`` is ``(params, model_state)`` (default: ``task.init`` from ``config.seed``); every grid point
     of a model starts from the same parameters.
     """
     accum = accumulation_steps(global_batch, local_batch, devices)
@@ -130,7 +136,7 @@ def run_point(task: Task, config: ScalingConfig, devices: int, global_batch: int
     steps_per_epoch = n_train // global_batch
     num_steps = config.epochs * steps_per_epoch
     tx = make_optimizer(task.name, config, global_batch, num_steps)
-    params, model_state = task.init(jax.random.key(config.seed)) if init is None else init
+    params, model_state = task.init(_init_key(config.seed)) if init is None else init
     state = replicate(TrainState.create(params=params, tx=tx, model_state=model_state), mesh)
     step = make_data_parallel_step(task.loss_fn, tx, mesh, global_batch=global_batch, local_batch=local_batch)
     rng = np.random.default_rng(config.seed)
@@ -291,7 +297,7 @@ def run(config: ScalingConfig, workdir: str | Path, *, progress: bool = True) ->
             continue
         if m not in tasks:
             tasks[m] = make_task(m, config)
-            inits[m] = jax.device_get(tasks[m].init(jax.random.key(config.seed)))
+            inits[m] = jax.device_get(tasks[m].init(_init_key(config.seed)))
         rows.append(run_point(tasks[m], config, d, gbs, lbs, available=available, init=inits[m]))
     fits: dict[str, dict[str, float]] = {}
     for m in config.models:
