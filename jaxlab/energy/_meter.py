@@ -98,6 +98,20 @@ class EnergyMeter:
       >>> r = m.report()
       >>> sorted(r.energy_j), r.estimated
       (['cpu'], True)
+
+      Per-step windows (synchronised on the step's outputs) and the decorator:
+
+      >>> m.start()
+      >>> m.begin_window("step")
+      >>> y = jnp.ones(8) * 2
+      >>> sorted(m.end_window("step", y))
+      ['energy_j', 'energy_j_cpu', 'wall_s']
+      >>> _ = m.stop()
+      >>> @m
+      ... def f(x):
+      ...     return x + 1
+      >>> float(f(jnp.float32(1))), m.report().wall_s > 0
+      (2.0, True)
     """
 
     def __init__(
