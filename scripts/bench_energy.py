@@ -14,8 +14,9 @@ read), so the difference to the bare synced loop is the meter's own cost:
   every 10 ms) so the RAPL file reads and the poller thread are in the figure even without hardware.
   Real NVML calls cost more than the stand-in (tens of microseconds each, not measured here).
 
-Variants run interleaved (bare, A, B, ... per repeat) and the overhead is the median over repeats of
-the per-repeat ratio, which cancels most of the drift of a shared machine. The per-call cost of one
+Variants run interleaved (in a rotating order per repeat) and the overhead is the median over repeats
+of the per-repeat ratio to the bare loop, which cancels most of the drift of a shared machine; a second
+bare loop ("control") shows the noise floor. The per-call cost of one
 ``read()`` is also measured directly and reported as a fraction of the step time (the more robust
 figure on a noisy machine). Correctness check first: per-step windows sum to the total.
 Results: bench/results/energy-<backend>.json.
@@ -128,12 +129,14 @@ def main() -> None:
     m.stop()
     assert abs(sum(parts) - total) <= 1e-9 + 0.05 * total, (parts, total)
 
-    variants = [("bare_synced", bare, None)]
+    # A second bare loop measures the noise floor of the comparison.
+    variants = [("bare_synced", bare, None), ("bare_synced_control", bare, None)]
     for mname, meter in meters.items():
         variants += [(f"read_per_step/{mname}", with_read, meter), (f"window_per_step/{mname}", with_window, meter)]
     times: dict[str, list[float]] = {v[0]: [] for v in variants}
-    for _ in range(args.repeats):
-        for name, fn, meter in variants:
+    for rep in range(args.repeats):
+        # Rotate the order each repeat so no variant always runs first (or right after compilation).
+        for name, fn, meter in variants[rep % len(variants):] + variants[:rep % len(variants)]:
             if meter is not None:
                 meter.start()
             t0 = time.perf_counter()
@@ -142,15 +145,17 @@ def main() -> None:
             if meter is not None:
                 meter.stop()
 
-    # Direct cost of one read() (no step in between).
+    # Direct cost of one read() (no step in between): median over 20 batches of 200 reads.
     read_cost = {}
     for mname, meter in meters.items():
         meter.start()
-        k = 2000
-        t0 = time.perf_counter()
-        for _ in range(k):
-            meter.read()
-        read_cost[mname] = (time.perf_counter() - t0) / k
+        batches = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            for _ in range(200):
+                meter.read()
+            batches.append((time.perf_counter() - t0) / 200)
+        read_cost[mname] = statistics.median(batches)
         meter.stop()
 
     step_s = statistics.median(times["bare_synced"])

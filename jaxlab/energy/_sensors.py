@@ -89,17 +89,32 @@ class RaplSensor(AbstractSensor):
         self.max_range_uj = _read_int(self.zone / "max_energy_range_uj")
         if self.max_range_uj <= 0:
             raise ValueError(f"{self.zone / 'max_energy_range_uj'} holds {self.max_range_uj}; expected > 0")
-        self._last_uj = _read_int(self.zone / "energy_uj")
+        self._last_uj = _read_int(self.zone / "energy_uj")  # raises PermissionError where root-only
+        # Kept open and re-read with pread at offset 0 (sysfs regenerates the value on every read):
+        # one syscall per reading instead of open/read/close keeps per-step windows cheap.
+        self._fd = os.open(self.zone / "energy_uj", os.O_RDONLY)
         self._acc_uj = 0
+
+    def _read_uj(self) -> int:
+        return int(os.pread(self._fd, 32, 0))
+
+    def close(self) -> None:
+        """Closes the counter file (also done when the sensor is garbage collected)."""
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
 
     def reset(self) -> None:
         with self._lock:
-            self._last_uj = _read_int(self.zone / "energy_uj")
+            self._last_uj = self._read_uj()
             self._acc_uj = 0
 
     def poll(self) -> None:
         with self._lock:
-            now = _read_int(self.zone / "energy_uj")
+            now = self._read_uj()
             self._acc_uj += (now - self._last_uj) % self.max_range_uj
             self._last_uj = now
 
