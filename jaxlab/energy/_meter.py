@@ -162,7 +162,9 @@ class EnergyMeter:
         sensors: list[AbstractSensor] = []
         if gpu_indices is None:
             gpus = [d for d in self.devices if d.platform == "gpu"]
-            ordinals = [int(getattr(d, "local_hardware_id", None) or d.id) for d in gpus]
+            # The CUDA ordinal within this process; d.id is global across processes.
+            ordinals = [int(d.id if getattr(d, "local_hardware_id", None) is None else d.local_hardware_id)
+                        for d in gpus]
             target: Any = ("local", ordinals)
         else:
             target = gpu_indices if isinstance(gpu_indices, str) else [int(i) for i in gpu_indices]

@@ -21,6 +21,15 @@ def test_measures_only_the_runs_gpus(monkeypatch):
     assert [s.name for s in m.sensors] == ["gpu:1"]
     m = energy.EnergyMeter(devices=[FakeDevice(id=0, local_hardware_id=0)], nvml=nvml, cpu="off")
     assert [s.name for s in m.sensors] == ["gpu:3"]
+    # Second process of a multi-process run: global device id 5 is its local ordinal 0.
+    m = energy.EnergyMeter(devices=[FakeDevice(id=5, local_hardware_id=0, process_index=1)], nvml=nvml, cpu="off")
+    assert [s.name for s in m.sensors] == ["gpu:3"]
+    with m:
+        pass
+    assert m.report().tags["process_index"] == 1 and m.report().gpu_count == 1
+    # A GPU the process cannot see is reported, not silently swapped for another.
+    m = energy.EnergyMeter(devices=[FakeDevice(id=2, local_hardware_id=2)], nvml=nvml, cpu="off")
+    assert m.sensors == [] and "gpu:2" in m.unavailable["nvml"]
     m = energy.EnergyMeter(devices=[FakeDevice(id=0, platform="cpu")], nvml=nvml, cpu="off")
     assert m.sensors == []  # a CPU run measures no GPU at all
 
