@@ -20,7 +20,7 @@ def get_config(arg: str | None = None) -> ScalingConfig:
         return ScalingConfig()
     if arg == "smoke":
         return ScalingConfig(
-            grid=((1, 16, 16), (2, 32, 8), (4, 16, 4), (8, 64, 8)),
+            grid=("1g16l", "2g32G8l", "4g4l", "8g8l"),
             epochs=2, num_train=256, num_test=64,
             resnet="tiny", resnet_width=8, image_size=16, num_classes=4, resnet_lr_per_256=0.8,
             afno_embed_dim=16, afno_depth=1, afno_num_blocks=4, afno_patch_size=4, field_shape=(16, 32),

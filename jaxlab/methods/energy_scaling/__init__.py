@@ -12,6 +12,7 @@ from ._scaling import fit_energy as fit_energy
 from ._scaling import fit_energy_reference as fit_energy_reference
 from ._scaling import make_optimizer as make_optimizer
 from ._scaling import make_task as make_task
+from ._scaling import parse_run as parse_run
 from ._scaling import plot_scaling as plot_scaling
 from ._scaling import run as run
 from ._scaling import run_point as run_point

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import re
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -42,14 +43,15 @@ from ._tasks import Task, classification_task, forecast_task
 class ScalingConfig:
     """Settings of the scaling grid (documented instances in configs/energy_scaling/).
 
-    ``grid`` holds ``(devices, global_batch, local_batch)`` triples; ``global_batch`` must be a
-    multiple of ``devices * local_batch`` (the quotient is the number of accumulated micro-batches).
+    ``grid`` holds runs named as in the paper, ``"<devices>g<local batch>l"`` (global batch = devices x
+    local batch), or ``"<devices>g<global>G<local>l"`` with accumulation (the global batch must be a
+    multiple of devices x local batch; the quotient is the number of micro-batches per update).
+    Override it with ``--set grid=1g256l,2g256l,2g1024G256l``.
     """
 
     models: tuple[str, ...] = ("resnet", "afno")
-    grid: tuple[tuple[int, int, int], ...] = ((1, 256, 256), (2, 512, 256), (4, 1024, 256), (8, 2048, 256),
-                                              (2, 256, 128), (4, 256, 64), (8, 256, 32))
-    epochs: int = 2
+    grid: tuple[str, ...] = ("1g256l", "2g256l", "4g256l", "8g256l", "2g128l", "4g64l", "8g32l")
+    epochs: int = 4
     num_train: int = 8192
     num_test: int = 1024
     seed: int = 0
@@ -74,6 +76,23 @@ class ScalingConfig:
     pue: float = 1.0
     carbon_g_per_kwh: float = energy.DEFAULT_CARBON_G_PER_KWH
     bf16: bool = False
+
+
+_RUN = re.compile(r"^(\d+)g(?:(\d+)G)?(\d+)l$")
+
+
+def parse_run(spec: str) -> tuple[int, int, int]:
+    """``"4g64l"`` -> ``(4, 256, 64)``; ``"2g512G64l"`` -> ``(2, 512, 64)`` (devices, global, local batch).
+
+    Raises:
+      ValueError: for anything else.
+    """
+    m = _RUN.match(spec.strip())
+    if not m:
+        raise ValueError(f"bad grid entry {spec!r}; write <devices>g<local>l (e.g. 4g64l) or "
+                         "<devices>g<global>G<local>l (e.g. 2g512G64l)")
+    d, g, lb = int(m.group(1)), m.group(2), int(m.group(3))
+    return d, (int(g) if g else d * lb), lb
 
 
 def make_task(name: str, config: ScalingConfig) -> Task:
@@ -164,7 +183,7 @@ def run_point(task: Task, config: ScalingConfig, devices: int, global_batch: int
     host_state = jax.device_get(state)
     row: dict[str, Any] = {
         "model": task.name,
-        "run": f"{devices}g{global_batch}G{local_batch}l",  # the paper's naming, plus the global batch
+        "run": f"{devices}g{local_batch}l" if accum == 1 else f"{devices}g{global_batch}G{local_batch}l",
         "devices": devices,
         "global_batch": global_batch,
         "local_batch": local_batch,
@@ -287,7 +306,7 @@ def run(config: ScalingConfig, workdir: str | Path, *, progress: bool = True) ->
     available = jax.devices()
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
-    points = [(m, *p) for m in config.models for p in config.grid]
+    points = [(m, *parse_run(p)) for m in config.models for p in config.grid]
     tasks: dict[str, Task] = {}
     inits: dict[str, tuple[Any, Any]] = {}
     for m, d, gbs, lbs in tqdm(points, desc="energy scaling", disable=not progress, leave=False):

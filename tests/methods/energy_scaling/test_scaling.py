@@ -5,7 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from jaxlab.methods.energy_scaling import ScalingConfig, fit_energy, fit_energy_reference, make_fields, run
+from jaxlab.methods.energy_scaling import (
+    ScalingConfig,
+    fit_energy,
+    fit_energy_reference,
+    make_fields,
+    parse_run,
+    run,
+)
 
 
 def test_fit_energy_matches_closed_form():
@@ -20,6 +27,13 @@ def test_fit_energy_matches_closed_form():
         fit_energy([1.0, 1.0], [2.0, 3.0])
 
 
+def test_parse_run():
+    assert parse_run("4g64l") == (4, 256, 64)
+    assert parse_run("2g512G64l") == (2, 512, 64)
+    with pytest.raises(ValueError, match="4g64l"):
+        parse_run("4 gpus")
+
+
 def test_fields_are_periodic_and_seeded():
     a = make_fields(3, 2, (8, 16), 2)
     np.testing.assert_array_equal(a, make_fields(3, 2, (8, 16), 2))
@@ -30,7 +44,7 @@ def test_tiny_grid_end_to_end(tmp_path):
     # One grid point with accumulation (2 devices x 2 samples x 2 micro-batches) and one that needs
     # more devices than exist; the fit needs two points, so it is reported as skipped.
     config = ScalingConfig(
-        models=("afno",), grid=((2, 8, 2), (16, 16, 1)), epochs=1, num_train=16, num_test=8,
+        models=("afno",), grid=("2g8G2l", "16g1l"), epochs=1, num_train=16, num_test=8,
         afno_embed_dim=8, afno_depth=1, afno_num_blocks=2, afno_patch_size=4, field_shape=(8, 8),
         field_channels=1)
     summary = run(config, tmp_path, progress=False)
