@@ -61,5 +61,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 # name -> script in scripts/ (run with the remaining command-line arguments).
 BENCHMARKS: dict[str, str] = {
     "train": "bench_train.py",
+    "krylov": "bench_krylov.py",
+    "sparse": "bench_spmv.py",
     "energy": "bench_energy.py",
 }

@@ -123,7 +123,8 @@ def train_loop(
         last_eval = {k: float(v) for k, v in jax.device_get(eval_fn(state)).items()}
         record("eval", step, last_eval)
 
-    bar = tqdm(total=num_steps, initial=start, desc=description, disable=not progress, dynamic_ncols=True,
+    bar = tqdm(total=num_steps, initial=start, desc=description, disable=None if progress else True,
+               dynamic_ncols=True,
                leave=False)
     status = "completed"
     done_steps = start
