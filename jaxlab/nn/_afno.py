@@ -168,7 +168,7 @@ class AFNONet(nn.Module):
       >>> import jax, jax.numpy as jnp
       >>> net = AFNONet(out_channels=2, patch_size=4, embed_dim=16, depth=1, num_blocks=4)
       >>> x = jnp.zeros((1, 16, 32, 3))
-      >>> net.apply(net.init(jax.random.key(0), x), x).shape
+      >>> jax.eval_shape(lambda k: net.apply(net.init(k, x), x), jax.random.key(0)).shape
       (1, 16, 32, 2)
     """
 

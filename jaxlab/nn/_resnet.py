@@ -6,10 +6,13 @@ statistics live in the ``batch_stats`` collection (the ``model_state`` of ``jaxl
 
 >>> import jax, jax.numpy as jnp
 >>> model = ResNet18(num_classes=10, num_filters=8)
->>> variables = model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)), train=False)
->>> logits, updates = model.apply(variables, jnp.zeros((2, 32, 32, 3)), train=True, mutable=["batch_stats"])
->>> logits.shape
-(2, 10)
+>>> x = jnp.zeros((2, 32, 32, 3))
+>>> def init_and_apply(key):  # in a training script: jax.jit(init_and_apply)(key)
+...     variables = model.init(key, x, train=False)
+...     return model.apply(variables, x, train=True, mutable=["batch_stats"])
+>>> logits, updates = jax.eval_shape(init_and_apply, jax.random.key(0))  # shapes only, no compile
+>>> logits.shape, sorted(updates)
+((2, 10), ['batch_stats'])
 
 Differences from torchvision: the last BatchNorm of each residual branch starts with scale 0
 (Goyal et al., arXiv 1706.02677), which the paper's ResNet50 recipe also uses; ``small_inputs=True``
