@@ -51,8 +51,8 @@ class _Poller:
                 if now >= due[id(s)]:
                     try:
                         s.poll()
-                    except OSError:
-                        pass  # a transient sysfs error must not kill the thread; the next read reports it
+                    except Exception:  # noqa: BLE001 - must not kill the thread; the next read reports it
+                        pass
                     due[id(s)] = now + s.poll_interval_s  # type: ignore[operator]
 
     def stop(self) -> None:
@@ -154,6 +154,7 @@ class EnergyMeter:
         self._start_utc = ""
         self._last_report: EnergyReport | None = None
         self._windows: dict[str, tuple[float, dict[str, float]]] = {}
+        self._last_good: dict[str, float] = {}
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -194,12 +195,24 @@ class EnergyMeter:
         for s in self.sensors:
             s.reset()
         self._windows.clear()
+        self._last_good.clear()
         self._start_utc = utc_now()
         self._t0 = self._clock()
         self._poller.start()
 
+    def _energy(self, s: AbstractSensor) -> float:
+        # A sensor failing mid-run (driver reset, sysfs hiccup) keeps its last good value and is
+        # reported; it never takes the training run down.
+        try:
+            e = s.energy_j()
+        except Exception as err:  # NVMLError, OSError, ValueError from a torn read
+            self.unavailable[s.name] = f"read failed during the run, last good value kept: {err}"
+            return self._last_good.get(s.name, 0.0)
+        self._last_good[s.name] = e
+        return e
+
     def _snapshot(self) -> tuple[float, dict[str, float]]:
-        return self._clock(), {s.name: s.energy_j() for s in self.sensors}
+        return self._clock(), {s.name: self._energy(s) for s in self.sensors}
 
     def _by_kind(self, per_sensor: dict[str, float]) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -219,7 +232,7 @@ class EnergyMeter:
         keeps its own cumulative ``wall_s``.
         """
         self._require_running("read")
-        kinds = self._by_kind({s.name: s.energy_j() for s in self.sensors})
+        kinds = self._by_kind({s.name: self._energy(s) for s in self.sensors})
         out = {"energy_j": float(sum(kinds.values()))}
         out.update({f"energy_j_{k}": v for k, v in kinds.items()})
         return out

@@ -134,3 +134,30 @@ def test_measure_command(tmp_path):
     assert energy.measure_command(["--", "/no/such/binary"], report_dir=tmp_path, quiet=True) == 127
     with pytest.raises(ValueError, match="command"):
         energy.measure_command([], report_dir=tmp_path)
+
+
+def test_measure_command_counts_only_visible_gpus(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    nvml = FakeNvml(2, energy_mj={0: [0, 5000], 1: [0, 0, 2000]})
+    rc = energy.measure_command([sys.executable, "-c", "pass"], report_dir=tmp_path, quiet=True, nvml=nvml,
+                                cpu="off", report_name="run")
+    rep = json.loads((tmp_path / "run.json").read_text())
+    assert rc == 0 and rep["per_sensor_j"] == {"gpu:1": pytest.approx(2.0)}
+    assert rep["gpu_count"] == 1 and rep["source"] == {"gpu": "nvml_energy"}
+
+
+def test_sensor_failing_mid_run_is_reported_not_raised():
+    class Flaky(FakeNvml):
+        def nvmlDeviceGetTotalEnergyConsumption(self, h):
+            value = super().nvmlDeviceGetTotalEnergyConsumption(h)
+            if value < 0:
+                raise RuntimeError("GPU is lost")
+            return value
+
+    nvml = Flaky(1, energy_mj={0: [0, 0, 1000, -1, -1]})
+    m = energy.EnergyMeter(devices=(), gpu_indices=[0], nvml=nvml, cpu="off")
+    m.start()
+    assert m.read()["energy_j_gpu"] == pytest.approx(1.0)
+    assert m.read()["energy_j_gpu"] == pytest.approx(1.0)  # last good value
+    out = m.stop()
+    assert out["energy_j"]["gpu"] == pytest.approx(1.0) and "GPU is lost" in out["unavailable"]["gpu:0"]
