@@ -6,10 +6,12 @@ Command:  jaxlab run configs/energy_scaling/grid.py            (smoke: configs/e
           (`jaxlab reproduce` sets it).
 Hardware: default: 8 GPUs of one node (ResNet50 on 64x64 generated images, AFNO 256x4 on 64x128x20
           fields, 7 grid points each); smoke: 2 CPU cores with 8 fake devices, tiny widths.
-Runtime:  default: about 20 min on 8 H100 (not measured here); smoke: about 40-60 s on 2 CPU cores.
-Expected: energy grows about linearly with device-hours (R^2 > 0.9 on GPUs, as in the paper) with a
-          model-specific slope; with fake CPU devices the energy is a CPU-time estimate (flagged) that
-          does not grow with the device count, so the slope is small and R^2 is not meaningful.
+Runtime:  default: not measured (no GPU in this session); smoke: 6 compilations, about 130 s on 2 CPU cores
+          shared with 6 other jobs (load 10-14), est. 30-45 s on an idle 2-core machine.
+Expected: on GPUs, energy about linear in GPU-hours with a model-specific slope (the paper's finding;
+          it gives no R^2 or table values). With fake CPU devices the energy is a CPU-time estimate
+          (flagged `estimated`): all fake devices share the same 2 cores, so energy follows the CPU work
+          and wall time, not the device count, and the fit says nothing about real hardware.
 """
 
 from jaxlab.methods.energy_scaling import ScalingConfig, run  # noqa: F401  (run is what `jaxlab run` calls)
@@ -20,7 +22,7 @@ def get_config(arg: str | None = None) -> ScalingConfig:
         return ScalingConfig()
     if arg == "smoke":
         return ScalingConfig(
-            grid=("1g16l", "2g32G8l", "4g4l", "8g8l"),
+            grid=("1g16l", "2g32G8l", "8g8l"),
             epochs=2, num_train=256, num_test=64,
             resnet="tiny", resnet_width=8, image_size=16, num_classes=4, resnet_lr_per_256=0.8,
             afno_embed_dim=16, afno_depth=1, afno_num_blocks=4, afno_patch_size=4, field_shape=(16, 32),
