@@ -148,6 +148,7 @@ class EnergyMeter:
         names = [s.name for s in self.sensors]
         if len(set(names)) != len(names):
             raise ValueError(f"sensor names must be unique, got {names}")
+        self._found_unavailable = dict(self.unavailable)
         self.idle_power_w: dict[str, float] = {}
         self._poller = _Poller(self.sensors)
         self._t0: float | None = None
@@ -196,6 +197,7 @@ class EnergyMeter:
             s.reset()
         self._windows.clear()
         self._last_good.clear()
+        self.unavailable = dict(self._found_unavailable)  # drop mid-run failures of an earlier run
         self._start_utc = utc_now()
         self._t0 = self._clock()
         self._poller.start()
