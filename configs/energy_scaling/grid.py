@@ -6,8 +6,8 @@ Command:  jaxlab run configs/energy_scaling/grid.py            (smoke: configs/e
           (`jaxlab reproduce` sets it).
 Hardware: default: 8 GPUs of one node (ResNet50 on 64x64 generated images, AFNO 256x4 on 64x128x20
           fields, 7 grid points each); smoke: 2 CPU cores with 8 fake devices, tiny widths.
-Runtime:  default: not measured (no GPU in this session); smoke: 6 compilations, about 130 s on 2 CPU cores
-          shared with 6 other jobs (load 10-14), est. 30-45 s on an idle 2-core machine.
+Runtime:  default: not measured (no GPU in this session). smoke: 6 compilations; 92 s wall on the shared
+          2-core machine at 43% CPU share, 39 s of CPU time in all, so under 40 s on an idle machine.
 Expected: on GPUs, energy about linear in GPU-hours with a model-specific slope (the paper's finding;
           it gives no R^2 or table values). With fake CPU devices the energy is a CPU-time estimate
           (flagged `estimated`): all fake devices share the same 2 cores, so energy follows the CPU work
