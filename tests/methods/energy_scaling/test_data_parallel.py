@@ -55,12 +55,13 @@ def test_eight_devices_equal_one_device(problem):
     assert got_state.params["w1"].sharding.is_fully_replicated
 
 
-def test_accumulation_equals_large_batch(problem):
+@pytest.mark.parametrize("unroll", [None, 1])  # unrolled (default for 4 micro-batches) and a rolled loop
+def test_accumulation_equals_large_batch(problem, unroll):
     state, batch, tx = problem
     key = jax.random.key(2)
     want_state, want_metrics = _reference(state, batch, tx, key)
     mesh = make_data_mesh(2)
-    step = make_data_parallel_step(loss_fn, tx, mesh, global_batch=G, local_batch=2)  # 4 micro-batches
+    step = make_data_parallel_step(loss_fn, tx, mesh, global_batch=G, local_batch=2, unroll=unroll)  # 4 micro
     s, b = replicate(state, mesh), shard_batch(batch, mesh)
     got_state, got_metrics = step(s, b, key)
     atol, rtol = tolerances(jnp.float64)
