@@ -13,6 +13,8 @@ from ._meter import DEFAULT_CPU_TDP_W as DEFAULT_CPU_TDP_W
 from ._meter import EnergyMeter as EnergyMeter
 from ._report import DEFAULT_CARBON_G_PER_KWH as DEFAULT_CARBON_G_PER_KWH
 from ._report import EnergyReport as EnergyReport
+from ._report import combine_reports as combine_reports
+from ._report import report_from_dict as report_from_dict
 from ._sensors import AbstractSensor as AbstractSensor
 from ._sensors import CpuTimeEstimateSensor as CpuTimeEstimateSensor
 from ._sensors import NvmlEnergySensor as NvmlEnergySensor

@@ -17,6 +17,7 @@ def measure_command(
     report_dir: str | os.PathLike = ".",
     report_name: str = "energy",
     quiet: bool = False,
+    idle_s: float = 0.0,
     **meter_kwargs: Any,
 ) -> int:
     """Runs ``argv`` as a subprocess, measures the energy while it runs and writes the report.
@@ -32,6 +33,8 @@ def measure_command(
         appended per run).
       report_name: file stem of the reports.
       quiet: do not print the summary to stderr.
+      idle_s: first measure the idle power for this long; the report's ``dynamic_energy_j`` then
+        subtracts it (0: no baseline).
       **meter_kwargs: passed to :class:`EnergyMeter` (``cpu_tdp_w``, ``pue``, ``carbon_g_per_kwh``,
         ``gpu_indices``, ``nvml``, ``rapl_root`` ...).
 
@@ -49,6 +52,8 @@ def measure_command(
     meter_kwargs.setdefault("devices", ())
     meter_kwargs.setdefault("gpu_indices", "visible")
     meter = EnergyMeter(**meter_kwargs)
+    if idle_s > 0:
+        meter.measure_idle(idle_s)
     meter.start()
     try:
         proc = subprocess.Popen(argv)

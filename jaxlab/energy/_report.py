@@ -8,7 +8,7 @@ import datetime
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from jaxlab.core import to_jsonable, write_json
 
@@ -155,6 +155,54 @@ class EnergyReport:
         for k, v in self.unavailable.items():
             out.write(f"  unavailable {k}: {v}\n")
         return out.getvalue()
+
+
+def combine_reports(reports: Sequence[EnergyReport]) -> EnergyReport:
+    """One report for a multi-process run from each process's report (e.g. one per host).
+
+    Energies add per kind and per sensor (sensor names are prefixed with the host and process
+    index); the wall time is the longest; GPU and device counts add, so GPU-hours are those of the
+    whole run; ``estimated`` holds if any part is estimated. PUE and carbon intensity must agree.
+
+    Raises:
+      ValueError: for no reports, or reports with different PUE or carbon intensity.
+    """
+    reports = list(reports)
+    if not reports:
+        raise ValueError("combine_reports needs at least one report")
+    if len({(r.pue, r.carbon_g_per_kwh) for r in reports}) != 1:
+        raise ValueError("reports use different pue / carbon_g_per_kwh; measure all processes with the same values")
+    energy: dict[str, float] = {}
+    source: dict[str, str] = {}
+    per_sensor: dict[str, float] = {}
+    unavailable: dict[str, str] = {}
+    for r in reports:
+        who = f"{r.tags.get('host', '?')}/{r.tags.get('process_index', '?')}"
+        for k, v in r.energy_j.items():
+            energy[k] = energy.get(k, 0.0) + v
+        for k, v in r.source.items():
+            source[k] = v if source.get(k, v) == v else "mixed"
+        per_sensor.update({f"{who}/{k}": v for k, v in r.per_sensor_j.items()})
+        unavailable.update({f"{who}/{k}": v for k, v in r.unavailable.items()})
+    return EnergyReport(
+        energy_j=energy,
+        wall_s=max(r.wall_s for r in reports),
+        source=source,
+        estimated=any(r.estimated for r in reports),
+        per_sensor_j=per_sensor,
+        unavailable=unavailable,
+        gpu_count=sum(r.gpu_count for r in reports),
+        device_count=sum(r.device_count for r in reports),
+        pue=reports[0].pue,
+        carbon_g_per_kwh=reports[0].carbon_g_per_kwh,
+        tags={"processes": [r.tags for r in reports]},
+    )
+
+
+def report_from_dict(d: dict[str, Any]) -> EnergyReport:
+    """Rebuilds an :class:`EnergyReport` from :meth:`EnergyReport.to_dict` (e.g. a loaded energy.json)."""
+    fields = {f.name for f in dataclasses.fields(EnergyReport)}
+    return EnergyReport(**{k: v for k, v in d.items() if k in fields})
 
 
 def utc_now() -> str:

@@ -161,3 +161,30 @@ def test_sensor_failing_mid_run_is_reported_not_raised():
     assert m.read()["energy_j_gpu"] == pytest.approx(1.0)  # last good value
     out = m.stop()
     assert out["energy_j"]["gpu"] == pytest.approx(1.0) and "GPU is lost" in out["unavailable"]["gpu:0"]
+
+
+def test_combine_reports_of_two_hosts(tmp_path):
+    def rep(host, gpu_j, cpu_j, wall, src):
+        return energy.EnergyReport(energy_j={"gpu": gpu_j, "cpu": cpu_j}, wall_s=wall,
+                                   source={"gpu": "nvml_energy", "cpu": src}, estimated=src != "rapl",
+                                   per_sensor_j={"gpu:0": gpu_j}, gpu_count=1, device_count=1,
+                                   tags={"host": host, "process_index": 0 if host == "a" else 1})
+
+    a, b = rep("a", 100.0, 10.0, 2.0, "rapl"), rep("b", 50.0, 5.0, 3.0, "cpu_time_tdp")
+    a.to_json(tmp_path / "a.json")
+    a2 = energy.report_from_dict(json.loads((tmp_path / "a.json").read_text()))
+    c = energy.combine_reports([a2, b])
+    assert c.energy_j == pytest.approx({"gpu": 150.0, "cpu": 15.0}) and c.wall_s == 3.0
+    assert c.gpu_count == 2 and c.gpu_hours == pytest.approx(2 * 3.0 / 3600)
+    assert c.estimated and c.source == {"gpu": "nvml_energy", "cpu": "mixed"}
+    assert set(c.per_sensor_j) == {"a/0/gpu:0", "b/1/gpu:0"}
+    with pytest.raises(ValueError, match="at least one"):
+        energy.combine_reports([])
+
+
+def test_measure_command_with_idle_baseline(tmp_path):
+    rc = energy.measure_command([sys.executable, "-c", "pass"], report_dir=tmp_path, quiet=True, idle_s=0.05,
+                                cpu="estimate")
+    rep = json.loads((tmp_path / "energy.json").read_text())
+    assert rc == 0 and "cpu" in rep["idle_power_w"]
+    assert rep["dynamic_energy_j"]["cpu"] <= rep["energy_j"]["cpu"] + 1e-12
