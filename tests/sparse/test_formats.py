@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from jax.experimental import sparse as jxs
-from sparse_cases import CASES, FORMAT_OPTIONS
-
 import jaxlab.sparse as jsparse
+
+from .sparse_cases import CASES, FORMAT_OPTIONS
 
 
 @pytest.mark.parametrize("case", ["empty_rows", "long_row", "all_zero"])

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sparse_cases import CASES, FORMAT_OPTIONS
 
 import jaxlab.sparse as jsparse
 from jaxlab.core import tolerances
+
+from .sparse_cases import CASES, FORMAT_OPTIONS
 
 FORMATS = sorted(FORMAT_OPTIONS)
 VALUE_CASES = [("empty_rows", "float64"), ("long_row", "float64"), ("poisson2d_4", "float32")]
