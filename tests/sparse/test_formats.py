@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from jax.experimental import sparse as jxs
+
 import jaxlab.sparse as jsparse
 
 from .sparse_cases import CASES, FORMAT_OPTIONS
