@@ -29,6 +29,12 @@ from jax.interpreters import ad, batching, mlir
 
 from ._base import AbstractSparseMatrix, Transposed
 
+# The primitive-author API (jax.interpreters.{ad,batching,mlir}, jax.core.ShapedArray) is public on
+# JAX 0.10; fall back to the private modules should a later version move a name.
+_ShapedArray = getattr(jax.core, "ShapedArray", None)
+if _ShapedArray is None:  # pragma: no cover - depends on the JAX version
+    from jax._src.core import ShapedArray as _ShapedArray
+
 _IMPLS = ("auto", "xla", "pallas", "pallas_interpret")
 
 sparse_matvec_p = Primitive("sparse_matvec")
@@ -46,7 +52,7 @@ def _abstract_eval(data, *rest, fmt, meta, transpose, nbatch, impl):
     del fmt, impl
     x = rest[-1]
     lead = x.shape[:nbatch]
-    return jax.core.ShapedArray(lead + (_out_rows(meta, transpose), x.shape[-1]), x.dtype)
+    return _ShapedArray(lead + (_out_rows(meta, transpose), x.shape[-1]), x.dtype)
 
 
 sparse_matvec_p.def_abstract_eval(_abstract_eval)

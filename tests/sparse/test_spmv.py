@@ -77,7 +77,7 @@ def test_spmv_random_patterns(m, n, density, seed, fmt):
 # The jit/vmap/grad/jvp/transpose rules belong to the one primitive behind every format, so the full
 # suite runs on one format; the per-format pieces (product, transposed and sampled products) are
 # covered by the value and gradient tests above.
-@pytest.mark.parametrize("fmt", ["sellp"])
+@pytest.mark.parametrize("fmt", ["csr"])
 def test_transformations(fmt):
     S, A = _build(fmt, "empty_rows")
     m, n = S.shape
