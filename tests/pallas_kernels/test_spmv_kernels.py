@@ -24,6 +24,10 @@ def _matrix(case):
     rng = np.random.default_rng(0)
     if case == "all_zero":
         return sp.csr_matrix((5, 7))
+    if case == "stored_zeros":  # an all-zero matrix whose zeros are stored: the kernels do run
+        S = sp.random(9, 7, density=0.5, random_state=0, format="csr")
+        S.data[:] = 0.0
+        return S
     if case == "one_row":
         return sp.csr_matrix(rng.standard_normal((1, 6)))
     # 13 rows (not a multiple of any block), empty rows 0, 4 and 12, and row 6 with all 50 columns.
@@ -33,7 +37,7 @@ def _matrix(case):
     return sp.csr_matrix(d)
 
 
-CASES = ["mixed", "one_row", "all_zero"]
+CASES = ["mixed", "one_row", "all_zero", "stored_zeros"]
 
 
 def _check(y, S, x, dtype):
