@@ -165,3 +165,27 @@ def test_errors_at_trace_time():
     with pytest.raises(ValueError, match="different sparsity patterns"):
         jax.vmap(lambda i: A.with_data(A.data)._make(A.meta, A.data, i, *A.index_arrays[1:]) @ jnp.ones(n))(
             jnp.stack([A.indices, B.indices]))
+
+
+def test_layout_specific_paths():
+    """The XLA forms chosen from the layout: wide ELL (loop), uniform SELL-P, Hybrid without COO."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(5)
+    d = np.where(rng.random((6, 80)) < 0.1, 1.0, 0.0)
+    d[2] = np.arange(80.0)
+    wide = sp.csr_matrix(d)
+    x = rng.standard_normal(80)
+    A = jsparse.ELL.from_scipy(wide)
+    assert A.meta.width == 79
+    _close(A @ x, wide @ x, "float64")
+    P = jsparse.poisson2d(4)
+    B = jsparse.SELLP.from_scipy(P, slice_size=4)
+    assert B.meta.total_cols == 4 * B.meta.max_slice_width  # padded to one width
+    _close(B @ np.ones(16), P @ np.ones(16), "float64")
+    H = jsparse.Hybrid.from_scipy(P, ell_width=5)
+    assert H.meta.coo_nnz == 0
+    _close(H @ np.ones(16), P @ np.ones(16), "float64")
+    H0 = jsparse.Hybrid.from_scipy(P)  # Ginkgo's rule sends small matrices to COO entirely
+    assert H0.meta.ell_width == 0 and H0.meta.coo_nnz == P.nnz
+    _close(H0 @ np.ones(16), P @ np.ones(16), "float64")
