@@ -192,6 +192,20 @@ def _batch(args, dims, *, fmt, meta, transpose, nbatch, impl):
 batching.primitive_batchers[sparse_matvec_p] = _batch
 
 
+def _unshard(a):
+    """Replicates an operand that carries an explicit sharding (``AxisType.Explicit`` meshes).
+
+    The product itself is not distributed: its gathers need the whole of ``x``, and under explicit
+    sharding JAX refuses a gather whose output sharding is ambiguous.
+    """
+    sharding = getattr(jax.typeof(a), "sharding", None)
+    spec = getattr(sharding, "spec", None)
+    if spec is not None and any(s is not None for s in spec):
+        replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+        return jax.sharding.reshard(a, replicated)
+    return a
+
+
 def spmv(A, x, *, transpose: bool = False, impl: str = "auto"):
     """Sparse matrix times vector (or matrix): ``A @ x``, or ``A.T @ x`` with ``transpose=True``.
 
@@ -243,8 +257,9 @@ def spmv(A, x, *, transpose: bool = False, impl: str = "auto"):
             f"spmv: x has dtype {x.dtype} but the matrix has dtype {A.dtype}; cast one of them "
             f"(x.astype({A.dtype}) or A.astype({x.dtype})) so no precision is lost silently."
         )
-    x2 = x[:, None] if x.ndim == 1 else x
-    y = sparse_matvec_p.bind(A.data, *A.index_arrays, x2, fmt=type(A), meta=A.meta,
+    x2 = _unshard(x[:, None] if x.ndim == 1 else x)
+    leaves = [_unshard(a) for a in (A.data, *A.index_arrays)]
+    y = sparse_matvec_p.bind(*leaves, x2, fmt=type(A), meta=A.meta,
                              transpose=bool(transpose), nbatch=0, impl=impl)
     return y[:, 0] if x.ndim == 1 else y
 

@@ -189,3 +189,17 @@ def test_layout_specific_paths():
     H0 = jsparse.Hybrid.from_scipy(P)  # Ginkgo's rule sends small matrices to COO entirely
     assert H0.meta.ell_width == 0 and H0.meta.coo_nnz == P.nnz
     _close(H0 @ np.ones(16), P @ np.ones(16), "float64")
+
+
+def test_sharded_x_on_an_explicit_mesh():
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    S = jsparse.poisson2d(8)
+    A = jsparse.from_scipy(S)
+    mesh = jax.make_mesh((len(jax.devices()),), ("data",))
+    x = jax.device_put(jnp.arange(64.0), NamedSharding(mesh, P("data")))
+    y = jax.jit(lambda A, v: A @ v)(A, x)
+    _close(y, S @ np.arange(64.0), "float64")
+    g = jax.jit(jax.grad(lambda v: jnp.sum((A @ v) ** 2)))(x)
+    _close(g, 2 * S.T @ (S @ np.arange(64.0)), "float64")
