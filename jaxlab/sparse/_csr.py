@@ -45,14 +45,6 @@ def choose_csr_strategy(nnz: int, max_row_length: int) -> str:
     return "load_balance" if nnz > 1_000_000 or max_row_length > 1024 else "classical"
 
 
-def subgroup_size(max_row_length: int) -> int:
-    """Largest of 32, 16, 8, 4, 2, 1 not above the longest row (Ginkgo's classical strategy)."""
-    for s in (32, 16, 8, 4, 2):
-        if max_row_length >= s:
-            return s
-    return 1
-
-
 @dataclasses.dataclass(frozen=True)
 class CSRMeta:
     shape: tuple[int, int]
