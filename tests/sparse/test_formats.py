@@ -113,3 +113,10 @@ def test_generators_follow_peers():
     assert jsparse.peer_matrix("random_1K_r4").shape == (1000, 1000)
     with pytest.raises(ValueError, match="unknown matrix name"):
         jsparse.peer_matrix("banded_9")
+
+
+def test_index_dtype_widens_for_huge_sizes():
+    from jaxlab.sparse._base import index_dtype
+
+    assert index_dtype(10, 2**31 - 2) == np.int32
+    assert index_dtype(10, 2**31) == np.int64  # conftest enables x64
