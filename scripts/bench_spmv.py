@@ -227,10 +227,11 @@ def main(argv=None):
             records += bench_matrix(name, dt, formats, peers, args.repeats, args.impl, copy_gbs)
     print("\n| matrix | dtype | impl | ms | GB/s | of copy | vs SciPy | vs BCOO |")
     print("|---|---|---|---|---|---|---|---|")
+    ratio = lambda v: "-" if v != v else f"{v:.2f}x"  # nan: that peer was not run
     for r in records:
         print(f"| {r['matrix']} | {r['dtype']} | {r['impl']} | {r['median_ms']:.3f} | "
-              f"{r['eff_gbs']:.2f} | {r['copy_fraction']:.2f} | {r['speedup_vs_scipy']:.2f}x | "
-              f"{r['speedup_vs_bcoo']:.2f}x |")
+              f"{r['eff_gbs']:.2f} | {r['copy_fraction']:.2f} | {ratio(r['speedup_vs_scipy'])} | "
+              f"{ratio(r['speedup_vs_bcoo'])} |")
     path = save_benchmark("sparse", records, path=args.json, copy_gbs=copy_gbs,
                           command=" ".join(sys.argv), repeats=args.repeats, impl=args.impl)
     print(f"wrote {path}")
