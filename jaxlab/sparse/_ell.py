@@ -315,6 +315,8 @@ class Hybrid(AbstractSparseMatrix):
         ell_col, coo_row, coo_col = idx
         ev, cv = Hybrid._split(meta, data)
         y = ell_pallas_matvec(ev, ell_col, x, interpret)
+        if y is None:
+            return None
         if meta.coo_nnz:
             y = y + segment_matvec(cv, coo_row, coo_col, x, meta.shape[0])
         return y

@@ -93,10 +93,14 @@ def _impl(*args, fmt, meta, transpose, nbatch, impl, platform):
             "spmv(impl='pallas') needs a GPU backend; on CPU use impl='xla' (the default path) or "
             "impl='pallas_interpret' to check the kernel in interpret mode."
         )
-    f = partial(_single, fmt=fmt, meta=meta, transpose=transpose, impl=impl, platform=platform)
     if nbatch:
+        # Batched values: the XLA form under vmap, unless a kernel is asked for by name (a vmapped
+        # pallas_call adds a grid axis; that is only checked in interpret mode so far).
+        f = partial(_single, fmt=fmt, meta=meta, transpose=transpose, platform=platform,
+                    impl="xla" if impl == "auto" else impl)
         return jax.vmap(lambda d, v: f(d, idx, v))(data, x)
-    return f(data, idx, x)
+    return _single(data, idx, x, fmt=fmt, meta=meta, transpose=transpose, impl=impl,
+                   platform=platform)
 
 
 mlir.register_lowering(
