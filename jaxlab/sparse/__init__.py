@@ -38,9 +38,9 @@ from ._generators import poisson2d as poisson2d
 from ._generators import poisson3d as poisson3d
 from ._generators import powerlaw_rows as powerlaw_rows
 from ._generators import random_rows as random_rows
-from ._spmv import spmv as spmv
-from ._spmv import spmv_reference as spmv_reference
 from ._mtx import MatrixMarketError as MatrixMarketError
 from ._mtx import read_mtx as read_mtx
 from ._mtx import read_mtx_scipy as read_mtx_scipy
 from ._mtx import write_mtx as write_mtx
+from ._spmv import spmv as spmv
+from ._spmv import spmv_reference as spmv_reference

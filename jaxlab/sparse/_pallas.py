@@ -15,7 +15,6 @@ from pallas_kernels.csr_vector_spmv import csr_vector_spmv, subgroup_size
 from pallas_kernels.ell_spmv import ell_spmv
 from pallas_kernels.sellp_spmv import sellp_spmv
 
-
 MAX_KERNEL_COLUMNS = 4
 
 
