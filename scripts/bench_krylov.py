@@ -23,6 +23,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import scipy.sparse.linalg as spla  # noqa: E402
+from jax.experimental import sparse as jexp_sparse  # noqa: E402
 
 import jaxlab.sparse as jsparse  # noqa: E402
 from jaxlab import krylov  # noqa: E402
@@ -102,7 +103,7 @@ def bench_problem(name: str, *, fmt: str, iters: int, repeats: int, rtol: float)
         t_sp /= iters if method != "gmres" else max(iters // 30, 1) * 30
         rec.update({"ms_per_iter": 1e3 * t_ours, "scipy_ms_per_iter": 1e3 * t_sp, "time_ratio_to_scipy": t_ours / t_sp})
         if pre is None and method in ("cg", "bicgstab", "gmres"):
-            B = jax.experimental.sparse.BCOO.from_scipy_sparse(S)
+            B = jexp_sparse.BCOO.from_scipy_sparse(S)
             jsolver = {"cg": jax.scipy.sparse.linalg.cg, "bicgstab": jax.scipy.sparse.linalg.bicgstab,
                        "gmres": jax.scipy.sparse.linalg.gmres}[method]
             jkw = {"restart": 30, "solve_method": "batched"} if method == "gmres" else {}
