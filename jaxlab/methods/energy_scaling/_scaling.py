@@ -238,6 +238,7 @@ def plot_scaling(rows: Sequence[dict[str, Any]], fits: dict[str, dict[str, float
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.ticker  # noqa: PLC0415
 
     models = sorted({r["model"] for r in rows})
     names = []
@@ -263,19 +264,28 @@ def plot_scaling(rows: Sequence[dict[str, Any]], fits: dict[str, dict[str, float
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for m in models:
-        rs = sorted((r for r in rows if r["model"] == m), key=lambda r: (r["global_batch"], r["devices"]))
-        for gbs in sorted({r["global_batch"] for r in rs}):
-            g = [r for r in rs if r["global_batch"] == gbs]
-            axes[0].plot([r["devices"] for r in g], [r["wall_s"] for r in g], "o-", label=f"{m} GBS {gbs}")
+        rs = sorted((r for r in rows if r["model"] == m), key=lambda r: (r["devices"], r["global_batch"]))
+        axes[0].plot([r["devices"] for r in rs], [r["wall_s"] for r in rs], "o", label=m)
         axes[1].plot([r["global_batch"] for r in rs], [r["eval_loss"] for r in rs], "o", label=m)
         axes[2].scatter([r["samples_per_device_hour"] for r in rs], [r["energy_per_device_hour_j"] for r in rs],
                         label=m)
-    axes[0].set(xscale="log", yscale="log", xlabel="devices", ylabel="wall time [s]", title="time to train")
-    axes[1].set(xscale="log", yscale="log", xlabel="global batch", ylabel="eval loss", title="loss reached")
+        for r in rs:  # the paper's run names next to the points
+            axes[0].annotate(r["run"], (r["devices"], r["wall_s"]), fontsize=7, xytext=(3, 3),
+                             textcoords="offset points")
+            axes[1].annotate(r["run"], (r["global_batch"], r["eval_loss"]), fontsize=7, xytext=(3, 3),
+                             textcoords="offset points")
+    axes[0].set(xscale="log", xlabel="devices", ylabel="wall time [s]", title="time to train")
+    axes[1].set(xscale="log", xlabel="global batch", ylabel="eval loss", title="loss reached")
+    axes[0].set_xticks(sorted({r["devices"] for r in rows}))
+    axes[1].set_xticks(sorted({r["global_batch"] for r in rows}))
     axes[2].set(xscale="log", xlabel="samples per device-hour", ylabel=f"energy per device-hour [{unit}]",
                 title="slope factors")
     for ax in axes:
         ax.legend(fontsize=7)
+    for ax in axes:
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    for ax in axes[:2]:
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     fig.tight_layout()
     fig.savefig(workdir / "scaling.png", dpi=100)
     plt.close(fig)
