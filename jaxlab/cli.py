@@ -253,6 +253,18 @@ def cmd_solve(args: argparse.Namespace) -> int:
     return 0 if status == "CONVERGED" else 1
 
 
+def cmd_energy(args: argparse.Namespace) -> int:
+    from jaxlab.energy import measure_command
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise CLIError("give the command to measure after --, e.g. jaxlab energy -- python train.py")
+    return measure_command(cmd, report_dir=args.report_dir, cpu_tdp_w=args.cpu_tdp_w, pue=args.pue,
+                           carbon_g_per_kwh=args.carbon_g_per_kwh, idle_s=args.idle_s)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxlab",
@@ -292,6 +304,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     p.add_argument("--output", help="solution file (.npy or text; default MATRIX.solution.txt)")
     p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("energy", help="measure the energy of any command, like perun monitor: "
+                                      "jaxlab energy -- python train.py")
+    p.add_argument("--report-dir", default=".", help="folder for energy.json (overwritten) and energy.csv "
+                                                     "(a row appended per run)")
+    p.add_argument("--cpu-tdp-w", type=float, default=100.0,
+                   help="CPU package watts for the CPU-time estimate used where RAPL is unreadable")
+    p.add_argument("--pue", type=float, default=1.0, help="power usage effectiveness applied to the reported kWh")
+    p.add_argument("--carbon-g-per-kwh", type=float, default=475.0, help="grid carbon intensity for the reported CO2")
+    p.add_argument("--idle-s", type=float, default=0.0,
+                   help="measure idle power this long first; dynamic_energy_j subtracts it")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command to measure, after --")
+    p.set_defaults(func=cmd_energy)
 
     p = sub.add_parser("bench", help="benchmarks against peers (results in bench/results/)")
     p.add_argument("name", help="benchmark name (see jaxlab/_registry.py BENCHMARKS)")

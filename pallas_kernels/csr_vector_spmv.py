@@ -46,11 +46,14 @@ def subgroup_size(max_row_length: int) -> int:
     return 1
 
 
-def _csr_vector_kernel(start_ref, end_ref, data_ref, indices_ref, x_ref, y_ref, *, subgroup):
-    # inputs: start_ref, end_ref (block_rows,) row bounds; data_ref, indices_ref, x_ref (ANY)
+def _csr_vector_kernel(indptr_ref, data_ref, indices_ref, x_ref, y_ref, *, subgroup, num_rows,
+                       block_rows):
+    # inputs: indptr_ref (m + 1,), data_ref, indices_ref (nnz,), x_ref (n,), all un-blocked (ANY)
     # outputs: y_ref (block_rows,)
-    start = start_ref[...]
-    end = end_ref[...]
+    r0 = pl.program_id(0) * block_rows
+    in_range = r0 + jnp.arange(block_rows) < num_rows
+    start = plt.load(indptr_ref.at[pl.ds(r0, block_rows)], mask=in_range, other=0)
+    end = plt.load(indptr_ref.at[pl.ds(r0 + 1, block_rows)], mask=in_range, other=0)
     lanes = jnp.arange(subgroup, dtype=start.dtype)
     steps = (jnp.max(end - start) + subgroup - 1) // subgroup
 
@@ -87,23 +90,16 @@ def csr_vector_spmv(data, indices, indptr, x, *, subgroup: int = 32,
         return jnp.zeros((m,), x.dtype)
     br = min(max(1, next_pow2(bs.tile) // subgroup), next_pow2(m))
     mp = -(-m // br) * br
-    start = jnp.pad(indptr[:-1], (0, mp - m), constant_values=0)
-    end = jnp.pad(indptr[1:], (0, mp - m), constant_values=0)
+    kernel = functools.partial(_csr_vector_kernel, subgroup=subgroup, num_rows=m, block_rows=br)
     y = pl.pallas_call(
-        functools.partial(_csr_vector_kernel, subgroup=subgroup),
+        kernel,
         out_shape=jax.ShapeDtypeStruct((mp,), x.dtype),
         grid=(mp // br,),
-        in_specs=[
-            pl.BlockSpec((br,), lambda i: (i,)),
-            pl.BlockSpec((br,), lambda i: (i,)),
-            pl.BlockSpec(memory_space=pl.ANY),
-            pl.BlockSpec(memory_space=pl.ANY),
-            pl.BlockSpec(memory_space=pl.ANY),
-        ],
+        in_specs=[pl.BlockSpec(memory_space=pl.ANY)] * 4,
         out_specs=pl.BlockSpec((br,), lambda i: (i,)),
         compiler_params=plt.CompilerParams(num_warps=bs.num_warps),
         interpret=interpret,
-    )(start, end, data, indices, x)
+    )(indptr, data, indices, x)
     return y[:m]
 
 

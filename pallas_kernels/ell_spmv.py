@@ -1,11 +1,10 @@
 """ELL SpMV kernel (Pallas, Triton lowering): one program per ``block_rows`` rows.
 
 The matrix is column-major ELL, ``data``/``cols`` of shape ``(width, rows)`` with column -1 for
-padding (Ginkgo's layout). Each program loads a ``(width, block_rows)`` tile of values and columns,
-gathers ``x[cols]`` from the un-blocked ``x`` (``memory_space=ANY``) and reduces over the width.
-Triton needs power-of-two block shapes, so the wrapper pads the width to a power of two and the
-rows to a multiple of ``block_rows`` (a copy; build the ELL with ``width=`` a power of two and
-rows a multiple of the block to avoid it).
+padding (Ginkgo's layout). Each program owns ``block_rows`` rows (a power of two, as Triton needs)
+and loops over the width: per step it loads ``block_rows`` contiguous values and columns (masked
+past the last row, so neither the width nor the rows need padding and the wrapper copies nothing)
+and gathers ``x[cols]`` from the un-blocked ``x`` (``memory_space=ANY``).
 """
 
 from __future__ import annotations
@@ -41,14 +40,20 @@ _TUNED = {
 }
 
 
-def _ell_spmv_kernel(data_ref, cols_ref, x_ref, y_ref):
-    # inputs: data_ref, cols_ref (width, block_rows) tiles; x_ref the whole vector (ANY)
+def _ell_spmv_kernel(data_ref, cols_ref, x_ref, y_ref, *, width, num_rows, block_rows):
+    # inputs: data_ref, cols_ref (width, rows) and x_ref (n,), all un-blocked (ANY)
     # outputs: y_ref (block_rows,)
-    cols = cols_ref[...]
-    valid = cols >= 0
-    gathered = x_ref[jnp.where(valid, cols, 0)]
-    prod = jnp.where(valid, data_ref[...] * gathered, 0)
-    y_ref[...] = jnp.sum(prod, axis=0).astype(y_ref.dtype)
+    r0 = pl.program_id(0) * block_rows
+    in_range = r0 + jnp.arange(block_rows) < num_rows
+
+    def body(j, acc):
+        cols = plt.load(cols_ref.at[j, pl.ds(r0, block_rows)], mask=in_range, other=-1)
+        vals = plt.load(data_ref.at[j, pl.ds(r0, block_rows)], mask=in_range, other=0)
+        valid = cols >= 0
+        return acc + jnp.where(valid, vals * x_ref[jnp.where(valid, cols, 0)], 0)
+
+    acc = jax.lax.fori_loop(0, width, body, jnp.zeros((block_rows,), y_ref.dtype))
+    y_ref[...] = acc
 
 
 @functools.partial(jax.jit, static_argnames=("block_sizes", "interpret"))
@@ -70,19 +75,13 @@ def ell_spmv(data, cols, x, *, block_sizes: BlockSizes | None = None, interpret:
     if w == 0 or m == 0 or x.shape[0] == 0:
         return jnp.zeros((m,), x.dtype)
     br = min(next_pow2(bs.block_rows), next_pow2(m))
-    wp, mp = next_pow2(w), -(-m // br) * br
-    if (wp, mp) != (w, m):
-        data = jnp.pad(data, ((0, wp - w), (0, mp - m)))
-        cols = jnp.pad(cols, ((0, wp - w), (0, mp - m)), constant_values=-1)
+    mp = -(-m // br) * br
+    kernel = functools.partial(_ell_spmv_kernel, width=w, num_rows=m, block_rows=br)
     y = pl.pallas_call(
-        _ell_spmv_kernel,
+        kernel,
         out_shape=jax.ShapeDtypeStruct((mp,), x.dtype),
         grid=(mp // br,),
-        in_specs=[
-            pl.BlockSpec((wp, br), lambda i: (0, i)),
-            pl.BlockSpec((wp, br), lambda i: (0, i)),
-            pl.BlockSpec(memory_space=pl.ANY),
-        ],
+        in_specs=[pl.BlockSpec(memory_space=pl.ANY)] * 3,
         out_specs=pl.BlockSpec((br,), lambda i: (i,)),
         compiler_params=plt.CompilerParams(num_warps=bs.num_warps),
         interpret=interpret,

@@ -1,5 +1,5 @@
-"""SpMV benchmark: every jaxlab.sparse format against SciPy, jax BCOO, jax ``sparse.CSR`` (and CuPy
-and torch when importable), on the PEERS.md matrices.
+"""SpMV benchmark: every jaxlab.sparse format against SciPy, jax BCOO, jax ``sparse.CSR`` (and CuPy,
+torch and pyGinkgo when importable), on the PEERS.md matrices.
 
 Correctness is checked against SciPy before timing. Times are medians over repeats of a compiled,
 warmed-up call with ``block_until_ready``. Effective bandwidth counts the fewest bytes (PEERS.md):
@@ -28,7 +28,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 ALL_FORMATS = ("csr", "coo", "ell", "sellp", "hybrid")
-PEERS = ("scipy", "bcoo", "jax_csr", "cupy", "torch")
+PEERS = ("scipy", "bcoo", "jax_csr", "cupy", "torch", "pyginkgo")
 
 
 def _median_time(fn, repeats, warmup=2):
@@ -108,6 +108,28 @@ def _peer_fns(name, S, x):
                                     torch.from_numpy(S.data), size=S.shape)
         X = torch.from_numpy(x)
         return (lambda: T @ X), "torch CSR"
+    if name == "pyginkgo":
+        try:
+            import pyGinkgo
+        except ImportError:
+            return None
+        import tempfile
+
+        from jaxlab.sparse import write_mtx
+
+        dt = "double" if S.dtype == np.float64 else "float"
+        with tempfile.TemporaryDirectory() as d:  # pyGinkgo reads matrices from files only
+            path = Path(d) / "A.mtx"
+            write_mtx(path, S)
+            G = pyGinkgo.read(str(path), format="Csr", dtype=dt, device="cpu")
+        X = pyGinkgo.as_tensor(x.reshape(-1, 1), device="cpu", dtype=dt)
+        Y = pyGinkgo.as_tensor(dim=(S.shape[0], 1), device="cpu", dtype=dt, fill=0.0)
+
+        def run():
+            G.apply(X, Y)
+            return np.asarray(Y)
+
+        return run, "pyGinkgo Csr"
     raise ValueError(f"unknown peer {name!r}; choose from {PEERS}")
 
 
@@ -179,7 +201,7 @@ def main(argv=None):
     ap.add_argument("--matrices", default="poisson2d_1000,random_1M_r8")
     ap.add_argument("--formats", default=",".join(ALL_FORMATS))
     ap.add_argument("--dtypes", default="float32,float64")
-    ap.add_argument("--peers", default="scipy,bcoo,jax_csr,cupy,torch")
+    ap.add_argument("--peers", default="scipy,bcoo,jax_csr,cupy,torch,pyginkgo")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--impl", default="auto", help="spmv impl: auto | xla | pallas")
     ap.add_argument("--quick", action="store_true",
@@ -205,10 +227,11 @@ def main(argv=None):
             records += bench_matrix(name, dt, formats, peers, args.repeats, args.impl, copy_gbs)
     print("\n| matrix | dtype | impl | ms | GB/s | of copy | vs SciPy | vs BCOO |")
     print("|---|---|---|---|---|---|---|---|")
+    ratio = lambda v: "-" if v != v else f"{v:.2f}x"  # nan: that peer was not run
     for r in records:
         print(f"| {r['matrix']} | {r['dtype']} | {r['impl']} | {r['median_ms']:.3f} | "
-              f"{r['eff_gbs']:.2f} | {r['copy_fraction']:.2f} | {r['speedup_vs_scipy']:.2f}x | "
-              f"{r['speedup_vs_bcoo']:.2f}x |")
+              f"{r['eff_gbs']:.2f} | {r['copy_fraction']:.2f} | {ratio(r['speedup_vs_scipy'])} | "
+              f"{ratio(r['speedup_vs_bcoo'])} |")
     path = save_benchmark("sparse", records, path=args.json, copy_gbs=copy_gbs,
                           command=" ".join(sys.argv), repeats=args.repeats, impl=args.impl)
     print(f"wrote {path}")

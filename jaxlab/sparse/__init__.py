@@ -4,7 +4,12 @@ Formats (Ginkgo's, see shared/papers/sparse.md): :class:`CSR`, :class:`COO`, :cl
 :class:`SELLP`, :class:`Hybrid` and :class:`Dense`, each a registered pytree with its values in
 ``A.data`` and its shape and strategy as static data. ``A @ x`` (``== spmv(A, x)``) and
 ``A.T @ x`` work under ``jit``, ``vmap`` and ``grad``; on GPU each format's Pallas kernel runs
-behind the same call, on CPU the fastest XLA formulation we measured.
+behind the same call (CSR: vector or load-balanced kernel, chosen from the row statistics at
+construction), on CPU the fastest XLA formulation we measured. ``from_scipy(S)`` builds the
+default format, Hybrid (ELL + COO split from the row lengths), the fastest general choice on CPU.
+Matrix Market files: :func:`read_mtx`, :func:`write_mtx`. Test and benchmark matrices:
+:func:`poisson2d`, :func:`poisson3d`, :func:`random_rows`, :func:`powerlaw_rows`,
+:func:`peer_matrix`.
 
 Examples:
   >>> import numpy as np, jaxlab.sparse as jsparse
@@ -33,9 +38,9 @@ from ._generators import poisson2d as poisson2d
 from ._generators import poisson3d as poisson3d
 from ._generators import powerlaw_rows as powerlaw_rows
 from ._generators import random_rows as random_rows
-from ._spmv import spmv as spmv
-from ._spmv import spmv_reference as spmv_reference
 from ._mtx import MatrixMarketError as MatrixMarketError
 from ._mtx import read_mtx as read_mtx
 from ._mtx import read_mtx_scipy as read_mtx_scipy
 from ._mtx import write_mtx as write_mtx
+from ._spmv import spmv as spmv
+from ._spmv import spmv_reference as spmv_reference

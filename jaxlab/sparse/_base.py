@@ -205,8 +205,7 @@ class AbstractSparseMatrix:
         return cls.from_scipy(S, dtype=vals.dtype, **options)
 
     def _coo_numpy(self):
-        row, col, valid = (np.asarray(a) for a in self._coo_index(self.meta, self.index_arrays))
-        vals = np.asarray(self.data).reshape(-1)
+        row, col, valid, vals = (np.asarray(a) for a in _coo_jit(self))
         valid = valid.astype(bool)
         return row[valid], col[valid], vals[valid]
 
@@ -219,19 +218,36 @@ class AbstractSparseMatrix:
 
     def todense(self) -> jax.Array:
         """The dense matrix (differentiable with respect to ``data``)."""
-        row, col, valid = self._coo_index(self.meta, self.index_arrays)
-        v = jnp.where(valid, self.data.reshape(-1), 0)
-        row = jnp.clip(row, 0, self.shape[0] - 1)
-        col = jnp.clip(col, 0, self.shape[1] - 1)
-        return jnp.zeros(self.shape, self.dtype).at[row, col].add(v)
+        return _todense_jit(self)
 
     def diagonal(self) -> jax.Array:
         """The main diagonal, shape ``(min(m, n),)`` (differentiable with respect to ``data``)."""
-        row, col, valid = self._coo_index(self.meta, self.index_arrays)
-        k = min(self.shape)
-        on = valid & (row == col)
-        v = jnp.where(on, self.data.reshape(-1), 0)
-        return jax.ops.segment_sum(v, jnp.where(on, row, 0), num_segments=k) if k else v[:0]
+        return _diagonal_jit(self)
+
+
+# Jitted once per pattern: op-by-op dispatch would compile a dozen tiny kernels per call.
+@jax.jit
+def _coo_jit(A):
+    row, col, valid = A._coo_index(A.meta, A.index_arrays)
+    return row, col, valid, A.data.reshape(-1)
+
+
+@jax.jit
+def _todense_jit(A):
+    row, col, valid = A._coo_index(A.meta, A.index_arrays)
+    v = jnp.where(valid, A.data.reshape(-1), 0)
+    row = jnp.clip(row, 0, A.shape[0] - 1)
+    col = jnp.clip(col, 0, A.shape[1] - 1)
+    return jnp.zeros(A.shape, A.dtype).at[row, col].add(v)
+
+
+@jax.jit
+def _diagonal_jit(A):
+    row, col, valid = A._coo_index(A.meta, A.index_arrays)
+    k = min(A.shape)
+    on = valid & (row == col)
+    v = jnp.where(on, A.data.reshape(-1), 0)
+    return jax.ops.segment_sum(v, jnp.where(on, row, 0), num_segments=k)
 
 
 @jax.tree_util.register_pytree_node_class

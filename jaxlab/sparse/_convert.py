@@ -45,8 +45,6 @@ def from_scipy(S, format=DEFAULT_FORMAT, *, dtype=None, **options) -> AbstractSp
 
 def convert(A, format, **options) -> AbstractSparseMatrix:
     """Converts a matrix to another format (host side, outside jit), e.g. ``convert(A, "ell")``."""
-    if isinstance(A, Transposed):
-        A = A.matrix.__class__.from_scipy(A.to_scipy())
-    if not isinstance(A, AbstractSparseMatrix):
+    if not isinstance(A, (AbstractSparseMatrix, Transposed)):
         raise TypeError(f"convert expects a jaxlab.sparse matrix, got {type(A).__name__}")
     return from_scipy(A.to_scipy(), format, dtype=A.dtype, **options)

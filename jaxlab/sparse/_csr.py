@@ -45,20 +45,13 @@ def choose_csr_strategy(nnz: int, max_row_length: int) -> str:
     return "load_balance" if nnz > 1_000_000 or max_row_length > 1024 else "classical"
 
 
-def subgroup_size(max_row_length: int) -> int:
-    """Largest of 32, 16, 8, 4, 2, 1 not above the longest row (Ginkgo's classical strategy)."""
-    for s in (32, 16, 8, 4, 2):
-        if max_row_length >= s:
-            return s
-    return 1
-
-
 @dataclasses.dataclass(frozen=True)
 class CSRMeta:
     shape: tuple[int, int]
     nnz: int
     max_row_length: int
     strategy: str  # GPU kernel: "classical" or "load_balance"
+    min_row_length: int = 0
 
 
 class CSR(AbstractSparseMatrix):
@@ -108,7 +101,7 @@ class CSR(AbstractSparseMatrix):
         if strategy == "auto":
             strategy = choose_csr_strategy(nnz, max_len)
         row_ids = np.repeat(np.arange(m, dtype=itype), lengths)
-        meta = CSRMeta((m, n), nnz, max_len, strategy)
+        meta = CSRMeta((m, n), nnz, max_len, strategy, int(lengths.min()) if m else 0)
         return cls._make(meta, jnp.asarray(values), jnp.asarray(indices, itype),
                          jnp.asarray(indptr, itype), jnp.asarray(row_ids))
 
@@ -129,10 +122,13 @@ class CSR(AbstractSparseMatrix):
             y = None
             for j in range(w):
                 p = start + j
-                mask = p < end
-                p = jnp.minimum(p, meta.nnz - 1)
-                term = scale_rows(_gather(data, p), _gather(x, _gather(indices, p)))
-                term = jnp.where(_bcast_mask(mask, term), term, 0)
+                if j < meta.min_row_length:  # every row has an entry j: no mask, no clamp
+                    term = scale_rows(_gather(data, p), _gather(x, _gather(indices, p)))
+                else:
+                    mask = p < end
+                    p = jnp.minimum(p, meta.nnz - 1)
+                    term = scale_rows(_gather(data, p), _gather(x, _gather(indices, p)))
+                    term = jnp.where(_bcast_mask(mask, term), term, 0)
                 y = term if y is None else y + term
             return y
         return segment_matvec(data, row_ids, indices, x, m)

@@ -36,15 +36,24 @@ def _masked_term(v, c, x):
     return jnp.where(mask, term, 0)
 
 
-def ell_matvec(vals, cols, x):
-    """``y = sum_j vals[j] * x[cols[j]]`` for column-major ELL ``(width, rows)`` with -1 padding."""
+def _plain_term(v, c, x):
+    return scale_rows(v, _gather(x, c))
+
+
+def ell_matvec(vals, cols, x, dense_width: int = 0):
+    """``y = sum_j vals[j] * x[cols[j]]`` for column-major ELL ``(width, rows)`` with -1 padding.
+
+    The first ``dense_width`` columns hold no padding (every row is at least that long), so they
+    skip the mask.
+    """
     w, m = vals.shape
     if w == 0 or m == 0:
         return jnp.zeros((m,) + x.shape[1:], x.dtype)
+    term = lambda j: (_plain_term if j < dense_width else _masked_term)(vals[j], cols[j], x)
     if w <= _ELL_UNROLL_MAX:
-        y = _masked_term(vals[0], cols[0], x)
+        y = term(0)
         for j in range(1, w):
-            y = y + _masked_term(vals[j], cols[j], x)
+            y = y + term(j)
         return y
     body = lambda j, y: y + _masked_term(vals[j], cols[j], x)
     return jax.lax.fori_loop(0, w, body, jnp.zeros((m,) + x.shape[1:], x.dtype))
@@ -75,6 +84,7 @@ class ELLMeta:
     shape: tuple[int, int]
     nnz: int
     width: int
+    min_row_length: int
 
 
 class ELL(AbstractSparseMatrix):
@@ -94,7 +104,8 @@ class ELL(AbstractSparseMatrix):
         w = max(int(lengths.max()) if m else 0, int(width or 0))
         itype = index_dtype(w * m + 1, n + 1)
         vals, cols, _ = _ell_arrays(indptr, indices, values, m, w, itype)
-        return cls._make(ELLMeta((m, n), int(indptr[-1]), w), jnp.asarray(vals), jnp.asarray(cols))
+        meta = ELLMeta((m, n), int(indptr[-1]), w, int(lengths.min()) if m else 0)
+        return cls._make(meta, jnp.asarray(vals), jnp.asarray(cols))
 
     @staticmethod
     def _coo_index(meta, idx):
@@ -102,7 +113,7 @@ class ELL(AbstractSparseMatrix):
 
     @staticmethod
     def _matvec_xla(meta, data, idx, x):
-        return ell_matvec(data, idx[0], x)
+        return ell_matvec(data, idx[0], x, meta.min_row_length)
 
     @staticmethod
     def _matvec_pallas(meta, data, idx, x, interpret):
@@ -245,6 +256,7 @@ class HybridMeta:
     nnz: int
     ell_width: int
     coo_nnz: int
+    min_row_length: int
 
 
 class Hybrid(AbstractSparseMatrix):
@@ -266,7 +278,8 @@ class Hybrid(AbstractSparseMatrix):
         itype = index_dtype(w * m + 1, int(indptr[-1]) + 1, n + 1, m + 1)
         vals, cols, spill = _ell_arrays(indptr, indices, values, m, w, itype)
         rows = np.repeat(np.arange(m, dtype=itype), lengths)
-        meta = HybridMeta((m, n), int(indptr[-1]), w, int(spill.sum()))
+        meta = HybridMeta((m, n), int(indptr[-1]), w, int(spill.sum()),
+                          int(lengths.min()) if m else 0)
         data = np.concatenate([vals.reshape(-1), values[spill]])
         return cls._make(meta, jnp.asarray(data), jnp.asarray(cols), jnp.asarray(rows[spill]),
                          jnp.asarray(indices[spill].astype(itype)))
@@ -282,13 +295,15 @@ class Hybrid(AbstractSparseMatrix):
     @staticmethod
     def _split(meta, data):
         k = meta.ell_width * meta.shape[0]
+        if meta.coo_nnz == 0:  # no slice op: keeps the ELL loop one plain fusion over `data`
+            return data.reshape(meta.ell_width, meta.shape[0]), data[:0]
         return data[:k].reshape(meta.ell_width, meta.shape[0]), data[k:]
 
     @staticmethod
     def _matvec_xla(meta, data, idx, x):
         ell_col, coo_row, coo_col = idx
         ev, cv = Hybrid._split(meta, data)
-        y = ell_matvec(ev, ell_col, x)
+        y = ell_matvec(ev, ell_col, x, meta.min_row_length)
         if meta.coo_nnz:
             y = y + segment_matvec(cv, coo_row, coo_col, x, meta.shape[0])
         return y
@@ -300,6 +315,8 @@ class Hybrid(AbstractSparseMatrix):
         ell_col, coo_row, coo_col = idx
         ev, cv = Hybrid._split(meta, data)
         y = ell_pallas_matvec(ev, ell_col, x, interpret)
+        if y is None:
+            return None
         if meta.coo_nnz:
             y = y + segment_matvec(cv, coo_row, coo_col, x, meta.shape[0])
         return y

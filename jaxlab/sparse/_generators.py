@@ -35,6 +35,8 @@ def poisson3d(n: int, dtype=np.float64) -> sp.csr_matrix:
     A = (sp.kron(sp.kron(eye, eye), T) + sp.kron(sp.kron(eye, T), eye)
          + sp.kron(sp.kron(T, eye), eye))
     A = sp.csr_matrix(A)
+    A.sum_duplicates()
+    A.eliminate_zeros()
     A.sort_indices()
     return A
 

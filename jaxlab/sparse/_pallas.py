@@ -1,8 +1,9 @@
 """Glue from the formats to the Pallas kernels in ``pallas_kernels`` (GPU path of ``spmv``).
 
-The kernels take one right-hand side; ``(n, k)`` inputs run one kernel per column (``k`` is small
-in Krylov use). A format/option combination without a kernel returns None, and ``spmv`` then uses
-the XLA formulation, which always sits behind the same call.
+The kernels take one right-hand side; ``(n, k)`` inputs run one kernel per column up to
+``MAX_KERNEL_COLUMNS`` columns (Krylov use), and the XLA form beyond (e.g. ``vmap`` over many
+vectors). A format/option combination without a kernel returns None, and ``spmv`` then uses the
+XLA formulation, which always sits behind the same call.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ from pallas_kernels.csr_vector_spmv import csr_vector_spmv, subgroup_size
 from pallas_kernels.ell_spmv import ell_spmv
 from pallas_kernels.sellp_spmv import sellp_spmv
 
+MAX_KERNEL_COLUMNS = 4
+
 
 def _per_column(f, x):
+    if x.shape[1] > MAX_KERNEL_COLUMNS:
+        return None
     return jnp.stack([f(x[:, j]) for j in range(x.shape[1])], axis=1)
 
 

@@ -29,6 +29,12 @@ from jax.interpreters import ad, batching, mlir
 
 from ._base import AbstractSparseMatrix, Transposed
 
+# The primitive-author API (jax.interpreters.{ad,batching,mlir}, jax.core.ShapedArray) is public on
+# JAX 0.10; fall back to the private modules should a later version move a name.
+_ShapedArray = getattr(jax.core, "ShapedArray", None)
+if _ShapedArray is None:  # pragma: no cover - depends on the JAX version
+    from jax._src.core import ShapedArray as _ShapedArray
+
 _IMPLS = ("auto", "xla", "pallas", "pallas_interpret")
 
 sparse_matvec_p = Primitive("sparse_matvec")
@@ -46,7 +52,7 @@ def _abstract_eval(data, *rest, fmt, meta, transpose, nbatch, impl):
     del fmt, impl
     x = rest[-1]
     lead = x.shape[:nbatch]
-    return jax.core.ShapedArray(lead + (_out_rows(meta, transpose), x.shape[-1]), x.dtype)
+    return _ShapedArray(lead + (_out_rows(meta, transpose), x.shape[-1]), x.dtype)
 
 
 sparse_matvec_p.def_abstract_eval(_abstract_eval)
@@ -87,10 +93,14 @@ def _impl(*args, fmt, meta, transpose, nbatch, impl, platform):
             "spmv(impl='pallas') needs a GPU backend; on CPU use impl='xla' (the default path) or "
             "impl='pallas_interpret' to check the kernel in interpret mode."
         )
-    f = partial(_single, fmt=fmt, meta=meta, transpose=transpose, impl=impl, platform=platform)
     if nbatch:
+        # Batched values: the XLA form under vmap, unless a kernel is asked for by name (a vmapped
+        # pallas_call adds a grid axis; that is only checked in interpret mode so far).
+        f = partial(_single, fmt=fmt, meta=meta, transpose=transpose, platform=platform,
+                    impl="xla" if impl == "auto" else impl)
         return jax.vmap(lambda d, v: f(d, idx, v))(data, x)
-    return f(data, idx, x)
+    return _single(data, idx, x, fmt=fmt, meta=meta, transpose=transpose, impl=impl,
+                   platform=platform)
 
 
 mlir.register_lowering(
@@ -186,6 +196,20 @@ def _batch(args, dims, *, fmt, meta, transpose, nbatch, impl):
 batching.primitive_batchers[sparse_matvec_p] = _batch
 
 
+def _unshard(a):
+    """Replicates an operand that carries an explicit sharding (``AxisType.Explicit`` meshes).
+
+    The product itself is not distributed: its gathers need the whole of ``x``, and under explicit
+    sharding JAX refuses a gather whose output sharding is ambiguous.
+    """
+    sharding = getattr(jax.typeof(a), "sharding", None)
+    spec = getattr(sharding, "spec", None)
+    if spec is not None and any(s is not None for s in spec):
+        replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+        return jax.sharding.reshard(a, replicated)
+    return a
+
+
 def spmv(A, x, *, transpose: bool = False, impl: str = "auto"):
     """Sparse matrix times vector (or matrix): ``A @ x``, or ``A.T @ x`` with ``transpose=True``.
 
@@ -237,8 +261,9 @@ def spmv(A, x, *, transpose: bool = False, impl: str = "auto"):
             f"spmv: x has dtype {x.dtype} but the matrix has dtype {A.dtype}; cast one of them "
             f"(x.astype({A.dtype}) or A.astype({x.dtype})) so no precision is lost silently."
         )
-    x2 = x[:, None] if x.ndim == 1 else x
-    y = sparse_matvec_p.bind(A.data, *A.index_arrays, x2, fmt=type(A), meta=A.meta,
+    x2 = _unshard(x[:, None] if x.ndim == 1 else x)
+    leaves = [_unshard(a) for a in (A.data, *A.index_arrays)]
+    y = sparse_matvec_p.bind(*leaves, x2, fmt=type(A), meta=A.meta,
                              transpose=bool(transpose), nbatch=0, impl=impl)
     return y[:, 0] if x.ndim == 1 else y
 
