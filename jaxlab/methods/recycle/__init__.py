@@ -13,8 +13,9 @@ from ._baselines import moving_average as moving_average
 from ._baselines import moving_average_reference as moving_average_reference
 from ._baselines import sinusoidal_positions as sinusoidal_positions
 from ._experiment import MODELS as MODELS
-from ._experiment import CPUTimeEnergyEstimate as CPUTimeEnergyEstimate
 from ._experiment import RecycleConfig as RecycleConfig
+from ._experiment import energy_label as energy_label
+from ._experiment import energy_total_j as energy_total_j
 from ._experiment import forecast_metrics as forecast_metrics
 from ._experiment import format_table as format_table
 from ._experiment import prepare_windows as prepare_windows

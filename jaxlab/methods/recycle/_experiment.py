@@ -9,9 +9,9 @@ trained model.
 
 Time is wall-clock, measured around synchronised regions (training includes compilation and the
 periodic validation; inference is the median pass over all test windows after compilation).
-Energy comes from the ``meter`` passed to :func:`run` (any ``jaxlab.core.Meter``); without one it
-is a labelled estimate, process CPU time times an assumed power per busy core
-(:class:`CPUTimeEnergyEstimate`).
+Energy comes from the ``meter`` passed to :func:`run` (any ``jaxlab.core.Meter``), by default a
+``jaxlab.energy.EnergyMeter()``: NVML for GPUs, RAPL for the CPU where readable, else an estimate
+from process CPU time and an assumed TDP, flagged ``estimated`` in the table.
 
 Deviations from the paper: the run-up of the profile is dropped once at the start of the series
 rather than at the start of every split, and histories of validation/test windows may reach into
@@ -34,6 +34,7 @@ import optax
 
 from jaxlab import data as jdata
 from jaxlab.core import Meter, MetricsWriter, to_jsonable, write_json
+from jaxlab.energy import EnergyMeter
 from jaxlab.train import TrainState, make_train_step, train_loop
 
 from ._baselines import DLinear, VanillaTransformer
@@ -66,7 +67,6 @@ class RecycleConfig:
       eval_every: validation period in steps (model selection).
       models: which rows to produce (a subset of :data:`MODELS`; ``recycle`` always runs).
       inference_repeats: timed test passes per model.
-      cpu_power_w_per_core: assumed power of one busy core for the energy estimate.
       exogenous: extra columns (e.g. ``("Temperature",)`` for elecdemand) given to ReCycle as daily
         mean/min/max in each token's metadata and to the vanilla transformer per step, for the
         history and the forecast days (an oracle weather forecast; not in the paper). DLinear stays
@@ -96,35 +96,24 @@ class RecycleConfig:
     eval_every: int = 50
     models: tuple[str, ...] = MODELS
     inference_repeats: int = 5
-    cpu_power_w_per_core: float = 15.0
     exogenous: tuple[str, ...] = ()
     seed: int = 0
 
 
-class CPUTimeEnergyEstimate:
-    """A :class:`jaxlab.core.Meter` that estimates energy as process CPU time x assumed power.
+def energy_total_j(reading: dict[str, Any]) -> float:
+    """Total joules of a meter's ``stop()`` dict (``jaxlab.energy`` reports or plain ``energy_j``)."""
+    if "total_energy_j" in reading:
+        return float(reading["total_energy_j"])
+    e = reading.get("energy_j", float("nan"))
+    return float(sum(e.values())) if isinstance(e, dict) else float(e)
 
-    ``energy_j = cpu_s * power_w_per_core``: an estimate, not a measurement (labelled so in
-    ``stop()``'s ``source``). Replace it by a measuring meter (``jaxlab.energy``) where available.
-    """
 
-    def __init__(self, power_w_per_core: float = 15.0):
-        self.power_w_per_core = float(power_w_per_core)
-        self._cpu0 = self._wall0 = 0.0
-
-    def start(self) -> None:
-        self._cpu0, self._wall0 = time.process_time(), time.perf_counter()
-
-    def read(self) -> dict[str, float]:
-        cpu = time.process_time() - self._cpu0
-        return {"energy_j": cpu * self.power_w_per_core, "cpu_s": cpu,
-                "wall_s": time.perf_counter() - self._wall0}
-
-    def stop(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.read())
-        out["source"] = f"estimate: process CPU time x {self.power_w_per_core:g} W per busy core (assumed)"
-        out["estimated"] = True
-        return out
+def energy_label(reading: dict[str, Any]) -> str:
+    """``"cpu: cpu_time_tdp (estimated)"``-style description of a meter's ``stop()`` dict."""
+    src = reading.get("source", "unknown")
+    if isinstance(src, dict):
+        src = ", ".join(f"{k}: {v}" for k, v in src.items())
+    return f"{src} ({'estimated' if reading.get('estimated') else 'measured'})"
 
 
 # ----------------------------------------------------------------------------- data
@@ -262,7 +251,7 @@ def _fit(name: str, config: RecycleConfig, splits: dict, workdir: Path, meter: M
                              description=name)
     jax.block_until_ready(state)
     train_s = time.perf_counter() - t0
-    energy = meter.stop()
+    energy = energy_total_j(meter.stop())
     (workdir / f"metrics_{name}.jsonl").unlink(missing_ok=True)
     with MetricsWriter(workdir / f"metrics_{name}.jsonl") as w:
         for rec in curve:
@@ -274,7 +263,7 @@ def _fit(name: str, config: RecycleConfig, splits: dict, workdir: Path, meter: M
 
 
 def _time_inference(fn: Callable[[], Any], repeats: int, meter: Meter) -> tuple[np.ndarray, float, dict]:
-    """Runs ``fn`` once (compile/warm-up), then ``repeats`` times under the meter; per-pass figures."""
+    """Runs ``fn`` once (compile/warm-up), then ``repeats`` times under the meter; per-pass time and energy."""
     out = np.asarray(jax.block_until_ready(fn()))
     times = []
     meter.start()
@@ -282,10 +271,9 @@ def _time_inference(fn: Callable[[], Any], repeats: int, meter: Meter) -> tuple[
         t0 = time.perf_counter()
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - t0)
-    energy = meter.stop()
-    per = {k: (v / repeats if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
-           for k, v in energy.items()}
-    return out, float(np.median(times)), per
+    reading = meter.stop()
+    return out, float(np.median(times)), {"energy_j": energy_total_j(reading) / repeats,
+                                          "label": energy_label(reading), "estimated": reading.get("estimated")}
 
 
 # ----------------------------------------------------------------------------- metrics and plot
@@ -334,8 +322,8 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     Args:
       config: the experiment.
       workdir: output folder (created).
-      meter: energy meter with ``start()/read()/stop()`` (``jaxlab.core.Meter``); default: a
-        :class:`CPUTimeEnergyEstimate` (labelled as an estimate in the table).
+      meter: energy meter with ``start()/read()/stop()`` (``jaxlab.core.Meter``); default:
+        ``jaxlab.energy.EnergyMeter()`` (estimates are labelled in the table).
       progress: print one line per model.
       series: use this series instead of loading ``config.dataset`` (tests, own data).
 
@@ -351,7 +339,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     workdir.mkdir(parents=True, exist_ok=True)
     if not (workdir / "config.json").exists():  # `jaxlab run` writes (and checks) it itself
         write_json(workdir / "config.json", dataclasses.asdict(config))
-    meter = CPUTimeEnergyEstimate(config.cpu_power_w_per_core) if meter is None else meter
+    meter = EnergyMeter() if meter is None else meter
     key = jax.random.key(config.seed)
     t_run = time.perf_counter()
 
@@ -377,7 +365,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
                 return profile_windows(cd.cycles, cd.day_type, origins, history=cd.history,
                                        horizon=cd.horizon, variant=variant, n=config.rhp_days)[1]
             _, infer_s, inf_e = _time_inference(fn, config.inference_repeats, meter)
-            fit = {"train_s": 0.0, "train_energy": {"energy_j": 0.0}, "num_params": 0, "best_step": None}
+            fit = {"train_s": 0.0, "train_energy": 0.0, "num_params": 0, "best_step": None}
         else:
             fit = _fit(name, config, splits, workdir, meter, jax.random.fold_in(key, i))
             test_in = {k: jnp.asarray(test[k]) for k in fit["inputs"]}
@@ -389,8 +377,9 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
         preds[name] = sc.inverse(np.asarray(pred_n, np.float64))
         m = forecast_metrics(preds[name], truth)
         row = {"model": name, **m, "params": fit["num_params"], "train_s": fit["train_s"],
-               "train_energy_j": fit["train_energy"].get("energy_j"), "infer_s": infer_s,
-               "infer_energy_j": inf_e.get("energy_j"), "best_step": fit["best_step"]}
+               "train_energy_j": fit["train_energy"], "infer_s": infer_s,
+               "infer_energy_j": inf_e.get("energy_j"), "best_step": fit["best_step"],
+               "energy": "estimated" if inf_e.get("estimated") else "measured"}
         if name == "recycle":
             # ReCycle's cost includes computing the profiles of the training and validation windows
             row["train_s"] += prep["profile_s"]
@@ -404,9 +393,8 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
         r["mase"] = r["mae"] / naive
         r["total_s"] = r["train_s"] + r["infer_s"]
         r["total_energy_j"] = (r["train_energy_j"] or 0.0) + (r["infer_energy_j"] or 0.0)
-        r["energy"] = "estimate" if rows_energy[-1].get("estimated") else "measured"
     by = {r["model"]: r for r in rows}
-    energy_source = str(rows_energy[-1].get("source", type(meter).__name__))
+    energy_source = str(rows_energy[-1]["label"])
     summary: dict[str, Any] = {
         "status": "completed",
         "dataset": cd.series.name,

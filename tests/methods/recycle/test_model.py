@@ -9,8 +9,8 @@ import pytest
 
 import jaxlab.data as jd
 from jaxlab.core import tolerances
-from jaxlab.methods.recycle import (DLinear, RecycleConfig, ReCycleTransformer, VanillaTransformer,
-                                    forecast_metrics, moving_average, moving_average_reference, run)
+from jaxlab.methods.recycle import (DLinear, RecycleConfig, ReCycleTransformer, VanillaTransformer, energy_label,
+                                    energy_total_j, forecast_metrics, moving_average, moving_average_reference, run)
 
 B, L, H, D, M = 3, 5, 2, 6, 9
 
@@ -74,6 +74,12 @@ def test_baselines_shapes_and_moving_average(getkey):
     assert out.shape == (B, H * D)
 
 
+def test_energy_readings_of_both_meter_kinds():
+    assert energy_total_j({"energy_j": {"cpu": 2.0, "gpu": 3.0}, "total_energy_j": 5.0}) == 5.0
+    assert energy_total_j({"energy_j": 1.5}) == 1.5
+    assert energy_label({"source": {"cpu": "cpu_time_tdp"}, "estimated": True}) == "cpu: cpu_time_tdp (estimated)"
+
+
 def test_forecast_metrics():
     m = forecast_metrics(np.array([1.0, 3.0]), np.array([2.0, 2.0]))
     assert m == {"mae": 1.0, "mse": 1.0, "mape_pct": 50.0}
@@ -96,7 +102,8 @@ def test_smoke_run_on_a_synthetic_series(tmp_path):
     assert (tmp_path / "forecast.png").is_file() and (tmp_path / "metrics_recycle.jsonl").is_file()
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
     assert all(np.isfinite(r["mae"]) and r["infer_s"] > 0 for r in summary["table"])
-    assert "estimate" in summary["energy_source"]
+    assert "estimated" in summary["energy_source"] or "measured" in summary["energy_source"]
+    assert all(r["train_energy_j"] >= 0 and r["infer_energy_j"] >= 0 for r in summary["table"])
     # model selection starts from step 0, where ReCycle (zero head) is the profile: never worse on val
     by = {r["model"]: r for r in summary["table"]}
     assert by["recycle"]["best_step"] is not None
