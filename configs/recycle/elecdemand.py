@@ -12,14 +12,15 @@ history and no temperature were worse there).
 Command:  jaxlab run configs/recycle/elecdemand.py          (quick: configs/recycle/elecdemand.py:quick)
           variants: :univariate (no temperature), :paper (21-day history, no temperature)
 Hardware: CPU (2 cores); no accelerator needed.
-Runtime:  about 10 min on 2 CPU cores shared with other jobs (load ~9), nearly all of it the vanilla
-          transformer (quick: about 50 s under the same load).
+Runtime:  about 6-10 min on 2 CPU cores shared with other jobs (load 6-10), nearly all of it the
+          vanilla transformer (quick: about 50 s under the same load).
 Expected: test MAE (GW) ReCycle 0.197 < profile 0.2375 < DLinear 0.289 < vanilla 0.294; >= 10x less time and energy.
-          Measured 2026-11-27, seed 0 (energy = process CPU time x 15 W/core, an estimate): persistence
-          0.433; ReCycle seeds 0/1/2: 0.197/0.205/0.218. Train + inference time
-          24 s vs 518 s (21.8x), estimated energy 108 J vs 3539 J (32.7x) against the vanilla transformer.
-          Without temperature ReCycle does not beat the profile: :univariate 0.283, :paper 0.2375
-          (= the profile: validation never improved on step 0), profile 0.2375.
+          Measured 2026-11-27 on the 2-core CPU, seed 0; energy from jaxlab.energy.EnergyMeter, which
+          here (no RAPL) estimates it as process CPU time x 100 W TDP / 2 cores. Persistence 0.433;
+          ReCycle over seeds 0/1/2: 0.197/0.205/0.218. Train + inference: 8.2 s vs 328.8 s (40x),
+          estimated 280 J vs 10,870 J (39x) against the vanilla transformer (an earlier run under
+          heavier load: 22x time, 33x energy). Without temperature ReCycle does not beat the profile:
+          :univariate 0.283, :paper 0.2375 (= the profile: validation never improved on step 0).
 """
 
 import dataclasses
