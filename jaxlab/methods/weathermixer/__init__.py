@@ -1,0 +1,24 @@
+"""WeatherMixer with Jigsaw domain x tensor parallelism (arXiv 2507.05753)."""
+
+from ._loss import grid_latitudes as grid_latitudes
+from ._loss import latitude_weights as latitude_weights
+from ._loss import rollout as rollout
+from ._loss import weighted_mse as weighted_mse
+from ._loss import weighted_mse_reference as weighted_mse_reference
+from ._loss import weighted_rmse as weighted_rmse
+from ._model import STATE_SPEC as STATE_SPEC
+from ._model import TOKENS_SPEC as TOKENS_SPEC
+from ._model import ChannelDense as ChannelDense
+from ._model import LayerNorm as LayerNorm
+from ._model import MixerBlock as MixerBlock
+from ._model import TokenDense as TokenDense
+from ._model import WeatherMixer as WeatherMixer
+from ._model import patchify as patchify
+from ._model import unpatchify as unpatchify
+from ._sharded import STRATEGIES as STRATEGIES
+from ._sharded import check_mesh as check_mesh
+from ._sharded import init_params as init_params
+from ._sharded import lat_sharding as lat_sharding
+from ._sharded import make_apply as make_apply
+from ._sharded import shard_params as shard_params
+from ._sharded import state_sharding as state_sharding
