@@ -21,6 +21,7 @@ from ._rules import param_shardings as param_shardings
 from ._rules import param_specs as param_specs
 from ._rules import path_str as path_str
 from ._rules import spec_for_path as spec_for_path
+from ._rules import tree_shardings as tree_shardings
 from ._hlo import COLLECTIVES as COLLECTIVES
 from ._hlo import Collective as Collective
 from ._hlo import collective_stats as collective_stats

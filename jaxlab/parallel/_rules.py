@@ -84,6 +84,22 @@ def param_shardings(params: Any, mesh: Mesh, rules: Sequence[tuple[str, P]] = JI
     return jax.tree.map(lambda s: NamedSharding(mesh, s), param_specs(params, rules))
 
 
+def tree_shardings(tree: Any, mesh: Mesh, rules: Sequence[tuple[str, P]] = JIGSAW_RULES) -> Any:
+    """``NamedSharding``s for any pytree whose array leaves sit at parameter paths.
+
+    Works for parameters, gradients and optimiser states (an Adam moment at
+    ``.../mu/block_0/channel_in/kernel`` matches the same rule as the parameter); scalar leaves
+    (step counters) are replicated.
+    """
+
+    def one(kp, leaf):
+        if len(getattr(leaf, "shape", ())) == 0:
+            return NamedSharding(mesh, P())
+        return NamedSharding(mesh, spec_for_path(path_str(kp), rules))
+
+    return jax.tree_util.tree_map_with_path(one, tree)
+
+
 def axis_product(mesh_shape: dict[str, int], entry: Any) -> int:
     """Total size of the mesh axes named by one PartitionSpec entry (None, a name or a tuple)."""
     if entry is None:

@@ -22,3 +22,7 @@ from ._sharded import lat_sharding as lat_sharding
 from ._sharded import make_apply as make_apply
 from ._sharded import shard_params as shard_params
 from ._sharded import state_sharding as state_sharding
+from ._train import make_loss_fn as make_loss_fn
+from ._train import make_optimizer as make_optimizer
+from ._train import opt_state_bytes_per_device as opt_state_bytes_per_device
+from ._train import init_opt_state as init_opt_state
