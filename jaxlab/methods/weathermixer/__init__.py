@@ -26,3 +26,5 @@ from ._train import make_loss_fn as make_loss_fn
 from ._train import make_optimizer as make_optimizer
 from ._train import opt_state_bytes_per_device as opt_state_bytes_per_device
 from ._train import init_opt_state as init_opt_state
+from ._run import WeatherMixerConfig as WeatherMixerConfig
+from ._run import run as run
