@@ -44,9 +44,19 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         description="MLP on the UCI optical digits (sklearn): the foundation's smoke experiment",
         metrics=("test_accuracy", "train_loss", "wall_s"),
     ),
+    Experiment(
+        name="weathermixer_jigsaw",
+        config="weathermixer/smoke.py",
+        quick_arg="smoke",
+        full_arg=None,
+        description="WeatherMixer trained with Jigsaw domain x tensor parallelism on mesh (1, 2, 2) "
+        "(synthetic travelling waves; lat-weighted RMSE vs persistence)",
+        metrics=("test_rmse", "persistence_rmse", "train_loss", "wall_s"),
+    ),
 )
 
 # name -> script in scripts/ (run with the remaining command-line arguments).
 BENCHMARKS: dict[str, str] = {
     "train": "bench_train.py",
+    "jigsaw": "bench_jigsaw.py",
 }
