@@ -94,13 +94,16 @@ def init_params(model: WeatherMixer, *, key: jax.Array, mesh: Mesh | None = None
     return jax.jit(init, out_shardings=out)(key)
 
 
-def make_apply(model: WeatherMixer, mesh: Mesh | None = None, *, strategy: str = "jigsaw") -> Callable:
+def make_apply(model: WeatherMixer, mesh: Mesh | None = None, *, strategy: str = "jigsaw",
+               remat: bool = False) -> Callable:
     """``apply(params, state) -> next state`` for global arrays on ``mesh`` (not jitted).
 
     Args:
       model: the model (its ``ops`` field is replaced according to ``strategy``).
       mesh: a ``make_mesh`` mesh; None runs on one device.
       strategy: ``"jigsaw"``, ``"gspmd"`` or ``"local"`` (see the module docstring).
+      remat: Jigsaw only: exchange the blocks again in the backward pass instead of keeping the
+        gathered ones (``JigsawOps.remat``).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -111,7 +114,7 @@ def make_apply(model: WeatherMixer, mesh: Mesh | None = None, *, strategy: str =
     if strategy == "gspmd":
         gmodel = model.clone(ops=LocalOps(mesh))
         return lambda params, state: gmodel.apply({"params": params}, state)
-    jmodel = model.clone(ops=JigsawOps.from_mesh(mesh))
+    jmodel = model.clone(ops=JigsawOps.from_mesh(mesh, remat=remat))
 
     def apply(params, state):
         fn = shard_map(

@@ -16,14 +16,15 @@ from ._model import WeatherMixer
 from ._sharded import make_apply
 
 
-def make_loss_fn(model: WeatherMixer, mesh: Mesh | None = None, *, strategy: str = "jigsaw") -> Callable:
+def make_loss_fn(model: WeatherMixer, mesh: Mesh | None = None, *, strategy: str = "jigsaw",
+                 remat: bool = False) -> Callable:
     """``loss_fn(params, model_state, batch, key) -> (loss, (metrics, model_state))``.
 
     ``batch`` is a dict with ``state`` and ``target`` ``(B, lat, lon, C)`` and ``lat_weights``
     ``(lat,)``, laid out by ``state_sharding`` / ``lat_sharding`` on ``mesh``. The model output
     stays sharded; the loss reduction is one small all-reduce placed by XLA.
     """
-    apply = make_apply(model, mesh, strategy=strategy)
+    apply = make_apply(model, mesh, strategy=strategy, remat=remat)
 
     def loss_fn(params, model_state, batch, key):
         del key  # deterministic model (no dropout)
