@@ -154,6 +154,17 @@ def main() -> None:
         shape = (batch, lat, lon, model.channels)
         return jax.random.normal(k1, shape, jnp.float32), jax.random.normal(k2, shape, jnp.float32)
 
+    meta = {"model": {f: getattr(model, f) for f in ("grid", "channels", "patch", "hidden", "token_hidden",
+                                                     "channel_hidden", "num_blocks")},
+            "num_params": num_params, "batch_per_instance": 1, "dtype": "float32", "quick": args.quick}
+
+    def save(records):
+        base = next((r for r in records if r["mesh"] == [1, 1, 1] and r["strategy"] == "jigsaw"), None)
+        for r in records if base is not None else []:
+            r["peak_vs_one_device"] = r["peak_bytes_per_device"] / base["peak_bytes_per_device"]
+            r["state_vs_one_device"] = r["param_opt_bytes_per_device"] / base["param_opt_bytes_per_device"]
+        return save_benchmark("jigsaw", records, path=args.json, **meta)
+
     ref = {}
     records = []
     meshes = MESHES if args.meshes is None else [tuple(int(v) for v in m.split("x")) for m in args.meshes.split(",")]
@@ -182,12 +193,7 @@ def main() -> None:
               f"{rec['comm_bytes_per_device'] / 2**20:8.2f} MiB"
               + (f" (formula {rec['formula']['total_bytes'] / 2**20:.2f})" if "formula" in rec else "")
               + f"  step {rec['step_s_median'] * 1e3:8.1f} ms", flush=True)
-    base = next((r for r in records if r["mesh"] == [1, 1, 1] and r["strategy"] == "jigsaw"), None)
-    for r in records if base is not None else []:
-        r["peak_vs_one_device"] = r["peak_bytes_per_device"] / base["peak_bytes_per_device"]
-        r["state_vs_one_device"] = r["param_opt_bytes_per_device"] / base["param_opt_bytes_per_device"]
-    path = save_benchmark("jigsaw", records, path=args.json, model={f: getattr(model, f) for f in ("grid", "channels", "patch", "hidden", "token_hidden", "channel_hidden", "num_blocks")},
-                          num_params=num_params, batch_per_instance=1, dtype="float32", quick=args.quick)
+        path = save(records)  # after every record, so a long run keeps what it measured
     print(f"wrote {path}")
 
 

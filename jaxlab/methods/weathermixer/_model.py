@@ -37,7 +37,7 @@ STATE_SPEC = P(DATA, SPACE, None, TENSOR)  # (batch, lat, lon, channels) states
 
 def _param(module: nn.Module, name: str, init, shape: Sequence[int]):
     path = "/".join(tuple(module.scope.path) + (name,))
-    return module.param(name, init, module.ops.param_shape(path, shape))
+    return module.param(name, init, module.ops.param_shape(path, shape), module.param_dtype)
 
 
 class ChannelDense(nn.Module):
@@ -54,6 +54,7 @@ class ChannelDense(nn.Module):
     in_features: tuple[int, ...]
     names: tuple[str, ...] = ("",)
     ops: Any = LocalOps()
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, *xs: jax.Array) -> jax.Array:
@@ -72,6 +73,7 @@ class TokenDense(nn.Module):
     features: int
     in_features: int
     ops: Any = LocalOps()
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -88,6 +90,7 @@ class LayerNorm(nn.Module):
     names: tuple[str, ...] = ("",)
     eps: float = 1e-5
     ops: Any = LocalOps()
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, *parts: jax.Array):
@@ -108,18 +111,19 @@ class MixerBlock(nn.Module):
     token_hidden: int
     channel_hidden: int
     ops: Any = LocalOps()
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = LayerNorm((self.hidden,), ops=self.ops, name="norm1")(x)
-        y = TokenDense(self.token_hidden, self.tokens, ops=self.ops, name="token_in")(y)
+        y = LayerNorm((self.hidden,), ops=self.ops, param_dtype=self.param_dtype, name="norm1")(x)
+        y = TokenDense(self.token_hidden, self.tokens, ops=self.ops, param_dtype=self.param_dtype, name="token_in")(y)
         y = nn.gelu(y, approximate=False)
-        y = TokenDense(self.tokens, self.token_hidden, ops=self.ops, name="token_out")(y)
+        y = TokenDense(self.tokens, self.token_hidden, ops=self.ops, param_dtype=self.param_dtype, name="token_out")(y)
         x = self.ops.constrain(x + y, TOKENS_SPEC)
-        y = LayerNorm((self.hidden,), ops=self.ops, name="norm2")(x)
-        y = ChannelDense(self.channel_hidden, (self.hidden,), ops=self.ops, name="channel_in")(y)
+        y = LayerNorm((self.hidden,), ops=self.ops, param_dtype=self.param_dtype, name="norm2")(x)
+        y = ChannelDense(self.channel_hidden, (self.hidden,), ops=self.ops, param_dtype=self.param_dtype, name="channel_in")(y)
         y = nn.gelu(y, approximate=False)
-        y = ChannelDense(self.hidden, (self.channel_hidden,), ops=self.ops, name="channel_out")(y)
+        y = ChannelDense(self.hidden, (self.channel_hidden,), ops=self.ops, param_dtype=self.param_dtype, name="channel_out")(y)
         return self.ops.constrain(x + y, TOKENS_SPEC)
 
 
@@ -152,6 +156,7 @@ class WeatherMixer(nn.Module):
       linear_residual: the paper's learned linear residual head; False adds the prediction to the
         input state instead (the reference's ``add``).
       ops: ``LocalOps()`` (default), ``LocalOps(mesh)`` for GSPMD, ``JigsawOps`` inside shard_map.
+      param_dtype: parameter dtype (float32 also when x64 is enabled).
 
     Examples:
       >>> model = WeatherMixer(grid=(4, 8), channels=2, patch=2, hidden=8, token_hidden=8,
@@ -171,6 +176,7 @@ class WeatherMixer(nn.Module):
     num_blocks: int
     linear_residual: bool = True
     ops: Any = LocalOps()
+    param_dtype: Any = jnp.float32
 
     @property
     def num_tokens(self) -> int:
@@ -181,18 +187,18 @@ class WeatherMixer(nn.Module):
         lat_local, lon = state.shape[1], state.shape[2]
         c, p, d = self.channels, self.patch, self.hidden
         state = self.ops.constrain(state, STATE_SPEC)
-        emb = ChannelDense(d, (c * p,), ops=self.ops, name="embed")(patchify(state, p))
+        emb = ChannelDense(d, (c * p,), ops=self.ops, param_dtype=self.param_dtype, name="embed")(patchify(state, p))
         x = self.ops.constrain(emb, TOKENS_SPEC)
         for i in range(self.num_blocks):
             x = MixerBlock(
-                self.num_tokens, d, self.token_hidden, self.channel_hidden, ops=self.ops, name=f"block_{i}"
+                self.num_tokens, d, self.token_hidden, self.channel_hidden, ops=self.ops, param_dtype=self.param_dtype, name=f"block_{i}"
             )(x)
-        y = LayerNorm((d,), ops=self.ops, name="head_norm")(x)
-        rec = ChannelDense(c * p, (d, d), ("latent", "skip"), ops=self.ops, name="recovery")(y, emb)
+        y = LayerNorm((d,), ops=self.ops, param_dtype=self.param_dtype, name="head_norm")(x)
+        rec = ChannelDense(c * p, (d, d), ("latent", "skip"), ops=self.ops, param_dtype=self.param_dtype, name="recovery")(y, emb)
         pred = unpatchify(rec, lat_local, lon, p)
         if not self.linear_residual:
             return self.ops.constrain(state + pred, STATE_SPEC)
-        pred = LayerNorm((c,), ops=self.ops, name="pred_norm")(pred)
-        a, s = LayerNorm((c, c), ("pred", "state"), ops=self.ops, name="residual_norm")(pred, state)
-        out = ChannelDense(c, (c, c), ("pred", "state"), ops=self.ops, name="residual")(a, s)
+        pred = LayerNorm((c,), ops=self.ops, param_dtype=self.param_dtype, name="pred_norm")(pred)
+        a, s = LayerNorm((c, c), ("pred", "state"), ops=self.ops, param_dtype=self.param_dtype, name="residual_norm")(pred, state)
+        out = ChannelDense(c, (c, c), ("pred", "state"), ops=self.ops, param_dtype=self.param_dtype, name="residual")(a, s)
         return self.ops.constrain(out, STATE_SPEC)

@@ -153,12 +153,17 @@ def run(config: WeatherMixerConfig, workdir: str | Path, *, progress: bool = Tru
     if leads >= 1:
         ids = test_ids[:config.batch_size]
         x0 = global_batch(src, ids, s_shard)
-        fc = jax.jit(lambda p, x: rollout(apply, p, x, leads))(state.params, x0)
+        truths = tuple(global_batch(src, ids + k, s_shard, target=True) for k in range(leads))
+
+        @jax.jit
+        def rollout_scores(params, x0, truths):
+            fc = rollout(apply, params, x0, leads)
+            return ([jnp.mean(weighted_rmse(fc[k], t, lat_w)[:nvar]) for k, t in enumerate(truths)],
+                    [jnp.mean(weighted_rmse(x0, t, lat_w)[:nvar]) for t in truths])
+
+        r_model, r_pers = rollout_scores(state.params, x0, truths)
         for k in range(leads):
-            truth = global_batch(src, ids + k, s_shard, target=True)
-            r_model = float(np.mean(np.asarray(weighted_rmse(fc[k], truth, lat_w))[:nvar]))
-            r_pers = float(np.mean(np.asarray(weighted_rmse(x0, truth, lat_w))[:nvar]))
-            table.append({"lead_steps": k + 1, "rmse_model": r_model, "rmse_persistence": r_pers})
+            table.append({"lead_steps": k + 1, "rmse_model": float(r_model[k]), "rmse_persistence": float(r_pers[k])})
     ev = loop_summary.get("eval", {})
     summary = {
         **loop_summary,
