@@ -62,6 +62,13 @@ def shard_map(f: Callable, *, mesh: Mesh, in_specs: Any, out_specs: Any) -> Call
     return sm_old(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs)  # pragma: no cover
 
 
+def _to_varying(x: Array, axis_name: str) -> Array:
+    """Marks ``x`` as varying over ``axis_name``; its cotangent is ``psum``-ed over that axis."""
+    if hasattr(lax, "pcast"):
+        return lax.pcast(x, axis_name, to="varying")
+    return lax.pvary(x, axis_name)  # pragma: no cover (JAX versions without pcast)
+
+
 def _gather(x: Array, axis_name: str, n: int, dim: int) -> Array:
     """Named exchange: concatenates the ``n`` blocks of ``x`` held along ``axis_name`` on ``dim``."""
     if n == 1:
@@ -118,7 +125,12 @@ def _exchange_again_matmul(x, w, *, gather_axis, gather_n, gather_dim, ring_axis
         return fwd_only(x, w), (x, w)
 
     def f_bwd(res, dy):
+        # Tie the local blocks to the incoming cotangent (a data dependence through one element
+        # of dy, times zero) so the scheduler cannot hoist the exchanges below into the forward
+        # pass, where the gathered blocks would stay alive until here after all.
         x, w = res
+        tie = jnp.reshape(lax.slice(dy, (0,) * dy.ndim, (1,) * dy.ndim), ()) * 0
+        x, w = x + tie.astype(x.dtype), w + tie.astype(w.dtype)
         if gather_n > 1:
             xt = lax.all_gather(jnp.moveaxis(x, gather_dim, 0), gather_axis, axis=0, tiled=True)
             x_full = jnp.moveaxis(xt, 0, gather_dim)
@@ -225,6 +237,18 @@ class JigsawOps:
     @property
     def _mesh_shape(self) -> dict[str, int]:
         return {DATA: self.data, SPACE: self.space, TENSOR: self.tensor}
+
+    def data_parallel(self, params: Any) -> Any:
+        """Entry of the local parameter shards into a model instance (call first in the shard_map body).
+
+        The shards are the same on every ``data`` index; marking them data-varying here puts the
+        transpose, the data-parallel gradient ``psum`` over ``data``, on the local shards: each
+        device reduces its own shard's gradient with the devices holding the same shard, once.
+        (Left implicit, JAX would insert the reduction where a shard first meets a data-varying
+        value, i.e. after the exchanges, on gathered blocks ``space`` or ``tensor`` times larger.)
+        The layers with ``remat=True`` expect their parameters to have passed through here.
+        """
+        return jax.tree.map(lambda p: _to_varying(p, DATA), params)
 
     def param_shape(self, path: str, shape: Sequence[int]) -> tuple[int, ...]:
         try:

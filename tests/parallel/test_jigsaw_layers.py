@@ -55,6 +55,7 @@ def test_jigsaw_layers_match_dense(getkey, sizes):
         ops = jp.JigsawOps.from_mesh(mesh, remat=remat)
 
         def local(x, wc, bc, wt, bt, g, b):
+            wc, bc, wt, bt, g, b = ops.data_parallel((wc, bc, wt, bt, g, b))
             y = ops.channel_dense([(x, wc)], bc)
             z = ops.token_dense(y, wt, bt)
             (n,) = ops.layer_norm([z], [g], [b], 1e-5)

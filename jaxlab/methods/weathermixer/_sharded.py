@@ -114,11 +114,12 @@ def make_apply(model: WeatherMixer, mesh: Mesh | None = None, *, strategy: str =
     if strategy == "gspmd":
         gmodel = model.clone(ops=LocalOps(mesh))
         return lambda params, state: gmodel.apply({"params": params}, state)
-    jmodel = model.clone(ops=JigsawOps.from_mesh(mesh, remat=remat))
+    ops = JigsawOps.from_mesh(mesh, remat=remat)
+    jmodel = model.clone(ops=ops)
 
     def apply(params, state):
         fn = shard_map(
-            lambda p, x: jmodel.apply({"params": p}, x),
+            lambda p, x: jmodel.apply({"params": ops.data_parallel(p)}, x),
             mesh=mesh,
             in_specs=(param_specs(params), STATE_SPEC),
             out_specs=STATE_SPEC,
