@@ -22,9 +22,12 @@ reverse ring of kernel gradients (the ``dW`` exchange), so the backward pass mov
 On a 2 x 2 grid this is the paper's scheme (one X block and one W block per layer and direction);
 it works on any ``space x tensor`` grid, and sizes of 1 drop the corresponding exchange.
 
-Per device and linear layer ``(in -> out)`` acting on ``R`` rows (tokens times batch), the forward
-pass receives ``(n_A - 1) * R_local * in / n_A`` activation and ``(n_B - 1) * in * out / (n_A n_B)``
-weight elements; the backward pass sends the same amounts again.
+Per device and linear layer ``(in -> out)`` acting on ``R_local`` local rows, the forward pass
+receives ``(n_A - 1) / n_A * R_local * in`` activation and ``(n_B - 1) / n_B * in * out / n_A``
+weight elements; the backward pass moves the same amounts again (``remat=True``: twice again).
+Data parallelism adds one all-reduce of each device's parameter shard over ``data``
+(:meth:`JigsawOps.data_parallel`). ``scripts/bench_jigsaw.py`` checks these against the bytes of
+the compiled program.
 
 Differences from the reference (DeifiliaTo/Jigsaw_SC): any mesh rather than a fixed 2 x 2 group;
 LayerNorm parameters are sharded over both axes too (the reference replicates them within a pair
@@ -218,7 +221,8 @@ class JigsawOps:
       rules: the param-path -> PartitionSpec table the parameters are laid out by.
       remat: keep only the local blocks for the backward pass and exchange again there (as the
         reference's ``XWT_fourway`` / ``XTW_fourway`` do), instead of saving the gathered
-        activations and the received kernel chunks. Less memory, 1.5x the exchanged bytes.
+        activations and the received kernel chunks; 1.5x the exchanged bytes. Whether the peak
+        memory drops depends on XLA's schedule: on XLA:CPU it does not (``jaxlab bench jigsaw``).
     """
 
     data: int = 1
