@@ -7,9 +7,10 @@ at months t and t-1 (4 channels), target = month t+1; train on targets before 19
 Command:  XLA_FLAGS=--xla_force_host_platform_device_count=8 jaxlab run configs/weathermixer/navy_winds.py
           (mesh (2, 2, 2): two model instances, each split 2 x 2 over latitude rows x channels)
 Hardware: CPU (2 cores) or one GPU (then --set mesh=1,1,1).
-Runtime:  about 5-10 min on 2 CPU cores.
-Expected: one-step lat-weighted test RMSE below persistence (monthly means change slowly and are
-          dominated by the seasonal cycle; 106 training months are few): see summary.json `table`.
+Runtime:  about 5-10 min on 2 CPU cores (quick: about 1 min of compute, 30 s CPU).
+Expected: one-step lat-weighted test RMSE below persistence; quick (mesh (1, 2, 2), 120 steps)
+          measured 0.52 vs 0.60 for persistence (normalised units, mean over U and V), U 2.10 m/s,
+          V 1.54 m/s; at lead 3 months 0.72 vs 0.89. 106 training months are few: expect overfitting.
 """
 
 from jaxlab.methods.weathermixer import WeatherMixerConfig, run  # noqa: F401  (run is what `jaxlab run` calls)
