@@ -34,7 +34,7 @@ import optax  # noqa: E402
 
 from jaxlab.core import save_benchmark  # noqa: E402
 from jaxlab.methods import weathermixer as wm  # noqa: E402
-from jaxlab.parallel import collective_stats, make_mesh, mesh_sizes, summarize_collectives  # noqa: E402
+from jaxlab.parallel import collective_stats, make_mesh, summarize_collectives  # noqa: E402
 
 MESHES = [(1, 1, 1), (1, 2, 1), (1, 1, 2), (1, 2, 2), (2, 2, 2), (1, 4, 2)]
 

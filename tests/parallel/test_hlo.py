@@ -11,7 +11,7 @@ from jaxlab import parallel as jp
 HLO = """
   %all-gather.1 = f32[2,16]{1,0} all-gather(%p), channel_id=1, replica_groups={{0,1},{2,3}}, dimensions={1}
   %all-reduce.2 = (f32[8]{0}, f32[4,4]{1,0}) all-reduce(%a, %b), replica_groups=[2,4]<=[8], to_apply=%add
-  %reduce-scatter.3 = f32[4]{0} reduce-scatter(%c), replica_groups=mesh['axis_0'=2,'axis_1'=4] {'axis_1'}, dimensions={0}
+  %reduce-scatter.3 = f32[4]{0} reduce-scatter(%c), replica_groups=mesh['axis_0'=2,'axis_1'=4] {'axis_1'}
   %collective-permute.4 = bf16[10]{0} collective-permute(%d), source_target_pairs={{0,1},{1,0}}
   %all-gather-start.5 = (f32[4]{0}, f32[16]{0}) all-gather-start(%e), replica_groups={{0,1,2,3}}, dimensions={0}
   %all-gather-done.5 = f32[16]{0} all-gather-done(%all-gather-start.5)

@@ -121,9 +121,13 @@ class MixerBlock(nn.Module):
         y = TokenDense(self.tokens, self.token_hidden, ops=self.ops, param_dtype=self.param_dtype, name="token_out")(y)
         x = self.ops.constrain(x + y, TOKENS_SPEC)
         y = LayerNorm((self.hidden,), ops=self.ops, param_dtype=self.param_dtype, name="norm2")(x)
-        y = ChannelDense(self.channel_hidden, (self.hidden,), ops=self.ops, param_dtype=self.param_dtype, name="channel_in")(y)
+        y = ChannelDense(
+            self.channel_hidden, (self.hidden,), ops=self.ops, param_dtype=self.param_dtype, name="channel_in"
+        )(y)
         y = nn.gelu(y, approximate=False)
-        y = ChannelDense(self.hidden, (self.channel_hidden,), ops=self.ops, param_dtype=self.param_dtype, name="channel_out")(y)
+        y = ChannelDense(
+            self.hidden, (self.channel_hidden,), ops=self.ops, param_dtype=self.param_dtype, name="channel_out"
+        )(y)
         return self.ops.constrain(x + y, TOKENS_SPEC)
 
 
@@ -191,14 +195,26 @@ class WeatherMixer(nn.Module):
         x = self.ops.constrain(emb, TOKENS_SPEC)
         for i in range(self.num_blocks):
             x = MixerBlock(
-                self.num_tokens, d, self.token_hidden, self.channel_hidden, ops=self.ops, param_dtype=self.param_dtype, name=f"block_{i}"
+                self.num_tokens,
+                d,
+                self.token_hidden,
+                self.channel_hidden,
+                ops=self.ops,
+                param_dtype=self.param_dtype,
+                name=f"block_{i}",
             )(x)
         y = LayerNorm((d,), ops=self.ops, param_dtype=self.param_dtype, name="head_norm")(x)
-        rec = ChannelDense(c * p, (d, d), ("latent", "skip"), ops=self.ops, param_dtype=self.param_dtype, name="recovery")(y, emb)
+        rec = ChannelDense(
+            c * p, (d, d), ("latent", "skip"), ops=self.ops, param_dtype=self.param_dtype, name="recovery"
+        )(y, emb)
         pred = unpatchify(rec, lat_local, lon, p)
         if not self.linear_residual:
             return self.ops.constrain(state + pred, STATE_SPEC)
         pred = LayerNorm((c,), ops=self.ops, param_dtype=self.param_dtype, name="pred_norm")(pred)
-        a, s = LayerNorm((c, c), ("pred", "state"), ops=self.ops, param_dtype=self.param_dtype, name="residual_norm")(pred, state)
-        out = ChannelDense(c, (c, c), ("pred", "state"), ops=self.ops, param_dtype=self.param_dtype, name="residual")(a, s)
+        a, s = LayerNorm((c, c), ("pred", "state"), ops=self.ops, param_dtype=self.param_dtype, name="residual_norm")(
+            pred, state
+        )
+        out = ChannelDense(c, (c, c), ("pred", "state"), ops=self.ops, param_dtype=self.param_dtype, name="residual")(
+            a, s
+        )
         return self.ops.constrain(out, STATE_SPEC)

@@ -144,10 +144,7 @@ def shard_params(params: Any, mesh: Mesh, strategy: str = "jigsaw") -> Any:
 
 
 def lat_sharding(mesh: Mesh, strategy: str = "jigsaw") -> NamedSharding:
+    """Latitude weights: split like the states' latitude rows (replicated for ``local``)."""
     return NamedSharding(mesh, P() if strategy == "local" else LAT_SPEC)
-
-
-def data_axis_size(mesh: Mesh | None) -> int:
-    return 1 if mesh is None else mesh_sizes(mesh)[0]
 
 

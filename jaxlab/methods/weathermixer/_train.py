@@ -16,8 +16,9 @@ from ._model import WeatherMixer
 from ._sharded import make_apply
 
 
-def make_loss_fn(model: WeatherMixer, mesh: Mesh | None = None, *, strategy: str = "jigsaw",
-                 remat: bool = False) -> Callable:
+def make_loss_fn(
+    model: WeatherMixer, mesh: Mesh | None = None, *, strategy: str = "jigsaw", remat: bool = False
+) -> Callable:
     """``loss_fn(params, model_state, batch, key) -> (loss, (metrics, model_state))``.
 
     ``batch`` is a dict with ``state`` and ``target`` ``(B, lat, lon, C)`` and ``lat_weights``
@@ -68,7 +69,9 @@ def opt_state_bytes_per_device(tree: Any, device: jax.Device) -> int:
     return total
 
 
-def init_opt_state(tx: optax.GradientTransformation, params: Any, mesh: Mesh | None = None, *, strategy: str = "jigsaw"):
+def init_opt_state(
+    tx: optax.GradientTransformation, params: Any, mesh: Mesh | None = None, *, strategy: str = "jigsaw"
+):
     """``tx.init(params)`` with every moment laid out like its parameter (nothing replicated)."""
     if mesh is None:
         return jax.jit(tx.init)(params)
