@@ -35,7 +35,7 @@ def test_layer_norm_reference_matches_flax(getkey):
     np.testing.assert_allclose(jnp.concatenate([a, c], -1), theirs, atol=atol, rtol=rtol)
 
 
-@pytest.mark.parametrize("sizes", [(1, 4, 2), (2, 2, 2)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("sizes", [(2, 2, 2)], ids=lambda s: "x".join(map(str, s)))
 def test_jigsaw_layers_match_dense(getkey, sizes):
     mesh = jp.make_mesh(*sizes)
     d, s, t = sizes

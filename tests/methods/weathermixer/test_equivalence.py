@@ -105,7 +105,17 @@ def test_train_step_on_2x2_matches_one_device(problem):
     o = wm.init_opt_state(tx, p, mesh)
     step = step_fn(wm.make_loss_fn(MODEL, mesh))
     new, _ = step.lower(p, o, b).compile(FAST)(p, o, b)
-    _assert_tree_close(new, new0, RTOL)
+    # Adam turns rounding noise in an analytically zero gradient (the last token-mixing bias feeds
+    # only LayerNorms, which remove per-token constants) into steps of up to the learning rate, so
+    # those leaves are only checked to move by at most that much.
+    grads0 = problem[3]
+    gscale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads0))
+    live = jax.tree.map(lambda g: bool(jnp.max(jnp.abs(g)) > 1e-6 * gscale), grads0)
+    for got, want, keep, old in zip(*(jax.tree.leaves(t) for t in (new, new0, live, params))):
+        if keep:
+            _assert_tree_close(got, want, RTOL)
+        else:
+            assert float(jnp.max(jnp.abs(got - old))) <= 1e-2 * (1 + 1e-5)
 
 
 @pytest.mark.parametrize(

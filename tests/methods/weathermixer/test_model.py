@@ -41,39 +41,34 @@ def test_latitude_weighted_losses(getkey):
     np.testing.assert_allclose(r, np.full(3, 0.5), rtol=rtol)
 
 
-def test_model_shapes_and_add_head(getkey):
-    x = jax.random.normal(getkey(), (2, 8, 12, 8), jnp.float32)
-    params = wm.init_params(MODEL, key=getkey())
-    assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(params))  # also with x64 enabled
-    out = _run(wm.make_apply(MODEL), params, x)
-    assert out.shape == x.shape and out.dtype == jnp.float32
-    add = MODEL.clone(linear_residual=False)
-    p2 = wm.init_params(add, key=getkey())
-    assert "residual" not in p2
-    # zero recovery weights: the forecast is the input state
-    p2 = jax.tree_util.tree_map_with_path(
-        lambda kp, v: jnp.zeros_like(v) if kp[0].key == "recovery" else v, p2)
-    np.testing.assert_allclose(_run(wm.make_apply(add), p2, x), x)
+@pytest.fixture(scope="module")
+def params():
+    return wm.init_params(MODEL, key=jax.random.key(7))
 
 
-def test_rollout_repeats_the_model(getkey):
+def test_model_shapes_heads_and_rollout(params, getkey):
     x = jax.random.normal(getkey(), (1, 8, 12, 8), jnp.float32)
-    params = wm.init_params(MODEL, key=getkey())
+    assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(params))  # also with x64 enabled
     apply = wm.make_apply(MODEL)
+    add = MODEL.clone(linear_residual=False)
+    # the `add` head has no residual layers; with zero recovery weights it returns the state
+    p_add = {k: v for k, v in params.items() if k not in ("residual", "residual_norm", "pred_norm")}
+    p_add["recovery"] = jax.tree.map(jnp.zeros_like, p_add["recovery"])
 
-    def both(p, x):
+    def run(p, p_add, x):
         y1 = apply(p, x)
-        return wm.rollout(apply, p, x, 2), y1, apply(p, y1)
+        return wm.rollout(apply, p, x, 2), y1, apply(p, y1), wm.make_apply(add)(p_add, x)
 
-    ys, y1, y2 = _run(both, params, x)
+    ys, y1, y2, same = _run(run, params, p_add, x)
+    assert y1.shape == x.shape and y1.dtype == jnp.float32
     atol, rtol = tolerances(jnp.float32)
     np.testing.assert_allclose(ys[0], y1, atol=atol, rtol=rtol)
     np.testing.assert_allclose(ys[1], y2, atol=atol, rtol=rtol)
+    np.testing.assert_allclose(same, x)
 
 
-def test_exchange_again_backward_matches(getkey):
+def test_exchange_again_backward_matches(params, getkey):
     """``remat=True`` (blocks exchanged again in the backward pass) gives the same gradients."""
-    params = wm.init_params(MODEL, key=getkey())
     x = jax.random.normal(getkey(), (1, 8, 12, 8), jnp.float32)
     y = jax.random.normal(getkey(), (1, 8, 12, 8), jnp.float32)
     lat_w = jnp.asarray(wm.latitude_weights(wm.grid_latitudes(8)))
