@@ -26,6 +26,6 @@ def get_config(arg: str | None = None) -> WeatherMixerConfig:
         return WeatherMixerConfig(
             dataset="synthetic", grid=(8, 16), channels=4, synthetic_steps=24, patch=4, hidden=16,
             token_hidden=16, channel_hidden=16, num_blocks=1, linear_residual=False, mesh=(1, 2, 2), batch_size=2,
-            num_steps=2, eval_every=0, checkpoint_every=0, log_every=1, rollout_steps=2,
+            num_steps=2, eval_every=0, checkpoint_every=0, log_every=1, rollout_steps=0,
         )
     raise ValueError(f"unknown argument {arg!r}; use 'smoke' (default) or 'tiny'")

@@ -1,4 +1,4 @@
-"""Jigsaw layers inside shard_map equal the dense layers (forward and gradients), both backward schedules."""
+"""Jigsaw layers inside shard_map equal the dense layers (forward and gradients)."""
 
 import flax.linen as nn
 import jax
@@ -63,8 +63,9 @@ def test_jigsaw_layers_match_dense(getkey, sizes):
 
         return jp.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P())
 
+    # the plain backward is covered on every mesh by the model tests; here the exchange-again one
     def both(*a):
-        return [jax.value_and_grad(sharded(r), argnums=tuple(range(7)))(*a) for r in (False, True)]
+        return [jax.value_and_grad(sharded(True), argnums=tuple(range(7)))(*a)]
 
     placed = [jax.device_put(a, jax.sharding.NamedSharding(mesh, sp)) for a, sp in zip(args, specs)]
     results = jax.jit(both).lower(*placed).compile(FAST)(*placed)

@@ -67,7 +67,7 @@ def test_tiny_run(tmp_path):
     summary = cfg_mod.run(config, tmp_path, progress=False)
     assert summary["status"] == "completed" and summary["step"] == config.num_steps
     assert summary["mesh"] == {"data": 1, "space": 2, "tensor": 2}
-    assert np.isfinite(summary["test_rmse"]) and len(summary["table"]) == 2
+    assert np.isfinite(summary["test_rmse"]) and summary["table"] == []  # tiny: no rollout table
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["test_rmse"] == summary["test_rmse"]
     assert (tmp_path / "metrics.jsonl").is_file() and (tmp_path / "checkpoints").is_dir()

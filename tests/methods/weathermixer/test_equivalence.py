@@ -68,6 +68,18 @@ def test_loss_and_grads_match_one_device(problem, sizes):
         assert g.sharding.is_equivalent_to(q.sharding, g.ndim)
 
 
+def test_exchange_again_backward_matches_one_device(problem):
+    """``remat=True`` (blocks exchanged again in the backward pass, as the reference does) on (1, 2, 2)."""
+    params, batch, loss0, grads0 = problem
+    mesh = _mesh((1, 2, 2))
+    p, b = _place(params, batch, mesh)
+    loss_fn = wm.make_loss_fn(MODEL, mesh, remat=True)
+    vg = jax.jit(jax.value_and_grad(lambda p, b: loss_fn(p, None, b, None)[0]))
+    loss, grads = vg.lower(p, b).compile(FAST)(p, b)
+    assert abs(float(loss) - loss0) <= RTOL * abs(loss0)
+    _assert_tree_close(grads, grads0, RTOL)
+
+
 @pytest.mark.parametrize("sizes", [(1, 2, 2), (2, 2, 2)], ids=lambda s: "x".join(map(str, s)))
 def test_param_and_optimizer_bytes_are_split(problem, sizes):
     mesh = _mesh(sizes)

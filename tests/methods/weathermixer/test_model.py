@@ -7,7 +7,6 @@ import pytest
 
 from jaxlab.core import tolerances
 from jaxlab.methods import weathermixer as wm
-from jaxlab.parallel import make_mesh
 
 FAST = {"xla_backend_optimization_level": 0}
 def _run(f, *args):
@@ -65,25 +64,6 @@ def test_model_shapes_heads_and_rollout(params, getkey):
     np.testing.assert_allclose(ys[0], y1, atol=atol, rtol=rtol)
     np.testing.assert_allclose(ys[1], y2, atol=atol, rtol=rtol)
     np.testing.assert_allclose(same, x)
-
-
-def test_exchange_again_backward_matches(params, getkey):
-    """``remat=True`` (blocks exchanged again in the backward pass) gives the same gradients."""
-    x = jax.random.normal(getkey(), (1, 8, 12, 8), jnp.float32)
-    y = jax.random.normal(getkey(), (1, 8, 12, 8), jnp.float32)
-    lat_w = jnp.asarray(wm.latitude_weights(wm.grid_latitudes(8)))
-    mesh = make_mesh(1, 2, 2, devices=jax.devices()[:4])
-
-    def grads(apply):
-        return jax.grad(lambda p: wm.weighted_mse(apply(p, x), y, lat_w))
-
-    g0 = _run(grads(wm.make_apply(MODEL)), params)
-    p = wm.shard_params(params, mesh)
-    f = jax.jit(grads(wm.make_apply(MODEL, mesh, remat=True)))
-    g = f.lower(p).compile(FAST)(p)
-    scale = max(float(jnp.max(jnp.abs(v))) for v in jax.tree.leaves(g0))
-    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g0)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * scale)
 
 
 def test_unknown_strategy():
