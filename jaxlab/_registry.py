@@ -45,6 +45,18 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         metrics=("test_accuracy", "train_loss", "wall_s"),
     ),
     Experiment(
+        name="energy_scaling",
+        config="energy_scaling/grid.py",
+        quick_arg="smoke",
+        full_arg=None,
+        description="Energy of data-parallel ResNet and AFNO training over (devices, global batch, local batch); "
+                    "fit energy = a * device-hours + b (arXiv 2508.07706)",
+        metrics=("resnet_slope_j_per_device_hour", "resnet_fit_r2", "afno_slope_j_per_device_hour", "afno_fit_r2",
+                 "estimated", "wall_s"),
+        paper={"resnet_fit_r2": "energy ~ linear in GPU-hours (no table values)",
+               "afno_fit_r2": "energy ~ linear in GPU-hours (no table values)"},
+    ),
+    Experiment(
         name="weathermixer_jigsaw",
         config="weathermixer/smoke.py",
         quick_arg="smoke",
@@ -58,5 +70,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 # name -> script in scripts/ (run with the remaining command-line arguments).
 BENCHMARKS: dict[str, str] = {
     "train": "bench_train.py",
+    "krylov": "bench_krylov.py",
+    "sparse": "bench_spmv.py",
+    "energy": "bench_energy.py",
     "jigsaw": "bench_jigsaw.py",
 }

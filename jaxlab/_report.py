@@ -66,7 +66,7 @@ def write_report(root: str | os.PathLike, results: Sequence[tuple[Experiment, di
             "result": ours or "–",
             "paper": paper or "–",
             "wall_s": summary.get("wall_s"),
-            "energy_j": energy.get("energy_j"),
+            "energy_j": energy.get("total_energy_j", energy.get("energy_j")),
         })
     out += [markdown_table(rows), ""]
     for exp, summary, error in results:

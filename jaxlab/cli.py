@@ -180,6 +180,91 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_vector(path: Path, n: int, dtype):
+    import numpy as np
+
+    if not path.is_file():
+        raise CLIError(f"right-hand side file {str(path)!r} not found")
+    if path.suffix == ".npy":
+        v = np.load(path)
+    elif path.suffix == ".mtx":
+        import jaxlab.sparse as jsparse
+
+        v = np.asarray(jsparse.read_mtx_scipy(path).toarray() if hasattr(jsparse, "read_mtx_scipy") else
+                       jsparse.read_mtx(path).todense())
+    else:
+        try:
+            v = np.loadtxt(path, ndmin=1)
+        except ValueError as e:
+            raise CLIError(f"cannot read {str(path)!r} as numbers: {e}") from None
+    v = np.asarray(v, dtype).reshape(v.shape[0], -1)
+    if v.shape[0] != n:
+        raise CLIError(f"right-hand side {str(path)!r} has {v.shape[0]} rows, the matrix has {n}")
+    return v[:, 0] if v.shape[1] == 1 else v
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    import time
+
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # a command-line tool, not library code
+    import numpy as np
+
+    import jaxlab.sparse as jsparse
+    from jaxlab import krylov
+
+    dtype = np.dtype(args.dtype)
+    path = Path(args.matrix)
+    t0 = time.perf_counter()
+    A = jsparse.read_mtx(path, format=args.format, dtype=dtype)
+    n = A.shape[0]
+    b = _load_vector(Path(args.rhs), n, dtype) if args.rhs else np.ones(n, dtype)
+    t_read = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    M = krylov.make_preconditioner(A, args.preconditioner)
+    t_setup = time.perf_counter() - t0
+    kw = dict(method=args.method, preconditioner=M, rtol=args.rtol, atol=args.atol, maxiter=args.maxiter,
+              restart=args.restart)
+    run = jax.jit(lambda A, b, M: krylov.solve(A, b, **{**kw, "preconditioner": M}))
+    t0 = time.perf_counter()
+    sol = jax.block_until_ready(run(A, b, M))
+    t_first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sol = jax.block_until_ready(run(A, b, M))
+    t_solve = time.perf_counter() - t0
+    x = np.asarray(sol.x)
+    S = A.to_scipy()
+    true_res = float(np.linalg.norm(b - S @ x) / max(np.linalg.norm(b), np.finfo(dtype).tiny))
+    status = krylov.status_name(np.max(np.asarray(sol.status)))
+    print(f"matrix      {path} ({n} x {n}, {S.nnz} nonzeros, {args.format}, {dtype.name})")
+    print(f"method      {args.method} + {args.preconditioner or 'no preconditioner'}, rtol {args.rtol:g}")
+    print(f"status      {status}")
+    print(f"iterations  {np.asarray(sol.iterations).tolist()}")
+    print(f"residual    {true_res:.3e} (relative, recomputed as ||b - A x|| / ||b||)")
+    print(f"time        read {t_read:.3f} s, setup {t_setup:.3f} s, first solve {t_first:.3f} s (with compile), "
+          f"solve {t_solve:.4f} s")
+    out = Path(args.output) if args.output else path.with_name(path.stem + ".solution.txt")
+    if out.suffix == ".npy":
+        np.save(out, x)
+    else:
+        np.savetxt(out, x.reshape(n, -1), fmt="%.17g")
+    print(f"solution    {out}")
+    return 0 if status == "CONVERGED" else 1
+
+
+def cmd_energy(args: argparse.Namespace) -> int:
+    from jaxlab.energy import measure_command
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise CLIError("give the command to measure after --, e.g. jaxlab energy -- python train.py")
+    return measure_command(cmd, report_dir=args.report_dir, cpu_tdp_w=args.cpu_tdp_w, pue=args.pue,
+                           carbon_g_per_kwh=args.carbon_g_per_kwh, idle_s=args.idle_s)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxlab",
@@ -204,6 +289,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="runs/reproduce", help="output folder (default: runs/reproduce)")
     p.add_argument("--fresh", action="store_true", help="rerun experiments instead of resuming them")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("solve", help="solve A x = b for a Matrix Market matrix with a Krylov method")
+    p.add_argument("matrix", help="Matrix Market file (.mtx)")
+    p.add_argument("--rhs", help="right-hand side: .npy, .mtx (array) or text (default: all ones)")
+    p.add_argument("--method", default="gmres", choices=["cg", "bicgstab", "gmres", "cgs", "fcg", "ir"])
+    p.add_argument("--preconditioner", default=None,
+                   choices=["jacobi", "block_jacobi", "ilu0", "ic0", "isai"], help="default: none")
+    p.add_argument("--rtol", type=float, default=1e-8)
+    p.add_argument("--atol", type=float, default=0.0)
+    p.add_argument("--maxiter", type=int, default=None, help="default: 10 n")
+    p.add_argument("--restart", type=int, default=30, help="GMRES restart length")
+    p.add_argument("--format", default="csr", help="sparse format: csr, coo, ell, sellp, hybrid, dense")
+    p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    p.add_argument("--output", help="solution file (.npy or text; default MATRIX.solution.txt)")
+    p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("energy", help="measure the energy of any command, like perun monitor: "
+                                      "jaxlab energy -- python train.py")
+    p.add_argument("--report-dir", default=".", help="folder for energy.json (overwritten) and energy.csv "
+                                                     "(a row appended per run)")
+    p.add_argument("--cpu-tdp-w", type=float, default=100.0,
+                   help="CPU package watts for the CPU-time estimate used where RAPL is unreadable")
+    p.add_argument("--pue", type=float, default=1.0, help="power usage effectiveness applied to the reported kWh")
+    p.add_argument("--carbon-g-per-kwh", type=float, default=475.0, help="grid carbon intensity for the reported CO2")
+    p.add_argument("--idle-s", type=float, default=0.0,
+                   help="measure idle power this long first; dynamic_energy_j subtracts it")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command to measure, after --")
+    p.set_defaults(func=cmd_energy)
 
     p = sub.add_parser("bench", help="benchmarks against peers (results in bench/results/)")
     p.add_argument("name", help="benchmark name (see jaxlab/_registry.py BENCHMARKS)")

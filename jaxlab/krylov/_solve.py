@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+import jaxlab.sparse as jsparse
+
 from ._bicgstab import bicgstab_loop, cgs_loop
 from ._cg import cg_loop, fcg_loop
 from ._common import tolerance
@@ -36,6 +38,10 @@ class _Config(NamedTuple):
     inner_dtype: str | None
     inner_rtol: float
     inner_maxiter: int
+
+
+def _is_scipy_sparse(A) -> bool:
+    return type(A).__module__.startswith("scipy.sparse")
 
 
 def _is_callable_operator(A) -> bool:
@@ -187,7 +193,9 @@ def solve(
     matrix values through the adjoint solve (implicit differentiation), never through the iterations.
 
     Args:
-      A: a jaxlab sparse matrix, a dense ``(n, n)`` array, or a callable ``x -> A x`` (matrix-free).
+      A: a jaxlab sparse matrix (any format), a SciPy sparse matrix (converted to the default format), a
+        dense ``(n, n)`` array, or a callable ``x -> A x`` (matrix-free). Gradients with respect to a sparse
+        matrix are taken through its values: ``jax.grad(lambda v: f(solve(A.with_data(v), b)))(A.data)``.
       b: right-hand side, shape ``(n,)`` or ``(n, k)`` (k systems, each with its own convergence).
       method: ``"cg"``, ``"bicgstab"``, ``"gmres"``, ``"cgs"``, ``"fcg"`` or ``"ir"``.
       preconditioner: None, ``"jacobi"``, ``"block_jacobi"``, ``"ilu0"``, ``"ic0"``, ``"isai"``, an object
@@ -222,6 +230,8 @@ def solve(
     b = jnp.asarray(b)
     if not _is_callable_operator(A) and isinstance(A, np.ndarray):
         A = jnp.asarray(A)
+    elif _is_scipy_sparse(A):
+        A = jsparse.from_scipy(A)
     check_system(A, b)
     n = operator_shape(A, b)[0]
     if maxiter is None:

@@ -13,6 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxlab.core import Meter, MetricsWriter, PRNGKey, to_jsonable, write_json
+from jaxlab.energy import EnergyMeter
 
 from ._checkpoint import Checkpointer
 from ._state import TrainState
@@ -39,7 +40,7 @@ def train_loop(
     checkpoint_every: int = 0,
     keep_checkpoints: int = 3,
     log_every: int = 50,
-    meter: Meter | None = None,
+    meter: Meter | str | None = "auto",
     progress: bool = True,
     description: str = "train",
 ) -> tuple[TrainState, dict[str, Any]]:
@@ -64,8 +65,9 @@ def train_loop(
       checkpoint_every: checkpoint period in steps (0: only at the end and on Ctrl-C).
       keep_checkpoints: how many checkpoints to keep.
       log_every: period of the train-metric records and progress-bar updates.
-      meter: optional energy meter (``jaxlab.core.Meter``); its readings are added to every record
-        as per-window deltas (``energy_j``) and its totals to the summary.
+      meter: an energy meter (``jaxlab.core.Meter``), ``"auto"`` (default: a ``jaxlab.energy.EnergyMeter``
+        for the devices in use when there is a workdir, nothing otherwise) or None. Its readings are added
+        to every record as per-window deltas (``energy_j``), its totals to the summary and ``energy.json``.
       progress: show a progress bar.
       description: the progress bar's label.
     """
@@ -74,6 +76,10 @@ def train_loop(
     if log_every < 1:
         raise ValueError(f"log_every must be >= 1, got {log_every}")
     workdir = Path(workdir) if workdir is not None else None
+    if isinstance(meter, str):
+        if meter != "auto":
+            raise ValueError(f"meter must be a Meter, 'auto' or None, got {meter!r}")
+        meter = EnergyMeter() if workdir is not None else None
     ckpt = Checkpointer(workdir / "checkpoints", keep=keep_checkpoints) if workdir is not None else None
     writer = MetricsWriter(workdir / "metrics.jsonl") if workdir is not None else None
 
@@ -168,6 +174,8 @@ def train_loop(
             finally:
                 ckpt.close()
         energy = meter.stop() if meter is not None else None
+        if energy is not None and workdir is not None:
+            write_json(workdir / "energy.json", energy)
         summary = {
             "status": status,
             "step": done_steps,

@@ -85,7 +85,7 @@ def _build_mesh(config: WeatherMixerConfig):
     return make_mesh(1, 1, 1, devices=jax.devices()[:1])
 
 
-def run(config: WeatherMixerConfig, workdir: str | Path, *, progress: bool = True, meter=None) -> dict:
+def run(config: WeatherMixerConfig, workdir: str | Path, *, progress: bool = True, meter="auto") -> dict:
     """Trains with Jigsaw on ``config.mesh``; writes metrics, checkpoints, summary.json and plots."""
     workdir = Path(workdir)
     src, train_ids, test_ids = _source_and_split(config)
