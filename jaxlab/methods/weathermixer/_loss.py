@@ -19,7 +19,7 @@ def latitude_weights(lat_deg: np.ndarray) -> np.ndarray:
 
     Examples:
       >>> latitude_weights(np.array([-60.0, 0.0, 60.0])).round(3).tolist()
-      [0.5, 2.0, 0.5]
+      [0.75, 1.5, 0.75]
     """
     w = np.cos(np.deg2rad(np.asarray(lat_deg, np.float64)))
     w = np.clip(w, 0.0, None)
