@@ -7,10 +7,11 @@ at months t and t-1 (4 channels), target = month t+1; train on targets before 19
 Command:  XLA_FLAGS=--xla_force_host_platform_device_count=8 jaxlab run configs/weathermixer/navy_winds.py
           (mesh (2, 2, 2): two model instances, each split 2 x 2 over latitude rows x channels)
 Hardware: CPU (2 cores) or one GPU (then --set mesh=1,1,1).
-Runtime:  about 5-10 min on 2 CPU cores (quick: about 1 min of compute, 30 s CPU).
-Expected: one-step lat-weighted test RMSE below persistence; quick (mesh (1, 2, 2), 120 steps)
-          measured 0.52 vs 0.60 for persistence (normalised units, mean over U and V), U 2.10 m/s,
-          V 1.54 m/s; at lead 3 months 0.72 vs 0.89. 106 training months are few: expect overfitting.
+Runtime:  about 5 min on 2 shared CPU cores (measured 282 s; quick: about 1 min).
+Expected: one-step lat-weighted test RMSE below persistence (normalised units, mean over U and V).
+          Measured: 0.546 vs 0.604 (U 2.19 m/s, V 1.62 m/s); 6-month rollout 0.60 vs 1.06. It overfits
+          the 106 training months (train MSE 0.03; the best test RMSE, 0.519, is at step 100).
+          quick (mesh (1, 2, 2), 120 steps): 0.52 vs 0.60 (U 2.10, V 1.54 m/s); lead 3: 0.72 vs 0.89.
 """
 
 from jaxlab.methods.weathermixer import WeatherMixerConfig, run  # noqa: F401  (run is what `jaxlab run` calls)
