@@ -1,4 +1,20 @@
-"""WeatherMixer with Jigsaw domain x tensor parallelism (arXiv 2507.05753)."""
+"""WeatherMixer with Jigsaw domain x tensor parallelism (arXiv 2507.05753).
+
+Typical use (8 devices: two model instances, each split over 2 latitude slabs x 2 channel slabs)::
+
+    from jaxlab.parallel import make_mesh
+    from jaxlab.methods import weathermixer as wm
+
+    mesh = make_mesh(data=2, space=2, tensor=2)
+    model = wm.WeatherMixer(grid=(72, 144), channels=8, patch=6, hidden=432, token_hidden=864,
+                            channel_hidden=432, num_blocks=3)
+    params = wm.init_params(model, key=key, mesh=mesh)      # every device creates only its shards
+    loss_fn = wm.make_loss_fn(model, mesh)                  # for jaxlab.train.make_train_step
+    apply = wm.make_apply(model, mesh)                      # states laid out by wm.state_sharding(mesh)
+
+``strategy="gspmd"`` runs the same model with sharding annotations instead of shard_map, and
+``strategy="local"`` with replicated parameters (plain data parallelism).
+"""
 
 from ._loss import grid_latitudes as grid_latitudes
 from ._loss import latitude_weights as latitude_weights
