@@ -57,6 +57,15 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                "afno_fit_r2": "energy ~ linear in GPU-hours (no table values)"},
     ),
     Experiment(
+        name="weathermixer_jigsaw",
+        config="weathermixer/smoke.py",
+        quick_arg="smoke",
+        full_arg=None,
+        description="WeatherMixer trained with Jigsaw domain x tensor parallelism on mesh (1, 2, 2) "
+        "(synthetic travelling waves; lat-weighted RMSE vs persistence)",
+        metrics=("test_rmse", "persistence_rmse", "train_loss", "wall_s"),
+    ),
+    Experiment(
         name="recycle",
         config="recycle/elecdemand.py",
         quick_arg="quick",
@@ -74,4 +83,5 @@ BENCHMARKS: dict[str, str] = {
     "krylov": "bench_krylov.py",
     "sparse": "bench_spmv.py",
     "energy": "bench_energy.py",
+    "jigsaw": "bench_jigsaw.py",
 }

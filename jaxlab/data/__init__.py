@@ -10,6 +10,10 @@ from ._images import read_idx as read_idx
 from ._locate import DataNotFoundError as DataNotFoundError
 from ._locate import locate_file as locate_file
 from ._locate import package_dir as package_dir
+from ._gridded import GriddedSource as GriddedSource
+from ._gridded import SyntheticDynamics as SyntheticDynamics
+from ._gridded import global_batch as global_batch
+from ._gridded import load_navy_winds as load_navy_winds
 from ._synthetic import make_classification as make_classification
 from ._synthetic import make_regression as make_regression
 from ._timeseries import CycleData as CycleData

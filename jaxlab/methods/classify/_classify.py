@@ -107,7 +107,7 @@ def init(key: PRNGKey, config: ClassifierConfig, dataset: jdata.Dataset) -> tupl
     return model, TrainState.create(params=params, tx=tx), tx
 
 
-def run(config: ClassifierConfig, workdir: str | Path, *, progress: bool = True, meter=None) -> dict:
+def run(config: ClassifierConfig, workdir: str | Path, *, progress: bool = True, meter="auto") -> dict:
     """Trains and evaluates; writes metrics.jsonl, checkpoints, summary.json and curves.png into ``workdir``."""
     workdir = Path(workdir)
     ds = load_dataset(config.dataset)
