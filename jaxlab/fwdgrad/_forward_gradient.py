@@ -12,7 +12,7 @@ Two execution paths give the same numbers for the same key:
 * default (``tangent_batch_size=None``): all k tangents are drawn and held at once.
 * streaming (``tangent_batch_size=b``, elementwise samplers only): a ``lax.scan`` over k / b
   batches of tangents computes ``d``; the tangents are then *regenerated* from the key instead of
-  being stored, the Gram matrix (projection only) is accumulated over blocks of rows, and
+  being stored, the Gram matrix (projection only) is accumulated over blocks of elements, and
   ``sum_i c_i v_i`` is formed leaf by leaf. Peak memory no longer grows with k.
 
 Deviations from the paper's code: see ``_aggregations`` (global projection; solve instead of an
@@ -39,8 +39,7 @@ from ._aggregations import (
 from ._samplers import (
     ELEMENTWISE_SAMPLERS,
     check_sampler,
-    draw_leaf_rows,
-    leaf_rows,
+    leaf_tangent,
     num_parameters,
     sample_tangent,
     sample_tangents,
@@ -135,47 +134,44 @@ def forward_gradient_reference(loss_fn: Callable, params: PyTree, *args: Any, ke
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), out), loss
 
 
-def _largest_divisor_at_most(n: int, m: int) -> int:
-    m = max(1, min(n, m))
-    while n % m:
-        m -= 1
-    return m
-
-
 def _streamed_leaf_grams(key: PRNGKey, params: PyTree, k: int, sampler: str, block_elements: int) -> list[Array]:
-    """Per-leaf Gram matrices of the raw tangents, accumulated over blocks of keyed rows."""
+    """Per-leaf Gram matrices of the raw tangents, accumulated over blocks of ``block_elements / k``."""
     grams = []
     for l, x in enumerate(jax.tree_util.tree_leaves(params)):
         shape, dtype = jnp.shape(x), jnp.result_type(x)
-        rows = leaf_rows(shape)
-        row_size = math.prod(shape) // max(rows, 1)
-        chunk = _largest_divisor_at_most(rows, block_elements // max(k * row_size, 1))
+        numel = math.prod(shape)
+        chunk = max(1, min(numel, block_elements // k))
 
-        def block(r0, l=l, shape=shape, dtype=dtype, chunk=chunk):
-            idx = r0 + jnp.arange(chunk)
-            V = jax.vmap(lambda i: draw_leaf_rows(key, i, l, shape, dtype, sampler, idx))(jnp.arange(k))
-            flat = V.reshape(k, -1)
-            return flat @ flat.T
+        def block(start, l=l, shape=shape, dtype=dtype, chunk=chunk):
+            V = jax.vmap(lambda i: leaf_tangent(key, i, l, shape, dtype, sampler, start, chunk))(jnp.arange(k))
+            return V @ V.T
 
-        if chunk == rows:
+        if chunk == numel:
             grams.append(block(0))
         else:
-            starts = jnp.arange(0, rows, chunk)
-            acc, _ = jax.lax.scan(lambda acc, r0: (acc + block(r0), None), jnp.zeros((k, k), dtype), starts)
+            starts = jnp.arange(0, numel, chunk, dtype=jnp.uint32)
+            acc, _ = jax.lax.scan(lambda acc, s0: (acc + block(s0), None), jnp.zeros((k, k), dtype), starts)
             grams.append(acc)
     return grams
 
 
 def _streamed_combine(key: PRNGKey, params: PyTree, coefficients: Array, sampler: str) -> PyTree:
-    """``sum_i c_i v_i`` with the tangents regenerated leaf by leaf (a reduction XLA can fuse)."""
+    """``sum_i c_i v_i`` with the tangents regenerated leaf by leaf.
+
+    A loop over i with an elementwise update lets XLA fuse the generation into the accumulation;
+    a ``sum`` over a vmapped axis would first materialise all k tangents of the leaf.
+    """
     leaves, treedef = jax.tree_util.tree_flatten(params)
     k = coefficients.shape[-1]
     out = []
     for l, x in enumerate(leaves):
         shape, dtype = jnp.shape(x), jnp.result_type(x)
         c = (coefficients if coefficients.ndim == 1 else coefficients[l]).astype(dtype)
-        V = jax.vmap(lambda i: draw_leaf_rows(key, i, l, shape, dtype, sampler))(jnp.arange(k))
-        out.append(jnp.sum(c.reshape((k,) + (1,) * len(shape)) * V, axis=0))
+
+        def body(i, acc, l=l, shape=shape, dtype=dtype, c=c):
+            return acc + c[i] * leaf_tangent(key, i, l, shape, dtype, sampler)
+
+        out.append(jax.lax.fori_loop(0, k, body, jnp.zeros(shape, dtype)))
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
@@ -187,13 +183,16 @@ def _streaming_forward_gradient(f, params, key, k, b, aggregation, sampler, mode
         raise ValueError(f"tangent_batch_size needs an elementwise sampler {ELEMENTWISE_SAMPLERS}, got {sampler!r}; "
                          "pass tangent_batch_size=None for the orthonormal sampler")
 
+    want_norms = normalize or aggregation == "max_normalized" or (needs_gram(aggregation) and selection != "first_n")
+    d_dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
     if mode == "simulated":
         (loss, aux), g = jax.value_and_grad(lambda p: _split_aux(f(p), has_aux), has_aux=True)(params)
 
     def body(carry, j):
         idx = j * b + jnp.arange(b)
         V = jax.vmap(lambda i: sample_tangent(key, params, i, sampler=sampler))(idx)
-        sq = tangent_sq_norms(V)
+        # Norms only where needed: they read all leaves of a tangent at once.
+        sq = tangent_sq_norms(V) if want_norms else jnp.ones((b,), d_dtype)
         if mode == "jvp":
             d_b, loss_b, aux_b = _jvp_derivatives(f, params, V, has_aux)
         else:
@@ -251,7 +250,7 @@ def forward_gradient(loss_fn: Callable, params: PyTree, *args: Any, key: PRNGKey
       has_aux: ``loss_fn`` returns ``(loss, aux)``.
       tangent_batch_size: None (hold all k tangents) or b dividing k: stream the tangents b at a time
         and regenerate them from ``key`` (normal and rademacher samplers); memory no longer grows with k.
-      gram_block_elements: streaming only: elements per block of rows when accumulating the Gram matrix.
+      gram_block_elements: streaming only: elements per block (all k tangents) when accumulating the Gram matrix.
 
     Returns:
       ``(grads, loss)`` (``(grads, (loss, aux))`` with ``has_aux``); ``grads`` is shaped like ``params``.

@@ -3,12 +3,12 @@
 Every tangent is a pytree shaped like the parameters. Tangent ``i`` is a deterministic function of
 ``(key, i)`` alone, so it can be drawn all at once (``sample_tangents``), one at a time
 (``sample_tangent``), or regenerated later instead of being kept in memory (the streaming path of
-:func:`jaxlab.fwdgrad.forward_gradient`). Inside a leaf with two or more dimensions, each row along
-the leading axis has its own key: the Gram matrix of the tangents can then be accumulated over
-blocks of rows without holding all ``k`` tangents of a large weight matrix at once.
+:func:`jaxlab.fwdgrad.forward_gradient`). The elementwise samplers hash each element's position
+with a per-(tangent, leaf) seed drawn from the key: any block of a leaf can be regenerated on its
+own (the Gram matrix is accumulated over blocks) and XLA fuses the generation into its consumer.
 
 Differences from the reference code (Helmholtz-AI-Energy/frog, ``tangent_sampling.py``): no
-stateful generator; one global tangent is sampled by drawing each leaf (and row) from its own key,
+stateful generator; one global tangent is sampled by drawing each leaf from its own seed,
 which for the i.i.d. samplers has the same distribution as slicing one long vector.
 """
 
@@ -53,31 +53,55 @@ def num_parameters(params: PyTree) -> int:
     return int(sum(math.prod(jnp.shape(leaf)) for leaf in _check_params(params)))
 
 
-def _draw(key: PRNGKey, shape: Sequence[int], dtype, sampler: str) -> Array:
-    if sampler == "normal":
-        return jax.random.normal(key, shape, dtype)
+def _mix32(x: Array) -> Array:
+    """``lowbias32`` integer hash (C. Wellons): a bijection of uint32 with strong avalanche."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def _seeds(key: PRNGKey, index, leaf_index: int) -> Array:
+    return jax.random.bits(jax.random.fold_in(jax.random.fold_in(key, index), leaf_index), (2,), jnp.uint32)
+
+
+def _hash(seeds: Array, counter: Array) -> Array:
+    h = _mix32(counter ^ seeds[0])
+    h = _mix32(h + seeds[1])
+    return _mix32(h ^ jnp.uint32(0x5BD1E995))
+
+
+def _bits_to_tangent(h: Array, dtype, sampler: str) -> Array:
     if sampler == "rademacher":
-        return jax.random.rademacher(key, shape, dtype=dtype)
+        return jnp.where((h >> 31) == 1, 1.0, -1.0).astype(dtype)
+    if sampler == "normal":
+        work = jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32
+        u = (h >> 8).astype(work) * (2.0 ** -24) + 2.0 ** -25  # uniform on (0, 1), 24 bits
+        return (jnp.sqrt(jnp.asarray(2.0, work)) * jax.lax.erf_inv(2.0 * u - 1.0)).astype(dtype)
     raise ValueError(f"sampler {sampler!r} is not elementwise; use one of {ELEMENTWISE_SAMPLERS}")
 
 
-def leaf_rows(shape: Sequence[int]) -> int:
-    """Number of independently keyed row blocks of a leaf (leading axis for ndim >= 2, else 1)."""
-    return int(shape[0]) if len(shape) >= 2 else 1
+def leaf_tangent(key: PRNGKey, index, leaf_index: int, shape: Sequence[int], dtype, sampler: str,
+                 start=0, size: int | None = None) -> Array:
+    """Elements of leaf ``leaf_index`` of tangent ``index`` (elementwise samplers).
 
+    Each element is a hash of its flat position and a seed drawn from ``(key, index, leaf_index)``,
+    so any block of a leaf can be regenerated on its own and XLA can fuse the generation into
+    whatever consumes it (``jax.random`` bits are not fused on CPU, which kept all tangents alive).
 
-def draw_leaf_rows(key: PRNGKey, index, leaf_index: int, shape: Sequence[int], dtype, sampler: str,
-                   rows: Array | None = None) -> Array:
-    """Rows ``rows`` of leaf ``leaf_index`` of tangent ``index`` (all rows when ``rows`` is None).
-
-    For a leaf with fewer than two dimensions the whole leaf is one block and ``rows`` is ignored.
+    Args:
+      start, size: return only the flat elements ``[start, start + size)`` (positions past the end
+        of the leaf give 0); ``size=None`` returns the whole leaf in ``shape``.
     """
-    base = jax.random.fold_in(jax.random.fold_in(key, index), leaf_index)
-    if len(shape) < 2:
-        return _draw(base, tuple(shape), dtype, sampler)
-    if rows is None:
-        rows = jnp.arange(shape[0])
-    return jax.vmap(lambda r: _draw(jax.random.fold_in(base, r), tuple(shape[1:]), dtype, sampler))(rows)
+    seeds = _seeds(key, index, leaf_index)
+    if size is None:
+        numel = math.prod(shape)
+        counter = jnp.arange(numel, dtype=jnp.uint32).reshape(tuple(shape))
+        return _bits_to_tangent(_hash(seeds, counter), dtype, sampler)
+    counter = jnp.asarray(start, jnp.uint32) + jnp.arange(size, dtype=jnp.uint32)
+    out = _bits_to_tangent(_hash(seeds, counter), dtype, sampler)
+    return jnp.where(counter < math.prod(shape), out, jnp.zeros_like(out))
 
 
 def sample_tangent(key: PRNGKey, params: PyTree, index, *, sampler: str = "normal") -> PyTree:
@@ -94,8 +118,7 @@ def sample_tangent(key: PRNGKey, params: PyTree, index, *, sampler: str = "norma
     """
     leaves, treedef = jax.tree_util.tree_flatten(params)
     _check_params(params)
-    out = [draw_leaf_rows(key, index, l, jnp.shape(x), jnp.result_type(x), sampler)
-           for l, x in enumerate(leaves)]
+    out = [leaf_tangent(key, index, l, jnp.shape(x), jnp.result_type(x), sampler) for l, x in enumerate(leaves)]
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
@@ -107,7 +130,7 @@ def _orthonormal(key: PRNGKey, params: PyTree, num_tangents: int) -> PyTree:
     groups = []
     for g, start in enumerate(range(0, num_tangents, n)):
         size = min(n, num_tangents - start)
-        raw = jax.random.normal(jax.random.fold_in(key, g), (n, size), dtype)
+        raw = leaf_tangent(key, g, 0, (size, n), dtype, "normal").T
         q, r = jnp.linalg.qr(raw)
         # Fix the signs so the result is a deterministic function of `raw` (Haar distributed).
         q = q * jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(dtype)
