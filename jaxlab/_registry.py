@@ -49,4 +49,6 @@ EXPERIMENTS: tuple[Experiment, ...] = (
 # name -> script in scripts/ (run with the remaining command-line arguments).
 BENCHMARKS: dict[str, str] = {
     "train": "bench_train.py",
+    "krylov": "bench_krylov.py",
+    "sparse": "bench_spmv.py",
 }

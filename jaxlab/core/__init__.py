@@ -18,3 +18,11 @@ from ._types import Params as Params
 from ._types import PRNGKey as PRNGKey
 from ._types import PyTree as PyTree
 from ._types import Scalar as Scalar
+from ._config import ConfigError as ConfigError
+from ._config import apply_overrides as apply_overrides
+from ._config import config_fields as config_fields
+from ._config import config_to_dict as config_to_dict
+from ._config import load_config as load_config
+from ._config import load_config_module as load_config_module
+from ._config import parse_value as parse_value
+from ._config import split_spec as split_spec

@@ -1,0 +1,1 @@
+"""One subpackage per research method; each depends on core, data, nn, train only, never on another method."""

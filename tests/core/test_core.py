@@ -1,0 +1,62 @@
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab.core import MetricsWriter, read_metrics, save_benchmark, time_fn, to_jsonable, tolerances, write_json
+
+
+def test_tolerances_order_by_precision():
+    assert tolerances(jnp.float64)[1] < tolerances(jnp.float32)[1] < tolerances(jnp.bfloat16)[1]
+    assert tolerances("float32") == tolerances(np.float32)
+    with pytest.raises(ValueError, match="int32"):
+        tolerances(jnp.int32)
+
+
+def test_time_fn_compiles_apart_and_repeats():
+    f = jax.jit(lambda x: (x @ x).sum())
+    t = time_fn(f, jnp.ones((64, 64)), warmup=1, repeats=5)
+    assert len(t.times_s) == 5
+    assert t.compile_s > 0
+    assert t.min_s <= t.median_s <= max(t.times_s)
+    assert t.iqr_s >= 0
+    with pytest.raises(ValueError):
+        time_fn(f, jnp.ones((2, 2)), repeats=0)
+
+
+def test_metrics_writer_round_trip_and_torn_line(tmp_path):
+    path = tmp_path / "m.jsonl"
+    with MetricsWriter(path) as w:
+        w.write(step=1, split="train", loss=jnp.float32(0.5), acc=np.float64(0.25))
+        w.write({"step": 2, "split": "eval"}, values=jnp.arange(3))
+    with open(path, "a") as f:
+        f.write('{"step": 3, "lo')  # a writer killed mid-line
+    recs = read_metrics(path)
+    assert recs == [{"step": 1, "split": "train", "loss": 0.5, "acc": 0.25},
+                    {"step": 2, "split": "eval", "values": [0, 1, 2]}]
+
+
+def test_metrics_writer_truncate_after(tmp_path):
+    path = tmp_path / "m.jsonl"
+    w = MetricsWriter(path)
+    for s in range(1, 6):
+        w.write(step=s, loss=float(s))
+    w.truncate_after(3)
+    w.write(step=4, loss=40.0)
+    w.close()
+    assert [(r["step"], r["loss"]) for r in read_metrics(path)] == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0)]
+
+
+def test_to_jsonable_handles_non_finite():
+    assert to_jsonable({"a": float("nan"), "b": (1, np.int64(2))}) == {"a": "nan", "b": [1, 2]}
+
+
+def test_write_json_and_save_benchmark(tmp_path):
+    write_json(tmp_path / "x.json", {"a": jnp.ones(2)})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": [1.0, 1.0]}
+    p = save_benchmark("demo", [{"t_ms": 1.0}], path=tmp_path / "b.json", note="hi")
+    d = json.loads(p.read_text())
+    assert d["benchmark"] == "demo" and d["note"] == "hi" and d["records"] == [{"t_ms": 1.0}]
+    assert d["environment"]["backend"] == "cpu" and d["environment"]["versions"]["jax"] == jax.__version__

@@ -1,0 +1,30 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab.core import tolerances
+from jaxlab.nn import MLP, SmallCNN
+
+
+def test_mlp_matches_plain_jnp():
+    x = jax.random.normal(jax.random.key(0), (3, 2, 2, 1))
+    model = MLP(features=(5, 2))
+    p = model.init(jax.random.key(1), x)["params"]
+    h = jax.nn.relu(x.reshape(3, -1) @ p["dense_0"]["kernel"] + p["dense_0"]["bias"])
+    ref = h @ p["dense_1"]["kernel"] + p["dense_1"]["bias"]
+    atol, rtol = tolerances(jnp.float32)
+    np.testing.assert_allclose(model.apply({"params": p}, x), ref, atol=atol, rtol=rtol)
+
+
+def test_mlp_needs_layers():
+    with pytest.raises(ValueError, match="at least one layer"):
+        MLP(features=()).init(jax.random.key(0), jnp.ones((1, 3)))
+
+
+def test_small_cnn_shapes_and_errors():
+    model = SmallCNN(num_classes=7)
+    p = model.init(jax.random.key(0), jnp.ones((1, 8, 8, 1)))
+    assert model.apply(p, jnp.ones((2, 8, 8, 1))).shape == (2, 7)
+    with pytest.raises(ValueError, match="batch, H, W, C"):
+        model.apply(p, jnp.ones((2, 8, 8)))

@@ -1,0 +1,109 @@
+"""Matrix Market I/O: round trips (hypothesis) and errors that name file, line and problem."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jaxlab.sparse as jsparse
+from jaxlab.sparse import MatrixMarketError
+
+
+@st.composite
+def small_matrices(draw):
+    m = draw(st.integers(0, 6))
+    n = draw(st.integers(0, 6))
+    seed = draw(st.integers(0, 2**16))
+    density = draw(st.floats(0.0, 1.0))
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((m, n)) < density, rng.standard_normal((m, n)), 0.0)
+    return dense
+
+
+@settings(max_examples=25, deadline=None)
+@given(dense=small_matrices(), kind=st.sampled_from(["coordinate", "array", "integer"]))
+def test_write_read_roundtrip(tmp_path_factory, dense, kind):
+    path = tmp_path_factory.mktemp("mtx") / "a.mtx"
+    if kind == "integer":
+        dense = np.round(dense * 10)
+        jsparse.write_mtx(path, sp.csr_matrix(dense.astype(np.int64)))
+    elif kind == "array":
+        jsparse.write_mtx(path, dense)
+    else:
+        jsparse.write_mtx(path, sp.csr_matrix(dense))
+    back = jsparse.read_mtx_scipy(path).toarray()
+    np.testing.assert_array_equal(back, dense)
+
+
+@settings(max_examples=15, deadline=None)
+@given(dense=small_matrices(), sym=st.sampled_from(["symmetric", "skew-symmetric"]),
+       array=st.booleans())
+def test_symmetric_roundtrip(tmp_path_factory, dense, sym, array):
+    k = min(dense.shape)
+    dense = dense[:k, :k]
+    dense = dense + dense.T if sym == "symmetric" else dense - dense.T
+    path = tmp_path_factory.mktemp("mtx") / "s.mtx"
+    jsparse.write_mtx(path, dense if array else sp.csr_matrix(dense), symmetry=sym)
+    np.testing.assert_array_equal(jsparse.read_mtx_scipy(path).toarray(), dense)
+
+
+def test_read_mtx_formats_and_pattern(tmp_path):
+    path = tmp_path / "p.mtx"
+    path.write_text("%%MatrixMarket matrix coordinate pattern general\n% a comment\n3 3 2\n1 1\n3 2\n")
+    A = jsparse.read_mtx(path, format="ell")
+    assert isinstance(A, jsparse.ELL)
+    np.testing.assert_array_equal(np.asarray(A.todense()), [[1, 0, 0], [0, 0, 0], [0, 1, 0]])
+    B = jsparse.read_mtx(path, format="csr", dtype=np.float32)
+    assert B.dtype == np.float32
+
+
+def test_write_jaxlab_matrix(tmp_path):
+    S = jsparse.poisson2d(3)
+    for fmt in ("csr", "sellp", "dense"):
+        path = tmp_path / f"{fmt}.mtx"
+        jsparse.write_mtx(path, jsparse.from_scipy(S, fmt))
+        np.testing.assert_array_equal(jsparse.read_mtx_scipy(path).toarray(), S.toarray())
+    with pytest.raises(ValueError, match="not symmetric"):
+        jsparse.write_mtx(tmp_path / "x.mtx", sp.csr_matrix(np.triu(np.ones((3, 3)))),
+                          symmetry="symmetric")
+
+
+BAD = {
+    "bad header": ("%%MatrixMarket tensor coordinate real general\n1 1 1\n1 1 1\n", 1, "bad header"),
+    "bad field": ("%%MatrixMarket matrix coordinate complex general\n1 1 1\n1 1 1 0\n", 1,
+                  "unsupported field"),
+    "too few": ("%%MatrixMarket matrix coordinate real general\n2 2 3\n1 1 1.0\n2 2 1.0\n", 5,
+                "truncated file"),
+    "too many": ("%%MatrixMarket matrix coordinate real general\n2 2 1\n1 1 1.0\n2 2 1.0\n", 4,
+                 "wrong entry count"),
+    "out of range": ("%%MatrixMarket matrix coordinate real general\n2 2 2\n1 1 1.0\n3 1 2.0\n", 4,
+                     "index out of range"),
+    "zero index": ("%%MatrixMarket matrix coordinate real general\n2 2 1\n0 1 1.0\n", 3,
+                   "index out of range"),
+    "non numeric": ("%%MatrixMarket matrix coordinate real general\n2 2 2\n1 1 1.0\n2 2 abc\n", 4,
+                    "expected a number"),
+    "missing value": ("%%MatrixMarket matrix coordinate real general\n2 2 2\n1 1 1.0\n2 2\n", 4,
+                      "fields per entry"),
+    "bad size": ("%%MatrixMarket matrix coordinate real general\n2 x 2\n1 1 1.0\n", 2,
+                 "expected an integer"),
+    "no size line": ("%%MatrixMarket matrix array real general\n% only comments\n", 3,
+                     "missing the size line"),
+    "array truncated": ("%%MatrixMarket matrix array real general\n2 2\n1\n2\n3\n", 6,
+                        "truncated file"),
+    "upper in symmetric": ("%%MatrixMarket matrix coordinate real symmetric\n2 2 1\n1 2 1.0\n", 3,
+                           "above the diagonal"),
+    "empty": ("", 1, "empty file"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_malformed_files_name_file_line_problem(tmp_path, name):
+    text, line, problem = BAD[name]
+    path = tmp_path / "bad.mtx"
+    path.write_text(text)
+    with pytest.raises(MatrixMarketError) as info:
+        jsparse.read_mtx_scipy(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}:{line}:"), msg
+    assert problem in msg, msg
