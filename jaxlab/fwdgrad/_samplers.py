@@ -77,8 +77,11 @@ def _bits_to_tangent(h: Array, dtype, sampler: str) -> Array:
         return jnp.where((h >> 31) == 1, 1.0, -1.0).astype(dtype)
     if sampler == "normal":
         work = jnp.float64 if jnp.dtype(dtype) == jnp.float64 else jnp.float32
-        u = (h >> 8).astype(work) * (2.0 ** -24) + 2.0 ** -25  # uniform on (0, 1), 24 bits
-        return (jnp.sqrt(jnp.asarray(2.0, work)) * jax.lax.erf_inv(2.0 * u - 1.0)).astype(dtype)
+        # z = 2u - 1 for u uniform on (0, 1) with 23 bits: odd multiples of 2^-23 minus 1, exact in
+        # float32 and never +-1 (erf_inv(+-1) is infinite).
+        m = (h >> 9).astype(work)
+        z = (2.0 * m + 1.0) * (2.0 ** -23) - 1.0
+        return (jnp.sqrt(jnp.asarray(2.0, work)) * jax.lax.erf_inv(z)).astype(dtype)
     raise ValueError(f"sampler {sampler!r} is not elementwise; use one of {ELEMENTWISE_SAMPLERS}")
 
 
