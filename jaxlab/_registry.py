@@ -44,6 +44,34 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         description="MLP on the UCI optical digits (sklearn): the foundation's smoke experiment",
         metrics=("test_accuracy", "train_loss", "wall_s"),
     ),
+    Experiment(
+        name="fwdgrad_approximation",
+        config="fwdgrad/approximation.py",
+        quick_arg="quick",
+        full_arg=None,
+        description="Forward gradients: cosine and norm ratio to the true gradient vs n and k (mean vs projection)",
+        metrics=("projection_cosine_ge_mean", "wall_s"),
+        paper={"projection_cosine_ge_mean": "yes (projection is the best approximation in span(V))"},
+    ),
+    Experiment(
+        name="fwdgrad_functions",
+        config="fwdgrad/functions.py",
+        quick_arg="quick",
+        full_arg=None,
+        description="Forward gradients on sphere, Rosenbrock, Styblinski-Tang: backprop vs mean vs projection",
+        metrics=("projection_beats_mean_fraction", "median_gap_projection", "median_gap_mean",
+                 "median_gap_backprop", "wall_s"),
+    ),
+    Experiment(
+        name="fwdgrad_mlp",
+        config="fwdgrad/mlp.py",
+        quick_arg="quick",
+        full_arg="cpu",
+        description="Forward gradients: FC nets on MNIST-5k and Fashion-MNIST, backprop vs mean vs projection",
+        metrics=("projection_beats_mean_every_k", "acc_backprop_mnist5k", "acc_projection_k16_mnist5k",
+                 "acc_mean_k16_mnist5k", "wall_s"),
+        paper={"projection_beats_mean_every_k": "yes (tuned LRs, 200 epochs, full MNIST)"},
+    ),
 )
 
 # name -> script in scripts/ (run with the remaining command-line arguments).
@@ -51,4 +79,5 @@ BENCHMARKS: dict[str, str] = {
     "train": "bench_train.py",
     "krylov": "bench_krylov.py",
     "sparse": "bench_spmv.py",
+    "fwdgrad": "bench_fwdgrad.py",
 }

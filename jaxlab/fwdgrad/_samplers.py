@@ -194,8 +194,9 @@ def sample_tangents_reference(key: PRNGKey, params: PyTree, num_tangents: int, *
 
     Rows are the tangents, flattened leaf by leaf in ``tree_leaves`` order (as ``ravel_pytree``).
     """
+    draw = jax.jit(sample_tangent, static_argnames="sampler")
     rows = []
     for i in range(num_tangents):
-        t = sample_tangent(key, params, i, sampler=sampler)
+        t = draw(key, params, i, sampler=sampler)
         rows.append(np.concatenate([np.asarray(x).ravel() for x in jax.tree_util.tree_leaves(t)]))
     return np.stack(rows)

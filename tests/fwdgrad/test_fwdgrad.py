@@ -1,5 +1,6 @@
 """Tests of jaxlab.fwdgrad against jax.grad, NumPy oracles and closed-form statistics."""
 
+import functools
 import math
 
 import jax
@@ -39,65 +40,85 @@ def _assert_close(a, b, dtype=jnp.float64, scale=1.0):
 N = 9
 
 
-# Rademacher tangents are left out: n random sign vectors in R^n are singular with sizable probability.
-@pytest.mark.parametrize("sampler", ["normal", "orthonormal"])
-@pytest.mark.parametrize("mode", ["jvp", "simulated"])
-def test_projection_with_k_equals_n_is_the_gradient(getkey, sampler, mode):
-    p = _params()
-    g = jax.grad(_loss)(p, X.astype(jnp.float64))
-    est, loss = fwdgrad.forward_gradient(_loss, p, X, key=getkey(), num_tangents=N, aggregation="projection",
-                                         sampler=sampler, mode=mode)
-    _assert_close(est, g, scale=100.0)  # the Gram solve loses a few digits at k = n
-    np.testing.assert_allclose(loss, _loss(p, X))
+
+@functools.partial(jax.jit, static_argnames=("specs",))
+def _estimates(p, x, key, specs):
+    """Several ``forward_gradient`` calls in one compilation (compiling is the tests' main cost).
+
+    ``specs`` is a tuple of ``(name, ((option, value), ...))``; returns ``{name: (grads, loss)}``.
+    """
+    return {name: fwdgrad.forward_gradient(_loss, p, x, key=key, **dict(opts)) for name, opts in specs}
 
 
-@pytest.mark.parametrize("selection", ["first_n", "max", "min"])
-def test_projection_with_k_greater_than_n_keeps_n_tangents(getkey, selection):
+def _spec(name, **opts):
+    return (name, tuple(sorted(opts.items())))
+
+
+def test_projection_with_k_equals_n_is_the_gradient(getkey):
+    # Rademacher tangents are left out: n random sign vectors in R^n are singular with sizable probability.
     p = _params()
     g = jax.grad(_loss)(p, X)
-    est, _ = fwdgrad.forward_gradient(_loss, p, X, key=getkey(), num_tangents=N + 3, selection=selection)
-    _assert_close(est, g, scale=100.0)
+    specs = tuple(_spec(f"{s}-{m}", num_tangents=N, sampler=s, mode=m)
+                  for s in ("normal", "orthonormal") for m in ("jvp", "simulated"))
+    for est, loss in _estimates(p, X, getkey(), specs).values():
+        _assert_close(est, g, scale=100.0)  # the Gram solve loses a few digits at k = n
+        np.testing.assert_allclose(loss, _loss(p, X))
 
 
-@pytest.mark.parametrize("aggregation", fwdgrad.AGGREGATIONS)
-def test_every_aggregation_matches_the_numpy_reference(getkey, aggregation):
+def test_projection_with_k_greater_than_n_keeps_n_tangents(getkey):
+    p = _params()
+    g = jax.grad(_loss)(p, X)
+    specs = tuple(_spec(s, num_tangents=N + 3, selection=s) for s in ("first_n", "max", "min"))
+    for est, _ in _estimates(p, X, getkey(), specs).values():
+        _assert_close(est, g, scale=100.0)
+
+
+def test_every_aggregation_matches_the_numpy_reference(getkey):
     p, key = _params(), getkey()
-    for k in (1, 4):
-        est, _ = fwdgrad.forward_gradient(_loss, p, X, key=key, num_tangents=k, aggregation=aggregation)
-        ref, _ = fwdgrad.forward_gradient_reference(_loss, p, X, key=key, num_tangents=k, aggregation=aggregation)
-        _assert_close(est, ref, scale=10.0)
+    specs = tuple(_spec(a, num_tangents=4, aggregation=a) for a in fwdgrad.AGGREGATIONS)
+    ests = _estimates(p, X, key, specs)
+    for aggregation in fwdgrad.AGGREGATIONS:
+        ref, _ = fwdgrad.forward_gradient_reference(_loss, p, X, key=key, num_tangents=4, aggregation=aggregation)
+        _assert_close(ests[aggregation][0], ref, scale=10.0)
 
 
 def test_projection_per_leaf_is_exact_only_for_a_single_leaf(getkey):
     p = {"w": jnp.linspace(-1.0, 1.0, 5)}
     loss = lambda q: jnp.sum(jnp.sin(q["w"]) * jnp.arange(5.0))  # noqa: E731
-    est, _ = fwdgrad.forward_gradient(loss, p, key=getkey(), num_tangents=5, aggregation="projection_per_leaf")
+    est, _ = jax.jit(lambda q, key: fwdgrad.forward_gradient(loss, q, key=key, num_tangents=5,
+                                                             aggregation="projection_per_leaf"))(p, getkey())
     _assert_close(est, jax.grad(loss)(p), scale=100.0)
 
 
-@pytest.mark.parametrize("aggregation", ["mean", "projection", "max_normalized", "projection_per_leaf"])
-def test_jvp_and_simulated_modes_agree_in_float32(getkey, aggregation):
+def test_jvp_and_simulated_modes_agree_in_float32(getkey):
     p, key = _params(jnp.float32), getkey()
     x = X.astype(jnp.float32)
-    a, la = fwdgrad.forward_gradient(_loss, p, x, key=key, num_tangents=4, aggregation=aggregation, mode="jvp")
-    b, lb = fwdgrad.forward_gradient(_loss, p, x, key=key, num_tangents=4, aggregation=aggregation,
-                                     mode="simulated")
-    assert jax.tree_util.tree_leaves(a)[0].dtype == jnp.float32
-    _assert_close(a, b, jnp.float32, scale=10.0)
-    np.testing.assert_allclose(la, lb, rtol=1e-6)
+    aggs = ("mean", "projection", "max_normalized", "projection_per_leaf")
+    specs = tuple(_spec(f"{a}-{m}", num_tangents=4, aggregation=a, mode=m) for a in aggs for m in ("jvp", "simulated"))
+    est = _estimates(p, x, key, specs)
+    for agg in aggs:
+        (a, la), (b, lb) = est[f"{agg}-jvp"], est[f"{agg}-simulated"]
+        assert jax.tree_util.tree_leaves(a)[0].dtype == jnp.float32
+        _assert_close(a, b, jnp.float32, scale=10.0)
+        np.testing.assert_allclose(la, lb, rtol=1e-6)
 
 
-@pytest.mark.parametrize("sampler", ["normal", "rademacher"])
-@pytest.mark.parametrize("normalize", [False, True])
-@pytest.mark.parametrize("mode", ["jvp", "simulated"])
-def test_streaming_path_gives_the_same_estimate(getkey, sampler, normalize, mode):
+def test_streaming_path_gives_the_same_estimate(getkey):
     p, key = _params(), getkey()
-    for aggregation in fwdgrad.AGGREGATIONS:
-        kw = dict(key=key, num_tangents=6, aggregation=aggregation, sampler=sampler, normalize=normalize, mode=mode)
-        a, la = fwdgrad.forward_gradient(_loss, p, X, **kw)
-        b, lb = fwdgrad.forward_gradient(_loss, p, X, tangent_batch_size=2, gram_block_elements=12, **kw)
-        _assert_close(a, b, scale=10.0)
-        np.testing.assert_allclose(la, lb)
+    cases = [("normal", False, "jvp", ("mean", "projection")),
+             ("rademacher", True, "simulated", ("projection_per_leaf", "max_normalized"))]
+    specs = []
+    for sampler, normalize, mode, aggs in cases:
+        for a in aggs:
+            kw = dict(num_tangents=6, aggregation=a, sampler=sampler, normalize=normalize, mode=mode)
+            specs += [_spec(f"{sampler}-{a}-held", **kw),
+                      _spec(f"{sampler}-{a}-streamed", tangent_batch_size=2, gram_block_elements=12, **kw)]
+    est = _estimates(p, X, key, tuple(specs))
+    for sampler, _, _, aggs in cases:
+        for a in aggs:
+            (g1, l1), (g2, l2) = est[f"{sampler}-{a}-held"], est[f"{sampler}-{a}-streamed"]
+            _assert_close(g1, g2, scale=10.0)
+            np.testing.assert_allclose(l1, l2)
 
 
 def test_single_tangent_mean_is_unbiased(getkey):
@@ -106,8 +127,8 @@ def test_single_tangent_mean_is_unbiased(getkey):
     g = _flat(jax.grad(_loss)(p, X))
     m = 20000
     keys = jax.random.split(getkey(), m)
-    est = jax.vmap(lambda k: fwdgrad.forward_gradient(_loss, p, X, key=k, num_tangents=1, aggregation="mean",
-                                                      mode="simulated")[0])(keys)
+    est = jax.jit(jax.vmap(lambda k: fwdgrad.forward_gradient(_loss, p, X, key=k, num_tangents=1,
+                                                              aggregation="mean", mode="simulated")[0]))(keys)
     mean = np.concatenate([np.asarray(a).reshape(m, -1) for a in jax.tree_util.tree_leaves(est)], axis=1).mean(0)
     bound = 5 * np.sqrt((np.sum(g ** 2) + g ** 2) / m)
     assert np.all(np.abs(mean - g) < bound), (mean, g, bound)
@@ -122,8 +143,8 @@ def test_cosine_similarity_matches_theory_and_rises_with_k(getkey):
     means = []
     for k in (1, 4, 16):
         keys = jax.random.split(jax.random.fold_in(getkey(), k), m)
-        est = jax.vmap(lambda kk: fwdgrad.forward_gradient(loss, jnp.zeros(n), key=kk, num_tangents=k,
-                                                           mode="simulated")[0])(keys)
+        est = jax.jit(jax.vmap(lambda kk: fwdgrad.forward_gradient(loss, jnp.zeros(n), key=kk, num_tangents=k,
+                                                                   mode="simulated")[0]))(keys)
         cos = est @ g / (jnp.linalg.norm(est, axis=1) * jnp.linalg.norm(g))
         ratio = jnp.linalg.norm(est, axis=1) / jnp.linalg.norm(g)
         np.testing.assert_allclose(cos, ratio, rtol=1e-8)
@@ -153,16 +174,18 @@ def test_length_corrected_projection_has_about_unit_norm_ratio(getkey):
     n, k, m = 64, 8, 2000
     g = jnp.cos(jnp.arange(n, dtype=jnp.float64))
     keys = jax.random.split(getkey(), m)
-    est = jax.vmap(lambda kk: fwdgrad.forward_gradient(lambda w: jnp.dot(g, w), jnp.zeros(n), key=kk, num_tangents=k,
-                                                       mode="simulated", length_correction=True)[0])(keys)
+    est = jax.jit(jax.vmap(lambda kk: fwdgrad.forward_gradient(lambda w: jnp.dot(g, w), jnp.zeros(n), key=kk,
+                                                               num_tangents=k, mode="simulated",
+                                                               length_correction=True)[0]))(keys)
     ratio = jnp.linalg.norm(est, axis=1) / jnp.linalg.norm(g)
     assert abs(float(jnp.mean(ratio)) - 1.0) < 0.02
 
 
 def test_samplers(getkey):
+    sample = jax.jit(fwdgrad.sample_tangents, static_argnums=(2,), static_argnames=("sampler", "normalize"))
     key, p = getkey(), {"a": jnp.zeros((40, 50)), "b": jnp.zeros(10)}
     n = fwdgrad.num_parameters(p)
-    v = fwdgrad.sample_tangents(key, p, 3)
+    v = sample(key, p, 3)
     assert v["a"].shape == (3, 40, 50) and v["b"].shape == (3, 10)
     one = fwdgrad.sample_tangent(key, p, 2)
     np.testing.assert_array_equal(one["a"], v["a"][2])
@@ -171,15 +194,15 @@ def test_samplers(getkey):
     flat = np.concatenate([np.asarray(v["a"]).reshape(3, -1), np.asarray(v["b"]).reshape(3, -1)], axis=1)
     assert abs(flat.mean()) < 0.05 and abs(flat.std() - 1) < 0.05
     assert np.all(np.abs(np.corrcoef(flat)[np.triu_indices(3, 1)]) < 0.1)
-    r = fwdgrad.sample_tangents(key, p, 2, sampler="rademacher")
+    r = sample(key, p, 2, sampler="rademacher")
     assert set(np.unique(np.asarray(r["a"]))) == {-1.0, 1.0}
-    u = fwdgrad.sample_tangents(key, p, 5, normalize=True)
+    u = sample(key, p, 5, normalize=True)
     np.testing.assert_allclose(fwdgrad.tangent_sq_norms(u), 1.0, rtol=1e-12)
     small = {"w": jnp.zeros(4)}
-    q = fwdgrad.sample_tangents(key, small, 6, sampler="orthonormal")["w"]  # groups of n = 4, then 2
+    q = sample(key, small, 6, sampler="orthonormal")["w"]  # groups of n = 4, then 2
     np.testing.assert_allclose(q[:4] @ q[:4].T, np.eye(4), atol=1e-12)
     np.testing.assert_allclose(q[4:] @ q[4:].T, np.eye(2), atol=1e-12)
-    assert np.all(np.abs(fwdgrad.gram_matrix(fwdgrad.sample_tangents(key, p, 4, sampler="orthonormal"))
+    assert np.all(np.abs(fwdgrad.gram_matrix(sample(key, p, 4, sampler="orthonormal"))
                          - np.eye(4)) < 1e-12) and n == 2010
 
 
@@ -193,7 +216,7 @@ def test_works_under_jit_without_recompiling(getkey):
 
     key = getkey()
     a, _ = f(p, x, key)
-    b, _ = fwdgrad.forward_gradient(_loss, p, x, key=key, num_tangents=3)
+    b, _ = fwdgrad.forward_gradient_reference(_loss, p, x, key=key, num_tangents=3)
     _assert_close(a, b, jnp.float32, scale=10.0)
     f(p, x, getkey())
     assert f._cache_size() == 1
@@ -226,7 +249,8 @@ def test_grad_fn_plugs_into_an_optax_step_and_descends(getkey):
 
 def test_has_aux_returns_the_aux(getkey):
     loss = lambda w: (jnp.sum(w ** 2), {"n": w.shape[0]})  # noqa: E731
-    g, (l, aux) = fwdgrad.forward_gradient(loss, jnp.ones(3), key=getkey(), num_tangents=3, has_aux=True)
+    g, (l, aux) = jax.jit(lambda w, key: fwdgrad.forward_gradient(loss, w, key=key, num_tangents=3, has_aux=True))(
+        jnp.ones(3), getkey())
     _assert_close(g, 2 * jnp.ones(3), scale=100.0)
     assert float(l) == 3.0 and int(aux["n"]) == 3
 

@@ -1,0 +1,21 @@
+"""Forward-gradient approximation quality (paper section 4.1): cosine similarity and norm ratio to the
+true gradient against the dimension n and the number of tangents k, for the mean and the projection.
+
+Command:  jaxlab run configs/fwdgrad/approximation.py          (quick: configs/fwdgrad/approximation.py:quick)
+Hardware: CPU.
+Runtime:  full (n = 1..4096, k = 1..256, 200 samples): about 3 min on 2 CPU cores; quick: about 20 s.
+Expected: the projection's cosine is >= the mean's everywhere, and about sqrt(k/n) (E cos^2 = k/n), reaching
+          1 at k >= n; the mean's norm ratio is about sqrt((n+k+1)/k) (far too long), the projection's about
+          sqrt(k/n) (too short). Plot: approximation_quality.png.
+"""
+
+from jaxlab.methods.fwdgrad import ApproximationConfig
+from jaxlab.methods.fwdgrad import run_approximation as run  # noqa: F401  (what `jaxlab run` calls)
+
+
+def get_config(arg: str | None = None) -> ApproximationConfig:
+    if arg in (None, "", "default"):
+        return ApproximationConfig()
+    if arg == "quick":
+        return ApproximationConfig(dims=(1, 4, 16, 64, 256, 1024), tangents=(1, 4, 16, 64), samples=50)
+    raise ValueError(f"unknown argument {arg!r}; use 'quick' or nothing")
