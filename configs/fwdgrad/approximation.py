@@ -17,5 +17,5 @@ def get_config(arg: str | None = None) -> ApproximationConfig:
     if arg in (None, "", "default"):
         return ApproximationConfig()
     if arg == "quick":
-        return ApproximationConfig(dims=(1, 4, 16, 64, 256, 1024), tangents=(1, 4, 16, 64), samples=50)
+        return ApproximationConfig(dims=(4, 32, 256, 2048), tangents=(1, 4, 32), samples=50)
     raise ValueError(f"unknown argument {arg!r}; use 'quick' or nothing")

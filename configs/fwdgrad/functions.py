@@ -17,5 +17,5 @@ def get_config(arg: str | None = None) -> FunctionsConfig:
         return FunctionsConfig()
     if arg == "quick":
         return FunctionsConfig(dims=(32,), tangents=(4, 16), steps=300, seeds=2,
-                               learning_rates=(1e-4, 1e-3, 1e-2, 0.1, 0.3))
+                               learning_rates=(1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 0.1, 0.3))
     raise ValueError(f"unknown argument {arg!r}; use 'quick' or nothing")

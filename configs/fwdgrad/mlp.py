@@ -26,7 +26,7 @@ def get_config(arg: str | None = None) -> MLPConfig:
         return MLPConfig()
     if arg == "cpu":
         return MLPConfig(hidden=(128, 128), epochs=(5, 2), seeds=3, train_subset=12000, lr_backprop=0.1,
-                         lr_mean=(0.0015, 0.003, 0.005, 0.012), lr_projection=(128.0, 128.0, 96.0, 64.0))
+                         lr_mean=(0.002, 0.003, 0.005, 0.012), lr_projection=(256.0, 192.0, 128.0, 64.0))
     if arg == "quick":
         return MLPConfig(datasets=("mnist5k",), hidden=(64, 64), tangents=(1, 4), epochs=(1,), seeds=1,
                          train_subset=2048, lr_backprop=0.1, lr_mean=(0.002, 0.006), lr_projection=(64.0, 64.0))
