@@ -68,7 +68,7 @@ def test_projection_with_k_equals_n_is_the_gradient(getkey):
 def test_projection_with_k_greater_than_n_keeps_n_tangents(getkey):
     p = _params()
     g = jax.grad(_loss)(p, X)
-    specs = tuple(_spec(s, num_tangents=N + 3, selection=s) for s in ("first_n", "max", "min"))
+    specs = tuple(_spec(s, num_tangents=N + 3, selection=s) for s in ("first_n", "max"))
     for est, _ in _estimates(p, X, getkey(), specs).values():
         _assert_close(est, g, scale=100.0)
 
@@ -103,10 +103,8 @@ def test_jvp_and_simulated_modes_agree_in_float32(getkey):
         np.testing.assert_allclose(la, lb, rtol=1e-6)
 
 
-def test_streaming_path_gives_the_same_estimate(getkey):
-    p, key = _params(), getkey()
-    cases = [("normal", False, "jvp", ("mean", "projection")),
-             ("rademacher", True, "simulated", ("projection_per_leaf", "max_normalized"))]
+def _check_streaming(key, cases):
+    p = _params()
     specs = []
     for sampler, normalize, mode, aggs in cases:
         for a in aggs:
@@ -119,6 +117,16 @@ def test_streaming_path_gives_the_same_estimate(getkey):
             (g1, l1), (g2, l2) = est[f"{sampler}-{a}-held"], est[f"{sampler}-{a}-streamed"]
             _assert_close(g1, g2, scale=10.0)
             np.testing.assert_allclose(l1, l2)
+
+
+def test_streaming_path_gives_the_same_estimate(getkey):
+    _check_streaming(getkey(), [("normal", False, "jvp", ("projection",))])
+
+
+@pytest.mark.slow
+def test_streaming_path_gives_the_same_estimate_for_every_option(getkey):
+    _check_streaming(getkey(), [("normal", False, "jvp", ("mean", "projection", "projection_per_leaf", "max")),
+                                ("rademacher", True, "simulated", fwdgrad.AGGREGATIONS)])
 
 
 def test_single_tangent_mean_is_unbiased(getkey):
@@ -170,6 +178,7 @@ def test_length_correction_factors_match_the_closed_forms():
         fwdgrad.length_correction_factor("max", 2, n, n)
 
 
+@pytest.mark.slow
 def test_length_corrected_projection_has_about_unit_norm_ratio(getkey):
     n, k, m = 64, 8, 2000
     g = jnp.cos(jnp.arange(n, dtype=jnp.float64))
