@@ -143,8 +143,10 @@ def run_approximation(config: ApproximationConfig, workdir: str | Path) -> dict:
         "wall_s": wall,
         "table": table,
         "plots": ["approximation_quality.png"],
-        f"cos_projection_n{n_max}_k{k_max}": pick("projection", n_max, k_max, "cosine"),
-        f"cos_mean_n{n_max}_k{k_max}": pick("mean", n_max, k_max, "cosine"),
+        "n_max": n_max,
+        "k_max": k_max,
+        "cos_projection_at_max": pick("projection", n_max, k_max, "cosine"),
+        "cos_mean_at_max": pick("mean", n_max, k_max, "cosine"),
         "projection_cosine_ge_mean": all(
             pick("projection", n, k, "cosine") >= pick("mean", n, k, "cosine") - 1e-6
             for n in config.dims for k in config.tangents) if {"mean", "projection"} <= set(config.aggregations)

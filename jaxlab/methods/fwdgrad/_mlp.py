@@ -192,9 +192,9 @@ def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
         "projection_beats_mean_every_k": all(all(v) for v in beats.values()),
         "projection_beats_mean": beats,
         **{f"acc_backprop_{n}": acc_of(n, "backprop", 0) for n in config.datasets},
-        **{f"acc_projection_k{max(config.tangents)}_{n}": acc_of(n, "projection", max(config.tangents))
+        **{f"acc_projection_kmax_{n}": acc_of(n, "projection", max(config.tangents))
            for n in config.datasets},
-        **{f"acc_mean_k{max(config.tangents)}_{n}": acc_of(n, "mean", max(config.tangents)) for n in config.datasets},
+        **{f"acc_mean_kmax_{n}": acc_of(n, "mean", max(config.tangents)) for n in config.datasets},
     }
     write_json(workdir / "summary.json", summary)
     return summary
