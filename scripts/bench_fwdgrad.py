@@ -79,6 +79,8 @@ def main(argv=None):
     ap.add_argument("--streaming", default="none,1", help="tangent_batch_size values; 'none' holds all k tangents")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-time", action="store_true", help="memory only")
+    ap.add_argument("--time-streaming", action="store_true",
+                    help="also time the streaming steps (default: memory only; they compute the same estimate)")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--json", default=None, help="output path (default bench/results/fwdgrad-<backend>.json)")
     args = ap.parse_args(argv)
@@ -111,7 +113,7 @@ def main(argv=None):
         rec = {"method": method, "k": k or None, "aggregation": agg, "tangent_batch_size": tb,
                "depth": args.depth, "width": args.width, "batch": args.batch, "dtype": dtype.name, **mem,
                "memory_compile_s": mem_compile_s}
-        if not args.no_time:
+        if not args.no_time and (tb is None or args.time_streaming):
             # No donation here: time_fn calls the step repeatedly with the same state.
             timing = time_fn(jax.jit(raw), state, batch, key, warmup=1, repeats=args.repeats)
             rec.update(compile_s=timing.compile_s, median_s=timing.median_s, iqr_s=timing.iqr_s)
