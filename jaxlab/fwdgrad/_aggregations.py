@@ -16,9 +16,11 @@ true gradient ``g``, every aggregation here is a linear combination of the tange
   not a projection of the full gradient (exact only for a single leaf); offered for comparison.
 
 Differences from the reference (Helmholtz-AI-Energy/frog, ``forward_gradient/aggregation.py``):
-``G^{-1} d`` is a linear solve, not an explicit inverse; the per-leaf form keeps the first ``n_p``
-tangents for leaves smaller than k, as the reference does, and the global form applies the k > n
-selection (``first_n``, ``max``, ``min``) once for the whole parameter vector.
+``G^{-1} d`` is a pseudo-inverse solve by an eigendecomposition of the k x k Gram matrix (no explicit
+inverse; nearly dependent tangents are projected onto their numerical span instead of failing); the
+per-leaf form keeps the first ``n_p`` tangents for leaves smaller than k, as the reference does, and
+the global form applies the k > n selection (``first_n``, ``max``, ``min``) once for the whole
+parameter vector.
 """
 
 from __future__ import annotations
@@ -66,10 +68,22 @@ def gram_matrix(tangents: PyTree) -> Array:
     return sum(leaf_gram_matrices(tangents))
 
 
+def _psd_solve(gram: Array, d: Array) -> Array:
+    """``G^+ d`` for a symmetric positive semi-definite Gram matrix, by an eigendecomposition.
+
+    Eigenvalues below ``k * eps * max`` are dropped, so nearly dependent tangents (which happen at
+    small n, or in float32) give the projection onto their numerical span instead of NaN or garbage.
+    """
+    w, q = jnp.linalg.eigh(gram)
+    tol = w[-1] * gram.shape[0] * jnp.finfo(gram.dtype).eps
+    inv = jnp.where(w > tol, 1.0 / jnp.where(w > tol, w, 1.0), 0.0)
+    return q @ (inv * (q.T @ d))
+
+
 def _projection_coefficients(d: Array, gram: Array, n: int, selection: str) -> Array:
     k = d.shape[0]
     if k <= n:
-        return jnp.linalg.solve(gram, d)
+        return _psd_solve(gram, d)
     # More tangents than dimensions: they cannot be independent. Keep n of them.
     if selection == "first_n":
         idx = jnp.arange(n)
@@ -77,7 +91,7 @@ def _projection_coefficients(d: Array, gram: Array, n: int, selection: str) -> A
         score = jnp.abs(d) * jax.lax.rsqrt(jnp.diagonal(gram))
         idx = jax.lax.top_k(score if selection == "max" else -score, n)[1]
     sub = gram[idx][:, idx]
-    return jnp.zeros_like(d).at[idx].set(jnp.linalg.solve(sub, d[idx]))
+    return jnp.zeros_like(d).at[idx].set(_psd_solve(sub, d[idx]))
 
 
 def aggregation_coefficients(d: Array, aggregation: str, *, gram: Array | None = None,
