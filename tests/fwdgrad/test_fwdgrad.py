@@ -232,28 +232,23 @@ def test_works_under_jit_without_recompiling(getkey):
     assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(p)
 
 
-def test_grad_fn_plugs_into_an_optax_step_and_descends(getkey):
-    # The sphere, n = 64, k = 16, projection ("frog"): the loss falls.
+def test_grad_fn_plugs_into_jaxlab_train_and_descends(getkey):
+    # The sphere, n = 64, k = 16, projection ("frog"), through jaxlab.train.make_train_step: the loss falls.
+    from jaxlab.train import TrainState, make_train_step
+
     def loss_fn(params, model_state, batch, key):
         loss = jnp.sum(params ** 2)
-        return loss, ({"loss": loss}, model_state)
+        return loss, ({"sq": loss}, model_state)
 
     tx = optax.sgd(0.5)
-    grad_fn = fwdgrad.make_grad_fn(num_tangents=16, aggregation="projection")
     assert fwdgrad.grad_fn is fwdgrad.make_grad_fn
-
-    @jax.jit
-    def step(params, opt_state, key):
-        (loss, (metrics, _)), grads = grad_fn(loss_fn, params, None, None, key)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    params = jnp.ones(64)
-    opt_state = tx.init(params)
+    step = make_train_step(loss_fn, tx, grad_fn=fwdgrad.make_grad_fn(num_tangents=16, aggregation="projection"))
+    state = TrainState.create(params=jnp.ones(64), tx=tx)
     key = getkey()
     for i in range(30):
-        params, opt_state, loss = step(params, opt_state, jax.random.fold_in(key, i))
-    assert float(jnp.sum(params ** 2)) < 0.1 * 64
+        state, metrics = step(state, None, jax.random.fold_in(key, i))
+    assert float(jnp.sum(state.params ** 2)) < 0.1 * 64
+    assert set(metrics) >= {"loss", "sq"}
 
 
 def test_has_aux_returns_the_aux(getkey):
