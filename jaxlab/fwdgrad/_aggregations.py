@@ -72,8 +72,9 @@ def _psd_solve(gram: Array, d: Array) -> Array:
     """``G^{-1} d`` for a symmetric positive semi-definite Gram matrix, with a tiny relative ridge.
 
     The ridge ``eps * trace(G) / k`` (eps times the mean eigenvalue) is below the rounding of a
-    well-conditioned solve, but it keeps nearly dependent tangents (small n, float32) from producing NaN or huge coefficients. (An
-    eigendecomposition-based pseudo-inverse hung inside ``lax.map`` on XLA CPU in JAX 0.10.2.)
+    well-conditioned solve, but it keeps nearly dependent tangents (small n, float32) from producing
+    NaN or huge coefficients. (An eigendecomposition-based pseudo-inverse hung inside ``lax.map`` on
+    XLA CPU in JAX 0.10.2.)
     """
     k = gram.shape[0]
     ridge = jnp.finfo(gram.dtype).eps * jnp.trace(gram) / k
