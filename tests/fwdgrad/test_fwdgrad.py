@@ -123,7 +123,6 @@ def test_streaming_path_gives_the_same_estimate(getkey):
     _check_streaming(getkey(), [("normal", False, "jvp", ("projection",))])
 
 
-@pytest.mark.slow
 def test_streaming_path_gives_the_same_estimate_for_every_option(getkey):
     _check_streaming(getkey(), [("normal", False, "jvp", ("mean", "projection", "projection_per_leaf", "max")),
                                 ("rademacher", True, "simulated", fwdgrad.AGGREGATIONS)])
@@ -178,7 +177,6 @@ def test_length_correction_factors_match_the_closed_forms():
         fwdgrad.length_correction_factor("max", 2, n, n)
 
 
-@pytest.mark.slow
 def test_length_corrected_projection_has_about_unit_norm_ratio(getkey):
     n, k, m = 64, 8, 2000
     g = jnp.cos(jnp.arange(n, dtype=jnp.float64))
