@@ -45,6 +45,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         metrics=("test_accuracy", "train_loss", "wall_s"),
     ),
     Experiment(
+<<<<<<< HEAD
         name="energy_scaling",
         config="energy_scaling/grid.py",
         quick_arg="smoke",
@@ -74,6 +75,34 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         "DLinear on Victoria's half-hourly electricity demand: MAE/MSE/MAPE, time and energy",
         metrics=("recycle_mae", "profile_mae", "vanilla_mae", "dlinear_mae",
                  "time_ratio_vanilla_over_recycle", "energy_ratio_vanilla_over_recycle"),
+=======
+        name="fwdgrad_approximation",
+        config="fwdgrad/approximation.py",
+        quick_arg="quick",
+        full_arg=None,
+        description="Forward gradients: cosine and norm ratio to the true gradient vs n and k (mean vs projection)",
+        metrics=("projection_cosine_ge_mean", "cos_projection_at_max", "cos_mean_at_max", "wall_s"),
+        paper={"projection_cosine_ge_mean": "yes (projection is the best approximation in span(V))"},
+    ),
+    Experiment(
+        name="fwdgrad_functions",
+        config="fwdgrad/functions.py",
+        quick_arg="quick",
+        full_arg=None,
+        description="Forward gradients on sphere, Rosenbrock, Styblinski-Tang: backprop vs mean vs projection",
+        metrics=("projection_beats_mean_fraction", "median_gap_projection", "median_gap_mean",
+                 "median_gap_backprop", "wall_s"),
+    ),
+    Experiment(
+        name="fwdgrad_mlp",
+        config="fwdgrad/mlp.py",
+        quick_arg="quick",
+        full_arg="cpu",
+        description="Forward gradients: FC nets on MNIST-5k and Fashion-MNIST, backprop vs mean vs projection",
+        metrics=("projection_beats_mean_every_k", "acc_backprop_mnist5k", "acc_projection_kmax_mnist5k",
+                 "acc_mean_kmax_mnist5k", "wall_s"),
+        paper={"projection_beats_mean_every_k": "yes (tuned LRs, 200 epochs, full MNIST)"},
+>>>>>>> fwdgrad
     ),
 )
 
@@ -82,6 +111,10 @@ BENCHMARKS: dict[str, str] = {
     "train": "bench_train.py",
     "krylov": "bench_krylov.py",
     "sparse": "bench_spmv.py",
+<<<<<<< HEAD
     "energy": "bench_energy.py",
     "jigsaw": "bench_jigsaw.py",
+=======
+    "fwdgrad": "bench_fwdgrad.py",
+>>>>>>> fwdgrad
 }

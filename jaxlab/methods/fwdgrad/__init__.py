@@ -1,0 +1,21 @@
+"""Experiments of "Beyond Backpropagation: Optimization with Multi-Tangent Forward Gradients" (arXiv 2410.17764).
+
+The estimators themselves live in :mod:`jaxlab.fwdgrad`; this package holds the paper's experiments
+as ``run_*(config, workdir) -> summary`` functions for ``jaxlab run`` / ``jaxlab reproduce``:
+approximation quality (section 4.1), closed-form functions (4.2) and MLPs on MNIST-5k and
+Fashion-MNIST (4.4).
+"""
+
+from ._approximation import ApproximationConfig as ApproximationConfig
+from ._approximation import approximation_quality as approximation_quality
+from ._approximation import run_approximation as run_approximation
+from ._functions import FUNCTIONS as FUNCTIONS
+from ._functions import FunctionsConfig as FunctionsConfig
+from ._functions import optimize_functions as optimize_functions
+from ._functions import rosenbrock as rosenbrock
+from ._functions import run_functions as run_functions
+from ._functions import sphere as sphere
+from ._functions import styblinski_tang as styblinski_tang
+from ._mlp import MLPConfig as MLPConfig
+from ._mlp import run_mlp as run_mlp
+from ._mlp import train_mlp as train_mlp
