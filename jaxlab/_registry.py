@@ -45,7 +45,6 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         metrics=("test_accuracy", "train_loss", "wall_s"),
     ),
     Experiment(
-<<<<<<< HEAD
         name="energy_scaling",
         config="energy_scaling/grid.py",
         quick_arg="smoke",
@@ -75,7 +74,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         "DLinear on Victoria's half-hourly electricity demand: MAE/MSE/MAPE, time and energy",
         metrics=("recycle_mae", "profile_mae", "vanilla_mae", "dlinear_mae",
                  "time_ratio_vanilla_over_recycle", "energy_ratio_vanilla_over_recycle"),
-=======
+    ),
+    Experiment(
         name="fwdgrad_approximation",
         config="fwdgrad/approximation.py",
         quick_arg="quick",
@@ -102,7 +102,6 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         metrics=("projection_beats_mean_every_k", "acc_backprop_mnist5k", "acc_projection_kmax_mnist5k",
                  "acc_mean_kmax_mnist5k", "wall_s"),
         paper={"projection_beats_mean_every_k": "yes (tuned LRs, 200 epochs, full MNIST)"},
->>>>>>> fwdgrad
     ),
 )
 
@@ -111,10 +110,7 @@ BENCHMARKS: dict[str, str] = {
     "train": "bench_train.py",
     "krylov": "bench_krylov.py",
     "sparse": "bench_spmv.py",
-<<<<<<< HEAD
     "energy": "bench_energy.py",
     "jigsaw": "bench_jigsaw.py",
-=======
     "fwdgrad": "bench_fwdgrad.py",
->>>>>>> fwdgrad
 }
