@@ -20,9 +20,10 @@ class CLIError(Exception):
 def _known_errors() -> tuple[type[BaseException], ...]:
     from jaxlab.core import ConfigError
     from jaxlab.data import DataNotFoundError
+    from jaxlab.sparse import MatrixMarketError
     from jaxlab.train import CheckpointError, WorkdirError
 
-    return (CLIError, ConfigError, WorkdirError, CheckpointError, DataNotFoundError)
+    return (CLIError, ConfigError, WorkdirError, CheckpointError, DataNotFoundError, MatrixMarketError)
 
 
 def _provenance() -> dict:
@@ -222,7 +223,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
     b = _load_vector(Path(args.rhs), n, dtype) if args.rhs else np.ones(n, dtype)
     t_read = time.perf_counter() - t0
     t0 = time.perf_counter()
-    M = krylov.make_preconditioner(A, args.preconditioner)
+    try:
+        M = krylov.make_preconditioner(A, args.preconditioner)
+    except (ValueError, TypeError) as e:  # e.g. a zero diagonal: say so without a traceback
+        raise CLIError(f"preconditioner {args.preconditioner!r} for {str(path)!r}: {e}") from None
     t_setup = time.perf_counter() - t0
     kw = dict(method=args.method, preconditioner=M, rtol=args.rtol, atol=args.atol, maxiter=args.maxiter,
               restart=args.restart)
