@@ -62,7 +62,23 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
         if summary.get("status") == "completed":
             print(f"  already completed in {workdir} (use --fresh to rerun)", file=sys.stderr)
             return summary
-    return run(config, workdir)
+    return _measured(run, config, workdir)
+
+
+def _measured(run, config, workdir: Path) -> dict:
+    """Runs ``run(config, workdir)`` under an energy meter; runs that measure themselves keep their figures."""
+    from jaxlab.core import write_json
+    from jaxlab.energy import EnergyMeter
+
+    with EnergyMeter() as meter:
+        summary = run(config, workdir)
+    if isinstance(summary, dict) and "energy" not in summary:
+        report = meter.report().to_dict()
+        summary["energy"] = report
+        write_json(workdir / "summary.json", summary)
+        if not (workdir / "energy.json").exists():
+            write_json(workdir / "energy.json", report)
+    return summary
 
 
 def cmd_run(args: argparse.Namespace) -> int:

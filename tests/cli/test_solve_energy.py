@@ -49,3 +49,20 @@ def test_solve_command_reports_bad_files_and_setups(tmp_path, capsys):
     assert main(["solve", str(zero), "--preconditioner", "jacobi"]) == 2
     err = capsys.readouterr().err
     assert "bad.mtx" in err and "row 0" in err
+
+
+def test_runs_that_do_not_measure_themselves_get_an_energy_report(tmp_path, capsys):
+    cfg = tmp_path / "c.py"
+    cfg.write_text(
+        "import dataclasses, json, pathlib\n"
+        "@dataclasses.dataclass(frozen=True)\nclass C:\n    n: int = 3\n"
+        "def get_config(arg=None):\n    return C()\n"
+        "def run(config, workdir):\n"
+        "    s = {'status': 'completed', 'total': sum(range(config.n))}\n"
+        "    (pathlib.Path(workdir) / 'summary.json').write_text(json.dumps(s))\n"
+        "    return s\n"
+    )
+    assert main(["run", str(cfg), "--workdir", str(tmp_path / "w")]) == 0
+    summary = json.loads((tmp_path / "w" / "summary.json").read_text())
+    assert summary["total"] == 3 and summary["energy"]["wall_s"] >= 0
+    assert json.loads((tmp_path / "w" / "energy.json").read_text())["estimated"] in (True, False)
