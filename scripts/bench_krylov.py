@@ -1,4 +1,4 @@
-"""Krylov solvers against SciPy, jax.scipy.sparse.linalg (BCOO) and pyGinkgo/CuPy when importable.
+"""Krylov solvers against SciPy, jax.scipy.sparse.linalg (BCOO) and pyGinkgo (CG, BiCGSTAB) when importable.
 
     python scripts/bench_krylov.py [--quick] [--problems poisson2d_1000,convdiff_300] [--iters 100]
     jaxlab bench krylov [--quick]
@@ -66,6 +66,30 @@ def _scipy_iterations(solver, A, b, **kw):
 
 
 SCIPY = {"cg": spla.cg, "bicgstab": spla.bicgstab, "gmres": spla.gmres}
+GINKGO = {"cg": "solver::Cg", "bicgstab": "solver::Bicgstab", "gmres": "solver::Gmres"}
+
+
+def pyginkgo_fixed_iterations(S, b, method: str, iters: int):
+    """A callable running pyGinkgo's solver (reference executor) for exactly ``iters`` iterations, or None."""
+    try:
+        import pyGinkgo
+    except ImportError:
+        return None
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:  # pyGinkgo reads matrices from files only
+        path = Path(d) / "A.mtx"
+        jsparse.write_mtx(path, S)
+        G = pyGinkgo.read(str(path), format="Csr", dtype="double", device="cpu")
+    B = pyGinkgo.as_tensor(b.reshape(-1, 1), device="cpu", dtype="double")
+    args = {"type": GINKGO[method], "criteria": [{"type": "Iteration", "max_iters": iters}]}
+
+    def run():
+        X0 = pyGinkgo.as_tensor(dim=(S.shape[0], 1), device="cpu", dtype="double", fill=0.0)
+        pyGinkgo.solve(G, B, initial_guess=X0, solver_args=args)
+
+    return run
 
 
 def bench_problem(name: str, *, fmt: str, iters: int, repeats: int, rtol: float) -> list[dict]:
@@ -113,11 +137,16 @@ def bench_problem(name: str, *, fmt: str, iters: int, repeats: int, rtol: float)
             t_j = _median_time(lambda: jax.block_until_ready(jfix(B, bj)), repeats)
             t_j /= iters if method != "gmres" else max(iters // 30, 1) * 30
             rec.update({"jax_bcoo_ms_per_iter": 1e3 * t_j, "time_ratio_to_jax_bcoo": t_ours / t_j})
+            gk = pyginkgo_fixed_iterations(S, b, method, iters) if method != "gmres" else None
+            if gk is not None:
+                t_g = _median_time(gk, repeats) / iters
+                rec.update({"pyginkgo_ms_per_iter": 1e3 * t_g, "time_ratio_to_pyginkgo": t_ours / t_g})
         out.append(rec)
         print(f"{name:>16} {method:>8}+{rec['preconditioner']:<7} it {rec['iterations']:>5} (scipy {sp_it:>5}) "
               f"res {ours_res:.1e}  {rec['ms_per_iter']:8.3f} ms/it  scipy {rec['scipy_ms_per_iter']:8.3f}  "
               f"x{rec['time_ratio_to_scipy']:.2f}" +
-              (f"  bcoo {rec['jax_bcoo_ms_per_iter']:8.3f}" if "jax_bcoo_ms_per_iter" in rec else ""), flush=True)
+              (f"  bcoo {rec['jax_bcoo_ms_per_iter']:8.3f}" if "jax_bcoo_ms_per_iter" in rec else "") +
+              (f"  pyginkgo {rec['pyginkgo_ms_per_iter']:8.3f}" if "pyginkgo_ms_per_iter" in rec else ""), flush=True)
     return out
 
 
