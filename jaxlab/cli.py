@@ -207,8 +207,7 @@ def _load_vector(path: Path, n: int, dtype):
     elif path.suffix == ".mtx":
         import jaxlab.sparse as jsparse
 
-        v = np.asarray(jsparse.read_mtx_scipy(path).toarray() if hasattr(jsparse, "read_mtx_scipy") else
-                       jsparse.read_mtx(path).todense())
+        v = np.asarray(jsparse.read_mtx_scipy(path).toarray())
     else:
         try:
             v = np.loadtxt(path, ndmin=1)

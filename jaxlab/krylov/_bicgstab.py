@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._common import done, dot, new_history, norm, record, safe_div
+from ._common import done, dot, keep_going, new_history, norm, record, safe_div
 from ._solution import final_status
 
 
@@ -36,7 +36,7 @@ def bicgstab_loop(matvec, b, x0, precond, tol, maxiter: int, history: bool):
                        jnp.zeros((), bool), new_history(maxiter, history, rnorm0))
 
     def cond(s):
-        return (~done(s.rnorm, tol)) & (s.k < maxiter) & (~s.breakdown) & jnp.isfinite(s.rnorm)
+        return keep_going(s.rnorm, tol, s.k, maxiter, s.breakdown)
 
     def body(s):
         rho = dot(rhat, s.r)
@@ -64,7 +64,7 @@ def bicgstab_loop(matvec, b, x0, precond, tol, maxiter: int, history: bool):
         return _BiCGState(x, r, p, v, rho, alpha, omega, k, rnorm, bad, record(s.history, k, rnorm))
 
     s = lax.while_loop(cond, body, state)
-    return s.x, s.k, s.rnorm, final_status(s.rnorm, tol, s.k, maxiter, s.breakdown), s.history
+    return s.x, s.k, s.rnorm, final_status(s.rnorm, tol, s.breakdown), s.history
 
 
 class _CGSState(NamedTuple):
@@ -88,7 +88,7 @@ def cgs_loop(matvec, b, x0, precond, tol, maxiter: int, history: bool):
                       jnp.zeros((), bool), new_history(maxiter, history, rnorm0))
 
     def cond(s):
-        return (~done(s.rnorm, tol)) & (s.k < maxiter) & (~s.breakdown) & jnp.isfinite(s.rnorm)
+        return keep_going(s.rnorm, tol, s.k, maxiter, s.breakdown)
 
     def body(s):
         rho = dot(rtilde, s.r)
@@ -109,4 +109,4 @@ def cgs_loop(matvec, b, x0, precond, tol, maxiter: int, history: bool):
         return _CGSState(x, r, p, q, rho, k, rnorm, bad, record(s.history, k, rnorm))
 
     s = lax.while_loop(cond, body, state)
-    return s.x, s.k, s.rnorm, final_status(s.rnorm, tol, s.k, maxiter, s.breakdown), s.history
+    return s.x, s.k, s.rnorm, final_status(s.rnorm, tol, s.breakdown), s.history

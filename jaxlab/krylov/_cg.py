@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._common import done, dot, new_history, norm, record, safe_div
+from ._common import done, dot, keep_going, new_history, norm, record, safe_div
 from ._solution import final_status
 
 
@@ -37,7 +37,7 @@ def _cg_loop(matvec: Callable, b, x0, precond: Callable, tol, maxiter: int, hist
                      breakdown=jnp.zeros((), bool), history=new_history(maxiter, history, rnorm0))
 
     def cond(s):
-        return (~done(s.rnorm, tol)) & (s.k < maxiter) & (~s.breakdown) & jnp.isfinite(s.rnorm)
+        return keep_going(s.rnorm, tol, s.k, maxiter, s.breakdown)
 
     def body(s):
         q = matvec(s.p)
@@ -58,7 +58,7 @@ def _cg_loop(matvec: Callable, b, x0, precond: Callable, tol, maxiter: int, hist
         return _CGState(x, r, z, p, rz_new, k, rnorm, bad, record(s.history, k, rnorm))
 
     s = lax.while_loop(cond, body, state)
-    status = final_status(s.rnorm, tol, s.k, maxiter, s.breakdown)
+    status = final_status(s.rnorm, tol, s.breakdown)
     return s.x, s.k, s.rnorm, status, s.history
 
 

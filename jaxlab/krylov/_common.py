@@ -25,6 +25,11 @@ def done(rnorm, tol):
     return (rnorm < tol) | (rnorm == 0)
 
 
+def keep_going(rnorm, tol, k, maxiter, stop):
+    """The loop condition every solver shares: not converged, budget left, no stop flag, finite residual."""
+    return (~done(rnorm, tol)) & (k < maxiter) & (~stop) & jnp.isfinite(rnorm)
+
+
 def new_history(maxiter: int, enabled: bool, rnorm0):
     if not enabled:
         return jnp.zeros((0,), rnorm0.dtype)

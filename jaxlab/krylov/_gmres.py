@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._common import done, new_history, norm, record
+from ._common import done, keep_going, new_history, norm, record
 from ._solution import final_status
 
 
@@ -66,7 +66,7 @@ def gmres_loop(matvec, b, x0, precond, tol, maxiter: int, history: bool, restart
                    new_history(maxiter, history, rnorm0))
 
     def outer_cond(s):
-        return (~done(s.rnorm, tol)) & (s.k < maxiter) & (~s.stagnated) & jnp.isfinite(s.rnorm)
+        return keep_going(s.rnorm, tol, s.k, maxiter, s.stagnated)
 
     def outer_body(s):
         beta = s.rnorm
@@ -122,5 +122,5 @@ def gmres_loop(matvec, b, x0, precond, tol, maxiter: int, history: bool, restart
         return _Outer(x, r, t.k, rnorm, stagnated, t.history)
 
     s = lax.while_loop(outer_cond, outer_body, outer)
-    status = final_status(s.rnorm, tol, s.k, maxiter, jnp.zeros((), bool), s.stagnated)
+    status = final_status(s.rnorm, tol, jnp.zeros((), bool), s.stagnated)
     return s.x, s.k, s.rnorm, status, s.history

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._common import done, new_history, norm, record
+from ._common import done, keep_going, new_history, norm, record
 from ._solution import final_status
 
 
@@ -34,7 +34,7 @@ def ir_loop(matvec, b, x0, inner_solve: Callable[[jax.Array], jax.Array], tol, m
                      new_history(maxiter, history, rnorm0))
 
     def cond(s):
-        return (~done(s.rnorm, tol)) & (s.k < maxiter) & (~s.stagnated) & jnp.isfinite(s.rnorm)
+        return keep_going(s.rnorm, tol, s.k, maxiter, s.stagnated)
 
     def body(s):
         d = inner_solve(s.r)
@@ -46,5 +46,5 @@ def ir_loop(matvec, b, x0, inner_solve: Callable[[jax.Array], jax.Array], tol, m
         return _IRState(x, r, k, rnorm, stagnated, record(s.history, k, rnorm))
 
     s = lax.while_loop(cond, body, state)
-    status = final_status(s.rnorm, tol, s.k, maxiter, jnp.zeros((), bool), s.stagnated)
+    status = final_status(s.rnorm, tol, jnp.zeros((), bool), s.stagnated)
     return s.x, s.k, s.rnorm, status, s.history

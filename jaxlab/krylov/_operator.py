@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -15,23 +15,6 @@ def operator_shape(A: Any, b: jax.Array) -> tuple[int, int]:
     if len(shape) != 2:
         raise ValueError(f"A must be a matrix (2-D), got shape {shape}")
     return shape  # type: ignore[return-value]
-
-
-def matvec_of(A: Any) -> Callable[[Any, jax.Array], jax.Array]:
-    """``mv(A, x) = A @ x`` with ``A`` passed explicitly, so solve can differentiate through it."""
-    if callable(A) and not hasattr(A, "shape"):
-        return lambda op, x: op(x)
-    return lambda op, x: op @ x
-
-
-def rmatvec_of(A: Any) -> Callable[[Any, jax.Array], jax.Array]:
-    """``mv(A, y) = A.T @ y``; for a callable, the linear transpose of the callable."""
-    if callable(A) and not hasattr(A, "shape"):
-        def rmv(op, y):
-            (out,) = jax.linear_transpose(op, y)(y)
-            return out
-        return rmv
-    return lambda op, y: op.T @ y
 
 
 def check_system(A: Any, b: jax.Array) -> None:

@@ -10,7 +10,6 @@ preconditioner is two sparse products, as Ginkgo does on GPUs.
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 from typing import Any, Callable
 
 import jax
@@ -234,7 +233,7 @@ def block_jacobi(A: Any, block_size: int = 4) -> BlockJacobi:
     return BlockJacobi(jnp.asarray(np.linalg.inv(blocks)), n)
 
 
-@partial(jax.jit, static_argnames=())
+@jax.jit
 def _ilu0_levels(vals, cols, slot, diag, lookup, groups):
     nnz = vals.shape[0] - 1
     w = cols.shape[1]
@@ -327,8 +326,7 @@ def _isai(C, S, LK, fv, n: int, *, part: str) -> PaddedSparse:
     else:
         keep = C < n
     # Make sure the diagonal is in the pattern (ILU's L has an implicit unit diagonal).
-    vals_ext = fv  # flat factor values with a trailing 0 for padding
-    sub = np.where(keep[:, :, None] & keep[:, None, :], vals_ext[LK], 0.0)
+    sub = np.where(keep[:, :, None] & keep[:, None, :], fv[LK], 0.0)  # fv ends with a 0 for padding
     if part == "lower_unit":
         eye = (C[:, :, None] == C[:, None, :]) & keep[:, :, None]
         sub = np.where(eye, 1.0, np.where(C[:, :, None] > C[:, None, :], sub, 0.0))

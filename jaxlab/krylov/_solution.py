@@ -45,12 +45,11 @@ def status_name(status) -> str:
     return Status(int(status)).name
 
 
-def final_status(rnorm, tol, k, maxiter, breakdown, stagnated=None):
+def final_status(rnorm, tol, breakdown, stagnated=None):
     """Combines the loop's flags into one status code (int32)."""
     converged = (rnorm < tol) | (rnorm == 0)
     nonfinite = ~jnp.isfinite(rnorm)
-    del k, maxiter  # not converged and no other flag: the iteration budget ran out
-    status = jnp.asarray(Status.MAXITER, jnp.int32)
+    status = jnp.asarray(Status.MAXITER, jnp.int32)  # not converged, no other flag: budget ran out
     if stagnated is not None:
         status = jnp.where(stagnated, Status.STAGNATION, status)
     status = jnp.where(breakdown, Status.BREAKDOWN, status)

@@ -92,7 +92,6 @@ def train_loop(
             start = resumed_from = int(latest)
             writer.truncate_after(start)
 
-    history: list[dict] = []
     window: list[dict] = []
     last_train: dict[str, float] = {}
     last_eval: dict[str, float] = {}
@@ -117,7 +116,6 @@ def train_loop(
                 if isinstance(v, (int, float)):
                     rec[k] = v - meter_prev.get(k, 0.0)
             meter_prev.update({k: v for k, v in now.items() if isinstance(v, (int, float))})
-        history.append(rec)
         if writer is not None:
             writer.write(rec)
         return rec
