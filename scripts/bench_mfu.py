@@ -1,0 +1,314 @@
+"""Model FLOP utilisation of one WeatherMixer training step on one accelerator, against the bf16 matmul rate.
+
+    python scripts/bench_mfu.py [--sizes c1,t4320] [--steps 10] [--json FILE]      (or: jaxlab bench mfu)
+    python scripts/bench_mfu.py --quick                                             (tiny shapes, any backend)
+
+In one process it measures (1) the dense bf16 matmul rate (8192^3, random data: the ceiling, as in
+PEERS.md), (2) a bare MLP-mixer training step in plain jnp (3 blocks, LayerNorm, token MLP T -> T/2 -> T,
+channel MLP D -> D -> D, exact GELU, residuals, MSE, SGD), the peer that PEERS.md quotes at 73-81%, and
+(3) jaxlab's WeatherMixer training step (`jaxlab.methods.weathermixer`, one device, batch 1) in these
+precisions:
+
+* ``bf16``: parameters, activations and Adam moments in bfloat16;
+* ``mixed``: float32 master parameters and Adam moments, compute in bfloat16 (parameters cast inside the loss);
+
+each with the paper's optimiser (global-norm clipping + Adam, lower rate on embedding/recovery) and,
+for the split of the time, the gradient alone (no optimiser update).
+
+Model FLOPs are counted from the shapes (every dense layer's 2*M*K*N, times 3 for forward +
+backward, the usual MFU convention; XLA's own count of the compiled step is reported beside it).
+MFU = model FLOPs / step time / measured matmul rate. Sizes: ``c1`` is the paper's C1
+(720 x 1440 grid, 72 channels, patch 60: T = 17,280 tokens, D = 4,320, token hidden 8,640, channel
+hidden 4,320, 3 blocks, 1.06 B parameters); ``t4320`` the same with 180 latitude rows (T = D = 4,320,
+token hidden 2,160). Step time: ``--steps`` donated steps back to back after two warm-up steps, then
+one block_until_ready, divided by the count (dispatch overlapped, as in training).
+Results: bench/results/mfu-<backend>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxlab.core import save_benchmark
+from jaxlab.methods import weathermixer as wm
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    grid: tuple[int, int]
+    channels: int
+    patch: int
+    hidden: int
+    token_hidden: int
+    channel_hidden: int
+    num_blocks: int = 3
+
+    @property
+    def tokens(self) -> int:
+        return self.grid[0] * (self.grid[1] // self.patch)
+
+
+SIZES = {
+    "c1": Size((720, 1440), 72, 60, 4320, 8640, 4320),
+    "t4320": Size((180, 1440), 72, 60, 4320, 2160, 4320),
+    "tiny": Size((8, 32), 4, 4, 64, 32, 64, 2),
+}
+
+
+def model_flops(s: Size, batch: int = 1) -> float:
+    """Forward + backward matmul FLOPs of one WeatherMixer step (3 x the forward's dense layers)."""
+    t, d, cp = s.tokens, s.hidden, s.channels * s.patch
+    fwd = 2 * t * cp * d  # embedding
+    fwd += s.num_blocks * (2 * 2 * t * s.token_hidden * d + 2 * 2 * t * d * s.channel_hidden)
+    fwd += 2 * 2 * t * d * cp  # recovery (latent and skip parts)
+    fwd += 2 * 2 * (s.grid[0] * s.grid[1]) * s.channels * s.channels  # linear residual head
+    return 3.0 * batch * fwd
+
+
+def bare_flops(t: int, d: int, blocks: int = 3) -> float:
+    return 3.0 * blocks * (2 * 2 * t * (t // 2) * d + 2 * 2 * t * d * d)
+
+
+def matmul_rate(n: int, repeats: int, inner: int = 10) -> dict:
+    """bf16 ``n^3`` matmul rate: median over ``repeats`` of ``inner`` products issued back to back."""
+    ka, kb = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(ka, (n, n), jnp.bfloat16)
+    b = jax.random.normal(kb, (n, n), jnp.bfloat16)
+    f = jax.jit(lambda a, b: a @ b)
+    f(a, b).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        outs = [f(a, b) for _ in range(inner)]
+        jax.block_until_ready(outs)
+        times.append((time.perf_counter() - t0) / inner)
+    best = float(np.median(times))
+    return {"n": n, "median_s": best, "flops_per_s": 2.0 * n**3 / best, "inner": inner}
+
+
+def fused_clip_adam(learning_rate: float, io_learning_rate: float, clip_norm: float = 1.0,
+                    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
+    """The paper's optimiser (global-norm clip, Adam, lower rate on embed/recovery) written as one
+    elementwise update per leaf, math in float32: ``update(grads, (count, mu, nu), params) ->
+    (new_params, new_state)``."""
+
+    def init(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return jnp.zeros((), jnp.int32), zeros, jax.tree.map(jnp.zeros_like, params)
+
+    def update(grads, state, params):
+        count, mu, nu = state
+        count = count + 1
+        gnorm = jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in jax.tree.leaves(grads)))
+        scale = jnp.minimum(1.0, clip_norm / (gnorm + 1e-30))
+        c1 = 1 - b1 ** count.astype(jnp.float32)
+        c2 = 1 - b2 ** count.astype(jnp.float32)
+
+        def leaf(path, p, g, m, v):
+            lr = io_learning_rate if str(getattr(path[0], "key", path[0])) in ("embed", "recovery") else learning_rate
+            g = g.astype(jnp.float32) * scale
+            m32 = b1 * m.astype(jnp.float32) + (1 - b1) * g
+            v32 = b2 * v.astype(jnp.float32) + (1 - b2) * g * g
+            p32 = p.astype(jnp.float32) - lr * (m32 / c1) / (jnp.sqrt(v32 / c2) + eps)
+            return p32.astype(p.dtype), m32.astype(m.dtype), v32.astype(v.dtype)
+
+        out = jax.tree_util.tree_map_with_path(leaf, params, grads, mu, nu)
+        pick = lambda i: jax.tree.map(lambda t: t[i], out, is_leaf=lambda t: isinstance(t, tuple))  # noqa: E731
+        return pick(0), (count, pick(1), pick(2))
+
+    return init, update
+
+
+def time_steps(step, state, args, steps: int):
+    """Compiles ``step(state, *args) -> (state, loss)`` (state donated), runs 2 warm-up steps, then
+    ``steps`` back to back; returns (seconds per step, compile seconds, XLA flops, memory, last loss)."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(step, donate_argnums=(0,)).lower(state, *args).compile()
+    compile_s = time.perf_counter() - t0
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    xla_flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+    try:
+        m = compiled.memory_analysis()
+        mem = {"argument_bytes": int(m.argument_size_in_bytes), "temp_bytes": int(m.temp_size_in_bytes),
+               "output_bytes": int(m.output_size_in_bytes), "alias_bytes": int(m.alias_size_in_bytes)}
+    except Exception:  # noqa: BLE001  (not every backend reports it)
+        mem = {}
+    for _ in range(2):
+        state, loss = compiled(state, *args)
+    jax.block_until_ready(state)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        state, loss = compiled(state, *args)
+    jax.block_until_ready((state, loss))
+    per_step = (time.perf_counter() - t0) / steps
+    return per_step, compile_s, xla_flops, mem, float(loss)
+
+
+# --- the peer: a bare mixer in plain jnp ---------------------------------------------------------
+
+def bare_init(key, t: int, d: int, blocks: int, dtype):
+    def dense(k, fin, fout):
+        return {"w": (jax.random.normal(k, (fin, fout)) / math.sqrt(fin)).astype(dtype), "b": jnp.zeros((fout,), dtype)}
+
+    layers = []
+    for k in jax.random.split(key, blocks):
+        k1, k2, k3, k4 = jax.random.split(k, 4)
+        layers.append({"t1": dense(k1, t, t // 2), "t2": dense(k2, t // 2, t),
+                       "c1": dense(k3, d, d), "c2": dense(k4, d, d),
+                       "g1": jnp.ones((d,), dtype), "g2": jnp.ones((d,), dtype)})
+    return layers
+
+
+def _ln(x, g):
+    mu = jnp.mean(x, -1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mu), -1, keepdims=True)
+    return (x - mu) * jax.lax.rsqrt(var + 1e-5) * g
+
+
+def bare_loss(params, x, y):
+    for p in params:
+        h = _ln(x, p["g1"])  # (T, D); token mixing contracts T
+        h = jax.nn.gelu(jnp.einsum("td,tu->ud", h, p["t1"]["w"]) + p["t1"]["b"][:, None], approximate=False)
+        x = x + jnp.einsum("ud,ut->td", h, p["t2"]["w"]) + p["t2"]["b"][:, None]
+        h = _ln(x, p["g2"])
+        h = jax.nn.gelu(h @ p["c1"]["w"] + p["c1"]["b"], approximate=False)
+        x = x + h @ p["c2"]["w"] + p["c2"]["b"]
+    return jnp.mean(jnp.square((x - y).astype(jnp.float32)))
+
+
+def bench_bare(t: int, d: int, steps: int, lr: float = 1e-3):
+    params = bare_init(jax.random.key(1), t, d, 3, jnp.bfloat16)
+    x = jax.random.normal(jax.random.key(2), (t, d), jnp.bfloat16)
+    y = jax.random.normal(jax.random.key(3), (t, d), jnp.bfloat16)
+
+    def step(params, x, y):
+        loss, g = jax.value_and_grad(bare_loss)(params, x, y)
+        return jax.tree.map(lambda p, g: p - jnp.asarray(lr, p.dtype) * g, params, g), loss
+
+    return time_steps(step, params, (x, y), steps)
+
+
+# --- WeatherMixer -------------------------------------------------------------------------------
+
+def bench_weathermixer(s: Size, precision: str, with_update: bool, steps: int, optimizer: str = "paper"):
+    param_dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
+    model = wm.WeatherMixer(grid=s.grid, channels=s.channels, patch=s.patch, hidden=s.hidden,
+                            token_hidden=s.token_hidden, channel_hidden=s.channel_hidden,
+                            num_blocks=s.num_blocks, param_dtype=param_dtype)
+    params = wm.init_params(model, key=jax.random.key(0))
+    shape = (1, *s.grid, s.channels)
+    state_x = jax.random.normal(jax.random.key(1), shape, jnp.bfloat16)
+    target = jax.random.normal(jax.random.key(2), shape, jnp.bfloat16)
+    lat_w = jnp.asarray(wm.latitude_weights(wm.grid_latitudes(s.grid[0])))
+    apply = wm.make_apply(model)
+
+    def loss_fn(p, x, y):
+        if precision == "mixed":
+            p = jax.tree.map(lambda v: v.astype(jnp.bfloat16), p)
+        pred = apply(p, x)
+        return wm.weighted_mse(pred.astype(jnp.float32), y.astype(jnp.float32), lat_w)
+
+    if optimizer == "fused" and with_update:
+        init, fused_update = fused_clip_adam(1e-4, 2e-5, 1.0)
+        carry = (params, jax.jit(init)(params))
+
+        def step(carry, x, y):
+            p, o = carry
+            loss, g = jax.value_and_grad(loss_fn)(p, x, y)
+            return fused_update(g, o, p), loss
+
+        n_params = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(params))
+        return time_steps(step, carry, (state_x, target), steps), n_params
+    if with_update:
+        tx = {"paper": lambda: wm.make_optimizer(1e-4, io_learning_rate=2e-5, clip_norm=1.0),
+              "adam": lambda: optax.adam(1e-4),
+              "clip_adam": lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-4)),
+              "sgd": lambda: optax.sgd(1e-4)}[optimizer]()
+        carry = (params, jax.jit(tx.init)(params))
+
+        def step(carry, x, y):
+            p, o = carry
+            loss, g = jax.value_and_grad(loss_fn)(p, x, y)
+            u, o = tx.update(g, o, p)
+            return (optax.apply_updates(p, u), o), loss
+    else:
+        carry = params
+
+        def step(p, x, y):
+            loss, g = jax.value_and_grad(loss_fn)(p, x, y)
+            # Keep the gradient alive without an optimiser: return it as the new "state".
+            return g, loss
+
+    n_params = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(params))
+    return time_steps(step, carry, (state_x, target), steps), n_params
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="c1,t4320")
+    ap.add_argument("--precisions", default="bf16,mixed")
+    ap.add_argument("--grad-only", default="bf16", help="precisions also timed without the optimiser update")
+    ap.add_argument("--optimizers", default="paper",
+                    help="paper (clip + Adam with an io rate, optax), fused (the same "
+                         "in one elementwise pass per leaf), adam, clip_adam, sgd")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--matmul", type=int, default=8192)
+    ap.add_argument("--no-bare", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="tiny shapes (a check that the script runs)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.sizes, args.matmul, args.steps = "tiny", 256, 2
+
+    mm = matmul_rate(args.matmul, repeats=3 if args.quick else 20)
+    rate = mm["flops_per_s"]
+    print(f"bf16 matmul {args.matmul}^3: {rate / 1e12:.1f} TFLOP/s", flush=True)
+    records = []
+
+    def report(rec):
+        rec["mfu"] = rec["model_flops"] / rec["step_s"] / rate
+        rec["model_tflops_per_s"] = rec["model_flops"] / rec["step_s"] / 1e12
+        records.append(rec)
+        print(f"{rec['name']:36s} {rec['step_s'] * 1e3:9.2f} ms  {rec['model_tflops_per_s']:7.1f} TFLOP/s  "
+              f"MFU {rec['mfu']:.3f}  (XLA flops / model {rec['xla_flops'] / rec['model_flops']:.2f}, "
+              f"compile {rec['compile_s']:.0f} s)", flush=True)
+
+    for name in args.sizes.split(","):
+        s = SIZES[name]
+        if not args.no_bare:
+            t, d = s.tokens, s.hidden
+            sec, comp, xf, mem, loss = bench_bare(t, d, args.steps)
+            report({"name": f"bare mixer T={t} D={d}", "size": name, "kind": "bare", "step_s": sec,
+                    "compile_s": comp, "xla_flops": xf, "model_flops": bare_flops(t, d), "loss": loss, **mem})
+        runs = [(pr, True, opt) for pr in args.precisions.split(",") for opt in args.optimizers.split(",")]
+        runs += [(pr, False, "none") for pr in args.precisions.split(",") if pr in args.grad_only.split(",")]
+        for precision, with_update, optimizer in runs:
+            try:
+                (sec, comp, xf, mem, loss), n_params = bench_weathermixer(s, precision, with_update, args.steps,
+                                                                          optimizer)
+            except Exception as e:  # noqa: BLE001  (e.g. out of memory: report it, go on with the rest)
+                print(f"weathermixer {name} {precision}: failed: {type(e).__name__}: {str(e)[:300]}", flush=True)
+                continue
+            what = f"step ({optimizer})" if with_update else "grad only"
+            report({"name": f"weathermixer {name} {precision} {what}", "size": name, "kind": "weathermixer",
+                    "precision": precision, "with_update": with_update, "optimizer": optimizer,
+                    "num_params": n_params,
+                    "step_s": sec, "compile_s": comp, "xla_flops": xf, "model_flops": model_flops(s),
+                    "loss": loss, **mem, **dataclasses.asdict(s)})
+    path = save_benchmark("mfu", records, path=args.json, matmul=mm,
+                          note="MFU = model FLOPs (3 x forward dense layers) / step time / measured bf16 matmul rate")
+    print(f"wrote {path}")
+    return records
+
+
+if __name__ == "__main__":
+    main()
