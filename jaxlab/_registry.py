@@ -113,4 +113,5 @@ BENCHMARKS: dict[str, str] = {
     "energy": "bench_energy.py",
     "jigsaw": "bench_jigsaw.py",
     "fwdgrad": "bench_fwdgrad.py",
+    "mfu": "bench_mfu.py",
 }
