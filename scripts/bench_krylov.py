@@ -1,6 +1,8 @@
-"""Krylov solvers against SciPy, jax.scipy.sparse.linalg (BCOO) and pyGinkgo (CG, BiCGSTAB) when importable.
+"""Krylov solvers against SciPy, jax.scipy.sparse.linalg (BCOO and sparse.CSR), pyGinkgo (CG, BiCGSTAB) and CuPy (CG, GMRES; on a GPU)
+when importable.
 
     python scripts/bench_krylov.py [--quick] [--problems poisson2d_1000,convdiff_300] [--iters 100]
+    python scripts/bench_krylov.py --fixed-only --problems poisson2d_2000,poisson3d_160 --iters 300   (GPU)
     jaxlab bench krylov [--quick]
 
 Two measurements per problem and solver, each checked before it is timed:
@@ -92,7 +94,30 @@ def pyginkgo_fixed_iterations(S, b, method: str, iters: int):
     return run
 
 
-def bench_problem(name: str, *, fmt: str, iters: int, repeats: int, rtol: float) -> list[dict]:
+def cupy_fixed_iterations(S, b, method: str, iters: int):
+    """A callable running CuPy's (cuSPARSE) solver for exactly ``iters`` iterations, or None without a GPU."""
+    if method not in ("cg", "gmres"):
+        return None
+    try:
+        import cupy
+        import cupyx.scipy.sparse as csp
+        import cupyx.scipy.sparse.linalg as cspla
+
+        G, B = csp.csr_matrix(S), cupy.asarray(b)
+    except Exception:  # noqa: BLE001  (not installed, or no CUDA device)
+        return None
+    solver = getattr(cspla, method)
+    kw = {"restart": 30, "maxiter": max(iters // 30, 1)} if method == "gmres" else {"maxiter": iters}
+
+    def run():
+        solver(G, B, tol=0.0, atol=0.0, **kw)
+        cupy.cuda.Device().synchronize()
+
+    return run
+
+
+def bench_problem(name: str, *, fmt: str, iters: int, repeats: int, rtol: float,
+                  fixed_only: bool = False) -> list[dict]:
     S, spd = problem(name)
     n = S.shape[0]
     b = np.random.default_rng(0).standard_normal(n)
@@ -100,32 +125,28 @@ def bench_problem(name: str, *, fmt: str, iters: int, repeats: int, rtol: float)
     bj = jnp.asarray(b)
     out = []
     cases = [("cg", None), ("cg", "jacobi")] if spd else [("bicgstab", None), ("gmres", None), ("bicgstab", "jacobi")]
+    if fixed_only:
+        cases = [c for c in cases if c[1] is None]
     for method, pre in cases:
         kw = {"restart": 30} if method == "gmres" else {}
         skw = {"restart": 30, "callback_type": "pr_norm"} if method == "gmres" else {}
         M = krylov.make_preconditioner(A, pre)
         Msp = None if pre is None else spla.LinearOperator(S.shape, matvec=lambda r, d=S.diagonal(): r / d)
-        # 1. iterations to rtol, and the residual actually reached
-        solve = jax.jit(lambda A, b, M=M: krylov.solve(A, b, method=method, preconditioner=M, rtol=rtol,
-                                                        maxiter=20 * n, **kw))
-        sol = solve(A, bj)
-        ours_res = float(np.linalg.norm(b - S @ np.asarray(sol.x)) / np.linalg.norm(b))
-        sp_it, sp_x = _scipy_iterations(SCIPY[method], S, b, rtol=rtol, M=Msp, maxiter=20 * n, **skw)
-        sp_res = float(np.linalg.norm(b - S @ sp_x) / np.linalg.norm(b))
         rec = {"problem": name, "n": n, "nnz": int(S.nnz), "dtype": "float64", "format": fmt, "method": method,
-               "preconditioner": pre or "none", "rtol": rtol,
-               "iterations": int(sol.iterations), "status": krylov.status_name(sol.status),
-               "residual": ours_res, "scipy_iterations": sp_it, "scipy_residual": sp_res,
-               "iterations_ratio": int(sol.iterations) / max(sp_it, 1)}
+               "preconditioner": pre or "none", "iters": iters}
+        if not fixed_only:
+            rec.update(_to_rtol(S, A, b, bj, method, M, Msp, kw, skw, rtol))
         # 2. time per iteration at a fixed iteration count
         fixed = jax.jit(lambda A, b, M=M: krylov.solve(A, b, method=method, preconditioner=M, rtol=0.0,
                                                         maxiter=iters, **kw).x)
         t_ours = _median_time(lambda: jax.block_until_ready(fixed(A, bj)), repeats) / iters
-        t_sp = _median_time(lambda: SCIPY[method](S, b, rtol=0.0, atol=0.0, maxiter=iters if method != "gmres"
-                                                  else max(iters // 30, 1), M=Msp, **({"restart": 30} if
-                                                  method == "gmres" else {})), repeats)
-        t_sp /= iters if method != "gmres" else max(iters // 30, 1) * 30
-        rec.update({"ms_per_iter": 1e3 * t_ours, "scipy_ms_per_iter": 1e3 * t_sp, "time_ratio_to_scipy": t_ours / t_sp})
+        rec["ms_per_iter"] = 1e3 * t_ours
+        if not fixed_only:
+            t_sp = _median_time(lambda: SCIPY[method](S, b, rtol=0.0, atol=0.0, maxiter=iters if method != "gmres"
+                                                      else max(iters // 30, 1), M=Msp, **({"restart": 30} if
+                                                      method == "gmres" else {})), repeats)
+            t_sp /= iters if method != "gmres" else max(iters // 30, 1) * 30
+            rec.update({"scipy_ms_per_iter": 1e3 * t_sp, "time_ratio_to_scipy": t_ours / t_sp})
         if pre is None and method in ("cg", "bicgstab", "gmres"):
             B = jexp_sparse.BCOO.from_scipy_sparse(S)
             jsolver = {"cg": jax.scipy.sparse.linalg.cg, "bicgstab": jax.scipy.sparse.linalg.bicgstab,
@@ -137,17 +158,40 @@ def bench_problem(name: str, *, fmt: str, iters: int, repeats: int, rtol: float)
             t_j = _median_time(lambda: jax.block_until_ready(jfix(B, bj)), repeats)
             t_j /= iters if method != "gmres" else max(iters // 30, 1) * 30
             rec.update({"jax_bcoo_ms_per_iter": 1e3 * t_j, "time_ratio_to_jax_bcoo": t_ours / t_j})
+            C = jexp_sparse.CSR((jnp.asarray(S.data), jnp.asarray(S.indices), jnp.asarray(S.indptr)), shape=S.shape)
+            t_c = _median_time(lambda: jax.block_until_ready(jfix(C, bj)), repeats)
+            t_c /= iters if method != "gmres" else max(iters // 30, 1) * 30
+            rec.update({"jax_csr_ms_per_iter": 1e3 * t_c, "time_ratio_to_jax_csr": t_ours / t_c})
             gk = pyginkgo_fixed_iterations(S, b, method, iters) if method != "gmres" else None
             if gk is not None:
                 t_g = _median_time(gk, repeats) / iters
                 rec.update({"pyginkgo_ms_per_iter": 1e3 * t_g, "time_ratio_to_pyginkgo": t_ours / t_g})
+            cp = cupy_fixed_iterations(S, b, method, iters)
+            if cp is not None:
+                t_c = _median_time(cp, repeats) / (iters if method != "gmres" else max(iters // 30, 1) * 30)
+                rec.update({"cupy_ms_per_iter": 1e3 * t_c, "time_ratio_to_cupy": t_ours / t_c})
         out.append(rec)
-        print(f"{name:>16} {method:>8}+{rec['preconditioner']:<7} it {rec['iterations']:>5} (scipy {sp_it:>5}) "
-              f"res {ours_res:.1e}  {rec['ms_per_iter']:8.3f} ms/it  scipy {rec['scipy_ms_per_iter']:8.3f}  "
-              f"x{rec['time_ratio_to_scipy']:.2f}" +
-              (f"  bcoo {rec['jax_bcoo_ms_per_iter']:8.3f}" if "jax_bcoo_ms_per_iter" in rec else "") +
-              (f"  pyginkgo {rec['pyginkgo_ms_per_iter']:8.3f}" if "pyginkgo_ms_per_iter" in rec else ""), flush=True)
+        print(f"{name:>16} {method:>8}+{rec['preconditioner']:<7} it {rec.get('iterations', '-'):>5} "
+              f"(scipy {rec.get('scipy_iterations', '-'):>5}) {rec['ms_per_iter']:8.3f} ms/it" +
+              "".join(f"  {k[:-len('_ms_per_iter')]} {rec[k]:8.3f}" for k in
+                      ("scipy_ms_per_iter", "jax_bcoo_ms_per_iter", "jax_csr_ms_per_iter", "pyginkgo_ms_per_iter",
+                       "cupy_ms_per_iter")
+                      if k in rec), flush=True)
     return out
+
+
+def _to_rtol(S, A, b, bj, method, M, Msp, kw, skw, rtol) -> dict:
+    """Iterations to ``rtol`` for us and SciPy (same preconditioner), and the residuals reached."""
+    n = S.shape[0]
+    solve = jax.jit(lambda A, b, M=M: krylov.solve(A, b, method=method, preconditioner=M, rtol=rtol,
+                                                    maxiter=20 * n, **kw))
+    sol = solve(A, bj)
+    ours_res = float(np.linalg.norm(b - S @ np.asarray(sol.x)) / np.linalg.norm(b))
+    sp_it, sp_x = _scipy_iterations(SCIPY[method], S, b, rtol=rtol, M=Msp, maxiter=20 * n, **skw)
+    sp_res = float(np.linalg.norm(b - S @ sp_x) / np.linalg.norm(b))
+    return {"rtol": rtol, "iterations": int(sol.iterations), "status": krylov.status_name(sol.status),
+            "residual": ours_res, "scipy_iterations": sp_it, "scipy_residual": sp_res,
+            "iterations_ratio": int(sol.iterations) / max(sp_it, 1)}
 
 
 def main() -> None:
@@ -158,6 +202,9 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=60, help="fixed iterations for the time-per-iteration runs")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rtol", type=float, default=1e-8)
+    ap.add_argument("--fixed-only", action="store_true",
+                    help="only the fixed-iteration timings against jax BCOO, pyGinkgo and CuPy (no SciPy runs; "
+                         "for problems too large for SciPy, e.g. on a GPU)")
     ap.add_argument("--json", help="output file (default bench/results/krylov-<backend>.json)")
     args = ap.parse_args()
     if args.problems:
@@ -168,7 +215,8 @@ def main() -> None:
         problems = ["poisson2d_1000", "poisson3d_60", "convdiff_300"]
     records = []
     for name in problems:
-        records += bench_problem(name, fmt=args.format, iters=args.iters, repeats=args.repeats, rtol=args.rtol)
+        records += bench_problem(name, fmt=args.format, iters=args.iters, repeats=args.repeats, rtol=args.rtol,
+                                 fixed_only=args.fixed_only)
     path = save_benchmark("krylov", records, args.json, quick=args.quick)
     print(f"wrote {path}")
 
