@@ -109,8 +109,12 @@ def cupy_fixed_iterations(S, b, method: str, iters: int):
     solver = getattr(cspla, method)
     kw = {"restart": 30, "maxiter": max(iters // 30, 1)} if method == "gmres" else {"maxiter": iters}
 
+    import inspect
+
+    tol = "rtol" if "rtol" in inspect.signature(solver).parameters else "tol"  # CuPy >= 14 renamed it
+
     def run():
-        solver(G, B, tol=0.0, atol=0.0, **kw)
+        solver(G, B, atol=0.0, **{tol: 0.0}, **kw)
         cupy.cuda.Device().synchronize()
 
     return run
