@@ -8,7 +8,9 @@ dataclass that is static pytree data. A format class provides, for its own layou
 * ``_build(indptr, indices, values, shape, **options)``: host-side construction from canonical CSR;
 * ``_coo_index(meta, idx)``: row, column and validity of every entry of ``data.ravel()``;
 * ``_matvec_xla(meta, data, idx, x)``: the fastest XLA product we measured for the layout;
-* ``_matvec_pallas(meta, data, idx, x, interpret)``: its GPU kernel, or None.
+* ``_matvec_pallas(meta, data, idx, x, interpret)``: its GPU kernel, or None;
+* ``GPU_AUTO_PALLAS``: whether ``impl="auto"`` uses that kernel on a GPU (where it measured faster
+  than the XLA product on an H200, ``bench/results/sparse-gpu-*.json``).
 
 The transposed product, the sampled product (gradient of the values), the dense and SciPy views
 and the diagonal are derived here from ``_coo_index``.
@@ -154,6 +156,8 @@ class AbstractSparseMatrix:
     @staticmethod
     def _matvec_pallas(meta, data, idx, x, interpret):
         return None
+
+    GPU_AUTO_PALLAS: ClassVar[bool] = False
 
     @classmethod
     def _rmatvec_xla(cls, meta, data, idx, x):

@@ -16,6 +16,7 @@ uses a ``fori_loop`` over the same rows instead of unrolling. SELL-P uses the sa
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -147,6 +148,9 @@ class SELLP(AbstractSparseMatrix):
       slice_lengths: width of each slice; slice_sets: prefix sums of the widths;
       slice_ids: the slice of each stored column (``total_cols``), used by the segment form.
     """
+
+    # On an H200 the kernel beat the XLA segment form (powerlaw_2M_d16 f32: 2.76 vs 3.16 ms).
+    GPU_AUTO_PALLAS: ClassVar[bool] = True
 
     _index_names = ("col", "slice_lengths", "slice_sets", "slice_ids")
     format_name = "sellp"

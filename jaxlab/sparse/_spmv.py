@@ -11,10 +11,12 @@ scatters:
   vmap over the values of matrices sharing one pattern: a batched-data product. vmap over the index
   arrays (different patterns) is refused with an error.
 
-Lowering: on CPU the XLA formulation of each format (see the format modules); on GPU the Pallas
-kernel that the format chose at construction, where it has one, else the same XLA formulation.
-``impl="xla"`` forces XLA, ``impl="pallas_interpret"`` runs the Pallas kernel in interpret mode
-(tests on CPU).
+Lowering: on CPU the XLA formulation of each format (see the format modules). On GPU, ``impl="auto"``
+uses a format's Pallas kernel only where it measured faster than the XLA formulation on an H200
+(``GPU_AUTO_PALLAS``: SELL-P); for ELL and Hybrid XLA's gather already runs at the copy bandwidth on
+stencils, and the CSR/COO kernels were 1.5-12x slower than XLA (``bench/results/sparse-gpu-*.json``).
+``impl="pallas"`` forces the kernel, ``impl="xla"`` forces XLA, ``impl="pallas_interpret"`` runs the
+Pallas kernel in interpret mode (tests on CPU).
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def _xla(f, meta, data, idx, x):
 def _single(data, idx, x, *, fmt, meta, transpose, impl, platform):
     if transpose:
         return _xla(fmt._rmatvec_xla, meta, data, idx, x)
-    use_pallas = impl in ("pallas", "pallas_interpret") or (impl == "auto" and platform == "gpu")
+    use_pallas = impl in ("pallas", "pallas_interpret") or (impl == "auto" and platform == "gpu"
+                                                            and fmt.GPU_AUTO_PALLAS)
     if use_pallas:
         y = fmt._matvec_pallas(meta, data, idx, x, interpret=(impl == "pallas_interpret"))
         if y is not None:

@@ -127,3 +127,14 @@ def test_kernels_on_gpu():
         A = jsparse.from_scipy(S, fmt, **opts)
         y = jax.jit(lambda A, v: jsparse.spmv(A, v, impl="pallas"))(A, jnp.asarray(x))
         np.testing.assert_allclose(np.asarray(y), S @ x, atol=10 * atol, rtol=10 * rtol)
+
+
+@pytest.mark.parametrize("fmt,kernel", [("csr", False), ("coo", False), ("ell", False), ("hybrid", False),
+                                        ("sellp", True)])
+def test_gpu_auto_uses_kernel_only_where_it_measured_faster(fmt, kernel):
+    # Lowered for CUDA without a GPU: impl="auto" emits the Triton kernel for SELL-P only (H200 figures).
+    S = sp.random(64, 64, density=0.1, format="csr", random_state=0, dtype=np.float32)
+    A = jsparse.from_scipy(S, fmt)
+    text = jax.jit(lambda A, v: jsparse.spmv(A, v)).trace(A, jnp.ones(64, jnp.float32)).lower(
+        lowering_platforms=("cuda",)).as_text()
+    assert ("triton" in text) == kernel
