@@ -9,6 +9,8 @@ dataclass that is static pytree data. A format class provides, for its own layou
 * ``_coo_index(meta, idx)``: row, column and validity of every entry of ``data.ravel()``;
 * ``_matvec_xla(meta, data, idx, x)``: the fastest XLA product we measured for the layout;
 * ``_matvec_pallas(meta, data, idx, x, interpret)``: its GPU kernel, or None;
+* ``_matvec_gpu_library(meta, data, idx, x)``: a vendor-library product that ``impl="auto"`` prefers
+  on a GPU, or None;
 * ``GPU_AUTO_PALLAS``: whether ``impl="auto"`` uses that kernel on a GPU (where it measured faster
   than the XLA product on an H200, ``bench/results/sparse-gpu-*.json``).
 
@@ -158,6 +160,11 @@ class AbstractSparseMatrix:
         return None
 
     GPU_AUTO_PALLAS: ClassVar[bool] = False
+
+    @staticmethod
+    def _matvec_gpu_library(meta, data, idx, x):
+        """A vendor-library product for ``impl="auto"`` on a GPU (cuSPARSE through JAX), or None."""
+        return None
 
     @classmethod
     def _rmatvec_xla(cls, meta, data, idx, x):

@@ -13,7 +13,8 @@ scatters:
 
 Lowering: on CPU the XLA formulation of each format (see the format modules). On GPU, ``impl="auto"``
 uses a format's Pallas kernel only where it measured faster than the XLA formulation on an H200
-(``GPU_AUTO_PALLAS``: SELL-P); for ELL and Hybrid XLA's gather already runs at the copy bandwidth on
+(``GPU_AUTO_PALLAS``: SELL-P), and CSR goes to cuSPARSE through ``jax.experimental.sparse`` (6x
+our XLA form on a power-law matrix); for ELL and Hybrid XLA's gather already runs at the copy bandwidth on
 stencils, and the CSR/COO kernels were 1.5-12x slower than XLA (``bench/results/sparse-gpu-*.json``).
 ``impl="pallas"`` forces the kernel, ``impl="xla"`` forces XLA, ``impl="pallas_interpret"`` runs the
 Pallas kernel in interpret mode (tests on CPU).
@@ -80,6 +81,10 @@ def _xla(f, meta, data, idx, x):
 def _single(data, idx, x, *, fmt, meta, transpose, impl, platform):
     if transpose:
         return _xla(fmt._rmatvec_xla, meta, data, idx, x)
+    if impl == "auto" and platform == "gpu":
+        y = fmt._matvec_gpu_library(meta, data, idx, x)
+        if y is not None:
+            return y
     use_pallas = impl in ("pallas", "pallas_interpret") or (impl == "auto" and platform == "gpu"
                                                             and fmt.GPU_AUTO_PALLAS)
     if use_pallas:

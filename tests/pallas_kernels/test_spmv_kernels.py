@@ -127,6 +127,12 @@ def test_kernels_on_gpu():
         A = jsparse.from_scipy(S, fmt, **opts)
         y = jax.jit(lambda A, v: jsparse.spmv(A, v, impl="pallas"))(A, jnp.asarray(x))
         np.testing.assert_allclose(np.asarray(y), S @ x, atol=10 * atol, rtol=10 * rtol)
+        y = jax.jit(lambda A, v: jsparse.spmv(A, v))(A, jnp.asarray(x))  # auto: cuSPARSE for CSR
+        np.testing.assert_allclose(np.asarray(y), S @ x, atol=10 * atol, rtol=10 * rtol)
+    X = np.random.default_rng(1).standard_normal((5000, 3)).astype(np.float32)
+    A = jsparse.from_scipy(S, "csr")
+    np.testing.assert_allclose(np.asarray(jax.jit(lambda A, v: A @ v)(A, jnp.asarray(X))), S @ X,
+                               atol=10 * atol, rtol=10 * rtol)
 
 
 @pytest.mark.parametrize("fmt,kernel", [("csr", False), ("coo", False), ("ell", False), ("hybrid", False),
