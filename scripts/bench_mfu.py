@@ -18,7 +18,9 @@ with ``--optimizers``) and, for the split of the time, the gradient alone (no op
 
 Model FLOPs are counted from the shapes (every dense layer's 2*M*K*N, times 3 for forward +
 backward, the usual MFU convention; XLA's own count of the compiled step is reported beside it).
-MFU = model FLOPs / step time / measured matmul rate. Sizes: ``c1`` is the paper's C1
+MFU = model FLOPs / step time / measured matmul rate (the higher of a measurement after a warm-up at
+the start and one at the end of the run: on the first H200 runs the start-of-run rate, 689 TFLOP/s
+without warm-up, was below the card's 787 and the gradient-only step ran faster than it). Sizes: ``c1`` is the paper's C1
 (720 x 1440 grid, 72 channels, patch 60: T = 17,280 tokens, D = 4,320, token hidden 8,640, channel
 hidden 4,320, 3 blocks, 1.06 B parameters); ``t4320`` the same with 180 latitude rows (T = D = 4,320,
 token hidden 2,160). Step time: ``--steps`` donated steps back to back after two warm-up steps, then
@@ -225,6 +227,9 @@ def main(argv=None):
     if args.quick:
         args.sizes, args.matmul, args.steps = "tiny", 256, 2
 
+    # Warm the chip up first (clocks ramp), then measure the ceiling; it is measured again at the end
+    # and the higher figure is the one MFU is taken against.
+    matmul_rate(args.matmul, repeats=2 if args.quick else 100)
     mm = matmul_rate(args.matmul, repeats=3 if args.quick else 20)
     rate = mm["flops_per_s"]
     print(f"bf16 matmul {args.matmul}^3: {rate / 1e12:.1f} TFLOP/s", flush=True)
@@ -260,7 +265,15 @@ def main(argv=None):
                     "num_params": n_params,
                     "step_s": sec, "compile_s": comp, "xla_flops": xf, "model_flops": model_flops(s),
                     "loss": loss, **mem, **dataclasses.asdict(s)})
-    path = save_benchmark("mfu", records, path=args.json, matmul=mm,
+    mm_end = matmul_rate(args.matmul, repeats=3 if args.quick else 20)
+    print(f"bf16 matmul {args.matmul}^3 again at the end: {mm_end['flops_per_s'] / 1e12:.1f} TFLOP/s", flush=True)
+    if mm_end["flops_per_s"] > rate:
+        rate = mm_end["flops_per_s"]
+        for rec in records:
+            rec["mfu"] = rec["model_flops"] / rec["step_s"] / rate
+        print("MFU recomputed against the higher end-of-run rate:", ", ".join(
+            f"{r['name']} {r['mfu']:.3f}" for r in records), flush=True)
+    path = save_benchmark("mfu", records, path=args.json, matmul=mm, matmul_end=mm_end, matmul_rate_used=rate,
                           note="MFU = model FLOPs (3 x forward dense layers) / step time / measured bf16 matmul rate")
     print(f"wrote {path}")
     return records
