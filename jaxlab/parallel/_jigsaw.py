@@ -25,9 +25,8 @@ contraction each and returns them with a ``psum_scatter`` over ``A`` and ``B``. 
 ``psum_scatter``, the ring a reverse ring of kernel gradients): the backward then moves only the
 forward's bytes, but every layer's gathered ``X`` and received kernel chunks stay alive from the
 forward pass until its backward, along with (on XLA:CPU, which allocates them at the start) the
-zero-filled buffers of the gathered size that transpose the ring's ``dynamic_slice``; per device
-that is more activation memory
-than a ``1 / (space x tensor)`` share of the one-device model's (``scripts/bench_jigsaw.py``).
+zero-filled buffers of the gathered size that transpose the ring's ``dynamic_slice``: on (1, 2, 2)
+twice the activation memory per device of the default (``scripts/bench_jigsaw.py``).
 On a 2 x 2 grid this is the paper's scheme (one X block and one W block per layer and direction);
 it works on any ``space x tensor`` grid, and sizes of 1 drop the corresponding exchange.
 
