@@ -17,17 +17,25 @@ model axis ``B``. Device ``(a, b)`` holds the activation block ``X[b, a]`` and, 
    the current product, so the scheduler can overlap them;
 3. the result has the same layout as ``X``: rows on ``B``, output features on ``A``.
 
-Autodiff turns the ``all_gather`` into a ``psum_scatter`` (the ``dX`` exchange) and the ring into a
-reverse ring of kernel gradients (the ``dW`` exchange), so the backward pass moves the same bytes.
+Backward pass (``remat=True``, the default): only the local blocks ``X`` and ``W`` are kept from
+the forward pass, as in the reference's ``XWT_fourway`` / ``XTW_fourway``. The backward gathers
+``X`` over ``A`` and ``W`` over ``B`` again, forms ``dX`` and ``dW`` of the gathered blocks with one
+contraction each and returns them with a ``psum_scatter`` over ``A`` and ``B``. With
+``remat=False`` autodiff transposes the forward pass instead (the ``all_gather`` becomes the ``dX``
+``psum_scatter``, the ring a reverse ring of kernel gradients): the backward then moves only the
+forward's bytes, but every layer's gathered ``X`` and received kernel chunks stay alive from the
+forward pass until its backward, along with (on XLA:CPU, which allocates them at the start) the
+zero-filled buffers of the gathered size that transpose the ring's ``dynamic_slice``: on (1, 2, 2)
+twice the activation memory per device of the default (``scripts/bench_jigsaw.py``).
 On a 2 x 2 grid this is the paper's scheme (one X block and one W block per layer and direction);
 it works on any ``space x tensor`` grid, and sizes of 1 drop the corresponding exchange.
 
 Per device and linear layer ``(in -> out)`` acting on ``R_local`` local rows, the forward pass
 receives ``(n_A - 1) / n_A * R_local * in`` activation and ``(n_B - 1) / n_B * in * out / n_A``
-weight elements; the backward pass moves the same amounts again (``remat=True``: twice again).
-Data parallelism adds one all-reduce of each device's parameter shard over ``data``
-(:meth:`JigsawOps.data_parallel`). ``scripts/bench_jigsaw.py`` checks these against the bytes of
-the compiled program.
+weight elements; the backward pass receives twice that (the two gathers again, then the two
+reductions; ``remat=False``: the same amounts once). Data parallelism adds one all-reduce of each
+device's parameter shard over ``data`` (:meth:`JigsawOps.data_parallel`).
+``scripts/bench_jigsaw.py`` checks these against the bytes of the compiled program.
 
 Differences from the reference (DeifiliaTo/Jigsaw_SC): any mesh rather than a fixed 2 x 2 group;
 LayerNorm parameters are sharded over both axes too (the reference replicates them within a pair
@@ -79,6 +87,13 @@ def _gather(x: Array, axis_name: str, n: int, dim: int) -> Array:
     return lax.all_gather(x, axis_name, axis=dim, tiled=True)
 
 
+def _scatter(x: Array, axis_name: str, n: int, dim: int) -> Array:
+    """Named exchange, the transpose of :func:`_gather`: sums ``x`` over ``axis_name`` and keeps block ``dim``."""
+    if n == 1:
+        return x
+    return lax.psum_scatter(x, axis_name, scatter_dimension=dim, tiled=True)
+
+
 def _ring_contract(
     x_full: Array, kernel: Array, *, contract_dim: int, axis_name: str, n: int, spec: str
 ) -> Array:
@@ -106,65 +121,66 @@ def _ring_contract(
     return acc
 
 
-def _exchange_again_matmul(x, w, *, gather_axis, gather_n, gather_dim, ring_axis, ring_n, spec):
-    """``_ring_contract(_gather(x), w)`` whose backward pass exchanges the blocks again.
+def _after(dep: Array, *xs: Array) -> tuple[Array, ...]:
+    """``xs`` unchanged, but computed from ``dep`` (plus ``0 * dep[0, ..., 0]``).
 
-    Only the local blocks ``x`` and ``w`` are kept for the backward pass (as in the reference's
-    ``XWT_fourway`` / ``XTW_fourway``). The backward gathers ``x`` again (a transposed copy, so XLA
-    cannot merge it with the forward gather and keep the gathered block alive), runs the kernel
-    ring in the opposite direction to form ``dX``, and returns ``dX`` with a ``psum_scatter`` over
-    the gather axis and ``dW`` with a ``psum_scatter`` over the ring axis.
+    Makes the backward re-exchange depend on the incoming cotangent, so that XLA can neither merge
+    it with the forward exchange (CSE) nor hoist it into the forward pass, where the gathered blocks
+    would stay alive until the backward after all. ``lax.optimization_barrier`` (what
+    ``jax.checkpoint`` uses) does not do this on XLA:CPU, which expands the barriers before CSE and
+    scheduling. A non-finite ``dep[0, ..., 0]`` makes ``xs`` NaN; the gradients would not be finite
+    anyway.
+    """
+    zero = jnp.reshape(lax.slice(dep, (0,) * dep.ndim, (1,) * dep.ndim), ()) * 0
+    return tuple(x + zero.astype(x.dtype) for x in xs)
+
+
+def _exchange_again_matmul(xs, ws, *, gather_axis, gather_n, gather_dim, ring_axis, ring_n, spec):
+    """``sum_i _ring_contract(_gather(xs[i]), ws[i])`` whose backward pass exchanges the blocks again.
+
+    Only the local blocks ``xs`` and ``ws`` are kept for the backward pass (as in the reference's
+    ``XWT_fourway`` / ``XTW_fourway``), never the gathered activations or the received kernel chunks.
+    For each part, the backward gathers ``x`` over the gather axis and the kernel over the ring axis
+    again, forms ``dX`` and ``dW`` of the gathered blocks with one contraction each, and returns
+    their ``psum_scatter`` over the same axes: per device the backward receives twice the forward's
+    bytes (the two gathers, then the two reductions). The parts are differentiated one after the
+    other, so only one part's gathered blocks are alive at a time.
     """
 
-    def fwd_only(x, w):
-        x_full = _gather(x, gather_axis, gather_n, gather_dim)
-        return _ring_contract(x_full, w, contract_dim=gather_dim, axis_name=ring_axis, n=ring_n, spec=spec)
+    def fwd_only(xs, ws):
+        out = None
+        for x, w in zip(xs, ws):
+            x_full = _gather(x, gather_axis, gather_n, gather_dim)
+            y = _ring_contract(x_full, w, contract_dim=gather_dim, axis_name=ring_axis, n=ring_n, spec=spec)
+            out = y if out is None else out + y
+        return out
 
     @jax.custom_vjp
-    def f(x, w):
-        return fwd_only(x, w)
+    def f(xs, ws):
+        return fwd_only(xs, ws)
 
-    def f_fwd(x, w):
-        return fwd_only(x, w), (x, w)
+    def f_fwd(xs, ws):
+        return fwd_only(xs, ws), (xs, ws)
 
     def f_bwd(res, dy):
-        # Tie the local blocks to the incoming cotangent (a data dependence through one element
-        # of dy, times zero) so the scheduler cannot hoist the exchanges below into the forward
-        # pass, where the gathered blocks would stay alive until here after all.
-        x, w = res
-        tie = jnp.reshape(lax.slice(dy, (0,) * dy.ndim, (1,) * dy.ndim), ()) * 0
-        x, w = x + tie.astype(x.dtype), w + tie.astype(w.dtype)
-        if gather_n > 1:
-            xt = lax.all_gather(jnp.moveaxis(x, gather_dim, 0), gather_axis, axis=0, tiled=True)
-            x_full = jnp.moveaxis(xt, 0, gather_dim)
-        else:
-            x_full = x
-        rows = w.shape[0]
-        idx = lax.axis_index(ring_axis) if ring_n > 1 else 0
-        perm = [(i, (i + 1) % ring_n) for i in range(ring_n)]  # opposite to the forward ring
-        dx_full = jnp.zeros_like(x_full)
-        dw_all = jnp.zeros((ring_n, *w.shape), w.dtype)
-        wj = w
-        for r in range(ring_n):
-            if r + 1 < ring_n:
-                w_next = lax.ppermute(wj, ring_axis, perm=perm)
-            chunk = (idx - r) % ring_n if ring_n > 1 else 0
-            xs = lax.dynamic_slice_in_dim(x_full, chunk * rows, rows, axis=gather_dim)
-            _, vjp = jax.vjp(lambda a, b: jnp.einsum(spec, a, b), xs, wj)
-            dxs, dwj = vjp(dy)
-            dx_full = lax.dynamic_update_slice_in_dim(dx_full, dxs, chunk * rows, axis=gather_dim)
-            dw_all = lax.dynamic_update_index_in_dim(dw_all, dwj, chunk, axis=0)
-            if r + 1 < ring_n:
-                wj = w_next
-        dw = lax.psum_scatter(dw_all, ring_axis, scatter_dimension=0, tiled=False) if ring_n > 1 else dw_all[0]
-        if gather_n > 1:
-            dx = lax.psum_scatter(dx_full, gather_axis, scatter_dimension=gather_dim, tiled=True)
-        else:
-            dx = dx_full
-        return dx, dw
+        dxs, dws = [], []
+        dep = dy
+        for x, w in zip(*res):
+            x, w = _after(dep, x, w)
+            # Exchange again: the row partners' X blocks and the column partners' kernel blocks,
+            # now gathered whole (the same bytes as the forward ring), so that each gradient is
+            # one contraction in the canonical block order.
+            x_full = _gather(x, gather_axis, gather_n, gather_dim)
+            w_full = _gather(w, ring_axis, ring_n, 0)
+            _, vjp = jax.vjp(lambda a, b: jnp.einsum(spec, a, b), x_full, w_full)
+            dx_full, dw_full = vjp(dy)
+            dxs.append(_scatter(dx_full, gather_axis, gather_n, gather_dim))
+            dws.append(_scatter(dw_full, ring_axis, ring_n, 0))
+            dep = dxs[-1]
+        return tuple(dxs), tuple(dws)
 
     f.defvjp(f_fwd, f_bwd)
-    return f(x, w)
+    return f(tuple(xs), tuple(ws))
 
 
 def _layer_norm_math(parts, scales, biases, eps, reduce: Callable[[Array], Array], total: int):
@@ -219,21 +235,23 @@ class JigsawOps:
     Attributes:
       data, space, tensor: the mesh axis sizes (``JigsawOps.from_mesh(mesh)``).
       rules: the param-path -> PartitionSpec table the parameters are laid out by.
-      remat: keep only the local blocks for the backward pass and exchange again there (as the
-        reference's ``XWT_fourway`` / ``XTW_fourway`` do), instead of saving the gathered
-        activations and the received kernel chunks; 1.5x the exchanged bytes. Whether the peak
-        memory drops depends on XLA's schedule: on XLA:CPU it does not (``jaxlab bench jigsaw``).
+      remat: keep only the local blocks for the backward pass and exchange them again there (as
+        the reference's ``XWT_fourway`` / ``XTW_fourway`` do; the default), instead of keeping the
+        gathered activations and the received kernel chunks from the forward pass (False: plain
+        autodiff of the forward exchanges). 1.5x the exchanged bytes of ``remat=False``, and on
+        (1, 2, 2) about half its activation memory per device (``scripts/bench_jigsaw.py``).
+        Reverse mode only: ``jax.jvp`` through the layers needs ``remat=False``.
     """
 
     data: int = 1
     space: int = 1
     tensor: int = 1
     rules: tuple[tuple[str, P], ...] = JIGSAW_RULES
-    remat: bool = False
+    remat: bool = True
 
     @classmethod
     def from_mesh(cls, mesh: Mesh, rules: tuple[tuple[str, P], ...] = JIGSAW_RULES, *,
-                  remat: bool = False) -> "JigsawOps":
+                  remat: bool = True) -> "JigsawOps":
         d, s, t = mesh_sizes(mesh)
         return cls(data=d, space=s, tensor=t, rules=rules, remat=remat)
 
@@ -263,10 +281,13 @@ class JigsawOps:
     def channel_dense(self, pairs: Sequence[tuple[Array, Array]], bias: Array) -> Array:
         """Channel mixing: ``x (..., in/T) -> (..., out/T)``; kernels ``P(space, tensor)``."""
 
+        if self.remat:
+            xs, ws = zip(*pairs)
+            out = _exchange_again_matmul(xs, ws, gather_axis=TENSOR, gather_n=self.tensor, gather_dim=xs[0].ndim - 1,
+                                         ring_axis=SPACE, ring_n=self.space, spec="...i,io->...o")
+            return out + _gather(bias, SPACE, self.space, 0)
+
         def one(x, w):
-            if self.remat:
-                return _exchange_again_matmul(x, w, gather_axis=TENSOR, gather_n=self.tensor, gather_dim=x.ndim - 1,
-                                              ring_axis=SPACE, ring_n=self.space, spec="...i,io->...o")
             x_full = _gather(x, TENSOR, self.tensor, x.ndim - 1)  # row partners' channel blocks
             return _ring_contract(
                 x_full, w, contract_dim=x.ndim - 1, axis_name=SPACE, n=self.space, spec="...i,io->...o"
@@ -281,7 +302,7 @@ class JigsawOps:
     def token_dense(self, x: Array, kernel: Array, bias: Array) -> Array:
         """Token mixing: ``x (B, t_in/S, D/T) -> (B, t_out/S, D/T)``; kernel ``P(tensor, space)``."""
         if self.remat:
-            y = _exchange_again_matmul(x, kernel, gather_axis=SPACE, gather_n=self.space, gather_dim=1,
+            y = _exchange_again_matmul((x,), (kernel,), gather_axis=SPACE, gather_n=self.space, gather_dim=1,
                                        ring_axis=TENSOR, ring_n=self.tensor, spec="bti,tu->bui")
         else:
             x_full = _gather(x, SPACE, self.space, 1)  # the column partners' token blocks

@@ -16,7 +16,7 @@ X_SPEC = P("data", "space", "tensor")
 
 def _reference(x, wc, bc, wt, bt, g, b):
     local = jp.LocalOps()
-    y = local.channel_dense([(x, wc)], bc)
+    y = local.channel_dense([(x, wc), (jnp.cos(x), 2 * wc)], bc)
     z = local.token_dense(y, wt, bt)
     (n,) = local.layer_norm([z], [g], [b], 1e-5)
     return jnp.sum(jnp.sin(n))
@@ -56,16 +56,16 @@ def test_jigsaw_layers_match_dense(getkey, sizes):
 
         def local(x, wc, bc, wt, bt, g, b):
             wc, bc, wt, bt, g, b = ops.data_parallel((wc, bc, wt, bt, g, b))
-            y = ops.channel_dense([(x, wc)], bc)
+            y = ops.channel_dense([(x, wc), (jnp.cos(x), 2 * wc)], bc)  # two parts, as the head's
             z = ops.token_dense(y, wt, bt)
             (n,) = ops.layer_norm([z], [g], [b], 1e-5)
             return ops.sum_all(jnp.sum(jnp.sin(n)))
 
         return jp.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P())
 
-    # the plain backward is covered on every mesh by the model tests; here the exchange-again one
+    # both backward passes: exchange again (the default) and autodiff of the forward exchanges
     def both(*a):
-        return [jax.value_and_grad(sharded(True), argnums=tuple(range(7)))(*a)]
+        return [jax.value_and_grad(sharded(r), argnums=tuple(range(7)))(*a) for r in (True, False)]
 
     placed = [jax.device_put(a, jax.sharding.NamedSharding(mesh, sp)) for a, sp in zip(args, specs)]
     results = jax.jit(both).lower(*placed).compile(FAST)(*placed)

@@ -95,7 +95,7 @@ def init_params(model: WeatherMixer, *, key: jax.Array, mesh: Mesh | None = None
 
 
 def make_apply(model: WeatherMixer, mesh: Mesh | None = None, *, strategy: str = "jigsaw",
-               remat: bool = False) -> Callable:
+               remat: bool = True) -> Callable:
     """``apply(params, state) -> next state`` for global arrays on ``mesh`` (not jitted).
 
     Args:
@@ -103,7 +103,8 @@ def make_apply(model: WeatherMixer, mesh: Mesh | None = None, *, strategy: str =
       mesh: a ``make_mesh`` mesh; None runs on one device.
       strategy: ``"jigsaw"``, ``"gspmd"`` or ``"local"`` (see the module docstring).
       remat: Jigsaw only: exchange the blocks again in the backward pass instead of keeping the
-        gathered ones (``JigsawOps.remat``).
+        gathered ones from the forward pass (``JigsawOps.remat``; the default). False keeps them
+        (less communication, more memory) and is needed for forward-mode ``jax.jvp``.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")

@@ -17,7 +17,7 @@ from ._sharded import make_apply
 
 
 def make_loss_fn(
-    model: WeatherMixer, mesh: Mesh | None = None, *, strategy: str = "jigsaw", remat: bool = False
+    model: WeatherMixer, mesh: Mesh | None = None, *, strategy: str = "jigsaw", remat: bool = True
 ) -> Callable:
     """``loss_fn(params, model_state, batch, key) -> (loss, (metrics, model_state))``.
 

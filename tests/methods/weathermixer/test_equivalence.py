@@ -68,16 +68,42 @@ def test_loss_and_grads_match_one_device(problem, sizes):
         assert g.sharding.is_equivalent_to(q.sharding, g.ndim)
 
 
-def test_exchange_again_backward_matches_one_device(problem):
-    """``remat=True`` (blocks exchanged again in the backward pass, as the reference does) on (1, 2, 2)."""
+def test_autodiff_backward_matches_one_device(problem):
+    """``remat=False`` (autodiff of the forward exchanges, gathered blocks kept) on (1, 2, 2).
+
+    The default, ``remat=True`` (blocks exchanged again in the backward pass, as the reference
+    does), is checked on every mesh above.
+    """
     params, batch, loss0, grads0 = problem
     mesh = _mesh((1, 2, 2))
     p, b = _place(params, batch, mesh)
-    loss_fn = wm.make_loss_fn(MODEL, mesh, remat=True)
+    loss_fn = wm.make_loss_fn(MODEL, mesh, remat=False)
     vg = jax.jit(jax.value_and_grad(lambda p, b: loss_fn(p, None, b, None)[0]))
     loss, grads = vg.lower(p, b).compile(FAST)(p, b)
     assert abs(float(loss) - loss0) <= RTOL * abs(loss0)
     _assert_tree_close(grads, grads0, RTOL)
+
+
+def test_exchange_again_keeps_activation_memory_split():
+    """The backward's temporaries per device on (1, 2, 2) stay near a quarter of one device's.
+
+    Keeping the gathered blocks (``remat=False``) needs about half of one device's temporaries
+    there (the gathered activations and kernel chunks of every layer, and on XLA:CPU zero-filled
+    buffers of the gathered size); exchanging again needs about a fifth.
+    """
+    model = wm.WeatherMixer(grid=(24, 48), channels=8, patch=6, hidden=64, token_hidden=96,
+                            channel_hidden=64, num_blocks=1)
+    params = wm.init_params(model, key=jax.random.key(0))
+    state = jnp.zeros((1, 24, 48, 8), jnp.float32)
+    lat_w = jnp.asarray(wm.latitude_weights(wm.grid_latitudes(24)))
+    temp = {}
+    for sizes in [(1, 1, 1), (1, 2, 2)]:
+        mesh = _mesh(sizes)
+        p, b = _place(params, {"state": state, "target": state, "lat_weights": lat_w}, mesh)
+        loss_fn = wm.make_loss_fn(model, mesh)
+        grad = jax.jit(jax.grad(lambda p, b, f=loss_fn: f(p, None, b, None)[0]))
+        temp[sizes] = grad.lower(p, b).compile(FAST).memory_analysis().temp_size_in_bytes
+    assert temp[(1, 2, 2)] <= 0.3 * temp[(1, 1, 1)]
 
 
 @pytest.mark.parametrize("sizes", [(1, 2, 2), (2, 2, 2)], ids=lambda s: "x".join(map(str, s)))
