@@ -22,18 +22,25 @@ Expected: see bench/results/fwdgrad/mlp_cpu/summary.json and the module docstrin
           jaxlab/methods/fwdgrad/_mlp.py.
 """
 
-import math
+import itertools
 
 from jaxlab.methods.fwdgrad import MLPConfig
 from jaxlab.methods.fwdgrad import run_mlp as run  # noqa: F401  (what `jaxlab run` calls)
 
 
 def _centres(hidden: tuple[int, ...]) -> tuple[tuple[str, float, float], ...]:
-    """Grid centres; the projection's is the mean's times n/k (n parameters), its equivalent step size."""
+    """Grid centres ``(method, lr_at_k1, exponent)``.
+
+    A projection's centre is its mean's times n/k (n: parameters for weight perturbation, block outputs for
+    activity perturbation): for n >> k the projection is about k/n times the mean, so both are tried at
+    equivalent step sizes. The mean's centres come from probes on MNIST-5k (best rate just below divergence).
+    """
     widths = (784, *hidden, 10)
-    n = sum(a * b + b for a, b in zip(widths, widths[1:]))
+    n = sum(a * b + b for a, b in itertools.pairwise(widths))
+    n_act = sum(widths[1:])
     return (("backprop", 0.2, 0.0), ("mean", 0.004, 0.6), ("projection", 0.004 * n, -0.4),
-            ("projection_per_leaf", 0.1, 0.0))
+            ("projection_per_leaf", 0.1, 0.0), ("activity_mean", 0.004, 0.75),
+            ("activity_projection", 0.004 * n_act, -0.25))
 
 
 def get_config(arg: str | None = None) -> MLPConfig:
@@ -43,6 +50,6 @@ def get_config(arg: str | None = None) -> MLPConfig:
     if arg == "cpu":
         return MLPConfig(lr_centers=_centres((128, 128)))
     if arg == "quick":
-        return MLPConfig(datasets=("mnist5k",), hidden=(32, 32), tangents=(4,), epochs=(2,), train_size=(1024,),
-                         validation=(500,), seeds=2, lr_grid_size=2, max_extensions=0, lr_centers=_centres((32, 32)))
+        return MLPConfig(datasets=("mnist5k",), hidden=(16, 16), tangents=(4,), epochs=(1,), train_size=(1024,),
+                         validation=(256,), seeds=2, lr_grid_size=2, max_extensions=0, lr_centers=_centres((16, 16)))
     raise ValueError(f"unknown argument {arg!r}; use 'cpu', 'quick' or nothing")

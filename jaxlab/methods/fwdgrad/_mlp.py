@@ -1,5 +1,5 @@
-"""Experiment 3 (paper section 4.4): MLPs with 2 hidden layers trained by backprop, the forward-gradient
-mean, the global projection and the per-tensor projection, on MNIST-5k and Fashion-MNIST.
+"""Experiment 3 (paper section 4.4): MLPs with 2 hidden layers trained by backprop and by forward gradients
+(mean vs projection, with weight and with activity perturbation) on MNIST-5k and Fashion-MNIST.
 
 Protocol, per (dataset, method, k):
 
@@ -10,25 +10,31 @@ Protocol, per (dataset, method, k):
    edge of the grid, extend the grid past that edge (at most ``max_extensions`` times).
 3. Train ``seeds`` fresh seeds (0, 1, ...) at the chosen rate and report their test accuracy.
 
-Every run is ``jaxlab.train.make_train_step(loss_fn, optax.sgd(lr), grad_fn=...)`` with
-``grad_fn = fwdgrad.make_grad_fn(...)`` (or backprop), scanned over batches and epochs. The runs of
-one call differ only in (seed, learning rate) and are ``jax.vmap``-ed inside one jitted program
-(``make_sweep``; compiled once per (dataset, method, k) and reused for tuning, extension and the
-final seeds). A seed fixes the initialisation, the batch order and the tangents, so the methods are
-compared on paired runs.
+Every run is ``jaxlab.train.make_train_step(loss_fn, optax.sgd(lr), grad_fn=...)`` scanned over batches and
+epochs. The runs of one call differ only in (seed, learning rate) and are ``jax.vmap``-ed inside one jitted
+program (``make_sweep``; compiled once per (method, k, shapes) and reused for tuning, grid extension and
+the final seeds, and across datasets of equal size). A seed fixes the initialisation, the batch order and
+the tangents, so methods are compared on paired runs (``compare_methods``: paired one-sided t-test).
 
-Aggregations (``jaxlab.fwdgrad``): ``mean`` (the paper's "fg"), ``projection`` (the orthogonal
-projection over all parameters at once, the paper's formula) and ``projection_per_leaf`` (the
-reference code's "frog" as actually run: per parameter tensor, with the global directional derivatives;
-Helmholtz-AI-Energy/frog, nn_training/fg_models.py). For n >> k, ``V^T V ~ n I``, so the global projection is
-``(k/n)`` times the mean plus O(sqrt(k/n)) relative fluctuations: with tuned rates the two are nearly the
-same optimiser. The per-tensor form scales tensor p's step by about ``k/n_p``: a per-layer learning rate
-that favours small tensors (biases, the output layer).
+Methods:
 
-Differences from the paper: MNIST-5k (5,000 images) instead of full MNIST and a Fashion-MNIST subset; tens
-of epochs instead of 200; a log-grid search on a validation split instead of Propulate; forward gradients
-in ``simulated`` mode by default (backprop, then ``d = V^T g``: the same estimate as ``jvp`` for the same
-key, much faster on CPU; its time says nothing about forward-mode cost).
+* ``mean``, ``projection``, ``projection_per_leaf``: weight perturbation (``jaxlab.fwdgrad.make_grad_fn``).
+  ``projection`` is the orthogonal projection over all n parameters at once; ``projection_per_leaf`` is the
+  per-tensor form with the global directional derivatives (``nn_training/fg_models.py`` of the reference).
+  For n >> k, ``V^T V ~ n I``, so the global projection is ``k/n`` times the mean up to O(sqrt(k/n))
+  fluctuations: with equivalent rates the two are nearly the same optimiser. The per-tensor form scales
+  tensor p's step by about ``k/n_p`` (a per-layer rate: the large first kernel barely moves while biases
+  take large noisy steps; leaves smaller than k, like the 10 output biases at k = 16, get the heavy-tailed
+  inverse of a square Gaussian matrix).
+* ``activity_mean``, ``activity_projection``: activity perturbation (``_activity``): tangents on the
+  block outputs (n_act = 266 for hidden (128, 128)), one projection over all blocks per sample, then local
+  backward passes. This is what the reference code runs for the paper's network experiments (CLI default
+  ``--perturbation_mode node``, ``fg_computation_mode = sim``).
+
+Differences from the paper: MNIST-5k (5,000 images) and a Fashion-MNIST subset instead of full MNIST; 10
+epochs instead of 200; a log-grid search on a validation split instead of Propulate; forward gradients in
+``simulated`` mode (backprop, then ``d = V^T g``: the same estimate as ``jvp`` for the same key, much faster on
+CPU; its time says nothing about forward-mode cost).
 """
 
 from __future__ import annotations
@@ -52,8 +58,10 @@ from jaxlab.core import write_json
 from jaxlab.nn import MLP
 from jaxlab.train import TrainState, make_train_step
 
+from ._activity import ACTIVITY_METHODS, make_activity_grad_fn
+
 #: Forward-gradient aggregations compared with backprop.
-FG_METHODS: tuple[str, ...] = ("mean", "projection", "projection_per_leaf")
+FG_METHODS: tuple[str, ...] = ("mean", "projection", "projection_per_leaf", "activity_mean", "activity_projection")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,11 +99,12 @@ class MLPConfig:
     batch_size: int = 64
     seeds: int = 3
     tune_seeds: tuple[int, ...] = (1000,)
-    # The projection's grid is the mean's times n/k (n = 118,282 parameters for hidden (128, 128)): for n >> k
-    # the two estimates differ by that factor, so both methods are tried at equivalent step sizes.
+    # A projection's grid is its mean's times n/k (n = 118,282 parameters, or 266 block outputs for activity
+    # perturbation, with hidden (128, 128)): for n >> k the two estimates differ by about that factor, so both
+    # are tried at equivalent step sizes.
     lr_centers: tuple[tuple[str, float, float], ...] = (
         ("backprop", 0.2, 0.0), ("mean", 0.004, 0.6), ("projection", 0.004 * 118_282, -0.4),
-        ("projection_per_leaf", 0.1, 0.0))
+        ("projection_per_leaf", 0.1, 0.0), ("activity_mean", 0.004, 0.75), ("activity_projection", 0.004 * 266, -0.25))
     lr_grid_size: int = 6
     lr_factor: float = 2.0
     max_extensions: int = 2
@@ -164,7 +173,12 @@ def _train_fn(hidden: tuple[int, ...], num_classes: int, method: str, k: int, mo
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         return loss, ({}, model_state)
 
-    grad_fn = None if method == "backprop" else fwdgrad.make_grad_fn(num_tangents=k, aggregation=method, mode=mode)
+    if method == "backprop":
+        grad_fn = None
+    elif method in ACTIVITY_METHODS:
+        grad_fn = make_activity_grad_fn(num_tangents=k, aggregation=ACTIVITY_METHODS[method])
+    else:
+        grad_fn = fwdgrad.make_grad_fn(num_tangents=k, aggregation=method, mode=mode)
 
     def train(key, lr, x, y, x_val, y_val):
         num_batches = x.shape[0] // batch_size
@@ -195,7 +209,7 @@ def _train_fn(hidden: tuple[int, ...], num_classes: int, method: str, k: int, mo
     return model, train
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make_sweep(hidden: tuple[int, ...], num_classes: int, method: str, k: int, mode: str, batch_size: int,
                epochs: int):
     """Jitted ``sweep(keys, lrs, x, y, x_val, y_val) -> (params, val_curves, loss_curves)``, vmapped over runs.
@@ -209,13 +223,13 @@ def make_sweep(hidden: tuple[int, ...], num_classes: int, method: str, k: int, m
     return jax.jit(jax.vmap(train, in_axes=(0, 0, None, None, None, None)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _test_accuracy_fn(hidden: tuple[int, ...], num_classes: int):
     model = MLP(features=(*hidden, num_classes))
     return jax.jit(jax.vmap(functools.partial(_accuracy, model), in_axes=(0, None, None)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _single_run(hidden: tuple[int, ...], num_classes: int, method: str, k: int, mode: str, batch_size: int,
                 epochs: int):
     model, train = _train_fn(hidden, num_classes, method, k, mode, batch_size, epochs)
@@ -311,21 +325,30 @@ def tune_and_evaluate(splits: Splits, config: MLPConfig, *, method: str, k: int,
     }
 
 
-def compare_to_mean(rows: list[dict], dataset: str, method: str, k: int) -> dict:
-    """Paired comparison (same seeds) of ``method`` with the mean at ``k``: accuracy difference and t-test."""
+#: (method, baseline) pairs compared on the same seeds, where both were run.
+COMPARISONS: tuple[tuple[str, str], ...] = (("projection", "mean"), ("projection_per_leaf", "mean"),
+                                            ("activity_projection", "activity_mean"))
+
+
+def compare_methods(rows: list[dict], dataset: str, method: str, baseline: str, k: int) -> dict:
+    """Paired comparison (same seeds) of ``method`` with ``baseline`` at ``k``: accuracy gain and one-sided t-test."""
     from scipy import stats
 
     def pick(m):
         return next(r for r in rows if r["dataset"] == dataset and r["method"] == m and r["k"] == k)
 
-    a, b = np.asarray(pick(method)["seed_accuracies"]), np.asarray(pick("mean")["seed_accuracies"])
+    a, b = np.asarray(pick(method)["seed_accuracies"]), np.asarray(pick(baseline)["seed_accuracies"])
     diff = a - b
     n = len(diff)
     sd = float(diff.std(ddof=1)) if n > 1 else 0.0
-    t = float(diff.mean() / (sd / math.sqrt(n))) if sd > 0 else (math.inf if diff.mean() > 0 else -math.inf)
-    p = float(stats.t.sf(t, n - 1)) if n > 1 and math.isfinite(t) else (0.0 if t > 0 else 1.0)
-    return {"dataset": dataset, "method": method, "k": k, "diff_mean": float(diff.mean()), "diff_std": sd,
-            "t": t, "p_one_sided": p, "beats": bool(diff.mean() > 0), "significant": bool(p < 0.05)}
+    if sd > 0:
+        t = float(diff.mean() / (sd / math.sqrt(n)))
+        p = float(stats.t.sf(t, n - 1))
+    else:
+        t = math.copysign(math.inf, diff.mean()) if diff.mean() else 0.0
+        p = 0.0 if diff.mean() > 0 else 1.0
+    return {"dataset": dataset, "method": method, "baseline": baseline, "k": k, "diff_mean": float(diff.mean()),
+            "diff_std": sd, "t": t, "p_one_sided": p, "beats": bool(diff.mean() > 0), "significant": bool(p < 0.05)}
 
 
 def plot_mlp(rows: list[dict], path: Path) -> None:
@@ -337,7 +360,8 @@ def plot_mlp(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    styles = {"mean": "s--", "projection": "o-", "projection_per_leaf": "^-."}
+    styles = {"mean": "s--", "projection": "o-", "projection_per_leaf": "^-.", "activity_mean": "v--",
+              "activity_projection": "D-"}
     fig, axes = plt.subplots(2, len(datasets), figsize=(5 * len(datasets), 7), squeeze=False)
     for col, name in enumerate(datasets):
         ax, ax_lr = axes[0, col], axes[1, col]
@@ -361,16 +385,22 @@ def plot_mlp(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _load_done(path: Path, config: MLPConfig) -> dict[tuple, dict]:
-    """Finished groups of an interrupted run of the same config (one JSON line each)."""
-    done = {}
-    if path.is_file():
-        want = json.loads(json.dumps(dataclasses.asdict(config)))
-        for line in path.read_text(encoding="utf-8").splitlines():
-            rec = json.loads(line)
-            if rec.get("config") == want:
-                done[(rec["row"]["dataset"], rec["row"]["method"], rec["row"]["k"])] = rec["row"]
-    return done
+def _settings(config: MLPConfig, i: int, method: str) -> dict:
+    """Everything a (dataset i, method, k) group's result depends on, JSON-normalised."""
+    centre = next((list(c[1:]) for c in config.lr_centers if c[0] == method), None)
+    s = {"dataset": config.datasets[i], "epochs": config.epochs[i], "train_size": config.train_size[i],
+         "validation": config.validation[i], "hidden": config.hidden, "batch_size": config.batch_size,
+         "seeds": config.seeds, "tune_seeds": config.tune_seeds, "lr_centre": centre,
+         "lr_grid_size": config.lr_grid_size, "lr_factor": config.lr_factor,
+         "max_extensions": config.max_extensions, "mode": config.mode}
+    return json.loads(json.dumps(s))
+
+
+def _load_done(path: Path) -> list[dict]:
+    """Finished groups (one JSON line each) of earlier, possibly interrupted runs."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _check(config: MLPConfig) -> None:
@@ -381,8 +411,9 @@ def _check(config: MLPConfig) -> None:
     if set(config.tune_seeds) & set(range(config.seeds)):
         raise ValueError(f"tune_seeds {config.tune_seeds} must differ from the evaluation seeds 0..{config.seeds - 1}")
     for m in config.methods:
-        if m != "backprop" and m not in fwdgrad.AGGREGATIONS:
-            raise ValueError(f"unknown method {m!r}; use 'backprop' or one of {fwdgrad.AGGREGATIONS}")
+        if m != "backprop" and m not in fwdgrad.AGGREGATIONS and m not in ACTIVITY_METHODS:
+            raise ValueError(f"unknown method {m!r}; use 'backprop', one of {fwdgrad.AGGREGATIONS} (weight "
+                             f"perturbation) or one of {tuple(ACTIVITY_METHODS)} (activity perturbation)")
 
 
 def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
@@ -395,25 +426,27 @@ def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "metrics.jsonl"
-    done = _load_done(log, config)
-    cfg = json.loads(json.dumps(dataclasses.asdict(config)))
+    done = _load_done(log)
     t0 = time.perf_counter()
     rows = []
-    for name, epochs, train_size, validation in zip(config.datasets, config.epochs, config.train_size,
-                                                    config.validation):
+    for i, (name, epochs, train_size, validation) in enumerate(zip(config.datasets, config.epochs,
+                                                                   config.train_size, config.validation)):
         splits = split_data(_load(name), validation=validation, train_size=train_size)
         groups = [(m, None) if m == "backprop" else (m, k) for m in config.methods
                   for k in ((None,) if m == "backprop" else config.tangents)]
         for method, k in groups:
-            if (name, method, k) in done:
-                rows.append(done[(name, method, k)])
+            settings = _settings(config, i, method)
+            old = next((d["row"] for d in done if d["settings"] == settings and d["row"]["method"] == method
+                        and d["row"]["k"] == k), None)
+            if old is not None:
+                rows.append(old)
                 continue
             t1 = time.perf_counter()
             row = {"dataset": name, **tune_and_evaluate(splits, config, method=method, k=k or 0, epochs=epochs)}
             row["wall_s"] = round(time.perf_counter() - t1, 2)
             rows.append(row)
             with log.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"config": cfg, "row": row}) + "\n")
+                f.write(json.dumps({"settings": settings, "row": row}) + "\n")
             grid = ", ".join(f"{lr:.3g}:{a:.3f}" for lr, a in zip(row["lr_grid"], row["val_accuracy_grid"]))
             print(f"{name} {method} k={k}: lr {row['lr']:.3g}{' (grid edge)' if row['lr_at_edge'] else ''} -> "
                   f"test {row['test_accuracy']:.4f} +- {row['test_accuracy_std']:.4f}  "
@@ -426,11 +459,12 @@ def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
                      and r["k"] == k), None)
 
     fg = [m for m in config.methods if m != "backprop"]
-    comparisons = [compare_to_mean(rows, n, m, k) for n in config.datasets for m in fg if m != "mean"
-                   for k in config.tangents] if "mean" in fg else []
+    pairs = [(m, b) for m, b in COMPARISONS if m in fg and b in fg]
+    comparisons = [compare_methods(rows, n, m, b, k) for n in config.datasets for m, b in pairs
+                   for k in config.tangents]
 
-    def every(method, key="beats"):
-        sel = [c[key] for c in comparisons if c["method"] == method]
+    def every(method, baseline, key):
+        sel = [c[key] for c in comparisons if c["method"] == method and c["baseline"] == baseline]
         return all(sel) if sel else None
 
     table = [{"dataset": r["dataset"], "method": r["method"], "k": r["k"], "lr": r["lr"],
@@ -440,14 +474,14 @@ def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
     kmax = max(config.tangents)
     summary = {
         "status": "completed",
-        "config": cfg,
+        "config": json.loads(json.dumps(dataclasses.asdict(config))),
         "wall_s": wall,
+        # Time of all groups, including those finished by earlier (interrupted) runs in this workdir.
+        "groups_wall_s": float(sum(r.get("wall_s", 0.0) for r in rows)),
         "table": table,
         "plots": ["mlp_accuracy.png"],
-        "projection_beats_mean_every_k": every("projection"),
-        "projection_per_leaf_beats_mean_every_k": every("projection_per_leaf"),
-        "projection_significantly_beats_mean_every_k": every("projection", "significant"),
-        "projection_per_leaf_significantly_beats_mean_every_k": every("projection_per_leaf", "significant"),
+        **{f"{m}_beats_{b}_every_k": every(m, b, "beats") for m, b in COMPARISONS},
+        **{f"{m}_significantly_beats_{b}_every_k": every(m, b, "significant") for m, b in COMPARISONS},
         "comparisons": [{**c, **{x: round(c[x], 4) for x in ("diff_mean", "diff_std", "t", "p_one_sided")
                                  if math.isfinite(c[x])}} for c in comparisons],
         "groups": rows,

@@ -8,12 +8,23 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxlab import data as jdata
 from jaxlab.core import tolerances
-from jaxlab.methods.fwdgrad import MLPConfig, make_sweep, run_mlp, select_lr, split_data, train_mlp, tune_and_evaluate
-from jaxlab.methods.fwdgrad import _mlp
+from jaxlab.methods.fwdgrad import (
+    MLPConfig,
+    _mlp,
+    make_sweep,
+    run_mlp,
+    select_lr,
+    split_data,
+    train_mlp,
+    tune_and_evaluate,
+)
+from jaxlab.methods.fwdgrad._activity import activity_forward_gradient
+from jaxlab.nn import MLP
 
 ROOT = Path(__file__).resolve().parents[3]
 HIDDEN = (8,)
@@ -44,7 +55,7 @@ def test_split_data_carves_disjoint_validation_from_train():
         split_data(ds, validation=100, train_size=len(ds.x_train))
 
 
-@pytest.mark.parametrize("method", ["backprop", "projection", "projection_per_leaf"])
+@pytest.mark.parametrize("method", ["backprop", "projection_per_leaf", "activity_projection"])
 def test_vmapped_sweep_equals_separate_runs(digits, method):
     seeds, lrs = (3, 5), (0.05, 0.01)
     sweep = make_sweep(HIDDEN, digits.num_classes, method, 2, "simulated", 32, 2)
@@ -53,11 +64,38 @@ def test_vmapped_sweep_equals_separate_runs(digits, method):
     atol, rtol = tolerances(jnp.float32)
     for r, (s, lr) in enumerate(zip(seeds, lrs)):
         one = train_mlp(digits, hidden=HIDDEN, method=method, k=2, lr=lr, epochs=2, batch_size=32, seed=s)
-        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a[r], b, atol=10 * atol, rtol=10 * rtol),
+        jax.tree_util.tree_map(lambda a, b, r=r: np.testing.assert_allclose(a[r], b, atol=10 * atol, rtol=10 * rtol),
                                params, one["params"])
         np.testing.assert_allclose(loss[r], one["loss_curve"], rtol=10 * rtol)
         np.testing.assert_allclose(val[r], one["val_curve"], atol=1.5 / len(digits.y_val))
     assert np.all(np.isfinite(np.asarray(loss)))
+
+
+@pytest.mark.parametrize("aggregation", ["projection", "mean"])
+def test_activity_forward_gradient_exact_with_a_full_basis_and_unbiased(getkey, aggregation):
+    # n_act = 6 + 5 + 3 = 14 activity dimensions per sample: 14 tangents span them, so the projection recovers
+    # every activity gradient and the local backward passes give the backprop gradient.
+    model = MLP(features=(6, 5, 3))
+    x = jax.random.normal(getkey(), (7, 4), jnp.float64)
+    y = jnp.arange(7) % 3
+    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), model.init(getkey(), x)["params"])
+
+    def loss(p):
+        return optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, x), y).mean()
+
+    g = jax.grad(loss)(params)
+    if aggregation == "projection":
+        est, value, _ = activity_forward_gradient(params, x, y, key=getkey(), num_tangents=14, aggregation="projection")
+        np.testing.assert_allclose(value, loss(params), rtol=1e-12)
+        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-10), est, g)
+    else:
+        # One tangent, mean: unbiased; average over many keys (statistical bound with a fixed key).
+        keys = jax.random.split(getkey(), 4000)
+        ests = jax.vmap(lambda k: activity_forward_gradient(params, x, y, key=k, num_tangents=1,
+                                                            aggregation="mean")[0])(keys)
+        avg = jax.tree_util.tree_map(lambda a: a.mean(0), ests)
+        flat = lambda t: jnp.concatenate([a.ravel() for a in jax.tree_util.tree_leaves(t)])
+        assert float(jnp.linalg.norm(flat(avg) - flat(g)) / jnp.linalg.norm(flat(g))) < 0.15
 
 
 def test_sweep_compiles_once_per_setting(digits):
