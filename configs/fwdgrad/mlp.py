@@ -50,6 +50,8 @@ def get_config(arg: str | None = None) -> MLPConfig:
     if arg == "cpu":
         return MLPConfig(lr_centers=_centres((128, 128)))
     if arg == "quick":
-        return MLPConfig(datasets=("mnist5k",), hidden=(16, 16), tangents=(4,), epochs=(1,), train_size=(1024,),
-                         validation=(256,), seeds=2, lr_grid_size=2, max_extensions=0, lr_centers=_centres((16, 16)))
+        return MLPConfig(datasets=("mnist5k",), hidden=(16, 16), methods=("backprop", "mean", "projection",
+                                                                          "activity_projection"),
+                         tangents=(4,), epochs=(1,), train_size=(1024,), validation=(256,), seeds=2, lr_grid_size=2,
+                         max_extensions=0, max_backoffs=0, lr_centers=_centres((16, 16)))
     raise ValueError(f"unknown argument {arg!r}; use 'cpu', 'quick' or nothing")

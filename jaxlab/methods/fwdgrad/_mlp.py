@@ -86,6 +86,8 @@ class MLPConfig:
       lr_grid_size: grid points; the grid is ``centre * lr_factor**(i - lr_grid_size // 2)``.
       lr_factor: ratio of neighbouring rates.
       max_extensions: how often the grid may be extended by ``seeds`` rates past an edge that wins.
+      max_backoffs: how often the chosen rate may be lowered by one grid step because a final seed
+        diverged (non-finite training loss; no test data is used).
       mode: "simulated" or "jvp" (same estimates for the same key).
     """
 
@@ -108,6 +110,7 @@ class MLPConfig:
     lr_grid_size: int = 6
     lr_factor: float = 2.0
     max_extensions: int = 2
+    max_backoffs: int = 2
     mode: str = "simulated"
 
 
@@ -308,7 +311,16 @@ def tune_and_evaluate(splits: Splits, config: MLPConfig, *, method: str, k: int,
         lrs = ([grid[0] / f ** (j + 1) for j in range(width)] if edge == "low"
                else [grid[-1] * f ** (j + 1) for j in range(width)])
     lr = grid[best]
-    final = _run_batched(sweep, splits, [(lr, s) for s in range(config.seeds)], width)
+    # A rate picked with one tuning seed can sit at the edge of stability: if a final seed diverges (its
+    # training loss is not finite), step down to the next smaller rate and rerun all final seeds.
+    backoffs = 0
+    while True:
+        final = _run_batched(sweep, splits, [(lr, s) for s in range(config.seeds)], width)
+        if all(np.isfinite(l[-1]) for _, _, l in final) or backoffs >= config.max_backoffs:
+            break
+        backoffs += 1
+        lower = [g for g in grid if g < lr]
+        lr = lower[-1] if lower else lr / config.lr_factor
     params = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *[p for p, _, _ in final])
     test = np.asarray(_test_accuracy_fn(tuple(config.hidden), splits.num_classes)(
         params, splits.x_test, splits.y_test), np.float64)
@@ -318,7 +330,7 @@ def tune_and_evaluate(splits: Splits, config: MLPConfig, *, method: str, k: int,
         "test_accuracy": float(test.mean()),
         "test_accuracy_std": float(test.std(ddof=1)) if len(test) > 1 else 0.0,
         "seed_accuracies": [round(float(a), 4) for a in test],
-        "val_accuracy_tuned": scores[lr], "lr_at_edge": edge,
+        "val_accuracy_tuned": scores.get(lr), "lr_at_edge": edge, "divergence_backoffs": backoffs,
         "final_train_loss": float(np.mean(losses)),
         "lr_grid": grid, "val_accuracy_grid": [scores[g] for g in grid],
         "final_val_curves": [[round(float(a), 4) for a in v] for _, v, _ in final],
@@ -436,8 +448,11 @@ def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
                   for k in ((None,) if m == "backprop" else config.tangents)]
         for method, k in groups:
             settings = _settings(config, i, method)
+            # ``max_backoffs`` is not part of the settings: it changes only groups whose final seeds diverged,
+            # and those are recomputed unless they were run with the backoff rule.
             old = next((d["row"] for d in done if d["settings"] == settings and d["row"]["method"] == method
-                        and d["row"]["k"] == k), None)
+                        and d["row"]["k"] == k and (math.isfinite(d["row"]["final_train_loss"])
+                                                    or "divergence_backoffs" in d["row"])), None)
             if old is not None:
                 rows.append(old)
                 continue
@@ -469,8 +484,9 @@ def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
 
     table = [{"dataset": r["dataset"], "method": r["method"], "k": r["k"], "lr": r["lr"],
               "test_accuracy": round(r["test_accuracy"], 4), "test_accuracy_std": round(r["test_accuracy_std"], 4),
-              "seed_accuracies": r["seed_accuracies"], "val_accuracy_tuned": round(r["val_accuracy_tuned"], 4),
-              "lr_at_edge": r["lr_at_edge"], "epochs": r["epochs"]} for r in rows]
+              "seed_accuracies": r["seed_accuracies"], "val_accuracy_tuned": r["val_accuracy_tuned"],
+              "lr_at_edge": r["lr_at_edge"], "backoffs": r.get("divergence_backoffs", 0), "epochs": r["epochs"]}
+             for r in rows]
     kmax = max(config.tangents)
     summary = {
         "status": "completed",

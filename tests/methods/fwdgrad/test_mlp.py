@@ -147,6 +147,23 @@ def test_grid_extends_past_a_winning_edge(digits, monkeypatch):
     assert row["lr"] == 0.5 and row["lr_at_edge"] is None and len(row["lr_grid"]) == 3
 
 
+def test_final_seeds_that_diverge_lower_the_rate(digits, monkeypatch):
+    # The tuning seed does best at lr = 0.5, but the fresh seeds diverge there: one step down, 0.25.
+    real = _mlp._run_batched
+
+    def fake(sweep, splits, runs, width):
+        out = real(sweep, splits, runs[:1], width)[:1] * len(runs)
+        return [(p, np.full(2, 1.0 - np.log(lr / 0.5) ** 2 / 100),
+                 np.full(2, np.nan if (lr >= 0.5 and seed < 1000) else 1.0)) for (p, _, _), (lr, seed) in zip(out, runs)]
+
+    monkeypatch.setattr(_mlp, "_run_batched", fake)
+    config = dataclasses.replace(TINY, lr_centers=(("backprop", 0.5, 0.0),), lr_grid_size=3, tune_seeds=(1000,))
+    row = tune_and_evaluate(digits, config, method="backprop", k=0, epochs=2)
+    assert row["lr"] == 0.25 and row["divergence_backoffs"] == 1 and np.isfinite(row["final_train_loss"])
+    row = tune_and_evaluate(digits, dataclasses.replace(config, max_backoffs=0), method="backprop", k=0, epochs=2)
+    assert row["lr"] == 0.5 and row["divergence_backoffs"] == 0 and np.isnan(row["final_train_loss"])
+
+
 def test_run_writes_summary_plot_and_resumes(tmp_path, monkeypatch):
     summary = run_mlp(TINY, tmp_path)
     assert summary["status"] == "completed"
