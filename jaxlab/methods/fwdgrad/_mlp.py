@@ -60,7 +60,7 @@ from jaxlab.train import TrainState, make_train_step
 
 from ._activity import ACTIVITY_METHODS, make_activity_grad_fn
 
-#: Forward-gradient aggregations compared with backprop.
+#: Forward-gradient methods compared with backprop (weight perturbation, then activity perturbation).
 FG_METHODS: tuple[str, ...] = ("mean", "projection", "projection_per_leaf", "activity_mean", "activity_projection")
 
 
@@ -71,8 +71,8 @@ class MLPConfig:
     Attributes:
       datasets: "mnist5k", "fashion_mnist" (or "digits" for tests).
       hidden: widths of the hidden layers.
-      methods: "backprop" and/or aggregations of ``jaxlab.fwdgrad`` ("mean", "projection",
-        "projection_per_leaf", ...).
+      methods: "backprop", aggregations of ``jaxlab.fwdgrad`` for weight perturbation ("mean",
+        "projection", "projection_per_leaf", ...) and/or "activity_mean", "activity_projection".
       tangents: the k of the forward-gradient methods.
       epochs: epochs per dataset, aligned with ``datasets``.
       train_size: training images per dataset after the validation split (None: all), aligned with ``datasets``.
@@ -88,7 +88,8 @@ class MLPConfig:
       max_extensions: how often the grid may be extended by ``seeds`` rates past an edge that wins.
       max_backoffs: how often the chosen rate may be lowered by one grid step because a final seed
         diverged (non-finite training loss; no test data is used).
-      mode: "simulated" or "jvp" (same estimates for the same key).
+      mode: "simulated" or "jvp" (same estimates for the same key) for weight perturbation; activity
+        perturbation is always simulated.
     """
 
     datasets: tuple[str, ...] = ("mnist5k", "fashion_mnist")
