@@ -1,20 +1,51 @@
-"""Experiment 3 (paper section 4.4): MLPs with 2 hidden layers trained by backprop, the forward-gradient
-mean and the projection, on MNIST-5k and Fashion-MNIST.
+"""Experiment 3 (paper section 4.4): MLPs with 2 hidden layers trained by backprop and by forward gradients
+(mean vs projection, with weight and with activity perturbation) on MNIST-5k and Fashion-MNIST.
 
-Every run is ``jaxlab.train.make_train_step(loss_fn, optax.sgd(lr), grad_fn=...)`` with
-``grad_fn = fwdgrad.make_grad_fn(...)`` (or backprop), scanned over the batches of an epoch.
-Plain SGD with a constant learning rate per method and k, as the paper's tuned PLAIN_SGD runs;
-the rates follow the paper's table (lrs/fc_nns.csv, FC-256 / MNIST), see ``MLPConfig``.
-Differences from the paper: MNIST-5k (4,000 train / 1,000 test images) instead of full MNIST, and a few
-epochs instead of 200 (CPU budget); forward gradients in ``simulated`` mode by default (same estimates
-as ``jvp``, cheaper on CPU).
+Protocol, per (dataset, method, k):
+
+1. Carve a validation split from the training images (``split_data``; the test set is never looked at
+   while tuning).
+2. Train on the rest with plain SGD at every learning rate of a log grid (factor ``lr_factor``) with
+   the tuning seed(s), score each rate by the final validation accuracy. If the best rate sits at an
+   edge of the grid, extend the grid past that edge (at most ``max_extensions`` times).
+3. Train ``seeds`` fresh seeds (0, 1, ...) at the chosen rate and report their test accuracy.
+
+Every run is ``jaxlab.train.make_train_step(loss_fn, optax.sgd(lr), grad_fn=...)`` scanned over batches and
+epochs. The runs of one call differ only in (seed, learning rate) and are ``jax.vmap``-ed inside one jitted
+program (``make_sweep``; compiled once per (method, k, shapes) and reused for tuning, grid extension and
+the final seeds, and across datasets of equal size). A seed fixes the initialisation, the batch order and
+the tangents, so methods are compared on paired runs (``compare_methods``: paired one-sided t-test).
+
+Methods:
+
+* ``mean``, ``projection``, ``projection_per_leaf``: weight perturbation (``jaxlab.fwdgrad.make_grad_fn``).
+  ``projection`` is the orthogonal projection over all n parameters at once; ``projection_per_leaf`` is the
+  per-tensor form with the global directional derivatives (``nn_training/fg_models.py`` of the reference).
+  For n >> k, ``V^T V ~ n I``, so the global projection is ``k/n`` times the mean up to O(sqrt(k/n))
+  fluctuations: with equivalent rates the two are nearly the same optimiser. The per-tensor form scales
+  tensor p's step by about ``k/n_p`` (a per-layer rate: the large first kernel barely moves while biases
+  take large noisy steps; leaves smaller than k, like the 10 output biases at k = 16, get the heavy-tailed
+  inverse of a square Gaussian matrix).
+* ``activity_mean``, ``activity_projection``: activity perturbation (``_activity``): tangents on the
+  block outputs (n_act = 266 for hidden (128, 128)), one projection over all blocks per sample, then local
+  backward passes. This is what the reference code runs for the paper's network experiments (CLI default
+  ``--perturbation_mode node``, ``fg_computation_mode = sim``).
+
+Differences from the paper: MNIST-5k (5,000 images) and a Fashion-MNIST subset instead of full MNIST; 10
+epochs instead of 200; a log-grid search on a validation split instead of Propulate; forward gradients in
+``simulated`` mode (backprop, then ``d = V^T g``: the same estimate as ``jvp`` for the same key, much faster on
+CPU; its time says nothing about forward-mode cost).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import math
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +58,11 @@ from jaxlab.core import write_json
 from jaxlab.nn import MLP
 from jaxlab.train import TrainState, make_train_step
 
+from ._activity import ACTIVITY_METHODS, make_activity_grad_fn
+
+#: Forward-gradient methods compared with backprop (weight perturbation, then activity perturbation).
+FG_METHODS: tuple[str, ...] = ("mean", "projection", "projection_per_leaf", "activity_mean", "activity_projection")
+
 
 @dataclasses.dataclass(frozen=True)
 class MLPConfig:
@@ -35,24 +71,60 @@ class MLPConfig:
     Attributes:
       datasets: "mnist5k", "fashion_mnist" (or "digits" for tests).
       hidden: widths of the hidden layers.
+      methods: "backprop", aggregations of ``jaxlab.fwdgrad`` for weight perturbation ("mean",
+        "projection", "projection_per_leaf", ...) and/or "activity_mean", "activity_projection".
       tangents: the k of the forward-gradient methods.
       epochs: epochs per dataset, aligned with ``datasets``.
-      lr_backprop: SGD learning rate of backprop.
-      lr_mean, lr_projection: SGD learning rates per k (aligned with ``tangents``).
-      train_subset: use only the first N training images (quick runs).
+      train_size: training images per dataset after the validation split (None: all), aligned with ``datasets``.
+      validation: images carved from the training data for tuning, per dataset.
+      batch_size: SGD batch size.
+      seeds: fresh seeds evaluated on the test set at the chosen rate (also the number of runs
+        vmapped per call).
+      tune_seeds: seeds of the tuning runs (disjoint from ``range(seeds)``).
+      lr_centers: per method ``(method, lr_at_k1, exponent)``: the grid is centred on
+        ``lr_at_k1 * k**exponent``.
+      lr_grid_size: grid points; the grid is ``centre * lr_factor**(i - lr_grid_size // 2)``.
+      lr_factor: ratio of neighbouring rates.
+      max_extensions: how often the grid may be extended by ``seeds`` rates past an edge that wins.
+      max_backoffs: how often the chosen rate may be lowered by one grid step because a final seed
+        diverged (non-finite training loss; no test data is used).
+      mode: "simulated" or "jvp" (same estimates for the same key) for weight perturbation; activity
+        perturbation is always simulated.
     """
 
     datasets: tuple[str, ...] = ("mnist5k", "fashion_mnist")
-    hidden: tuple[int, ...] = (256, 256)
+    hidden: tuple[int, ...] = (128, 128)
+    methods: tuple[str, ...] = ("backprop", *FG_METHODS)
     tangents: tuple[int, ...] = (1, 2, 4, 16)
-    epochs: tuple[int, ...] = (40, 3)
+    epochs: tuple[int, ...] = (10, 10)
+    train_size: tuple[int | None, ...] = (3000, 3000)
+    validation: tuple[int, ...] = (1000, 1000)
     batch_size: int = 64
     seeds: int = 3
-    lr_backprop: float = 0.05
-    lr_mean: tuple[float, ...] = (5.6e-4, 7.0e-4, 8.9e-4, 1.4e-3)
-    lr_projection: tuple[float, ...] = (0.36, 0.21, 0.12, 0.042)
+    tune_seeds: tuple[int, ...] = (1000,)
+    # A projection's grid is its mean's times n/k (n = 118,282 parameters, or 266 block outputs for activity
+    # perturbation, with hidden (128, 128)): for n >> k the two estimates differ by about that factor, so both
+    # are tried at equivalent step sizes.
+    lr_centers: tuple[tuple[str, float, float], ...] = (
+        ("backprop", 0.2, 0.0), ("mean", 0.004, 0.6), ("projection", 0.004 * 118_282, -0.4),
+        ("projection_per_leaf", 0.1, 0.0), ("activity_mean", 0.004, 0.75), ("activity_projection", 0.004 * 266, -0.25))
+    lr_grid_size: int = 6
+    lr_factor: float = 2.0
+    max_extensions: int = 2
+    max_backoffs: int = 2
     mode: str = "simulated"
-    train_subset: int | None = None
+
+
+class Splits(NamedTuple):
+    """Flattened float32 images and int32 labels: train, validation (carved from train) and test."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
 
 
 def _load(name: str) -> jdata.Dataset:
@@ -62,139 +134,376 @@ def _load(name: str) -> jdata.Dataset:
     return loaders[name]()
 
 
-def _loss_fn(model):
+def split_data(ds: jdata.Dataset, *, validation: int, train_size: int | None = None, seed: int = 0) -> Splits:
+    """Carves ``validation`` images from the training data (at random, ``seed``); the test set is kept as is.
+
+    Args:
+      ds: a dataset with train and test images.
+      validation: number of training images held out for tuning.
+      train_size: keep only this many of the remaining training images (None: all).
+      seed: seed of the (local NumPy) permutation.
+    """
+    n = len(ds.x_train)
+    if not 0 < validation < n:
+        raise ValueError(f"validation must be in (0, {n}) for this dataset, got {validation}")
+    perm = np.random.default_rng(seed).permutation(n)
+    val, train = perm[:validation], perm[validation:]
+    if train_size is not None:
+        if train_size > len(train):
+            raise ValueError(f"train_size={train_size} exceeds the {len(train)} training images left after the "
+                             f"validation split; lower it or pass None")
+        train = train[:train_size]
+
+    def flat(x):
+        return np.asarray(x, np.float32).reshape(len(x), -1)
+
+    return Splits(flat(ds.x_train[train]), ds.y_train[train], flat(ds.x_train[val]), ds.y_train[val],
+                  flat(ds.x_test), ds.y_test, ds.num_classes)
+
+
+def _accuracy(model, params, x, y):
+    return jnp.mean(jnp.argmax(model.apply({"params": params}, x), -1) == y)
+
+
+def _train_fn(hidden: tuple[int, ...], num_classes: int, method: str, k: int, mode: str, batch_size: int,
+              epochs: int):
+    """The pure single run ``train(key, lr, x, y, x_val, y_val) -> (params, val_curve, loss_curve)``."""
+    model = MLP(features=(*hidden, num_classes))
+
     def loss_fn(params, model_state, batch, key):
         del key
         x, y = batch
         logits = model.apply({"params": params}, x)
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        return loss, ({"accuracy": jnp.mean(jnp.argmax(logits, -1) == y)}, model_state)
+        return loss, ({}, model_state)
 
-    return loss_fn
+    if method == "backprop":
+        grad_fn = None
+    elif method in ACTIVITY_METHODS:
+        grad_fn = make_activity_grad_fn(num_tangents=k, aggregation=ACTIVITY_METHODS[method])
+    else:
+        grad_fn = fwdgrad.make_grad_fn(num_tangents=k, aggregation=method, mode=mode)
 
+    def train(key, lr, x, y, x_val, y_val):
+        num_batches = x.shape[0] // batch_size
+        k_init, k_train = jax.random.split(key)
+        params = model.init(k_init, x[:1])["params"]
+        # The rate is a traced value: the runs of one program differ in it.
+        tx = optax.sgd(lr)
+        step = make_train_step(loss_fn, tx, grad_fn=grad_fn, jit=False)
 
-def train_mlp(ds: jdata.Dataset, *, hidden, method: str, k: int, lr: float, epochs: int, batch_size: int,
-              seed: int, mode: str = "simulated", train_subset: int | None = None) -> dict:
-    """Trains one MLP; returns test accuracy, final train loss, and the per-epoch test accuracy."""
-    x = jnp.asarray(ds.x_train.reshape(len(ds.x_train), -1))
-    y = jnp.asarray(ds.y_train)
-    if train_subset:
-        x, y = x[:train_subset], y[:train_subset]
-    xt = jnp.asarray(ds.x_test.reshape(len(ds.x_test), -1))
-    yt = jnp.asarray(ds.y_test)
-    model = MLP(features=(*hidden, ds.num_classes))
-    key = jax.random.key(seed)
-    k_init, k_train = jax.random.split(key)
-    params = model.init(k_init, x[:1])["params"]
-    tx = optax.sgd(lr)
-    grad_fn = None if method == "backprop" else fwdgrad.make_grad_fn(num_tangents=k, aggregation=method, mode=mode)
-    step = make_train_step(_loss_fn(model), tx, grad_fn=grad_fn, jit=False)
-    num_batches = x.shape[0] // batch_size
+        def epoch(state, e):
+            ek = jax.random.fold_in(k_train, e)
+            perm = jax.random.permutation(jax.random.fold_in(ek, 0), x.shape[0])[: num_batches * batch_size]
+            xb = x[perm].reshape(num_batches, batch_size, -1)
+            yb = y[perm].reshape(num_batches, batch_size)
 
-    @jax.jit
-    def epoch(state, key):
-        perm = jax.random.permutation(jax.random.fold_in(key, 0), x.shape[0])[: num_batches * batch_size]
-        xb = x[perm].reshape(num_batches, batch_size, -1)
-        yb = y[perm].reshape(num_batches, batch_size)
+            def body(state, inputs):
+                xi, yi, i = inputs
+                state, metrics = step(state, (xi, yi), jax.random.fold_in(ek, i + 1))
+                return state, metrics["loss"]
 
-        def body(state, inputs):
-            xi, yi, i = inputs
-            state, metrics = step(state, (xi, yi), jax.random.fold_in(key, i + 1))
-            return state, metrics["loss"]
+            state, losses = jax.lax.scan(body, state, (xb, yb, jnp.arange(num_batches)))
+            return state, (_accuracy(model, state.params, x_val, y_val), jnp.mean(losses))
 
-        state, losses = jax.lax.scan(body, state, (xb, yb, jnp.arange(num_batches)))
-        return state, jnp.mean(losses)
+        state = TrainState.create(params=params, tx=tx)
+        state, (val_curve, loss_curve) = jax.lax.scan(epoch, state, jnp.arange(epochs))
+        return state.params, val_curve, loss_curve
 
-    @jax.jit
-    def accuracy(params):
-        return jnp.mean(jnp.argmax(model.apply({"params": params}, xt), -1) == yt)
-
-    state = TrainState.create(params=params, tx=tx)
-    curve, train_loss = [], float("nan")
-    for e in range(epochs):
-        state, loss = epoch(state, jax.random.fold_in(k_train, e))
-        train_loss = float(loss)
-        curve.append(float(accuracy(state.params)))
-    return {"test_accuracy": curve[-1], "train_loss": train_loss, "curve": curve}
+    return model, train
 
 
-def _methods(config: MLPConfig):
-    if len(config.lr_mean) != len(config.tangents) or len(config.lr_projection) != len(config.tangents):
-        raise ValueError("lr_mean and lr_projection need one learning rate per entry of tangents "
-                         f"({len(config.tangents)}), got {len(config.lr_mean)} and {len(config.lr_projection)}")
-    out = [("backprop", 0, config.lr_backprop)]
-    out += [("mean", k, lr) for k, lr in zip(config.tangents, config.lr_mean)]
-    out += [("projection", k, lr) for k, lr in zip(config.tangents, config.lr_projection)]
+@functools.cache
+def make_sweep(hidden: tuple[int, ...], num_classes: int, method: str, k: int, mode: str, batch_size: int,
+               epochs: int):
+    """Jitted ``sweep(keys, lrs, x, y, x_val, y_val) -> (params, val_curves, loss_curves)``, vmapped over runs.
+
+    ``keys`` (R keys) and ``lrs`` (R,) give each run its seed and learning rate; the data are shared.
+    Every output has a leading axis R; the curves hold one value per epoch (validation accuracy after
+    the epoch, mean training loss during it). Run r equals ``train_mlp`` with ``keys[r]`` and ``lrs[r]``.
+    Cached per static setting, so tuning, grid extension and the final seeds reuse one compiled program.
+    """
+    _, train = _train_fn(hidden, num_classes, method, k, mode, batch_size, epochs)
+    return jax.jit(jax.vmap(train, in_axes=(0, 0, None, None, None, None)))
+
+
+@functools.cache
+def _test_accuracy_fn(hidden: tuple[int, ...], num_classes: int):
+    model = MLP(features=(*hidden, num_classes))
+    return jax.jit(jax.vmap(functools.partial(_accuracy, model), in_axes=(0, None, None)))
+
+
+@functools.cache
+def _single_run(hidden: tuple[int, ...], num_classes: int, method: str, k: int, mode: str, batch_size: int,
+                epochs: int):
+    model, train = _train_fn(hidden, num_classes, method, k, mode, batch_size, epochs)
+    return model, jax.jit(train)
+
+
+def train_mlp(splits: Splits, *, hidden, method: str, k: int, lr: float, epochs: int, batch_size: int,
+              seed: int, mode: str = "simulated") -> dict:
+    """One run without vmap (the reference for ``make_sweep``).
+
+    Returns:
+      ``{"params", "val_curve", "loss_curve", "test_accuracy"}``.
+    """
+    model, train = _single_run(tuple(hidden), splits.num_classes, method, k, mode, batch_size, epochs)
+    params, val_curve, loss_curve = train(
+        jax.random.key(seed), jnp.float32(lr), splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+    return {"params": params, "val_curve": np.asarray(val_curve), "loss_curve": np.asarray(loss_curve),
+            "test_accuracy": float(_accuracy(model, params, splits.x_test, splits.y_test))}
+
+
+def lr_grid(config: MLPConfig, method: str, k: int) -> list[float]:
+    """The initial log grid of learning rates for ``method`` at ``k`` (ascending)."""
+    centres = {m: (lr1, ex) for m, lr1, ex in config.lr_centers}
+    if method not in centres:
+        raise ValueError(f"no learning-rate centre for method {method!r}; add ({method!r}, lr_at_k1, exponent) "
+                         "to lr_centers")
+    lr1, ex = centres[method]
+    centre = lr1 * max(k, 1) ** ex
+    return [float(centre * config.lr_factor ** (i - config.lr_grid_size // 2)) for i in range(config.lr_grid_size)]
+
+
+def _run_batched(sweep, splits: Splits, runs: list[tuple[float, int]], width: int):
+    """Runs ``(lr, seed)`` pairs ``width`` at a time (the last call padded), returns per-run outputs."""
+    out = []
+    for start in range(0, len(runs), width):
+        chunk = runs[start:start + width]
+        padded = chunk + [chunk[-1]] * (width - len(chunk))
+        keys = jnp.stack([jax.random.key(s) for _, s in padded])
+        lrs = jnp.asarray([lr for lr, _ in padded], jnp.float32)
+        params, val_curves, loss_curves = sweep(keys, lrs, splits.x_train, splits.y_train, splits.x_val,
+                                                splits.y_val)
+        val_curves, loss_curves = np.asarray(val_curves), np.asarray(loss_curves)
+        for r in range(len(chunk)):
+            out.append((jax.tree_util.tree_map(lambda a, r=r: a[r:r + 1], params), val_curves[r], loss_curves[r]))
     return out
 
 
+def select_lr(lrs: list[float], val_scores: list[float]) -> tuple[int, str | None]:
+    """Index of the best validation score (ties: the smaller rate) and which edge it sits on, if any."""
+    scores = np.nan_to_num(np.asarray(val_scores, np.float64), nan=-1.0)
+    order = np.argsort(lrs)
+    best = int(order[int(np.argmax(scores[order]))])
+    edge = "low" if best == order[0] else "high" if best == order[-1] else None
+    return best, edge
+
+
+def tune_and_evaluate(splits: Splits, config: MLPConfig, *, method: str, k: int, epochs: int) -> dict:
+    """Steps 2 and 3 of the protocol for one (method, k); returns the group's record."""
+    sweep = make_sweep(tuple(config.hidden), splits.num_classes, method, k, config.mode, config.batch_size, epochs)
+    width = config.seeds
+    lrs = lr_grid(config, method, k)
+    scores: dict[float, float] = {}
+    extensions = 0
+    while True:
+        todo = [lr for lr in lrs if lr not in scores]
+        results = _run_batched(sweep, splits, [(lr, s) for lr in todo for s in config.tune_seeds], width)
+        for i, lr in enumerate(todo):
+            per_seed = results[i * len(config.tune_seeds):(i + 1) * len(config.tune_seeds)]
+            scores[lr] = float(np.mean([v[-1] for _, v, _ in per_seed]))
+        grid = sorted(scores)
+        best, edge = select_lr(grid, [scores[lr] for lr in grid])
+        if edge is None or extensions >= config.max_extensions:
+            break
+        extensions += 1
+        f = config.lr_factor
+        lrs = ([grid[0] / f ** (j + 1) for j in range(width)] if edge == "low"
+               else [grid[-1] * f ** (j + 1) for j in range(width)])
+    lr = grid[best]
+    # A rate picked with one tuning seed can sit at the edge of stability: if a final seed diverges (its
+    # training loss is not finite), step down to the next smaller rate and rerun all final seeds.
+    backoffs = 0
+    while True:
+        final = _run_batched(sweep, splits, [(lr, s) for s in range(config.seeds)], width)
+        if all(np.isfinite(l[-1]) for _, _, l in final) or backoffs >= config.max_backoffs:
+            break
+        backoffs += 1
+        lower = [g for g in grid if g < lr]
+        lr = lower[-1] if lower else lr / config.lr_factor
+    params = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *[p for p, _, _ in final])
+    test = np.asarray(_test_accuracy_fn(tuple(config.hidden), splits.num_classes)(
+        params, splits.x_test, splits.y_test), np.float64)
+    losses = np.array([l[-1] for _, _, l in final])
+    return {
+        "method": method, "k": k if method != "backprop" else None, "lr": lr, "epochs": epochs,
+        "test_accuracy": float(test.mean()),
+        "test_accuracy_std": float(test.std(ddof=1)) if len(test) > 1 else 0.0,
+        "seed_accuracies": [round(float(a), 4) for a in test],
+        "val_accuracy_tuned": scores.get(lr), "lr_at_edge": edge, "divergence_backoffs": backoffs,
+        "final_train_loss": float(np.mean(losses)),
+        "lr_grid": grid, "val_accuracy_grid": [scores[g] for g in grid],
+        "final_val_curves": [[round(float(a), 4) for a in v] for _, v, _ in final],
+    }
+
+
+#: (method, baseline) pairs compared on the same seeds, where both were run.
+COMPARISONS: tuple[tuple[str, str], ...] = (("projection", "mean"), ("projection_per_leaf", "mean"),
+                                            ("activity_projection", "activity_mean"))
+
+
+def compare_methods(rows: list[dict], dataset: str, method: str, baseline: str, k: int) -> dict:
+    """Paired comparison (same seeds) of ``method`` with ``baseline`` at ``k``: accuracy gain and one-sided t-test."""
+    from scipy import stats
+
+    def pick(m):
+        return next(r for r in rows if r["dataset"] == dataset and r["method"] == m and r["k"] == k)
+
+    a, b = np.asarray(pick(method)["seed_accuracies"]), np.asarray(pick(baseline)["seed_accuracies"])
+    diff = a - b
+    n = len(diff)
+    sd = float(diff.std(ddof=1)) if n > 1 else 0.0
+    if sd > 0:
+        t = float(diff.mean() / (sd / math.sqrt(n)))
+        p = float(stats.t.sf(t, n - 1))
+    else:
+        t = math.copysign(math.inf, diff.mean()) if diff.mean() else 0.0
+        p = 0.0 if diff.mean() > 0 else 1.0
+    return {"dataset": dataset, "method": method, "baseline": baseline, "k": k, "diff_mean": float(diff.mean()),
+            "diff_std": sd, "t": t, "p_one_sided": p, "beats": bool(diff.mean() > 0), "significant": bool(p < 0.05)}
+
+
 def plot_mlp(rows: list[dict], path: Path) -> None:
-    """Test accuracy against k per dataset: mean and projection with seed spread, backprop as a line."""
+    """Test accuracy against k per dataset (forward-gradient methods with seed std, backprop as a line)
+    and the chosen learning rates."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
-    for ax, name in zip(axes[0], datasets):
-        for method, style in (("mean", "s--"), ("projection", "o-")):
+    styles = {"mean": "s--", "projection": "o-", "projection_per_leaf": "^-.", "activity_mean": "v--",
+              "activity_projection": "D-"}
+    fig, axes = plt.subplots(2, len(datasets), figsize=(5 * len(datasets), 7), squeeze=False)
+    for col, name in enumerate(datasets):
+        ax, ax_lr = axes[0, col], axes[1, col]
+        methods = dict.fromkeys(r["method"] for r in rows if r["dataset"] == name and r["method"] != "backprop")
+        for method in methods:
             sel = sorted((r for r in rows if r["dataset"] == name and r["method"] == method), key=lambda r: r["k"])
-            ax.errorbar([r["k"] for r in sel], [r["test_accuracy"] for r in sel],
-                        yerr=[r["test_accuracy_std"] for r in sel], fmt=style, capsize=3, label=method)
+            ks = [r["k"] for r in sel]
+            ax.errorbar(ks, [r["test_accuracy"] for r in sel], yerr=[r["test_accuracy_std"] for r in sel],
+                        fmt=styles.get(method, "x:"), capsize=3, label=method)
+            ax_lr.plot(ks, [r["lr"] for r in sel], styles.get(method, "x:"), label=method)
         bp = [r for r in rows if r["dataset"] == name and r["method"] == "backprop"]
         if bp:
             ax.axhline(bp[0]["test_accuracy"], color="k", lw=1, label="backprop")
-        ax.set(xscale="log", xlabel="tangents k", ylabel="test accuracy", title=name)
+            ax_lr.axhline(bp[0]["lr"], color="k", lw=1, label="backprop")
+        ax.set(xscale="log", xlabel="tangents k", ylabel="test accuracy (mean ± std, seeds)", title=name)
+        ax_lr.set(xscale="log", yscale="log", xlabel="tangents k", ylabel="chosen SGD learning rate")
         ax.legend(fontsize=8)
+        ax_lr.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
+def _settings(config: MLPConfig, i: int, method: str) -> dict:
+    """Everything a (dataset i, method, k) group's result depends on, JSON-normalised."""
+    centre = next((list(c[1:]) for c in config.lr_centers if c[0] == method), None)
+    s = {"dataset": config.datasets[i], "epochs": config.epochs[i], "train_size": config.train_size[i],
+         "validation": config.validation[i], "hidden": config.hidden, "batch_size": config.batch_size,
+         "seeds": config.seeds, "tune_seeds": config.tune_seeds, "lr_centre": centre,
+         "lr_grid_size": config.lr_grid_size, "lr_factor": config.lr_factor,
+         "max_extensions": config.max_extensions, "mode": config.mode}
+    return json.loads(json.dumps(s))
+
+
+def _load_done(path: Path) -> list[dict]:
+    """Finished groups (one JSON line each) of earlier, possibly interrupted runs."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _check(config: MLPConfig) -> None:
+    per_dataset = {"epochs": config.epochs, "train_size": config.train_size, "validation": config.validation}
+    for field, value in per_dataset.items():
+        if len(value) != len(config.datasets):
+            raise ValueError(f"{field} needs one entry per dataset {config.datasets}, got {value}")
+    if set(config.tune_seeds) & set(range(config.seeds)):
+        raise ValueError(f"tune_seeds {config.tune_seeds} must differ from the evaluation seeds 0..{config.seeds - 1}")
+    for m in config.methods:
+        if m != "backprop" and m not in fwdgrad.AGGREGATIONS and m not in ACTIVITY_METHODS:
+            raise ValueError(f"unknown method {m!r}; use 'backprop', one of {fwdgrad.AGGREGATIONS} (weight "
+                             f"perturbation) or one of {tuple(ACTIVITY_METHODS)} (activity perturbation)")
+
+
 def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
-    """Trains every (dataset, method, k, seed); writes mlp_accuracy.png and summary.json (with the table)."""
+    """Tunes and evaluates every (dataset, method, k); writes summary.json, mlp_accuracy.png, metrics.jsonl.
+
+    ``metrics.jsonl`` gets one line per finished (dataset, method, k) with its tuning grid, so a rerun in
+    the same workdir resumes after the last finished group.
+    """
+    _check(config)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    if len(config.epochs) != len(config.datasets):
-        raise ValueError(f"epochs needs one entry per dataset {config.datasets}, got {config.epochs}")
-    methods = _methods(config)
+    log = workdir / "metrics.jsonl"
+    done = _load_done(log)
     t0 = time.perf_counter()
     rows = []
-    for name, epochs in zip(config.datasets, config.epochs):
-        ds = _load(name)
-        for method, k, lr in methods:
-            runs = [train_mlp(ds, hidden=config.hidden, method=method, k=k, lr=lr, epochs=epochs,
-                              batch_size=config.batch_size, seed=s, mode=config.mode,
-                              train_subset=config.train_subset) for s in range(config.seeds)]
-            acc = np.array([r["test_accuracy"] for r in runs])
-            rows.append({"dataset": name, "method": method, "k": k or None, "lr": lr, "epochs": epochs,
-                         "test_accuracy": float(acc.mean()), "test_accuracy_std": float(acc.std()),
-                         "seed_accuracies": [round(float(a), 4) for a in acc],
-                         "train_loss": float(np.mean([r["train_loss"] for r in runs]))})
-            print(f"{name} {method} k={k} lr={lr}: acc {acc.mean():.4f} +- {acc.std():.4f}", flush=True)
+    for i, (name, epochs, train_size, validation) in enumerate(zip(config.datasets, config.epochs,
+                                                                   config.train_size, config.validation)):
+        splits = split_data(_load(name), validation=validation, train_size=train_size)
+        groups = [(m, None) if m == "backprop" else (m, k) for m in config.methods
+                  for k in ((None,) if m == "backprop" else config.tangents)]
+        for method, k in groups:
+            settings = _settings(config, i, method)
+            # ``max_backoffs`` is not part of the settings: it changes only groups whose final seeds diverged,
+            # and those are recomputed unless they were run with the backoff rule.
+            old = next((d["row"] for d in done if d["settings"] == settings and d["row"]["method"] == method
+                        and d["row"]["k"] == k and (math.isfinite(d["row"]["final_train_loss"])
+                                                    or "divergence_backoffs" in d["row"])), None)
+            if old is not None:
+                rows.append(old)
+                continue
+            t1 = time.perf_counter()
+            row = {"dataset": name, **tune_and_evaluate(splits, config, method=method, k=k or 0, epochs=epochs)}
+            row["wall_s"] = round(time.perf_counter() - t1, 2)
+            rows.append(row)
+            with log.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"settings": settings, "row": row}) + "\n")
+            grid = ", ".join(f"{lr:.3g}:{a:.3f}" for lr, a in zip(row["lr_grid"], row["val_accuracy_grid"]))
+            print(f"{name} {method} k={k}: lr {row['lr']:.3g}{' (grid edge)' if row['lr_at_edge'] else ''} -> "
+                  f"test {row['test_accuracy']:.4f} +- {row['test_accuracy_std']:.4f}  "
+                  f"[val {grid}] {row['wall_s']:.0f}s", flush=True)
     wall = time.perf_counter() - t0
     plot_mlp(rows, workdir / "mlp_accuracy.png")
 
     def acc_of(name, method, k):
-        return next(r["test_accuracy"] for r in rows if r["dataset"] == name and r["method"] == method
-                    and r["k"] == (k or None))
+        return next((r["test_accuracy"] for r in rows if r["dataset"] == name and r["method"] == method
+                     and r["k"] == k), None)
 
-    beats = {name: [acc_of(name, "projection", k) > acc_of(name, "mean", k) for k in config.tangents]
-             for name in config.datasets}
-    table = [{**r, "test_accuracy": round(r["test_accuracy"], 4), "test_accuracy_std": round(r["test_accuracy_std"], 4),
-              "train_loss": round(r["train_loss"], 4)} for r in rows]
+    fg = [m for m in config.methods if m != "backprop"]
+    pairs = [(m, b) for m, b in COMPARISONS if m in fg and b in fg]
+    comparisons = [compare_methods(rows, n, m, b, k) for n in config.datasets for m, b in pairs
+                   for k in config.tangents]
+
+    def every(method, baseline, key):
+        sel = [c[key] for c in comparisons if c["method"] == method and c["baseline"] == baseline]
+        return all(sel) if sel else None
+
+    table = [{"dataset": r["dataset"], "method": r["method"], "k": r["k"], "lr": r["lr"],
+              "test_accuracy": round(r["test_accuracy"], 4), "test_accuracy_std": round(r["test_accuracy_std"], 4),
+              "seed_accuracies": r["seed_accuracies"], "val_accuracy_tuned": r["val_accuracy_tuned"],
+              "lr_at_edge": r["lr_at_edge"], "backoffs": r.get("divergence_backoffs", 0), "epochs": r["epochs"]}
+             for r in rows]
+    kmax = max(config.tangents)
     summary = {
-        "config": dataclasses.asdict(config),
+        "status": "completed",
+        "config": json.loads(json.dumps(dataclasses.asdict(config))),
         "wall_s": wall,
+        # Time of all groups, including those finished by earlier (interrupted) runs in this workdir.
+        "groups_wall_s": float(sum(r.get("wall_s", 0.0) for r in rows)),
         "table": table,
         "plots": ["mlp_accuracy.png"],
-        "projection_beats_mean_every_k": all(all(v) for v in beats.values()),
-        "projection_beats_mean": beats,
-        **{f"acc_backprop_{n}": acc_of(n, "backprop", 0) for n in config.datasets},
-        **{f"acc_projection_kmax_{n}": acc_of(n, "projection", max(config.tangents))
-           for n in config.datasets},
-        **{f"acc_mean_kmax_{n}": acc_of(n, "mean", max(config.tangents)) for n in config.datasets},
+        **{f"{m}_beats_{b}_every_k": every(m, b, "beats") for m, b in COMPARISONS},
+        **{f"{m}_significantly_beats_{b}_every_k": every(m, b, "significant") for m, b in COMPARISONS},
+        "comparisons": [{**c, **{x: round(c[x], 4) for x in ("diff_mean", "diff_std", "t", "p_one_sided")
+                                 if math.isfinite(c[x])}} for c in comparisons],
+        "groups": rows,
+        **{f"acc_{m}_kmax_{n}": acc_of(n, m, kmax) for n in config.datasets for m in fg},
+        **{f"acc_backprop_{n}": acc_of(n, "backprop", None) for n in config.datasets},
     }
     write_json(workdir / "summary.json", summary)
     return summary
