@@ -3,7 +3,9 @@
 An MLP of depth 16, width 1024 (ReLU), batch 256, MSE loss, plain SGD, float32 by default. For each
 k in {1, 4, 16} and each aggregation (mean, projection) it measures the step with all k tangents held
 at once (``tangent_batch_size=None``) and the streaming step (``tangent_batch_size=1``: each leaf's
-tangent drawn where its layer runs, regenerated from the key for the update, memory independent of k).
+tangent drawn where its layer runs, regenerated from the key for the update, memory independent of k;
+by default with ``fuse_combination=True``, SGD's fast path: XLA forms the estimate inside the in-place
+update; ``--fuse-combination 0`` measures the general path, one buffer per leaf).
 Before timing, the k = n projection estimate of a tiny MLP is checked against ``jax.grad``.
 
 What the numbers mean (all from XLA's compiled memory analysis of the jitted step, whose train state
@@ -87,6 +89,10 @@ def main(argv=None):
     ap.add_argument("--ks", default="1,4,16")
     ap.add_argument("--aggregations", default="mean,projection")
     ap.add_argument("--streaming", default="none,1", help="tangent_batch_size values; 'none' holds all k tangents")
+    ap.add_argument("--fuse-combination", default="1", choices=["0", "1"],
+                    help="streaming steps: 1 lets XLA form the estimate inside SGD's in-place update (the fast "
+                         "path for optimisers that read the gradient once); 0 is the general default (one buffer "
+                         "per leaf)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-time", action="store_true", help="memory only")
     ap.add_argument("--no-time-held", action="store_true",
@@ -114,13 +120,15 @@ def main(argv=None):
     base = None
     for method, k, agg, tb in configs:
         grad_fn = None if method == "backprop" else fwdgrad.make_grad_fn(
-            num_tangents=k, aggregation=agg, mode="jvp", tangent_batch_size=tb)
+            num_tangents=k, aggregation=agg, mode="jvp", tangent_batch_size=tb,
+            fuse_combination=tb is not None and args.fuse_combination == "1")
         raw = make_train_step(mlp_loss, tx, grad_fn=grad_fn, jit=False)
         state = TrainState.create(params=params, tx=tx)
         t0 = time.perf_counter()
         mem = memory(jax.jit(raw, donate_argnums=(0,)), state, batch, key)
         mem_compile_s = time.perf_counter() - t0
         rec = {"method": method, "k": k or None, "aggregation": agg, "tangent_batch_size": tb,
+               "fuse_combination": method == "fwdgrad" and tb is not None and args.fuse_combination == "1",
                "depth": args.depth, "width": args.width, "batch": args.batch, "dtype": dtype.name, **mem,
                "memory_compile_s": mem_compile_s}
         if not args.no_time and not (method == "fwdgrad" and tb is None and args.no_time_held):

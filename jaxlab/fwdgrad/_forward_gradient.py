@@ -15,8 +15,9 @@ Two execution paths give the same numbers for the same key (up to float rounding
   first combines that leaf with data (``_lazy_jvp``), so the JVP holds about one layer's tangent.
   The tangents are then *regenerated* from the key instead of being stored: the Gram matrix
   (projection only) is accumulated leaf after leaf over blocks of elements, and ``sum_i c_i v_i``
-  is one elementwise expression per leaf (k <= ``UNROLL_COMBINE``), which XLA fuses with the
-  optimiser's elementwise update (e.g. SGD) into one in-place pass over the donated parameters.
+  is formed leaf by leaf; with ``fuse_combination`` it is one elementwise expression per leaf, which
+  XLA fuses with an update that reads the gradient once (SGD) into one in-place pass over the
+  donated parameters.
   Working memory no longer grows with k or with the depth of the net.
 
 XLA on CPU schedules breadth first and expands ``optimization_barrier`` before scheduling, so the
@@ -202,17 +203,20 @@ def _streamed_leaf_grams(seeds: Array, params: PyTree, sampler: str, block_eleme
     return grams
 
 
-#: Up to this many tangents, the combination is one elementwise expression per leaf (XLA fuses the
-#: k regenerations, the sum and the optimiser's update into one pass over the parameters); beyond,
-#: a loop over the tangents with one accumulator per leaf.
+#: With ``fuse_combination``, up to this many tangents the combination is one elementwise expression
+#: per leaf; beyond, a loop over the tangents with one accumulator per leaf.
 UNROLL_COMBINE = 32
 
 
-def _streamed_combine(seeds: Array, params: PyTree, coefficients: Array, sampler: str) -> PyTree:
+def _streamed_combine(seeds: Array, params: PyTree, coefficients: Array, sampler: str, fuse: bool) -> PyTree:
     """``sum_i c_i v_i`` with the tangents regenerated leaf by leaf from ``seeds`` (k, num_leaves, 2).
 
     The sum is never formed over a vmapped axis, which would first materialise all k tangents of
     a leaf. The tangents are regenerated only after the coefficients are known (``_after``).
+    ``fuse``: one elementwise expression per leaf (XLA fuses it into an update that reads the
+    gradient once, such as SGD's: no buffer for the estimate at all); otherwise a loop over the
+    tangents (one buffer per leaf, whatever the optimiser; XLA splits the fused expression, one
+    buffer per tangent, when the gradient has several elementwise consumers, as in Adam).
     """
     leaves, treedef = jax.tree_util.tree_flatten(params)
     k = coefficients.shape[-1]
@@ -225,7 +229,7 @@ def _streamed_combine(seeds: Array, params: PyTree, coefficients: Array, sampler
         def term(i, acc, l=l, shape=shape, dtype=dtype, c=c):
             return acc + c[i] * leaf_tangent_from_seeds(seeds[i, l], shape, dtype, sampler)
 
-        if k <= UNROLL_COMBINE:
+        if fuse and k <= UNROLL_COMBINE:
             acc = jnp.zeros(shape, dtype)
             for i in range(k):
                 acc = term(i, acc)
@@ -236,7 +240,7 @@ def _streamed_combine(seeds: Array, params: PyTree, coefficients: Array, sampler
 
 
 def _streaming_forward_gradient(f, params, key, k, b, aggregation, sampler, mode, normalize, selection,
-                                has_aux, gram_block_elements):
+                                has_aux, gram_block_elements, fuse_combination):
     if k % b:
         raise ValueError(f"num_tangents={k} must be a multiple of tangent_batch_size={b}")
     if sampler not in ELEMENTWISE_SAMPLERS:
@@ -279,7 +283,7 @@ def _streaming_forward_gradient(f, params, key, k, b, aggregation, sampler, mode
     sizes = [math.prod(jnp.shape(x)) for x in jax.tree_util.tree_leaves(params)]
     c = aggregation_coefficients(d, aggregation, sq_norms=sq * s * s, leaf_grams=leaf_grams, leaf_sizes=sizes,
                                  selection=selection)
-    grads = _streamed_combine(seeds.reshape(k, num_leaves, 2), params, c * s, sampler)
+    grads = _streamed_combine(seeds.reshape(k, num_leaves, 2), params, c * s, sampler, fuse_combination)
     return grads, loss, aux
 
 
@@ -287,7 +291,7 @@ def forward_gradient(loss_fn: Callable, params: PyTree, *args: Any, key: PRNGKey
                      aggregation: str = "projection", sampler: str = "normal", mode: str = "jvp",
                      normalize: bool = False, length_correction: bool = False, selection: str = "first_n",
                      has_aux: bool = False, tangent_batch_size: int | None = None,
-                     gram_block_elements: int = 1 << 20):
+                     gram_block_elements: int = 1 << 20, fuse_combination: bool = False):
     """Estimates the gradient of ``loss_fn`` at ``params`` from ``num_tangents`` directional derivatives.
 
     .. math::
@@ -316,6 +320,11 @@ def forward_gradient(loss_fn: Callable, params: PyTree, *args: Any, key: PRNGKey
         and regenerate them from ``key`` (normal and rademacher samplers); memory no longer grows with k
         (nor, in ``jvp`` mode, with depth: each leaf's tangent is drawn where its layer runs).
       gram_block_elements: streaming only: elements per block (all k tangents) when accumulating the Gram matrix.
+      fuse_combination: streaming only: form ``sum_i c_i v_i`` as one elementwise expression per leaf
+        (k <= 32), which XLA fuses with an optimiser update that reads the gradient once (SGD, SGD
+        with momentum) into one in-place pass: no buffer for the estimate. Leave it off for
+        optimisers that read the gradient twice (Adam), where XLA would keep one buffer per tangent.
+        The estimate is the same up to float rounding.
 
     Returns:
       ``(grads, loss)`` (``(grads, (loss, aux))`` with ``has_aux``); ``grads`` is shaped like ``params``.
@@ -351,7 +360,8 @@ def forward_gradient(loss_fn: Callable, params: PyTree, *args: Any, key: PRNGKey
         if b < 1:
             raise ValueError(f"tangent_batch_size must be a positive integer or None, got {tangent_batch_size!r}")
         grads, loss, aux = _streaming_forward_gradient(f, params, key, k, b, aggregation, sampler, mode, normalize,
-                                                       selection, has_aux, gram_block_elements)
+                                                       selection, has_aux, gram_block_elements,
+                                                       fuse_combination)
         _check_loss(loss)
 
     if length_correction:

@@ -75,8 +75,9 @@ def test_streaming_estimate_of_mixed_pytree_matches_the_held_one(getkey):
     @jax.jit
     def estimates(p, key):
         kw = dict(num_tangents=4, has_aux=True, key=key)
-        return [fwdgrad.forward_gradient(_mixed_loss, p, x, aggregation=a, tangent_batch_size=tb, **kw)[0]
-                for a in ("mean", "projection") for tb in (None, 1, 2)]
+        return [fwdgrad.forward_gradient(_mixed_loss, p, x, aggregation=a, tangent_batch_size=tb,
+                                         fuse_combination=fuse, **kw)[0]
+                for a in ("mean", "projection") for tb, fuse in ((None, False), (1, False), (2, True))]
 
     est = estimates(p, getkey())
     for a in range(2):
@@ -93,16 +94,18 @@ def test_streaming_train_step_gives_the_same_parameters_as_the_held_one(getkey, 
     batch = (jax.random.normal(getkey(), (4, 8), jnp.float32), jnp.zeros((4, 8), jnp.float32))
     key = getkey()
     new = {}
-    for tb in (None, 1):
-        gf = fwdgrad.make_grad_fn(num_tangents=4, aggregation="projection", tangent_batch_size=tb)
+    for tb, fuse in ((None, False), (1, False), (1, True)):
+        gf = fwdgrad.make_grad_fn(num_tangents=4, aggregation="projection", tangent_batch_size=tb,
+                                  fuse_combination=fuse)
         step = make_train_step(_mlp_loss, tx, grad_fn=gf)
         state = TrainState.create(params=jax.tree_util.tree_map(jnp.copy, params), tx=tx)  # the step donates it
         for i in range(2):
             state, metrics = step(state, batch, jax.random.fold_in(key, i))
-        new[tb] = state.params
+        new[tb, fuse] = state.params
         assert step._cache_size() == 1
-    for u, v in zip(jax.tree_util.tree_leaves(new[None]), jax.tree_util.tree_leaves(new[1])):
-        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+    for other in ((1, False), (1, True)):
+        for u, v in zip(jax.tree_util.tree_leaves(new[None, False]), jax.tree_util.tree_leaves(new[other])):
+            np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
 
 
 def _plain_mlp_loss(params, model_state, batch, key):
@@ -119,11 +122,12 @@ def _plain_mlp_loss(params, model_state, batch, key):
 def test_streaming_step_working_memory_does_not_grow_with_depth():
     # A donated SGD step: backprop keeps every layer's activations for the backward pass, so its
     # working memory grows with depth; the streaming forward gradient keeps about one layer's
-    # tangent and activations, and the estimate is formed inside the in-place update.
+    # tangent and activations, and (fuse_combination, SGD) the estimate is formed inside the in-place update.
     width, batch = 128, 32
     tx = optax.sgd(1e-3)
     data = (jnp.ones((batch, width), jnp.float32), jnp.zeros((batch, width), jnp.float32))
-    grad_fn = fwdgrad.make_grad_fn(num_tangents=4, aggregation="projection", tangent_batch_size=1)
+    grad_fn = fwdgrad.make_grad_fn(num_tangents=4, aggregation="projection", tangent_batch_size=1,
+                                   fuse_combination=True)
 
     def temp_bytes(depth, grad_fn):
         state = TrainState.create(params=_mlp_params(jax.random.key(0), depth, width), tx=tx)
