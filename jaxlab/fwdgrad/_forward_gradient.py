@@ -7,13 +7,21 @@ over the tangents; the true gradient is never formed) or, for fast experiments, 
 gradient (``mode="simulated"``: backprop, then ``V^T g``; same result, but its cost says nothing
 about forward mode).
 
-Two execution paths give the same numbers for the same key:
+Two execution paths give the same numbers for the same key (up to float rounding in the last bits):
 
 * default (``tangent_batch_size=None``): all k tangents are drawn and held at once.
 * streaming (``tangent_batch_size=b``, elementwise samplers only): a ``lax.scan`` over k / b
-  batches of tangents computes ``d``; the tangents are then *regenerated* from the key instead of
-  being stored, the Gram matrix (projection only) is accumulated over blocks of elements, and
-  ``sum_i c_i v_i`` is formed leaf by leaf. Peak memory no longer grows with k.
+  batches of tangents computes ``d``; in ``jvp`` mode each leaf's tangent is drawn where the loss
+  first combines that leaf with data (``_lazy_jvp``), so the JVP holds about one layer's tangent.
+  The tangents are then *regenerated* from the key instead of being stored: the Gram matrix
+  (projection only) is accumulated leaf after leaf over blocks of elements, and ``sum_i c_i v_i``
+  is formed leaf by leaf; with ``fuse_combination`` it is one elementwise expression per leaf, which
+  XLA fuses with an update that reads the gradient once (SGD) into one in-place pass over the
+  donated parameters.
+  Working memory no longer grows with k or with the depth of the net.
+
+XLA on CPU schedules breadth first and expands ``optimization_barrier`` before scheduling, so the
+order of this work is fixed with true data dependencies that are always zero (``_after``).
 
 Deviations from the paper's code: see ``_aggregations`` (global projection; solve instead of an
 inverse) and ``_samplers`` (per-leaf and per-row keys).
@@ -36,13 +44,15 @@ from ._aggregations import (
     length_correction_factor,
     needs_gram,
 )
+from ._lazy_jvp import jvp_along_generated_tangent
 from ._samplers import (
     ELEMENTWISE_SAMPLERS,
     check_sampler,
-    leaf_tangent,
+    leaf_tangent_from_seeds,
     num_parameters,
     sample_tangent,
     sample_tangents,
+    tangent_seeds,
     tangent_sq_norms,
 )
 
@@ -79,6 +89,25 @@ def _jvp_derivatives(f: Callable, params: PyTree, tangents: PyTree, has_aux: boo
         return primal, tangent_out, aux
 
     loss, d, aux = jax.vmap(one, out_axes=(None, 0, None))(tangents)
+    return d, loss, aux
+
+
+def _generated_jvp_derivatives(f: Callable, params: PyTree, seeds: Array, sampler: str, has_aux: bool):
+    """``_jvp_derivatives`` along elementwise-sampler tangents with seeds ``(b, num_leaves, 2)``,
+    each leaf's tangent drawn where the loss first uses that leaf."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+
+    # The forward pass waits for all seeds (a uint32 zero computed from them), so that the
+    # sequential key derivation does not finish only after the first layers have run.
+    first = seeds.reshape(-1)[0]
+    gate = first & ~first
+
+    def one(s):
+        g = lambda xs: _split_aux(f(jax.tree_util.tree_unflatten(treedef, xs)), has_aux)  # noqa: E731
+        (primal, aux), (tangent_out, _) = jvp_along_generated_tangent(g, leaves, list(s), sampler, gate)
+        return primal, tangent_out, aux
+
+    loss, d, aux = jax.vmap(one, out_axes=(None, 0, None))(seeds)
     return d, loss, aux
 
 
@@ -134,16 +163,35 @@ def forward_gradient_reference(loss_fn: Callable, params: PyTree, *args: Any, ke
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), out), loss
 
 
-def _streamed_leaf_grams(key: PRNGKey, params: PyTree, k: int, sampler: str, block_elements: int) -> list[Array]:
-    """Per-leaf Gram matrices of the raw tangents, accumulated over blocks of ``block_elements / k``."""
+def _after(seeds: Array, value: Array) -> Array:
+    """``seeds`` unchanged, but computed from ``value`` too, so nothing drawn from them runs earlier.
+
+    XLA on CPU expands ``optimization_barrier`` before scheduling and schedules breadth first, so
+    only a true data dependency orders work; ``u & ~u`` is 0 for every bit pattern (NaN included).
+    It also keeps CSE from merging a regenerated tangent with the one drawn for the JVP (which
+    would keep that tangent alive in between).
+    """
+    u = jax.lax.bitcast_convert_type(jnp.ravel(value)[0].astype(jnp.float32), jnp.uint32)
+    return seeds ^ (u & ~u)
+
+
+def _streamed_leaf_grams(seeds: Array, params: PyTree, sampler: str, block_elements: int,
+                         after: Array) -> list[Array]:
+    """Per-leaf Gram matrices of the raw tangents, accumulated over blocks of ``block_elements / k``.
+
+    The leaves are done one after the other (each waits for the previous leaf's Gram matrix, the
+    first for ``after``): independent per-leaf work would otherwise be drawn all at once.
+    """
+    k = seeds.shape[0]
     grams = []
     for l, x in enumerate(jax.tree_util.tree_leaves(params)):
         shape, dtype = jnp.shape(x), jnp.result_type(x)
         numel = math.prod(shape)
         chunk = max(1, min(numel, block_elements // k))
+        leaf_seeds = _after(seeds[:, l], after if not grams else grams[-1])
 
-        def block(start, l=l, shape=shape, dtype=dtype, chunk=chunk):
-            V = jax.vmap(lambda i: leaf_tangent(key, i, l, shape, dtype, sampler, start, chunk))(jnp.arange(k))
+        def block(start, shape=shape, dtype=dtype, chunk=chunk, leaf_seeds=leaf_seeds):
+            V = jax.vmap(lambda s: leaf_tangent_from_seeds(s, shape, dtype, sampler, start, chunk))(leaf_seeds)
             return V @ V.T
 
         if chunk == numel:
@@ -155,28 +203,44 @@ def _streamed_leaf_grams(key: PRNGKey, params: PyTree, k: int, sampler: str, blo
     return grams
 
 
-def _streamed_combine(key: PRNGKey, params: PyTree, coefficients: Array, sampler: str) -> PyTree:
-    """``sum_i c_i v_i`` with the tangents regenerated leaf by leaf.
+#: With ``fuse_combination``, up to this many tangents the combination is one elementwise expression
+#: per leaf; beyond, a loop over the tangents with one accumulator per leaf.
+UNROLL_COMBINE = 32
 
-    A loop over i with an elementwise update lets XLA fuse the generation into the accumulation;
-    a ``sum`` over a vmapped axis would first materialise all k tangents of the leaf.
+
+def _streamed_combine(seeds: Array, params: PyTree, coefficients: Array, sampler: str, fuse: bool) -> PyTree:
+    """``sum_i c_i v_i`` with the tangents regenerated leaf by leaf from ``seeds`` (k, num_leaves, 2).
+
+    The sum is never formed over a vmapped axis, which would first materialise all k tangents of
+    a leaf. The tangents are regenerated only after the coefficients are known (``_after``).
+    ``fuse``: one elementwise expression per leaf (XLA fuses it into an update that reads the
+    gradient once, such as SGD's: no buffer for the estimate at all); otherwise a loop over the
+    tangents (one buffer per leaf, whatever the optimiser; XLA splits the fused expression, one
+    buffer per tangent, when the gradient has several elementwise consumers, as in Adam).
     """
     leaves, treedef = jax.tree_util.tree_flatten(params)
     k = coefficients.shape[-1]
+    seeds = _after(seeds, coefficients)
     out = []
     for l, x in enumerate(leaves):
         shape, dtype = jnp.shape(x), jnp.result_type(x)
         c = (coefficients if coefficients.ndim == 1 else coefficients[l]).astype(dtype)
 
-        def body(i, acc, l=l, shape=shape, dtype=dtype, c=c):
-            return acc + c[i] * leaf_tangent(key, i, l, shape, dtype, sampler)
+        def term(i, acc, l=l, shape=shape, dtype=dtype, c=c):
+            return acc + c[i] * leaf_tangent_from_seeds(seeds[i, l], shape, dtype, sampler)
 
-        out.append(jax.lax.fori_loop(0, k, body, jnp.zeros(shape, dtype)))
+        if fuse and k <= UNROLL_COMBINE:
+            acc = jnp.zeros(shape, dtype)
+            for i in range(k):
+                acc = term(i, acc)
+            out.append(acc)
+        else:
+            out.append(jax.lax.fori_loop(0, k, term, jnp.zeros(shape, dtype)))
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def _streaming_forward_gradient(f, params, key, k, b, aggregation, sampler, mode, normalize, selection,
-                                has_aux, gram_block_elements):
+                                has_aux, gram_block_elements, fuse_combination):
     if k % b:
         raise ValueError(f"num_tangents={k} must be a multiple of tangent_batch_size={b}")
     if sampler not in ELEMENTWISE_SAMPLERS:
@@ -188,18 +252,22 @@ def _streaming_forward_gradient(f, params, key, k, b, aggregation, sampler, mode
     if mode == "simulated":
         (loss, aux), g = jax.value_and_grad(lambda p: _split_aux(f(p), has_aux), has_aux=True)(params)
 
-    def body(carry, j):
+    num_leaves = len(jax.tree_util.tree_leaves(params))
+    seeds = tangent_seeds(key, jnp.arange(k, dtype=jnp.uint32), num_leaves).reshape(k // b, b, num_leaves, 2)
+
+    def body(carry, xs):
+        j, seeds_b = xs
         idx = j * b + jnp.arange(b)
         V = jax.vmap(lambda i: sample_tangent(key, params, i, sampler=sampler))(idx)
         # Norms only where needed: they read all leaves of a tangent at once.
         sq = tangent_sq_norms(V) if want_norms else jnp.ones((b,), d_dtype)
         if mode == "jvp":
-            d_b, loss_b, aux_b = _jvp_derivatives(f, params, V, has_aux)
+            d_b, loss_b, aux_b = _generated_jvp_derivatives(f, params, seeds_b, sampler, has_aux)
         else:
             d_b, loss_b, aux_b = _contract(V, g), None, None
         return carry, (d_b, sq, loss_b, aux_b)
 
-    _, (d, sq, losses, auxs) = jax.lax.scan(body, None, jnp.arange(k // b))
+    _, (d, sq, losses, auxs) = jax.lax.scan(body, None, (jnp.arange(k // b), seeds))
     d, sq = d.reshape(k), sq.reshape(k)
     if mode == "jvp":
         loss = losses[0]
@@ -210,12 +278,12 @@ def _streaming_forward_gradient(f, params, key, k, b, aggregation, sampler, mode
     d = d * s
     leaf_grams = None
     if needs_gram(aggregation):
-        raw = _streamed_leaf_grams(key, params, k, sampler, gram_block_elements)
+        raw = _streamed_leaf_grams(seeds.reshape(k, num_leaves, 2), params, sampler, gram_block_elements, d)
         leaf_grams = [gm * jnp.outer(s, s).astype(gm.dtype) for gm in raw]
     sizes = [math.prod(jnp.shape(x)) for x in jax.tree_util.tree_leaves(params)]
     c = aggregation_coefficients(d, aggregation, sq_norms=sq * s * s, leaf_grams=leaf_grams, leaf_sizes=sizes,
                                  selection=selection)
-    grads = _streamed_combine(key, params, c * s, sampler)
+    grads = _streamed_combine(seeds.reshape(k, num_leaves, 2), params, c * s, sampler, fuse_combination)
     return grads, loss, aux
 
 
@@ -223,7 +291,7 @@ def forward_gradient(loss_fn: Callable, params: PyTree, *args: Any, key: PRNGKey
                      aggregation: str = "projection", sampler: str = "normal", mode: str = "jvp",
                      normalize: bool = False, length_correction: bool = False, selection: str = "first_n",
                      has_aux: bool = False, tangent_batch_size: int | None = None,
-                     gram_block_elements: int = 1 << 20):
+                     gram_block_elements: int = 1 << 20, fuse_combination: bool = False):
     """Estimates the gradient of ``loss_fn`` at ``params`` from ``num_tangents`` directional derivatives.
 
     .. math::
@@ -249,8 +317,14 @@ def forward_gradient(loss_fn: Callable, params: PyTree, *args: Any, key: PRNGKey
       selection: "first_n" (default), "max" or "min": which n tangents the projection keeps if k > n.
       has_aux: ``loss_fn`` returns ``(loss, aux)``.
       tangent_batch_size: None (hold all k tangents) or b dividing k: stream the tangents b at a time
-        and regenerate them from ``key`` (normal and rademacher samplers); memory no longer grows with k.
+        and regenerate them from ``key`` (normal and rademacher samplers); memory no longer grows with k
+        (nor, in ``jvp`` mode, with depth: each leaf's tangent is drawn where its layer runs).
       gram_block_elements: streaming only: elements per block (all k tangents) when accumulating the Gram matrix.
+      fuse_combination: streaming only: form ``sum_i c_i v_i`` as one elementwise expression per leaf
+        (k <= 32), which XLA fuses with an optimiser update that reads the gradient once (SGD, SGD
+        with momentum) into one in-place pass: no buffer for the estimate. Leave it off for
+        optimisers that read the gradient twice (Adam), where XLA would keep one buffer per tangent.
+        The estimate is the same up to float rounding.
 
     Returns:
       ``(grads, loss)`` (``(grads, (loss, aux))`` with ``has_aux``); ``grads`` is shaped like ``params``.
@@ -286,7 +360,8 @@ def forward_gradient(loss_fn: Callable, params: PyTree, *args: Any, key: PRNGKey
         if b < 1:
             raise ValueError(f"tangent_batch_size must be a positive integer or None, got {tangent_batch_size!r}")
         grads, loss, aux = _streaming_forward_gradient(f, params, key, k, b, aggregation, sampler, mode, normalize,
-                                                       selection, has_aux, gram_block_elements)
+                                                       selection, has_aux, gram_block_elements,
+                                                       fuse_combination)
         _check_loss(loss)
 
     if length_correction:

@@ -66,6 +66,16 @@ def _seeds(key: PRNGKey, index, leaf_index: int) -> Array:
     return jax.random.bits(jax.random.fold_in(jax.random.fold_in(key, index), leaf_index), (2,), jnp.uint32)
 
 
+def tangent_seeds(key: PRNGKey, indices: Array, num_leaves: int) -> Array:
+    """Seeds of every leaf of tangents ``indices``, shape ``(len(indices), num_leaves, 2)``.
+
+    Drawing them all at once, ahead of the tangents, keeps the (sequential) key derivation off the
+    path from one layer's tangent to the next: each tangent then waits only for its layer's data.
+    """
+    leaf = jnp.arange(num_leaves, dtype=jnp.uint32)
+    return jax.vmap(lambda i: jax.vmap(lambda l: _seeds(key, i, l))(leaf))(indices)
+
+
 def _hash(seeds: Array, counter: Array) -> Array:
     h = _mix32(counter ^ seeds[0])
     h = _mix32(h + seeds[1])
@@ -97,7 +107,12 @@ def leaf_tangent(key: PRNGKey, index, leaf_index: int, shape: Sequence[int], dty
       start, size: return only the flat elements ``[start, start + size)`` (positions past the end
         of the leaf give 0); ``size=None`` returns the whole leaf in ``shape``.
     """
-    seeds = _seeds(key, index, leaf_index)
+    return leaf_tangent_from_seeds(_seeds(key, index, leaf_index), shape, dtype, sampler, start, size)
+
+
+def leaf_tangent_from_seeds(seeds: Array, shape: Sequence[int], dtype, sampler: str, start=0,
+                            size: int | None = None) -> Array:
+    """:func:`leaf_tangent` given the leaf's two uint32 seeds (``_seeds(key, index, leaf_index)``)."""
     if size is None:
         numel = math.prod(shape)
         counter = jnp.arange(numel, dtype=jnp.uint32).reshape(tuple(shape))

@@ -17,7 +17,8 @@ GradFn = Callable[[Callable, PyTree, Any, Any, PRNGKey], tuple[tuple[Any, Any], 
 
 def make_grad_fn(*, num_tangents: int = 1, aggregation: str = "projection", sampler: str = "normal",
                  mode: str = "jvp", normalize: bool = False, length_correction: bool = False,
-                 selection: str = "first_n", tangent_batch_size: int | None = None) -> GradFn:
+                 selection: str = "first_n", tangent_batch_size: int | None = None,
+                 fuse_combination: bool = False) -> GradFn:
     """A ``grad_fn`` that replaces ``jax.value_and_grad`` by a forward-gradient estimate.
 
     The returned function has the signature that ``jaxlab.train.make_train_step(loss_fn, tx,
@@ -27,7 +28,9 @@ def make_grad_fn(*, num_tangents: int = 1, aggregation: str = "projection", samp
 
     with ``loss_fn(params, model_state, batch, key) -> (loss, (metrics, new_model_state))``. The key
     is split: one half for ``loss_fn`` (dropout and the like), one for the tangents. The options
-    are those of :func:`forward_gradient` and are checked here, outside jit.
+    are those of :func:`forward_gradient` and are checked here, outside jit. With
+    ``tangent_batch_size`` and a plain SGD (or momentum) ``tx``, ``fuse_combination=True`` lets XLA
+    form the estimate inside the in-place parameter update (no buffer for it).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -49,7 +52,7 @@ def make_grad_fn(*, num_tangents: int = 1, aggregation: str = "projection", samp
             lambda p: loss_fn(p, model_state, batch, loss_key), params, key=tangent_key,
             num_tangents=num_tangents, aggregation=aggregation, sampler=sampler, mode=mode,
             normalize=normalize, length_correction=length_correction, selection=selection, has_aux=True,
-            tangent_batch_size=tangent_batch_size)
+            tangent_batch_size=tangent_batch_size, fuse_combination=fuse_combination)
         return (loss, aux), grads
 
     return grad_fn

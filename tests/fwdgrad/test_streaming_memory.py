@@ -1,0 +1,141 @@
+"""The lean streaming path: tangents drawn where each layer uses them, combined into the update in place."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxlab import fwdgrad
+from jaxlab.fwdgrad._lazy_jvp import jvp_along_generated_tangent
+from jaxlab.fwdgrad._samplers import leaf_tangent_from_seeds, tangent_seeds
+from jaxlab.train import TrainState, make_train_step
+
+
+def _mlp_params(key, depth, width, dtype=jnp.float32):
+    keys = jax.random.split(key, depth)
+    return [{"w": (jax.random.normal(k, (width, width)) / np.sqrt(width)).astype(dtype),
+             "b": jnp.full((width,), 0.01, dtype)} for k in keys]
+
+
+def _mlp_loss(params, model_state, batch, key):
+    del key
+    x, y = batch
+    h = x
+    for i, p in enumerate(params):
+        h = h @ p["w"].T + p["b"]  # .T: a parameter-only operation before the first use with data
+        if i < len(params) - 1:
+            h = jax.nn.relu(h)
+    loss = jnp.mean((h - y) ** 2) + 1e-3 * sum(jnp.sum(p["w"] ** 2) for p in params)
+    return loss, ({"out": jnp.mean(h)}, model_state)
+
+
+def _mixed_loss(p, x):
+    # Mixed shapes and dtypes, a scalar leaf, a leaf that never meets the data, and an integer aux.
+    h = jnp.tanh(x @ p["w"] + p["b"].astype(x.dtype))
+    return jnp.sum(h ** 2) * p["scale"] + jnp.sum(p["only_params"] ** 2), {"n": jnp.int32(3)}
+
+
+def _mixed_params():
+    return {"w": jnp.linspace(-1.0, 1.0, 12, dtype=jnp.float32).reshape(4, 3),
+            "b": jnp.array([0.1, -0.2, 0.3], jnp.float64),
+            "scale": jnp.asarray(1.5, jnp.float32),
+            "only_params": jnp.arange(5.0, dtype=jnp.float32)}
+
+
+@pytest.mark.parametrize("sampler", ["normal", "rademacher"])
+def test_generated_tangent_jvp_equals_jax_jvp_bit_for_bit(getkey, sampler):
+    p = _mixed_params()
+    x = jnp.arange(8.0, dtype=jnp.float32).reshape(2, 4) / 8
+    leaves, treedef = jax.tree_util.tree_flatten(p)
+    seeds = tangent_seeds(getkey(), jnp.arange(2, dtype=jnp.uint32), len(leaves))
+    f = lambda xs: _mixed_loss(jax.tree_util.tree_unflatten(treedef, xs), x)  # noqa: E731
+
+    @jax.jit
+    def both(leaves, seeds):
+        out = []
+        for s in seeds:
+            tangent = [leaf_tangent_from_seeds(s[l], v.shape, v.dtype, sampler) for l, v in enumerate(leaves)]
+            (l_ref, aux_ref), (t_ref, _) = jax.jvp(f, (leaves,), (tangent,))
+            (l_gen, aux_gen), (t_gen, _) = jvp_along_generated_tangent(f, leaves, list(s), sampler,
+                                                                        gate=s[0, 0] & ~s[0, 0])
+            out.append((l_ref, t_ref, aux_ref["n"], l_gen, t_gen, aux_gen["n"]))
+        return out
+
+    for l_ref, t_ref, n_ref, l_gen, t_gen, n_gen in both(leaves, seeds):
+        np.testing.assert_array_equal(l_gen, l_ref)
+        np.testing.assert_array_equal(t_gen, t_ref)
+        assert int(n_gen) == int(n_ref) == 3
+
+
+def test_streaming_estimate_of_mixed_pytree_matches_the_held_one(getkey):
+    p = _mixed_params()
+    x = jnp.arange(8.0, dtype=jnp.float32).reshape(2, 4) / 8
+
+    @jax.jit
+    def estimates(p, key):
+        kw = dict(num_tangents=4, has_aux=True, key=key)
+        return [fwdgrad.forward_gradient(_mixed_loss, p, x, aggregation=a, tangent_batch_size=tb,
+                                         fuse_combination=fuse, **kw)[0]
+                for a in ("mean", "projection") for tb, fuse in ((None, False), (1, False), (2, True))]
+
+    est = estimates(p, getkey())
+    for a in range(2):
+        held = est[3 * a]
+        for streamed in est[3 * a + 1:3 * a + 3]:
+            for u, v in zip(jax.tree_util.tree_leaves(held), jax.tree_util.tree_leaves(streamed)):
+                assert u.dtype == v.dtype
+                np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("tx", [optax.sgd(0.1), optax.adam(1e-2)], ids=["sgd", "adam"])
+def test_streaming_train_step_gives_the_same_parameters_as_the_held_one(getkey, tx):
+    params = _mlp_params(getkey(), depth=3, width=8)
+    batch = (jax.random.normal(getkey(), (4, 8), jnp.float32), jnp.zeros((4, 8), jnp.float32))
+    key = getkey()
+    new = {}
+    for tb, fuse in ((None, False), (1, False), (1, True)):
+        gf = fwdgrad.make_grad_fn(num_tangents=4, aggregation="projection", tangent_batch_size=tb,
+                                  fuse_combination=fuse)
+        step = make_train_step(_mlp_loss, tx, grad_fn=gf)
+        state = TrainState.create(params=jax.tree_util.tree_map(jnp.copy, params), tx=tx)  # the step donates it
+        for i in range(2):
+            state, metrics = step(state, batch, jax.random.fold_in(key, i))
+        new[tb, fuse] = state.params
+        assert step._cache_size() == 1
+    for other in ((1, False), (1, True)):
+        for u, v in zip(jax.tree_util.tree_leaves(new[None, False]), jax.tree_util.tree_leaves(new[other])):
+            np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+
+
+def _plain_mlp_loss(params, model_state, batch, key):
+    del key
+    x, y = batch
+    h = x
+    for i, p in enumerate(params):
+        h = h @ p["w"] + p["b"]
+        if i < len(params) - 1:
+            h = jax.nn.relu(h)
+    return jnp.mean((h - y) ** 2), ({}, model_state)
+
+
+def test_streaming_step_working_memory_does_not_grow_with_depth():
+    # A donated SGD step: backprop keeps every layer's activations for the backward pass, so its
+    # working memory grows with depth; the streaming forward gradient keeps about one layer's
+    # tangent and activations, and (fuse_combination, SGD) the estimate is formed inside the in-place update.
+    width, batch = 128, 32
+    tx = optax.sgd(1e-3)
+    data = (jnp.ones((batch, width), jnp.float32), jnp.zeros((batch, width), jnp.float32))
+    grad_fn = fwdgrad.make_grad_fn(num_tangents=4, aggregation="projection", tangent_batch_size=1,
+                                   fuse_combination=True)
+
+    def temp_bytes(depth, grad_fn):
+        state = TrainState.create(params=_mlp_params(jax.random.key(0), depth, width), tx=tx)
+        step = jax.jit(make_train_step(_plain_mlp_loss, tx, grad_fn=grad_fn, jit=False), donate_argnums=(0,))
+        return step.lower(state, data, jax.random.key(1)).compile().memory_analysis().temp_size_in_bytes
+
+    shallow, deep = temp_bytes(4, grad_fn), temp_bytes(16, grad_fn)
+    param_bytes = 16 * (width * width + width) * 4
+    assert deep <= 1.25 * shallow
+    assert deep <= 0.5 * temp_bytes(16, None)
+    assert deep <= 0.5 * param_bytes
