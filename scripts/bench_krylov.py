@@ -1,5 +1,5 @@
-"""Krylov solvers against SciPy, jax.scipy.sparse.linalg (BCOO and sparse.CSR), pyGinkgo (CG, BiCGSTAB) and CuPy (CG, GMRES; on a GPU)
-when importable.
+"""Krylov solvers against SciPy, jax.scipy.sparse.linalg (BCOO and sparse.CSR), pyGinkgo (CG, BiCGSTAB) and
+CuPy (CG, GMRES; on a GPU) when importable.
 
     python scripts/bench_krylov.py [--quick] [--problems poisson2d_1000,convdiff_300] [--iters 100]
     python scripts/bench_krylov.py --fixed-only --problems poisson2d_2000,poisson3d_160 --iters 300   (GPU)
@@ -14,6 +14,7 @@ Results: bench/results/krylov-<backend>.json (device, versions, shapes, dtypes).
 from __future__ import annotations
 
 import argparse
+import inspect
 import statistics
 import time
 
@@ -94,8 +95,9 @@ def pyginkgo_fixed_iterations(S, b, method: str, iters: int):
     return run
 
 
-def cupy_fixed_iterations(S, b, method: str, iters: int):
-    """A callable running CuPy's (cuSPARSE) solver for exactly ``iters`` iterations, or None without a GPU."""
+def cupy_fixed_iterations(S, b, method: str, maxiter: int):
+    """A callable running CuPy's (cuSPARSE) solver for ``maxiter`` iterations (GMRES: restart cycles of 30),
+    or None without a GPU."""
     if method not in ("cg", "gmres"):
         return None
     try:
@@ -107,10 +109,7 @@ def cupy_fixed_iterations(S, b, method: str, iters: int):
     except Exception:  # noqa: BLE001  (not installed, or no CUDA device)
         return None
     solver = getattr(cspla, method)
-    kw = {"restart": 30, "maxiter": max(iters // 30, 1)} if method == "gmres" else {"maxiter": iters}
-
-    import inspect
-
+    kw = {"restart": 30, "maxiter": maxiter} if method == "gmres" else {"maxiter": maxiter}
     tol = "rtol" if "rtol" in inspect.signature(solver).parameters else "tol"  # CuPy >= 14 renamed it
 
     def run():
@@ -134,6 +133,9 @@ def bench_problem(name: str, *, fmt: str, iters: int, repeats: int, rtol: float,
     for method, pre in cases:
         kw = {"restart": 30} if method == "gmres" else {}
         skw = {"restart": 30, "callback_type": "pr_norm"} if method == "gmres" else {}
+        # Peers count GMRES in restart cycles of 30: run iters // 30 cycles, divide by the iterations done.
+        peer_maxiter = max(iters // 30, 1) if method == "gmres" else iters
+        peer_iters = peer_maxiter * 30 if method == "gmres" else iters
         M = krylov.make_preconditioner(A, pre)
         Msp = None if pre is None else spla.LinearOperator(S.shape, matvec=lambda r, d=S.diagonal(): r / d)
         rec = {"problem": name, "n": n, "nnz": int(S.nnz), "dtype": "float64", "format": fmt, "method": method,
@@ -146,33 +148,28 @@ def bench_problem(name: str, *, fmt: str, iters: int, repeats: int, rtol: float,
         t_ours = _median_time(lambda: jax.block_until_ready(fixed(A, bj)), repeats) / iters
         rec["ms_per_iter"] = 1e3 * t_ours
         if not fixed_only:
-            t_sp = _median_time(lambda: SCIPY[method](S, b, rtol=0.0, atol=0.0, maxiter=iters if method != "gmres"
-                                                      else max(iters // 30, 1), M=Msp, **({"restart": 30} if
-                                                      method == "gmres" else {})), repeats)
-            t_sp /= iters if method != "gmres" else max(iters // 30, 1) * 30
+            t_sp = _median_time(lambda: SCIPY[method](S, b, rtol=0.0, atol=0.0, maxiter=peer_maxiter, M=Msp, **kw),
+                                repeats) / peer_iters
             rec.update({"scipy_ms_per_iter": 1e3 * t_sp, "time_ratio_to_scipy": t_ours / t_sp})
         if pre is None and method in ("cg", "bicgstab", "gmres"):
             B = jexp_sparse.BCOO.from_scipy_sparse(S)
             jsolver = {"cg": jax.scipy.sparse.linalg.cg, "bicgstab": jax.scipy.sparse.linalg.bicgstab,
                        "gmres": jax.scipy.sparse.linalg.gmres}[method]
             jkw = {"restart": 30, "solve_method": "batched"} if method == "gmres" else {}
-            jfix = jax.jit(lambda B, b: jsolver(lambda v: B @ v, b, tol=0.0, atol=0.0,
-                                                maxiter=iters if method != "gmres" else max(iters // 30, 1),
+            jfix = jax.jit(lambda B, b: jsolver(lambda v: B @ v, b, tol=0.0, atol=0.0, maxiter=peer_maxiter,
                                                 **jkw)[0])
-            t_j = _median_time(lambda: jax.block_until_ready(jfix(B, bj)), repeats)
-            t_j /= iters if method != "gmres" else max(iters // 30, 1) * 30
+            t_j = _median_time(lambda: jax.block_until_ready(jfix(B, bj)), repeats) / peer_iters
             rec.update({"jax_bcoo_ms_per_iter": 1e3 * t_j, "time_ratio_to_jax_bcoo": t_ours / t_j})
             C = jexp_sparse.CSR((jnp.asarray(S.data), jnp.asarray(S.indices), jnp.asarray(S.indptr)), shape=S.shape)
-            t_c = _median_time(lambda: jax.block_until_ready(jfix(C, bj)), repeats)
-            t_c /= iters if method != "gmres" else max(iters // 30, 1) * 30
+            t_c = _median_time(lambda: jax.block_until_ready(jfix(C, bj)), repeats) / peer_iters
             rec.update({"jax_csr_ms_per_iter": 1e3 * t_c, "time_ratio_to_jax_csr": t_ours / t_c})
             gk = pyginkgo_fixed_iterations(S, b, method, iters) if method != "gmres" else None
             if gk is not None:
                 t_g = _median_time(gk, repeats) / iters
                 rec.update({"pyginkgo_ms_per_iter": 1e3 * t_g, "time_ratio_to_pyginkgo": t_ours / t_g})
-            cp = cupy_fixed_iterations(S, b, method, iters)
+            cp = cupy_fixed_iterations(S, b, method, peer_maxiter)
             if cp is not None:
-                t_c = _median_time(cp, repeats) / (iters if method != "gmres" else max(iters // 30, 1) * 30)
+                t_c = _median_time(cp, repeats) / peer_iters
                 rec.update({"cupy_ms_per_iter": 1e3 * t_c, "time_ratio_to_cupy": t_ours / t_c})
         out.append(rec)
         print(f"{name:>16} {method:>8}+{rec['preconditioner']:<7} it {rec.get('iterations', '-'):>5} "

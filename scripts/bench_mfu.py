@@ -20,7 +20,8 @@ Model FLOPs are counted from the shapes (every dense layer's 2*M*K*N, times 3 fo
 backward, the usual MFU convention; XLA's own count of the compiled step is reported beside it).
 MFU = model FLOPs / step time / measured matmul rate (the higher of a measurement after a warm-up at
 the start and one at the end of the run: on the first H200 runs the start-of-run rate, 689 TFLOP/s
-without warm-up, was below the card's 787 and the gradient-only step ran faster than it). Sizes: ``c1`` is the paper's C1
+without warm-up, was below the card's 787 and the gradient-only step ran faster than it).
+Sizes: ``c1`` is the paper's C1
 (720 x 1440 grid, 72 channels, patch 60: T = 17,280 tokens, D = 4,320, token hidden 8,640, channel
 hidden 4,320, 3 blocks, 1.06 B parameters); ``t4320`` the same with 180 latitude rows (T = D = 4,320,
 token hidden 2,160). Step time: ``--steps`` donated steps back to back after two warm-up steps, then
@@ -31,7 +32,6 @@ Results: bench/results/mfu-<backend>.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import time
 
@@ -44,31 +44,22 @@ from jaxlab.core import save_benchmark
 from jaxlab.methods import weathermixer as wm
 
 
-@dataclasses.dataclass(frozen=True)
-class Size:
-    grid: tuple[int, int]
-    channels: int
-    patch: int
-    hidden: int
-    token_hidden: int
-    channel_hidden: int
-    num_blocks: int = 3
-
-    @property
-    def tokens(self) -> int:
-        return self.grid[0] * (self.grid[1] // self.patch)
+def _model(grid, channels, patch, hidden, token_hidden, channel_hidden, num_blocks=3):
+    return wm.WeatherMixer(grid=grid, channels=channels, patch=patch, hidden=hidden, token_hidden=token_hidden,
+                           channel_hidden=channel_hidden, num_blocks=num_blocks)
 
 
 SIZES = {
-    "c1": Size((720, 1440), 72, 60, 4320, 8640, 4320),
-    "t4320": Size((180, 1440), 72, 60, 4320, 2160, 4320),
-    "tiny": Size((8, 32), 4, 4, 64, 32, 64, 2),
+    "c1": _model((720, 1440), 72, 60, 4320, 8640, 4320),
+    "t4320": _model((180, 1440), 72, 60, 4320, 2160, 4320),
+    "tiny": _model((8, 32), 4, 4, 64, 32, 64, 2),
 }
+SHAPE_FIELDS = ("grid", "channels", "patch", "hidden", "token_hidden", "channel_hidden", "num_blocks")
 
 
-def model_flops(s: Size, batch: int = 1) -> float:
+def model_flops(s: wm.WeatherMixer, batch: int = 1) -> float:
     """Forward + backward matmul FLOPs of one WeatherMixer step (3 x the forward's dense layers)."""
-    t, d, cp = s.tokens, s.hidden, s.channels * s.patch
+    t, d, cp = s.num_tokens, s.hidden, s.channels * s.patch
     fwd = 2 * t * cp * d  # embedding
     fwd += s.num_blocks * (2 * 2 * t * s.token_hidden * d + 2 * 2 * t * d * s.channel_hidden)
     fwd += 2 * 2 * t * d * cp  # recovery (latent and skip parts)
@@ -169,11 +160,8 @@ def bench_bare(t: int, d: int, steps: int, lr: float = 1e-3):
 
 # --- WeatherMixer -------------------------------------------------------------------------------
 
-def bench_weathermixer(s: Size, precision: str, with_update: bool, steps: int, optimizer: str = "paper"):
-    param_dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
-    model = wm.WeatherMixer(grid=s.grid, channels=s.channels, patch=s.patch, hidden=s.hidden,
-                            token_hidden=s.token_hidden, channel_hidden=s.channel_hidden,
-                            num_blocks=s.num_blocks, param_dtype=param_dtype)
+def bench_weathermixer(s: wm.WeatherMixer, precision: str, with_update: bool, steps: int, optimizer: str = "paper"):
+    model = s.clone(param_dtype=jnp.bfloat16 if precision == "bf16" else jnp.float32)
     params = wm.init_params(model, key=jax.random.key(0))
     shape = (1, *s.grid, s.channels)
     state_x = jax.random.normal(jax.random.key(1), shape, jnp.bfloat16)
@@ -246,7 +234,7 @@ def main(argv=None):
     for name in args.sizes.split(","):
         s = SIZES[name]
         if not args.no_bare:
-            t, d = s.tokens, s.hidden
+            t, d = s.num_tokens, s.hidden
             sec, comp, xf, mem, loss = bench_bare(t, d, args.steps)
             report({"name": f"bare mixer T={t} D={d}", "size": name, "kind": "bare", "step_s": sec,
                     "compile_s": comp, "xla_flops": xf, "model_flops": bare_flops(t, d), "loss": loss, **mem})
@@ -264,7 +252,7 @@ def main(argv=None):
                     "precision": precision, "with_update": with_update, "optimizer": optimizer,
                     "num_params": n_params,
                     "step_s": sec, "compile_s": comp, "xla_flops": xf, "model_flops": model_flops(s),
-                    "loss": loss, **mem, **dataclasses.asdict(s)})
+                    "loss": loss, **mem, **{f: getattr(s, f) for f in SHAPE_FIELDS}})
     mm_end = matmul_rate(args.matmul, repeats=3 if args.quick else 20)
     print(f"bf16 matmul {args.matmul}^3 again at the end: {mm_end['flops_per_s'] / 1e12:.1f} TFLOP/s", flush=True)
     if mm_end["flops_per_s"] > rate:

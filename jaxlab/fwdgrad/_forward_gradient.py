@@ -155,9 +155,9 @@ def forward_gradient_reference(loss_fn: Callable, params: PyTree, *args: Any, ke
     flat_g, unravel = ravel_pytree(g)
     V = sample_tangents_reference(key, params, num_tangents, sampler=sampler)
     d = V.astype(np.float64) @ np.asarray(flat_g, np.float64)
-    sizes = [math.prod(jnp.shape(x)) for x in jax.tree_util.tree_leaves(params)]
-    est = aggregate_reference(V, d, aggregation, leaf_sizes=sizes)
     leaves = jax.tree_util.tree_leaves(params)
+    sizes = [math.prod(jnp.shape(x)) for x in leaves]
+    est = aggregate_reference(V, d, aggregation, leaf_sizes=sizes)
     bounds = np.cumsum([0, *sizes])
     out = [est[a:b].reshape(jnp.shape(x)) for x, a, b in zip(leaves, bounds[:-1], bounds[1:])]
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), out), loss
@@ -248,18 +248,18 @@ def _streaming_forward_gradient(f, params, key, k, b, aggregation, sampler, mode
                          "pass tangent_batch_size=None for the orthonormal sampler")
 
     want_norms = normalize or aggregation == "max_normalized" or (needs_gram(aggregation) and selection != "first_n")
-    d_dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
+    leaves = jax.tree_util.tree_leaves(params)
+    d_dtype = jnp.result_type(*leaves)
     if mode == "simulated":
         (loss, aux), g = jax.value_and_grad(lambda p: _split_aux(f(p), has_aux), has_aux=True)(params)
 
-    num_leaves = len(jax.tree_util.tree_leaves(params))
-    seeds = tangent_seeds(key, jnp.arange(k, dtype=jnp.uint32), num_leaves).reshape(k // b, b, num_leaves, 2)
+    seeds = tangent_seeds(key, jnp.arange(k, dtype=jnp.uint32), len(leaves))  # (k, num_leaves, 2)
 
     def body(carry, xs):
         j, seeds_b = xs
-        idx = j * b + jnp.arange(b)
-        V = jax.vmap(lambda i: sample_tangent(key, params, i, sampler=sampler))(idx)
-        # Norms only where needed: they read all leaves of a tangent at once.
+        # Whole tangents only where needed (norms, simulated mode): they hold all leaves at once.
+        if want_norms or mode == "simulated":
+            V = jax.vmap(lambda i: sample_tangent(key, params, i, sampler=sampler))(j * b + jnp.arange(b))
         sq = tangent_sq_norms(V) if want_norms else jnp.ones((b,), d_dtype)
         if mode == "jvp":
             d_b, loss_b, aux_b = _generated_jvp_derivatives(f, params, seeds_b, sampler, has_aux)
@@ -267,7 +267,7 @@ def _streaming_forward_gradient(f, params, key, k, b, aggregation, sampler, mode
             d_b, loss_b, aux_b = _contract(V, g), None, None
         return carry, (d_b, sq, loss_b, aux_b)
 
-    _, (d, sq, losses, auxs) = jax.lax.scan(body, None, (jnp.arange(k // b), seeds))
+    _, (d, sq, losses, auxs) = jax.lax.scan(body, None, (jnp.arange(k // b), seeds.reshape(k // b, b, -1, 2)))
     d, sq = d.reshape(k), sq.reshape(k)
     if mode == "jvp":
         loss = losses[0]
@@ -278,12 +278,12 @@ def _streaming_forward_gradient(f, params, key, k, b, aggregation, sampler, mode
     d = d * s
     leaf_grams = None
     if needs_gram(aggregation):
-        raw = _streamed_leaf_grams(seeds.reshape(k, num_leaves, 2), params, sampler, gram_block_elements, d)
+        raw = _streamed_leaf_grams(seeds, params, sampler, gram_block_elements, d)
         leaf_grams = [gm * jnp.outer(s, s).astype(gm.dtype) for gm in raw]
-    sizes = [math.prod(jnp.shape(x)) for x in jax.tree_util.tree_leaves(params)]
+    sizes = [math.prod(jnp.shape(x)) for x in leaves]
     c = aggregation_coefficients(d, aggregation, sq_norms=sq * s * s, leaf_grams=leaf_grams, leaf_sizes=sizes,
                                  selection=selection)
-    grads = _streamed_combine(seeds.reshape(k, num_leaves, 2), params, c * s, sampler, fuse_combination)
+    grads = _streamed_combine(seeds, params, c * s, sampler, fuse_combination)
     return grads, loss, aux
 
 

@@ -16,6 +16,7 @@ masked at the row end), which vectorises over rows; for long or very uneven rows
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +49,7 @@ def choose_csr_strategy(nnz: int, max_row_length: int) -> str:
 _CUSPARSE_DTYPES = tuple(jnp.dtype(t) for t in ("float32", "float64", "complex64", "complex128"))
 
 
+@functools.cache
 def _cusparse_available() -> bool:
     """Whether jaxlib was built with JAX's cuSPARSE bindings (a CUDA plugin is installed)."""
     try:
