@@ -45,7 +45,7 @@ def adaptive_avg_pool(x: jax.Array, size: tuple[int, int]) -> jax.Array:
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> adaptive_avg_pool(jnp.arange(4.0).reshape(1, 2, 2, 1), (1, 1))[0, :, :, 0]
+      >>> adaptive_avg_pool(jnp.arange(4.0, dtype=jnp.float32).reshape(1, 2, 2, 1), (1, 1))[0, :, :, 0]
       Array([[1.5]], dtype=float32)
     """
     _, h, w, _ = x.shape
