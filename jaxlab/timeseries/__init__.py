@@ -1,0 +1,20 @@
+"""Time-series forecasting shared by ReCycle, tsprune and AutoPQ: the forecaster interface and metrics.
+
+>>> import jax.numpy as jnp
+>>> from jaxlab import timeseries as ts
+>>> float(ts.mae(jnp.array([1.0, 2.0]), jnp.array([1.0, 4.0])))
+1.0
+"""
+
+from ._base import ForecasterConfig as ForecasterConfig
+from ._base import make_forecaster as make_forecaster
+from ._metrics import crps as crps
+from ._metrics import crps_quantile as crps_quantile
+from ._metrics import interval_coverage as interval_coverage
+from ._metrics import interval_width as interval_width
+from ._metrics import mae as mae
+from ._metrics import mape as mape
+from ._metrics import mase as mase
+from ._metrics import mse as mse
+from ._metrics import pinball as pinball
+from ._metrics import pinball_reference as pinball_reference
