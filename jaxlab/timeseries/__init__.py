@@ -18,3 +18,7 @@ from ._metrics import mase as mase
 from ._metrics import mse as mse
 from ._metrics import pinball as pinball
 from ._metrics import pinball_reference as pinball_reference
+from ._dlinear import DLinear as DLinear
+from ._dlinear import DLinearConfig as DLinearConfig
+from ._dlinear import moving_average as moving_average
+from ._dlinear import moving_average_reference as moving_average_reference

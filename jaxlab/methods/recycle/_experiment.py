@@ -35,9 +35,10 @@ import optax
 from jaxlab import data as jdata
 from jaxlab.core import Meter, MetricsWriter, to_jsonable, write_json
 from jaxlab.energy import EnergyMeter
+from jaxlab.timeseries import DLinear
 from jaxlab.train import TrainState, make_train_step, train_loop
 
-from ._baselines import DLinear, VanillaTransformer
+from ._baselines import VanillaTransformer
 from ._model import ReCycleTransformer
 from ._profile import profile_run_up, profile_windows
 
@@ -192,7 +193,7 @@ def _make_model(name: str, config: RecycleConfig, d: int):
         m = DLinear(horizon=h * d, kernel=config.dlinear_kernel)
 
         def predict(params, a):
-            y = m.apply(params, a["hist_steps"])
+            y = m.apply(params, a["hist_steps"][..., None])[..., 0]   # one channel
             return y.reshape(y.shape[0], h, d)
         return m, predict
     raise ValueError(f"unknown trained model {name!r}; choose recycle, vanilla or dlinear")
