@@ -15,3 +15,4 @@ from ._resnet import ResNet34 as ResNet34
 from ._resnet import ResNet50 as ResNet50
 from ._resnet import ResNet101 as ResNet101
 from ._resnet import ResNet152 as ResNet152
+from ._lif import LIF as LIF, lif as lif, lif_reference as lif_reference, spike as spike
