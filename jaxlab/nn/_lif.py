@@ -30,7 +30,7 @@ from ._surrogate import spike
 
 
 def lif(currents: jax.Array, beta: jax.Array | float, *, threshold: float = 1.0, alpha: float = 2.0,
-        time_axis: int = 0) -> tuple[jax.Array, jax.Array]:
+        time_axis: int = 0, unroll: int = 1) -> tuple[jax.Array, jax.Array]:
     """Runs LIF neurons over time.
 
     Args:
@@ -39,6 +39,8 @@ def lif(currents: jax.Array, beta: jax.Array | float, *, threshold: float = 1.0,
       threshold: firing threshold ``θ``.
       alpha: arctan surrogate slope (1.0 gradient at threshold for 2.0).
       time_axis: the axis of ``currents`` that is time.
+      unroll: time steps per iteration of the scan (``lax.scan(unroll=...)``; fewer loop iterations on
+        a GPU, same result).
 
     Returns:
       ``(spikes, membranes)``, both shaped like ``currents``.
@@ -58,7 +60,7 @@ def lif(currents: jax.Array, beta: jax.Array | float, *, threshold: float = 1.0,
         u = b * u + i_t - reset * theta
         return u, (spike(u - theta, alpha), u)
 
-    _, (s, u) = jax.lax.scan(step, jnp.zeros_like(x[0]), x)
+    _, (s, u) = jax.lax.scan(step, jnp.zeros_like(x[0]), x, unroll=unroll)
     return jnp.moveaxis(s, 0, time_axis), jnp.moveaxis(u, 0, time_axis)
 
 
@@ -86,6 +88,7 @@ class LIF(nn.Module):
       threshold: firing threshold ``θ``.
       alpha: arctan surrogate slope.
       time_axis: axis of the input that is time.
+      unroll: scan unrolling (see :func:`lif`).
 
     Call it on input currents (e.g. a ``Dense`` applied to all time steps) to get
     ``(spikes, membranes)`` of the same shape.
@@ -105,6 +108,7 @@ class LIF(nn.Module):
     threshold: float = 1.0
     alpha: float = 2.0
     time_axis: int = 0
+    unroll: int = 1
 
     @nn.compact
     def __call__(self, currents: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -113,4 +117,4 @@ class LIF(nn.Module):
         else:
             beta = jnp.asarray(self.beta_init, jnp.float32)
         return lif(currents, beta.astype(currents.dtype), threshold=self.threshold, alpha=self.alpha,
-                   time_axis=self.time_axis)
+                   time_axis=self.time_axis, unroll=self.unroll)

@@ -178,7 +178,8 @@ def partner_anchor(x: jax.Array, preset: Preset) -> jax.Array:
 def partner_rings(y: jax.Array, preset: Preset) -> tuple[jax.Array, jax.Array]:
     """The reference's ring window ``[lo, hi)`` for photon 2 (``hi <= lo``: empty, see the module notes)."""
     nr, s = preset.num_rings, preset.spread
-    return jnp.maximum(nr - y - s, 0), jnp.minimum(nr - y + s, nr - 1)
+    xp = np if isinstance(y, np.ndarray) else jnp
+    return xp.maximum(nr - y - s, 0), xp.minimum(nr - y + s, nr - 1)
 
 
 def simulate(key: jax.Array, preset: str | Preset, num_samples: int | None = None) -> PETData:
@@ -249,9 +250,9 @@ def partner_support(preset: str | Preset) -> np.ndarray:
     nc, nr, s = p.crystals_per_ring, p.num_rings, p.spread
     c = np.arange(p.num_crystals)
     y, x = np.divmod(c, nc)
-    lo, hi = (np.asarray(v) for v in partner_rings(jnp.asarray(y), p))
+    lo, hi = partner_rings(y, p)
     hi = np.maximum(hi, lo + 1) - 1  # inclusive upper ring
-    anchor = np.asarray(partner_anchor(jnp.asarray(x), p))
+    anchor = partner_anchor(x, p)
     yb, xb = np.divmod(c, nc)
     dx = np.mod(xb[None, :] - anchor[:, None] + s, nc)  # in [0, 2s) <=> offset in [-s, s - 1]
     ok_x = dx < 2 * s
@@ -279,7 +280,7 @@ def geometry_window(preset: str | Preset) -> tuple[np.ndarray, np.ndarray]:
     nc, nr, s = p.crystals_per_ring, p.num_rings, p.spread
     c = np.arange(p.num_crystals)
     y, x = np.divmod(c, nc)
-    anchor = np.asarray(partner_anchor(jnp.asarray(x), p))
+    anchor = partner_anchor(x, p)
     lo = np.maximum(nr - y - s, 0)
     hi = np.minimum(nr - y + s, nr - 1)
     ox = np.arange(-s, s + 1)
