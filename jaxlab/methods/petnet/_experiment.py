@@ -36,6 +36,7 @@ from ._metrics import Scorer
 from ._scw import calibrate_delays, calibrated_time, scw, scw_calibrated, scw_geometry
 from ._simulate import PETData, compatible_pairs, get_preset, simulate, split
 from ._throughput import measure_throughput
+from ._model import ARCHITECTURES
 from ._train import TrainSettings, Variant, evaluate, train
 
 
@@ -51,7 +52,11 @@ class PETNetConfig:
       seeds: training seeds (initialisation and batch order).
       variants: ``(loss, geometry, architecture)`` triples to train.
       headline: the variant whose mean F1 the goals use.
-      hidden, epochs, batch_size, learning_rate, timing_weight, tau, unroll, max_train_s: training.
+      hidden, epochs, batch_size, learning_rate, timing_weight, tau, unroll: training.
+      max_train_s, max_train_cpu_s: stop a training run after the epoch that exceeds this wall-clock /
+        process-CPU budget.
+      input_gain, hidden_gain, output_gain, bias_gain: initialisation scale relative to PyTorch's
+        ``nn.Linear`` of the first layer's weights, the middle layers', the last layer's, and of every bias.
       tol: strict-F1 time tolerance in steps (None: the preset's ``delay_max``).
       calibration_windows: SCW windows tried after delay calibration (best on the training split).
       eval_batch: samples per evaluation batch.
@@ -75,6 +80,11 @@ class PETNetConfig:
     tau: float = 5.0
     unroll: int = 1
     max_train_s: float | None = None
+    max_train_cpu_s: float | None = None
+    input_gain: float = 1.0
+    hidden_gain: float = 1.0
+    output_gain: float = 1.0
+    bias_gain: float = 1.0
     tol: float | None = None
     calibration_windows: tuple[int, ...] = (0, 1, 2, 4, 8)
     eval_batch: int = 250
@@ -89,13 +99,28 @@ class PETNetConfig:
             over["num_test"] = self.num_test
         return get_preset(self.preset, **over)
 
-    def settings(self) -> TrainSettings:
+    def settings(self, architecture: str = "three_layer") -> TrainSettings:
+        n = ARCHITECTURES[architecture]
+        gains = (self.input_gain,) if n == 1 else (self.input_gain,) + (self.hidden_gain,) * (n - 2) + (self.output_gain,)
         return TrainSettings(hidden=self.hidden, epochs=self.epochs, batch_size=self.batch_size,
                              learning_rate=self.learning_rate, timing_weight=self.timing_weight, tau=self.tau,
-                             unroll=self.unroll, max_train_s=self.max_train_s)
+                             unroll=self.unroll, max_train_s=self.max_train_s,
+                             max_train_cpu_s=self.max_train_cpu_s, weight_gain=gains,
+                             bias_gain=self.bias_gain)
 
 
-HEADLINE_RECIPE = PETNetConfig()
+# The training recipe of the headline (CPU, reduced preset) and of the clinical GPU check. Versus the
+# paper's: Adam at 2e-3 instead of 5e-4 (the CPU budget allows about 12 epochs of 4k samples, not 30-60
+# of 36k), zero initial biases and larger initial weights, because PyTorch's nn.Linear scale assumes
+# dense inputs: a single hit moves a first-layer membrane by at most 1/sqrt(fan_in) = 0.09 of the
+# threshold, so the first layer is blind to the input until training has grown its weights, and the
+# positive half of the uniform biases drives tonic firing (steady state b / (1 - beta) > 1 for
+# b > 0.05). With gain 16 on the first layer a hit makes about a sixth of its neurons fire; the later
+# gains (3.3, 2.0) put the next layer's currents at roughly one threshold per hit (arithmetic in
+# the config docstring). With PyTorch's init the same nets learned an order of magnitude slower here.
+HEADLINE_RECIPE = PETNetConfig(
+    variants=(("l1_vr", True, "reference"),), headline=("l1_vr", True, "reference"), epochs=12,
+    learning_rate=2e-3, input_gain=16.0, hidden_gain=3.3, output_gain=2.0, bias_gain=0.0, max_train_cpu_s=300.0)
 
 
 def _label_time(data: PETData, hits_shape) -> jax.Array:
@@ -197,7 +222,6 @@ def run(config: PETNetConfig, workdir: str | os.PathLike, *, progress: bool = Tr
 
     runs_path = workdir / "runs.jsonl"
     done = _load_runs(runs_path)
-    settings = config.settings()
     trained: dict[Variant, Any] = {}
     for v in variants:
         for seed in config.seeds:
@@ -206,7 +230,8 @@ def run(config: PETNetConfig, workdir: str | os.PathLike, *, progress: bool = Tr
                 continue
             if key in done:  # the headline's first seed is needed for throughput: retrain only if missing
                 continue
-            res = train(preset, train_data, v, settings, key=jax.random.key(seed), progress=progress)
+            res = train(preset, train_data, v, config.settings(v.architecture), key=jax.random.key(seed),
+                        progress=progress)
             scores = evaluate(res["net"], res["params"], preset, test_data, v.geometry, tol=tol,
                               batch_size=config.eval_batch)
             row = {"loss": v.loss, "geometry": v.geometry, "architecture": v.architecture, "seed": seed,
@@ -243,7 +268,8 @@ def run(config: PETNetConfig, workdir: str | os.PathLike, *, progress: bool = Tr
             # the same shape (throughput does not depend on the weights' values)
             from ._train import init_params
 
-            net, params = init_params(preset, headline, settings, key=jax.random.key(config.seeds[0]))
+            net, params = init_params(preset, headline, config.settings(headline.architecture),
+                                      key=jax.random.key(config.seeds[0]))
         else:
             net, params = trained[headline]["net"], trained[headline]["params"]
         throughput = measure_throughput(preset, test_data, net, params, headline.geometry,
@@ -274,7 +300,8 @@ def run(config: PETNetConfig, workdir: str | os.PathLike, *, progress: bool = Tr
         "train_wall_s": head["train_wall_s"],
         "train_cpu_s": head["train_cpu_s"],
         "goal_f1_ge_scw_plus_0.05": bool(head["f1"] >= by_base["scw"]["f1"] + 0.05),
-        "goal_train_le_300_s": bool(head["train_wall_s"] <= 300.0),
+        "goal_train_le_300_s_wall": bool(head["train_wall_s"] <= 300.0),
+        "goal_train_le_300_s_cpu": bool(head["train_cpu_s"] <= 300.0),
         "beats_scw_geometry": bool(head["f1"] > by_base["scw_geometry"]["f1"]),
         "throughput": throughput,
         "wall_s": time.perf_counter() - t_run,

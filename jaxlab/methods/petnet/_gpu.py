@@ -57,8 +57,9 @@ def gpu_check(budget_s: float = 480.0, *, tiny: bool = False, epochs: int | None
                                       calibration_windows=config.calibration_windows)
     setup_s = time.perf_counter() - t0
     eval_margin = 0.1 * budget_s
-    settings = dataclasses.replace(config.settings(), max_train_s=max(budget_s - setup_s - eval_margin, 1.0))
     variant = Variant(*config.headline)
+    settings = dataclasses.replace(config.settings(variant.architecture),
+                                   max_train_s=max(budget_s - setup_s - eval_margin, 1.0))
 
     def on_epoch(e, rec):
         if progress:

@@ -46,6 +46,7 @@ class TrainSettings:
     tau: float = 5.0
     unroll: int = 1
     max_train_s: float | None = None
+    max_train_cpu_s: float | None = None
     weight_gain: float | tuple[float, ...] = 1.0
     bias_gain: float = 1.0
 
@@ -69,8 +70,9 @@ def train(preset: Preset, train_data: PETData, variant: Variant, settings: Train
     """Trains one PETNet; returns ``params``, per-epoch ``history`` and wall/CPU seconds.
 
     Every epoch is a fresh permutation of the training samples in batches of ``batch_size`` (the last
-    partial batch dropped, as the reference's ``drop_last=True``). ``max_train_s`` stops after the
-    epoch in which the wall-clock budget ran out. Timings include compilation.
+    partial batch dropped, as the reference's ``drop_last=True``). ``max_train_s`` (wall clock) and
+    ``max_train_cpu_s`` (process CPU time, which other jobs on a shared machine inflate less) stop
+    training after the epoch in which the budget ran out. Timings include compilation.
     """
     k_init, k_perm = jax.random.split(key)
     net, params = init_params(preset, variant, settings, key=k_init)
@@ -114,6 +116,8 @@ def train(preset: Preset, train_data: PETData, variant: Variant, settings: Train
         if on_epoch is not None:
             on_epoch(epoch + 1, rec)
         if settings.max_train_s is not None and rec["wall_s"] >= settings.max_train_s:
+            break
+        if settings.max_train_cpu_s is not None and rec["cpu_s"] >= settings.max_train_cpu_s:
             break
     jax.block_until_ready(state.params)
     if bar is not None:

@@ -1,0 +1,48 @@
+"""PETNet vs coincidence-window sorters on the reduced CPU preset (C = 60, T = 250, 4k/1k samples).
+
+Data: the toy PET simulator at reference parity (activity 20, detection 0.141, crystal delays
+~ Binomial(20, 1/2), partner at the mirror position; 0.40 true coincidences per sample), data seed 0.
+Network: the reference-equivalent 2-layer spiking net (fc 120 -> 240, LIF, fc 240 -> 60, LIF) with the
+geometry channel, L1 count + 0.1 x van Rossum loss (tau 5), Adam 2e-3, batch 64, 12 epochs or 300 s of
+CPU time, initial weight gains 16 / 3.3 / 2.0 over PyTorch's bound and zero biases (the reasons are in
+``jaxlab.methods.petnet._experiment.HEADLINE_RECIPE``); seeds 0, 1, 2. Strict pair F1 by decay ID with a
+20-step tolerance; the reference-compatible metric next to it.
+
+Gains: a hit drives first-layer neuron j with W1[c, j] ~ U(+-16/sqrt(120)) = U(+-1.46), so P(W1 > 1) =
+0.16: about 40 of 240 neurons fire. Their 40 spikes reach a next-layer neuron as a sum of 40 U(+-a)
+weights, standard deviation a sqrt(40/3) = 3.65 a; gain 3.3 over 1/sqrt(240) gives a = 0.21, one
+threshold; the output gain 2.0 (a = 0.13, 0.47 of a threshold) makes a few output spikes per hit.
+
+Command:  jaxlab run configs/petnet/reduced.py                (quick: configs/petnet/reduced.py:quick)
+          :table   losses (mse, l1, l1_vr) x geometry (on, off) x architecture (reference, three_layer),
+                   one seed each, 6 epochs;  :smoke  seconds, for tests
+Hardware: CPU (2 cores); no accelerator needed.
+Runtime:  idle 2 cores: about 1.5 min per training run (reference net), 5 min for the three seeds plus the
+          sorters and throughput; quick: under a minute. Shared machines are several times slower.
+Expected: see the committed bench/results/petnet-reduced-cpu.json (strict F1 of SCW 0.41, SCW + geometry
+          0.71, SCW + geometry keeping single good pairs 0.86, delay-calibrated SCW 0.93).
+"""
+
+import dataclasses
+
+from jaxlab.methods.petnet import PETNetConfig, run  # noqa: F401  (run is what `jaxlab run` calls)
+from jaxlab.methods.petnet._experiment import HEADLINE_RECIPE
+
+_TABLE = tuple((loss, geo, arch) for arch in ("reference", "three_layer") for geo in (True, False)
+               for loss in ("mse", "l1", "l1_vr"))
+
+
+def get_config(arg: str | None = None) -> PETNetConfig:
+    config = HEADLINE_RECIPE
+    if arg in (None, "", "default"):
+        return config
+    if arg == "quick":
+        return dataclasses.replace(config, num_train=1024, num_test=500, seeds=(0,), epochs=4,
+                                   throughput_batch=500, throughput_repeats=3, max_train_cpu_s=40.0)
+    if arg == "table":
+        return dataclasses.replace(config, variants=_TABLE, seeds=(0,), epochs=6, throughput_batch=0)
+    if arg == "smoke":
+        return dataclasses.replace(config, num_train=128, num_test=64, seeds=(0,), epochs=1, hidden=16,
+                                   throughput_batch=32, throughput_repeats=1, eval_batch=64,
+                                   calibration_windows=(0, 1))
+    raise ValueError(f"unknown argument {arg!r}; use 'quick', 'table', 'smoke' or nothing")
