@@ -34,7 +34,7 @@ from jaxlab.energy import EnergyMeter
 from ._encode import compact_hits, hits_from_data, max_valid_hits
 from ._metrics import Scorer
 from ._scw import calibrate_delays, calibrated_time, scw, scw_calibrated, scw_geometry
-from ._simulate import PETData, compatible_pairs, get_preset, simulate, split
+from ._simulate import PETData, compatible_pairs, detector_delays, get_preset, simulate, split
 from ._throughput import measure_throughput
 from ._model import ARCHITECTURES
 from ._train import TrainSettings, Variant, evaluate, train
@@ -159,8 +159,8 @@ def sorter_scores(preset, train_data: PETData, test_data: PETData, *, tol: float
         s = Scorer(tol)
         s.add_hits(hits, keep, test_data, time=t)
         rows.append({"method": name, **s.scores()})
-    true_delays = None
-    return rows, {"calibrated_window": cal_window, "delays": delays, "true_delays": true_delays}
+    exact = float(np.mean(delays == np.asarray(detector_delays(preset))))
+    return rows, {"calibrated_window": cal_window, "delays": delays, "delays_exact_fraction": exact}
 
 
 def _load_runs(path: Path) -> dict[tuple, dict]:
@@ -226,9 +226,7 @@ def run(config: PETNetConfig, workdir: str | os.PathLike, *, progress: bool = Tr
     for v in variants:
         for seed in config.seeds:
             key = (v.loss, v.geometry, v.architecture, seed)
-            if key in done and not (v == headline and seed == config.seeds[0] and config.throughput_batch):
-                continue
-            if key in done:  # the headline's first seed is needed for throughput: retrain only if missing
+            if key in done:  # finished before a restart
                 continue
             res = train(preset, train_data, v, config.settings(v.architecture), key=jax.random.key(seed),
                         progress=progress)
@@ -285,6 +283,7 @@ def run(config: PETNetConfig, workdir: str | os.PathLike, *, progress: bool = Tr
         "pairs_per_sample_test": float(np.asarray(test_data.true_pair).sum() / test_data.num_samples),
         "baselines": baselines,
         "calibrated_window": extras["calibrated_window"],
+        "calibrated_delays_exact_fraction": extras["delays_exact_fraction"],
         "table": [{k: v for k, v in b.items() if k in ("method", "f1", "precision", "recall", "ref_f1")}
                   for b in baselines] + [
             {k: r[k] for k in ("method", "f1", "f1_std", "precision", "recall", "ref_f1", "mean_abs_dt",
