@@ -110,6 +110,19 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                "activity_projection_beats_activity_mean_every_k": "yes (the reference trains with activity "
                                                                   "perturbation by default)"},
     ),
+    Experiment(
+        name="petnet",
+        config="petnet/reduced.py",
+        quick_arg="quick",
+        full_arg=None,
+        description="PETNet (LIF spiking net, surrogate gradients) vs single-coincidence-window sorters on "
+                    "simulated PET hits (reduced CPU preset): strict pair F1 by decay ID, training time, "
+                    "throughput (arXiv 2504.06730)",
+        metrics=("petnet_f1", "scw_f1", "scw_geometry_f1", "scw_geometry_single_good_f1", "scw_calibrated_f1",
+                 "train_wall_s", "train_cpu_s", "petnet_samples_per_s", "scw_jit_samples_per_s"),
+        paper={"petnet_f1": "0.952 (clinical set, max)", "scw_f1": "below PETNet (no table value)",
+               "petnet_samples_per_s": "up to 36x SCW (SAFIR; no timing code)"},
+    ),
 )
 
 # name -> script in scripts/ (run with the remaining command-line arguments).
@@ -122,4 +135,5 @@ BENCHMARKS: dict[str, str] = {
     "fwdgrad": "bench_fwdgrad.py",
     "mfu": "bench_mfu.py",
     "gpu": "gpu_suite.py",
+    "petnet": "bench_petnet.py",
 }
