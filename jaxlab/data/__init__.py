@@ -33,3 +33,6 @@ from ._timeseries import load_taylor as load_taylor
 from ._timeseries import make_cycle_data as make_cycle_data
 from ._timeseries import time_series as time_series
 from ._timeseries import to_cycles as to_cycles
+from ._energy_series import WEATHERSIT_CODES as WEATHERSIT_CODES
+from ._energy_series import load_bikeshare as load_bikeshare
+from ._energy_series import load_tmy3_ghi as load_tmy3_ghi
