@@ -45,7 +45,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -54,7 +54,7 @@ import optax
 
 from jaxlab import data as jdata
 from jaxlab import fwdgrad
-from jaxlab.core import write_json
+from jaxlab.core import Constraint, Rule, each, nonempty, nonnegative, one_of, optional, positive, write_json
 from jaxlab.nn import MLP
 from jaxlab.train import TrainState, make_train_step
 
@@ -113,6 +113,22 @@ class MLPConfig:
     max_extensions: int = 2
     max_backoffs: int = 2
     mode: str = "simulated"
+
+    CONSTRAINTS: ClassVar[dict] = {
+        "datasets": (nonempty, each(one_of("mnist5k", "fashion_mnist", "digits"))), "hidden": each(positive),
+        "methods": nonempty, "tangents": (nonempty, each(positive)), "epochs": each(positive),
+        "train_size": each(optional(positive)), "validation": each(positive), "batch_size": positive,
+        "seeds": positive, "tune_seeds": (nonempty, each(nonnegative)), "lr_grid_size": positive,
+        "lr_factor": Constraint(lambda v: v > 1, "> 1"), "max_extensions": nonnegative, "max_backoffs": nonnegative,
+        "mode": one_of("simulated", "jvp"),
+    }
+    RULES: ClassVar[tuple] = (
+        Rule(("datasets", "epochs", "train_size", "validation"),
+             lambda c: len(c.epochs) == len(c.train_size) == len(c.validation) == len(c.datasets),
+             "epochs, train_size and validation need one entry per dataset"),
+        Rule(("tune_seeds", "seeds"), lambda c: not set(c.tune_seeds) & set(range(c.seeds)),
+             "tune_seeds must differ from the evaluation seeds 0 .. seeds - 1"),
+    )
 
 
 class Splits(NamedTuple):
