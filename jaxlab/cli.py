@@ -83,14 +83,14 @@ def _read_summary(workdir: Path) -> dict | None:
 
 
 def _learning_rate_hint(config: Any) -> str:
-    """``" (e.g. --set learning_rate=0.0001 --fresh)"``: a rate 10x lower, for configs that have one."""
+    """``" Try e.g. --set learning_rate=0.0001 --fresh."``: a rate 10x lower, for configs that have one."""
     import dataclasses
 
     for f in dataclasses.fields(config):
         v = getattr(config, f.name)
         if "learning_rate" in f.name or f.name in ("lr", "afno_lr"):
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
-                return f" (e.g. --set {f.name}={v / 10:g} --fresh)"
+                return f" Try e.g. --set {f.name}={v / 10:g} --fresh."
     return ""
 
 
@@ -120,8 +120,8 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
     if previous is not None and previous.get("status") == "completed" and COMPLETED_KEY in previous:
         return previous, "completed"
     if previous is not None and previous.get("status") == "diverged":
-        raise RunDivergedError(f"this run diverged in an earlier attempt: {previous.get('error', '')} "
-                               f"Nothing was rerun{_learning_rate_hint(config)}.")
+        raise RunDivergedError(f"this run diverged in an earlier attempt, so nothing was rerun: "
+                               f"{previous.get('error', '')}{_learning_rate_hint(config)}")
     try:
         return _measured(run, config, workdir), "ran"
     except DivergedError as e:
@@ -154,11 +154,18 @@ def _measured(run, config, workdir: Path) -> dict:
     total = None
     try:
         summary = run(config, workdir)
-    finally:
+    except KeyboardInterrupt:
+        # Interrupted: this process's energy still counts towards the run, which it will resume.
         report = meter.stop()
-        measures_itself = (isinstance(summary, dict) and "energy" in summary) or snapshot() != before
-        if not measures_itself:
-            total = ledger.update(report)
+        if snapshot() == before:
+            ledger.update(report)
+        raise
+    except BaseException:
+        meter.stop()  # a failed attempt (bad data, a bug) is not part of the run's energy
+        raise
+    report = meter.stop()
+    if not ((isinstance(summary, dict) and "energy" in summary) or snapshot() != before):
+        total = ledger.update(report)
     if not isinstance(summary, dict):
         summary = {"result": summary}
     if total is not None:
