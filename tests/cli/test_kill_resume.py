@@ -33,8 +33,17 @@ def _env(**extra):
 
 def _start(workdir: Path, pause: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "jaxlab", "run", CFG, "--workdir", str(workdir)], cwd=ROOT,
-                            env=_env(RESUMABLE_PAUSE=pause), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            env=_env(RESUMABLE_PAUSE=pause, PYTHONFAULTHANDLER="1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 120.0) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+        out, err = proc.communicate()
+        raise AssertionError(f"the run did not end within {timeout} s:\n{err[-6000:]}") from None
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180.0) -> None:
@@ -122,7 +131,7 @@ def test_sigint_at_an_eval_step_keeps_that_eval(reference, tmp_path):
     proc = _start(wd, f"eval:20:{marker}")
     _wait_for(marker, proc)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = _finish(proc)
     assert proc.returncode == 130, err
     assert "checkpoint of step 20 is kept" in err and "Traceback" not in err
     assert _checkpoints(wd)[-1] == 20

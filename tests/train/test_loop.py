@@ -160,6 +160,11 @@ def test_train_step_compiles_once(setup):
 def test_workdir_refuses_other_experiment_and_unwritable(tmp_path):
     prepare_workdir(tmp_path / "a", {"lr": 0.1})
     prepare_workdir(tmp_path / "a", {"lr": 0.1})  # same experiment: fine (resume)
+    # A run that recorded nothing (it failed at once) is no experiment: the corrected command takes over.
+    assert json.loads((prepare_workdir(tmp_path / "a", {"lr": 0.3}) / "config.json").read_text())["config"] == {
+        "lr": 0.3}
+    prepare_workdir(tmp_path / "a", {"lr": 0.1})
+    (tmp_path / "a" / "metrics.jsonl").write_text('{"step": 1}\n')
     with pytest.raises(WorkdirError, match="different experiment.*lr"):
         prepare_workdir(tmp_path / "a", {"lr": 0.2})
     moved = prepare_workdir(tmp_path / "a", {"lr": 0.2}, fresh=True)

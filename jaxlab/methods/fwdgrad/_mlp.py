@@ -54,7 +54,8 @@ import optax
 
 from jaxlab import data as jdata
 from jaxlab import fwdgrad
-from jaxlab.core import Constraint, Rule, each, nonempty, nonnegative, one_of, optional, positive, write_json
+from jaxlab.core import (Constraint, Rule, each, iter_metrics, nonempty, nonnegative, one_of, optional, positive,
+                         write_json)
 from jaxlab.nn import MLP
 from jaxlab.train import TrainState, make_train_step
 
@@ -426,10 +427,13 @@ def _settings(config: MLPConfig, i: int, method: str) -> dict:
 
 
 def _load_done(path: Path) -> list[dict]:
-    """Finished groups (one JSON line each) of earlier, possibly interrupted runs."""
+    """Finished groups (one JSON line each) of earlier, possibly interrupted runs.
+
+    A line torn by a kill (the process died while writing it) is skipped: that group runs again.
+    """
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [d for d in iter_metrics(path) if isinstance(d.get("settings"), dict) and isinstance(d.get("row"), dict)]
 
 
 def _check(config: MLPConfig) -> None:
@@ -477,8 +481,11 @@ def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
             row = {"dataset": name, **tune_and_evaluate(splits, config, method=method, k=k or 0, epochs=epochs)}
             row["wall_s"] = round(time.perf_counter() - t1, 2)
             rows.append(row)
+            torn = log.is_file() and log.stat().st_size > 0 and not log.read_bytes().endswith(b"\n")
             with log.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"settings": settings, "row": row}) + "\n")
+                # After a line torn by a kill, start a new line, so that this one is read back whole.
+                f.write(("\n" if torn else "") + json.dumps({"settings": settings, "row": row}) + "\n")
+                f.flush()
             grid = ", ".join(f"{lr:.3g}:{a:.3f}" for lr, a in zip(row["lr_grid"], row["val_accuracy_grid"]))
             print(f"{name} {method} k={k}: lr {row['lr']:.3g}{' (grid edge)' if row['lr_at_edge'] else ''} -> "
                   f"test {row['test_accuracy']:.4f} +- {row['test_accuracy_std']:.4f}  "
