@@ -104,7 +104,7 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
       RunDivergedError: the run diverged, now or in an earlier process.
     """
     from jaxlab.core import ConfigError, apply_overrides, config_to_dict, load_config
-    from jaxlab.train import DivergedError, prepare_workdir
+    from jaxlab.train import DivergedError, WorkdirLock, prepare_workdir
 
     config, module = load_config(spec)
     config = apply_overrides(config, overrides)  # every value validated here, before the workdir is touched
@@ -114,18 +114,22 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
             f"config file {spec!r} does not import a run(config, workdir) function; add e.g. "
             "`from jaxlab.methods.classify import run` to it"
         )
+    if fresh and workdir.is_dir():
+        WorkdirLock(workdir).acquire().release()  # never move a running run's folder aside
     prepare_workdir(workdir, config_to_dict(config), fresh=fresh, extra=_provenance())
     print(f"jaxlab run {spec} -> {workdir}", file=sys.stderr)
     previous = _read_summary(workdir)
     if previous is not None and previous.get("status") == "completed" and COMPLETED_KEY in previous:
-        return previous, "completed"
-    if previous is not None and previous.get("status") == "diverged":
-        raise RunDivergedError(f"this run diverged in an earlier attempt, so nothing was rerun: "
-                               f"{previous.get('error', '')}{_learning_rate_hint(config)}")
-    try:
-        return _measured(run, config, workdir), "ran"
-    except DivergedError as e:
-        raise RunDivergedError(f"{e}{_learning_rate_hint(config)}") from None
+        return previous, "completed"  # nothing is written, not even the lock
+    with WorkdirLock(workdir):  # one run per workdir: a second one would double the records
+        previous = _read_summary(workdir)
+        if previous is not None and previous.get("status") == "diverged":
+            raise RunDivergedError(f"this run diverged in an earlier attempt, so nothing was rerun: "
+                                   f"{previous.get('error', '')}{_learning_rate_hint(config)}")
+        try:
+            return _measured(run, config, workdir), "ran"
+        except DivergedError as e:
+            raise RunDivergedError(f"{e}{_learning_rate_hint(config)}") from None
 
 
 def _measured(run, config, workdir: Path) -> dict:
@@ -631,13 +635,30 @@ class _Signals:
     last = signal.SIGINT
 
     @classmethod
-    def install(cls) -> None:
+    def install(cls) -> dict:
+        """Installs the handlers; returns the previous ones for :meth:`restore`."""
+
         def on_term(signum, frame):
             cls.last = signal.Signals(signum)
             raise KeyboardInterrupt
 
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, on_term)
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old = {signal.SIGTERM: signal.getsignal(signal.SIGTERM), signal.SIGINT: signal.getsignal(signal.SIGINT)}
+        signal.signal(signal.SIGTERM, on_term)
+        if old[signal.SIGINT] is signal.SIG_IGN:
+            # Started in the background by a non-interactive shell, which ignores SIGINT for its children:
+            # `kill -INT` must still checkpoint and stop the run (the terminal's Ctrl-C never reaches it).
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        return old
+
+    @staticmethod
+    def restore(old: dict) -> None:
+        for signum, handler in old.items():
+            try:
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+            except (ValueError, TypeError):
+                pass
 
     @classmethod
     def name(cls) -> str:
@@ -667,8 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Mesh experiments run on 8 fake CPU devices when there is no accelerator; set before jax loads.
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
     _Signals.last = signal.SIGINT
-    old_term = signal.getsignal(signal.SIGTERM)
-    _Signals.install()
+    old_handlers = _Signals.install()
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -689,10 +709,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "please report it)", file=sys.stderr)
         return 1
     finally:
-        try:
-            signal.signal(signal.SIGTERM, old_term)
-        except (ValueError, TypeError):
-            pass
+        _Signals.restore(old_handlers)
 
 
 if __name__ == "__main__":

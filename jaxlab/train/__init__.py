@@ -9,6 +9,7 @@ from ._state import TrainState as TrainState
 from ._step import backprop_grad as backprop_grad
 from ._step import make_train_step as make_train_step
 from ._workdir import WorkdirError as WorkdirError
+from ._workdir import WorkdirLock as WorkdirLock
 from ._workdir import holds_results as holds_results
 from ._workdir import prepare_workdir as prepare_workdir
 from ._plots import plot_metrics as plot_metrics

@@ -26,7 +26,7 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 #: Files of a run that hold no result yet (a run that failed before its first record leaves only these).
-_NO_RESULT = ("config.json", "config.json.tmp", "error.log", "energy.json", "energy.json.tmp")
+_NO_RESULT = ("config.json", "config.json.tmp", "error.log", "energy.json", "energy.json.tmp", ".jaxlab.lock")
 
 
 def holds_results(workdir: str | os.PathLike) -> bool:
@@ -47,6 +47,45 @@ def holds_results(workdir: str | os.PathLike) -> bool:
             continue
         return True
     return False
+
+
+class WorkdirLock:
+    """An exclusive lock on a workdir for the life of one run: a second run in the same folder is refused.
+
+    The lock is an ``fcntl.flock`` on ``<workdir>/.jaxlab.lock``, which the system releases when the
+    process ends, however it ends (SIGKILL included): a killed run never leaves a stale lock.
+    """
+
+    def __init__(self, workdir: str | os.PathLike):
+        self.path = Path(workdir) / ".jaxlab.lock"
+        self._file: Any = None
+
+    def acquire(self) -> "WorkdirLock":
+        """Takes the lock. Raises WorkdirError when another process holds it."""
+        import fcntl
+
+        self._file = open(self.path, "a", encoding="utf-8")  # never written: the file's times stay as they are
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.close()
+            self._file = None
+            raise WorkdirError(
+                f"workdir {str(self.path.parent)!r} is in use by another run that is still going; wait for it to "
+                "end, or use another --workdir."
+            ) from None
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing releases the flock
+            self._file = None
+
+    def __enter__(self) -> "WorkdirLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 def prepare_workdir(workdir: str | os.PathLike, config: dict[str, Any], *, fresh: bool = False,
@@ -93,6 +132,10 @@ def prepare_workdir(workdir: str | os.PathLike, config: dict[str, Any], *, fresh
         raise WorkdirError(f"cannot create workdir {str(path)!r}: {e.strerror}. Choose another --workdir.") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise WorkdirError(f"workdir {str(path)!r} is not writable. Choose another --workdir or fix its permissions.")
+    for name in ("config.json", "metrics.jsonl", "summary.json", "energy.json"):
+        if (path / name).exists() and not (path / name).is_file():
+            raise WorkdirError(f"{str(path / name)!r} is not a file; the workdir belongs to something else. "
+                               "Use another --workdir.")
     if cfg_file.exists():
         try:
             old = json.loads(cfg_file.read_text(encoding="utf-8"))

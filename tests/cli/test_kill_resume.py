@@ -31,8 +31,14 @@ def _env(**extra):
     return env
 
 
+# Started as a non-interactive shell starts a background job: with SIGINT ignored. `kill -INT` must still stop
+# the run cleanly (and the test then does not depend on how pytest itself was started).
+_LAUNCH = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+           "sys.argv = ['jaxlab', *sys.argv[1:]]; runpy.run_module('jaxlab', run_name='__main__')")
+
+
 def _start(workdir: Path, pause: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jaxlab", "run", CFG, "--workdir", str(workdir)], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-c", _LAUNCH, "run", CFG, "--workdir", str(workdir)], cwd=ROOT,
                             env=_env(RESUMABLE_PAUSE=pause, PYTHONFAULTHANDLER="1"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -197,3 +203,18 @@ def test_a_diverging_run_stops_keeps_the_finite_checkpoint_and_exits_nonzero(tmp
     assert main(["run", CFG, "--workdir", str(wd), "--set", "nan_at_step=23"]) == 1
     assert "diverged in an earlier attempt" in capsys.readouterr().err
     assert _digest(wd) == before
+
+
+def test_a_second_run_in_the_same_workdir_is_refused(tmp_path, capsys):
+    from jaxlab.train import WorkdirLock
+
+    wd = tmp_path / "run"
+    assert main(["run", CFG, "--workdir", str(wd), "--set", "num_steps=5"]) == 0
+    (wd / "summary.json").unlink()  # as if the first run were still going
+    with WorkdirLock(wd):
+        assert main(["run", CFG, "--workdir", str(wd), "--set", "num_steps=5"]) == 2
+        assert main(["run", CFG, "--workdir", str(wd), "--set", "num_steps=5", "--fresh"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("is in use by another run") == 2
+    assert not any(p.name.startswith("run.old-") for p in tmp_path.iterdir())
+    assert main(["run", CFG, "--workdir", str(wd), "--set", "num_steps=5"]) == 0  # the lock went with its holder
