@@ -114,15 +114,19 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
             f"config file {spec!r} does not import a run(config, workdir) function; add e.g. "
             "`from jaxlab.methods.classify import run` to it"
         )
-    if fresh and workdir.is_dir():
-        WorkdirLock(workdir).acquire().release()  # never move a running run's folder aside
-    prepare_workdir(workdir, config_to_dict(config), fresh=fresh, extra=_provenance())
-    print(f"jaxlab run {spec} -> {workdir}", file=sys.stderr)
-    previous = _read_summary(workdir)
-    if previous is not None and previous.get("status") == "completed" and COMPLETED_KEY in previous:
-        return previous, "completed"  # nothing is written, not even the lock
-    with WorkdirLock(workdir):  # one run per workdir: a second one would double the records
+    # One run per workdir (a second would double the records): the lock is taken before anything is written.
+    lock = WorkdirLock(workdir)
+    if workdir.is_dir():
+        lock.acquire()
+    try:
+        prepare_workdir(workdir, config_to_dict(config), fresh=fresh, extra=_provenance())
+        if fresh or not lock.held:
+            lock.release()  # --fresh moved the old folder (and its lock) aside, or there was no folder yet
+            lock = WorkdirLock(workdir).acquire()
+        print(f"jaxlab run {spec} -> {workdir}", file=sys.stderr)
         previous = _read_summary(workdir)
+        if previous is not None and previous.get("status") == "completed" and COMPLETED_KEY in previous:
+            return previous, "completed"
         if previous is not None and previous.get("status") == "diverged":
             raise RunDivergedError(f"this run diverged in an earlier attempt, so nothing was rerun: "
                                    f"{previous.get('error', '')}{_learning_rate_hint(config)}")
@@ -130,6 +134,8 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
             return _measured(run, config, workdir), "ran"
         except DivergedError as e:
             raise RunDivergedError(f"{e}{_learning_rate_hint(config)}") from None
+    finally:
+        lock.release()
 
 
 def _measured(run, config, workdir: Path) -> dict:
@@ -423,9 +429,13 @@ def _read_matrix(path: Path):
 
     try:
         return jsparse.read_mtx_scipy(path)
-    except (jsparse.MatrixMarketError, ValueError, UnicodeDecodeError) as e:
+    except MemoryError:
+        raise CLIError(f"matrix {str(path)!r} does not fit in memory (its header announces it that large)") from None
+    except Exception as e:  # noqa: BLE001 - whatever the reader raises, one line naming the file
         if not path.name.endswith(".gz"):
-            raise
+            if isinstance(e, jsparse.MatrixMarketError):
+                raise
+            raise CLIError(f"cannot read {str(path)!r} as Matrix Market: {type(e).__name__}: {e}") from None
         first = e
     # The library's reader cannot read compressed files (yet): SciPy reads them through gzip.
     import gzip

@@ -9,8 +9,9 @@ by :func:`validate_config`.
 A config dataclass declares what its values may be in a ``CONSTRAINTS`` class variable, field name
 to one or more :class:`Constraint` (``positive``, ``nonnegative``, ``finite``, ``at_least(n)``,
 ``in_range(lo, hi)``, ``one_of(...)``, ``each(...)``, ``nonempty``), and rules between fields in
-``RULES`` (a tuple of :class:`Rule`). Besides those, every value must have its annotated type and
-every float must be finite.
+``RULES`` (a tuple of :class:`Rule`). Besides those, every value must have its annotated type,
+every float must be finite, and fields with conventional names (``num_steps``, ``batch_size``,
+``learning_rate``, ...: see :data:`CONVENTIONS`) meet the usual constraints unless declared otherwise.
 
 Examples:
   >>> import dataclasses, typing
@@ -196,6 +197,16 @@ def _show(v: Any) -> str:
     return str(v)
 
 
+#: Constraints for fields with these conventional names (numbers only) where the config class declares none
+#: for the field itself, so that every method's config refuses ``--set num_steps=-5``. A class overrides one
+#: by declaring the field in its ``CONSTRAINTS``.
+CONVENTIONS: dict[str, Constraint] = {
+    "num_steps": positive, "steps": positive, "epochs": positive, "batch_size": positive,
+    "learning_rate": positive, "lr": positive, "log_every": positive, "keep_checkpoints": positive,
+    "eval_every": nonnegative, "checkpoint_every": nonnegative,
+}
+
+
 def _constraints_of(cls: type) -> dict[str, tuple[Constraint, ...]]:
     declared = getattr(cls, "CONSTRAINTS", {})
     return {name: tuple(cs) if isinstance(cs, (tuple, list)) else (cs,) for name, cs in dict(declared).items()}
@@ -234,7 +245,10 @@ def validate_config(config: Any, *, prefix: str = "") -> Any:
         where = f"({cls.__name__}.{f.name}" + (f", default {_show(default)})" if default is not None else ")")
         if not _type_ok(value, tp):
             raise ConfigError(f"bad config value {key}={_show(value)}: must be {_type_noun(tp)} {where}")
-        for c in constraints.get(f.name, ()):
+        checks = constraints.get(f.name)
+        if checks is None:
+            checks = (CONVENTIONS[f.name],) if f.name in CONVENTIONS and _real(value) else ()
+        for c in checks:
             if not c(value):
                 noun = _type_noun(tp)
                 allowed = f"{noun} {c.allowed}" if noun in ("an integer", "a finite number") else c.allowed

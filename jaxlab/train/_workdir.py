@@ -64,7 +64,11 @@ class WorkdirLock:
         """Takes the lock. Raises WorkdirError when another process holds it."""
         import fcntl
 
-        self._file = open(self.path, "a", encoding="utf-8")  # never written: the file's times stay as they are
+        try:
+            self._file = open(self.path, "a", encoding="utf-8")  # never written: the file's times stay as they are
+        except OSError as e:
+            raise WorkdirError(f"cannot use workdir {str(self.path.parent)!r}: {e.strerror or e}. Choose another "
+                               "--workdir.") from None
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -75,6 +79,10 @@ class WorkdirLock:
                 "end, or use another --workdir."
             ) from None
         return self
+
+    @property
+    def held(self) -> bool:
+        return self._file is not None
 
     def release(self) -> None:
         if self._file is not None:

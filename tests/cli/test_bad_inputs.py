@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import scipy.sparse as sp
 
-import jaxlab.sparse as jsparse
 from jaxlab.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,3 +156,21 @@ def test_bench_mfu_without_a_gpu_says_so(capsys):
     assert main(["bench", "mfu"]) == 1
     err = capsys.readouterr().err
     assert "needs a GPU" in err and "--quick" in err and len(err.strip().splitlines()) == 1
+
+
+_HEADER = b"%%MatrixMarket matrix coordinate real general\n"
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(st.binary(max_size=200), st.binary(max_size=200).map(lambda b: _HEADER + b),
+                      st.lists(st.sampled_from([b"3 3 2", b"1 1 1.0", b"4 1 2.0", b"2 2 x", b"0 0 0", b"%c", b"",
+                                                b"3 2 1", b"1 1 nan", b"-1 2 3.0", b"1 1 1 1"]), max_size=6)
+                      .map(lambda ls: _HEADER + b"\n".join(ls) + b"\n")))
+def test_solve_fuzz_on_malformed_matrix_files_is_a_one_line_error(tmp_path, capsys, body):
+    f = tmp_path / "m.mtx"
+    f.write_bytes(body)
+    rc = _exit_status(["solve", str(f), "--maxiter", "5", "--output", str(tmp_path / "x.txt")])
+    err = capsys.readouterr().err
+    assert rc in (0, 1, 2) and "Traceback" not in err and "internal error" not in err, err
+    if rc == 2:
+        assert len([line for line in err.splitlines() if line.strip()]) == 1, err

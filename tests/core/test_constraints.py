@@ -87,29 +87,48 @@ def test_constraints_naming_missing_fields_are_a_bug_in_the_config():
         validate_config(Broken())
 
 
-# Every config that ships, with every argument the registry and the configs' docstrings use, is valid.
-SHIPPED = ["examples/mlp_digits.py", "examples/mlp_digits.py:quick", "examples/cnn_fashion_mnist.py",
-           "weathermixer/smoke.py", "weathermixer/smoke.py:smoke", "weathermixer/navy_winds.py",
-           "weathermixer/paper_c1.py", "recycle/elecdemand.py", "recycle/elecdemand.py:quick", "recycle/taylor.py",
-           "fwdgrad/approximation.py", "fwdgrad/approximation.py:quick", "fwdgrad/functions.py",
-           "fwdgrad/functions.py:quick", "fwdgrad/mlp.py", "fwdgrad/mlp.py:quick", "fwdgrad/mlp.py:cpu",
-           "energy_scaling/grid.py", "energy_scaling/grid.py:smoke"]
+def _shipped():
+    """Every config file under configs/, with no argument and with the registry's arguments for it."""
+    from jaxlab._registry import EXPERIMENTS
+
+    args: dict[str, set] = {}
+    for e in EXPERIMENTS:
+        args.setdefault(e.config, set()).update(a for a in (e.quick_arg, e.full_arg) if a)
+    out = []
+    for path in sorted((ROOT / "configs").rglob("*.py")):
+        rel = path.relative_to(ROOT / "configs").as_posix()
+        if not path.name.startswith("_"):
+            out += [rel] + [f"{rel}:{a}" for a in sorted(args.get(rel, ()))]
+    return out
 
 
-@pytest.mark.parametrize("spec", SHIPPED)
+@pytest.mark.parametrize("spec", _shipped())
 def test_shipped_configs_meet_their_constraints(spec):
     config, _ = load_config(str(ROOT / "configs" / spec))
     validate_config(config)
 
 
-def test_shipped_config_classes_declare_constraints():
-    from jaxlab.core import config_fields
+def test_conventional_fields_are_checked_without_declarations():
+    @dataclasses.dataclass(frozen=True)
+    class Undeclared:
+        num_steps: int = 10
+        batch_size: int = 4
+        eval_every: int = 0
+        epochs: tuple[int, ...] = (1, 2)  # not a number: conventions do not apply
+        CONSTRAINTS: ClassVar[dict] = {}
 
-    for spec in SHIPPED:
-        config, _ = load_config(str(ROOT / "configs" / spec.split(":")[0]))
-        declared = type(config).CONSTRAINTS
-        steps = [k for k in config_fields(config) if k in ("num_steps", "batch_size", "steps", "samples")]
-        assert all(k in declared for k in steps), (spec, steps)
+    for bad, needle in (("num_steps=-5", "num_steps=-5: must be an integer > 0"),
+                        ("batch_size=0", "batch_size=0"), ("eval_every=-1", "eval_every=-1: must be an integer >= 0")):
+        with pytest.raises(ConfigError, match=needle):
+            apply_overrides(Undeclared(), [bad])
+    assert apply_overrides(Undeclared(), ["epochs=3"]).epochs == (3,)
+
+    @dataclasses.dataclass(frozen=True)
+    class Overridden:
+        num_steps: int = 0
+        CONSTRAINTS: ClassVar[dict] = {"num_steps": nonnegative}
+
+    assert validate_config(Overridden()).num_steps == 0
 
 
 def test_config_path_that_is_a_folder(tmp_path):
