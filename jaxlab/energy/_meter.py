@@ -123,7 +123,11 @@ class EnergyMeter:
     cannot be read is listed in ``report().unavailable`` with the reason; nothing crashes.
 
     Use it as a context manager, a decorator, per-step windows, or pass it to
-    ``jaxlab.train.train_loop(meter=...)`` (it satisfies ``jaxlab.core.Meter``).
+    ``jaxlab.train.train_loop(meter=...)`` (it satisfies ``jaxlab.core.Meter``). Every edge of a
+    measurement waits for the device work issued before it (see ``sync``), so jitted work launched
+    inside a block is measured to its end, not only its dispatch. A meter measures one thing at a
+    time: ``start()`` (or ``with meter:``) while it is running raises, so an inner block cannot
+    silently restart the outer measurement; use a second meter or named windows for nested spans.
 
     Args:
       devices: jax devices whose GPUs are measured; ``()`` for none (then only ``gpu_indices``).
@@ -151,10 +155,6 @@ class EnergyMeter:
     Raises:
       ValueError: for an unknown ``cpu`` or ``sync`` mode, ``pue`` below 1, a ``cpu_tdp_w`` that is
         not a positive number, a negative carbon intensity or non-positive polling periods.
-
-    A meter measures one thing at a time: ``start()`` (or ``with meter:``) while it is running
-    raises, so an inner block cannot silently restart the outer measurement; use a second meter or
-    named windows for nested spans.
 
     Examples:
       >>> import jax.numpy as jnp

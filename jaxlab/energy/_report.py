@@ -203,9 +203,9 @@ def chain_reports(reports: Sequence[EnergyReport]) -> EnergyReport:
     """One report for a run done by several processes one after another (a run killed and resumed).
 
     Unlike :func:`combine_reports` (processes side by side), wall times add, and so do energies per
-    kind and per sensor; the GPU and device counts are the largest of any part, and GPU-hours are
-    those of the parts added up (``gpu_count`` is set so that ``gpu_hours`` equals that sum when the
-    parts used the same number of GPUs, the usual case). ``tags["processes"]`` lists each part's tags.
+    kind and per sensor. The GPU and device counts are the largest of any part, so GPU-hours are
+    exact when every part used the same devices (the usual resume) and an upper bound otherwise.
+    ``tags["processes"]`` lists each part's tags.
 
     Raises:
       ValueError: for no reports, or reports with different PUE or carbon intensity.

@@ -174,3 +174,19 @@ def test_solve_fuzz_on_malformed_matrix_files_is_a_one_line_error(tmp_path, caps
     assert rc in (0, 1, 2) and "Traceback" not in err and "internal error" not in err, err
     if rc == 2:
         assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+
+
+@pytest.mark.parametrize("error, status", [("RuntimeError('a bug')", 1), ("ValueError('batch larger than the data')", 2)])
+def test_an_error_inside_a_run_is_one_line_with_the_traceback_in_a_file(tmp_path, capsys, error, status):
+    cfg = tmp_path / "c.py"
+    cfg.write_text("import dataclasses\n@dataclasses.dataclass(frozen=True)\nclass C:\n    n: int = 1\n"
+                   "def get_config(arg=None):\n    return C()\n"
+                   f"def run(config, workdir):\n    raise {error}\n")
+    wd = tmp_path / "w"
+    assert main(["run", str(cfg), "--workdir", str(wd)]) == status
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert "Traceback" not in "\n".join(lines) and lines[-1].startswith("jaxlab: ")
+    assert len(lines) == 2  # "jaxlab run ... -> workdir", then the error
+    if status == 1:
+        assert "internal error: RuntimeError: a bug" in lines[-1] and str(wd / "error.log") in lines[-1]
+        assert "Traceback" in (wd / "error.log").read_text()
