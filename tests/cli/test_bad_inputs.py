@@ -161,7 +161,7 @@ def test_bench_mfu_without_a_gpu_says_so(capsys):
 _HEADER = b"%%MatrixMarket matrix coordinate real general\n"
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.one_of(st.binary(max_size=200), st.binary(max_size=200).map(lambda b: _HEADER + b),
                       st.lists(st.sampled_from([b"3 3 2", b"1 1 1.0", b"4 1 2.0", b"2 2 x", b"0 0 0", b"%c", b"",
                                                 b"3 2 1", b"1 1 nan", b"-1 2 3.0", b"1 1 1 1"]), max_size=6)

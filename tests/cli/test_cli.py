@@ -45,7 +45,7 @@ def test_bad_inputs_exit_2_with_a_message(tmp_path, capsys):
     assert "unknown experiment" in err and "unknown benchmark" in err
 
 
-def test_mlp_digits_reaches_95_percent_within_a_minute(tmp_path):
+def test_mlp_digits_reaches_95_percent_within_a_minute(tmp_path, capsys):
     t0 = time.perf_counter()
     r = _jaxlab("run", CONFIG, "--workdir", str(tmp_path / "run"), timeout=300)
     wall = time.perf_counter() - t0
@@ -58,15 +58,18 @@ def test_mlp_digits_reaches_95_percent_within_a_minute(tmp_path):
         assert (tmp_path / "run" / name).is_file()
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["config"]["num_steps"] == 1000 and cfg["jax_version"]
-    # The same workdir for a different experiment is refused.
-    r = _jaxlab("run", CONFIG, "--set", "learning_rate=0.5", "--workdir", str(tmp_path / "run"), timeout=120)
-    assert r.returncode == 2 and "different experiment" in r.stderr and "learning_rate" in r.stderr
+    # The same workdir for a different experiment is refused (in-process: no second jax start-up).
+    assert main(["run", CONFIG, "--set", "learning_rate=0.5", "--workdir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "different experiment" in err and "learning_rate" in err
 
 
-def test_reproduce_quick_only_writes_report(tmp_path):
+def test_reproduce_quick_only_writes_report(tmp_path, capsys):
     r = _jaxlab("reproduce", "--quick", "--only", "mlp_digits", "--workdir", str(tmp_path), timeout=300)
     assert r.returncode == 0, r.stderr
     report = (tmp_path / "REPORT.md").read_text()
     assert "| mlp_digits | completed |" in report and "![curves](mlp_digits/curves.png)" in report
-    r = _jaxlab("reproduce", "--quick", "--only", "mlp_digits", "--workdir", str(tmp_path), timeout=300)
-    assert r.returncode == 0 and "already completed" in r.stderr
+    before = (tmp_path / "mlp_digits" / "metrics.jsonl").read_bytes()
+    assert main(["reproduce", "--quick", "--only", "mlp_digits", "--workdir", str(tmp_path)]) == 0
+    assert "already completed" in capsys.readouterr().err
+    assert (tmp_path / "mlp_digits" / "metrics.jsonl").read_bytes() == before

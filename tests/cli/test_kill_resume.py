@@ -218,3 +218,21 @@ def test_a_second_run_in_the_same_workdir_is_refused(tmp_path, capsys):
     assert err.count("is in use by another run") == 2
     assert not any(p.name.startswith("run.old-") for p in tmp_path.iterdir())
     assert main(["run", CFG, "--workdir", str(wd), "--set", "num_steps=5"]) == 0  # the lock went with its holder
+
+
+@pytest.mark.parametrize("logged, needle", [(False, "nothing was saved in"), (True, "2 finished part(s) recorded in")])
+def test_the_interrupt_message_says_what_is_on_disk(tmp_path, capsys, logged, needle):
+    """A method without checkpoints (like fwdgrad/approximation) must not claim one: the message reads the disk."""
+    cfg = tmp_path / "c.py"
+    cfg.write_text(
+        "import dataclasses, json, pathlib\n@dataclasses.dataclass(frozen=True)\nclass C:\n    n: int = 1\n"
+        "def get_config(arg=None):\n    return C()\n"
+        "def run(config, workdir):\n"
+        f"    if {logged}:\n"
+        "        (pathlib.Path(workdir) / 'metrics.jsonl').write_text('{\"a\": 1}\\n{\"a\": 2}\\n')\n"
+        "    raise KeyboardInterrupt\n")
+    wd = tmp_path / "w"
+    assert main(["run", str(cfg), "--workdir", str(wd)]) == 130
+    err = capsys.readouterr().err
+    assert needle in err and "checkpoint" not in err and "Traceback" not in err
+    assert json.loads((wd / "energy.json").read_text())["process_reports"]  # its energy still counts
