@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -128,8 +129,6 @@ def test_a_corrupt_checkpoint_is_refused_and_the_previous_good_one_offered(tmp_p
     msg = str(e.value)
     assert f"{tmp_path / 'checkpoints' / '8'}' is corrupt" in msg and "params/w" in msg
     assert "step 4" in msg and str(tmp_path / "checkpoints" / "4") in msg
-    import shutil
-
     shutil.rmtree(tmp_path / "checkpoints" / "8")
     _, summary = _loop(tmp_path, num_steps=8, state=_state(4096))
     assert summary["resumed_from"] == 4 and summary["status"] == "completed"
@@ -158,19 +157,37 @@ def test_workdir_that_is_a_file_and_bad_periods(tmp_path):
             _loop(tmp_path / "x", **kw)
 
 
-def test_state_digests_see_any_changed_element():
+@pytest.mark.parametrize("method", ["blake2b", "sum64"])
+def test_state_digests_see_any_changed_element(method):
     tree = {"f32": jnp.arange(1000, dtype=jnp.float32), "bf16": jnp.ones(7, jnp.bfloat16),
             "i64": jnp.arange(5, dtype=jnp.int64), "b": jnp.array([True, False]), "key": jax.random.key(0),
             "f64": jnp.linspace(0.0, 1.0, 9)}
-    digests, finite = state_digests(tree)
-    assert finite and set(digests) == set(tree)
+    digests, finite = state_digests(tree, method=method)
+    assert finite and set(digests) == set(tree) and {d["method"] for d in digests.values()} == {method}
+    assert state_digests(tree, method=method)[0] == digests  # deterministic
     for name in ("f32", "bf16", "i64", "f64"):
         x = tree[name]
         changed = dict(tree, **{name: x.at[len(x) // 2].set(x[len(x) // 2] + 1)})
-        assert state_digests(changed)[0][name]["digest"] != digests[name]["digest"]
+        assert state_digests(changed, method=method)[0][name]["digest"] != digests[name]["digest"]
     swapped = dict(tree, f32=tree["f32"][::-1])  # same values, other places
-    assert state_digests(swapped)[0]["f32"]["digest"] != digests["f32"]["digest"]
-    assert not state_digests(dict(tree, f64=tree["f64"].at[0].set(jnp.nan)))[1]
+    assert state_digests(swapped, method=method)[0]["f32"]["digest"] != digests["f32"]["digest"]
+    assert not state_digests(dict(tree, f64=tree["f64"].at[0].set(jnp.nan)), method=method)[1]
+    assert not state_digests(dict(tree, bf16=tree["bf16"].at[0].set(jnp.inf)), method=method)[1]
+
+
+def test_a_checkpoint_is_verified_with_the_method_it_was_saved_with(tmp_path, monkeypatch):
+    import jaxlab.train._checkpoint as ck
+
+    monkeypatch.setattr(ck, "HOST_DIGEST_MAX_BYTES", 0)  # as for a large state: checksummed on the device
+    _loop(tmp_path, num_steps=4, state=_state(4096))
+    monkeypatch.setattr(ck, "HOST_DIGEST_MAX_BYTES", 2**30)  # now small enough for the host
+    _, summary = _loop(tmp_path, num_steps=8, state=_state(4096))  # checkpoint 4 still verifies
+    assert summary["resumed_from"] == 4
+    (tmp_path / "summary.json").unlink()
+    shutil.rmtree(tmp_path / "checkpoints" / "8")
+    _flip_bytes(tmp_path / "checkpoints" / "4")
+    with pytest.raises(CheckpointError, match="is corrupt: params/w"):
+        _loop(tmp_path, num_steps=8, state=_state(4096))
 
 
 def test_checkpoint_errors_leave_no_orbax_noise_at_exit(tmp_path):
