@@ -13,14 +13,14 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxlab import fwdgrad
-from jaxlab.core import write_json
+from jaxlab.core import each, in_range, nonempty, one_of, positive, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +34,12 @@ class ApproximationConfig:
     sampler: str = "normal"
     samples: int = 200
     seed: int = 0
+
+    CONSTRAINTS: ClassVar[dict] = {
+        "dims": (nonempty, each(positive)), "tangents": (nonempty, each(positive)),
+        "aggregations": (nonempty, each(one_of(*fwdgrad.AGGREGATIONS))), "sampler": one_of(*fwdgrad.SAMPLERS),
+        "samples": positive, "seed": in_range(0, 2**32 - 1),
+    }
 
 
 def _metrics_fn(n: int, k: int, config: ApproximationConfig):

@@ -13,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxlab import fwdgrad
-from jaxlab.core import write_json
+from jaxlab.core import each, nonempty, one_of, positive, write_json
 
 
 def sphere(x):
@@ -51,6 +52,13 @@ class FunctionsConfig:
     steps: int = 1000
     seeds: int = 5
     mode: str = "jvp"
+
+    CONSTRAINTS: ClassVar[dict] = {
+        "functions": (nonempty, each(one_of("sphere", "rosenbrock", "styblinski_tang"))),
+        "dims": (nonempty, each(positive)), "tangents": (nonempty, each(positive)),
+        "aggregations": (nonempty, each(one_of(*fwdgrad.AGGREGATIONS))), "learning_rates": (nonempty, each(positive)),
+        "steps": positive, "seeds": positive, "mode": one_of("jvp", "simulated"),
+    }
 
 
 def _method_runner(fn, n: int, method: str, k: int, config: FunctionsConfig):

@@ -45,7 +45,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -54,7 +54,8 @@ import optax
 
 from jaxlab import data as jdata
 from jaxlab import fwdgrad
-from jaxlab.core import write_json
+from jaxlab.core import (Constraint, Rule, each, iter_metrics, nonempty, nonnegative, one_of, optional, positive,
+                         write_json)
 from jaxlab.nn import MLP
 from jaxlab.train import TrainState, make_train_step
 
@@ -113,6 +114,22 @@ class MLPConfig:
     max_extensions: int = 2
     max_backoffs: int = 2
     mode: str = "simulated"
+
+    CONSTRAINTS: ClassVar[dict] = {
+        "datasets": (nonempty, each(one_of("mnist5k", "fashion_mnist", "digits"))), "hidden": each(positive),
+        "methods": nonempty, "tangents": (nonempty, each(positive)), "epochs": each(positive),
+        "train_size": each(optional(positive)), "validation": each(positive), "batch_size": positive,
+        "seeds": positive, "tune_seeds": (nonempty, each(nonnegative)), "lr_grid_size": positive,
+        "lr_factor": Constraint(lambda v: v > 1, "> 1"), "max_extensions": nonnegative, "max_backoffs": nonnegative,
+        "mode": one_of("simulated", "jvp"),
+    }
+    RULES: ClassVar[tuple] = (
+        Rule(("datasets", "epochs", "train_size", "validation"),
+             lambda c: len(c.epochs) == len(c.train_size) == len(c.validation) == len(c.datasets),
+             "epochs, train_size and validation need one entry per dataset"),
+        Rule(("tune_seeds", "seeds"), lambda c: not set(c.tune_seeds) & set(range(c.seeds)),
+             "tune_seeds must differ from the evaluation seeds 0 .. seeds - 1"),
+    )
 
 
 class Splits(NamedTuple):
@@ -410,10 +427,13 @@ def _settings(config: MLPConfig, i: int, method: str) -> dict:
 
 
 def _load_done(path: Path) -> list[dict]:
-    """Finished groups (one JSON line each) of earlier, possibly interrupted runs."""
+    """Finished groups (one JSON line each) of earlier, possibly interrupted runs.
+
+    A line torn by a kill (the process died while writing it) is skipped: that group runs again.
+    """
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [d for d in iter_metrics(path) if isinstance(d.get("settings"), dict) and isinstance(d.get("row"), dict)]
 
 
 def _check(config: MLPConfig) -> None:
@@ -461,8 +481,11 @@ def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
             row = {"dataset": name, **tune_and_evaluate(splits, config, method=method, k=k or 0, epochs=epochs)}
             row["wall_s"] = round(time.perf_counter() - t1, 2)
             rows.append(row)
+            torn = log.is_file() and log.stat().st_size > 0 and not log.read_bytes().endswith(b"\n")
             with log.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"settings": settings, "row": row}) + "\n")
+                # After a line torn by a kill, start a new line, so that this one is read back whole.
+                f.write(("\n" if torn else "") + json.dumps({"settings": settings, "row": row}) + "\n")
+                f.flush()
             grid = ", ".join(f"{lr:.3g}:{a:.3f}" for lr, a in zip(row["lr_grid"], row["val_accuracy_grid"]))
             print(f"{name} {method} k={k}: lr {row['lr']:.3g}{' (grid edge)' if row['lr_at_edge'] else ''} -> "
                   f"test {row['test_accuracy']:.4f} +- {row['test_accuracy_std']:.4f}  "
