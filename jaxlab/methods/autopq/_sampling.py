@@ -7,7 +7,9 @@ interpolation, as ``scipy.stats.scoreatpercentile``) and clip to the series' phy
 
 Because the noise is multiplicative, where ``z`` is near 0 the samples collapse onto the point
 forecast; ``mode="additive"`` (``z~ = z + lambda_q * eps``, ``eps ~ N(0, 1)``) is the variant that does
-not. The noise is passed in (``standard_noise``), so a search can score every ``lambda_q`` on the same
+not, and ``mode="prior"`` (``z~ = eps``) ignores the point forecast and samples the cINN's own
+conditional distribution (a diagnostic: what the cINN knows without the point forecast). The noise is
+passed in (``standard_noise``), so a search can score every ``lambda_q`` on the same
 draws (common random numbers), which makes the objective smooth in ``lambda_q``.
 """
 
@@ -31,7 +33,8 @@ QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.40, 
 #: The reference's number of latent samples.
 SAMPLE_SIZE = 100
 
-Mode = Literal["multiplicative", "additive"]
+Mode = Literal["multiplicative", "additive", "prior"]
+MODES: tuple[str, ...] = ("multiplicative", "additive", "prior")
 
 
 def standard_noise(key: PRNGKey, shape: tuple[int, ...], num_samples: int = SAMPLE_SIZE,
@@ -41,17 +44,20 @@ def standard_noise(key: PRNGKey, shape: tuple[int, ...], num_samples: int = SAMP
 
 
 def perturb(z: Array, noise: Array, lambda_q, mode: Mode = "multiplicative") -> Array:
-    """Latent samples ``(M, B, H)`` around ``z (B, H)`` from standard-normal ``noise (M, B, H)``.
+    """Latent samples ``(M, B, H)`` of ``z``'s dtype around ``z (B, H)`` from standard-normal ``noise (M, B, H)``.
 
     ``"multiplicative"``: ``z * (1 + lambda_q * noise)``, i.e. ``z * eps`` with ``eps ~ N(1, lambda_q^2)``.
-    ``"additive"``: ``z + lambda_q * noise``.
+    ``"additive"``: ``z + lambda_q * noise``. ``"prior"``: ``noise`` (``z`` and ``lambda_q`` unused).
     """
     lam = jnp.asarray(lambda_q, z.dtype)
+    noise = noise.astype(z.dtype)
     if mode == "multiplicative":
         return z[None] * (1 + lam * noise)
     if mode == "additive":
         return z[None] + lam * noise
-    raise ValueError(f"mode must be 'multiplicative' or 'additive', got {mode!r}")
+    if mode == "prior":
+        return jnp.broadcast_to(noise, (noise.shape[0], *z.shape))
+    raise ValueError(f"mode must be 'multiplicative', 'additive' or 'prior', got {mode!r}")
 
 
 def latent(model: CINN, params, forecast: Array, cond: Array) -> Array:

@@ -84,13 +84,13 @@ def fit_cinn(x: np.ndarray, cond: np.ndarray, *, key: PRNGKey, model: CINN | Non
     bs = min(settings.batch_size, train.size)
     num_batches = -(-train.size // bs)
 
-    def batch_loss(p, xb, cb, w):
+    def batch_loss(p, xb, cb, w):  # data enter the jitted functions as arguments (no constant folding)
         z, log_det = model.apply(p, xb, cb)
         per = jnp.mean(jnp.square(z), -1) / 2 - log_det / horizon   # mean over the batch = nll_loss
         return jnp.sum(w * per) / jnp.sum(w)
 
     @jax.jit
-    def epoch(params, opt_state, key):
+    def epoch(params, opt_state, key, xt, ct):
         perm = jax.random.permutation(key, train.size)
         idx = jnp.concatenate([perm, jnp.zeros(num_batches * bs - train.size, perm.dtype)])
         weight = (jnp.arange(num_batches * bs) < train.size).astype(xt.dtype)
@@ -107,8 +107,8 @@ def fit_cinn(x: np.ndarray, cond: np.ndarray, *, key: PRNGKey, model: CINN | Non
         return params, opt_state, jnp.mean(losses)
 
     @jax.jit
-    def holdout_loss(params):
-        return nll_loss(*model.apply(params, xh, ch)) if n_hold else jnp.nan
+    def holdout_loss(params, xh, ch):
+        return nll_loss(*model.apply(params, xh, ch))
 
     it = range(settings.epochs)
     if progress:
@@ -117,9 +117,9 @@ def fit_cinn(x: np.ndarray, cond: np.ndarray, *, key: PRNGKey, model: CINN | Non
         it = tqdm(it, desc="cINN", leave=False)
     train_curve, hold_curve = [], []
     for e in it:
-        params, opt_state, loss = epoch(params, opt_state, jax.random.fold_in(k_epochs, e))
+        params, opt_state, loss = epoch(params, opt_state, jax.random.fold_in(k_epochs, e), xt, ct)
         train_curve.append(loss)
-        hold_curve.append(holdout_loss(params))
+        hold_curve.append(holdout_loss(params, xh, ch) if n_hold else jnp.nan)
     jax.block_until_ready(params)
     return CINNFit(model, params, np.asarray(jax.device_get(train_curve), np.float64),
                    np.asarray(jax.device_get(hold_curve), np.float64))
