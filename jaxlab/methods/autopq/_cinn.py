@@ -218,7 +218,7 @@ def init_cinn(model: CINN, key, x: Array, c: Array):
             value = uniform[start : start + size] / np.sqrt(fan_in)
         else:
             value = 0.01 * normal[start : start + size]
-        out.append(jnp.asarray(value.reshape(leaf.shape), leaf.dtype))
+        out.append(jax.device_put(value.reshape(leaf.shape).astype(leaf.dtype)))  # no per-shape copy program
         start += size
     return jax.tree_util.tree_unflatten(tree, out)
 

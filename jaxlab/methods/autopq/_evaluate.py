@@ -6,11 +6,13 @@ over ``lambda_q`` compiles it once however many trials and forecasters it scores
 
 Sample CRPS: scoringrules ``crps_ensemble`` (its default quantile-decomposition estimator, the CRPS of
 the samples' empirical distribution). Quantile CRPS: scoringrules ``crps_quantile`` (2 x the mean
-pinball loss over the levels) through :func:`jaxlab.timeseries.crps_quantile`, outside jit: scoringrules
-checks the levels with a Python ``if``, so that function cannot be traced.
+pinball loss over the levels) on its NumPy backend, outside jit: scoringrules checks the levels with a
+Python ``if``, so even its JAX backend (and :func:`jaxlab.timeseries.crps_quantile`) cannot be traced.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -92,19 +94,28 @@ def quantile_scores(quantiles: np.ndarray, target: np.ndarray, levels=QUANTILES)
     Returns ``crps_quantile`` (scoringrules), ``pinball``, ``mae`` of the median (when 0.5 is a level) and
     ``coverage_80``/``width_80``/``coverage_98``/``width_98`` for the intervals in :data:`INTERVALS`.
     """
-    q = jnp.asarray(np.asarray(quantiles))   # float64 under x64, else float32
-    y = jnp.asarray(np.asarray(target))
     levels = tuple(float(v) for v in levels)
-    out = {"crps_quantile": float(ts.crps_quantile(q, y, levels)), "pinball": float(ts.pinball(q, y, levels))}
-    if 0.5 in levels:
-        out["mae"] = float(ts.mae(q[..., levels.index(0.5)], y))
-    for nominal, (lo, hi) in INTERVALS.items():
-        if lo in levels and hi in levels:
-            a, b = q[..., levels.index(lo)], q[..., levels.index(hi)]
-            tag = f"{round(100 * nominal)}"
-            out[f"coverage_{tag}"] = float(ts.interval_coverage(a, b, y))
-            out[f"width_{tag}"] = float(ts.interval_width(a, b))
+    q, y = np.asarray(quantiles), np.asarray(target)
+    out = {"crps_quantile": float(np.mean(sr.crps_quantile(y, q, np.asarray(levels), backend="numpy")))}
+    out.update({k: float(v) for k, v in _interval_metrics(levels)(q, y).items()})
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _interval_metrics(levels: tuple[float, ...]):
+    """One jitted program per level set for the :mod:`jaxlab.timeseries` metrics of :func:`quantile_scores`."""
+    def metrics(q, y):
+        out = {"pinball": ts.pinball(q, y, levels)}
+        if 0.5 in levels:
+            out["mae"] = ts.mae(q[..., levels.index(0.5)], y)
+        for nominal, (lo, hi) in INTERVALS.items():
+            if lo in levels and hi in levels:
+                a, b = q[..., levels.index(lo)], q[..., levels.index(hi)]
+                tag = f"{round(100 * nominal)}"
+                out[f"coverage_{tag}"] = ts.interval_coverage(a, b, y)
+                out[f"width_{tag}"] = ts.interval_width(a, b)
+        return out
+    return jax.jit(metrics)
 
 
 def gaussian_crps(forecast: np.ndarray, sigma: np.ndarray, target: np.ndarray) -> float:

@@ -83,7 +83,7 @@ class PointForecast(NamedTuple):
     train_s: float
 
     def __call__(self, history, future) -> np.ndarray:
-        return np.asarray(self.predict(self.variables, jnp.asarray(history), jnp.asarray(future)))
+        return np.asarray(self.predict(self.variables, np.asarray(history), np.asarray(future)))
 
 
 def suggest_hyperparameters(trial, name: str, data: ForecastData) -> dict[str, Any]:
@@ -162,8 +162,8 @@ def fit_forecaster(name: str, hp: dict[str, Any] | None, data: ForecastData, *, 
     n_fit = n - n_hold - data.spec.horizon
     if n_fit < 1 or n_hold < 1:
         raise ValueError(f"{n} training windows are too few for a {settings.holdout:.0%} hold-out")
-    fit = tuple(jnp.asarray(a[:n_fit]) for a in (tr.history, tr.future, tr.target))
-    hold = tuple(jnp.asarray(a[n - n_hold:]) for a in (tr.history, tr.future, tr.target))
+    fit = jax.device_put(tuple(a[:n_fit] for a in (tr.history, tr.future, tr.target)))
+    hold = jax.device_put(tuple(a[n - n_hold:] for a in (tr.history, tr.future, tr.target)))
     bs = min(int(hp["batch_size"]), n_fit)
     num_batches = -(-n_fit // bs)
     tx = optax.adam(settings.learning_rate)

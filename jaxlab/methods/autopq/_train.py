@@ -76,9 +76,9 @@ def fit_cinn(x: np.ndarray, cond: np.ndarray, *, key: PRNGKey, model: CINN | Non
     hold, train = order[:n_hold], order[n_hold:]
     if train.size == 0:
         raise ValueError(f"no training samples left after holding out {settings.holdout:.0%} of {n}")
-    xt, ct = jnp.asarray(x[train]), jnp.asarray(cond[train])
-    xh, ch = jnp.asarray(x[hold]), jnp.asarray(cond[hold])
-    params = init_cinn(model, k_init, xt[:1], ct[:1])
+    # device_put, not jnp.asarray: the latter compiles a copy program per shape
+    xt, ct, xh, ch = jax.device_put((x[train], cond[train], x[hold], cond[hold]))
+    params = init_cinn(model, k_init, x[train[:1]], cond[train[:1]])
     tx = cinn_optimizer(settings)
     opt_state = tx.init(params)
     bs = min(settings.batch_size, train.size)
