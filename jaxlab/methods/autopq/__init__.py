@@ -5,7 +5,19 @@ sustainability", arXiv 2412.00419 (reference code: SMEISEN/AutoPQ). A cINN learn
 the horizon vector given calendar, exogenous and lagged-target conditions; any point forecast is mapped
 to the latent space, perturbed and mapped back to samples and quantiles. The sampling spread
 ``lambda_q`` is tuned on validation (default mode); the advanced mode also chooses the point forecaster
-and its hyperparameters. Deviations from the reference are listed in each module's docstring.
+and its hyperparameters. Deviations from the reference (details in each module's docstring):
+
+* optuna instead of hyperopt (TPE) and Propulate (the advanced mode is an optuna TPE study with a
+  ``SuccessiveHalvingPruner``; the nested search's log-normal prior enters through its inverse CDF);
+* the search scores the cINN's samples with scoringrules' ``crps_ensemble`` on every k-th validation
+  window with fixed noise; the reference scores its 17 quantiles as if they were an ensemble
+  (properscoring) on all windows with fresh noise;
+* the condition that skips the inner ``lambda_q`` search ("Algorithm 3") is the intended one, not the
+  reference's inverted one; its enum bug (SVR selects the MLP) and its "SARIMAX"/"sARIMAX" KeyError
+  have no counterpart: forecasters are looked up by name and unknown names are refused;
+* five point forecasters on ``jaxlab.timeseries`` (persistence, profile, DLinear, MLP, N-HiTS) instead
+  of the reference's nine; the point forecasters stop early on a chronological hold-out;
+* histories of validation and test windows may reach into the split before.
 """
 
 from ._cinn import CINN as CINN

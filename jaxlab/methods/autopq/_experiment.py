@@ -12,7 +12,8 @@ For every series ``run(config, workdir)``:
 5. **advanced mode**: searches the forecaster, its hyperparameters and (nested) ``lambda_q``, with
    successive-halving pruning;
 6. scores everything on the test windows (all of them; the searches score every k-th validation window,
-   ``search_windows`` of them, on fixed noise).
+   ``search_windows`` of them, on fixed noise). ``cinn_prior`` samples the cINN's latent prior
+   ``N(0, I)`` without the point forecast: a diagnostic of what the cINN alone knows.
 
 Each series' results go to ``series/<name>.json`` as soon as it is done, so a killed run started again
 with the same workdir skips the finished series (each series is recomputed whole, never in part).

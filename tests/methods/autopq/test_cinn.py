@@ -85,7 +85,7 @@ def test_training_lowers_the_held_out_loss(getkey):
     # a 4-step target whose mean depends on the condition: the fit must learn it
     c = jax.random.normal(getkey(), (600, 2), jnp.float32)
     x = c[:, :1] * jnp.array([1.0, 0.5, -1.0, 2.0]) + 0.3 * jax.random.normal(getkey(), (600, 4), jnp.float32)
-    fit = fit_cinn(np.asarray(x), np.asarray(c), key=getkey(), model=CINN(horizon=4, num_blocks=4),
-                   settings=CINNTraining(epochs=40, batch_size=128, learning_rate=5e-3))
-    assert fit.holdout_loss.shape == (40,)
+    fit = fit_cinn(np.asarray(x), np.asarray(c), key=getkey(), model=CINN(horizon=4, num_blocks=2),
+                   settings=CINNTraining(epochs=25, batch_size=128, learning_rate=1e-2))
+    assert fit.holdout_loss.shape == (25,) and np.isfinite(fit.train_loss).all()
     assert fit.holdout_loss[-1] < fit.holdout_loss[0] - 0.3

@@ -22,7 +22,7 @@ def _toy():
 def test_smoke_run_and_resume(tmp_path, fixed_meter):
     cfg = AutoPQConfig(series=("toy",), forecaster="dlinear", cinn_epochs=3, cinn_blocks=2, forecaster_epochs=2,
                        sample_size=20, search_windows=40, qr_windows=30, default_trials=4,
-                       advanced_forecasters=("persistence", "dlinear"), advanced_trials=2, inner_trials=3,
+                       advanced_forecasters=("persistence", "profile"), advanced_trials=2, inner_trials=3,
                        pruner_min_resource=1)
     summary = run(cfg, tmp_path, meter_factory=fixed_meter, progress=False, data={"toy": _toy()})
     methods = [r["method"] for r in summary["table"]]
@@ -54,3 +54,18 @@ def test_run_refuses_unknown_series_and_forecasters(tmp_path):
         run(AutoPQConfig(series=("mars",)), tmp_path)
     with pytest.raises(ValueError, match="forecasters must be among"):
         run(AutoPQConfig(series=("taylor",), forecaster="svr"), tmp_path)
+
+
+def test_config_file_variants():
+    from jaxlab.core import load_config
+
+    full, module = load_config("configs/autopq/series.py")
+    assert full.series == ("elecdemand", "taylor", "bikeshare", "tmy3_ghi") and full.advanced
+    assert full.cinn_epochs == 100 and full.cinn_batch_size == 512 and full.cinn_blocks == 10
+    assert full.default_trials == 100 and full.sample_size == 100 and callable(module.run)
+    quick, _ = load_config("configs/autopq/series.py:quick")
+    assert quick.series == ("tmy3_ghi",) and quick.advanced_trials == 3
+    assert not load_config("configs/autopq/series.py:default_only")[0].advanced
+    assert load_config("configs/autopq/series.py:cinn400")[0].cinn_epochs == 400
+    with pytest.raises(Exception, match="unknown argument"):
+        load_config("configs/autopq/series.py:huge")

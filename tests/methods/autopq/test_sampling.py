@@ -61,7 +61,7 @@ def test_crps_of_gaussian_samples_matches_the_closed_form(getkey, permutation_ci
     forecast = jax.random.normal(getkey(), (200, 4))
     target = forecast + 0.7 * jax.random.normal(getkey(), (200, 4))
     noise = standard_noise(getkey(), (200, 4), 1000)
-    scorer = SampleScorer(model, offset=10.0, scale=3.0, chunk=100)
+    scorer = SampleScorer(model, offset=10.0, scale=3.0, chunk=200)
     crps, q = scorer.evaluate(params, forecast, jnp.zeros((200, 2)), noise, target, 0.7, "additive")
     exact = np.mean(sr.crps_normal(10 + 3 * target, 10 + 3 * forecast, 3 * 0.7, backend="numpy"))
     assert crps == pytest.approx(float(exact), rel=0.01)

@@ -67,7 +67,7 @@ def test_default_search_recovers_a_synthetic_optimal_lambda(permutation_cinn, fi
     forecast = jax.random.uniform(jax.random.fold_in(key, 0), (500, 4), minval=1.0, maxval=2.0)
     target = forecast * (1 + 0.4 * jax.random.normal(jax.random.fold_in(key, 1), (500, 4)))
     noise = standard_noise(jax.random.fold_in(key, 2), (500, 4), 100)
-    scorer = SampleScorer(model, offset=0.0, scale=1.0)
+    scorer = SampleScorer(model, offset=0.0, scale=1.0, chunk=500)
     cond = jnp.zeros((500, 2))
     res = search_lambda(lambda lam: scorer.crps(params, forecast, cond, noise, target, lam), budget=Budget(trials=60),
                         seed=0, meter_factory=fixed_meter)
