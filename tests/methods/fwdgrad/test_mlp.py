@@ -242,7 +242,7 @@ def _config_module():
     return module
 
 
-@pytest.mark.parametrize("arg", [None, "cpu", "quick"])
+@pytest.mark.parametrize("arg", [None, "cpu", "quick", "activity256", "orthonormal256"])
 def test_config_variants_are_consistent(arg):
     config = _config_module().get_config(arg)
     _mlp._check(config)
