@@ -28,7 +28,8 @@ What the numbers mean:
 * Time: the median over ``--repeats`` calls (not donated, after one warm-up call, compile timed apart),
   taken round-robin over all steps so that load from other processes on a shared machine affects them
   alike. ``time_ratio_vs_backprop`` divides by backprop's median of the same run; ``time_vs_floor``
-  divides that by ``(2k + 1) / 3``.
+  divides that by ``(2k + 1) / 3``; ``time_per_dot_flop_vs_backprop`` divides it by the dot-FLOP ratio
+  (above 1: slower per FLOP than backprop, from drawing tangents or less efficient matmuls).
 
 Usage: python scripts/bench_fwdgrad.py [--depth 16 --width 1024 --batch 256 --ks 1,4,16 --repeats 3]
        (or ``jaxlab bench fwdgrad``); ``--tiny`` for a seconds-long smoke run (the GPU suite calls
@@ -91,6 +92,11 @@ def check_correctness():
                                                                  tangent_batch_size=tb)[0] for tb in (None, 4)])
     err = max(float(jnp.max(jnp.abs(a - b))) for est in estimates(params, jax.random.key(3))
               for a, b in zip(jax.tree.leaves(est), jax.tree.leaves(ref)))
+    # The linearising peer draws the same tangents as the streamed mean.
+    peer, streamed = jax.jit(lambda p, key: [
+        gf(mlp_loss, p, None, batch, key)[1] for gf in (_linearized_grad_fn(3), fwdgrad.make_grad_fn(
+            num_tangents=3, aggregation="mean", tangent_batch_size=1))])(params, jax.random.key(4))
+    err = max(err, *(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(peer), jax.tree.leaves(streamed))))
     if not err <= 1e-3 * scale:
         raise SystemExit(f"correctness check failed: max |projection(k=n) - grad| = {err:.3g} (scale {scale:.3g})")
     return err
@@ -199,7 +205,7 @@ def model_dot_flops(method: str, k: int | None, b: int | None, aggregation: str 
     unit = 2.0 * batch * width * width
     if method == "backprop":
         return (3 * depth - 1) * unit
-    passes = 1 if b is None else k // b
+    passes = 1 if (b is None or method == "linearize") else k // b
     flops = (passes * depth + k * (2 * depth - 1)) * unit
     if aggregation in ("projection", "projection_per_leaf"):
         flops += 2.0 * k * k * depth * (width * width + width)
@@ -219,10 +225,34 @@ def _setup(depth, width, batch, dtype):
     return params, data, optax.sgd(1e-3), jax.random.key(2)
 
 
+def _linearized_grad_fn(k):
+    """Peer: linearise once (``jax.linearize``: the primal once, its residuals held), then scan the k
+    tangents through the linear map; the mean, combined with the tangents regenerated from the key."""
+
+    def grad_fn(loss_fn, params, model_state, batch, key):
+        loss_key, tangent_key = jax.random.split(key)
+        f = lambda p: loss_fn(p, model_state, batch, loss_key)  # noqa: E731
+        loss, f_jvp = jax.linearize(lambda p: f(p)[0], params)
+        _, d = jax.lax.scan(lambda c, i: (c, f_jvp(fwdgrad.sample_tangent(tangent_key, params, i))), None,
+                            jnp.arange(k))
+
+        def add(acc, i):
+            v = fwdgrad.sample_tangent(tangent_key, params, i)
+            return jax.tree.map(lambda a, t: a + (d[i] / k).astype(t.dtype) * t, acc, v), None
+
+        grads, _ = jax.lax.scan(add, jax.tree.map(jnp.zeros_like, params), jnp.arange(k))
+        return (loss, ({}, model_state)), grads
+
+    return grad_fn
+
+
 def _raw_step(cfg, tx):
     grad_fn = None
+    if cfg["method"] == "linearize":
+        grad_fn = _linearized_grad_fn(cfg["k"])
     if cfg["method"] == "fwdgrad":
         grad_fn = fwdgrad.make_grad_fn(num_tangents=cfg["k"], aggregation=cfg["aggregation"], mode="jvp",
+                                       sampler=cfg.get("sampler", "normal"),
                                        tangent_batch_size=cfg["tangent_batch_size"],
                                        fuse_combination=cfg["fuse_combination"])
     return make_train_step(mlp_loss, tx, grad_fn=grad_fn, jit=False)
@@ -264,7 +294,7 @@ def _runtime_peak_in_subprocess(cfg: dict) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _configs(ks, tangent_batch_sizes, aggregations, fuse, **shape):
+def _configs(ks, tangent_batch_sizes, aggregations, fuse, samplers=("normal",), linearize=False, **shape):
     out = [{"method": "backprop", "k": None, "aggregation": None, "tangent_batch_size": None,
             "fuse_combination": False, **shape}]
     for k in ks:
@@ -278,20 +308,32 @@ def _configs(ks, tangent_batch_sizes, aggregations, fuse, **shape):
                 sizes.append(int(s))
         for agg in aggregations:
             for tb in dict.fromkeys(sizes):
-                out.append({"method": "fwdgrad", "k": k, "aggregation": agg, "tangent_batch_size": tb,
-                            "fuse_combination": bool(fuse and tb is not None), **shape})
+                for sampler in samplers:
+                    out.append({"method": "fwdgrad", "k": k, "aggregation": agg, "tangent_batch_size": tb,
+                                "sampler": sampler, "fuse_combination": bool(fuse and tb is not None), **shape})
+        if linearize:
+            out.append({"method": "linearize", "k": k, "aggregation": "mean", "tangent_batch_size": 1,
+                        "sampler": "normal", "fuse_combination": False, **shape})
     return out
+
+
+def _key(cfg):
+    return {k: cfg.get(k) for k in ("method", "k", "aggregation", "tangent_batch_size", "sampler", "depth")}
 
 
 def _label(r):
     if r["method"] == "backprop":
         return "backprop"
-    return f"k={r['k']:<3d} {r['aggregation']:10s} b={str(r['tangent_batch_size'] or 'held'):4s}"
+    if r["method"] == "linearize":
+        return f"k={r['k']:<3d} linearize once, scan the tangents"
+    return (f"k={r['k']:<3d} {r['aggregation']:10s} b={str(r['tangent_batch_size'] or 'held'):4s}"
+            + ("" if r.get("sampler", "normal") == "normal" else f" {r['sampler']}"))
 
 
 def run(*, depths=(16,), width=1024, batch=256, ks=(1, 4, 16), tangent_batch_sizes=("held", 1),
-        aggregations=("mean", "projection"), repeats=3, time_steps=True, time_held=True, dtype="float32",
-        fuse_combination=True, runtime_peak_bytes=None, tiny=False, verbose=True) -> dict:
+        aggregations=("mean", "projection"), samplers=("normal",), repeats=3, time_steps=True, time_held=True,
+        dtype="float32", fuse_combination=True, runtime_peak_bytes=None, linearize=False, tiny=False, verbose=True,
+        checkpoint=None) -> dict:
     """Measures every step and returns the benchmark's JSON payload (what ``main`` writes).
 
     Args:
@@ -299,9 +341,15 @@ def run(*, depths=(16,), width=1024, batch=256, ks=(1, 4, 16), tangent_batch_siz
       tangent_batch_sizes: ``"held"``, ``"divisors"`` (1, 2, 4, ..., k) or integers (those dividing k).
       time_steps: time the steps (memory and FLOPs come from compiling alone).
       time_held: also time the held steps (they compute the same estimate).
+      samplers: tangent samplers ("normal", "rademacher"; the latter skips the inverse error function, which
+        shows what drawing the tangents costs).
       runtime_peak_bytes: run each step once in a fresh process and read ``peak_bytes_in_use``; default:
         on backends that report memory statistics (GPUs), not on CPU.
+      linearize: add the peer that linearises once and scans the tangents through the linear map (the
+        primal once, its residuals held; the mean).
       tiny: the :data:`TINY` depth, width and batch (a smoke run in seconds).
+      checkpoint: a JSON path written after every record; a run without timing started again with the same
+        path and settings keeps the records found there and measures only the rest.
 
     Returns:
       ``{"benchmark", "environment", "check_max_abs_err", "note", "records"}``.
@@ -313,14 +361,31 @@ def run(*, depths=(16,), width=1024, batch=256, ks=(1, 4, 16), tangent_batch_siz
     err = check_correctness()
     log = print if verbose else (lambda *a, **k: None)
     log(f"check: projection at k = n matches jax.grad, held and streamed (max abs err {err:.2e})")
-    records = []
+    records, done = [], {}
+    settings = to_jsonable({"depths": depths, "width": width, "batch": batch, "ks": ks, "dtype": dtype,
+                            "tangent_batch_sizes": tangent_batch_sizes, "aggregations": aggregations,
+                            "samplers": samplers, "fuse_combination": fuse_combination, "linearize": linearize})
+    if checkpoint is not None and not time_steps and Path(checkpoint).is_file():
+        old = json.loads(Path(checkpoint).read_text())
+        if old.get("status") == "partial" and old.get("settings") == settings:
+            done = {json.dumps(_key(r)): r for r in old["records"]}
+            log(f"resuming: {len(done)} records from {checkpoint}")
+
+    def save_partial():
+        if checkpoint is not None:
+            save_benchmark("fwdgrad", records, path=checkpoint, status="partial", settings=settings,
+                           check_max_abs_err=err)
+
     for depth in depths:
         params, data, tx, key = _setup(depth, width, batch, jnp.dtype(dtype))
         state = TrainState.create(params=params, tx=tx)
-        cfgs = _configs(ks, tangent_batch_sizes, aggregations, fuse_combination, depth=depth, width=width,
-                        batch=batch, dtype=jnp.dtype(dtype).name)
+        cfgs = _configs(ks, tangent_batch_sizes, aggregations, fuse_combination, samplers, linearize, depth=depth,
+                        width=width, batch=batch, dtype=jnp.dtype(dtype).name)
         timed = []
         for cfg in cfgs:
+            if json.dumps(_key(cfg)) in done:
+                records.append(done[json.dumps(_key(cfg))])
+                continue
             raw = _raw_step(cfg, tx)
             t0 = time.perf_counter()
             rec = {**cfg, **_compiled_record(jax.jit(raw, donate_argnums=(0,)).lower(state, data, key).compile())}
@@ -330,6 +395,7 @@ def run(*, depths=(16,), width=1024, batch=256, ks=(1, 4, 16), tangent_batch_siz
             if runtime_peak_bytes:
                 rec.update(_runtime_peak_in_subprocess(cfg))
             records.append(rec)
+            save_partial()
             if time_steps and (time_held or cfg["method"] == "backprop" or cfg["tangent_batch_size"] is not None):
                 t0 = time.perf_counter()
                 compiled = jax.jit(raw).lower(state, data, key).compile()
@@ -356,7 +422,9 @@ def run(*, depths=(16,), width=1024, batch=256, ks=(1, 4, 16), tangent_batch_siz
                 rec["runtime_peak_ratio_vs_backprop"] = rec["runtime_peak_bytes"] / base["runtime_peak_bytes"]
             if "median_s" in rec and "median_s" in base:
                 rec["time_ratio_vs_backprop"] = rec["median_s"] / base["median_s"]
-                if rec["method"] == "fwdgrad":
+                # Above 1: this step does its (dot) FLOPs more slowly than backprop does its own.
+                rec["time_per_dot_flop_vs_backprop"] = rec["time_ratio_vs_backprop"] / rec["dot_flops_ratio_vs_backprop"]
+                if rec["method"] != "backprop":
                     rec["flop_floor"] = flop_floor(rec["k"])
                     rec["time_vs_floor"] = rec["time_ratio_vs_backprop"] / rec["flop_floor"]
             log(f"depth {depth} {_label(rec)} peak {rec['peak_ratio_vs_backprop']:.2f}x temp "
@@ -364,7 +432,7 @@ def run(*, depths=(16,), width=1024, batch=256, ks=(1, 4, 16), tangent_batch_siz
                 + (f" time {rec['median_s']:.3g} s ({rec['time_ratio_vs_backprop']:.2f}x"
                    + (f", {rec['time_vs_floor']:.2f} of the floor)" if "time_vs_floor" in rec else ")")
                    if "time_ratio_vs_backprop" in rec else ""), flush=True)
-    return {"benchmark": "fwdgrad", "environment": environment_info(), "check_max_abs_err": err,
+    return {"benchmark": "fwdgrad", "environment": environment_info(), "check_max_abs_err": err, "settings": settings,
             "note": "peak = argument + output - alias + temp of the donated jitted step; floor = argument + output "
                     "- alias (train state and batch); temp = peak - floor; xla_dot_flops: dots of the optimised "
                     "HLO with loop trip counts; times round-robin over the steps, not donated",
@@ -379,6 +447,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--ks", default="1,4,16")
     ap.add_argument("--aggregations", default="mean,projection")
+    ap.add_argument("--samplers", default="normal", help="tangent samplers, e.g. normal,rademacher")
     ap.add_argument("--tangent-batch-sizes", "--streaming", dest="tangent_batch_sizes", default="held,1",
                     help="comma list of 'held' (all k tangents at once), 'divisors' (1, 2, 4, ..., k) or integers")
     ap.add_argument("--fuse-combination", default="1", choices=["0", "1"],
@@ -390,6 +459,8 @@ def main(argv=None):
     ap.add_argument("--no-time-held", action="store_true",
                     help="time only the streaming steps (the held ones compute the same estimate)")
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--linearize", action="store_true",
+                    help="add the peer that linearises once and scans the tangents through the linear map")
     ap.add_argument("--tiny", action="store_true", help="seconds-long smoke sizes (depth 3, width 64, batch 32)")
     ap.add_argument("--json", default=None, help="output path (default bench/results/fwdgrad-<backend>.json)")
     ap.add_argument("--runtime-peak-of", default=None, help=argparse.SUPPRESS)  # internal: one step, fresh process
@@ -400,10 +471,13 @@ def main(argv=None):
     depths = tuple(int(d) for d in (args.depths or str(args.depth)).split(","))
     payload = run(depths=depths, width=args.width, batch=args.batch, ks=tuple(int(k) for k in args.ks.split(",")),
                   tangent_batch_sizes=tuple(args.tangent_batch_sizes.split(",")),
-                  aggregations=tuple(args.aggregations.split(",")), repeats=args.repeats,
+                  aggregations=tuple(args.aggregations.split(",")), samplers=tuple(args.samplers.split(",")),
+                  repeats=args.repeats,
                   time_steps=not args.no_time, time_held=not args.no_time_held, dtype=args.dtype,
-                  fuse_combination=args.fuse_combination == "1", tiny=args.tiny)
-    path = save_benchmark("fwdgrad", payload["records"], path=args.json, check_max_abs_err=payload["check_max_abs_err"],
+                  fuse_combination=args.fuse_combination == "1", linearize=args.linearize, tiny=args.tiny,
+                  checkpoint=args.json or Path("bench") / "results" / f"fwdgrad-{jax.default_backend()}.json")
+    path = save_benchmark("fwdgrad", payload["records"], path=args.json, status="completed",
+                          settings=payload["settings"], check_max_abs_err=payload["check_max_abs_err"],
                           note=payload["note"])
     print(f"wrote {path}")
     return payload

@@ -162,7 +162,7 @@ def _orthonormal(key: PRNGKey, params: PyTree, num_tangents: int) -> PyTree:
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def sample_equiangular_tangents(key: PRNGKey, params: PyTree, num_tangents: int, *, angle_deg: float) -> PyTree:
+def sample_equiangular_tangents(key: PRNGKey, params: PyTree, num_tangents: int, *, angle_deg) -> PyTree:
     """``k <= n`` unit tangents whose pairwise angles all equal ``angle_deg`` (the paper's section 4.3).
 
     With ``Q`` the orthonormal tangents of ``sample_tangents(key, params, k, sampler="orthonormal")`` (a
@@ -178,7 +178,7 @@ def sample_equiangular_tangents(key: PRNGKey, params: PyTree, num_tangents: int,
       key: PRNG key.
       params: pytree of floating point arrays (n parameters).
       num_tangents: k, at most n.
-      angle_deg: the pairwise angle in degrees, in (0, 90].
+      angle_deg: the pairwise angle in degrees, in (0, 90] (a Python number, checked, or a traced scalar).
 
     Returns:
       A pytree like ``params`` with leaves of shape ``(k, *leaf.shape)``.
@@ -195,12 +195,12 @@ def sample_equiangular_tangents(key: PRNGKey, params: PyTree, num_tangents: int,
     n, k = num_parameters(params), int(num_tangents)
     if not 1 <= k <= n:
         raise ValueError(f"equiangular tangents need 1 <= num_tangents <= n = {n}, got {num_tangents}")
-    if not 0.0 < float(angle_deg) <= 90.0:
+    if isinstance(angle_deg, (int, float)) and not 0.0 < angle_deg <= 90.0:
         raise ValueError(f"angle_deg must be in (0, 90] degrees, got {angle_deg}")
     q = _orthonormal(key, params, k)
     leaves, treedef = jax.tree_util.tree_flatten(q)
     dtype = jnp.result_type(*leaves)
-    c = math.cos(math.radians(float(angle_deg)))
+    c = jnp.cos(jnp.deg2rad(jnp.asarray(angle_deg, dtype)))
     gram = (1.0 - c) * jnp.eye(k, dtype=dtype) + c * jnp.ones((k, k), dtype)
     mix = jnp.linalg.cholesky(gram)  # V = Q L^T: row i of V is sum_j L[i, j] q_j
     out = [jnp.tensordot(mix.astype(v.dtype), v, axes=1) for v in leaves]

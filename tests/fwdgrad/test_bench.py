@@ -1,6 +1,7 @@
 """The forward-gradient benchmark's FLOP count and its tiny run (scripts/bench_fwdgrad.py)."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import jax
@@ -46,6 +47,22 @@ def test_tiny_run_measures_memory_flops_and_time(bench):
     assert recs[1]["xla_dot_flops"] > recs[4]["xla_dot_flops"]
     assert recs[1]["temp_bytes"] < recs[4]["temp_bytes"]
     assert payload["environment"]["backend"] == jax.default_backend()
+
+
+def test_a_killed_memory_run_resumes_from_its_checkpoint(bench, tmp_path, monkeypatch):
+    path = tmp_path / "fwdgrad.json"
+    kw = dict(tiny=True, ks=(2,), tangent_batch_sizes=(1,), aggregations=("mean",), time_steps=False, verbose=False,
+              checkpoint=path)
+    first = bench.run(**kw)
+    partial = json.loads(path.read_text())
+    assert partial["status"] == "partial" and len(partial["records"]) == 2
+    partial["records"] = partial["records"][:1]  # killed after the first record
+    path.write_text(json.dumps(partial))
+    real, calls = bench._compiled_record, []
+    monkeypatch.setattr(bench, "_compiled_record", lambda c: calls.append(1) or real(c))
+    again = bench.run(**kw)
+    assert len(calls) == 1 and partial["records"][0].items() <= again["records"][0].items()
+    assert [r["temp_bytes"] for r in again["records"]] == [r["temp_bytes"] for r in first["records"]]
 
 
 @pytest.mark.gpu

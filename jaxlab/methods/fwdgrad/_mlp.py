@@ -558,10 +558,11 @@ def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
             rows.append(row)
             with log.open("a", encoding="utf-8") as f:
                 f.write(json.dumps({"settings": settings, "row": row}) + "\n")
-            grid = ", ".join(f"{lr:.3g}:{a:.3f}" for lr, a in zip(row["lr_grid"], row["val_accuracy_grid"]))
+            shown = row.get("val_loss_grid", row["val_accuracy_grid"])  # the tuning metric
+            grid = ", ".join(f"{lr:.3g}:{a:.3f}" for lr, a in zip(row["lr_grid"], shown))
             print(f"{name} {method} k={k}: lr {row['lr']:.3g}{' (grid edge)' if row['lr_at_edge'] else ''} -> "
                   f"test {row['test_accuracy']:.4f} +- {row['test_accuracy_std']:.4f}  "
-                  f"[val {grid}] {row['wall_s']:.0f}s", flush=True)
+                  f"[val {config.tune_metric.split('_')[1]} {grid}] {row['wall_s']:.0f}s", flush=True)
     wall = time.perf_counter() - t0
     plot_mlp(rows, workdir / "mlp_accuracy.png")
 
