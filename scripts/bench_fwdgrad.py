@@ -427,7 +427,8 @@ def run(*, depths=(16,), width=1024, batch=256, ks=(1, 4, 16), tangent_batch_siz
             if "median_s" in rec and "median_s" in base:
                 rec["time_ratio_vs_backprop"] = rec["median_s"] / base["median_s"]
                 # Above 1: this step does its (dot) FLOPs more slowly than backprop does its own.
-                rec["time_per_dot_flop_vs_backprop"] = rec["time_ratio_vs_backprop"] / rec["dot_flops_ratio_vs_backprop"]
+                rec["time_per_dot_flop_vs_backprop"] = (rec["time_ratio_vs_backprop"]
+                                                        / rec["dot_flops_ratio_vs_backprop"])
                 if rec["method"] != "backprop":
                     rec["flop_floor"] = flop_floor(rec["k"])
                     rec["time_vs_floor"] = rec["time_ratio_vs_backprop"] / rec["flop_floor"]

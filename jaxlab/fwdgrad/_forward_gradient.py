@@ -45,7 +45,6 @@ from ._aggregations import (
     needs_gram,
 )
 from ._lazy_jvp import jvp_along_generated_tangent
-from ._schedule import after
 from ._samplers import (
     ELEMENTWISE_SAMPLERS,
     check_sampler,
@@ -56,6 +55,7 @@ from ._samplers import (
     tangent_seeds,
     tangent_sq_norms,
 )
+from ._schedule import after
 
 MODES: tuple[str, ...] = ("jvp", "simulated")
 

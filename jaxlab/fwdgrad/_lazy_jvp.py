@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend.core import Literal
 
-from jaxlab.core import Array, PyTree
+from jaxlab.core import Array
 
 from ._samplers import leaf_tangent_from_seeds
 from ._schedule import after, orderable

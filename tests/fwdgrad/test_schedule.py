@@ -13,6 +13,7 @@ from jaxlab.fwdgrad._samplers import leaf_tangent_from_seeds
 from jaxlab.fwdgrad._schedule import after, zero_from
 from jaxlab.train import TrainState, make_train_step
 
+
 def test_schedule_helper_keeps_every_bit_and_handles_explicit_sharding():
     values = jnp.array([jnp.nan, -jnp.inf, -0.0, 1.5], jnp.float32)
     assert int(zero_from(values)) == 0 and zero_from(jnp.zeros((0,))) is None

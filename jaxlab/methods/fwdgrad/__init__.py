@@ -2,8 +2,8 @@
 
 The estimators themselves live in :mod:`jaxlab.fwdgrad`; this package holds the paper's experiments
 as ``run_*(config, workdir) -> summary`` functions for ``jaxlab run`` / ``jaxlab reproduce``:
-approximation quality (section 4.1), closed-form functions (4.2), tangents at a fixed angle (4.3) and MLPs on MNIST-5k and
-Fashion-MNIST (4.4). The MLP experiment also holds an activity-perturbed forward gradient
+approximation quality (section 4.1), closed-form functions (4.2), tangents at a fixed angle (4.3) and MLPs on MNIST-5k
+and Fashion-MNIST (4.4). The MLP experiment also holds an activity-perturbed forward gradient
 (``activity_forward_gradient``: tangents on the layer outputs, as the reference code trains its networks).
 """
 

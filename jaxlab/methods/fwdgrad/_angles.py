@@ -78,7 +78,8 @@ def approximation_cosines(config: AnglesConfig) -> list[dict]:
                 return jax.lax.map(one, keys, batch_size=min(config.samples, 250))
 
             c = np.asarray(cosines(keys), np.float64)
-            rows.append({"k": k, "angle": angle, "cos_mean": float(c[:, 0].mean()), "cos_mean_std": float(c[:, 0].std()),
+            rows.append({"k": k, "angle": angle,
+                         "cos_mean": float(c[:, 0].mean()), "cos_mean_std": float(c[:, 0].std()),
                          "cos_projection": float(c[:, 1].mean()), "cos_projection_std": float(c[:, 1].std()),
                          "_projection_samples": c[:, 1]})
     return rows

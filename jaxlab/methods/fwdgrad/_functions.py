@@ -154,7 +154,7 @@ def optimize_functions(config: FunctionsConfig) -> list[dict]:
         fn = FUNCTIONS[fname]
         for n in config.dims:
             keys = jax.random.split(jax.random.key(n), config.seeds)
-            x0 = jax.vmap(lambda kk: jax.random.uniform(kk, (n,), jnp.float32, -2.0, 2.0))(keys)
+            x0 = jax.vmap(lambda kk, n=n: jax.random.uniform(kk, (n,), jnp.float32, -2.0, 2.0))(keys)
             budgets = {k: steps_for(n, k, config.steps_per_dim) for k in config.tangents}
             fmin = MINIMA[fname](n)
             # Backprop once with the longest budget, scored at every k's budget.
@@ -262,7 +262,8 @@ def run_functions(config: FunctionsConfig, workdir: str | Path) -> dict:
     summary = {
         "config": dataclasses.asdict(config),
         "wall_s": wall,
-        "table": [{**r, "median_score": float(f"{r['median_score']:.3g}"), "median_gap": float(f"{r['median_gap']:.3g}")}
+        "table": [{**r, "median_score": float(f"{r['median_score']:.3g}"),
+                   "median_gap": float(f"{r['median_gap']:.3g}")}
                   for r in rows],
         "cells": cells,
         **verdict,

@@ -237,7 +237,8 @@ def make_sweep(hidden: tuple[int, ...], num_classes: int, method: str, k: int, m
 
     Vmapped over runs: ``keys`` (R keys) and ``lrs`` (R,) give each run its seed and learning rate; the
     data are shared. Every output has a leading axis R; the curves hold one value per epoch (validation
-    accuracy after the epoch, mean training loss during it, validation loss after it). Run r equals ``train_mlp`` with ``keys[r]`` and ``lrs[r]``.
+    accuracy after the epoch, mean training loss during it, validation loss after it). Run r equals
+    ``train_mlp`` with ``keys[r]`` and ``lrs[r]``.
     Cached per static setting, so tuning, grid extension and the final seeds reuse one compiled program.
     """
     _, train = _train_fn(hidden, num_classes, method, k, mode, batch_size, epochs)
