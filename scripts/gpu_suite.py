@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # ``python scripts/gpu_suite.py`` from a checkout that is not installed
+    sys.path.insert(0, str(ROOT))
 VENDOR = ROOT / ".gpu_vendor"
 
 
@@ -80,6 +82,22 @@ def _nvml_verdict(p: dict) -> dict:
     return {k: p.get(k) for k in ("nvml", "source", "power_w", "wall_s", "passed")}
 
 
+def _fwdgrad_verdict(p: dict) -> dict:
+    rows = [r for r in _records(p) if r.get("method") != "backprop" and "peak_ratio_vs_backprop" in r]
+    if not rows:
+        return {}
+    worst_peak = max(r.get("runtime_peak_ratio_vs_backprop", r["peak_ratio_vs_backprop"]) for r in rows)
+    worst_temp = max(r["temp_ratio_vs_backprop"] for r in rows)
+    # issue 14 (a): at batch 8192, peak <= 0.5x and temp <= 0.35x backprop's for every k
+    return {"worst_peak_ratio": round(worst_peak, 3), "worst_temp_ratio": round(worst_temp, 3),
+            "passed": (bool(worst_peak <= 0.5 and worst_temp <= 0.35)
+                       if min(r.get("batch", 0) for r in rows) >= 8192 else None)}  # tiny sizes: no goal
+
+
+def _petnet_verdict(p: dict) -> dict:
+    return {k: p.get(k) for k in ("preset", "epochs", "s_per_epoch", "f1", "scw_f1", "beats_scw")}
+
+
 def checks() -> list[Check]:
     py = ("-u",)
     return [
@@ -104,6 +122,20 @@ def checks() -> list[Check]:
               py + (__file__, "--internal", "nvml", "--json", "{json}"),
               py + (__file__, "--internal", "nvml", "--tiny", "--json", "{json}"),
               _nvml_verdict),
+        Check("fwdgrad", "Forward-gradient memory at batch 8192 (depth 16, width 1024, f32, SGD, donated): peak and "
+              "temp from the compiled steps, peak_bytes_in_use of each step in a fresh process, against backprop",
+              70, 12,
+              py + ("scripts/bench_fwdgrad.py", "--batch", "8192", "--ks", "1,4,16", "--tangent-batch-sizes", "1",
+                    "--no-time-held", "--repeats", "3", "--json", "{json}"),
+              py + ("scripts/bench_fwdgrad.py", "--tiny", "--ks", "1,4", "--tangent-batch-sizes", "1",
+                    "--aggregations", "projection", "--repeats", "1", "--json", "{json}"),
+              _fwdgrad_verdict),
+        Check("petnet", "PETNet seconds per epoch on the clinical preset (the headline recipe) and its F1 after the "
+              "epochs that fit, against the SCW sorters",
+              60, 10,
+              py + (__file__, "--internal", "petnet", "--json", "{json}"),
+              py + (__file__, "--internal", "petnet", "--tiny", "--json", "{json}"),
+              _petnet_verdict),
         Check("energy_scaling", "One-GPU slice of the energy-scaling study (ResNet50, AFNO; local batch 16-256, "
               "global 256/1024 by accumulation; f32 and bf16): fit E = a h + b, R^2, slopes, Spearman",
               200, 40,
@@ -167,7 +199,15 @@ def _internal_energy_scaling(tiny: bool, workdir: Path) -> dict:
             "criteria": {k: slice_criteria(v) for k, v in results.items()}}
 
 
-INTERNAL = {"nvml": _internal_nvml, "energy_scaling": _internal_energy_scaling}
+def _internal_petnet(tiny: bool) -> dict:
+    from jaxlab.methods import petnet
+
+    # Seconds per epoch need two epochs (the first one compiles); the 10-epoch clinical run is
+    # petnet.gpu_check(budget_s=480), a window of its own.
+    return petnet.gpu_check(budget_s=300.0 if tiny else 60.0, tiny=tiny, epochs=2 if tiny else 3)
+
+
+INTERNAL = {"nvml": _internal_nvml, "energy_scaling": _internal_energy_scaling, "petnet": _internal_petnet}
 
 
 # --- the driver ---------------------------------------------------------------------------------------
