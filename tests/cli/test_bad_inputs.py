@@ -17,6 +17,8 @@ from jaxlab.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 MLP = str(ROOT / "configs" / "examples" / "mlp_digits.py")
 EXAMPLE = str(ROOT / "examples" / "poisson2d_20.mtx")
+PETNET, AUTOPQ = str(ROOT / "configs" / "petnet" / "reduced.py"), str(ROOT / "configs" / "autopq" / "series.py")
+ANGLES, FWD_MLP = str(ROOT / "configs" / "fwdgrad" / "angles.py"), str(ROOT / "configs" / "fwdgrad" / "mlp.py")
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,19 @@ def _cases():
         (["run", MLP, "--set", "num_stepz=3", "--workdir", "{d}/w"], "unknown config key 'num_stepz'"),
         (["run", MLP, "--set", "num_steps", "--workdir", "{d}/w"], "is not of the form key=value"),
         (["run", MLP + ":huge", "--workdir", "{d}/w"], "get_config('huge') failed"),
+        # the configs of petnet, autopq and fwdgrad declare their constraints too
+        (["run", PETNET, "--set", "hidden=0", "--workdir", "{d}/w"], "hidden=0: must be an integer > 0"),
+        (["run", PETNET, "--set", "preset=tiny", "--workdir", "{d}/w"], "preset='tiny': must be one of"),
+        (["run", PETNET, "--set", "seeds=", "--workdir", "{d}/w"], "seeds=(empty): must be non-empty"),
+        (["run", PETNET, "--set", "headline=mse,false,reference", "--workdir", "{d}/w"],
+         "the headline must be one of the variants"),
+        (["run", AUTOPQ, "--set", "series=atlantis", "--workdir", "{d}/w"], "series='atlantis': must be a sequence"),
+        (["run", AUTOPQ, "--set", "cinn_epochs=0", "--workdir", "{d}/w"], "cinn_epochs=0: must be an integer > 0"),
+        (["run", AUTOPQ, "--set", "default_time_s=-1", "--workdir", "{d}/w"], "default_time_s=-1.0: must be None"),
+        (["run", ANGLES, "--set", "angles=0", "--workdir", "{d}/w"], "angles=0.0: must be a sequence"),
+        (["run", ANGLES, "--set", "tangents=65", "--workdir", "{d}/w"], "at most n tangents"),
+        (["run", FWD_MLP, "--set", "noninferiority_margin=-1", "--workdir", "{d}/w"],
+         "noninferiority_margin=-1.0: must be a finite number >= 0"),
         (["run", MLP, "--workdir", "{d}/a_file"], "is an existing file, not a folder"),
         (["run", MLP, "--workdir", "{d}/a_file", "--fresh"], "is an existing file, not a folder"),
         (["run", MLP, "--workdir", "{d}/a_file/sub"], "cannot create workdir"),

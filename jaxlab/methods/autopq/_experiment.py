@@ -31,12 +31,13 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import jax
 import numpy as np
 
-from jaxlab.core import Meter, MetricsWriter, to_jsonable, write_json
+from jaxlab.core import (Meter, MetricsWriter, each, nonempty, nonnegative, one_of, optional, positive, to_jsonable,
+                         write_json)
 
 from ._cinn import CINN
 from ._baselines import (conformal_quantiles, fit_quantile_regression, gaussian_quantiles,
@@ -97,6 +98,17 @@ class AutoPQConfig:
     inner_trials: int = 100
     pruner_min_resource: int = 5
     seed: int = 0
+
+    CONSTRAINTS: ClassVar[dict] = {
+        "series": (nonempty, each(one_of(*SERIES))), "forecaster": one_of(*FORECASTERS),
+        "cinn_epochs": positive, "cinn_batch_size": positive, "cinn_blocks": positive,
+        "forecaster_epochs": positive, "forecaster_patience": positive, "sample_size": positive,
+        "search_windows": positive, "qr_windows": positive, "default_trials": positive,
+        "default_time_s": optional(positive), "default_kwh": optional(positive),
+        "advanced_forecasters": (nonempty, each(one_of(*FORECASTERS))), "advanced_trials": positive,
+        "advanced_time_s": optional(positive), "advanced_kwh": optional(positive), "inner_trials": positive,
+        "pruner_min_resource": positive, "seed": nonnegative,
+    }
 
 
 def _default_meter() -> Meter:

@@ -22,19 +22,21 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.core import to_jsonable, write_json
+from jaxlab.core import (Constraint, Rule, each, nonempty, nonnegative, one_of, optional, positive, to_jsonable,
+                         write_json)
 from jaxlab.energy import EnergyMeter
 
 from ._encode import compact_hits, hits_from_data, max_valid_hits
 from ._metrics import Scorer
 from ._scw import calibrate_delays, calibrated_time, scw, scw_calibrated, scw_geometry
-from ._simulate import PETData, compatible_pairs, detector_delays, get_preset, simulate, split
+from ._losses import LOSSES
+from ._simulate import PRESETS, PETData, compatible_pairs, detector_delays, get_preset, simulate, split
 from ._throughput import measure_throughput
 from ._model import ARCHITECTURES
 from ._train import TrainSettings, Variant, evaluate, train
@@ -90,6 +92,23 @@ class PETNetConfig:
     eval_batch: int = 250
     throughput_batch: int = 1000
     throughput_repeats: int = 5
+
+    CONSTRAINTS: ClassVar[dict] = {
+        "preset": one_of(*PRESETS), "num_train": optional(positive), "num_test": optional(positive),
+        "data_seed": nonnegative, "seeds": (nonempty, each(nonnegative)),
+        "variants": (nonempty, each(Constraint(lambda v: v[0] in LOSSES and v[2] in ARCHITECTURES,
+                                               f"(loss in {list(LOSSES)}, geometry, architecture in "
+                                               f"{list(ARCHITECTURES)})"))),
+        "hidden": positive, "timing_weight": nonnegative, "tau": positive, "unroll": positive,
+        "max_train_s": optional(positive), "max_train_cpu_s": optional(positive), "input_gain": positive,
+        "hidden_gain": positive, "output_gain": positive, "bias_gain": nonnegative, "tol": optional(nonnegative),
+        "calibration_windows": (nonempty, each(nonnegative)), "eval_batch": positive,
+        "throughput_batch": nonnegative, "throughput_repeats": positive,
+    }
+    RULES: ClassVar[tuple] = (
+        Rule(("headline", "variants"), lambda c: tuple(c.headline) in {tuple(v) for v in c.variants},
+             "the headline must be one of the variants"),
+    )
 
     def get_preset(self):
         over: dict[str, Any] = {"antipodal": self.antipodal, "fix_geometry_wrap": self.fix_geometry_wrap}
