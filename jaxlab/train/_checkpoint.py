@@ -101,7 +101,8 @@ def _host_digest(x: Any) -> tuple[str, bool]:
     a = _host_bytes(x)
     fin = True
     if jnp.issubdtype(a.dtype, jnp.inexact):  # bfloat16 and float8 included (numpy's own test misses them)
-        fin = bool(np.all(np.isfinite(a.astype(np.complex128 if jnp.iscomplexobj(a) else np.float64))))
+        with np.errstate(invalid="ignore"):  # signalling NaNs (flipped bits) warn when cast; they are not finite
+            fin = bool(np.all(np.isfinite(a.astype(np.complex128 if jnp.iscomplexobj(a) else np.float64))))
     return hashlib.blake2b(a.tobytes(), digest_size=16).hexdigest(), fin
 
 
