@@ -132,6 +132,11 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
                                    f"{previous.get('error', '')}{_learning_rate_hint(config)}")
         try:
             return _measured(run, config, workdir), "ran"
+        except KeyboardInterrupt as e:
+            # What the method resumes from besides checkpoints, for a true interrupt message (_interrupt_message).
+            records = getattr(run, "__globals__", {}).get("RESUME_RECORDS", ())
+            e.resume_records = tuple(records)  # type: ignore[attr-defined]
+            raise
         except DivergedError as e:
             raise RunDivergedError(f"{e}{_learning_rate_hint(config)}") from None
     finally:
@@ -187,8 +192,31 @@ def _measured(run, config, workdir: Path) -> dict:
     return summary
 
 
-def _interrupt_message(workdir: Path, signame: str) -> str:
-    """What an interrupted run left behind and what the same command will do: read from the disk."""
+def _finished_parts(workdir: Path, patterns: Sequence[str]) -> tuple[int, list[str]]:
+    """Finished parts in the files matching ``patterns`` (workdir-relative globs): complete lines of a
+    ``.jsonl`` file, one per other file. Returns ``(count, names of the files or folders holding them)``."""
+    count, names = 0, []
+    for pattern in patterns:
+        found = 0
+        for p in sorted(workdir.glob(pattern)):
+            if not p.is_file():
+                continue
+            if p.suffix == ".jsonl":
+                found += sum(1 for line in p.read_bytes().split(b"\n")[:-1] if line.strip())
+            else:
+                found += 1
+        if found:
+            count += found
+            names.append(pattern.split("/")[0])
+    return count, names
+
+
+def _interrupt_message(workdir: Path, signame: str, records: Sequence[str] = ()) -> str:
+    """What an interrupted run left behind and what the same command will do: read from the disk.
+
+    ``records``: the workdir-relative globs of the files a method resumes from besides checkpoints
+    (its module's ``RESUME_RECORDS``, e.g. ``("runs.jsonl",)``).
+    """
     if not workdir.is_dir():
         return f"{signame}: stopped before the run started; nothing was written"
     ckpt = workdir / "checkpoints"
@@ -202,6 +230,10 @@ def _interrupt_message(workdir: Path, signame: str) -> str:
                 "to resume from it.")
     if ckpt.is_dir():
         return f"{signame}: stopped before the first checkpoint, so nothing is kept; the same command starts over"
+    n, names = _finished_parts(workdir, records)
+    if n:
+        return (f"{signame}: {n} finished part(s) recorded in {', '.join(str(workdir / m) for m in names)} are "
+                "kept; the same command continues after them")
     log = workdir / "metrics.jsonl"
     if log.is_file() and log.stat().st_size > 0:
         from jaxlab.core import read_metrics
@@ -218,8 +250,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir) if args.workdir else _default_workdir(args.config)
     try:
         summary, how = _run_experiment(args.config, args.set or [], workdir, args.fresh)
-    except KeyboardInterrupt:
-        print("\n" + _interrupt_message(workdir, _Signals.name()), file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print("\n" + _interrupt_message(workdir, _Signals.name(), getattr(e, "resume_records", ())), file=sys.stderr)
         return _Signals.exit_code()
     except RunDivergedError as e:
         print(f"jaxlab: error: {_one_line(e)}", file=sys.stderr)
@@ -309,9 +341,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             if how == "completed":
                 print(f"  already completed in {root / exp.name} (use --fresh to rerun)", file=sys.stderr)
             results.append((exp, summary, None))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             print(f"\n{_Signals.name()}: finished experiments are kept; "
-                  + _interrupt_message(root / exp.name, exp.name), file=sys.stderr)
+                  + _interrupt_message(root / exp.name, exp.name, getattr(e, "resume_records", ())), file=sys.stderr)
             return _Signals.exit_code()
         except known as e:
             print(f"  error: {_one_line(e)}", file=sys.stderr)

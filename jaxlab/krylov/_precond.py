@@ -375,7 +375,8 @@ def make_preconditioner(A: Any, kind: Any, **options: Any):
         return builder(A, **options)
     if callable(kind):
         return kind
-    raise TypeError(f"preconditioner must be None, a name or a callable, got {type(kind).__name__}")
+    raise TypeError(f"preconditioner must be None, one of {sorted(PRECONDITIONERS)} or a callable r -> M r "
+                    f"(an approximation of A^-1 r), got {type(kind).__name__} {kind!r}")
 
 
 def ilu0_reference(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -240,6 +241,15 @@ def solve(
         raise ValueError(f"maxiter must be >= 1, got {maxiter}")
     if int(restart) < 1:
         raise ValueError(f"restart must be >= 1, got {restart}")
+    if int(inner_maxiter) < 1:
+        raise ValueError(f"inner_maxiter must be >= 1, got {inner_maxiter}")
+    for name, value in (("rtol", rtol), ("atol", atol), ("inner_rtol", inner_rtol)):
+        try:
+            ok = math.isfinite(float(value)) and float(value) >= 0
+        except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
+            ok = False
+        if not ok:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if method == "ir" and inner not in METHODS[:-1]:
         raise ValueError(f"inner must be one of {list(METHODS[:-1])}, got {inner!r}")
     for name, value in (("b", b), ("A", None if _is_callable_operator(A) else A), ("x0", x0)):
@@ -253,7 +263,7 @@ def solve(
         if x0.shape != b.shape:
             raise ValueError(f"x0 has shape {x0.shape}, b has {b.shape}: they must match")
     M = preconditioner
-    if M is None or isinstance(M, str):
+    if M is None or isinstance(M, str) or not callable(M):  # make_preconditioner says what M may be
         M = make_preconditioner(A, M, **(preconditioner_options or {}))
     cfg = _Config(method, float(rtol), float(atol), int(maxiter), bool(history), int(restart), inner,
                   None if inner_dtype is None else jnp.dtype(inner_dtype).name, float(inner_rtol),

@@ -91,6 +91,12 @@ HOST_DIGEST_MAX_BYTES = 256 * 2**20
 DIGEST_METHODS = ("blake2b", "sum64")
 
 
+def _reason(e: BaseException, limit: int = 300) -> str:
+    """An error's text without TensorStore's dump of its spec (a bound method's repr, hundreds of characters)."""
+    text = str(e).split(" See full TensorStore details", 1)[0].strip()
+    return text[:limit]
+
+
 def _host_bytes(x: Any) -> np.ndarray:
     if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
         x = jax.random.key_data(x)
@@ -101,7 +107,8 @@ def _host_digest(x: Any) -> tuple[str, bool]:
     a = _host_bytes(x)
     fin = True
     if jnp.issubdtype(a.dtype, jnp.inexact):  # bfloat16 and float8 included (numpy's own test misses them)
-        fin = bool(np.all(np.isfinite(a.astype(np.complex128 if jnp.iscomplexobj(a) else np.float64))))
+        with np.errstate(invalid="ignore"):  # signalling NaNs (flipped bits) warn when cast; they are not finite
+            fin = bool(np.all(np.isfinite(a.astype(np.complex128 if jnp.iscomplexobj(a) else np.float64))))
     return hashlib.blake2b(a.tobytes(), digest_size=16).hexdigest(), fin
 
 
@@ -255,7 +262,7 @@ class Checkpointer:
             state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
         except Exception as e:  # noqa: BLE001 - orbax raises many types for truncated or foreign files
             raise CheckpointError(
-                f"checkpoint {str(path)!r} cannot be read ({type(e).__name__}: {str(e)[:300]}); it is truncated "
+                f"checkpoint {str(path)!r} cannot be read ({type(e).__name__}: {_reason(e)}); it is truncated "
                 "or corrupt."
             ) from None
         try:

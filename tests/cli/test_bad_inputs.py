@@ -17,6 +17,8 @@ from jaxlab.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 MLP = str(ROOT / "configs" / "examples" / "mlp_digits.py")
 EXAMPLE = str(ROOT / "examples" / "poisson2d_20.mtx")
+PETNET, AUTOPQ = str(ROOT / "configs" / "petnet" / "reduced.py"), str(ROOT / "configs" / "autopq" / "series.py")
+ANGLES, FWD_MLP = str(ROOT / "configs" / "fwdgrad" / "angles.py"), str(ROOT / "configs" / "fwdgrad" / "mlp.py")
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,19 @@ def _cases():
         (["run", MLP, "--set", "num_stepz=3", "--workdir", "{d}/w"], "unknown config key 'num_stepz'"),
         (["run", MLP, "--set", "num_steps", "--workdir", "{d}/w"], "is not of the form key=value"),
         (["run", MLP + ":huge", "--workdir", "{d}/w"], "get_config('huge') failed"),
+        # the configs of petnet, autopq and fwdgrad declare their constraints too
+        (["run", PETNET, "--set", "hidden=0", "--workdir", "{d}/w"], "hidden=0: must be an integer > 0"),
+        (["run", PETNET, "--set", "preset=tiny", "--workdir", "{d}/w"], "preset='tiny': must be one of"),
+        (["run", PETNET, "--set", "seeds=", "--workdir", "{d}/w"], "seeds=(empty): must be non-empty"),
+        (["run", PETNET, "--set", "headline=mse,false,reference", "--workdir", "{d}/w"],
+         "the headline must be one of the variants"),
+        (["run", AUTOPQ, "--set", "series=atlantis", "--workdir", "{d}/w"], "series='atlantis': must be a sequence"),
+        (["run", AUTOPQ, "--set", "cinn_epochs=0", "--workdir", "{d}/w"], "cinn_epochs=0: must be an integer > 0"),
+        (["run", AUTOPQ, "--set", "default_time_s=-1", "--workdir", "{d}/w"], "default_time_s=-1.0: must be None"),
+        (["run", ANGLES, "--set", "angles=0", "--workdir", "{d}/w"], "angles=0.0: must be a sequence"),
+        (["run", ANGLES, "--set", "tangents=65", "--workdir", "{d}/w"], "at most n tangents"),
+        (["run", FWD_MLP, "--set", "noninferiority_margin=-1", "--workdir", "{d}/w"],
+         "noninferiority_margin=-1.0: must be a finite number >= 0"),
         (["run", MLP, "--workdir", "{d}/a_file"], "is an existing file, not a folder"),
         (["run", MLP, "--workdir", "{d}/a_file", "--fresh"], "is an existing file, not a folder"),
         (["run", MLP, "--workdir", "{d}/a_file/sub"], "cannot create workdir"),
@@ -159,13 +174,31 @@ def test_bench_mfu_without_a_gpu_says_so(capsys):
 
 
 _HEADER = b"%%MatrixMarket matrix coordinate real general\n"
+_VALID = _HEADER + b"% a comment\n3 3 4\n1 1 4.0\n2 2 3.0\n3 3 2.0\n1 3 0.5\n"
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def _mutate(edits) -> bytes:
+    """The small valid file above with bytes overwritten, deleted or inserted at the given places."""
+    b = bytearray(_VALID)
+    for kind, where, byte in edits:
+        i = where % (len(b) + 1)
+        if kind == 0 and i < len(b):
+            b[i] = byte
+        elif kind == 1 and i < len(b):
+            del b[i]
+        else:
+            b.insert(i, byte)
+    return bytes(b)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.one_of(st.binary(max_size=200), st.binary(max_size=200).map(lambda b: _HEADER + b),
                       st.lists(st.sampled_from([b"3 3 2", b"1 1 1.0", b"4 1 2.0", b"2 2 x", b"0 0 0", b"%c", b"",
                                                 b"3 2 1", b"1 1 nan", b"-1 2 3.0", b"1 1 1 1"]), max_size=6)
-                      .map(lambda ls: _HEADER + b"\n".join(ls) + b"\n")))
+                      .map(lambda ls: _HEADER + b"\n".join(ls) + b"\n"),
+                      st.lists(st.tuples(st.integers(0, 2), st.integers(0, 200), st.integers(0, 255)), min_size=1,
+                               max_size=4).map(_mutate),
+                      st.integers(0, len(_VALID)).map(lambda n: _VALID[:n])))
 def test_solve_fuzz_on_malformed_matrix_files_is_a_one_line_error(tmp_path, capsys, body):
     f = tmp_path / "m.mtx"
     f.write_bytes(body)

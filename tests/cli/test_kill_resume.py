@@ -220,19 +220,35 @@ def test_a_second_run_in_the_same_workdir_is_refused(tmp_path, capsys):
     assert main(["run", CFG, "--workdir", str(wd), "--set", "num_steps=5"]) == 0  # the lock went with its holder
 
 
-@pytest.mark.parametrize("logged, needle", [(False, "nothing was saved in"), (True, "2 finished part(s) recorded in")])
-def test_the_interrupt_message_says_what_is_on_disk(tmp_path, capsys, logged, needle):
+_TWO_LINES = '{"a": 1}\n{"a": 2}\n'
+
+
+@pytest.mark.parametrize("declared, files, needle", [
+    ((), {}, "nothing was saved in"),
+    ((), {"metrics.jsonl": _TWO_LINES}, "2 finished part(s) recorded in"),
+    # a method that resumes from its own records (petnet's runs.jsonl, autopq's series/) declares them; a line
+    # cut short by a kill, or a temporary file, is no finished part
+    (("runs.jsonl",), {"runs.jsonl": _TWO_LINES + '{"a"'},
+     "2 finished part(s) recorded in {wd}/runs.jsonl are kept; the same command continues after them"),
+    (("series/*.json",), {"series/x.json": "{}", "series/y.json": "{}", "series/z.json.tmp": "{"},
+     "2 finished part(s) recorded in {wd}/series are kept"),
+    ((), {"undeclared.jsonl": _TWO_LINES}, "nothing was saved in"),
+])
+def test_the_interrupt_message_says_what_is_on_disk(tmp_path, capsys, declared, files, needle):
     """A method without checkpoints (like fwdgrad/approximation) must not claim one: the message reads the disk."""
     cfg = tmp_path / "c.py"
     cfg.write_text(
-        "import dataclasses, json, pathlib\n@dataclasses.dataclass(frozen=True)\nclass C:\n    n: int = 1\n"
+        "import dataclasses, pathlib\n@dataclasses.dataclass(frozen=True)\nclass C:\n    n: int = 1\n"
+        f"RESUME_RECORDS = {declared!r}\n"
         "def get_config(arg=None):\n    return C()\n"
         "def run(config, workdir):\n"
-        f"    if {logged}:\n"
-        "        (pathlib.Path(workdir) / 'metrics.jsonl').write_text('{\"a\": 1}\\n{\"a\": 2}\\n')\n"
+        f"    for name, text in {files!r}.items():\n"
+        "        path = pathlib.Path(workdir) / name\n"
+        "        path.parent.mkdir(exist_ok=True)\n"
+        "        path.write_text(text)\n"
         "    raise KeyboardInterrupt\n")
     wd = tmp_path / "w"
     assert main(["run", str(cfg), "--workdir", str(wd)]) == 130
     err = capsys.readouterr().err
-    assert needle in err and "checkpoint" not in err and "Traceback" not in err
+    assert needle.format(wd=wd) in err and "checkpoint" not in err and "Traceback" not in err
     assert json.loads((wd / "energy.json").read_text())["process_reports"]  # its energy still counts

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import typing
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jaxlab.core._config import CONVENTIONS
 from jaxlab.core import (ConfigError, Rule, apply_overrides, each, finite, in_range, load_config, nonempty,
                          nonnegative, one_of, optional, parse_value, positive, validate_config)
 
@@ -102,10 +104,24 @@ def _shipped():
     return out
 
 
+def _numeric(tp) -> bool:
+    """int or float, or an optional / tuple of them."""
+    if tp in (int, float):
+        return True
+    return any(_numeric(a) for a in typing.get_args(tp) if a is not type(None) and a is not Ellipsis)
+
+
 @pytest.mark.parametrize("spec", _shipped())
 def test_shipped_configs_meet_their_constraints(spec):
     config, _ = load_config(str(ROOT / "configs" / spec))
     validate_config(config)
+    # Every numeric field of a shipped config class is constrained: declared, or by its conventional name.
+    cls = type(config)
+    hints = typing.get_type_hints(cls)
+    declared = set(getattr(cls, "CONSTRAINTS", {}))
+    free = [f.name for f in dataclasses.fields(cls)
+            if _numeric(hints[f.name]) and hints[f.name] is not bool and f.name not in declared | set(CONVENTIONS)]
+    assert not free, f"{cls.__name__}.CONSTRAINTS says nothing of {free}"
 
 
 def test_conventional_fields_are_checked_without_declarations():

@@ -133,6 +133,32 @@ def test_corrupt_checkpoint_is_an_error_naming_it(setup, tmp_path):
     assert str(ckpt) in str(e.value) and "--fresh" in str(e.value)
 
 
+def test_a_truncated_data_file_is_one_readable_error(setup, tmp_path):
+    fresh_state, step, batcher = setup
+    train_loop(fresh_state(), step, batcher, num_steps=4, key=jax.random.key(0), workdir=tmp_path,
+               checkpoint_every=4, progress=False)
+    ckpt = tmp_path / "checkpoints" / "4"
+    big = max((p for p in ckpt.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    big.write_bytes(big.read_bytes()[: big.stat().st_size // 2])  # the largest data file cut in half
+    with pytest.raises(CheckpointError) as e:
+        train_loop(fresh_state(), step, batcher, num_steps=8, key=jax.random.key(0), workdir=tmp_path,
+                   progress=False)
+    msg = str(e.value)
+    assert str(ckpt) in msg and "--fresh" in msg and "\n" not in msg
+    assert "TensorStore details" not in msg and "bound method" not in msg
+
+
+def test_the_read_error_keeps_orbax_reason_without_the_tensorstore_spec_dump():
+    """The text TensorStore gave for mlp_digits' checkpoint with its largest file cut in half (jax 0.10.2)."""
+    from jaxlab.train._checkpoint import _reason
+
+    e = Exception("Encountered error while reading array index: (slice(0, 64, 1), slice(0, 128, 1)). See full "
+                  "TensorStore details: <bound method pybind11_detail_function_record_v1_system_libstdcpp_gxx_abi"
+                  "_1xxx_use_cxx11_abi_1.spec of TensorStore({ 'base': { 'driver': 'zarr', 'dtype': 'float32'")
+    assert _reason(e) == "Encountered error while reading array index: (slice(0, 64, 1), slice(0, 128, 1))."
+    assert _reason(Exception("x" * 1000)) == "x" * 300
+
+
 def test_missing_checkpoint_contents_is_an_error(setup, tmp_path):
     fresh_state, step, batcher = setup
     train_loop(fresh_state(), step, batcher, num_steps=2, key=jax.random.key(0), workdir=tmp_path, progress=False)

@@ -6,11 +6,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 import pytest
 
 from jaxlab.core import MetricsWriter, read_metrics
@@ -173,6 +175,18 @@ def test_state_digests_see_any_changed_element(method):
     assert state_digests(swapped, method=method)[0]["f32"]["digest"] != digests["f32"]["digest"]
     assert not state_digests(dict(tree, f64=tree["f64"].at[0].set(jnp.nan)), method=method)[1]
     assert not state_digests(dict(tree, bf16=tree["bf16"].at[0].set(jnp.inf)), method=method)[1]
+
+
+
+@pytest.mark.parametrize("method", ["blake2b", "sum64"])
+def test_a_signalling_nan_is_not_finite_and_prints_no_warning(method):
+    """Flipped bytes in a checkpoint can make signalling NaNs, whose cast warns: the CLI's one line must stay one."""
+    snan = np.array([1.0, 0.0], np.float32)
+    snan.view(np.uint32)[1] = 0x7FA00000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        digests, finite = state_digests({"w": snan}, method=method)
+    assert not finite and digests["w"]["method"] == method
 
 
 def test_a_checkpoint_is_verified_with_the_method_it_was_saved_with(tmp_path, monkeypatch):

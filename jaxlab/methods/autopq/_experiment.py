@@ -31,12 +31,13 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import jax
 import numpy as np
 
-from jaxlab.core import Meter, MetricsWriter, to_jsonable, write_json
+from jaxlab.core import (Meter, MetricsWriter, each, nonempty, nonnegative, one_of, optional, positive, to_jsonable,
+                         write_json)
 
 from ._cinn import CINN
 from ._baselines import (conformal_quantiles, fit_quantile_regression, gaussian_quantiles,
@@ -97,6 +98,21 @@ class AutoPQConfig:
     inner_trials: int = 100
     pruner_min_resource: int = 5
     seed: int = 0
+
+    CONSTRAINTS: ClassVar[dict] = {
+        "series": (nonempty, each(one_of(*SERIES))), "forecaster": one_of(*FORECASTERS),
+        "cinn_epochs": positive, "cinn_batch_size": positive, "cinn_blocks": positive,
+        "forecaster_epochs": positive, "forecaster_patience": positive, "sample_size": positive,
+        "search_windows": positive, "qr_windows": positive, "default_trials": positive,
+        "default_time_s": optional(positive), "default_kwh": optional(positive),
+        "advanced_forecasters": (nonempty, each(one_of(*FORECASTERS))), "advanced_trials": positive,
+        "advanced_time_s": optional(positive), "advanced_kwh": optional(positive), "inner_trials": positive,
+        "pruner_min_resource": positive, "seed": nonnegative,
+    }
+
+
+#: What a restarted run continues from (read by ``jaxlab run`` for its interrupt message).
+RESUME_RECORDS = ("series/*.json",)
 
 
 def _default_meter() -> Meter:
@@ -408,6 +424,26 @@ def run(config: AutoPQConfig, workdir: str | Path, *, meter_factory: Callable[[]
     if not (workdir / "config.json").exists():
         write_json(workdir / "config.json", dataclasses.asdict(config))
     meter_factory = _default_meter if meter_factory is None else meter_factory
+    # The run's own energy over every process that worked on this workdir (a killed run's unfinished series
+    # is redone, and both attempts count); the stages' meters (meter_factory) give the searches' figures.
+    from jaxlab.energy import EnergyLedger, EnergyMeter
+
+    ledger = EnergyLedger(workdir / "energy.json")
+    process_meter = EnergyMeter()
+    process_meter.start()
+    try:
+        return _run(config, workdir, meter_factory, progress, data, ledger, process_meter)
+    except KeyboardInterrupt:
+        ledger.update(process_meter.stop())  # interrupted: this process's energy counts when the run resumes
+        raise
+    finally:
+        if process_meter.running:
+            process_meter.stop()
+
+
+def _run(config: AutoPQConfig, workdir: Path, meter_factory: Callable[[], Meter], progress: bool,
+         data: dict[str, ForecastData] | None, ledger: Any, process_meter: Any) -> dict:
+    """The body of :func:`run`, under its running ``process_meter``."""
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     t_run = time.perf_counter()
     infos = []
@@ -424,6 +460,7 @@ def run(config: AutoPQConfig, workdir: str | Path, *, meter_factory: Callable[[]
         else:
             info = to_jsonable(_run_series(name, config, meter_factory, log, None if data is None else data.get(name)))
             write_json(path, info)
+            ledger.update(process_meter.report().to_dict())  # a later SIGKILL keeps this process's part
         infos.append(info)
         if bar is not None:
             bar.update(1)
@@ -461,10 +498,15 @@ def run(config: AutoPQConfig, workdir: str | Path, *, meter_factory: Callable[[]
         "gaussian_crps": {i["series"]: i["rows"]["gaussian"]["crps_quantile"] for i in infos},
         "default_kwh_total": sum(i["default"]["kwh"] for i in infos),
         "advanced_kwh_total": sum(i.get("advanced", {}).get("kwh", 0.0) for i in infos),
+        # energy_j: the stages' meters, summed over the kept series (what the searches cost); run_energy_j: the
+        # process meter over every process that worked on the run (also work redone after a kill)
         "energy": {"energy_j": energy_j, "source": "jaxlab.energy.EnergyMeter per stage and trial",
                    "estimated": estimated},
         "wall_s": time.perf_counter() - t_run,
     }
     summary["plots"] = _plots(workdir, infos, adv_rows)
+    total = ledger.update(process_meter.stop())
+    summary["energy"].update(run_energy_j=float(sum(total["energy_j"].values())), run_wall_s=float(total["wall_s"]),
+                             processes=ledger.num_processes, run_estimated=total.get("estimated"))
     write_json(workdir / "summary.json", to_jsonable(summary))
     return summary

@@ -22,13 +22,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxlab import fwdgrad
-from jaxlab.core import write_json
+from jaxlab.core import Constraint, Rule, each, in_range, nonempty, nonnegative, one_of, positive, write_json
 
 from ._functions import FUNCTIONS, MINIMA, descent_program, method_lrs, scores_from, steps_for, tune
 
@@ -53,6 +54,20 @@ class AnglesConfig:
     lr_ranges: tuple[tuple[str, float, float], ...] = (("projection", 1e-5, 1.0), ("mean", 1e-4, 10.0))
     #: The claim's angles: projection >= mean where the angle is at most this.
     claim_max_angle: float = 45.0
+
+    CONSTRAINTS: ClassVar[dict] = {
+        "n": positive, "tangents": (nonempty, each(positive)),
+        "angles": (nonempty, each(in_range(0.0, 90.0, low_open=True))), "samples": positive, "seed": nonnegative,
+        "function": one_of(*FUNCTIONS), "opt_tangents": each(positive),
+        "seeds": positive, "steps_per_dim": positive, "min_steps": positive, "threshold": positive,
+        "lr_per_decade": positive, "claim_max_angle": in_range(0.0, 90.0, low_open=True),
+        "lr_ranges": (nonempty, each(Constraint(lambda r: r[0] in ("projection", "mean") and 0 < r[1] < r[2],
+                                                "(projection or mean, low > 0, high > low)"))),
+    }
+    RULES: ClassVar[tuple] = (
+        Rule(("n", "tangents", "opt_tangents"), lambda c: max((*c.tangents, *c.opt_tangents), default=1) <= c.n,
+             "at most n tangents (k <= n)"),
+    )
 
 
 def _estimate(fn, x, key, k, angle, aggregation):

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab import fwdgrad
-from jaxlab.core import each, in_range, nonempty, one_of, positive, write_json
+from jaxlab.core import each, in_range, nonempty, nonnegative, one_of, positive, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +41,7 @@ class ApproximationConfig:
     CONSTRAINTS: ClassVar[dict] = {
         "dims": (nonempty, each(positive)), "tangents": (nonempty, each(positive)),
         "aggregations": (nonempty, each(one_of(*fwdgrad.AGGREGATIONS))), "sampler": one_of(*fwdgrad.SAMPLERS),
-        "samples": positive, "seed": in_range(0, 2**32 - 1),
+        "samples": positive, "seed": in_range(0, 2**32 - 1), "margin": nonnegative, "margin_from": nonnegative,
     }
 
 

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab import fwdgrad
-from jaxlab.core import each, nonempty, one_of, positive, write_json
+from jaxlab.core import Constraint, each, nonempty, one_of, positive, write_json
 
 
 def sphere(x):
@@ -84,6 +84,8 @@ class FunctionsConfig:
         "aggregations": (nonempty, each(one_of(*fwdgrad.AGGREGATIONS))), "steps_per_dim": positive,
         "threshold": positive, "lr_per_decade": positive, "seeds": positive, "mode": one_of("jvp", "simulated"),
         "min_k_over_n": positive, "win_fraction": positive,
+        "lr_ranges": each(Constraint(lambda r: isinstance(r[0], str) and 0 < r[1] <= r[2] < math.inf,
+                                     "(method, lowest > 0, highest >= lowest)")),
     }
 
 

@@ -130,7 +130,11 @@ class MLPConfig:
         "train_size": each(optional(positive)), "validation": each(positive), "batch_size": positive,
         "seeds": positive, "tune_seeds": (nonempty, each(nonnegative)), "lr_grid_size": positive,
         "lr_factor": Constraint(lambda v: v > 1, "> 1"), "max_extensions": nonnegative, "max_backoffs": nonnegative,
-        "mode": one_of("simulated", "jvp"),
+        "mode": one_of("simulated", "jvp"), "noninferiority_margin": nonnegative,
+        "lr_centers": each(Constraint(lambda r: isinstance(r[0], str) and 0 < r[1] < math.inf and math.isfinite(r[2]),
+                                      "(method, rate at k = 1 > 0, finite exponent)")),
+        "rescaled": each(Constraint(lambda r: isinstance(r[0], str) and isinstance(r[1], str) and math.isfinite(r[2]),
+                                    "(method, base method, finite power)")),
     }
     RULES: ClassVar[tuple] = (
         Rule(("datasets", "epochs", "train_size", "validation"),

@@ -22,19 +22,21 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.core import to_jsonable, write_json
-from jaxlab.energy import EnergyMeter
+from jaxlab.core import (Constraint, Rule, each, nonempty, nonnegative, one_of, optional, positive, to_jsonable,
+                         write_json)
+from jaxlab.energy import EnergyLedger, EnergyMeter
 
 from ._encode import compact_hits, hits_from_data, max_valid_hits
 from ._metrics import Scorer
 from ._scw import calibrate_delays, calibrated_time, scw, scw_calibrated, scw_geometry
-from ._simulate import PETData, compatible_pairs, detector_delays, get_preset, simulate, split
+from ._losses import LOSSES
+from ._simulate import PRESETS, PETData, compatible_pairs, detector_delays, get_preset, simulate, split
 from ._throughput import measure_throughput
 from ._model import ARCHITECTURES
 from ._train import TrainSettings, Variant, evaluate, train
@@ -90,6 +92,23 @@ class PETNetConfig:
     eval_batch: int = 250
     throughput_batch: int = 1000
     throughput_repeats: int = 5
+
+    CONSTRAINTS: ClassVar[dict] = {
+        "preset": one_of(*PRESETS), "num_train": optional(positive), "num_test": optional(positive),
+        "data_seed": nonnegative, "seeds": (nonempty, each(nonnegative)),
+        "variants": (nonempty, each(Constraint(lambda v: v[0] in LOSSES and v[2] in ARCHITECTURES,
+                                               f"(loss in {list(LOSSES)}, geometry, architecture in "
+                                               f"{list(ARCHITECTURES)})"))),
+        "hidden": positive, "timing_weight": nonnegative, "tau": positive, "unroll": positive,
+        "max_train_s": optional(positive), "max_train_cpu_s": optional(positive), "input_gain": positive,
+        "hidden_gain": positive, "output_gain": positive, "bias_gain": nonnegative, "tol": optional(nonnegative),
+        "calibration_windows": (nonempty, each(nonnegative)), "eval_batch": positive,
+        "throughput_batch": nonnegative, "throughput_repeats": positive,
+    }
+    RULES: ClassVar[tuple] = (
+        Rule(("headline", "variants"), lambda c: tuple(c.headline) in {tuple(v) for v in c.variants},
+             "the headline must be one of the variants"),
+    )
 
     def get_preset(self):
         over: dict[str, Any] = {"antipodal": self.antipodal, "fix_geometry_wrap": self.fix_geometry_wrap}
@@ -163,13 +182,28 @@ def sorter_scores(preset, train_data: PETData, test_data: PETData, *, tol: float
     return rows, {"calibrated_window": cal_window, "delays": delays, "delays_exact_fraction": exact}
 
 
+#: What a restarted run continues from (read by ``jaxlab run`` for its interrupt message).
+RESUME_RECORDS = ("runs.jsonl",)
+
+
 def _load_runs(path: Path) -> dict[tuple, dict]:
+    """The finished runs in ``runs.jsonl``. A last line cut short by a kill is dropped from the file."""
     done: dict[tuple, dict] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
+    if not path.exists():
+        return done
+    raw = path.read_bytes()
+    complete = raw[:raw.rfind(b"\n") + 1]
+    if len(complete) != len(raw):  # killed while writing a line: that run is redone
+        with path.open("r+b") as f:
+            f.truncate(len(complete))
+    for n, line in enumerate(complete.decode("utf-8").splitlines(), 1):
+        if line.strip():
+            try:
                 r = json.loads(line)
                 done[(r["loss"], r["geometry"], r["architecture"], r["seed"])] = r
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"{path}:{n} is not a finished PETNet run; remove that line (or use --fresh) "
+                                 "and run again") from None
     return done
 
 
@@ -208,9 +242,22 @@ def run(config: PETNetConfig, workdir: str | os.PathLike, *, progress: bool = Tr
         raise ValueError(f"headline {config.headline} is not among the variants {config.variants}; add it")
     t_run = time.perf_counter()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    # energy.json totals every process that worked on this workdir (each resume adds its part)
+    ledger = EnergyLedger(workdir / "energy.json")
     meter = EnergyMeter()
     meter.start()
+    try:
+        return _run(config, workdir, preset, tol, variants, headline, t_run, load, meter, ledger, progress)
+    except KeyboardInterrupt:
+        ledger.update(meter.stop())  # interrupted: this process's energy still counts when the run resumes
+        raise
+    finally:
+        if meter.running:
+            meter.stop()
 
+
+def _run(config, workdir, preset, tol, variants, headline, t_run, load, meter, ledger, progress):
+    """The body of :func:`run`, under its running ``meter``."""
     data = simulate(jax.random.key(config.data_seed), preset, preset.num_train + preset.num_test)
     train_data, test_data = split(jax.device_get(data), preset.num_train)
     baselines, extras = sorter_scores(preset, train_data, test_data, tol=tol,
@@ -238,6 +285,7 @@ def run(config: PETNetConfig, workdir: str | os.PathLike, *, progress: bool = Tr
             with runs_path.open("a") as f:
                 f.write(json.dumps(to_jsonable(row)) + "\n")
             done[key] = row
+            ledger.update(meter.report().to_dict())  # a later SIGKILL keeps this process's part up to here
             if v == headline and seed == config.seeds[0]:
                 trained[v] = res
             if progress:
@@ -274,7 +322,7 @@ def run(config: PETNetConfig, workdir: str | os.PathLike, *, progress: bool = Tr
                                         batch=min(config.throughput_batch, test_data.num_samples),
                                         repeats=config.throughput_repeats, delays=extras["delays"],
                                         calibrated_window=extras["calibrated_window"])
-    reading = meter.stop()
+    total = ledger.update(meter.stop())
     summary: dict[str, Any] = {
         "status": "completed",
         "preset": dataclasses.asdict(preset),
@@ -304,9 +352,10 @@ def run(config: PETNetConfig, workdir: str | os.PathLike, *, progress: bool = Tr
         "beats_scw_geometry": bool(head["f1"] > by_base["scw_geometry"]["f1"]),
         "throughput": throughput,
         "wall_s": time.perf_counter() - t_run,
-        "energy": {"energy_j": float(sum(reading["energy_j"].values())) if isinstance(reading.get("energy_j"), dict)
-                   else reading.get("energy_j"), "estimated": reading.get("estimated"),
-                   "source": reading.get("source")},
+        # every process of the run (a resumed run adds the earlier ones'); wall_s above is this process's
+        "energy": {"energy_j": float(sum(total["energy_j"].values())), "wall_s": float(total["wall_s"]),
+                   "processes": ledger.num_processes, "estimated": total.get("estimated"),
+                   "source": total.get("source")},
     }
     if throughput is not None:
         summary["scw_jit_samples_per_s"] = throughput["scw_jit_hits"]["samples_per_s"]

@@ -47,6 +47,12 @@ def test_smoke_run_and_resume(tmp_path, fixed_meter):
     again = run(cfg, tmp_path, meter_factory=lambda: meter_calls.append(1) or fixed_meter(), progress=False,
                 data={"toy": _toy()})
     assert not meter_calls and json.dumps(again["table"]) == json.dumps(json.loads(json.dumps(summary["table"])))
+    # the run's own energy counts both processes; the searches' figures are those of the kept series
+    parts = json.loads((tmp_path / "energy.json").read_text())["process_reports"]
+    assert summary["energy"]["processes"] == 1 and again["energy"]["processes"] == len(parts) == 2
+    assert again["energy"]["run_energy_j"] == pytest.approx(sum(sum(p["energy_j"].values()) for p in parts))
+    assert again["energy"]["energy_j"] == summary["energy"]["energy_j"]
+    assert [p.name for p in tmp_path.glob(run.__globals__["RESUME_RECORDS"][0])] == ["toy.json"]
 
 
 def test_run_refuses_unknown_series_and_forecasters(tmp_path):

@@ -30,10 +30,21 @@ def test_reduced_smoke_run_and_resume(tmp_path):
     assert (tmp_path / "f1.png").exists() and (tmp_path / "summary.json").exists()
     lines = (tmp_path / "runs.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["seed"] == 0
-    # started again: the finished training run is not redone or written twice
+    assert s["energy"]["processes"] == 1
+    # started again after a kill that cut a line short: the finished training run is not redone or written
+    # twice, the torn line is dropped, and the energy counts both processes
+    with (tmp_path / "runs.jsonl").open("a") as f:
+        f.write('{"loss": "l1_vr", "geom')
     s2 = petnet.run(dataclasses.replace(config, throughput_batch=0), tmp_path, progress=False)
     assert (tmp_path / "runs.jsonl").read_text().splitlines() == lines
     assert s2["petnet_f1"] == s["petnet_f1"]
+    energy = json.loads((tmp_path / "energy.json").read_text())
+    assert s2["energy"]["processes"] == 2 and len(energy["process_reports"]) == 2
+    parts = energy["process_reports"]
+    assert s2["energy"]["energy_j"] == pytest.approx(sum(sum(p["energy_j"].values()) for p in parts))
+    assert s2["energy"]["energy_j"] > s["energy"]["energy_j"]
+    # what `jaxlab run` reports after an interrupt is what the run continues from
+    assert [p.name for p in tmp_path.glob(petnet.run.__globals__["RESUME_RECORDS"][0])] == ["runs.jsonl"]
     assert "| method |" in petnet.format_table(s2)
 
 
