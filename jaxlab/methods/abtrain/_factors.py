@@ -166,7 +166,7 @@ def truncate(usv: SVD, tau: float | None = None, *, rank: int | None = None) -> 
     """The SVD cut to ``rank`` triplets, or to those with ``s_i > tau * s_1`` (concrete values only).
 
     Examples:
-      >>> usv = SVD(jnp.eye(3), jnp.asarray([4.0, 0.7, 0.5]), jnp.eye(3))
+      >>> usv = SVD(jnp.eye(3), jnp.asarray([4.0, 0.7, 0.5], jnp.float32), jnp.eye(3))
       >>> truncate(usv, 0.15).s
       Array([4. , 0.7], dtype=float32)
     """

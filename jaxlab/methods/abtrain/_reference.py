@@ -20,12 +20,21 @@ from ._factors import Factors, compose, to_matrix
 from ._models import ModelDef, classification_loss
 from ._params import Layout, init_opt, join_factors, opt_update, resize_state
 from ._schedule import LearningRate, Schedule
-from ._spmd import Plan, _param_shape_of_state
+from ._spmd import Plan
 
 
-def _factors_reference(w: jax.Array, rank: int | None, tau: float, sigma: str) -> tuple[np.ndarray, np.ndarray, int]:
-    m = np.asarray(to_matrix(w), np.float64)
-    u, s, vt = np.linalg.svd(m, full_matrices=False)
+def _param_shape_of_state(state) -> tuple[int, ...] | None:
+    shapes = [tuple(x.shape) for x in jax.tree.leaves(state) if hasattr(x, "shape") and len(x.shape) >= 2]
+    return max(shapes, key=lambda s: int(np.prod(s))) if shapes else None
+
+
+def _factors_reference(w: jax.Array, rank: int | None, tau: float | None, sigma: str,
+                       svd_dtype=np.float64) -> tuple[np.ndarray, np.ndarray, int]:
+    m = np.asarray(to_matrix(w), svd_dtype)
+    if svd_dtype == np.float64:
+        u, s, vt = np.linalg.svd(m, full_matrices=False)
+    else:  # the trainer's float32 LAPACK SVD: the same signs of the singular pairs
+        u, s, vt = (np.asarray(x, np.float64) for x in jnp.linalg.svd(jnp.asarray(m), full_matrices=False))
     r = len(s) if rank is None else rank
     if tau is not None and rank is None:
         r = max(1, int(np.sum(s > tau * s[0])))
@@ -41,8 +50,12 @@ def train_reference(model: ModelDef, layout: Layout, params: dict, model_state: 
                     tx: optax.GradientTransformation, lr: LearningRate, schedule: Schedule,
                     get_batch: Callable[[int], tuple[np.ndarray, np.ndarray]], key: jax.Array, *, num_groups: int,
                     sync_mode: str, tau: float, clip_norm: float | None, label_smoothing: float,
-                    on_rank_change: str = "slice") -> tuple[dict, list[dict[str, int]]]:
-    """Runs the schedule; returns the final full-form params and the ranks chosen at every truncation."""
+                    on_rank_change: str = "slice", svd_dtype=np.float64) -> tuple[dict, list[dict[str, int]]]:
+    """Runs the schedule; returns the final full-form params and the ranks chosen at every truncation.
+
+    ``svd_dtype=np.float32`` takes the SVD from the same float32 LAPACK routine as the trainer: needed to compare
+    runs that slice Adam moments on a rank change, whose result depends on the signs of the singular pairs.
+    """
     plan = Plan.create(layout, num_groups, 1, sync_mode)
     side_of = {g: s for s, gs in plan.sides for g in gs}
 
@@ -66,7 +79,7 @@ def train_reference(model: ModelDef, layout: Layout, params: dict, model_state: 
         nonlocal groups, parked_w, constants, ranks, full, full_opt
         new_ranks, fac = {}, {}
         for p in layout.paths:
-            a, b, r = _factors_reference(full[p], None, None if first else tau, plan.sigma)
+            a, b, r = _factors_reference(full[p], None, None if first else tau, plan.sigma, svd_dtype)
             new_ranks[p] = r
             fac[f"{p}.a"], fac[f"{p}.b"] = jnp.asarray(a), jnp.asarray(b)
         ranks = new_ranks

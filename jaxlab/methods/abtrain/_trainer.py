@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jaxlab.core import MetricsWriter, read_metrics, to_jsonable, write_json
@@ -42,9 +43,9 @@ from ._models import ModelDef
 from ._params import Layout
 from ._schedule import LearningRate, Schedule
 from ._spmd import (
-    GROUP, MEMBER, FullState, GroupState, Plan, abstract, batch_sharding, device_ids, global_mesh, grouped,
+    GROUP, FullState, GroupState, Plan, abstract, batch_sharding, device_ids, full_specs, global_mesh, group_specs,
     init_full_state, join_groups, make_eval, make_full_step, make_side_step, make_svd, make_sync, make_to_groups,
-    on_mesh, replicated, side_mesh, split_groups,
+    on_mesh, opt_specs, replicated, shardings, side_mesh, split_groups,
 )
 
 META_FILE = "abtrain_meta.json"
@@ -123,8 +124,9 @@ class ABTrainer:
         self.plan = Plan.create(self.layout, self.mesh.shape[GROUP], settings.group_size, settings.sync_mode)
         self.side_meshes = {s: side_mesh(self.mesh, g) for s, g in self.plan.sides}
         # kept on the host: every run starts from fresh device buffers (steps may donate theirs)
-        self._init_host = jax.device_get(init_full_state(params, model_state, tx))
-        self._init_abstract = abstract(self._init_host, replicated(self.mesh))
+        self._init_host = jax.device_get(init_full_state(params, model_state, tx, settings.group_size))
+        self._full_shardings = shardings(self.mesh, full_specs(self._init_host), self._init_host)
+        self._init_abstract = abstract(self._init_host, self._full_shardings)
         self.programs: dict[str, Program] = {}
         self.ledger: dict[str, dict[str, Any]] = {}
         self.rank_history: list[dict[str, Any]] = []
@@ -136,7 +138,7 @@ class ABTrainer:
     def reset_state(self) -> None:
         self.t = 0
         self.phase = "full"
-        self.full: FullState | None = jax.device_put(self._init_host, replicated(self.mesh))
+        self.full: FullState | None = jax.device_put(self._init_host, self._full_shardings)
         self.sides: dict[str, GroupState] | None = None
         self.parked: dict = {}
         self.constants: dict = {}
@@ -147,15 +149,16 @@ class ABTrainer:
 
     # ------------------------------------------------------------------------------------------- programs
 
-    def _program(self, key: str, fn: Callable, args: tuple, *, mesh, in_shardings, out_shardings,
+    def _program(self, key: str, fn: Callable, args: tuple, *, mesh, out_shardings=None,
                  donate: tuple[int, ...] = ()) -> Program:
+        """Compiles ``fn`` for ``args`` (their shardings are the input shardings) once per ``key``."""
         prog = self.programs.get(key)
         if prog is None:
             if mesh.devices.flat[0].platform == "cpu":
                 donate = ()
             t0 = time.perf_counter()
-            compiled = jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings,
-                               donate_argnums=donate).lower(*args).compile()
+            kw = {} if out_shardings is None else {"out_shardings": out_shardings}
+            compiled = jax.jit(fn, donate_argnums=donate, **kw).lower(*args).compile()
             intra, inter, colls = _traffic(compiled, mesh, self.settings.node_size)
             prog = Program(compiled, mesh, intra, inter, colls, time.perf_counter() - t0)
             self.programs[key] = prog
@@ -170,20 +173,16 @@ class ABTrainer:
         return prog.compiled(*args)
 
     def _full_step_program(self, state, x, y, k, lr) -> Program:
-        rep = replicated(self.mesh)
-        fn = make_full_step(self.model, self.layout, self.tx, clip_norm=self.settings.clip_norm,
+        fn = make_full_step(self.model, self.layout, self.tx, self.mesh, clip_norm=self.settings.clip_norm,
                             label_smoothing=self.settings.label_smoothing)
-        bs = batch_sharding(self.mesh, per_group=False)
-        return self._program("full_step", fn, (state, x, y, k, lr), mesh=self.mesh,
-                             in_shardings=(rep, bs, bs, rep, rep), out_shardings=(rep, rep), donate=(0,))
+        return self._program("full_step", fn, (state, x, y, k, lr), mesh=self.mesh, donate=(0,))
 
     def _side_program(self, side: str, state, consts, x, y, k, lr) -> Program:
         mesh = self.side_meshes[side]
-        fn = make_side_step(self.model, self.plan, side, self.tx, clip_norm=self.settings.clip_norm,
+        fn = make_side_step(self.model, self.plan, side, self.tx, mesh, clip_norm=self.settings.clip_norm,
                             label_smoothing=self.settings.label_smoothing)
-        gs, rep, bs = grouped(mesh), replicated(mesh), batch_sharding(mesh, per_group=True)
         return self._program(f"side_step:{side}:{self._rank_key()}", fn, (state, consts, x, y, k, lr), mesh=mesh,
-                             in_shardings=(gs, rep, bs, bs, rep, rep), out_shardings=(gs, gs), donate=(0,))
+                             donate=(0,))
 
     def _rank_key(self) -> str:
         return ",".join(str(self.ranks[p]) for p in self.layout.paths) if self.ranks else "-"
@@ -193,23 +192,19 @@ class ABTrainer:
     def _svd(self, phase: str):
         if not self.layout.paths:
             return {}, {}
-        rep = replicated(self.mesh)
         fn = make_svd(self.plan, self.mesh, self.settings.tau)
-        prog = self._program("svd", fn, (self.full.params,), mesh=self.mesh, in_shardings=(rep,),
-                             out_shardings=(batch_sharding(self.mesh, per_group=False), rep))
+        prog = self._program("svd", fn, (self.full.params,), mesh=self.mesh)
         return self._call("svd", phase, prog, self.full.params)
 
     def _to_groups(self, usv, ranks: dict[str, int], phase: str, first: bool) -> None:
-        old = "first" if first else self._rank_key()  # the parked states' shapes are the old ranks'
+        old_ranks = None if first else dict(self.ranks)  # the parked states are the old ranks'
+        old = "first" if first else self._rank_key()
         self.ranks = dict(ranks)
-        rep, gsh = replicated(self.mesh), grouped(self.mesh)
         fn = make_to_groups(self.plan, self.mesh, self.ranks, self.tx,
-                            reset=self.settings.on_rank_change == "reset", first=first)
+                            reset=self.settings.on_rank_change == "reset", old_ranks=old_ranks)
         key = f"to_groups:{old}->{self._rank_key()}"
         args = (self.full, usv, self.parked)
-        prog = self._program(key, fn, args, mesh=self.mesh,
-                             in_shardings=(rep, batch_sharding(self.mesh, per_group=False), gsh),
-                             out_shardings=(gsh, rep, rep))
+        prog = self._program(key, fn, args, mesh=self.mesh)
         groups, parked_w, constants = self._call(key, phase, prog, *args)
         self.sides = {s: split_groups(groups, self.mesh, g) for s, g in self.plan.sides}
         self.parked, self.constants = parked_w, constants
@@ -218,13 +213,11 @@ class ABTrainer:
 
     def _sync(self, phase: str) -> None:
         groups = join_groups([self.sides[s] for s, _ in self.plan.sides], self.mesh)
-        rep, gsh = replicated(self.mesh), grouped(self.mesh)
-        step = jax.device_put(jnp.asarray(self.t, jnp.int32), rep)
+        step = jax.device_put(np.int32(self.t), replicated(self.mesh))
         fn = make_sync(self.plan, self.mesh)
         key = f"sync:{self._rank_key()}"
         args = (groups, self.parked, self.constants, step)
-        prog = self._program(key, fn, args, mesh=self.mesh, in_shardings=(gsh, rep, rep, rep),
-                             out_shardings=(rep, gsh))
+        prog = self._program(key, fn, args, mesh=self.mesh)
         self.full, self.parked = self._call(key, phase, prog, *args)
         self.sides, self.constants, self.phase = None, {}, "full"
 
@@ -326,8 +319,7 @@ class ABTrainer:
         for i in range(0, n, batch_size):
             xs, ys = jax.device_put(x[i:i + batch_size], bs), jax.device_put(y[i:i + batch_size], bs)
             args = (self.full.params, self.full.model_state, xs, ys)
-            prog = self._program("eval", fn, args, mesh=self.mesh, in_shardings=(rep, rep, bs, bs),
-                                 out_shardings=(rep, rep))
+            prog = self._program("eval", fn, args, mesh=self.mesh, out_shardings=(rep, rep))
             c, l_ = prog.compiled(*args)
             correct += float(c)
             loss += float(l_)
@@ -339,23 +331,27 @@ class ABTrainer:
         if self.phase == "full":
             return {"full": self.full, "parked": self.parked}
         groups = join_groups([self.sides[s] for s, _ in self.plan.sides], self.mesh)
-        step = jax.device_put(jnp.asarray(self.t, jnp.int32), replicated(self.mesh))
+        step = jax.device_put(np.int32(self.t), replicated(self.mesh))
         return {"groups": groups, "parked": self.parked, "constants": self.constants, "step": step}
 
     def _template(self, phase: str, ranks: dict[str, int] | None) -> dict:
-        rep, gsh = replicated(self.mesh), grouped(self.mesh)
+        """The restore template of a checkpoint in ``phase`` at ``ranks`` (shapes and shardings)."""
+        rep = replicated(self.mesh)
         full_abs = self._init_abstract
-        usv_abs = jax.eval_shape(make_svd(self.plan, self.mesh, self.settings.tau), full_abs.params)[0]
         if ranks is None:
             return {"full": full_abs, "parked": {}}
+        usv_abs = jax.eval_shape(make_svd(self.plan, self.mesh, self.settings.tau), full_abs.params)[0]
         groups, parked_w, constants = jax.eval_shape(
-            make_to_groups(self.plan, self.mesh, ranks, self.tx, reset=True, first=True), full_abs, usv_abs, {})
+            make_to_groups(self.plan, self.mesh, ranks, self.tx, reset=True, old_ranks=None), full_abs, usv_abs, {})
         if phase == "ab":
-            return {"groups": abstract(groups, gsh), "parked": abstract(parked_w, rep),
-                    "constants": abstract(constants, rep), "step": jax.ShapeDtypeStruct((), jnp.int32, sharding=rep)}
+            return {"groups": abstract(groups, shardings(self.mesh, group_specs(groups), groups)),
+                    "parked": abstract(parked_w, shardings(self.mesh, opt_specs(parked_w, grouped=False), parked_w)),
+                    "constants": abstract(constants, shardings(self.mesh, P(), constants)),
+                    "step": jax.ShapeDtypeStruct((), jnp.int32, sharding=rep)}
         full, parked = jax.eval_shape(make_sync(self.plan, self.mesh), groups, parked_w, constants,
                                       jax.ShapeDtypeStruct((), jnp.int32))
-        return {"full": abstract(full, rep), "parked": abstract(parked, gsh)}
+        return {"full": abstract(full, shardings(self.mesh, full_specs(full), full)),
+                "parked": abstract(parked, shardings(self.mesh, opt_specs(parked, grouped=True), parked))}
 
     def _restore(self, tree: dict, t: int, ranks: dict[str, int] | None) -> None:
         self.t, self.ranks = t, (dict(ranks) if ranks else None)
