@@ -270,7 +270,8 @@ def run(config: ABTrainConfig, workdir: str | Path, *, progress: bool = True) ->
         if config.baseline:
             dp.append(_sub_run(config, workdir / f"dp_seed{seed}", seed, data, baseline=True, progress=progress))
     sched = config.schedule()
-    cf, cf_per_call = schedule_only_traffic(config, ab[0]["traffic"]["phases"], data)
+    # the schedule's counterfactual is only needed to split the saving against data parallelism
+    cf, cf_per_call = schedule_only_traffic(config, ab[0]["traffic"]["phases"], data) if dp else (None, None)
     tables: dict[str, list] = {"traffic": _traffic_rows(ab[0], f"ab seed {config.seeds[0]}")}
     summary: dict[str, Any] = {
         "model": config.model, "sync_mode": config.sync_mode, "seeds": list(config.seeds),

@@ -65,6 +65,15 @@ def train_reference(model: ModelDef, layout: Layout, params: dict, model_state: 
         return loss, new_ms
 
     grad = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+
+    @jax.jit
+    def group_grad(everything, train, ms, x, y, k):
+        def f(train):
+            return loss_fn(join_factors({**everything, **train}), ms, x, y, k)
+
+        return jax.value_and_grad(f, has_aux=True)(train)
+
+    update = jax.jit(lambda g, opt, p, rate: opt_update(tx, g, opt, p, rate, clip_norm=clip_norm))
     full = dict(params)
     full_opt = init_opt(tx, full)
     ms = model_state
@@ -144,7 +153,7 @@ def train_reference(model: ModelDef, layout: Layout, params: dict, model_state: 
         rate = np.float32(lr(t))
         if groups is None:
             (_, ms), g = grad(full, ms, x, y, k)
-            full, full_opt = opt_update(tx, g, full_opt, full, rate, clip_norm=clip_norm)
+            full, full_opt = update(g, full_opt, full, rate)
             continue
         rows = len(x) // num_groups
         for gi, grp in enumerate(groups):
@@ -152,13 +161,9 @@ def train_reference(model: ModelDef, layout: Layout, params: dict, model_state: 
             trainable = plan.trainable(side)
             everything = {**grp["params"], **constants}
             train = {k_: everything[k_] for k_ in trainable}
-
-            def f(train, everything=everything, grp=grp, gi=gi):
-                return loss_fn(join_factors({**everything, **train}), grp["ms"], x[gi * rows:(gi + 1) * rows],
-                               y[gi * rows:(gi + 1) * rows], jax.random.fold_in(k, gi))
-
-            (_, grp["ms"]), g = jax.value_and_grad(f, has_aux=True)(train)
-            new, new_opt = opt_update(tx, g, {k_: grp["opt"][k_] for k_ in trainable}, train, rate, clip_norm=clip_norm)
+            (_, grp["ms"]), g = group_grad(everything, train, grp["ms"], x[gi * rows:(gi + 1) * rows],
+                                           y[gi * rows:(gi + 1) * rows], jax.random.fold_in(k, gi))
+            new, new_opt = update(g, {k_: grp["opt"][k_] for k_ in trainable}, train, rate)
             grp["params"] = {**grp["params"], **new}
             grp["opt"] = {**grp["opt"], **new_opt}
     if groups is not None:

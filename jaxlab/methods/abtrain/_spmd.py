@@ -462,8 +462,10 @@ def make_sync(plan: Plan, mesh: Mesh) -> Callable:
 
 
 def make_svd(plan: Plan, mesh: Mesh, tau: float) -> Callable:
-    """``svd(full_params) -> (usv, counts)``: ``usv[path]`` is an :class:`SVD` with a leading device axis (the
-    owner's SVD, zeros elsewhere); ``counts[path]`` the kept rank ``#{s_i > tau s_1}``, max-reduced."""
+    """``svd(full_params) -> (usv, counts)``, without collectives: ``usv[path]`` is an :class:`SVD` with a leading
+    device axis (the owner's SVD, zeros elsewhere), ``counts[path]`` the owner's kept rank ``#{s_i > tau s_1}`` (0
+    elsewhere), also per device. :func:`make_cut` max-reduces the counts; the trainer waits for this program
+    first, so that no device waits inside a collective while an owner computes its SVD."""
     layout = plan.layout
     n_dev = mesh.size
 
@@ -479,11 +481,19 @@ def make_svd(plan: Plan, mesh: Mesh, tau: float) -> Callable:
 
             out = lax.cond(me == i % n_dev, svd, zeros, w)
             usv[p] = SVD(*(x[None] for x in out))
-            count = jnp.where(me == i % n_dev, truncation_rank(out.s, tau), 0)
-            counts[p] = lax.pmax(count, (GROUP, MEMBER))
+            counts[p] = jnp.where(me == i % n_dev, truncation_rank(out.s, tau), 0)[None]
         return usv, counts
 
-    return shard_map(local, mesh=mesh, in_specs=(P(),), out_specs=(P((GROUP, MEMBER)), P()))
+    return shard_map(local, mesh=mesh, in_specs=(P(),), out_specs=(P((GROUP, MEMBER)), P((GROUP, MEMBER))))
+
+
+def make_cut(mesh: Mesh) -> Callable:
+    """``cut(counts) -> ranks``: the per-device kept ranks max-reduced over all devices (``pmax``)."""
+
+    def local(counts):
+        return jax.tree.map(lambda c: lax.pmax(c[0], (GROUP, MEMBER)), counts)
+
+    return shard_map(local, mesh=mesh, in_specs=(P((GROUP, MEMBER)),), out_specs=P())
 
 
 def factor_shape(plan: Plan, path: str, f: str, rank: int) -> tuple[int, int]:

@@ -44,7 +44,7 @@ from ._params import Layout
 from ._schedule import LearningRate, Schedule
 from ._spmd import (
     GROUP, FullState, GroupState, Plan, abstract, batch_sharding, device_ids, full_specs, global_mesh, group_specs,
-    init_full_state, join_groups, make_eval, make_full_step, make_side_step, make_svd, make_sync, make_to_groups,
+    init_full_state, join_groups, make_cut, make_eval, make_full_step, make_side_step, make_svd, make_sync, make_to_groups,
     on_mesh, opt_specs, replicated, shardings, side_mesh, split_groups,
 )
 
@@ -194,7 +194,9 @@ class ABTrainer:
             return {}, {}
         fn = make_svd(self.plan, self.mesh, self.settings.tau)
         prog = self._program("svd", fn, (self.full.params,), mesh=self.mesh)
-        return self._call("svd", phase, prog, self.full.params)
+        usv, local_counts = jax.block_until_ready(self._call("svd", phase, prog, self.full.params))
+        cut = self._program("cut", make_cut(self.mesh), (local_counts,), mesh=self.mesh)
+        return usv, self._call("cut", phase, cut, local_counts)
 
     def _to_groups(self, usv, ranks: dict[str, int], phase: str, first: bool) -> None:
         old_ranks = None if first else dict(self.ranks)  # the parked states are the old ranks'
@@ -268,9 +270,11 @@ class ABTrainer:
         self.t += 1
         return {"_groups": out}
 
-    def traffic_per_call(self, x: np.ndarray, y: np.ndarray) -> dict[str, dict[str, float]]:
-        """Bytes per call of the full step, of one AB step (both sides) at full rank and of a sync, from the
-        compiled programs (compiled here if needed, on the initial state; the trainer's state is kept)."""
+    def traffic_per_call(self, x: np.ndarray, y: np.ndarray, *, ranks: dict[str, int] | None = None,
+                         repeats: int = 0) -> dict[str, dict[str, float]]:
+        """Bytes per call of the full step, of one AB step (both sides) and of a sync, from the compiled programs
+        (compiled here if needed, on the initial state decomposed at ``ranks``, default full rank; the trainer's
+        state is kept). With ``repeats``, also the median wall time of each step (threading the state)."""
         saved = (self.t, self.phase, self.full, self.sides, self.parked, self.constants, self.ranks,
                  dict(self.ledger), list(self.rank_history))
         try:
@@ -278,28 +282,49 @@ class ABTrainer:
             key = jax.random.key(0)
             rep = replicated(self.mesh)
             bs = batch_sharding(self.mesh, per_group=False)
-            args = (self.full, jax.device_put(x, bs), jax.device_put(y, bs), jax.device_put(key, rep),
-                    jax.device_put(np.float32(0.0), rep))
-            full = self._full_step_program(*args)
+            fargs = [self.full, jax.device_put(x, bs), jax.device_put(y, bs), jax.device_put(key, rep),
+                     jax.device_put(np.float32(0.0), rep)]
+            full = self._full_step_program(*fargs)
+            out = {"full_step": {"intra_bytes": full.intra_bytes, "inter_bytes": full.inter_bytes}}
+            if repeats:
+                times = []
+                for _ in range(repeats + 1):
+                    t0 = time.perf_counter()
+                    fargs[0] = jax.block_until_ready(full.compiled(*fargs)[0])
+                    times.append(time.perf_counter() - t0)
+                out["full_step"]["median_s"] = float(np.median(times[1:]))
+            self.full = fargs[0]
             usv, _ = self._svd("probe")
-            self._to_groups(usv, self.full_ranks(), "probe", first=True)
+            self._to_groups(usv, ranks or self.full_ranks(), "probe", first=True)
             per_group = x.shape[0] // self.plan.num_groups
-            sides = []
+            sides, sargs = [], []
             for side, groups in self.plan.sides:
                 mesh = self.side_meshes[side]
                 lo, hi = groups[0] * per_group, (groups[-1] + 1) * per_group
                 sb, srep = batch_sharding(mesh, per_group=True), replicated(mesh)
-                sides.append(self._side_program(
-                    side, self.sides[side], on_mesh(self.constants, mesh),
-                    jax.device_put(x[lo:hi].reshape(len(groups), per_group, *x.shape[1:]), sb),
-                    jax.device_put(y[lo:hi].reshape(len(groups), per_group), sb),
-                    jax.device_put(key, srep), jax.device_put(np.float32(0.0), srep)))
+                args = [self.sides[side], on_mesh(self.constants, mesh),
+                        jax.device_put(x[lo:hi].reshape(len(groups), per_group, *x.shape[1:]), sb),
+                        jax.device_put(y[lo:hi].reshape(len(groups), per_group), sb),
+                        jax.device_put(key, srep), jax.device_put(np.float32(0.0), srep)]
+                sides.append(self._side_program(side, *args))
+                sargs.append(args)
+            out["ab_step"] = {"intra_bytes": sum(p.intra_bytes for p in sides),
+                              "inter_bytes": sum(p.inter_bytes for p in sides)}
+            if repeats:
+                times = []
+                for _ in range(repeats + 1):
+                    t0 = time.perf_counter()
+                    for prog, args in zip(sides, sargs):  # both sides dispatched, then waited for
+                        args[0] = prog.compiled(*args)[0]
+                    jax.block_until_ready([a[0] for a in sargs])
+                    times.append(time.perf_counter() - t0)
+                out["ab_step"]["median_s"] = float(np.median(times[1:]))
+                for (side, _), args in zip(self.plan.sides, sargs):
+                    self.sides[side] = args[0]
             self._sync("probe")
             sync = self.programs[f"sync:{self._rank_key()}"]
-            return {"full_step": {"intra_bytes": full.intra_bytes, "inter_bytes": full.inter_bytes},
-                    "ab_step": {"intra_bytes": sum(p.intra_bytes for p in sides),
-                                "inter_bytes": sum(p.inter_bytes for p in sides)},
-                    "sync": {"intra_bytes": sync.intra_bytes, "inter_bytes": sync.inter_bytes}}
+            out["sync"] = {"intra_bytes": sync.intra_bytes, "inter_bytes": sync.inter_bytes}
+            return out
         finally:
             (self.t, self.phase, self.full, self.sides, self.parked, self.constants, self.ranks, self.ledger,
              self.rank_history) = saved
