@@ -21,14 +21,14 @@ import os
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 
-import argparse  # noqa: E402
+import argparse
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import numpy as np
 
-from jaxlab.core import save_benchmark  # noqa: E402
-from jaxlab.methods.abtrain._experiment import ABTrainConfig, make_trainer  # noqa: E402
-from jaxlab.methods.abtrain._gpu import lowrank_benchmark  # noqa: E402
+from jaxlab.core import save_benchmark
+from jaxlab.methods.abtrain._experiment import ABTrainConfig, make_trainer
+from jaxlab.methods.abtrain._gpu import lowrank_benchmark
 
 
 def step_records(repeats: int) -> list[dict]:

@@ -36,10 +36,11 @@ def get_config(arg: str | None = None) -> ABTrainConfig:
                                    full_steps=2, lr_rebound_steps=2, lr_warmup_steps=4, lr_cooldown_steps=4,
                                    train_size=4096, test_size=2000, seeds=(0,), checkpoint_every=0, log_every=10)
     if arg == "smoke":
-        return dataclasses.replace(config, dataset="synthetic", hidden=(16, 16), total_steps=8, warmup_steps=2,
-                                   sync_every=4, full_steps=1, lr_rebound_steps=1, lr_warmup_steps=1,
+        # one step of each phase: warm-up, AB (decompose at 1), sync at 2 and a full-rank step
+        return dataclasses.replace(config, dataset="synthetic", hidden=(16, 16), total_steps=3, warmup_steps=1,
+                                   sync_every=2, full_steps=1, lr_rebound_steps=1, lr_warmup_steps=1,
                                    lr_cooldown_steps=1, global_batch=64, train_size=256, test_size=64, seeds=(0,),
-                                   eval_batch=64, checkpoint_every=0, log_every=2, baseline=False)
+                                   eval_batch=64, checkpoint_every=0, log_every=1, baseline=False)
     if arg == "only_b":
         return dataclasses.replace(config, sync_mode="only-b")
     if arg == "reset":

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -246,12 +246,12 @@ def node_traffic(stats: Sequence[Collective], *, node_size: int,
     if node_size < 1:
         raise ValueError(f"node_size must be >= 1, got {node_size}")
     intra = inter = 0.0
+    ids = list(device_ids) if device_ids is not None else None
+
+    def node(p: int) -> int:
+        return (ids[p] if ids is not None else p) // node_size
+
     for c in stats:
-        ids = list(device_ids) if device_ids is not None else None
-
-        def node(p: int) -> int:
-            return (ids[p] if ids is not None else p) // node_size
-
         groups = c.groups or ((),)
         if c.op == "collective-permute":
             for pair in groups:

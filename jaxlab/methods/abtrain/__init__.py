@@ -35,9 +35,10 @@ from ._factors import svd as svd
 from ._factors import to_matrix as to_matrix
 from ._factors import truncate as truncate
 from ._factors import truncation_rank as truncation_rank
+from ._gpu import lowrank_benchmark as lowrank_benchmark
+from ._models import ABMLP as ABMLP
 from ._models import MODELS as MODELS
 from ._models import ABDense as ABDense
-from ._models import ABMLP as ABMLP
 from ._models import ModelDef as ModelDef
 from ._models import make_model as make_model
 from ._schedule import LearningRate as LearningRate

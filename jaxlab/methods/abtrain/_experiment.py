@@ -176,7 +176,7 @@ def split_saving(ab: dict, dp: dict, schedule_only: dict) -> list[dict[str, Any]
     """Rows of the saving split (intra, inter, total): DP, schedule only, AB and the two shares of DP's bytes."""
     rows = []
     for kind in ("inter", "intra", "total"):
-        def get(d):
+        def get(d, kind=kind):
             return d["inter_bytes"] + d["intra_bytes"] if kind == "total" else d[f"{kind}_bytes"]
 
         b_dp, b_s, b_ab = get(dp), get(schedule_only), get(ab)

@@ -42,7 +42,7 @@ def _time(fn, *args, repeats: int) -> dict[str, float]:
 
 
 def lowrank_benchmark(size: str = "tiny", *, repeats: int = 10, dtype=jnp.bfloat16, svd_repeats: int = 3,
-                      seed: int = 0) -> dict[str, Any]:
+                      ranks: tuple[int, ...] | None = None, seed: int = 0) -> dict[str, Any]:
     """Times ``x @ W`` vs ``x @ A @ B`` (forward, and forward + backward to the factors) and the float32 SVD of ``W``.
 
     Args:
@@ -50,6 +50,7 @@ def lowrank_benchmark(size: str = "tiny", *, repeats: int = 10, dtype=jnp.bfloat
       repeats: timed calls per matmul case (median reported).
       dtype: matmul dtype.
       svd_repeats: timed SVDs.
+      ranks: override the size's ranks.
 
     Returns:
       ``{"device", "size", "dtype", "dense": {...}, "lowrank": [{"rank", "forward", "train", "speedup_forward",
@@ -76,7 +77,7 @@ def lowrank_benchmark(size: str = "tiny", *, repeats: int = 10, dtype=jnp.bfloat
     usv = jax.jit(svd)(w32)
     atol, rtol = tolerances(dtype)
     rows = []
-    for r in cfg["ranks"]:
+    for r in ranks or cfg["ranks"]:
         if r > min(m, n):
             continue
         root = jnp.sqrt(usv.s[:r])

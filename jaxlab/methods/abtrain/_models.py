@@ -10,7 +10,8 @@ factorised kernels are composed, ``W = A B``, before every forward pass, as the 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -143,11 +144,11 @@ def make_model(name: str, *, num_classes: int = 10, hidden: Sequence[int] = (102
         return ModelDef(name, VGG.vgg16(num_classes, head="cifar", width=width), input_shape or (32, 32, 1),
                         exclude=("^conv_0/", "^classifier/"))
     if name == "vgg16_timm":
-        fc = max(1, int(round(4096 * width)))
+        fc = max(1, round(4096 * width))
         return ModelDef(name, VGG.vgg16(num_classes, head="timm", width=width, batch_norm=False, fc_width=fc,
                                         dropout=0.1), input_shape or (32, 32, 1), exclude=("^conv_0/", "^classifier/"))
     if name == "resnet18":
-        return ModelDef(name, ResNet18(num_classes=num_classes, num_filters=max(1, int(round(64 * width))),
+        return ModelDef(name, ResNet18(num_classes=num_classes, num_filters=max(1, round(64 * width)),
                                        small_inputs=True), input_shape or (32, 32, 1),
                         exclude=("^conv_init/", "^Dense_0/"))
     raise ValueError(f"unknown model {name!r}; choose from {MODELS}")

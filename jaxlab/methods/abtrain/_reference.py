@@ -9,7 +9,7 @@ from a float64 SVD may differ from the trainer's float32 ones by the sign of a s
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

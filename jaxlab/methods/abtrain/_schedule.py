@@ -96,7 +96,7 @@ class Schedule:
         """Steps that run in the full phase (warm-up included)."""
         return sum(1 for t in range(self.total_steps) if self.phase(t) == "full")
 
-    def scaled(self, total_steps: int) -> "Schedule":
+    def scaled(self, total_steps: int) -> Schedule:
         """The same proportions for ``total_steps`` (rounded): e.g. the VGG16 schedule of 15,000 steps at 3,000."""
         f = total_steps / self.total_steps
         s = max(1, round(self.sync_every * f))

@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -54,7 +55,15 @@ from jax.sharding import PartitionSpec as P
 from jaxlab.core import Array, PyTree
 from jaxlab.parallel import shard_map
 
-from ._factors import SVD, Factors, compose, factors_from_svd, matrix_shape, svd, truncation_rank
+from ._factors import (
+    SVD,
+    Factors,
+    compose,
+    factors_from_svd,
+    matrix_shape,
+    svd,
+    truncation_rank,
+)
 from ._models import ModelDef, classification_loss
 from ._params import FlatParams, Layout, join_factors, resize_state
 
@@ -100,7 +109,7 @@ class Plan:
     sides: tuple[tuple[str, tuple[int, ...]], ...]
 
     @classmethod
-    def create(cls, layout: Layout, num_groups: int, group_size: int, sync_mode: str) -> "Plan":
+    def create(cls, layout: Layout, num_groups: int, group_size: int, sync_mode: str) -> Plan:
         if sync_mode not in SYNC_MODES:
             raise ValueError(f"sync_mode must be one of {SYNC_MODES}, got {sync_mode!r}")
         half = num_groups // 2
@@ -540,7 +549,8 @@ def make_to_groups(plan: Plan, mesh: Mesh, ranks: dict[str, int], tx: optax.Grad
 
                 old = jax.tree.map(unflat, parked[key])
                 resized = resize_state(old, old_shape, jnp.zeros(new_shape, jnp.float32), axis, reset=False, tx=tx)
-                opt[key] = jax.tree.map(lambda x: member_block(flat_pad(x, flat_len(new_shape, d)), d)
+                length = flat_len(new_shape, d)
+                opt[key] = jax.tree.map(lambda x, length=length: member_block(flat_pad(x, length), d)
                                         if x.ndim >= 1 else x, resized)
         groups = GroupState({k: arrays[k][None] for k in plan.varying_keys},
                             jax.tree.map(lambda v: v[None], opt), jax.tree.map(lambda v: v[None], full.model_state))
@@ -552,8 +562,8 @@ def make_to_groups(plan: Plan, mesh: Mesh, ranks: dict[str, int], tx: optax.Grad
         shapes = {k: jax.tree.map(lambda x: x, full.opt[k]) for k in layout.full_rank}
         for p in layout.paths:
             for f in plan.trained:
-                shapes[f"{p}.{f}"] = jax.eval_shape(lambda shape=factor_shape(plan, p, f, ranks[p]):
-                                                    init_opt_flat(tx, shape, d))
+                shape = factor_shape(plan, p, f, ranks[p])
+                shapes[f"{p}.{f}"] = jax.eval_shape(lambda shape=shape: init_opt_flat(tx, shape, d))
         group_opt = jax.tree.map(lambda x: jax.ShapeDtypeStruct((1, *x.shape), x.dtype), shapes)
         out_groups = GroupState(P(GROUP), opt_specs(group_opt, grouped=True), P(GROUP))
         parked_w = {p: full.opt[p] for p in layout.paths}

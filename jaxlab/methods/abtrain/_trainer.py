@@ -23,8 +23,9 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -43,9 +44,31 @@ from ._models import ModelDef
 from ._params import Layout
 from ._schedule import LearningRate, Schedule
 from ._spmd import (
-    GROUP, FullState, GroupState, Plan, abstract, batch_sharding, device_ids, full_specs, global_mesh, group_specs,
-    init_full_state, join_groups, make_cut, make_eval, make_full_step, make_side_step, make_svd, make_sync, make_to_groups,
-    on_mesh, opt_specs, replicated, shardings, side_mesh, split_groups,
+    GROUP,
+    FullState,
+    GroupState,
+    Plan,
+    abstract,
+    batch_sharding,
+    device_ids,
+    full_specs,
+    global_mesh,
+    group_specs,
+    init_full_state,
+    join_groups,
+    make_cut,
+    make_eval,
+    make_full_step,
+    make_side_step,
+    make_svd,
+    make_sync,
+    make_to_groups,
+    on_mesh,
+    opt_specs,
+    replicated,
+    shardings,
+    side_mesh,
+    split_groups,
 )
 
 META_FILE = "abtrain_meta.json"
@@ -578,7 +601,7 @@ def _mean_metrics(window: list) -> dict[str, float]:
     host = jax.device_get(window)
     sums: dict[str, list[float]] = {}
     for m in host:
-        parts = m["_groups"] if "_groups" in m else [m]
+        parts = m.get("_groups", [m])
         for part in parts:
             for k, v in part.items():
                 sums.setdefault(k, []).append(float(np.mean(v)))

@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
@@ -15,7 +14,7 @@ from jaxlab.methods import abtrain
 from jaxlab.methods.abtrain import _factors
 from jaxlab.parallel import shard_map
 
-SHAPES = [(48, 64), (64, 48), (32, 32), (3, 3, 8, 16), (3, 3, 16, 4), (1, 1, 24, 8)]
+SHAPES = [(48, 64), (64, 48), (3, 3, 8, 16), (3, 3, 16, 4)]
 
 
 def _weight(shape, seed=0):
@@ -23,32 +22,28 @@ def _weight(shape, seed=0):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_compose_decompose_roundtrip(shape):
+def test_decompose_compose_against_numpy(shape):
     w = _weight(shape)
 
     @jax.jit
-    def roundtrip(w):
-        outs = [abtrain.compose(abtrain.decompose(w, sigma=sigma), shape) for sigma in ("split", "a", "b")]
-        return jnp.stack([jnp.linalg.norm(b - w) / jnp.linalg.norm(w) for b in outs]), outs[0]
+    def run(w):
+        fs = [abtrain.decompose(w, sigma=sigma) for sigma in ("split", "a", "b")]
+        outs = [abtrain.compose(f, shape) for f in fs]
+        rel = jnp.stack([jnp.linalg.norm(b - w) / jnp.linalg.norm(w) for b in outs])
+        return rel, outs[0], fs[0], abtrain.to_matrix(w)
 
-    rel, back = roundtrip(w)
+    rel, back, f, view_jax = run(w)
     assert back.shape == w.shape and back.dtype == jnp.float32
-    assert float(jnp.max(rel)) <= 1e-5, rel
-
-
-@pytest.mark.parametrize("shape", SHAPES)
-def test_view_and_factors_match_numpy(shape):
-    w = _weight(shape, 1)
+    assert float(jnp.max(rel)) <= 1e-5, rel  # compose(decompose(W)) = W for every split of S
     m, n, _ = abtrain.matrix_shape(shape)
     view = np.moveaxis(np.asarray(w), -1, 0).reshape(shape[-1], -1)  # PyTorch's (out, -1)
     view = view.T if view.shape[0] < view.shape[1] else view
-    np.testing.assert_array_equal(np.asarray(abtrain.to_matrix(w)), view)
+    np.testing.assert_array_equal(np.asarray(view_jax), view)
     assert view.shape == (m, n) and m >= n
-    f = abtrain.decompose(w)
     a_ref, b_ref = abtrain.decompose_reference(np.asarray(w))
     atol, rtol = tolerances(jnp.float32)
     np.testing.assert_allclose(np.asarray(f.a @ f.b), a_ref @ b_ref, atol=atol, rtol=rtol)
-    # A = U S^1/2, B = S^1/2 V^T: A^T A = B B^T = S (up to the SVD's sign convention)
+    # A = U S^1/2, B = S^1/2 V^T: A^T A = B B^T = S (whatever the SVD's signs)
     s = np.linalg.svd(view.astype(np.float64), compute_uv=False)
     np.testing.assert_allclose(np.diag(np.asarray(f.a.T @ f.a)), s, rtol=1e-4)
     np.testing.assert_allclose(np.diag(np.asarray(f.b @ f.b.T)), s, rtol=1e-4)
@@ -72,7 +67,7 @@ def test_truncation_keeps_exactly_the_values_above_tau_s1():
     assert int(abtrain.truncation_rank(jnp.zeros(5), 0.15)) == 1  # never below rank 1
     spectrum = [10.0, 7.0, 4.0, 2.2, 1.6, 1.4, 0.9, 0.2, 0.05]
     w = jnp.asarray(_with_spectrum(spectrum), jnp.float32)
-    for tau in (0.05, 0.15, 0.3, 0.5):
+    for tau in (0.15, 0.5):
         kept = abtrain.truncate(abtrain.svd(w), tau).s
         expect = [x for x in spectrum if x > tau * spectrum[0]]
         assert kept.shape == (len(expect),)

@@ -37,9 +37,9 @@ def test_sync_and_truncate_at_once_when_no_full_steps():
     assert Schedule(30, 4, 5, 0).events(5) == ("sync", "truncate")
 
 
-@pytest.mark.parametrize("bad", [dict(full_steps=5), dict(sync_every=0), dict(total_steps=0), dict(warmup_steps=-1)])
+@pytest.mark.parametrize("bad", [{"full_steps": 5}, {"sync_every": 0}, {"total_steps": 0}, {"warmup_steps": -1}])
 def test_schedule_validates(bad):
-    kw = dict(total_steps=20, warmup_steps=2, sync_every=5, full_steps=1) | bad
+    kw = {"total_steps": 20, "warmup_steps": 2, "sync_every": 5, "full_steps": 1} | bad
     with pytest.raises(ValueError):
         Schedule(**kw)
 
