@@ -22,17 +22,28 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import numpy as np
 import optax
 
-from jaxlab.core import write_json
+from jaxlab.core import (
+    Rule,
+    each,
+    in_range,
+    nonempty,
+    nonnegative,
+    one_of,
+    optional,
+    positive,
+    write_json,
+)
 from jaxlab.data import load_fashion_mnist, make_classification
 
-from ._models import make_model, pad_images
+from ._models import MODELS, make_model, pad_images
 from ._schedule import LearningRate, Schedule
+from ._spmd import SYNC_MODES
 from ._trainer import ABSettings, ABTrainer
 
 
@@ -90,6 +101,27 @@ class ABTrainConfig:
     eval_batch: int = 1000
     checkpoint_every: int = 500
     log_every: int = 50
+
+    CONSTRAINTS: ClassVar[dict] = {
+        "model": one_of(*MODELS), "hidden": (nonempty, each(positive)), "width": positive,
+        "dataset": one_of("fashion_mnist", "synthetic"), "train_size": optional(positive),
+        "test_size": optional(positive), "total_steps": positive, "warmup_steps": nonnegative,
+        "sync_every": positive, "full_steps": nonnegative, "lr_rebound_steps": nonnegative, "global_batch": positive,
+        "lr": positive, "weight_decay": nonnegative, "lr_warmup_steps": nonnegative,
+        "lr_cooldown_steps": nonnegative, "min_lr": nonnegative, "clip_norm": positive,
+        "label_smoothing": in_range(0.0, 1.0, high_open=True), "num_devices": positive, "group_size": positive,
+        "node_size": positive, "sync_mode": one_of(*SYNC_MODES), "tau": in_range(0.0, 1.0, high_open=True),
+        "on_rank_change": one_of("slice", "reset"), "seeds": (nonempty, each(in_range(0, 2**32 - 1))),
+        "eval_batch": positive, "checkpoint_every": nonnegative, "log_every": positive,
+    }
+    RULES: ClassVar[tuple] = (
+        Rule(("full_steps", "sync_every"), lambda c: c.full_steps < c.sync_every,
+             "full_steps must be smaller than sync_every (F full-rank steps in every period of S)"),
+        Rule(("num_devices", "group_size"), lambda c: c.num_devices % c.group_size == 0,
+             "group_size must divide num_devices (contiguous groups of the data axis)"),
+        Rule(("global_batch", "num_devices"), lambda c: c.global_batch % c.num_devices == 0,
+             "global_batch must be a multiple of num_devices"),
+    )
 
     def schedule(self, *, baseline: bool = False) -> Schedule:
         w = self.total_steps if baseline else self.warmup_steps

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlab.core import load_config
+from jaxlab.core import ConfigError, apply_overrides, load_config, validate_config
 from jaxlab.data import DataNotFoundError
 from jaxlab.methods import abtrain
 from jaxlab.methods.abtrain._experiment import load_data
@@ -78,6 +78,24 @@ def test_configs_resolve():
     s = main.schedule()
     assert (s.total_steps, s.warmup_steps, s.sync_every, s.full_steps) == (3000, 866, 152, 12)
     assert main.hidden == (1024, 1024) and main.seeds == (0, 1, 2) and main.num_devices == 8 and main.group_size == 4
+
+
+@pytest.mark.parametrize("spec", ["mlp_fashion.py", "mlp_fashion.py:quick", "mlp_fashion.py:smoke", "mlp_fashion.py:only_b",
+                                  "mlp_fashion.py:reset", "vgg16_timm.py", "vgg16_cifar.py", "resnet18.py"])
+def test_configs_meet_their_constraints(spec):
+    validate_config(load_config(f"configs/abtrain/{spec}")[0])
+
+
+@pytest.mark.parametrize("override, words", [("tau=1.5", "tau"), ("sync_mode=stale", "sync_mode"),
+                                             ("full_steps=10", "smaller than sync_every"),
+                                             ("group_size=3", "divide num_devices"),
+                                             ("global_batch=100", "multiple of num_devices"),
+                                             ("on_rank_change=keep", "on_rank_change"), ("train_size=0", "train_size")])
+def test_bad_overrides_are_refused_with_the_key(override, words):
+    config = load_config("configs/abtrain/mlp_fashion.py:quick")[0]
+    with pytest.raises(ConfigError, match=words):
+        apply_overrides(config, [override])
+    assert apply_overrides(config, ["tau=0.3", "train_size=512"]).tau == 0.3
 
 
 def test_mlp_smoke_config_runs(tmp_path):
