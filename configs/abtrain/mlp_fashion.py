@@ -13,8 +13,8 @@ Command:  PYTHONPATH=. python -m jaxlab run configs/abtrain/mlp_fashion.py --wor
           (quick, for `jaxlab reproduce --quick`: configs/abtrain/mlp_fashion.py:quick; variants :only_b, :reset)
 Hardware: CPU, 8 fake devices (XLA_FLAGS=--xla_force_host_platform_device_count=8, which `jaxlab run` does not
           set: export it; `jaxlab reproduce` sets it). Data: Debian package dataset-fashion-mnist.
-Runtime:  on the shared 2-core machine (load 5-29) seed 0 took about 2630 s for AB (about 120 s of it compiling
-          one program set per rank change) and 1110 s for DP; 3 seeds: about 3 hours there.
+Runtime:  on the shared 2-core machine (load 5-29) seed 0 took about 2630 s for AB (116 s of the last 1000
+          steps' 562 s went to compiling one program set per rank change) and 1110 s for DP; 3 seeds: about 3 hours.
 Expected: inter-node bytes <= 0.40x data parallelism's (the schedule alone: 1034 of 3000 steps full rank, 0.345);
           test accuracy within 1 pp of data parallelism over seeds 0, 1, 2.
 Measured (seed 0 only, `--set seeds=0`; bench/results/abtrain/mlp_fashion_seed0/summary.json): inter-node bytes
