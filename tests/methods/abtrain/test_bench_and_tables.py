@@ -18,6 +18,7 @@ def test_saving_split_adds_up():
     assert rows["total"]["dp_GB"] == pytest.approx(140 / 1e9)
 
 
+@pytest.mark.slow  # CI runs the same tiny check through scripts/gpu_suite.py --tiny (tests/scripts)
 def test_lowrank_benchmark_tiny_runs_on_cpu():
     out = abtrain.lowrank_benchmark("tiny", repeats=1, svd_repeats=1, ranks=(8,))
     (row,) = out["lowrank"]

@@ -233,3 +233,23 @@ def test_warmup_covering_the_run_is_data_parallelism_bit_for_bit():
         ref, _ = ref_jit(ref, (jax.device_put(xb, bs), jax.device_put(yb, bs)), jax.random.fold_in(jax.random.key(1), t))
     for k, v in trainer.full.params.items():
         np.testing.assert_allclose(np.asarray(v), np.asarray(ref.params[k]), atol=3e-5, rtol=1e-4, err_msg=k)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sync_mode, on_rank_change", [("full", "slice"), ("only-learned", "reset"),
+                                                        ("only-b", "slice")])
+def test_other_sync_modes_match_the_loop_oracle(sync_mode, on_rank_change):
+    """The fixture covers with-stale with sliced moments; the other sync modes (and reset) against the same oracle."""
+    _, _, get_batch = _data()
+    lr = LearningRate(3e-2, SCHEDULE.total_steps, rebound_steps=2, schedule=SCHEDULE)
+    settings = ABSettings(SCHEDULE, tau=0.3, sync_mode=sync_mode, on_rank_change=on_rank_change)
+    trainer = ABTrainer(_model(), _tx(), lr, settings, key=jax.random.key(0))
+    s = trainer.fit(get_batch, key=jax.random.key(1), progress=False, log_every=7)
+    assert [side for side, _ in trainer.plan.sides] == (["b"] if sync_mode == "only-b" else ["a", "b"])
+    params, model_state = trainer.model.init(jax.random.key(0))
+    ref, ranks = train_reference(trainer.model, trainer.layout, params, model_state, _tx(), lr, SCHEDULE, get_batch,
+                                 jax.random.key(1), num_groups=2, sync_mode=sync_mode, tau=0.3, clip_norm=1.0,
+                                 label_smoothing=0.1, on_rank_change=on_rank_change, svd_dtype=np.float32)
+    assert [h["ranks"] for h in s["rank_history"]] == ranks
+    for k, v in ref.items():
+        np.testing.assert_allclose(np.asarray(trainer.full.params[k]), np.asarray(v), atol=2e-5, rtol=1e-4, err_msg=k)
