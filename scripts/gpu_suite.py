@@ -98,6 +98,14 @@ def _petnet_verdict(p: dict) -> dict:
     return {k: p.get(k) for k in ("preset", "epochs", "s_per_epoch", "f1", "scw_f1", "beats_scw")}
 
 
+def _abtrain_verdict(p: dict) -> dict:
+    low = p.get("lowrank", {}) if isinstance(p, dict) else {}
+    return {"svd_shape": low.get("svd", {}).get("shape"), "svd_s": low.get("svd", {}).get("median_s"),
+            "speedup_forward_by_rank": {r["rank"]: round(r["speedup_forward"], 3) for r in low.get("lowrank", [])},
+            "speedup_train_by_rank": {r["rank"]: round(r["speedup_train"], 3) for r in low.get("lowrank", [])},
+            "max_rel_error": max((r["max_rel_error"] for r in low.get("lowrank", [])), default=None)}
+
+
 def checks() -> list[Check]:
     py = ("-u",)
     return [
@@ -143,6 +151,11 @@ def checks() -> list[Check]:
               py + (__file__, "--internal", "energy_scaling", "--tiny", "--json", "{json}",
                     "--workdir", "{workdir}"),
               _energy_scaling_verdict),
+        Check("abtrain", "AB-training: x @ A @ B against x @ W in bf16 (timm VGG16's fc1, 25088 x 4096, ranks 64-1024) "
+              "and the float32 SVD of that layer", 60, 15,
+              py + ("scripts/bench_abtrain.py", "--size", "vgg16", "--skip-steps", "--json", "{json}"),
+              py + ("scripts/bench_abtrain.py", "--size", "tiny", "--skip-steps", "--repeats", "1", "--json", "{json}"),
+              _abtrain_verdict),
     ]
 
 

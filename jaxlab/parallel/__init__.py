@@ -25,4 +25,6 @@ from ._rules import tree_shardings as tree_shardings
 from ._hlo import COLLECTIVES as COLLECTIVES
 from ._hlo import Collective as Collective
 from ._hlo import collective_stats as collective_stats
+from ._hlo import node_traffic as node_traffic
+from ._hlo import replica_groups as replica_groups
 from ._hlo import summarize_collectives as summarize_collectives
