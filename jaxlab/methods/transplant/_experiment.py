@@ -465,7 +465,8 @@ def plot(results: list[dict], table: list[dict], config: TransplantConfig, workd
                     ax.plot(np.mean(curves, axis=0), marker=".", label=m)
             best = [r["val"] for r in res["rows"] if r["method"] == "best_member" and r["k"] == k]
             ax.axhline(np.mean(best), color="k", ls="--", lw=1, label="best member")
-            ax.set(xlabel="fine-tuning epoch (0: right after fusion)", ylabel="validation accuracy", title=f"{e}, k={k}")
+            ax.set(xlabel="fine-tuning epoch (0: right after fusion)", ylabel="validation accuracy",
+                   title=f"{e}, k={k}")
             lo = np.mean(best) - 0.05
             ax.set_ylim(bottom=max(0.0, lo))
         axes[0, 0].legend(fontsize=7)
@@ -496,8 +497,11 @@ def run(config: TransplantConfig, workdir: str | Path) -> dict:
                "experiment_wall_s": {r["experiment"]: {"members_s": r["members_s"], "finetune_s": r["finetune_s"]}
                                      for r in results},
                "sizes": {r["experiment"]: r["sizes"] for r in results}}
-    for e in config.experiments:
-        summary.update({f"{e.replace('/', '_')}_{key}": v for key, v in headline(table, results, config, e).items()})
+    for i, e in enumerate(config.experiments):
+        goals = headline(table, results, config, e)
+        summary.update({f"{e.replace('/', '_')}_{key}": v for key, v in goals.items()})
+        if i == 0:   # the first experiment's goals also under plain names (what `jaxlab reproduce` shows)
+            summary.update(goals)
     first = config.experiments[0]
     for k in config.ks:
         for m, key in (("nt", "test_at_best_val"), ("nt", "test_before"), ("avg", "test_at_best_val"),

@@ -105,17 +105,15 @@ def make_logits_fn(model, *, batch_size: int = 1000, vectorize: str = "vmap") ->
     if vectorize not in VECTORIZE:
         raise ValueError(f"vectorize must be one of {VECTORIZE}, got {vectorize!r}")
 
+    # One compiled program per chunk shape, called chunk by chunk: validation, test and training images of any
+    # count share it (a program over all chunks at once would compile again for every count).
     @jax.jit
-    def run(stacked, xc):
-        def f(stacked, xb):
-            return _over_models(lambda v: apply_model(model, v, xb), vectorize)(stacked)
-
-        out = jax.lax.map(lambda xb: f(stacked, xb), xc)              # (chunks, M, B, C)
-        return jnp.moveaxis(out, 1, 0).reshape(out.shape[1], -1, out.shape[-1])
+    def chunk(stacked, xb):
+        return _over_models(lambda v: apply_model(model, v, xb), vectorize)(stacked)   # (M, B, C)
 
     def logits(stacked, x):
-        xc, n = _chunks(np.asarray(x), min(batch_size, len(x)))
-        return run(stacked, jnp.asarray(xc))[:, :n]
+        xc, n = _chunks(np.asarray(x), batch_size)
+        return jnp.concatenate([chunk(stacked, jnp.asarray(xb)) for xb in xc], axis=1)[:, :n]
 
     return logits
 
