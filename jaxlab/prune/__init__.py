@@ -20,6 +20,7 @@ from jaxlab.core._groups import set_field as set_field
 from ._masked import MaskedState as MaskedState
 from ._masked import masked as masked
 from ._masks import apply_masks as apply_masks
+from ._masks import complex_modulus_scores as complex_modulus_scores
 from ._masks import default_include as default_include
 from ._masks import density as density
 from ._masks import magnitude_masks as magnitude_masks

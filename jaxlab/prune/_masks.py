@@ -42,7 +42,7 @@ def _keep_top(scores: jax.Array, keep: int) -> jax.Array:
 
 
 def magnitude_masks(params: PyTree, sparsity: float, *, scope: str = "global",
-                    include: Include | None = None) -> PyTree:
+                    include: Include | None = None, scores: PyTree | None = None) -> PyTree:
     """Masks that keep the largest-magnitude weights.
 
     Args:
@@ -51,6 +51,8 @@ def magnitude_masks(params: PyTree, sparsity: float, *, scope: str = "global",
       scope: ``"global"`` (one threshold over every prunable leaf) or ``"layer"`` (the same sparsity in
         each prunable leaf).
       include: ``include(path, leaf) -> bool`` picks the prunable leaves (default :func:`default_include`).
+      scores: optional importances with the structure and shapes of ``params`` that replace ``|w|``
+        (e.g. :func:`complex_modulus_scores` for complex weights stored as real and imaginary parts).
 
     Returns:
       a pytree of boolean arrays with the structure of ``params``.
@@ -68,17 +70,25 @@ def magnitude_masks(params: PyTree, sparsity: float, *, scope: str = "global",
     flat, treedef, chosen = _leaves(params, include or default_include)
     if not any(chosen):
         raise ValueError("no prunable leaves: every leaf was excluded by `include`")
+    if scores is None:
+        score_leaves = [jnp.abs(leaf) for _, leaf in flat]
+    else:
+        score_leaves = treedef.flatten_up_to(scores)
+        for (path, leaf), sc in zip(flat, score_leaves):
+            if jnp.shape(sc) != jnp.shape(leaf):
+                raise ValueError(f"scores of {'/'.join(_path_keys(path))} have shape {jnp.shape(sc)}, the "
+                                 f"parameter {jnp.shape(leaf)}; give one score per weight")
     masks = [jnp.ones(jnp.shape(leaf), bool) for _, leaf in flat]
     if scope == "layer":
         for i, ((_, leaf), c) in enumerate(zip(flat, chosen)):
             if c:
                 n = int(np.prod(jnp.shape(leaf)))
-                masks[i] = _keep_top(jnp.abs(jnp.ravel(leaf)), n - round(sparsity * n)).reshape(jnp.shape(leaf))
+                masks[i] = _keep_top(jnp.ravel(score_leaves[i]), n - round(sparsity * n)).reshape(jnp.shape(leaf))
     else:
         idx = [i for i, c in enumerate(chosen) if c]
-        scores = jnp.concatenate([jnp.abs(jnp.ravel(flat[i][1])).astype(jnp.float32) for i in idx])
-        n = scores.shape[0]
-        keep = _keep_top(scores, n - round(sparsity * n))
+        cat = jnp.concatenate([jnp.ravel(score_leaves[i]).astype(jnp.float32) for i in idx])
+        n = cat.shape[0]
+        keep = _keep_top(cat, n - round(sparsity * n))
         start = 0
         for i in idx:
             shape = jnp.shape(flat[i][1])
@@ -86,6 +96,35 @@ def magnitude_masks(params: PyTree, sparsity: float, *, scope: str = "global",
             masks[i] = keep[start:start + size].reshape(shape)
             start += size
     return jax.tree_util.tree_unflatten(treedef, masks)
+
+
+def complex_modulus_scores(params: PyTree, pairs: Callable[[tuple[str, ...]], tuple[str, ...] | None]) -> PyTree:
+    """``|w|`` for every leaf, except that the real and imaginary parts of a complex weight both get its modulus.
+
+    Args:
+      params: the parameters.
+      pairs: ``pairs(path)`` gives, for the path of a real-part leaf, the path of its imaginary part
+        (and for an imaginary-part leaf, its real part); None for ordinary leaves.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> p = {"re": jnp.array([3.0, 0.1]), "im": jnp.array([4.0, 0.1])}
+      >>> pair = lambda path: {("re",): ("im",), ("im",): ("re",)}.get(path)
+      >>> [round(v, 4) for v in complex_modulus_scores(p, pair)["im"].tolist()]
+      [5.0, 0.1414]
+    """
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    by_path = {_path_keys(p): leaf for p, leaf in flat}
+    out = []
+    for p, leaf in flat:
+        other = pairs(_path_keys(p))
+        if other is None:
+            out.append(jnp.abs(leaf))
+        else:
+            if other not in by_path:
+                raise KeyError(f"the partner {'/'.join(other)} of {'/'.join(_path_keys(p))} is not in the params")
+            out.append(jnp.sqrt(jnp.square(leaf) + jnp.square(by_path[other])))
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def apply_masks(params: PyTree, masks: PyTree) -> PyTree:
