@@ -6,7 +6,7 @@ its iterative and hierarchical variants, weight averaging, OT fusion ("wts"), we
 (T = 2) into NT and into member 0; BatchNorm recalibrated after every fusion.
 
 Command:  PYTHONPATH=. jaxlab run configs/transplant/grid.py:<arg> --workdir runs/transplant_<arg>
-          with <arg> one of mlp_mnist5k, smallcnn_mnist5k, resnet18_mnist5k, vgg11_mnist5k
+          with <arg> one of mlp_mnist5k (also the default), smallcnn_mnist5k, resnet18_mnist5k, vgg11_mnist5k
 Hardware: meant for a GPU (24 members and 3 x 3 x 8 fine-tunings per model); not run on the shared CPU.
 Runtime:  not measured.
 Expected: the same ordering as configs/transplant/mlp.py (NT after fine-tuning above the best member and
@@ -25,7 +25,7 @@ ARGS = ("mlp_mnist5k", "smallcnn_mnist5k", "resnet18_mnist5k", "vgg11_mnist5k")
 
 
 def get_config(arg: str | None = None) -> TransplantConfig:
-    if arg == "mlp_mnist5k":
+    if arg in (None, "", "default", "mlp_mnist5k"):
         return dataclasses.replace(_BASE, experiments=("mlp/mnist5k",))
     if arg == "smallcnn_mnist5k":
         return dataclasses.replace(_BASE, experiments=("smallcnn/mnist5k",))

@@ -28,14 +28,15 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxlab import data as jdata
-from jaxlab.core import to_jsonable, write_json
+from jaxlab.core import (Rule, at_least, each, in_range, nonempty, nonnegative, one_of, optional, positive,
+                         to_jsonable, validate_config, write_json)
 from jaxlab.energy import EnergyMeter
 from jaxlab.nn import MLP, VGG, ResNet18, SmallCNN
 
@@ -48,6 +49,12 @@ MODELS = ("mlp", "smallcnn", "resnet18", "vgg11")
 DATASETS = ("fashion_mnist", "mnist5k", "digits")
 FUSIONS = ("nt", "nt_iterative", "nt_hierarchical", "avg", "ot", "wm")
 STUDENTS = ("nt", "avg", "ot", "wm", "model0")
+EXPERIMENT_NAMES = tuple(f"{m}/{d}" for m in MODELS for d in DATASETS)
+METHODS = (*FUSIONS, *(f"{s}_distill" for s in STUDENTS))
+
+
+def _students_are_fused(config) -> bool:
+    return all(m[: -len("_distill")] in ("model0", *config.methods) for m in config.methods if m.endswith("_distill"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,27 +106,26 @@ class TransplantConfig:
     bn_batches: int = 20
     vectorize: str = "auto"
 
+    CONSTRAINTS: ClassVar[dict] = {
+        "experiments": (nonempty, each(one_of(*EXPERIMENT_NAMES))), "ks": (nonempty, each(at_least(1))),
+        "seeds": positive, "member_epochs": positive, "finetune_epochs": nonnegative, "batch_size": positive,
+        "lr": positive, "momentum": in_range(0.0, 1.0, high_open=True), "weight_decay": nonnegative,
+        "finetune_lr": positive, "methods": (nonempty, each(one_of(*METHODS))),
+        "validation_fraction": in_range(0.0, 1.0, low_open=True, high_open=True),
+        "train_size": optional(positive), "test_size": optional(positive), "mlp_hidden": (nonempty, each(positive)),
+        "cnn_features": (nonempty, each(positive)), "cnn_hidden": positive, "resnet_filters": positive,
+        "vgg_width": positive, "temperature": positive, "distill_alpha": in_range(0.0, 1.0), "bn_batches": positive,
+        "vectorize": one_of("auto", "vmap", "map"),
+    }
+    RULES: ClassVar[tuple] = (
+        Rule(("methods",), _students_are_fused,
+             "every '<fusion>_distill' student's fusion among methods too (e.g. 'ot' with 'ot_distill')"),
+    )
+
 
 def check_config(config: TransplantConfig) -> None:
-    """Raises ValueError naming the bad field."""
-    for e in config.experiments:
-        model, _, dataset = e.partition("/")
-        if model not in MODELS or dataset not in DATASETS:
-            raise ValueError(f"experiment {e!r} must be '<model>/<dataset>' with a model of {MODELS} and a dataset "
-                             f"of {DATASETS}")
-    if not config.ks or min(config.ks) < 1:
-        raise ValueError(f"ks must be ensemble sizes >= 1, got {config.ks}")
-    for m in config.methods:
-        base = m[: -len("_distill")] if m.endswith("_distill") else None
-        if m not in FUSIONS and base not in STUDENTS:
-            raise ValueError(f"unknown method {m!r}; use one of {FUSIONS} or '<student>_distill' with a student of "
-                             f"{STUDENTS}")
-        if base is not None and base != "model0" and base not in config.methods:
-            raise ValueError(f"method {m!r} distils into the {base!r} fusion: add {base!r} to methods too")
-    if config.seeds < 1 or config.member_epochs < 1 or config.finetune_epochs < 0:
-        raise ValueError("seeds and member_epochs must be >= 1 and finetune_epochs >= 0")
-    if config.vectorize not in ("auto", "vmap", "map"):
-        raise ValueError(f"vectorize must be 'auto', 'vmap' or 'map', got {config.vectorize!r}")
+    """Raises :class:`jaxlab.core.ConfigError` (a ValueError) naming the bad field and what it allows."""
+    validate_config(config)
 
 
 def make_model(name: str, config: TransplantConfig, num_classes: int):

@@ -99,12 +99,17 @@ def test_selection_uses_validation_not_test():
 
 
 def test_config_errors_name_the_field():
-    with pytest.raises(ValueError, match="experiment"):
+    from jaxlab.core import ConfigError
+
+    with pytest.raises(ConfigError, match=r"experiments=.*mlp/cifar10.*one of \['mlp/fashion_mnist'"):
         _experiment.check_config(nt.TransplantConfig(experiments=("mlp/cifar10",)))
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ConfigError, match=r"methods=.*magic.*one of \['nt', 'nt_iterative'"):
         _experiment.check_config(nt.TransplantConfig(methods=("nt", "magic")))
-    with pytest.raises(ValueError, match="add 'ot'"):
+    with pytest.raises(ConfigError, match="'ot' with 'ot_distill'"):
         _experiment.check_config(nt.TransplantConfig(methods=("nt", "ot_distill")))
+    with pytest.raises(ConfigError, match="ks"):
+        _experiment.check_config(nt.TransplantConfig(ks=(2, 0)))
+    _experiment.check_config(nt.TransplantConfig(methods=("nt", "model0_distill")))   # member 0 needs no fusion
 
 
 def test_configs_construct():
