@@ -97,15 +97,32 @@ def _select(scores, width: int):
 
 
 def _gather(path, x, ua, sizes, kept, c):
-    """The fused array: entries of the kept units, zero across members, output arrays weighted by ``c``."""
-    v, dims = _view(x, path, ua, sizes)
+    """The fused array: entries of the kept units, zero across members, output arrays weighted by ``c``.
+
+    ``x`` is the members' array stacked, ``(k, *shape)``, or a tuple of the ``k`` arrays (then the members are
+    concatenated along the first unit axis directly, which saves the stacking copy and the transpose)."""
+    members = isinstance(x, tuple)
     if not ua:
+        if members:
+            return sum(c[i].astype(m.dtype) * m for i, m in enumerate(x))
         return jnp.tensordot(c.astype(x.dtype), x, axes=1)
-    first, d1 = ua[0], dims[0]
+    if members:
+        views = [_view(m[None], path, ua, sizes) for m in x]
+        dims = views[0][1]
+        d1 = dims[0]
+        # concatenating the members on the first unit axis: index i * n + j is the wide index of the unit
+        merged = jnp.concatenate([v[0] for v, _ in views], axis=d1 - 1)
+        shape1 = x[0].shape
+    else:
+        shape1 = x.shape[1:]
+        v, dims = _view(x, path, ua, sizes)
+        d1 = dims[0]
+        # merge the member axis into the first unit axis: index i * n + j is the wide index of the unit
+        moved = jnp.moveaxis(v, 0, d1 - 1)                      # (..., k, n1, ...) with k at d1 - 1
+        merged = moved.reshape(moved.shape[:d1 - 1] + (moved.shape[d1 - 1] * sizes[ua[0].group],)
+                               + moved.shape[d1 + 1:])
+    first = ua[0]
     n1 = sizes[first.group]
-    # merge the member axis into the first unit axis: index i * n + j is the wide index of the unit
-    moved = jnp.moveaxis(v, 0, d1 - 1)                      # (..., k, n1, ...) with k at d1 - 1
-    merged = moved.reshape(moved.shape[:d1 - 1] + (moved.shape[d1 - 1] * n1,) + moved.shape[d1 + 1:])
     idx1 = kept[first.group]
     out = jnp.take(merged, idx1, axis=d1 - 1)               # unit dims now at dims[j] - 1
     member1 = idx1 // n1
@@ -117,11 +134,11 @@ def _gather(path, x, ua, sizes, kept, c):
         shape = [1] * out.ndim
         shape[d1 - 1], shape[d - 1] = same.shape
         out = jnp.where(same.reshape(shape), out, jnp.zeros((), out.dtype))
-    if is_output(path, x.ndim - 1, ua):
+    if is_output(path, len(shape1), ua):
         shape = [1] * out.ndim
         shape[d1 - 1] = idx1.shape[0]
         out = out * c.astype(out.dtype)[member1].reshape(shape)
-    final = list(x.shape[1:])
+    final = list(shape1)
     for u, d in zip(ua, dims):
         final[u.axis] = out.shape[d - 2] * kept[u.group].shape[0] * u.block
     return out.reshape(final)
@@ -137,9 +154,18 @@ def _core(spec, leaves, c):
 
 
 def _core_members(spec, members_leaves, c):
-    """:func:`_core` on a tuple of the members' leaves: stacking them inside the program saves a copy."""
-    stacked = {p: jnp.stack([m[p] for m in members_leaves]) for p in members_leaves[0]}
-    return _core(spec, stacked, c)
+    """:func:`_core` on a tuple of the members' leaves, never stacked: scores member by member, and every fused
+    array gathered from the members concatenated on its first unit axis."""
+    groups, axes_items, sizes_items, widths_items, _ = spec
+    axes, widths = dict(axes_items), dict(widths_items)
+    sizes = dict(sizes_items)
+    per_member = [_scores(spec, {p: x[None] for p, x in m.items()}, c[i:i + 1])
+                  for i, m in enumerate(members_leaves)]
+    scores = {name: jnp.concatenate([s[name] for s in per_member]) for name, _, _ in groups}
+    kept = {name: _select(scores[name], widths[name]) for name, _, _ in groups}
+    fused = {path: _gather(path, tuple(m[path] for m in members_leaves), axes[path], sizes, kept, c)
+             for path in members_leaves[0]}
+    return fused, kept, scores
 
 
 @functools.lru_cache(maxsize=64)
