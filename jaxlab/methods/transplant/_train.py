@@ -14,6 +14,7 @@ comparison uses ``alpha = 1`` (soft targets only) and ``T = 2``.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
@@ -100,16 +101,25 @@ def _over_models(fn: Callable, vectorize: str) -> Callable:
     raise ValueError(f"vectorize must be one of {VECTORIZE}, got {vectorize!r}")
 
 
+@functools.lru_cache(maxsize=32)
+def _chunk_program(model, vectorize: str):
+    """One compiled program per model and chunk shape, called chunk by chunk: validation, test and training images
+    of any count, and every call of :func:`make_logits_fn` for this model, share it (a program over all chunks at
+    once would compile again for every count)."""
+
+    @jax.jit
+    def chunk(stacked, xb):
+        return _over_models(lambda v: apply_model(model, v, xb), vectorize)(stacked)   # (M, B, C)
+
+    return chunk
+
+
 def make_logits_fn(model, *, batch_size: int = 1000, vectorize: str = "vmap") -> Callable:
     """``logits(stacked_variables, x) -> (M, N, C)`` in evaluation mode, in chunks of ``batch_size`` images."""
     if vectorize not in VECTORIZE:
         raise ValueError(f"vectorize must be one of {VECTORIZE}, got {vectorize!r}")
 
-    # One compiled program per chunk shape, called chunk by chunk: validation, test and training images of any
-    # count share it (a program over all chunks at once would compile again for every count).
-    @jax.jit
-    def chunk(stacked, xb):
-        return _over_models(lambda v: apply_model(model, v, xb), vectorize)(stacked)   # (M, B, C)
+    chunk = _chunk_program(model, vectorize)
 
     def logits(stacked, x):
         xc, n = _chunks(np.asarray(x), batch_size)
@@ -167,6 +177,47 @@ class Curves(NamedTuple):
     loss: np.ndarray
 
 
+@functools.lru_cache(maxsize=32)
+def _epoch_program(model, lr, momentum, weight_decay, n, nb, batch_size, use_teacher, temperature, num_classes,
+                   vectorize):
+    """The jitted epoch of :func:`train_stack` and its optimiser, cached: calls with the same model and settings
+    (the stack of every seed, a resumed run, the fine-tunings of one experiment) share one compilation."""
+    tx = optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(lr, momentum=momentum)) if weight_decay \
+        else optax.sgd(lr, momentum=momentum)
+
+    def loss_fn(params, model_state, batch, key):
+        del key
+        x, y, t, a = batch
+        logits, new_state = apply_model(model, {"params": params, **model_state}, x, train=True)
+        loss = distill_loss(logits, t, y, temperature=temperature, alpha=a) if use_teacher else \
+            optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return loss, ({}, new_state if new_state else model_state)
+
+    step = make_train_step(loss_fn, tx, jit=False)
+
+    # The data are arguments, not constants captured by the jitted function (that would copy them into the program).
+    @jax.jit
+    def epoch_fn(states, epoch, x_train, y_train, teachers, keys, t_idx, a_arr):
+        def order(k):
+            k = jax.random.fold_in(jax.random.wrap_key_data(k), epoch)
+            return jax.random.permutation(k, n)[: nb * batch_size].reshape(nb, batch_size)
+
+        perms = jnp.swapaxes(jax.vmap(order)(keys), 0, 1)          # (nb, M, B)
+
+        def body(states, idx):
+            def one(state, i, ti, a):
+                t = teachers[ti, i] if use_teacher else jnp.zeros((batch_size, num_classes), jnp.float32)
+                return step(state, (x_train[i], y_train[i], t, a), jax.random.key(0))
+
+            states, metrics = _over_models(one, vectorize)(states, idx, t_idx, a_arr)
+            return states, metrics["loss"]
+
+        states, losses = jax.lax.scan(body, states, perms)
+        return states, losses.mean(0)
+
+    return epoch_fn, tx
+
+
 def train_stack(model, stacked, splits: Splits, *, epochs: int, lr: float, momentum: float = 0.9,
                 batch_size: int = 256, weight_decay: float = 0.0, seeds: Sequence[int],
                 teachers: jax.Array | None = None, teacher_index: Sequence[int] | None = None,
@@ -206,41 +257,11 @@ def train_stack(model, stacked, splits: Splits, *, epochs: int, lr: float, momen
     else:
         teacher_index = np.asarray(teacher_index if teacher_index is not None else np.zeros(m), np.int32)
         use_teacher = True
-    tx = optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(lr, momentum=momentum)) if weight_decay \
-        else optax.sgd(lr, momentum=momentum)
-
-    def loss_fn(params, model_state, batch, key):
-        del key
-        x, y, t, a = batch
-        logits, new_state = apply_model(model, {"params": params, **model_state}, x, train=True)
-        loss = distill_loss(logits, t, y, temperature=temperature, alpha=a) if use_teacher else \
-            optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        return loss, ({}, new_state if new_state else model_state)
-
-    step = make_train_step(loss_fn, tx, jit=False)
+    epoch_fn, tx = _epoch_program(model, float(lr), float(momentum), float(weight_decay), n, nb, batch_size,
+                                  use_teacher, float(temperature), splits.num_classes, vectorize)
     x_train, y_train = jnp.asarray(splits.x_train), jnp.asarray(splits.y_train)
     keys = jnp.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
     t_idx, a_arr = jnp.asarray(teacher_index), jnp.asarray(alpha, jnp.float32)
-
-    # The data are arguments, not constants captured by the jitted function (that would copy them into the program).
-    @jax.jit
-    def epoch_fn(states, epoch, x_train, y_train, teachers, keys, t_idx, a_arr):
-        def order(k):
-            k = jax.random.fold_in(jax.random.wrap_key_data(k), epoch)
-            return jax.random.permutation(k, n)[: nb * batch_size].reshape(nb, batch_size)
-
-        perms = jnp.swapaxes(jax.vmap(order)(keys), 0, 1)          # (nb, M, B)
-
-        def body(states, idx):
-            def one(state, i, ti, a):
-                t = teachers[ti, i] if use_teacher else jnp.zeros((batch_size, splits.num_classes), jnp.float32)
-                return step(state, (x_train[i], y_train[i], t, a), jax.random.key(0))
-
-            states, metrics = _over_models(one, vectorize)(states, idx, t_idx, a_arr)
-            return states, metrics["loss"]
-
-        states, losses = jax.lax.scan(body, states, perms)
-        return states, losses.mean(0)
 
     params = stacked["params"]
     model_state = {k: v for k, v in stacked.items() if k != "params"}
@@ -262,18 +283,21 @@ def train_stack(model, stacked, splits: Splits, *, epochs: int, lr: float, momen
         restored = ckpt.restore(start, {"states": states, "val": val, "test": test, "loss": loss})
         states = restored["states"]
         val, test, loss = (np.asarray(restored[k]) for k in ("val", "test", "loss"))
-    if start == 0:
-        val[0], test[0] = evaluate(states)
-    for e in range(start, epochs):
-        states, ep_loss = epoch_fn(states, e, x_train, y_train, teachers, keys, t_idx, a_arr)
-        loss[e] = np.asarray(ep_loss)
-        val[e + 1], test[e + 1] = evaluate(states)
+    try:
+        if start == 0:
+            val[0], test[0] = evaluate(states)
+        for e in range(start, epochs):
+            states, ep_loss = epoch_fn(states, e, x_train, y_train, teachers, keys, t_idx, a_arr)
+            loss[e] = np.asarray(ep_loss)
+            val[e + 1], test[e + 1] = evaluate(states)
+            if ckpt is not None:
+                ckpt.save(e + 1, {"states": states, "val": val, "test": test, "loss": loss})
+            if progress is not None:
+                progress(e + 1, Curves(val, test, loss))
+    finally:
+        # also when interrupted: the last save is committed before anyone (a rerun) opens the folder again
         if ckpt is not None:
-            ckpt.save(e + 1, {"states": states, "val": val, "test": test, "loss": loss})
-        if progress is not None:
-            progress(e + 1, Curves(val, test, loss))
-    if ckpt is not None:
-        ckpt.wait()
-        ckpt.close()
+            ckpt.wait()
+            ckpt.close()
     out = {"params": states.params, **states.model_state}
     return jax.block_until_ready(out), Curves(val, test, loss)

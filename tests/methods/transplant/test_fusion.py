@@ -148,7 +148,9 @@ def test_importance_is_torch_pruning_magnitude_on_the_wide_model():
         np.testing.assert_allclose(imp[name], prune.group_importance(wide, groups[name]), rtol=1e-6)
 
 
-@pytest.mark.parametrize("name,k", [("mlp", 3), ("smallcnn", 3), ("vgg11", 3), ("resnet18", 2)])
+# ResNet18's direct route is also checked fast by the equivariance test; its comparison with the wide route is slow
+@pytest.mark.parametrize("name,k", [("mlp", 3), ("smallcnn", 3), ("vgg11", 3),
+                                    pytest.param("resnet18", 2, marks=pytest.mark.slow)])
 def test_direct_transplant_equals_pruning_the_wide_model(name, k):
     members, x, kw = _members(name, k)
     cfg_d, v_d, keep_d = nt.transplant(members, via="direct", return_keep=True)
