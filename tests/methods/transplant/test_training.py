@@ -38,7 +38,7 @@ def test_distill_loss_matches_the_reference(alpha):
 def test_recalibration_is_the_mean_of_batch_statistics():
     """Oracle: the same ResNet with BatchNorm momentum 0 stores exactly each batch's statistics."""
     # a one-block ResNet: its stem and residual BatchNorms, cheap to compile
-    model = ResNet(stage_sizes=(1, 1), block_cls=BasicBlock, num_classes=3, num_filters=2, small_inputs=True)
+    model = ResNet(stage_sizes=(1,), block_cls=BasicBlock, num_classes=3, num_filters=2, small_inputs=True)
     x = np.random.default_rng(0).normal(size=(48, 6, 6, 3)).astype(np.float32)
     variables = jax.jit(lambda k: model.init(k, x[:1], train=False))(jax.random.key(0))
     stacked = jax.tree.map(lambda a: a[None], variables)
