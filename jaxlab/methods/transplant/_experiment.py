@@ -10,8 +10,8 @@ For every experiment ``"<model>/<dataset>"`` of the config, ``run(config, workdi
 3. per seed and ``k``: the best member (chosen on validation), the output-averaged ensemble, and every fusion
    of ``methods`` with its wall time (``fusion_s``; the first seed's includes compilation: the fusion time of
    the issue comes from ``jaxlab bench transplant``): ``nt`` (:func:`transplant`), ``nt_iterative``,
-   ``nt_hierarchical``, ``avg`` (weight averaging), ``ot`` (OT fusion, "wts"), ``wm`` (weight matching); models with BatchNorm are
-   recalibrated on training data after fusion (all fused models alike);
+   ``nt_hierarchical``, ``avg`` (weight averaging), ``ot`` (OT fusion, "wts"), ``wm`` (weight matching);
+   models with BatchNorm are recalibrated on training data after fusion (all fused models alike);
 4. fine-tunes every fused model (``finetune_epochs``), and distils the ensemble (``T = 2``) into the students
    named ``<fusion>_distill`` (``model0_distill``: member 0), all in one jitted program;
 5. reports, per method, the test accuracy before fine-tuning, after the last epoch and at the epoch of best
