@@ -163,6 +163,21 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         paper={"inter_ratio": "~0.35 from the schedule alone (VGG16, 2 nodes); paper: 50-70% less traffic",
                "compression_total_mean": "1/44.14 (timm VGG16 on CIFAR-10, only-b)"},
     ),
+    Experiment(
+        name="transplant",
+        config="transplant/mlp.py",
+        quick_arg="quick",
+        full_arg=None,
+        description="Neuron Transplantation (arXiv 2502.06849): k MLPs (3 x 512, no bias) on Fashion-MNIST fused by "
+                    "transplanting their largest neurons, against weight averaging, OT fusion, weight matching and "
+                    "distillation; test accuracy before / after fine-tuning (best-validation epoch)",
+        metrics=("nt_test_before_k2", "nt_test_at_best_val_k2", "avg_test_at_best_val_k2", "best_member_test_k2",
+                 "ensemble_test_k2", "k2_nt_ft_ge_best_member_plus_0.3pp", "k2_nt_ft_ge_avg_ft",
+                 "k2_nt_before_gt_avg_before", "k2_nt_epochs_le_ot_every_seed", "wall_s"),
+        paper={"k2_nt_ft_ge_best_member_plus_0.3pp": "NT beats single members of equal size after fine-tuning "
+                                                      "(no table values)",
+               "k2_nt_epochs_le_ot_every_seed": "NT needs less fine-tuning than OT fusion"},
+    ),
 )
 
 # name -> script in scripts/ (run with the remaining command-line arguments).
@@ -177,4 +192,5 @@ BENCHMARKS: dict[str, str] = {
     "gpu": "gpu_suite.py",
     "petnet": "bench_petnet.py",
     "abtrain": "bench_abtrain.py",
+    "transplant": "bench_transplant.py",
 }

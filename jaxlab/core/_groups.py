@@ -9,7 +9,8 @@ An :class:`Axis` views one array axis as ``(tile, size, block)``: unit ``u`` of 
 entries ``[:, u, :]`` of that view. ``block`` covers units that are contiguous runs (a head of
 ``head_dim`` columns in a fused ``(d_model, heads * head_dim)`` kernel); ``tile`` covers units that
 repeat with a stride (a channel of an NHWC map flattened into a dense layer's input owns the entries
-``c, c + C, c + 2C, ...``, so ``tile = H * W``).
+``c, c + C, c + 2C, ...``, so ``tile = H * W``). ``tile=None`` takes the tile from the array (its axis length
+over ``size * block``): a dense layer after a flatten then works at any input resolution.
 
 >>> import numpy as np
 >>> ax = Axis(("params", "dense", "kernel"), axis=0, tile=2)
@@ -33,14 +34,16 @@ class Axis(NamedTuple):
       path: keys from the root of the model's variables (``("params", "dense_0", "kernel")``,
         ``("batch_stats", "bn_0", "mean")``).
       axis: the array axis (negative values count from the end).
-      tile: how many times the run of all units repeats along the axis (stride pattern).
+      tile: how many times the run of all units repeats along the axis (stride pattern); None: inferred
+        from the array as its axis length over ``size * block`` (e.g. the ``H * W`` of a flattened map,
+        which depends on the input resolution rather than on the config).
       block: entries per unit in one run (contiguous pattern).
       score: whether the axis counts towards magnitude importance (biases and statistics: False).
     """
 
     path: tuple[str, ...]
     axis: int
-    tile: int = 1
+    tile: int | None = 1
     block: int = 1
     score: bool = True
 
@@ -106,11 +109,28 @@ def unit_view(array: np.ndarray, ax: Axis, size: int):
       ValueError: when the axis length is not ``tile * size * block``.
     """
     axis = ax.axis % array.ndim
-    if array.shape[axis] != ax.tile * size * ax.block:
-        raise ValueError(f"axis {ax.axis} of {'/'.join(ax.path)} has length {array.shape[axis]}, but the group "
-                         f"declares tile {ax.tile} x {size} units x block {ax.block} = {ax.tile * size * ax.block}; "
+    tile = axis_tile(array.shape, ax, size)
+    return array.reshape(array.shape[:axis] + (tile, size, ax.block) + array.shape[axis + 1:])
+
+
+def axis_tile(shape: Sequence[int], ax: Axis, size: int) -> int:
+    """The tile of ``ax`` on an array of ``shape`` (``ax.tile``, or the inferred one when it is None).
+
+    Raises:
+      ValueError: when the axis length is not ``tile * size * block``.
+    """
+    length = shape[ax.axis % len(shape)]
+    per_tile = size * ax.block
+    if ax.tile is None:
+        if per_tile == 0 or length % per_tile:
+            raise ValueError(f"axis {ax.axis} of {'/'.join(ax.path)} has length {length}, which is not a multiple "
+                             f"of {size} units x block {ax.block}; the dependency groups do not match these variables")
+        return length // per_tile
+    if length != ax.tile * per_tile:
+        raise ValueError(f"axis {ax.axis} of {'/'.join(ax.path)} has length {length}, but the group "
+                         f"declares tile {ax.tile} x {size} units x block {ax.block} = {ax.tile * per_tile}; "
                          "the dependency groups do not match these variables")
-    return array.reshape(array.shape[:axis] + (ax.tile, size, ax.block) + array.shape[axis + 1:])
+    return ax.tile
 
 
 def unit_merge(view, ax: Axis, ndim: int):

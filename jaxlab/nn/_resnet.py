@@ -26,6 +26,9 @@ from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
+
+from jaxlab.core._groups import Axis, Group, replace_fields
 
 ModuleDef = Any
 
@@ -116,6 +119,73 @@ class ResNet(nn.Module):
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dense(self.num_classes, dtype=self.dtype)(x)
         return jnp.asarray(x, jnp.float32)
+
+    def dependency_groups(self) -> tuple[Group, ...]:
+        """The channel groups: one per inner convolution of each block, one per residual stream.
+
+        Channels that are added together are one group (torch-pruning couples them the same way): the
+        residual stream of a stage spans the outputs of the stem (or of the projection that starts the stage),
+        of every block's last convolution and BatchNorm, and the inputs of every block's first convolution
+        and projection reading it, up to the next projection (or the classifier). Groups: ``"stem"`` (the
+        stem's stream; with basic blocks also stage 0's), ``"residual_<i>"`` (the stream started by stage
+        ``i``'s projection), ``"<Block>_<j>/Conv_<c>"`` (an inner convolution's channels). Every width follows
+        ``num_filters``, so a group can only be resized to a multiple of its share of it (``2**stage``, times 4
+        for a bottleneck stream); shrink all groups by the same factor.
+
+        Examples:
+          >>> [g.name for g in ResNet18(num_classes=10, num_filters=4).dependency_groups()][:3]
+          ['BasicBlock_0/Conv_0', 'BasicBlock_1/Conv_0', 'BasicBlock_2/Conv_0']
+        """
+        P, S = "params", "batch_stats"
+        block = getattr(self.block_cls, "__name__", type(self.block_cls).__name__)
+        bottleneck = block == BottleneckBlock.__name__ or getattr(self.block_cls, "func", None) is BottleneckBlock
+        n_convs = 3 if bottleneck else 2
+        F = self.num_filters
+
+        def bn(*path):
+            return [Axis((P, *path, "scale"), 0), Axis((P, *path, "bias"), 0, score=False),
+                    Axis((S, *path, "mean"), 0, score=False), Axis((S, *path, "var"), 0, score=False)]
+
+        inner, streams = [], []
+        stream_name, stream_mult = "stem", 1
+        stream = [Axis((P, "conv_init", "kernel"), -1), *bn("bn_init")]
+        idx = 0
+        for i, n in enumerate(self.stage_sizes):
+            for j in range(n):
+                name = f"{block}_{idx}"
+                stride = 2 if i > 0 and j == 0 else 1
+                filters = F * 2**i
+                out_mult = 2**i * (4 if bottleneck else 1)
+                proj = stride != 1 or stream_mult != out_mult
+                stream.append(Axis((P, name, "Conv_0", "kernel"), -2))
+                if proj:
+                    stream.append(Axis((P, name, "conv_proj", "kernel"), -2))
+                for c in range(n_convs - 1):
+                    inner.append(Group(f"{name}/Conv_{c}", filters, (
+                        Axis((P, name, f"Conv_{c}", "kernel"), -1), *bn(name, f"BatchNorm_{c}"),
+                        Axis((P, name, f"Conv_{c + 1}", "kernel"), -2)), _resize_filters(2**i)))
+                if proj:
+                    streams.append(Group(stream_name, F * stream_mult, tuple(stream), _resize_filters(stream_mult)))
+                    stream_name, stream_mult = f"residual_{i}", out_mult
+                    stream = [Axis((P, name, "conv_proj", "kernel"), -1), *bn(name, "norm_proj")]
+                last = n_convs - 1
+                stream += [Axis((P, name, f"Conv_{last}", "kernel"), -1), *bn(name, f"BatchNorm_{last}")]
+                idx += 1
+        stream.append(Axis((P, "Dense_0", "kernel"), 0))
+        streams.append(Group(stream_name, F * stream_mult, tuple(stream), _resize_filters(stream_mult)))
+        return tuple(inner) + tuple(streams)
+
+
+def _resize_filters(share: int):
+    """``Group.resize`` for a ResNet group of width ``num_filters * share``."""
+
+    def resize(config, kept: np.ndarray):
+        if len(kept) % share:
+            raise ValueError(f"a ResNet group of width num_filters * {share} cannot keep {len(kept)} channels: "
+                             f"every width follows num_filters, so keep a multiple of {share}")
+        return replace_fields(config, num_filters=len(kept) // share)
+
+    return resize
 
 
 ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock)

@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlab.core._groups import Axis, Group, set_field
+
 VGG11_LAYERS: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 VGG16_LAYERS: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
                                        512, 512, 512, "M")
@@ -118,6 +120,50 @@ class VGG(nn.Module):
             for i, width in enumerate(self.hidden):
                 x = nn.relu(nn.Dense(width, dtype=self.dtype, name=f"hidden_{i}")(x))
         return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x)
+
+    def dependency_groups(self) -> tuple[Group, ...]:
+        """One group per convolution ``conv_i`` and per dense layer of the head (``hidden_i``, or ``fc1``/``fc2``).
+
+        A convolution's group spans its kernel's output channels, its bias (without BatchNorm) or its
+        BatchNorm's scale, bias and statistics, and the next convolution's input channels; the last one spans
+        the first dense layer's rows after the NHWC flatten (tile inferred: ``H * W`` of the final map, 49 in
+        the ``"timm"`` head). ``fc1`` and ``fc2`` share ``fc_width``: shrink them to the same count.
+
+        Examples:
+          >>> [g.name for g in VGG.vgg11(10, width=1 / 8).dependency_groups()][:3]
+          ['conv_0', 'conv_1', 'conv_2']
+        """
+        P, S = "params", "batch_stats"
+        if self.head == "timm":
+            dense = ["fc1", "fc2"]
+            dense_widths = [self.fc_width, self.fc_width]
+            dense_resize = [set_field("fc_width"), set_field("fc_width")]
+        else:
+            dense = [f"hidden_{i}" for i in range(len(self.hidden))]
+            dense_widths = list(self.hidden)
+            dense_resize = [set_field("hidden", i) for i in range(len(self.hidden))]
+        consumers = dense + ["classifier"]
+        convs = [(pos, int(item)) for pos, item in enumerate(self.layers) if item != "M"]
+        groups = []
+        for i, (pos, width) in enumerate(convs):
+            name = f"conv_{i}"
+            axes = [Axis((P, name, "kernel"), -1)]
+            if self.batch_norm:
+                bn = f"bn_{i}"
+                axes += [Axis((P, bn, "scale"), 0), Axis((P, bn, "bias"), 0, score=False),
+                         Axis((S, bn, "mean"), 0, score=False), Axis((S, bn, "var"), 0, score=False)]
+            else:
+                axes.append(Axis((P, name, "bias"), 0, score=False))
+            if i + 1 < len(convs):
+                axes.append(Axis((P, f"conv_{i + 1}", "kernel"), -2))
+            else:
+                axes.append(Axis((P, consumers[0], "kernel"), 0, tile=None))
+            groups.append(Group(name, width, tuple(axes), set_field("layers", pos)))
+        for i, (name, width) in enumerate(zip(dense, dense_widths)):
+            groups.append(Group(name, int(width), (
+                Axis((P, name, "kernel"), 1), Axis((P, name, "bias"), 0, score=False),
+                Axis((P, consumers[i + 1], "kernel"), 0)), dense_resize[i]))
+        return tuple(groups)
 
 
 def _scaled(layers: Sequence[int | str], width: float) -> tuple[int | str, ...]:

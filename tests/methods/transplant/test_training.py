@@ -1,0 +1,148 @@
+"""Training machinery of the experiment: distillation loss, BatchNorm recalibration, vmapped stacks, resume,
+model selection, and a smoke run of the whole experiment."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab.methods import transplant as nt
+from jaxlab.methods.transplant import _experiment
+from jaxlab.nn import MLP, BasicBlock, ResNet
+
+
+def distill_loss_reference(student, teacher, labels, temperature, alpha):
+    """The reference's train_distill_ensemble loss in NumPy (float64)."""
+    s, t = np.asarray(student, np.float64), np.asarray(teacher, np.float64)
+
+    def log_softmax(z):
+        z = z - z.max(-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+    soft_targets = np.exp(log_softmax(t / temperature))
+    soft = -np.sum(soft_targets * log_softmax(s / temperature)) / len(s) * temperature**2
+    hard = -np.mean(log_softmax(s)[np.arange(len(s)), labels])
+    return alpha * soft + (1 - alpha) * hard
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.25, 1.0])
+def test_distill_loss_matches_the_reference(alpha):
+    rng = np.random.default_rng(0)
+    s, t, y = rng.normal(size=(5, 4)), rng.normal(size=(5, 4)), rng.integers(0, 4, 5)
+    got = nt.distill_loss(jnp.asarray(s), jnp.asarray(t), jnp.asarray(y), temperature=2.0, alpha=alpha)
+    np.testing.assert_allclose(got, distill_loss_reference(s, t, y, 2.0, alpha), rtol=1e-10)
+
+
+def test_recalibration_is_the_mean_of_batch_statistics():
+    """Oracle: the same ResNet with BatchNorm momentum 0 stores exactly each batch's statistics."""
+    # a one-block ResNet: its stem and residual BatchNorms, cheap to compile
+    model = ResNet(stage_sizes=(1,), block_cls=BasicBlock, num_classes=3, num_filters=2, small_inputs=True)
+    x = np.random.default_rng(0).normal(size=(48, 6, 6, 3)).astype(np.float32)
+    variables = jax.jit(lambda k: model.init(k, x[:1], train=False))(jax.random.key(0))
+    stacked = jax.tree.map(lambda a: a[None], variables)
+    got = nt.recalibrate_bn(model, stacked, x, batch_size=16, num_batches=3, seed=0)
+    idx = np.random.default_rng(0).permutation(48)[:48].reshape(3, 16)
+    zero_momentum = model.clone(bn_momentum=0.0)
+    step = jax.jit(lambda v, xb: zero_momentum.apply(v, xb, train=True, mutable=["batch_stats"])[1]["batch_stats"])
+    per_batch = [step(variables, x[i]) for i in idx]
+    expect = jax.tree.map(lambda *a: sum(a) / 3, *per_batch)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b, rtol=1e-4, atol=1e-5), got["batch_stats"], expect)
+    jax.tree.map(np.testing.assert_array_equal, got["params"], stacked["params"])
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return nt.load_splits("digits", validation_fraction=0.2, test_size=200)
+
+
+def test_load_splits_normalises_with_training_statistics_and_pads(digits):
+    assert abs(float(digits.x_train.mean())) < 1e-5 and abs(float(digits.x_train.std()) - 1) < 1e-4
+    assert len(digits.x_val) == round(0.2 * (len(digits.x_train) + len(digits.x_val)))
+    padded = nt.load_splits("digits", validation_fraction=0.2, pad_to=12, test_size=10)
+    assert padded.x_train.shape[1:] == (12, 12, 1)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        nt.load_splits("digits", validation_fraction=0.0)
+
+
+def test_a_stack_trains_like_separate_runs_and_resumes(digits, tmp_path):
+    model = MLP(features=(8, 10), use_bias=False)
+    keys = jnp.stack([jax.random.key(1), jax.random.key(2)])
+    init = nt.init_stack(model, keys, jnp.asarray(digits.x_train[:1]))
+    kw = dict(epochs=2, lr=0.05, batch_size=128)
+    both, curves = nt.train_stack(model, init, digits, seeds=[1, 2], **kw)
+    alone, alone_curves = nt.train_stack(model, jax.tree.map(lambda a: a[1:], init), digits, seeds=[2], **kw)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[1:], b, rtol=2e-5, atol=1e-6), both, alone)
+    np.testing.assert_allclose(curves.val[:, 1], alone_curves.val[:, 0], atol=1e-6)
+    assert curves.val[-1].min() > curves.val[0].max()      # it learns
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_1(epoch, _):
+        if epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        nt.train_stack(model, init, digits, seeds=[1, 2], checkpoint_dir=tmp_path / "c", progress=stop_after_1, **kw)
+    resumed, resumed_curves = nt.train_stack(model, init, digits, seeds=[1, 2], checkpoint_dir=tmp_path / "c", **kw)
+    jax.tree.map(np.testing.assert_array_equal, resumed, both)
+    np.testing.assert_array_equal(resumed_curves.val, curves.val)
+
+
+def test_selection_uses_validation_not_test():
+    val, test = np.array([0.5, 0.8, 0.8, 0.7]), np.array([0.5, 0.6, 0.9, 0.95])
+    sel = _experiment._select(val, test)
+    assert sel["best_val_epoch"] == 1 and sel["test_at_best_val"] == 0.6 and sel["test_last"] == 0.95
+    assert _experiment._epochs_to_reach(val, 0.75) == 1 and _experiment._epochs_to_reach(val, 0.9) is None
+
+
+def test_config_errors_name_the_field():
+    from jaxlab.core import ConfigError
+
+    with pytest.raises(ConfigError, match=r"experiments=.*mlp/cifar10.*one of \['mlp/fashion_mnist'"):
+        _experiment.check_config(nt.TransplantConfig(experiments=("mlp/cifar10",)))
+    with pytest.raises(ConfigError, match=r"methods=.*magic.*one of \['nt', 'nt_iterative'"):
+        _experiment.check_config(nt.TransplantConfig(methods=("nt", "magic")))
+    with pytest.raises(ConfigError, match="'ot' with 'ot_distill'"):
+        _experiment.check_config(nt.TransplantConfig(methods=("nt", "ot_distill")))
+    with pytest.raises(ConfigError, match="ks"):
+        _experiment.check_config(nt.TransplantConfig(ks=(2, 0)))
+    _experiment.check_config(nt.TransplantConfig(methods=("nt", "model0_distill")))   # member 0 needs no fusion
+
+
+def test_configs_construct():
+    from jaxlab.core import load_config
+
+    for spec in ("configs/transplant/mlp.py", "configs/transplant/mlp.py:quick", "configs/transplant/mlp.py:smoke",
+                 *(f"configs/transplant/grid.py:{a}" for a in _grid_args())):
+        config, module = load_config(spec)
+        _experiment.check_config(config)
+        assert callable(module.run)
+    with pytest.raises(ValueError, match="unknown argument"):
+        load_config("configs/transplant/mlp.py:bogus")
+
+
+def _grid_args():
+    from jaxlab.core import load_config_module
+
+    return load_config_module("configs/transplant/grid.py").ARGS
+
+
+def test_smoke_run_of_the_experiment(tmp_path):
+    from jaxlab.core import load_config
+
+    config, module = load_config("configs/transplant/mlp.py:smoke")
+    summary = module.run(config, tmp_path)
+    assert summary["status"] == "completed"
+    methods = {r["method"] for r in summary["table"]}
+    assert {"best_member", "ensemble", "nt", "avg", "ot", "wm", "nt_distill"} <= methods
+    nt_row = next(r for r in summary["table"] if r["method"] == "nt" and r["k"] == 2)
+    assert 0.0 <= nt_row["test_before"] <= 1.0 and nt_row["fusion_s"] > 0
+    assert (tmp_path / "accuracy_mlp_digits.png").is_file() and (tmp_path / "finetune_mlp_digits.png").is_file()
+    # a rerun reuses the finished experiment
+    again = module.run(config, tmp_path)
+    assert again["table"] == summary["table"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seeds = 5
