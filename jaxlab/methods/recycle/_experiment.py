@@ -40,7 +40,7 @@ from jaxlab.train import TrainState, make_train_step, train_loop
 
 from ._baselines import VanillaTransformer
 from ._model import ReCycleTransformer
-from ._profile import profile_run_up, profile_windows
+from jaxlab.timeseries import profile_run_up, profile_windows
 
 MODELS: tuple[str, ...] = ("recycle", "profile", "persistence", "vanilla", "dlinear")
 _LOADERS: dict[str, Callable[[], jdata.TimeSeries]] = {
