@@ -118,3 +118,13 @@ def test_smoke_run_on_a_synthetic_series(tmp_path):
     for r in (by["recycle"], g):
         assert r["interval_level"] == pytest.approx(0.8) and 0 <= r["coverage"] <= 1 and r["pinball"] > 0
     assert summary["residual_ar_mae_lead1"] == by["residual_ar"]["mae_lead1"]
+
+
+def test_config_rejects_quantiles_without_median_and_bad_regularisation():
+    from jaxlab.core._config import ConfigError, validate_config
+
+    validate_config(RecycleConfig(quantiles=(0.1, 0.5, 0.9), dropout=0.1, weight_decay=1e-4))
+    for bad, match in ((dict(quantiles=(0.1, 0.9)), "include 0.5"), (dict(dropout=1.0), "dropout"),
+                       (dict(quantiles=(0.0, 0.5)), "quantiles")):
+        with pytest.raises(ConfigError, match=match):
+            validate_config(RecycleConfig(**bad))
