@@ -21,8 +21,8 @@ from ._model import DecoderLayer as DecoderLayer
 from ._model import EncoderDecoder as EncoderDecoder
 from ._model import EncoderLayer as EncoderLayer
 from ._model import ReCycleTransformer as ReCycleTransformer
-from ._profile import VARIANTS as VARIANTS
-from ._profile import profile_run_up as profile_run_up
-from ._profile import profile_windows as profile_windows
-from ._profile import rhp_tables as rhp_tables
-from ._profile import rhp_tables_reference as rhp_tables_reference
+from jaxlab.timeseries import PROFILE_VARIANTS as VARIANTS
+from jaxlab.timeseries import profile_run_up as profile_run_up
+from jaxlab.timeseries import profile_windows as profile_windows
+from jaxlab.timeseries import rhp_tables as rhp_tables
+from jaxlab.timeseries import rhp_tables_reference as rhp_tables_reference

@@ -36,14 +36,16 @@ from jaxlab import data as jdata
 from jaxlab.core import (Meter, MetricsWriter, Rule, each, in_range, nonempty, one_of, positive, to_jsonable,
                          write_json)
 from jaxlab.energy import EnergyMeter
+from jaxlab import timeseries as ts
 from jaxlab.timeseries import DLinear
 from jaxlab.train import TrainState, make_train_step, train_loop
 
 from ._baselines import VanillaTransformer
-from ._model import ReCycleTransformer
-from ._profile import VARIANTS, profile_run_up, profile_windows
+from jaxlab.timeseries import PROFILE_VARIANTS as VARIANTS
+from jaxlab.timeseries import profile_run_up, profile_windows
 
-MODELS: tuple[str, ...] = ("recycle", "profile", "persistence", "vanilla", "dlinear")
+MODELS: tuple[str, ...] = ("recycle", "recycle_guarded", "profile", "residual_ar", "persistence", "vanilla",
+                           "dlinear")
 _LOADERS: dict[str, Callable[[], jdata.TimeSeries]] = {
     "elecdemand": jdata.load_elecdemand,
     "taylor": jdata.load_taylor,
@@ -67,7 +69,17 @@ class RecycleConfig:
       num_steps: training steps of ReCycle and DLinear.
       vanilla_steps: training steps of the vanilla transformer.
       eval_every: validation period in steps (model selection).
+      dropout: ReCycle's dropout rate (the reference 0; a regularisation option).
+      weight_decay: decoupled weight decay of ReCycle's Adam (AdamW; 0: plain Adam).
+      quantiles: quantile levels of ReCycle's heads, trained with the reference's pinball loss
+        ``0.5|e| - (q - 0.5)e``; ``()`` trains one point forecast with the L1 loss. With quantiles the
+        point forecast is the 0.5 level (which must be among them) and the table reports the pinball
+        loss and the coverage of the outer levels' interval (raw and conformalised on validation).
       models: which rows to produce (a subset of :data:`MODELS`; ``recycle`` always runs).
+        ``recycle_guarded`` is the profile plus ``alpha_h`` times ReCycle's residual, one ``alpha_h``
+        in [0, 1] per lead day fitted on validation (:func:`jaxlab.timeseries.fit_lead_guard`);
+        ``residual_ar`` the profile plus a per-lead linear model of the last history day's residual,
+        fitted on train (:func:`jaxlab.timeseries.fit_residual_ar`).
       inference_repeats: timed test passes per model.
       exogenous: extra columns (e.g. ``("Temperature",)`` for elecdemand) given to ReCycle as daily
         mean/min/max in each token's metadata and to the vanilla transformer per step, for the
@@ -99,6 +111,9 @@ class RecycleConfig:
     models: tuple[str, ...] = MODELS
     inference_repeats: int = 5
     exogenous: tuple[str, ...] = ()
+    dropout: float = 0.0
+    weight_decay: float = 0.0
+    quantiles: tuple[float, ...] = ()
     seed: int = 0
 
     CONSTRAINTS: ClassVar[dict] = {
@@ -109,11 +124,15 @@ class RecycleConfig:
         "vanilla_d_ff": positive, "dlinear_kernel": positive, "batch_size": positive, "learning_rate": positive,
         "num_steps": positive, "vanilla_steps": positive, "eval_every": positive,
         "models": (nonempty, each(one_of(*MODELS))), "inference_repeats": positive, "seed": in_range(0, 2**32 - 1),
+        "dropout": in_range(0.0, 1.0, high_open=True), "weight_decay": in_range(0.0, 1.0),
+        "quantiles": each(in_range(0.0, 1.0, low_open=True, high_open=True)),
     }
     RULES: ClassVar[tuple] = (
         Rule(("fractions",), lambda c: abs(sum(c.fractions) - 1.0) < 1e-6, "the three fractions must add up to 1"),
         Rule(("d_model", "num_heads"), lambda c: c.d_model % c.num_heads == 0 and c.vanilla_d_model % c.num_heads == 0,
              "d_model and vanilla_d_model must be multiples of num_heads"),
+        Rule(("quantiles",), lambda c: not c.quantiles or 0.5 in c.quantiles,
+             "quantiles must include 0.5 (the point forecast)"),
     )
 
 
@@ -185,16 +204,26 @@ def prepare_windows(config: RecycleConfig, series: jdata.TimeSeries | None = Non
 # ----------------------------------------------------------------------------- models
 
 
-def _make_model(name: str, config: RecycleConfig, d: int):
+def recycle_model_config(config: RecycleConfig, d: int, mark_features: int):
+    """ReCycle's model of ``config`` on the shared interface: :func:`jaxlab.timeseries.recycle_config`."""
+    return ts.recycle_config(history_cycles=config.history, horizon_cycles=config.horizon, cycle_len=d,
+                             mark_features=mark_features, quantiles=tuple(config.quantiles), d_model=config.d_model,
+                             d_ff=config.d_ff, n_heads=config.num_heads, e_layers=config.num_encoder_layers,
+                             d_layers=config.num_decoder_layers, dropout=config.dropout)
+
+
+def _make_model(name: str, config: RecycleConfig, d: int, mark_features: int = 9):
     """Returns ``(module, predict)`` with ``predict(params, arrays) -> (B, H, D)`` (normalised)."""
     h = config.horizon
     if name == "recycle":
-        m = ReCycleTransformer(cycle_len=d, d_model=config.d_model, d_ff=config.d_ff,
-                               num_heads=config.num_heads, num_encoder_layers=config.num_encoder_layers,
-                               num_decoder_layers=config.num_decoder_layers)
+        m = recycle_model_config(config, d, mark_features).module()
 
-        def predict(params, a):
-            return m.apply(params, a["hist"], a["hist_profile"], a["hist_meta"], a["fc_profile"], a["fc_meta"])
+        def predict(params, a, train=False, key=None):
+            b, lc = a["hist"].shape[:2]
+            flat = lambda v: v.reshape(b, -1, 1)  # noqa: E731  (cycles of one channel -> steps)
+            y = m.apply(params, flat(a["hist"]), a["hist_meta"], a["fc_meta"], hist_profile=flat(a["hist_profile"]),
+                        fc_profile=flat(a["fc_profile"]), train=train, rngs=None if key is None else {"dropout": key})
+            return y.reshape((b, h, d) + y.shape[3:])   # (B, H, D) or (B, H, D, Q)
         return m, predict
     if name == "vanilla":
         m = VanillaTransformer(d_model=config.vanilla_d_model, d_ff=config.vanilla_d_ff,
@@ -226,17 +255,30 @@ def _fit(name: str, config: RecycleConfig, splits: dict, workdir: Path, meter: M
     """Trains one model with jaxlab.train; returns params (best on validation), timings, curves."""
     train, val = splits["train"], splits["val"]
     d = train["target"].shape[2]
-    model, predict = _make_model(name, config, d)
+    model, predict = _make_model(name, config, d, train["hist_meta"].shape[-1])
     keys = _INPUTS[name] + ("target",)
     k_init, k_data, k_train = jax.random.split(key, 3)
     sample = {k: train[k][:2] for k in keys}
-    params = model.init(k_init, *(sample[k] for k in keys[:-1]))
-    tx = optax.adam(config.learning_rate)
+    qs = tuple(config.quantiles) if name == "recycle" else ()
+    if name == "recycle":
+        params = model.init(k_init, sample["hist"].reshape(2, -1, 1), sample["hist_meta"], sample["fc_meta"],
+                            hist_profile=sample["hist_profile"].reshape(2, -1, 1),
+                            fc_profile=sample["fc_profile"].reshape(2, -1, 1))
+        tx = (optax.adamw(config.learning_rate, weight_decay=config.weight_decay) if config.weight_decay
+              else optax.adam(config.learning_rate))
+    else:
+        params = model.init(k_init, *(sample[k] for k in keys[:-1]))
+        tx = optax.adam(config.learning_rate)
     state = TrainState.create(params=params, tx=tx)
+    point = (lambda y: y[..., qs.index(0.5)]) if qs else (lambda y: y)  # noqa: E731
 
     def loss_fn(params, model_state, batch, key):
-        err = predict(params, batch) - batch["target"]
-        loss = jnp.mean(jnp.abs(err))
+        if name == "recycle":
+            out = predict(params, batch, train=True, key=key)
+        else:
+            out = predict(params, batch)
+        err = point(out) - batch["target"]
+        loss = ts.pinball(out, batch["target"], qs) if qs else jnp.mean(jnp.abs(err))
         return loss, ({"mse": jnp.mean(err**2)}, model_state)
 
     step = make_train_step(loss_fn, tx)
@@ -247,7 +289,7 @@ def _fit(name: str, config: RecycleConfig, splits: dict, workdir: Path, meter: M
         return dict(zip(keys, batcher(s)))
 
     val_in = {k: jnp.asarray(val[k]) for k in keys}
-    val_mae = jax.jit(lambda p, v: jnp.mean(jnp.abs(predict(p, v) - v["target"])))
+    val_mae = jax.jit(lambda p, v: jnp.mean(jnp.abs(point(predict(p, v)) - v["target"])))
     best = {"mae": np.inf, "params": None, "step": 0}
     curve: list[dict] = []
 
@@ -276,7 +318,8 @@ def _fit(name: str, config: RecycleConfig, splits: dict, workdir: Path, meter: M
     n_params = int(sum(np.size(p) for p in jax.tree.leaves(params)))
     return {"params": best["params"], "predict": predict, "train_s": train_s, "train_energy": energy,
             "best_step": best["step"], "val_mae": best["mae"], "num_params": n_params,
-            "num_steps": num_steps, "inputs": keys[:-1]}
+            "num_steps": num_steps, "inputs": keys[:-1], "quantiles": qs,
+            "val_pred": np.asarray(jax.jit(predict)(jax.device_put(best["params"]), val_in))}
 
 
 def _time_inference(fn: Callable[[], Any], repeats: int, meter: Meter) -> tuple[np.ndarray, float, dict]:
@@ -371,7 +414,43 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     rows_energy: list[dict] = []
     preds: dict[str, np.ndarray] = {}
     models = ("recycle",) + tuple(m for m in config.models if m != "recycle")
+    val = splits["val"]
+    val_truth = sc.inverse(val["target"].astype(np.float64))
+    val_preds: dict[str, np.ndarray] = {}
+    rc: dict[str, Any] = {}  # ReCycle's normalised test/val forecasts and its row, for the derived rows
     for i, name in enumerate(models):
+        if name in ("recycle_guarded", "residual_ar"):
+            t0 = time.perf_counter()
+            if name == "recycle_guarded":
+                alpha = ts.fit_lead_guard(rc["val"] - val["fc_profile"], val["target"] - val["fc_profile"])
+                pred_n = ts.apply_lead_guard(test["fc_profile"], rc["test"], alpha)
+                val_n = ts.apply_lead_guard(val["fc_profile"], rc["val"], alpha)
+                rc["alpha"] = alpha
+                base = rc["row"]
+            else:
+                tr = splits["train"]
+                a, b = ts.fit_residual_ar(tr["hist"][:, -1] - tr["hist_profile"][:, -1],
+                                          tr["target"] - tr["fc_profile"])
+                last = lambda sp: sp["hist"][:, -1] - sp["hist_profile"][:, -1]  # noqa: E731
+                pred_n = test["fc_profile"] + ts.residual_ar_forecast(last(test), a, b)
+                val_n = val["fc_profile"] + ts.residual_ar_forecast(last(val), a, b)
+                base = {"params": 2 * config.horizon, "train_s": prep["profile_s"], "train_energy_j": 0.0,
+                        "infer_s": 0.0, "infer_energy_j": 0.0}
+            fit_s = time.perf_counter() - t0
+            preds[name] = sc.inverse(np.asarray(pred_n, np.float64))
+            val_preds[name] = sc.inverse(np.asarray(val_n, np.float64))
+            m = forecast_metrics(preds[name], truth)
+            row = {"model": name, **m, "params": base["params"], "train_s": base["train_s"] + fit_s,
+                   "train_energy_j": base["train_energy_j"], "infer_s": base["infer_s"],
+                   "infer_energy_j": base["infer_energy_j"], "best_step": None, "energy": rc["row"]["energy"]}
+            if name == "recycle_guarded" and rc.get("quantiles"):
+                row.update(_quantile_metrics(
+                    sc, ts.apply_lead_guard(test["fc_profile"], rc["test_q"], alpha), test["target"],
+                    ts.apply_lead_guard(val["fc_profile"], rc["val_q"], alpha), val["target"], rc["quantiles"]))
+            rows.append(row)
+            if progress:
+                print(f"[recycle] {name:15s} test MAE {m['mae']:.4f}", flush=True)
+            continue
         if name in ("profile", "persistence"):
             col = "fc_profile" if name == "profile" else "persistence"
             variant = config.variant if name == "profile" else "persistence"
@@ -382,7 +461,8 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
                 return profile_windows(cd.cycles, cd.day_type, origins, history=cd.history,
                                        horizon=cd.horizon, variant=variant, n=config.rhp_days)[1]
             _, infer_s, inf_e = _time_inference(fn, config.inference_repeats, meter)
-            fit = {"train_s": 0.0, "train_energy": 0.0, "num_params": 0, "best_step": None}
+            fit = {"train_s": 0.0, "train_energy": 0.0, "num_params": 0, "best_step": None,
+                   "val_pred": val[col], "quantiles": ()}
         else:
             fit = _fit(name, config, splits, workdir, meter, jax.random.fold_in(key, i))
             test_in = {k: jnp.asarray(test[k]) for k in fit["inputs"]}
@@ -390,16 +470,27 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
             params = jax.device_put(fit["params"])
             pred_n, infer_s, inf_e = _time_inference(lambda: jitted(params, test_in),
                                                      config.inference_repeats, meter)
+        qrow: dict[str, float] = {}
+        val_n = fit["val_pred"]
+        if fit["quantiles"]:
+            qs = fit["quantiles"]
+            qrow = _quantile_metrics(sc, pred_n, test["target"], val_n, val["target"], qs)
+            rc.update(test_q=np.asarray(pred_n), val_q=np.asarray(val_n), quantiles=qs)
+            pred_n, val_n = np.asarray(pred_n)[..., qs.index(0.5)], np.asarray(val_n)[..., qs.index(0.5)]
+        if name == "recycle":
+            rc.update(test=np.asarray(pred_n), val=np.asarray(val_n))
+        val_preds[name] = sc.inverse(np.asarray(val_n, np.float64))
         rows_energy.append(inf_e)
         preds[name] = sc.inverse(np.asarray(pred_n, np.float64))
         m = forecast_metrics(preds[name], truth)
         row = {"model": name, **m, "params": fit["num_params"], "train_s": fit["train_s"],
                "train_energy_j": fit["train_energy"], "infer_s": infer_s,
                "infer_energy_j": inf_e.get("energy_j"), "best_step": fit["best_step"],
-               "energy": "estimated" if inf_e.get("estimated") else "measured"}
+               "energy": "estimated" if inf_e.get("estimated") else "measured", **qrow}
         if name == "recycle":
             # ReCycle's cost includes computing the profiles of the training and validation windows
             row["train_s"] += prep["profile_s"]
+            rc["row"] = row
         rows.append(row)
         if progress:
             print(f"[recycle] {name:12s} test MAE {m['mae']:.4f}  train {row['train_s']:.2f} s  "
@@ -408,6 +499,8 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     naive = forecast_metrics(sc.inverse(test["persistence"].astype(np.float64)), truth)["mae"]
     for r in rows:
         r["mase"] = r["mae"] / naive
+        r["val_mae"] = float(np.mean(np.abs(val_preds[r["model"]] - val_truth)))
+        r["mae_lead1"] = float(np.mean(np.abs(preds[r["model"]][:, 0] - truth[:, 0])))
         r["total_s"] = r["train_s"] + r["infer_s"]
         r["total_energy_j"] = (r["train_energy_j"] or 0.0) + (r["infer_energy_j"] or 0.0)
     by = {r["model"]: r for r in rows}
@@ -432,6 +525,12 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
             summary[f"{other}_mae"] = by[other]["mae"]
     if "profile" in by:
         summary["goal_mae_below_profile"] = bool(by["recycle"]["mae"] < by["profile"]["mae"])
+    if "recycle_guarded" in by:
+        summary["guarded_mae"] = by["recycle_guarded"]["mae"]
+        summary["guard_alpha"] = [float(a) for a in rc["alpha"]]
+    if "residual_ar" in by:
+        summary["residual_ar_mae"] = by["residual_ar"]["mae"]
+        summary["residual_ar_mae_lead1"] = by["residual_ar"]["mae_lead1"]
     if "vanilla" in by:
         v, r = by["vanilla"], by["recycle"]
         summary["goal_mae_below_vanilla"] = bool(r["mae"] < v["mae"])
@@ -447,10 +546,26 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     return summary
 
 
+def _quantile_metrics(sc, q_test, y_test, q_val, y_val, qs) -> dict[str, float]:
+    """Pinball loss (series units) and the outer levels' interval coverage, raw and conformalised on validation."""
+    lo, hi = int(np.argmin(qs)), int(np.argmax(qs))
+    q_test, q_val = np.asarray(q_test, np.float64), np.asarray(q_val, np.float64)
+    margin = ts.conformal_margins(q_val[..., lo], q_val[..., hi], y_val, qs[hi] - qs[lo])[None, :, None]
+    qt, yt = sc.inverse(q_test), sc.inverse(np.asarray(y_test, np.float64))
+    m_units = margin * sc.scale
+    return {"pinball": float(ts.pinball(qt, yt, qs)),
+            "coverage_raw": float(ts.interval_coverage(qt[..., lo], qt[..., hi], yt)),
+            "coverage": float(ts.interval_coverage(qt[..., lo] - m_units, qt[..., hi] + m_units, yt)),
+            "interval_width": float(ts.interval_width(qt[..., lo] - m_units, qt[..., hi] + m_units)),
+            "interval_level": float(qs[hi] - qs[lo])}
+
+
 def format_table(rows: list[dict]) -> str:
     """The results table as Markdown (for the closing note and the console)."""
-    cols = ["model", "mae", "mse", "mape_pct", "mase", "params", "train_s", "train_energy_j", "infer_s",
-            "infer_energy_j"]
+    cols = ["model", "mae", "mae_lead1", "val_mae", "mse", "mape_pct", "mase", "params", "train_s",
+            "train_energy_j", "infer_s", "infer_energy_j"]
+    if any("coverage" in r for r in rows):
+        cols += ["pinball", "coverage_raw", "coverage"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         cells = []

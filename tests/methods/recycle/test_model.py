@@ -94,17 +94,37 @@ def test_smoke_run_on_a_synthetic_series(tmp_path):
     y = 10 + np.sin(2 * np.pi * t / 24) + weekday + 0.1 * rng.normal(size=t.size)
     stamps = np.datetime64("2024-01-01T00:00:00", "s") + t * np.timedelta64(3600, "s")
     series = jd.time_series(stamps, y, columns=["load"], name="synthetic")
-    config = RecycleConfig(history=3, horizon=1, num_steps=4, vanilla_steps=2, eval_every=2, d_model=8, d_ff=8,
-                           vanilla_d_model=8, vanilla_d_ff=8, batch_size=8, dlinear_kernel=5,
-                           inference_repeats=1, rhp_days=1, models=("recycle", "profile", "persistence"))
+    config = RecycleConfig(history=3, horizon=2, num_steps=4, vanilla_steps=2, eval_every=2, d_model=8, d_ff=8,
+                           vanilla_d_model=8, vanilla_d_ff=8, batch_size=8, dlinear_kernel=5, learning_rate=0.05,
+                           inference_repeats=1, rhp_days=1, quantiles=(0.1, 0.5, 0.9), dropout=0.1,
+                           models=("recycle", "recycle_guarded", "profile", "residual_ar", "persistence"))
     summary = run(config, tmp_path, series=series, progress=False)
     models = [r["model"] for r in summary["table"]]
-    assert models == ["recycle", "profile", "persistence"]  # vanilla/DLinear: same code path, slower
+    assert models == ["recycle", "recycle_guarded", "profile", "residual_ar", "persistence"]
     assert (tmp_path / "forecast.png").is_file() and (tmp_path / "metrics_recycle.jsonl").is_file()
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
-    assert all(np.isfinite(r["mae"]) and r["infer_s"] > 0 for r in summary["table"])
+    assert all(np.isfinite(r["mae"]) and r["infer_s"] >= 0 for r in summary["table"])
     assert "estimated" in summary["energy_source"] or "measured" in summary["energy_source"]
     assert all(r["train_energy_j"] >= 0 and r["infer_energy_j"] >= 0 for r in summary["table"])
-    # model selection starts from step 0, where ReCycle (zero head) is the profile: never worse on val
     by = {r["model"]: r for r in summary["table"]}
-    assert by["recycle"]["best_step"] is not None
+    # model selection starts from step 0, where ReCycle (zero head) is the profile: never worse on val
+    assert by["recycle"]["val_mae"] <= by["profile"]["val_mae"] + 1e-9
+    assert by["recycle"]["best_step"] > 0 or by["recycle"]["val_mae"] == pytest.approx(by["profile"]["val_mae"])
+    # the guard is fitted on val per lead: never worse there than the profile (alpha 0) or ReCycle (alpha 1)
+    g = by["recycle_guarded"]
+    assert g["val_mae"] <= min(by["profile"]["val_mae"], by["recycle"]["val_mae"]) + 1e-9
+    assert len(summary["guard_alpha"]) == 2 and all(0 <= a <= 1 for a in summary["guard_alpha"])
+    # quantile heads: pinball and the 80% interval's coverage, raw and conformalised on val
+    for r in (by["recycle"], g):
+        assert r["interval_level"] == pytest.approx(0.8) and 0 <= r["coverage"] <= 1 and r["pinball"] > 0
+    assert summary["residual_ar_mae_lead1"] == by["residual_ar"]["mae_lead1"]
+
+
+def test_config_rejects_quantiles_without_median_and_bad_regularisation():
+    from jaxlab.core._config import ConfigError, validate_config
+
+    validate_config(RecycleConfig(quantiles=(0.1, 0.5, 0.9), dropout=0.1, weight_decay=1e-4))
+    for bad, match in ((dict(quantiles=(0.1, 0.9)), "include 0.5"), (dict(dropout=1.0), "dropout"),
+                       (dict(quantiles=(0.0, 0.5)), "quantiles")):
+        with pytest.raises(ConfigError, match=match):
+            validate_config(RecycleConfig(**bad))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jaxlab.core import tolerances
-from jaxlab.methods.recycle import profile_run_up, profile_windows, rhp_tables, rhp_tables_reference
+from jaxlab.timeseries import profile_run_up, profile_windows, rhp_tables, rhp_tables_reference
 
 # 12 days from Monday 2024-01-01 (a holiday, type 2); Wednesday 10 Jan made a holiday too.
 #        t: 0  1  2  3  4  5  6  7  8  9  10 11

@@ -1,8 +1,10 @@
-"""Recent historic profiles (RHP) per day type and their simpler variants.
+"""Recent historic profiles (RHP) per day type and their simpler variants (ReCycle's fallback forecast).
 
-A profile is ReCycle's base forecast: the network only learns the residual on top of it. All
-functions work on a series folded into cycles, ``x`` of shape ``(N, D)``, and are NumPy (they run
-once, on the host, before training).
+A profile is ReCycle's base forecast (Weyrauch et al., arXiv 2405.03429): the network only learns the
+residual on top of it. The series functions work on a series folded into cycles, ``x`` of shape
+``(N, D)``, and are NumPy (they run once, on the host, before training). :func:`window_rhp` is the
+same ``last_rhp`` profile computed inside one window in JAX, from the window's own cycles and the day
+types its calendar marks give (:func:`day_type_onehot`), so that a forecaster can carry it.
 
 Variants (``variant=`` in :func:`profile_windows`), after ``ReCycle/data/rhp_datasets.py``:
 
@@ -24,7 +26,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+import jax.numpy as jnp
 import numpy as np
+
+from jaxlab.core import Array
 
 Variant = Literal["last_rhp", "loose_rhp", "persistence", "tenday"]
 VARIANTS: tuple[str, ...] = ("last_rhp", "loose_rhp", "persistence", "tenday")
@@ -157,3 +162,48 @@ def _check(x: np.ndarray, day_type: np.ndarray) -> None:
 def _check_variant(variant: str) -> None:
     if variant not in VARIANTS:
         raise ValueError(f"unknown profile variant {variant!r}; choose one of {VARIANTS}")
+
+
+# ----------------------------------------------------------------------------- inside one window (JAX)
+
+
+def day_type_onehot(meta: Array) -> Array:
+    """One-hot day types ``(..., 3)`` from cycle metadata ``(..., >= 8)`` in :func:`jaxlab.data.cycle_metadata`'s layout.
+
+    The first 7 features are the weekday one-hot (Monday first), the 8th the holiday flag. Type 2
+    (Sunday or holiday) wins over type 1 (Saturday), as in :func:`jaxlab.data.day_types`.
+    """
+    if meta.shape[-1] < 8:
+        raise ValueError(f"calendar marks need >= 8 features (weekday one-hot, holiday), got {meta.shape[-1]}")
+    sunday_or_holiday = jnp.maximum(meta[..., 6], meta[..., 7])
+    saturday = meta[..., 5] * (1 - sunday_or_holiday)
+    return jnp.stack([1 - saturday - sunday_or_holiday, saturday, sunday_or_holiday], axis=-1)
+
+
+def window_rhp(tokens: Array, hist_types: Array, fc_types: Array, n: int = 3) -> tuple[Array, Array]:
+    """The ``last_rhp`` profile of one window from its own cycles: ``(hist_profile, fc_profile)``.
+
+    Args:
+      tokens: ``(B, L, D)`` history cycles (finite).
+      hist_types: ``(B, L, K)`` one-hot day types of the history cycles.
+      fc_types: ``(B, H, K)`` one-hot day types of the forecast cycles.
+      n: cycles averaged per day type.
+
+    Returns:
+      ``(B, L, D)`` and ``(B, H, D)``: each cycle gets the mean of the last ``n`` history cycles of its
+      type. A type absent from the history falls back to the mean of the last ``n`` history cycles
+      (:func:`profile_windows` on the window alone gives NaN there; otherwise the two agree).
+    """
+    if n < 1:
+        raise ValueError(f"n (cycles per profile) must be >= 1, got {n}")
+    m = hist_types.astype(tokens.dtype)
+    from_end = jnp.cumsum(m[:, ::-1], axis=1)[:, ::-1]          # type-k cycles among t..L-1
+    w = m * (from_end <= n)
+    count = jnp.sum(w, axis=1)                                   # (B, K)
+    table = jnp.einsum("blk,bld->bkd", w, tokens) / jnp.maximum(count, 1)[..., None]
+    length = tokens.shape[1]
+    recent = jnp.mean(tokens[:, max(length - n, 0):], axis=1)    # (B, D)
+    table = jnp.where(count[..., None] > 0, table, recent[:, None])
+    hist = jnp.einsum("blk,bkd->bld", m, table)
+    fc = jnp.einsum("bhk,bkd->bhd", fc_types.astype(tokens.dtype), table)
+    return hist, fc

@@ -1,0 +1,131 @@
+"""PCC + RHP around a forecaster: the in-window profile against the NumPy tables, the fallback, the wrapping."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxlab.data as jd
+from jaxlab import timeseries as ts
+from jaxlab.core import tolerances
+
+D, LC, HC = 4, 7, 2  # steps per cycle, history and horizon cycles
+
+
+def _calendar(num_days, holidays=(3,)):
+    dates = np.arange(np.datetime64("2024-01-01"), np.datetime64("2024-01-01") + num_days)
+    hol = np.isin(np.arange(num_days), holidays)
+    return jd.cycle_metadata(dates, hol), jd.day_types(dates, hol)
+
+
+def test_window_rhp_matches_profile_windows(getkey):
+    """Every day type occurs in the 14-day history, so the in-window profile is the series-wide last_rhp."""
+    n = 16
+    x = np.asarray(jax.random.normal(getkey(), (n, D)), np.float64)
+    meta, types = _calendar(n, holidays=(3, 9))
+    hist_ref, fc_ref = ts.profile_windows(x, types, np.array([14]), history=14, horizon=2, n=3)
+    onehot = ts.day_type_onehot(jnp.asarray(meta))
+    np.testing.assert_array_equal(np.argmax(onehot, -1), types)
+    hist, fc = ts.window_rhp(jnp.asarray(x[None, :14], jnp.float32), onehot[None, :14], onehot[None, 14:], 3)
+    atol, rtol = tolerances(jnp.float32)
+    np.testing.assert_allclose(hist, hist_ref, atol=atol, rtol=rtol)
+    np.testing.assert_allclose(fc, fc_ref, atol=atol, rtol=rtol)
+    # a type absent from the history falls back to the mean of the last 3 cycles
+    only_workdays = jnp.zeros((1, 14, 3)).at[..., 0].set(1.0)
+    saturday = jnp.zeros((1, 2, 3)).at[..., 1].set(1.0)
+    _, fc = ts.window_rhp(jnp.asarray(x[None, :14], jnp.float32), only_workdays, saturday, 3)
+    np.testing.assert_allclose(fc[0, 0], x[11:14].mean(0), atol=atol, rtol=rtol)
+    with pytest.raises(ValueError, match="8 features"):
+        ts.day_type_onehot(jnp.zeros((2, 7)))
+
+
+@pytest.fixture(scope="module")
+def recycle_model():
+    cfg = ts.recycle_config(history_cycles=LC, horizon_cycles=HC, cycle_len=D, mark_features=9, d_model=8, d_ff=8)
+    model, params = ts.make_forecaster(cfg, key=jax.random.key(0))
+    return cfg, model, params
+
+
+def _window(key):
+    meta, _ = _calendar(LC + HC)
+    x = jax.random.normal(key, (2, LC * D, 1))
+    marks = jnp.broadcast_to(jnp.asarray(meta, jnp.float32), (2, LC + HC, 9))
+    return x, marks[:, :LC], marks[:, LC:]
+
+
+def _perturbed(params, key):
+    """The parameters with every leaf moved (the zero head among them), so that the backbone's output matters."""
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree.unflatten(tree, [p + 0.3 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+
+
+def test_zero_head_forecasts_the_profile_and_training_moves_it(recycle_model, getkey):
+    cfg, model, params = recycle_model
+    x, hm, fm = _window(getkey())
+    tokens = x.reshape(2, LC, D)
+    _, fp = ts.window_rhp(tokens, ts.day_type_onehot(hm), ts.day_type_onehot(fm), cfg.rhp_days)
+    apply = jax.jit(model.apply)
+    y = apply(params, x, hm, fm)
+    assert y.shape == (2, HC * D, 1)
+    np.testing.assert_array_equal(y, fp.reshape(2, HC * D, 1))  # the fallback, exactly
+    # per-step marks give the same forecast as per-cycle marks (the wrapper reads each cycle's first step)
+    np.testing.assert_array_equal(apply(params, x, jnp.repeat(hm, D, 1), jnp.repeat(fm, D, 1)), y)
+    moved = _perturbed(params, getkey())
+    assert not np.allclose(apply(moved, x, hm, fm), y)
+
+
+def test_no_positional_encoding_history_order_is_irrelevant(recycle_model, getkey):
+    """Permuting whole history cycles together with their marks, and passing their profiles, changes nothing."""
+    cfg, model, params = recycle_model
+    x, hm, fm = _window(getkey())
+    moved = _perturbed(params, getkey())
+    tokens = x.reshape(2, LC, D)
+    hp, fp = ts.window_rhp(tokens, ts.day_type_onehot(hm), ts.day_type_onehot(fm), cfg.rhp_days)
+    perm = np.array([3, 0, 6, 1, 5, 2, 4])
+    y = model.apply(moved, x, hm, fm, hist_profile=hp.reshape(2, -1, 1), fc_profile=fp.reshape(2, -1, 1))
+    yp = model.apply(moved, tokens[:, perm].reshape(2, -1, 1), hm[:, perm], fm,
+                     hist_profile=hp[:, perm].reshape(2, -1, 1), fc_profile=fp.reshape(2, -1, 1))
+    atol, rtol = tolerances(jnp.float32)
+    np.testing.assert_allclose(yp, y, atol=10 * atol, rtol=10 * rtol)
+
+
+def test_wrapper_around_dlinear_is_fold_residual_unfold(getkey):
+    """Around DLinear (no marks), the wrapper is: fold into cycles, subtract the profile, DLinear, add it back."""
+    bb = ts.DLinearConfig(kernel=3)
+    cfg = ts.PCCRHPConfig(backbone=bb, history_cycles=LC, horizon_cycles=HC, cycle_len=D, calendar=False,
+                          profile_marks=False)
+    model, params = ts.make_forecaster(cfg, key=getkey())
+    params = _perturbed(params, getkey())
+    x = jax.random.normal(getkey(), (3, LC * D, 1))
+    inner = cfg.backbone_config().module()
+    tokens = x.reshape(3, LC, D)
+    prof = tokens[:, -3:].mean(1, keepdims=True)           # one day type: the last 3 cycles
+    want = inner.apply({"params": params["params"]["DLinear_0"]}, tokens - prof) + prof
+    atol, rtol = tolerances(jnp.float32)
+    np.testing.assert_allclose(model.apply(params, x), want.reshape(3, HC * D, 1), atol=atol, rtol=rtol)
+    raw = dataclasses.replace(cfg, residual=False).module()
+    assert not np.allclose(raw.apply(params, x), model.apply(params, x), atol=1e-3)
+    with pytest.raises(ValueError, match="reads no marks"):
+        dataclasses.replace(cfg, profile_marks=True).module()
+    with pytest.raises(ValueError, match="num_outputs"):
+        dataclasses.replace(cfg, quantiles=(0.1, 0.9)).module()
+
+
+def test_quantile_heads_and_zoo_backbone_shapes():
+    q = ts.recycle_config(history_cycles=LC, horizon_cycles=HC, cycle_len=D, quantiles=(0.1, 0.5, 0.9),
+                          d_model=8, d_ff=8)
+    x = jnp.zeros((2, LC * D, 1))
+    out = jax.eval_shape(lambda k: q.module().apply(q.module().init(k, x), x), jax.random.key(0))
+    assert out.shape == (2, HC * D, 1, 3)
+    # the zoo's Transformer over cycle tokens; its label_len of 48 steps becomes history_cycles // 2
+    tcfg = ts.PCCRHPConfig(backbone=ts.TransformerConfig(d_model=8, n_heads=2, d_ff=8, e_layers=1),
+                           history_cycles=LC, horizon_cycles=HC, cycle_len=D, calendar=False)
+    assert tcfg.backbone_config().label_len == LC // 2
+    assert tcfg.backbone_config().time_features == D  # the profile of each cycle as marks
+    out = jax.eval_shape(lambda k: tcfg.module().apply(tcfg.module().init(k, x), x), jax.random.key(0))
+    assert out.shape == (2, HC * D, 1)
+    with pytest.raises(ValueError, match="quantiles must lie"):
+        dataclasses.replace(q, quantiles=(0.0, 0.5)).module()
