@@ -39,9 +39,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from jaxlab.core import ConfigError
     from jaxlab.data import DataNotFoundError
     from jaxlab.sparse import MatrixMarketError
-    from jaxlab.train import CheckpointError, WorkdirError
+    from jaxlab.train import CheckpointError, DistributedError, WorkdirError
 
-    return (CLIError, ConfigError, WorkdirError, CheckpointError, DataNotFoundError, MatrixMarketError)
+    return (CLIError, ConfigError, WorkdirError, CheckpointError, DataNotFoundError, MatrixMarketError,
+            DistributedError)
 
 
 def _one_line(message: Any, limit: int = 800) -> str:
@@ -104,7 +105,7 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
       RunDivergedError: the run diverged, now or in an earlier process.
     """
     from jaxlab.core import ConfigError, apply_overrides, config_to_dict, load_config
-    from jaxlab.train import DivergedError, WorkdirLock, prepare_workdir
+    from jaxlab.train import DivergedError, WorkdirLock, barrier, is_writer, prepare_workdir
 
     config, module = load_config(spec)
     config = apply_overrides(config, overrides)  # every value validated here, before the workdir is touched
@@ -115,14 +116,18 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
             "`from jaxlab.methods.classify import run` to it"
         )
     # One run per workdir (a second would double the records): the lock is taken before anything is written.
+    # Across processes, process 0 takes it and prepares the workdir; the others wait (bounded) for it.
+    writer = is_writer()
     lock = WorkdirLock(workdir)
-    if workdir.is_dir():
+    if workdir.is_dir() and writer:
         lock.acquire()
     try:
-        prepare_workdir(workdir, config_to_dict(config), fresh=fresh, extra=_provenance())
-        if fresh or not lock.held:
-            lock.release()  # --fresh moved the old folder (and its lock) aside, or there was no folder yet
-            lock = WorkdirLock(workdir).acquire()
+        if writer:
+            prepare_workdir(workdir, config_to_dict(config), fresh=fresh, extra=_provenance())
+            if fresh or not lock.held:
+                lock.release()  # --fresh moved the old folder (and its lock) aside, or there was no folder yet
+                lock = WorkdirLock(workdir).acquire()
+        barrier("jaxlab_workdir_ready")
         print(f"jaxlab run {spec} -> {workdir}", file=sys.stderr)
         previous = _read_summary(workdir)
         if previous is not None and previous.get("status") == "completed" and COMPLETED_KEY in previous:
@@ -156,6 +161,9 @@ def _measured(run, config, workdir: Path) -> dict:
         except OSError:
             return None
 
+    from jaxlab.train import is_writer
+
+    writer = is_writer()  # across processes, only process 0 writes the summary and energy.json
     before = snapshot()
     ledger = EnergyLedger(energy_file)
     meter = EnergyMeter()
@@ -167,14 +175,14 @@ def _measured(run, config, workdir: Path) -> dict:
     except KeyboardInterrupt:
         # Interrupted: this process's energy still counts towards the run, which it will resume.
         report = meter.stop()
-        if snapshot() == before:
+        if snapshot() == before and writer:
             ledger.update(report)
         raise
     except BaseException:
         meter.stop()  # a failed attempt (bad data, a bug) is not part of the run's energy
         raise
     report = meter.stop()
-    if not ((isinstance(summary, dict) and "energy" in summary) or snapshot() != before):
+    if writer and not ((isinstance(summary, dict) and "energy" in summary) or snapshot() != before):
         total = ledger.update(report)
     if not isinstance(summary, dict):
         summary = {"result": summary}
@@ -183,7 +191,8 @@ def _measured(run, config, workdir: Path) -> dict:
     summary.setdefault("status", "completed")
     if summary.get("status") == "completed":
         summary[COMPLETED_KEY] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    write_json(workdir / "summary.json", summary)
+    if writer:
+        write_json(workdir / "summary.json", summary)
     return summary
 
 
@@ -216,8 +225,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workdir is not None and not args.workdir.strip():
         raise CLIError("--workdir is empty; give a folder, e.g. --workdir runs/mine")
     workdir = Path(args.workdir) if args.workdir else _default_workdir(args.config)
+    _start_processes(args)
     try:
         summary, how = _run_experiment(args.config, args.set or [], workdir, args.fresh)
+        from jaxlab.train import PeerWatchdog, barrier
+
+        barrier("jaxlab_run_done")  # across processes: the others wait while process 0 writes the records
+        PeerWatchdog.finished.set()  # from here on, a process that exits has finished
     except KeyboardInterrupt:
         print("\n" + _interrupt_message(workdir, _Signals.name()), file=sys.stderr)
         return _Signals.exit_code()
@@ -230,6 +244,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_summary(summary)
     print(f"results in {workdir}/ (summary.json, metrics.jsonl)", file=sys.stderr)
     return 0
+
+
+def _start_processes(args: argparse.Namespace) -> None:
+    """Joins a multi-process run (``--coordinator/--num-processes/--process-id`` or ``--auto-cluster``)."""
+    if args.peer_timeout is not None and not (math.isfinite(args.peer_timeout) and args.peer_timeout >= 1):
+        raise CLIError(f"--peer-timeout must be a number of seconds >= 1, got {args.peer_timeout!r}")
+    if args.coordinator is None and args.num_processes is None and args.process_id is None and not args.auto_cluster:
+        return
+    from jaxlab.train import initialize_distributed
+    from jaxlab.train._distributed import DEFAULT_PEER_TIMEOUT_S
+
+    initialize_distributed(args.coordinator, args.num_processes, args.process_id, auto=args.auto_cluster,
+                           peer_timeout_s=args.peer_timeout or DEFAULT_PEER_TIMEOUT_S)
 
 
 def _print_summary(summary: dict) -> None:
@@ -590,6 +617,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     p.add_argument("--workdir", help="output folder (default: runs/<config name>); rerun to resume")
     p.add_argument("--fresh", action="store_true", help="move an existing workdir aside and start over")
+    g = p.add_argument_group("several processes (machines), on jax.distributed")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0's coordination service")
+    g.add_argument("--num-processes", type=int, metavar="N", help="number of processes of the run")
+    g.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
+    g.add_argument("--auto-cluster", action="store_true",
+                   help="let JAX detect the cluster (SLURM, Open MPI, ...) instead of the three flags above")
+    g.add_argument("--peer-timeout", type=float, metavar="S",
+                   help="a process silent this long ends the run with an error (default 60 s)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("list", help="list the configs and what each reproduces")
