@@ -727,14 +727,102 @@ def _save_traceback(folder: Path | None = None) -> str:
     return "(nowhere: no writable folder)"
 
 
+#: Set in the worker process that a supervising ``jaxlab run`` of a multi-process run starts.
+WORKER_ENV = "JAXLAB_DISTRIBUTED_WORKER"
+
+#: Exit status of a process whose peer was lost (== jaxlab.train.LOST_PEER_EXIT; here without importing jax).
+LOST_PEER_EXIT = 75
+
+#: Words in a worker's last lines that show its collectives or coordination failed (a lost peer).
+_PEER_WORDS = ("gloo", "distributed service", "coordination service", "nccl", "heartbeat")
+
+
+def _die_with_parent() -> None:
+    """In the worker, before exec: the system kills it when the supervisor dies (Linux), as a lost machine would."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def _supervise(argv: Sequence[str], args: argparse.Namespace) -> int:
+    """Runs this ``jaxlab run`` of a multi-process run in a worker process and reports how it ended.
+
+    When a peer dies in the middle of a collective, the collectives library (gloo, NCCL) aborts the
+    process from a thread Python cannot reach. The supervisor (which imports no jax) turns such an end
+    into one clear line and the exit status ``LOST_PEER_EXIT``; it passes SIGINT and SIGTERM on to the
+    worker, and the worker's output through.
+    """
+    import collections
+    import subprocess
+
+    from jaxlab.train._distributed import check_arguments
+
+    check_arguments(args.coordinator, args.num_processes, args.process_id)  # before a worker starts
+    if args.peer_timeout is not None and not (math.isfinite(args.peer_timeout) and args.peer_timeout >= 1):
+        raise CLIError(f"--peer-timeout must be a number of seconds >= 1, got {args.peer_timeout!r}")
+    env = dict(os.environ, **{WORKER_ENV: "1"})
+    proc = subprocess.Popen([sys.executable, "-m", "jaxlab", *argv], env=env, stderr=subprocess.PIPE,
+                            text=True, errors="replace", bufsize=1, preexec_fn=_die_with_parent)
+
+    def forward(signum, frame):
+        try:
+            proc.send_signal(signum)
+        except OSError:
+            pass
+
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    last: collections.deque[str] = collections.deque(maxlen=40)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            last.append(line)
+        rc = proc.wait()
+    finally:
+        _Signals.restore(old)
+    if rc >= 0:
+        return rc
+    who = f"process {args.process_id}" if args.process_id is not None else "this process"
+    try:
+        how = signal.Signals(-rc).name
+    except ValueError:
+        how = f"signal {-rc}"
+    text = "".join(last)
+    if -rc in (signal.SIGINT, signal.SIGTERM):
+        return 128 - rc
+    if any(w in text.lower() for w in _PEER_WORDS):
+        cause = next((l.strip() for l in reversed(last) if any(w in l.lower() for w in _PEER_WORDS)), "")
+        print(f"jaxlab: error: {who} of the multi-process run lost a peer: its collectives aborted ({how}: "
+              f"{_one_line(cause, 240)}). Restart all processes with the same command to resume from the last "
+              "checkpoint.", file=sys.stderr)
+        return LOST_PEER_EXIT
+    print(f"jaxlab: error: {who} of the multi-process run crashed ({how}); see the lines above. Restart all "
+          "processes with the same command to resume from the last checkpoint.", file=sys.stderr)
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(raw)
+    supervise = (args.command == "run" and (args.coordinator is not None or args.auto_cluster)
+                 and not os.environ.get(WORKER_ENV))
     if args.command == "reproduce" and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         # Mesh experiments run on 8 fake CPU devices when there is no accelerator; set before jax loads.
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
     _Signals.last = signal.SIGINT
     old_handlers = _Signals.install()
     try:
+        if supervise:
+            _Signals.restore(old_handlers)
+            old_handlers = {}
+            return _supervise(raw, args)
         return args.func(args)
     except KeyboardInterrupt:
         print(f"\n{_Signals.name()}", file=sys.stderr)
