@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from ._launch import start, start_pair, tail, wait
 
 SETS = ["--set", "mesh=2,2,2", "--set", "shrink_mesh=false", "--set", "num_steps=3", "--set", "log_every=1",
-        "--set", "batch_size=4", "--set", "checkpoint_every=2"]
+        "--set", "batch_size=4", "--set", "checkpoint_every=0"]
 CONFIG = "configs/weathermixer/smoke.py:tiny"
 
 
@@ -19,6 +20,7 @@ def _losses(workdir):
     return {r["step"]: r["loss"] for r in recs if r["split"] == "train"}
 
 
+@pytest.mark.slow  # three compilations of the Jigsaw step in each of three processes: minutes on 2 shared cores
 def test_weathermixer_data_across_processes_equals_one_process(tmp_path):
     single = start(["run", CONFIG, *SETS, "--workdir", str(tmp_path / "single")], tmp_path / "single.log",
                    devices=8)

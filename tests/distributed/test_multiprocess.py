@@ -22,8 +22,8 @@ from jaxlab.train import LOST_PEER_EXIT
 
 from ._launch import PROCESS_TIMEOUT_S, start, start_pair, tail, wait
 
-NUM_STEPS = 60
-CHECKPOINT_EVERY = 20
+NUM_STEPS = 40
+CHECKPOINT_EVERY = 10
 PEER_TIMEOUT_S = 5.0
 #: A lost peer must end the survivor within this long (heartbeat timeout, polling, exit).
 LOST_BOUND_S = PEER_TIMEOUT_S + 20.0
