@@ -163,4 +163,5 @@ BENCHMARKS: dict[str, str] = {
     "mfu": "bench_mfu.py",
     "gpu": "gpu_suite.py",
     "petnet": "bench_petnet.py",
+    "distributed_cg": "bench_distributed_cg.py",
 }
