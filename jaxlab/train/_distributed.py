@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -260,8 +260,3 @@ def combine_process_energy(workdir: str | os.PathLike, num_processes: int) -> di
                     total[k] = total.get(k, 0.0) + v
     total["per_process"] = parts
     return total
-
-
-def processes(devices: Sequence[jax.Device] | None = None) -> list[int]:
-    """The process indices that own ``devices`` (default: all devices), sorted."""
-    return sorted({d.process_index for d in (devices if devices is not None else jax.devices())})

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Every subprocess of these tests is killed after this long (seconds); JAXLAB_TEST_PROCESS_TIMEOUT_S overrides it.
-PROCESS_TIMEOUT_S = float(os.environ.get("JAXLAB_TEST_PROCESS_TIMEOUT_S", 300))
+PROCESS_TIMEOUT_S = float(os.environ.get("JAXLAB_TEST_PROCESS_TIMEOUT_S", "300"))
 
 
 def free_port() -> int:
