@@ -12,7 +12,7 @@ halo, the entries of ``x`` that each block's rows read from other blocks, and pi
   entries received per device;
 * ``"none"`` for a block-diagonal matrix (nothing to fetch).
 
-Each block's rows are stored as ELL (values and column indices, padded to the longest row) whose
+Each block's rows are stored as column-major ELL (values and column indices, padded to the longest row) whose
 columns index the block's extended vector ``[left halo | own entries | right halo]`` (ppermute) or
 ``[own entries | every block's pack]`` (gather). ``A @ x`` is one ``shard_map``; ``krylov.solve``
 takes the matrix as it takes any jaxlab matrix, and its dot products over vectors laid out by
@@ -33,6 +33,8 @@ import scipy.sparse as sp
 from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from ._ell import ell_matvec
 
 HALO_METHODS = ("auto", "ppermute", "gather")
 
@@ -78,7 +80,7 @@ class ShardedRows:
     out by :meth:`vector_sharding` it needs no resharding) and returns one laid out that way.
 
     Attributes:
-      values, columns: ``(P, m, k)`` ELL blocks (columns index each block's extended vector).
+      values, columns: ``(P, k, m)`` column-major ELL blocks (columns index each block's extended vector).
       send: ``(P, s)`` positions, inside each block, of the entries it packs for the others (gather only).
       shape, dtype, mesh, axis, plan: the matrix's size and type, where it lives, its :class:`HaloPlan`.
     """
@@ -126,7 +128,8 @@ class ShardedRows:
                 ext = jnp.concatenate([xl, packs])
             else:
                 ext = xl
-            return jnp.sum(values[0] * ext[columns[0]], axis=-1)
+            # Column-major ELL through the format's own XLA product (padding: value 0 at column 0).
+            return ell_matvec(values[0], columns[0], ext, values.shape[1])
 
         f = _shard_map(local, self.mesh, in_specs=(block, block, P(axis, None), spec), out_specs=spec)
         return f(self.values, self.columns, self.send, x)
@@ -140,7 +143,7 @@ class ShardedRows:
         for p in range(plan.num_shards):
             glob = _ext_to_global(plan, p, send)
             for i in range(m):
-                for v, c in zip(vals[p, i], cols[p, i]):
+                for v, c in zip(vals[p, :, i], cols[p, :, i]):
                     if v != 0:
                         out[p * m + i, glob[c]] += v
         return out
@@ -238,8 +241,8 @@ def shard_rows(A: Any, mesh: Mesh, axis: str, *, halo: str = "auto", dtype: Any 
             send[q, :s.size] = s
     plan = HaloPlan(kind=kind, width=int(width), num_shards=n_sh, block=m)
     k = max(1, int(np.diff(S.indptr).max()) if n else 1)
-    values = np.zeros((n_sh, m, k), dtype)
-    columns = np.zeros((n_sh, m, k), np.int32)
+    values = np.zeros((n_sh, k, m), dtype)
+    columns = np.zeros((n_sh, k, m), np.int32)
     for p, B in enumerate(rows_of):
         glob = _ext_to_global(plan, p, send)
         pos = np.full(n, -1, np.int64)  # global column -> its first position in the extended vector
@@ -250,8 +253,8 @@ def shard_rows(A: Any, mesh: Mesh, axis: str, *, halo: str = "auto", dtype: Any 
         slot = np.arange(B.nnz) - np.repeat(B.indptr[:-1], lengths)
         row = np.repeat(np.arange(m), lengths)
         assert np.all(pos[B.indices] >= 0)
-        values[p, row, slot] = B.data
-        columns[p, row, slot] = pos[B.indices]
+        values[p, slot, row] = B.data
+        columns[p, slot, row] = pos[B.indices]
     block = NamedSharding(mesh, P(axis, None, None))
     return ShardedRows(jax.device_put(values, block), jax.device_put(columns, block),
                        jax.device_put(send, NamedSharding(mesh, P(axis, None))), shape=(n, n), mesh=mesh,
