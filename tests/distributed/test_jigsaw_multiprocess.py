@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from ._launch import start, start_pair, tail, wait
 
@@ -20,7 +19,6 @@ def _losses(workdir):
     return {r["step"]: r["loss"] for r in recs if r["split"] == "train"}
 
 
-@pytest.mark.slow  # three compilations of the Jigsaw step in each of three processes: minutes on 2 shared cores
 def test_weathermixer_data_across_processes_equals_one_process(tmp_path):
     single = start(["run", CONFIG, *SETS, "--workdir", str(tmp_path / "single")], tmp_path / "single.log",
                    devices=8)
