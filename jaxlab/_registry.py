@@ -193,4 +193,5 @@ BENCHMARKS: dict[str, str] = {
     "petnet": "bench_petnet.py",
     "abtrain": "bench_abtrain.py",
     "transplant": "bench_transplant.py",
+    "distributed_cg": "bench_distributed_cg.py",
 }

@@ -39,9 +39,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from jaxlab.core import ConfigError
     from jaxlab.data import DataNotFoundError
     from jaxlab.sparse import MatrixMarketError
-    from jaxlab.train import CheckpointError, WorkdirError
+    from jaxlab.train import CheckpointError, DistributedError, WorkdirError
 
-    return (CLIError, ConfigError, WorkdirError, CheckpointError, DataNotFoundError, MatrixMarketError)
+    return (CLIError, ConfigError, WorkdirError, CheckpointError, DataNotFoundError, MatrixMarketError,
+            DistributedError)
 
 
 def _one_line(message: Any, limit: int = 800) -> str:
@@ -104,7 +105,7 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
       RunDivergedError: the run diverged, now or in an earlier process.
     """
     from jaxlab.core import ConfigError, apply_overrides, config_to_dict, load_config
-    from jaxlab.train import DivergedError, WorkdirLock, prepare_workdir
+    from jaxlab.train import DivergedError, WorkdirLock, barrier, is_writer, prepare_workdir
 
     config, module = load_config(spec)
     config = apply_overrides(config, overrides)  # every value validated here, before the workdir is touched
@@ -115,14 +116,18 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
             "`from jaxlab.methods.classify import run` to it"
         )
     # One run per workdir (a second would double the records): the lock is taken before anything is written.
+    # Across processes, process 0 takes it and prepares the workdir; the others wait (bounded) for it.
+    writer = is_writer()
     lock = WorkdirLock(workdir)
-    if workdir.is_dir():
+    if workdir.is_dir() and writer:
         lock.acquire()
     try:
-        prepare_workdir(workdir, config_to_dict(config), fresh=fresh, extra=_provenance())
-        if fresh or not lock.held:
-            lock.release()  # --fresh moved the old folder (and its lock) aside, or there was no folder yet
-            lock = WorkdirLock(workdir).acquire()
+        if writer:
+            prepare_workdir(workdir, config_to_dict(config), fresh=fresh, extra=_provenance())
+            if fresh or not lock.held:
+                lock.release()  # --fresh moved the old folder (and its lock) aside, or there was no folder yet
+                lock = WorkdirLock(workdir).acquire()
+        barrier("jaxlab_workdir_ready")
         print(f"jaxlab run {spec} -> {workdir}", file=sys.stderr)
         previous = _read_summary(workdir)
         if previous is not None and previous.get("status") == "completed" and COMPLETED_KEY in previous:
@@ -161,6 +166,9 @@ def _measured(run, config, workdir: Path) -> dict:
         except OSError:
             return None
 
+    from jaxlab.train import is_writer
+
+    writer = is_writer()  # across processes, only process 0 writes the summary and energy.json
     before = snapshot()
     ledger = EnergyLedger(energy_file)
     meter = EnergyMeter()
@@ -172,14 +180,14 @@ def _measured(run, config, workdir: Path) -> dict:
     except KeyboardInterrupt:
         # Interrupted: this process's energy still counts towards the run, which it will resume.
         report = meter.stop()
-        if snapshot() == before:
+        if snapshot() == before and writer:
             ledger.update(report)
         raise
     except BaseException:
         meter.stop()  # a failed attempt (bad data, a bug) is not part of the run's energy
         raise
     report = meter.stop()
-    if not ((isinstance(summary, dict) and "energy" in summary) or snapshot() != before):
+    if writer and not ((isinstance(summary, dict) and "energy" in summary) or snapshot() != before):
         total = ledger.update(report)
     if not isinstance(summary, dict):
         summary = {"result": summary}
@@ -188,7 +196,8 @@ def _measured(run, config, workdir: Path) -> dict:
     summary.setdefault("status", "completed")
     if summary.get("status") == "completed":
         summary[COMPLETED_KEY] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    write_json(workdir / "summary.json", summary)
+    if writer:
+        write_json(workdir / "summary.json", summary)
     return summary
 
 
@@ -248,8 +257,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workdir is not None and not args.workdir.strip():
         raise CLIError("--workdir is empty; give a folder, e.g. --workdir runs/mine")
     workdir = Path(args.workdir) if args.workdir else _default_workdir(args.config)
+    _start_processes(args)
     try:
         summary, how = _run_experiment(args.config, args.set or [], workdir, args.fresh)
+        from jaxlab.train import PeerWatchdog, barrier
+
+        barrier("jaxlab_run_done")  # across processes: the others wait while process 0 writes the records
+        PeerWatchdog.finished.set()  # from here on, a process that exits has finished
     except KeyboardInterrupt as e:
         print("\n" + _interrupt_message(workdir, _Signals.name(), getattr(e, "resume_records", ())), file=sys.stderr)
         return _Signals.exit_code()
@@ -262,6 +276,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_summary(summary)
     print(f"results in {workdir}/ (summary.json, metrics.jsonl)", file=sys.stderr)
     return 0
+
+
+def _start_processes(args: argparse.Namespace) -> None:
+    """Joins a multi-process run (``--coordinator/--num-processes/--process-id`` or ``--auto-cluster``)."""
+    if args.peer_timeout is not None and not (math.isfinite(args.peer_timeout) and args.peer_timeout >= 1):
+        raise CLIError(f"--peer-timeout must be a number of seconds >= 1, got {args.peer_timeout!r}")
+    if args.coordinator is None and args.num_processes is None and args.process_id is None and not args.auto_cluster:
+        return
+    from jaxlab.train import initialize_distributed
+    from jaxlab.train._distributed import DEFAULT_PEER_TIMEOUT_S
+
+    initialize_distributed(args.coordinator, args.num_processes, args.process_id, auto=args.auto_cluster,
+                           peer_timeout_s=args.peer_timeout or DEFAULT_PEER_TIMEOUT_S)
 
 
 def _print_summary(summary: dict) -> None:
@@ -622,6 +649,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     p.add_argument("--workdir", help="output folder (default: runs/<config name>); rerun to resume")
     p.add_argument("--fresh", action="store_true", help="move an existing workdir aside and start over")
+    g = p.add_argument_group("several processes (machines), on jax.distributed")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0's coordination service")
+    g.add_argument("--num-processes", type=int, metavar="N", help="number of processes of the run")
+    g.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
+    g.add_argument("--auto-cluster", action="store_true",
+                   help="let JAX detect the cluster (SLURM, Open MPI, ...) instead of the three flags above")
+    g.add_argument("--peer-timeout", type=float, metavar="S",
+                   help="a process silent this long ends the run with an error (default 60 s)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("list", help="list the configs and what each reproduces")
@@ -724,14 +759,102 @@ def _save_traceback(folder: Path | None = None) -> str:
     return "(nowhere: no writable folder)"
 
 
+#: Set in the worker process that a supervising ``jaxlab run`` of a multi-process run starts.
+WORKER_ENV = "JAXLAB_DISTRIBUTED_WORKER"
+
+#: Exit status of a process whose peer was lost (== jaxlab.train.LOST_PEER_EXIT; here without importing jax).
+LOST_PEER_EXIT = 75
+
+#: Words in a worker's last lines that show its collectives or coordination failed (a lost peer).
+_PEER_WORDS = ("gloo", "distributed service", "coordination service", "nccl", "heartbeat")
+
+
+def _die_with_parent() -> None:
+    """In the worker, before exec: the system kills it when the supervisor dies (Linux), as a lost machine would."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def _supervise(argv: Sequence[str], args: argparse.Namespace) -> int:
+    """Runs this ``jaxlab run`` of a multi-process run in a worker process and reports how it ended.
+
+    When a peer dies in the middle of a collective, the collectives library (gloo, NCCL) aborts the
+    process from a thread Python cannot reach. The supervisor (which imports no jax) turns such an end
+    into one clear line and the exit status ``LOST_PEER_EXIT``; it passes SIGINT and SIGTERM on to the
+    worker, and the worker's output through.
+    """
+    import collections
+    import subprocess
+
+    from jaxlab.train._distributed import check_arguments
+
+    check_arguments(args.coordinator, args.num_processes, args.process_id)  # before a worker starts
+    if args.peer_timeout is not None and not (math.isfinite(args.peer_timeout) and args.peer_timeout >= 1):
+        raise CLIError(f"--peer-timeout must be a number of seconds >= 1, got {args.peer_timeout!r}")
+    env = dict(os.environ, **{WORKER_ENV: "1"})
+    proc = subprocess.Popen([sys.executable, "-m", "jaxlab", *argv], env=env, stderr=subprocess.PIPE,
+                            text=True, errors="replace", bufsize=1, preexec_fn=_die_with_parent)
+
+    def forward(signum, frame):
+        try:
+            proc.send_signal(signum)
+        except OSError:
+            pass
+
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    last: collections.deque[str] = collections.deque(maxlen=40)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            last.append(line)
+        rc = proc.wait()
+    finally:
+        _Signals.restore(old)
+    if rc >= 0:
+        return rc
+    who = f"process {args.process_id}" if args.process_id is not None else "this process"
+    try:
+        how = signal.Signals(-rc).name
+    except ValueError:
+        how = f"signal {-rc}"
+    text = "".join(last)
+    if -rc in (signal.SIGINT, signal.SIGTERM):
+        return 128 - rc
+    if any(w in text.lower() for w in _PEER_WORDS):
+        cause = next((l.strip() for l in reversed(last) if any(w in l.lower() for w in _PEER_WORDS)), "")
+        print(f"jaxlab: error: {who} of the multi-process run lost a peer: its collectives aborted ({how}: "
+              f"{_one_line(cause, 240)}). Restart all processes with the same command to resume from the last "
+              "checkpoint.", file=sys.stderr)
+        return LOST_PEER_EXIT
+    print(f"jaxlab: error: {who} of the multi-process run crashed ({how}); see the lines above. Restart all "
+          "processes with the same command to resume from the last checkpoint.", file=sys.stderr)
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(raw)
+    supervise = (args.command == "run" and (args.coordinator is not None or args.auto_cluster)
+                 and not os.environ.get(WORKER_ENV))
     if args.command == "reproduce" and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         # Mesh experiments run on 8 fake CPU devices when there is no accelerator; set before jax loads.
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
     _Signals.last = signal.SIGINT
     old_handlers = _Signals.install()
     try:
+        if supervise:
+            _Signals.restore(old_handlers)
+            old_handlers = {}
+            return _supervise(raw, args)
         return args.func(args)
     except KeyboardInterrupt:
         print(f"\n{_Signals.name()}", file=sys.stderr)

@@ -78,6 +78,12 @@ def _energy_scaling_verdict(p: dict) -> dict:
     return p.get("criteria", {})
 
 
+def _sharded_cg_verdict(p: dict) -> dict:
+    rows = _records(p)
+    ratios = {r.get("matrix"): round(r["ratio_sharded_over_plain"], 3) for r in rows if "ratio_sharded_over_plain" in r}
+    return {"ratio_sharded_over_plain": ratios, "passed": bool(rows) and all(r.get("passed") for r in rows)}
+
+
 def _nvml_verdict(p: dict) -> dict:
     return {k: p.get(k) for k in ("nvml", "source", "power_w", "wall_s", "passed")}
 
@@ -144,6 +150,12 @@ def checks() -> list[Check]:
               py + (__file__, "--internal", "petnet", "--json", "{json}"),
               py + (__file__, "--internal", "petnet", "--tiny", "--json", "{json}"),
               _petnet_verdict),
+        Check("sharded_cg", "CG with jaxlab.sparse.shard_rows on one device against the plain CSR path: time per "
+              "iteration (goal: within 1.1x)", 60, 20,
+              py + ("scripts/bench_distributed_cg.py", "--one-device", "--iters", "200", "--json", "{json}"),
+              py + ("scripts/bench_distributed_cg.py", "--one-device", "--tiny", "--iters", "20", "--repeats", "2",
+                    "--json", "{json}"),
+              _sharded_cg_verdict),
         Check("energy_scaling", "One-GPU slice of the energy-scaling study (ResNet50, AFNO; local batch 16-256, "
               "global 256/1024 by accumulation; f32 and bf16): fit E = a h + b, R^2, slopes, Spearman",
               200, 40,

@@ -44,3 +44,6 @@ from ._mtx import read_mtx_scipy as read_mtx_scipy
 from ._mtx import write_mtx as write_mtx
 from ._spmv import spmv as spmv
 from ._spmv import spmv_reference as spmv_reference
+from ._distributed import HaloPlan as HaloPlan
+from ._distributed import ShardedRows as ShardedRows
+from ._distributed import shard_rows as shard_rows

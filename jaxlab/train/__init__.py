@@ -13,3 +13,12 @@ from ._workdir import WorkdirLock as WorkdirLock
 from ._workdir import holds_results as holds_results
 from ._workdir import prepare_workdir as prepare_workdir
 from ._plots import plot_metrics as plot_metrics
+from ._distributed import DistributedError as DistributedError
+from ._distributed import LOST_PEER_EXIT as LOST_PEER_EXIT
+from ._distributed import PeerWatchdog as PeerWatchdog
+from ._distributed import barrier as barrier
+from ._distributed import combine_process_energy as combine_process_energy
+from ._distributed import initialize_distributed as initialize_distributed
+from ._distributed import is_writer as is_writer
+from ._distributed import to_global as to_global
+from ._distributed import to_host as to_host

@@ -100,7 +100,16 @@ def _reason(e: BaseException, limit: int = 300) -> str:
 def _host_bytes(x: Any) -> np.ndarray:
     if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
         x = jax.random.key_data(x)
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:  # replicated over processes: our own copy
+        return np.ascontiguousarray(np.asarray(x.addressable_data(0)))
     return np.ascontiguousarray(np.asarray(jax.device_get(x)))
+
+
+def _held_here(x: Any) -> bool:
+    """Whether this process holds all of ``x``: fully addressable, or fully replicated over the processes."""
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return True
+    return bool(x.is_fully_replicated)
 
 
 def _host_digest(x: Any) -> tuple[str, bool]:
@@ -117,7 +126,8 @@ def state_digests(state: Any, *, method: str = "auto",
     """Checksums of every array of ``state`` and whether all of its floats are finite.
 
     Two methods. ``"blake2b"``: ``hashlib.blake2b`` of each array's bytes on the host, for states
-    that are small and held by this process (no compilation, microseconds per megabyte). ``"sum64"``:
+    that are small and held by this process, whole or replicated over the processes of a
+    multi-process run (no compilation, microseconds per megabyte). ``"sum64"``:
     hand-written because it runs where the arrays are, one jitted pass per array on the device
     (sharded and multi-host arrays included), so that only 9 bytes per array reach the host where a
     host hash would first copy the whole state: two position-weighted 32-bit sums of the array's
@@ -136,7 +146,7 @@ def state_digests(state: Any, *, method: str = "auto",
     if method == "auto":
         small = sum(int(np.prod(x.shape)) * jnp.dtype(x.dtype).itemsize
                     if not jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else 16 for _, x in named)
-        local = all(getattr(x, "is_fully_addressable", True) for _, x in named)
+        local = all(_held_here(x) for _, x in named)  # then every process hashes the same bytes
         method = "blake2b" if local and small <= HOST_DIGEST_MAX_BYTES else "sum64"
     if method not in DIGEST_METHODS:
         raise ValueError(f"method must be 'auto' or one of {DIGEST_METHODS}, got {method!r}")

@@ -10,6 +10,11 @@ What a run's records guarantee (the loop keeps to it across kills and resumes):
   and redoes an evaluation that an interruption cut short.
 * A completed run started again changes nothing and returns its summary.
 * ``energy.json`` and the summary's ``energy`` count every process that worked on the run.
+* Across several processes (``jax.distributed``), every process runs the loop on its part of the
+  mesh and checkpoints its own shards (orbax); only process 0 writes ``metrics.jsonl``,
+  ``summary.json`` and ``energy.json``, which combines the ledgers that each process keeps of its
+  own energy (``energy.process-<i>.json``). A Ctrl-C or SIGTERM saves no checkpoint there (that
+  would need every process): the run resumes from the last periodic one.
 * A non-finite training loss stops the run with status ``diverged`` (:class:`DivergedError`); no
   checkpoint with non-finite values is written, so the last one is finite.
 """
@@ -26,10 +31,11 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxlab.core import Meter, MetricsWriter, PRNGKey, to_jsonable, write_json
+from jaxlab.core import Meter, MetricsWriter, PRNGKey, read_metrics, to_jsonable, write_json
 from jaxlab.energy import EnergyLedger, EnergyMeter
 
 from ._checkpoint import Checkpointer, CheckpointError, state_digests
+from ._distributed import barrier, combine_process_energy, is_writer, process_energy_path
 from ._state import TrainState
 
 #: Record fields that are not metrics.
@@ -253,9 +259,15 @@ class _Run:
     def go(self, state: Any, start: int, *, resumed: bool) -> tuple[Any, dict[str, Any]]:
         self.state = state
         kept: list[dict] = []
+        multi = jax.process_count() > 1
         if self.workdir is not None:
-            self.writer = MetricsWriter(self.workdir / "metrics.jsonl")
-            kept = self.writer.truncate_after(start)  # nothing after the restored step (all of it at step 0)
+            if is_writer():
+                self.writer = MetricsWriter(self.workdir / "metrics.jsonl")
+                kept = self.writer.truncate_after(start)  # nothing after the restored step (all of it at step 0)
+            else:  # the same decisions as process 0 (which rewrites the file atomically), nothing written
+                log = self.workdir / "metrics.jsonl"
+                kept = [r for r in (read_metrics(log) if log.is_file() else [])
+                        if isinstance(r.get("step"), (int, float)) and r["step"] <= start]
             walls = [r["wall_s"] for r in kept if isinstance(r.get("wall_s"), (int, float))]
             self.offset = float(max(walls, default=0.0))
             trains = [r for r in kept if r.get("split") == "train"]
@@ -263,7 +275,8 @@ class _Run:
             self.last_train = _metrics_of(trains[-1]) if trains else {}
             self.last_eval = _metrics_of(evals[-1]) if evals else {}
             if self.meter is not None:
-                self.ledger = EnergyLedger(self.workdir / "energy.json")
+                self.ledger = EnergyLedger(process_energy_path(self.workdir, jax.process_index()) if multi
+                                           else self.workdir / "energy.json")
         evaluated = {r.get("step") for r in kept if r.get("split") == "eval"}
         self.bar = tqdm(total=self.num_steps, initial=start, desc=self.description,
                         disable=None if self.progress else True, dynamic_ncols=True, leave=False)
@@ -309,7 +322,12 @@ class _Run:
         return self.state, summary
 
     def _save_on_interrupt(self, done: int) -> None:
-        """Ctrl-C: close the open window and checkpoint the last finished step, if the state is intact."""
+        """Ctrl-C: close the open window and checkpoint the last finished step, if the state is intact.
+
+        Not across processes: a checkpoint needs all of them, and the others may not be stopping.
+        """
+        if jax.process_count() > 1:
+            return
         try:
             jax.block_until_ready(self.state)
             consistent = int(jax.device_get(self.state.step)) == done
@@ -351,6 +369,15 @@ class _Run:
             summary["energy"] = to_jsonable(total)
             if self.ledger is not None:
                 summary["processes"] = self.ledger.num_processes
+            if jax.process_count() > 1 and self.workdir is not None:
+                if status == "completed":
+                    barrier(f"jaxlab_energy_{done}")  # every process's ledger is on disk
+                if is_writer():
+                    combined = combine_process_energy(self.workdir, jax.process_count())
+                    if combined is not None:
+                        write_json(self.workdir / "energy.json", combined)
+                        summary["energy"] = to_jsonable({k: v for k, v in combined.items() if k != "per_process"})
+                summary["num_processes"] = jax.process_count()
         if diverged is not None:
             kept = (f"the last checkpoint, step {checkpoint_step}, holds finite values and is kept in "
                     f"{str(self.ckpt.directory)!r}" if checkpoint_step is not None else "no checkpoint was written")
@@ -361,5 +388,5 @@ class _Run:
             summary["error"] = error
         if self.writer is not None:
             self.writer.close()
-            write_json(self.workdir / "summary.json", summary)
+            write_json(self.workdir / "summary.json", summary)  # the writer exists on process 0 only
         return summary

@@ -17,9 +17,9 @@ import numpy as np
 import optax
 
 from jaxlab import data as jdata
-from jaxlab.core import PRNGKey, each, in_range, nonnegative, positive, write_json
+from jaxlab.core import ConfigError, PRNGKey, each, in_range, nonnegative, positive, write_json
 from jaxlab.nn import MLP, SmallCNN
-from jaxlab.train import TrainState, make_train_step, plot_metrics, train_loop
+from jaxlab.train import TrainState, is_writer, make_train_step, plot_metrics, to_global, to_host, train_loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +38,9 @@ class ClassifierConfig:
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
     seed: int = 0
+    #: Data parallelism over every device of every process (``jax.devices()``): the batch is split
+    #: over them, the parameters replicated. Needed for a multi-process run.
+    data_parallel: bool = False
 
     CONSTRAINTS: ClassVar[dict] = {
         "hidden": each(positive), "learning_rate": positive, "batch_size": positive, "num_steps": positive,
@@ -122,12 +125,19 @@ def run(config: ClassifierConfig, workdir: str | Path, *, progress: bool = True,
     model, state, tx = init(k_init, config, ds)
     step = make_train_step(cross_entropy_loss_fn(model), tx)
     batcher = jdata.Batcher((ds.x_train, ds.y_train), config.batch_size, key=k_data)
+    get_batch = batcher
+    if config.data_parallel:
+        state, get_batch = _data_parallel(config, state, batcher)
+    elif jax.process_count() > 1:
+        raise ConfigError(f"this run has {jax.process_count()} processes but data_parallel is off, so each would "
+                          "train alone; add --set data_parallel=true")
 
     def eval_fn(state):
-        return {f"test_{k}": v for k, v in evaluate(model, state.params, ds.x_test, ds.y_test).items()}
+        params = to_host(state.params)  # replicated: every process evaluates its own copy, no collectives
+        return {f"test_{k}": v for k, v in evaluate(model, params, ds.x_test, ds.y_test).items()}
 
     state, loop_summary = train_loop(
-        state, step, batcher, num_steps=config.num_steps, key=k_train, workdir=workdir,
+        state, step, get_batch, num_steps=config.num_steps, key=k_train, workdir=workdir,
         eval_fn=eval_fn, eval_every=config.eval_every, checkpoint_every=config.checkpoint_every,
         keep_checkpoints=config.keep_checkpoints, log_every=config.log_every, meter=meter,
         progress=progress, description=f"{config.model}/{config.dataset}",
@@ -139,8 +149,21 @@ def run(config: ClassifierConfig, workdir: str | Path, *, progress: bool = True,
         "train_loss": loop_summary["train"].get("loss"),
         "num_params": int(sum(np.size(p) for p in jax.tree.leaves(state.params))),
     }
-    plot = plot_metrics(workdir)
-    if plot is not None:
-        summary["plots"] = [plot.name]
-    write_json(workdir / "summary.json", summary)
+    if is_writer():  # across processes, process 0 writes the records
+        plot = plot_metrics(workdir)
+        if plot is not None:
+            summary["plots"] = [plot.name]
+        write_json(workdir / "summary.json", summary)
     return summary
+
+
+def _data_parallel(config: ClassifierConfig, state: TrainState, batcher: jdata.Batcher):
+    """The state replicated and each batch split over a ``("data",)`` mesh of every device of every process."""
+    devices = jax.devices()
+    if config.batch_size % len(devices):
+        raise ConfigError(f"batch_size={config.batch_size} does not split over the {len(devices)} devices of the "
+                          f"data-parallel mesh; use a multiple of {len(devices)}")
+    mesh = jax.sharding.Mesh(np.array(devices), ("data",))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    return to_global(state, replicated), lambda s: to_global(batcher(s), split)

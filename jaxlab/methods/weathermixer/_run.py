@@ -14,7 +14,7 @@ import numpy as np
 from jaxlab.core import Constraint, each, in_range, nonnegative, positive, write_json
 from jaxlab.data import SyntheticDynamics, global_batch, load_navy_winds
 from jaxlab.parallel import make_mesh
-from jaxlab.train import TrainState, make_train_step, plot_metrics, train_loop
+from jaxlab.train import TrainState, is_writer, make_train_step, plot_metrics, to_global, train_loop
 
 from ._loss import latitude_weights, rollout, weighted_rmse
 from ._model import WeatherMixer
@@ -116,7 +116,7 @@ def run(config: WeatherMixerConfig, workdir: str | Path, *, progress: bool = Tru
                        model_state={})
     step = make_train_step(make_loss_fn(model, mesh), tx)
     s_shard = state_sharding(mesh)
-    lat_w = jax.device_put(jnp.asarray(latitude_weights(src.lat)), lat_sharding(mesh))
+    lat_w = to_global(np.asarray(jnp.asarray(latitude_weights(src.lat))), lat_sharding(mesh))  # across processes
     steps_per_epoch = max(1, len(train_ids) // config.batch_size)
 
     def get_batch(i: int) -> dict:
@@ -185,8 +185,9 @@ def run(config: WeatherMixerConfig, workdir: str | Path, *, progress: bool = Tru
         "num_params": int(sum(np.size(p) for p in jax.tree.leaves(state.params))),
         "table": table,
     }
-    plot = plot_metrics(workdir)
-    if plot is not None:
-        summary["plots"] = [plot.name]
-    write_json(workdir / "summary.json", summary)
+    if is_writer():  # across processes, process 0 writes the records
+        plot = plot_metrics(workdir)
+        if plot is not None:
+            summary["plots"] = [plot.name]
+        write_json(workdir / "summary.json", summary)
     return summary
