@@ -28,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
+from ._matvec import bind_matvec
+
 _INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -121,9 +123,7 @@ class AbstractSparseMatrix:
         return Transposed(self)
 
     def __matmul__(self, x):
-        from ._spmv import spmv
-
-        return spmv(self, x)
+        return bind_matvec(self, x)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype}, nnz={self.meta.nnz})"
@@ -290,9 +290,7 @@ class Transposed:
         return self.matrix
 
     def __matmul__(self, x):
-        from ._spmv import spmv
-
-        return spmv(self.matrix, x, transpose=True)
+        return bind_matvec(self.matrix, x, transpose=True)
 
     def todense(self) -> jax.Array:
         return self.matrix.todense().T
