@@ -92,6 +92,11 @@ def _finalise(t: _Inner, col, ci):
                       history=record(t.history, k, jnp.abs(g[ci + 1])))
 
 
+def _select(pred, new: _Inner, old: _Inner) -> _Inner:
+    """``new`` where ``pred`` else ``old``, field by field (the fields it selects are small: not V)."""
+    return _Inner(*(n if n is o else jnp.where(pred, n, o) for n, o in zip(new, old)))
+
+
 def _dot_h(V, W):
     """``V^H W`` for a basis ``V`` (rows) and a block of column vectors ``W``."""
     return (jnp.conj(V) if jnp.iscomplexobj(V) else V) @ W
@@ -133,34 +138,34 @@ def gmres_loop(matvec, b, x0, precond, tol, maxiter: int, history: bool, restart
         sigma = jnp.sqrt(jnp.maximum(sigma2, 0))
         safe_sigma = jnp.where(sigma == 0, 1, sigma)
         # Column j - 1 is final now: A M q_{j-1} = Q (h' + tau c) + tau sigma q_j.
-        tau = t.H[j, jnp.maximum(j - 1, 0)]
-        col = jnp.where(rows < j, t.H[:, jnp.maximum(j - 1, 0)] + tau * c, 0).at[j].set(tau * sigma)
-        t = lax.cond(j > 0, lambda t: _finalise(t._replace(H=t.H.at[:, j - 1].set(col)), col, j - 1),
-                     lambda t: t, t)
-        resid = jnp.abs(t.g[jnp.maximum(j, 0)])
-        proceed = (j < m) & ~done(resid, tol) & (t.k < maxiter) & jnp.isfinite(resid)
-
-        def project(t: _Inner) -> _Inner:
-            # q_j = (u - Q c) / sigma and t = A M q_j - [Q, q_j] h, with h from the products above.
-            Hc = jnp.where(rows[:, None] <= j, t.H, 0) @ jnp.where(jnp.arange(m) < j, c[:m], 0)
-            qw = (uw - jnp.vdot(c, z)) / safe_sigma
-            zz = jnp.where(rows < j, z, 0).at[j].set(qw)
-            h = jnp.where(rows <= j, (zz - Hc) / safe_sigma, 0)
-            d = Hc / safe_sigma + h
-            a = jnp.where(rows < j, d - d[j] * c / safe_sigma, 0)
-            coef = jnp.stack([jnp.where(rows < j, c / safe_sigma, 0), a.at[j].set(d[j] / safe_sigma)])
-            # (2, m + 1) @ (m + 1, n): contracting V's leading axis needs no transposed copy of V.
-            out = jnp.stack([u, w]) / safe_sigma - coef @ t.V
-            q, v = out[0], out[1]
-            vn = norm(v)
-            happy = vn <= eps * jnp.maximum(norm(h), 1)
-            V = t.V.at[j].set(q).at[j + 1].set(jnp.where(happy, 0, v / jnp.where(happy, 1, vn)))
-            H = t.H.at[:, j].set(h.at[j + 1].set(vn))
-            t = t._replace(j=j + 1, V=V, H=H, pending=~happy, happy=happy)
-            # A happy breakdown: column j needs no correction (nothing follows it), so it is final now.
-            return lax.cond(happy, lambda t: _finalise(t, t.H[:, j], j), lambda t: t, t)
-
-        return lax.cond(proceed, project, lambda t: t._replace(pending=jnp.zeros((), bool)), t)
+        prev = jnp.maximum(j - 1, 0)
+        tau = t.H[j, prev]
+        col = jnp.where(rows < j, t.H[:, prev] + tau * c, 0).at[j].set(tau * sigma)
+        t = _select(j > 0, _finalise(t._replace(H=t.H.at[:, prev].set(col)), col, prev), t)
+        resid = jnp.abs(t.g[j])
+        # After a happy breakdown (t.happy) the column just finalised was the last one of the cycle.
+        proceed = (j < m) & ~done(resid, tol) & (t.k < maxiter) & jnp.isfinite(resid) & ~t.happy
+        # q_j = (u - Q c) / sigma and the next tentative vector A M q_j - [Q, q_j] h, with h from the products
+        # above. Computed unconditionally (no lax.cond around the large products: it compiles twice as
+        # slowly), written only if the iteration proceeds.
+        Hc = jnp.where(rows[:, None] <= j, t.H, 0) @ jnp.where(jnp.arange(m) < j, c[:m], 0)
+        qw = (uw - jnp.vdot(c, z)) / safe_sigma
+        zz = jnp.where(rows < j, z, 0).at[j].set(qw)
+        h = jnp.where(rows <= j, (zz - Hc) / safe_sigma, 0)
+        d = Hc / safe_sigma + h
+        a = jnp.where(rows < j, d - d[j] * c / safe_sigma, 0)
+        coef = jnp.stack([jnp.where(rows < j, c / safe_sigma, 0), a.at[j].set(d[j] / safe_sigma)])
+        # (2, m + 1) @ (m + 1, n): contracting V's leading axis needs no transposed copy of V.
+        out = jnp.stack([u, w]) / safe_sigma - coef @ t.V
+        q, v = out[0], out[1]
+        vn = norm(v)
+        happy = proceed & (vn <= eps * jnp.maximum(norm(h), 1))
+        nxt = jnp.where(happy, 0, v / jnp.where(happy | (vn == 0), 1, vn))
+        V = t.V.at[j].set(jnp.where(proceed, q, t.V[j]))
+        V = V.at[j + 1].set(jnp.where(proceed, nxt, V[j + 1]))
+        H = t.H.at[:, j].set(jnp.where(proceed, h.at[j + 1].set(vn), t.H[:, j]))
+        # A happy breakdown leaves u_{j+1} = 0: the next pass finalises column j with c = 0 and then stops.
+        return t._replace(j=jnp.where(proceed, j + 1, j), V=V, H=H, pending=proceed, happy=happy)
 
     def outer_body(s):
         beta = s.rnorm

@@ -10,9 +10,10 @@ permutes), hence the hand-written factorisation; its result equals the dense tex
 :func:`ilu0_reference`. Applying the factors is two level-scheduled triangular solves
 (:class:`LevelSchedule`), or with ``triangular="isai"`` two sparse products with approximate inverses.
 
-ISAI (Ginkgo's incomplete sparse approximate inverse) solves one small dense system per row, of the row's
-length; rows are batched by length and in chunks, so memory is bounded by the largest row squared or the
-chunk limit, whichever is larger, not by rows x longest row squared.
+ISAI (Ginkgo's incomplete sparse approximate inverse) solves one small system per row, of the row's length:
+rows up to 64 entries are batched by length and in chunks (dense solves), longer rows get a sparse direct
+solve of their local submatrix (SciPy's SuperLU), so memory stays bounded by the chunk limit and the stored
+entries, not by rows x longest row squared.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 from jaxtyping import Array, Inexact
 
 import jaxlab.sparse as jsparse
@@ -32,8 +34,10 @@ from ._precond import AbstractPreconditioner, Composed, SparsePreconditioner
 from ._structure import canonical_csr, dependency_levels, entry_rows, find_entries, ranges
 from ._triangular import LevelSchedule, level_schedule
 
-# ISAI solves at most this many local-matrix entries at once (a chunk of rows of equal length).
+# ISAI solves at most this many local-matrix entries at once (a chunk of rows of equal length), and the local
+# systems of rows longer than _ISAI_DENSE_MAX with a sparse direct solve (SciPy's SuperLU) instead.
 _ISAI_CHUNK_ENTRIES = 1 << 22
+_ISAI_DENSE_MAX = 64
 
 
 @jax.tree_util.register_dataclass
@@ -78,9 +82,9 @@ def _diag_positions(S: sp.csr_matrix, keys: np.ndarray) -> np.ndarray:
     return d
 
 
-def ilu0_factor(S: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+def ilu0_factor(S: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ILU(0) factor values of a canonical CSR matrix, in its own layout (``L`` below, ``U`` on and above
-    the diagonal), and the positions of the diagonal entries.
+    the diagonal), the positions of the diagonal entries, and the rows' levels in the lower triangle.
 
     Raises:
       ValueError: a missing, zero or non-finite diagonal entry, before or during the factorisation.
@@ -135,12 +139,13 @@ def ilu0_factor(S: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
             if u1 > u0:
                 a[tgt[u0:u1]] -= a[e_t[u0:u1]] * a[src[u0:u1]]
     _check_diag(a[diag], "ilu0 (a zero pivot appeared during factorisation)")
-    return a, diag
+    return a, diag, level
 
 
-def _schedules(S: sp.csr_matrix, a: np.ndarray, diag: np.ndarray) -> tuple[LevelSchedule, LevelSchedule]:
+def _schedules(S: sp.csr_matrix, a: np.ndarray, diag: np.ndarray,
+               level: np.ndarray) -> tuple[LevelSchedule, LevelSchedule]:
     n = S.shape[0]
-    lower = level_schedule(S.indptr, S.indices, a, None, n, upper=False)
+    lower = level_schedule(S.indptr, S.indices, a, None, n, upper=False, level=level)
     upper = level_schedule(S.indptr, S.indices, a, a[diag], n, upper=True)
     return lower, upper
 
@@ -169,9 +174,9 @@ def ilu0(A: Any, *, triangular: str = "exact") -> AbstractPreconditioner:
     if triangular not in ("exact", "isai"):
         raise ValueError(f"triangular must be 'exact' or 'isai', got {triangular!r}")
     S = canonical_csr(A, "ilu0")
-    a, diag = ilu0_factor(S)
+    a, diag, level = ilu0_factor(S)
     if triangular == "exact":
-        return ILU(*_schedules(S, a, diag))
+        return ILU(*_schedules(S, a, diag, level))
     L, U = _factor_parts(S, a)
     return Composed(_isai_matrix(L, "lower"), _isai_matrix(U, "upper"))
 
@@ -216,8 +221,13 @@ def _isai_matrix(T: sp.csr_matrix, part: str) -> SparsePreconditioner:
     keys = rows * n + P.indices
     lengths = np.diff(P.indptr)
     out = np.zeros(P.nnz, P.dtype)
+    for i in np.flatnonzero(lengths > _ISAI_DENSE_MAX).tolist():
+        pat = P.indices[P.indptr[i]:P.indptr[i + 1]]
+        local = P[pat][:, pat].tocsc()
+        rhs = (pat == i).astype(P.dtype)
+        out[P.indptr[i]:P.indptr[i + 1]] = spla.spsolve(local.T.tocsc(), rhs)
     for length in np.unique(lengths).tolist():
-        if length == 0:
+        if length == 0 or length > _ISAI_DENSE_MAX:
             continue
         group = np.flatnonzero(lengths == length)
         chunk = max(1, _ISAI_CHUNK_ENTRIES // (length * length))

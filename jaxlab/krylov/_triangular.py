@@ -102,7 +102,7 @@ class LevelSchedule:
 
 
 def level_schedule(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, diag: np.ndarray | None,
-                   n: int, *, upper: bool) -> LevelSchedule:
+                   n: int, *, upper: bool, level: np.ndarray | None = None) -> LevelSchedule:
     """Builds the schedule of the strictly lower (``upper=False``) or upper part of a CSR matrix.
 
     Args:
@@ -110,8 +110,10 @@ def level_schedule(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, 
       diag: the diagonal values, or None for a unit triangle.
       n: the order.
       upper: use the strictly upper triangle (rows depend on later rows).
+      level: the rows' dependency levels, if already known (:func:`dependency_levels`).
     """
-    level = dependency_levels(indptr, indices, n, upper=upper)
+    if level is None:
+        level = dependency_levels(indptr, indices, n, upper=upper)
     num_levels = int(level.max()) + 1 if n else 0
     rows_all = entry_rows(indptr)
     keep = indices > rows_all if upper else indices < rows_all
@@ -133,15 +135,16 @@ def level_schedule(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, 
     inv = np.ones(n + 1, dtype)
     if diag is not None:
         inv[:n] = 1 / diag
+    ints = lambda a: jnp.asarray(np.asarray(a, itype))  # cast on the host: no device conversion to compile
     return LevelSchedule(
-        rows=jnp.asarray(np.concatenate([row_order, np.full(pad, n)]), itype),
-        row_ptr=jnp.asarray(row_ptr, itype),
-        ent_ptr=jnp.asarray(ent_ptr, itype),
-        ent_local=jnp.asarray(np.concatenate([pos_in_level[e_row[e_order]], np.zeros(pad, np.int64)]), itype),
-        ent_col=jnp.asarray(np.concatenate([e_col[e_order], np.full(pad, n)]), itype),
+        rows=ints(np.concatenate([row_order, np.full(pad, n)])),
+        row_ptr=ints(row_ptr),
+        ent_ptr=ints(ent_ptr),
+        ent_local=ints(np.concatenate([pos_in_level[e_row[e_order]], np.zeros(pad, np.int64)])),
+        ent_col=ints(np.concatenate([e_col[e_order], np.full(pad, n)])),
         ent_val=jnp.asarray(np.concatenate([e_val[e_order], np.zeros(pad, dtype)])),
         inv_diag=jnp.asarray(inv),
-        branch=jnp.asarray(branch.reshape(-1), itype),
+        branch=ints(branch.reshape(-1)),
         n=int(n),
         sizes=tuple(int(s) for s in sizes),
     )
