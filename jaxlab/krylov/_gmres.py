@@ -47,26 +47,12 @@ class _Inner(NamedTuple):
     V: jax.Array  # (m + 1, n): rows < j final, row j tentative, rows > j zero
     H: jax.Array  # (m + 1, m) Hessenberg columns: 0..j-2 final, j-1 tentative
     R: jax.Array  # (m + 1, m) rotated (upper triangular) columns
-    cs: jax.Array
-    sn: jax.Array
+    Qt: jax.Array  # (m + 1, m + 1): the product of the Givens rotations so far (R = Qt H)
     g: jax.Array
     k: jax.Array
     pending: jax.Array  # a tentative column waits for its correction
     happy: jax.Array
     history: jax.Array
-
-
-def _apply_rotations(col, cs, sn, j):
-    """Applies the first ``j`` Givens rotations to a Hessenberg column (sequential by nature)."""
-
-    def rot(i, c):
-        a, b = c[i], c[i + 1]
-        t = cs[i] * a + sn[i] * b
-        u = -jnp.conj(sn[i]) * a + cs[i] * b
-        keep = i < j
-        return c.at[i].set(jnp.where(keep, t, a)).at[i + 1].set(jnp.where(keep, u, b))
-
-    return lax.fori_loop(0, cs.shape[0], rot, col)
 
 
 def _givens(a, b):
@@ -83,12 +69,16 @@ def _givens(a, b):
 
 def _finalise(t: _Inner, col, ci):
     """Rotates the final Hessenberg column ``ci`` into ``R`` and updates the residual estimate."""
-    col = _apply_rotations(col, t.cs, t.sn, ci)
+    # The rotations so far are kept multiplied out in Qt (rotating two of its rows per iteration), so applying
+    # them to a new column is one small matrix-vector product instead of a sequential loop over the rotations.
+    col = t.Qt @ col
     c, s, r = _givens(col[ci], col[ci + 1])
     col = col.at[ci].set(r).at[ci + 1].set(0)
+    a, b = t.Qt[ci], t.Qt[ci + 1]
+    Qt = t.Qt.at[ci].set(c * a + s * b).at[ci + 1].set(-jnp.conj(s) * a + c * b)
     g = t.g.at[ci + 1].set(-jnp.conj(s) * t.g[ci]).at[ci].set(c * t.g[ci])
     k = t.k + 1
-    return t._replace(R=t.R.at[:, ci].set(col), cs=t.cs.at[ci].set(c), sn=t.sn.at[ci].set(s), g=g, k=k,
+    return t._replace(R=t.R.at[:, ci].set(col), Qt=Qt, g=g, k=k,
                       history=record(t.history, k, jnp.abs(g[ci + 1])))
 
 
@@ -173,7 +163,7 @@ def gmres_loop(matvec, b, x0, precond, tol, maxiter: int, history: bool, restart
         g = jnp.zeros((m + 1,), dtype).at[0].set(beta)
         k0 = s.k
         inner = _Inner(jnp.zeros((), jnp.int32), V, jnp.zeros((m + 1, m), dtype), jnp.zeros((m + 1, m), dtype),
-                       jnp.zeros((m,), dtype), jnp.zeros((m,), dtype), g, s.k, jnp.ones((), bool),
+                       jnp.eye(m + 1, dtype=dtype), g, s.k, jnp.ones((), bool),
                        jnp.zeros((), bool), s.history)
         t = lax.while_loop(lambda t: t.pending, inner_body, inner)
         # Solve the upper-triangular system of the finalised columns; the rest get an identity so y is 0 there.

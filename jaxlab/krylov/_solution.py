@@ -46,9 +46,9 @@ _MESSAGES = {
 class SolveError(RuntimeError):
     """A solve (or the adjoint solve of its gradient) did not converge and ``throw=True`` was asked for.
 
-    Outside jit this exception itself is raised. Inside jit (or any transformation) the check runs on the
-    host through ``jax.debug.callback``, and JAX reports it as a ``JaxRuntimeError`` (also a
-    ``RuntimeError``) carrying the same message when the result is computed.
+    A plain call raises this exception itself. Inside jit (or any transformation), and for the adjoint solve
+    of a gradient, the check runs on the host through ``jax.debug.callback``, and JAX reports it as a
+    ``JaxRuntimeError`` (also a ``RuntimeError``) carrying the same message when the result is computed.
     """
 
 

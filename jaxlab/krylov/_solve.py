@@ -131,7 +131,7 @@ def _run(cfg: _Config, op: Operator, M: AbstractPreconditioner, b, x0):
     return one(b, x0)
 
 
-# -- eager calls: compile once per settings, structure and shapes -----------------------------------------------
+# -- one compiled runner per settings, structure and shapes -----------------------------------------------------
 
 def _is_array(leaf) -> bool:
     return isinstance(leaf, (jax.Array, np.ndarray, np.generic))
@@ -274,8 +274,9 @@ def solve(
         (default float32; complex64 for complex systems) and its stopping rule; the residual is computed in
         ``b``'s precision.
       throw: raise :class:`SolveError` when the solve, or the adjoint solve of a gradient, ends in any status
-        but ``CONVERGED``, with a message that says what to change. Outside jit the solve raises it itself;
-        inside ``jit``/``vmap``/``grad`` a host callback raises it and JAX reports a ``JaxRuntimeError`` (a
+        but ``CONVERGED``, with a message that says what to change. A plain call (outside any transformation)
+        raises it itself; inside ``jit``/``vmap``/``grad`` (and always for the adjoint solve, which runs in
+        JAX's backward pass) a host callback raises it and JAX reports a ``JaxRuntimeError`` (a
         ``RuntimeError``) with that message when the result is computed. With ``throw=False`` (the default)
         the status is returned in the :class:`Solution`, and the adjoint's only through ``adjoint_callback``.
       adjoint_callback: called on the host (``jax.debug.callback``) with the adjoint solve's
@@ -339,15 +340,14 @@ def solve(
     cfg = _Config(method, rtol, atol, maxiter, bool(history), restart, inner,
                   None if inner_dtype is None else jnp.dtype(inner_dtype).name, float(inner_rtol),
                   int(inner_maxiter), bool(throw) and traced, bool(throw), adjoint_callback)
-    if traced:
-        x, k, rnorm, status, hist = _run(cfg, op, M, b, x0)
-    else:
-        dynamic, static = _split((op, M))
-        x, k, rnorm, status, hist = _run_jit(cfg, static, dynamic, b, x0)
-        if throw:
-            msg = failure_message(jax.device_get(status), "krylov.solve:", cfg.settings())
-            if msg is not None:
-                raise SolveError(msg)
+    # Always through the jitted runner: eager calls compile once per settings and shapes, transformed calls
+    # (jvp, grad, vmap outside jit) run as one compiled program, and inside jit it is inlined.
+    dynamic, static = _split((op, M))
+    x, k, rnorm, status, hist = _run_jit(cfg, static, dynamic, b, x0)
+    if throw and not traced:
+        msg = failure_message(jax.device_get(status), "krylov.solve:", cfg.settings())
+        if msg is not None:
+            raise SolveError(msg)
     return Solution(x=x, iterations=k, residual_norm=rnorm, converged=status == Status.CONVERGED, status=status,
                     history=hist if history else None)
 

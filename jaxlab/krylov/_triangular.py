@@ -101,6 +101,33 @@ class LevelSchedule:
         return z[:n]
 
 
+# Padding work below this many slots is always worth a branch less (small matrices get a single branch).
+_FREE_SLOTS = 1 << 14
+
+
+def _branch_sizes(need: np.ndarray, max_branches: int = 4, slack: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Branch sizes for levels needing ``need`` (powers of two) slots, and each level's branch.
+
+    Every branch is compiled, so small sizes are merged up into the next larger one while that adds at most
+    ``slack`` of the padded work (or ``_FREE_SLOTS``), and until at most ``max_branches`` remain (then the
+    cheapest merge goes first).
+    """
+    sizes = np.unique(need)
+    if sizes.size == 0:
+        return np.ones(1, np.int64), np.zeros(0, np.int64)
+    counts = np.array([(need == s).sum() for s in sizes])
+    work = float((counts * sizes).sum())
+    while sizes.size > 1:
+        extra = counts[:-1] * (sizes[1:] - sizes[:-1])  # moving bucket i's levels up to size i + 1
+        i = int(np.argmin(extra))
+        if sizes.size <= max_branches and extra[i] > max(slack * work, _FREE_SLOTS):
+            break
+        counts[i + 1] += counts[i]
+        work += float(extra[i])
+        sizes, counts = np.delete(sizes, i), np.delete(counts, i)
+    return sizes, np.searchsorted(sizes, need)
+
+
 def level_schedule(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, diag: np.ndarray | None,
                    n: int, *, upper: bool, level: np.ndarray | None = None) -> LevelSchedule:
     """Builds the schedule of the strictly lower (``upper=False``) or upper part of a CSR matrix.
@@ -127,8 +154,7 @@ def level_schedule(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, 
     e_order = np.argsort(e_level, kind="stable")
     ent_counts = np.bincount(e_level, minlength=num_levels)
     ent_ptr = np.concatenate([[0], np.cumsum(ent_counts)]).astype(np.int64)
-    size = next_pow2(np.maximum(row_counts, ent_counts))
-    sizes, branch = np.unique(size, return_inverse=True)
+    sizes, branch = _branch_sizes(next_pow2(np.maximum(row_counts, ent_counts)))
     pad = int(sizes.max()) if sizes.size else 1
     itype = np.int32 if n + pad < 2**31 - 1 and len(e_row) + pad < 2**31 - 1 else np.int64
     dtype = values.dtype
