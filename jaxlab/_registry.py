@@ -121,4 +121,5 @@ BENCHMARKS: dict[str, str] = {
     "jigsaw": "bench_jigsaw.py",
     "fwdgrad": "bench_fwdgrad.py",
     "mfu": "bench_mfu.py",
+    "mtx": "bench_mtx.py",
 }

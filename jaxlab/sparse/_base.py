@@ -8,7 +8,8 @@ dataclass that is static pytree data. A format class provides, for its own layou
 * ``_build(indptr, indices, values, shape, **options)``: host-side construction from canonical CSR;
 * ``_coo_index(meta, idx)``: row, column and validity of every entry of ``data.ravel()``;
 * ``_matvec_xla(meta, data, idx, x)``: the fastest XLA product we measured for the layout;
-* ``_matvec_pallas(meta, data, idx, x, interpret)``: its GPU kernel, or None;
+* ``_matvec_pallas(meta, data, idx, x, interpret, device_kind)``: its GPU kernel (block sizes from the table
+  of ``device_kind``), or None;
 * ``_matvec_gpu_library(meta, data, idx, x)``: a vendor-library product that ``impl="auto"`` prefers
   on a GPU, or None;
 * ``GPU_AUTO_PALLAS``: whether ``impl="auto"`` uses that kernel on a GPU (where it measured faster
@@ -46,12 +47,18 @@ def index_dtype(*sizes: int) -> np.dtype:
 
 
 def canonical_csr(S, dtype=None) -> sp.csr_matrix:
-    """SciPy CSR with sorted indices and summed duplicates (explicit zeros are kept)."""
+    """SciPy CSR with sorted indices and summed duplicates (explicit zeros are kept).
+
+    A CSR matrix that is already canonical and of the asked dtype is returned as is (no copy; it is never
+    modified); anything else is converted into a new matrix.
+    """
     if not sp.issparse(S):
         S = sp.csr_matrix(np.asarray(S))
-    S = sp.csr_matrix(S, dtype=dtype if dtype is not None else None, copy=True)
-    if S.dtype.kind not in "fc":
-        S = S.astype(np.float64 if dtype is None else dtype)
+    if dtype is None and S.dtype.kind not in "fc":
+        dtype = np.float64
+    if (S.format == "csr" and S.has_canonical_format and (dtype is None or S.dtype == np.dtype(dtype))):
+        return S
+    S = sp.csr_matrix(S, dtype=dtype, copy=True)
     S.sum_duplicates()
     S.sort_indices()
     return S
@@ -156,7 +163,7 @@ class AbstractSparseMatrix:
         raise TypeError("abstract")
 
     @staticmethod
-    def _matvec_pallas(meta, data, idx, x, interpret):
+    def _matvec_pallas(meta, data, idx, x, interpret, device_kind=None):
         return None
 
     GPU_AUTO_PALLAS: ClassVar[bool] = False

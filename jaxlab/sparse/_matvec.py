@@ -54,8 +54,8 @@ def _out_rows(meta, transpose):
     return meta.shape[1] if transpose else meta.shape[0]
 
 
-def _abstract_eval(data, *rest, fmt, meta, transpose, nbatch, impl):
-    del fmt, impl
+def _abstract_eval(data, *rest, fmt, meta, transpose, nbatch, impl, device_kind):
+    del fmt, impl, device_kind
     x = rest[-1]
     lead = x.shape[:nbatch]
     return _ShapedArray(lead + (_out_rows(meta, transpose), x.shape[-1]), x.dtype)
@@ -81,7 +81,7 @@ def _xla(f, meta, data, idx, x):
     return f(meta, data, idx, x)
 
 
-def _single(data, idx, x, *, fmt, meta, transpose, impl, platform):
+def _single(data, idx, x, *, fmt, meta, transpose, impl, platform, device_kind=None):
     if transpose:
         return _xla(fmt._rmatvec_xla, meta, data, idx, x)
     if impl == "auto" and platform == "gpu":
@@ -91,13 +91,14 @@ def _single(data, idx, x, *, fmt, meta, transpose, impl, platform):
     use_pallas = impl in ("pallas", "pallas_interpret") or (impl == "auto" and platform == "gpu"
                                                             and fmt.GPU_AUTO_PALLAS)
     if use_pallas:
-        y = fmt._matvec_pallas(meta, data, idx, x, interpret=(impl == "pallas_interpret"))
+        y = fmt._matvec_pallas(meta, data, idx, x, interpret=(impl == "pallas_interpret"),
+                               device_kind=device_kind)
         if y is not None:
             return y
     return _xla(fmt._matvec_xla, meta, data, idx, x)
 
 
-def _impl(*args, fmt, meta, transpose, nbatch, impl, platform):
+def _impl(*args, fmt, meta, transpose, nbatch, impl, platform, device_kind):
     data, idx, x = _split(args)
     if impl == "pallas" and platform != "gpu":
         raise ValueError(
@@ -108,21 +109,44 @@ def _impl(*args, fmt, meta, transpose, nbatch, impl, platform):
         # Batched values: the XLA form under vmap, unless a kernel is asked for by name (a vmapped
         # pallas_call adds a grid axis; that is only checked in interpret mode so far).
         f = partial(_single, fmt=fmt, meta=meta, transpose=transpose, platform=platform,
-                    impl="xla" if impl == "auto" else impl)
+                    impl="xla" if impl == "auto" else impl, device_kind=device_kind)
         return jax.vmap(lambda d, v: f(d, idx, v))(data, x)
     return _single(data, idx, x, fmt=fmt, meta=meta, transpose=transpose, impl=impl,
-                   platform=platform)
+                   platform=platform, device_kind=device_kind)
 
 
-mlir.register_lowering(
-    sparse_matvec_p, mlir.lower_fun(partial(_impl, platform="cpu"), multiple_results=False)
-)
+def _array_device_kind(a) -> str | None:
+    """The device kind of a concrete array (None when traced): the key of the kernels' block-size tables."""
+    if isinstance(a, jax.core.Tracer) or not isinstance(a, jax.Array):
+        return None
+    return next(iter(a.devices())).device_kind
+
+
+def _backend_device_kind(ctx) -> str | None:
+    """For a traced matrix: the kind of the lowering backend's devices if they are all of one kind, else None.
+
+    (Inside jit the arrays are traced and lowering happens before devices are assigned, so when the
+    backend mixes device kinds the kernels fall back to their tables' ``"default"`` entry.)
+    """
+    backend = ctx.module_context.backend
+    if backend is None:
+        return None
+    kinds = {d.device_kind for d in backend.devices()}
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def _lowering(platform):
+    def rule(ctx, *args, device_kind, **params):
+        kind = device_kind if device_kind is not None else _backend_device_kind(ctx)
+        f = partial(_impl, platform=platform, device_kind=kind)
+        return mlir.lower_fun(f, multiple_results=False)(ctx, *args, **params)
+
+    return rule
+
+
+mlir.register_lowering(sparse_matvec_p, _lowering("cpu"))
 for _platform in ("cuda", "rocm"):
-    mlir.register_lowering(
-        sparse_matvec_p,
-        mlir.lower_fun(partial(_impl, platform="gpu"), multiple_results=False),
-        platform=_platform,
-    )
+    mlir.register_lowering(sparse_matvec_p, _lowering("gpu"), platform=_platform)
 
 
 def _sampled(ct, data, idx, x, *, fmt, meta, transpose, nbatch):
@@ -133,8 +157,8 @@ def _sampled(ct, data, idx, x, *, fmt, meta, transpose, nbatch):
     return f(ct, x)
 
 
-def _jvp(primals, tangents, *, fmt, meta, transpose, nbatch, impl):
-    params = dict(fmt=fmt, meta=meta, transpose=transpose, nbatch=nbatch, impl=impl)
+def _jvp(primals, tangents, *, fmt, meta, transpose, nbatch, impl, device_kind):
+    params = dict(fmt=fmt, meta=meta, transpose=transpose, nbatch=nbatch, impl=impl, device_kind=device_kind)
     data, idx, x = _split(primals)
     ddata, dx = tangents[0], tangents[-1]
     y = sparse_matvec_p.bind(*primals, **params)
@@ -149,7 +173,7 @@ def _jvp(primals, tangents, *, fmt, meta, transpose, nbatch, impl):
     return y, dy
 
 
-def _transpose(ct, *args, fmt, meta, transpose, nbatch, impl):
+def _transpose(ct, *args, fmt, meta, transpose, nbatch, impl, device_kind):
     data, idx, x = _split(args)
     nones = [None] * len(args)
     if type(ct) is ad.Zero:
@@ -164,7 +188,8 @@ def _transpose(ct, *args, fmt, meta, transpose, nbatch, impl):
                           nbatch=nbatch)
     if ad.is_undefined_primal(x):
         out[-1] = sparse_matvec_p.bind(data, *idx, ct, fmt=fmt, meta=meta,
-                                       transpose=not transpose, nbatch=nbatch, impl=impl)
+                                       transpose=not transpose, nbatch=nbatch, impl=impl,
+                                       device_kind=device_kind)
     return out
 
 
@@ -172,7 +197,7 @@ ad.primitive_jvps[sparse_matvec_p] = _jvp
 ad.primitive_transposes[sparse_matvec_p] = _transpose
 
 
-def _batch(args, dims, *, fmt, meta, transpose, nbatch, impl):
+def _batch(args, dims, *, fmt, meta, transpose, nbatch, impl, device_kind):
     data, idx, x = _split(args)
     ddim, idims, xdim = dims[0], dims[1:-1], dims[-1]
     if any(d is not None for d in idims):
@@ -180,7 +205,7 @@ def _batch(args, dims, *, fmt, meta, transpose, nbatch, impl):
             "vmap over sparse matrices with different sparsity patterns is not supported: batch "
             "over the values only (e.g. jax.vmap(lambda d: A.with_data(d) @ x)(values))."
         )
-    params = dict(fmt=fmt, meta=meta, transpose=transpose, impl=impl)
+    params = dict(fmt=fmt, meta=meta, transpose=transpose, impl=impl, device_kind=device_kind)
     if ddim is None:
         # Fold the batch into the right-hand-side columns: one multi-RHS product.
         x = jnp.moveaxis(x, xdim, -1)  # (..., n, k, B)
@@ -243,5 +268,6 @@ def bind_matvec(A, x, *, transpose: bool = False, impl: str = "auto"):
     x2 = _unshard(x[:, None] if x.ndim == 1 else x)
     leaves = [_unshard(a) for a in (A.data, *A.index_arrays)]
     y = sparse_matvec_p.bind(*leaves, x2, fmt=type(A), meta=A.meta,
-                             transpose=bool(transpose), nbatch=0, impl=impl)
+                             transpose=bool(transpose), nbatch=0, impl=impl,
+                             device_kind=_array_device_kind(A.data))
     return y[:, 0] if x.ndim == 1 else y
