@@ -122,4 +122,5 @@ BENCHMARKS: dict[str, str] = {
     "fwdgrad": "bench_fwdgrad.py",
     "mfu": "bench_mfu.py",
     "mtx": "bench_mtx.py",
+    "ilu": "bench_ilu.py",
 }

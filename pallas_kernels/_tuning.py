@@ -9,6 +9,7 @@ kind of the device the computation is lowered for, and a direct kernel call gets
 from __future__ import annotations
 
 import jax
+from jax.core import Tracer
 
 
 def next_pow2(n: int) -> int:
@@ -19,7 +20,7 @@ def next_pow2(n: int) -> int:
 
 def array_device_kind(x) -> str | None:
     """The device kind of a concrete array's (first) device, or None for a traced or host array."""
-    if isinstance(x, jax.core.Tracer) or not isinstance(x, jax.Array):
+    if isinstance(x, Tracer) or not isinstance(x, jax.Array):
         return None
     try:
         return next(iter(x.devices())).device_kind

@@ -31,7 +31,7 @@ from jaxtyping import Array, Inexact
 import jaxlab.sparse as jsparse
 
 from ._precond import AbstractPreconditioner, Composed, SparsePreconditioner
-from ._structure import canonical_csr, dependency_levels, entry_rows, find_entries, ranges
+from ._structure import CsrMatrix, canonical_csr, dependency_levels, entry_rows, find_entries, ranges
 from ._triangular import LevelSchedule, level_schedule
 
 # ISAI solves at most this many local-matrix entries at once (a chunk of rows of equal length), and the local
@@ -74,7 +74,7 @@ def _check_diag(d: np.ndarray, what: str) -> None:
         )
 
 
-def _diag_positions(S: sp.csr_matrix, keys: np.ndarray) -> np.ndarray:
+def _diag_positions(S: CsrMatrix, keys: np.ndarray) -> np.ndarray:
     n = S.shape[0]
     d = find_entries(keys, n, np.arange(n), np.arange(n))
     if (d < 0).any():
@@ -82,7 +82,7 @@ def _diag_positions(S: sp.csr_matrix, keys: np.ndarray) -> np.ndarray:
     return d
 
 
-def ilu0_factor(S: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ilu0_factor(S: CsrMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ILU(0) factor values of a canonical CSR matrix, in its own layout (``L`` below, ``U`` on and above
     the diagonal), the positions of the diagonal entries, and the rows' levels in the lower triangle.
 
@@ -131,7 +131,7 @@ def ilu0_factor(S: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ends = np.append(starts[1:], len(lower_sorted))
     t_starts = np.searchsorted(group_t, groups, side="left")
     t_ends = np.searchsorted(group_t, groups, side="right")
-    a = S.data.copy()
+    a: np.ndarray = np.array(S.data, copy=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         for g0, g1, u0, u1 in zip(starts.tolist(), ends.tolist(), t_starts.tolist(), t_ends.tolist()):
             e = lower_sorted[g0:g1]
@@ -142,7 +142,7 @@ def ilu0_factor(S: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return a, diag, level
 
 
-def _schedules(S: sp.csr_matrix, a: np.ndarray, diag: np.ndarray,
+def _schedules(S: CsrMatrix, a: np.ndarray, diag: np.ndarray,
                level: np.ndarray) -> tuple[LevelSchedule, LevelSchedule]:
     n = S.shape[0]
     lower = level_schedule(S.indptr, S.indices, a, None, n, upper=False, level=level)
@@ -150,12 +150,12 @@ def _schedules(S: sp.csr_matrix, a: np.ndarray, diag: np.ndarray,
     return lower, upper
 
 
-def _factor_parts(S: sp.csr_matrix, a: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+def _factor_parts(S: CsrMatrix, a: np.ndarray) -> tuple[Any, Any]:
     """``L`` (with its unit diagonal stored) and ``U`` as CSR matrices, from the factor values."""
     F = sp.csr_matrix((a, S.indices, S.indptr), shape=S.shape)
-    L = sp.tril(F, -1, format="csr") + sp.identity(S.shape[0], dtype=a.dtype, format="csr")
-    U = sp.triu(F, 0, format="csr")
-    return L.tocsr(), U.tocsr()
+    L: Any = sp.tril(F, -1, format="csr") + sp.identity(S.shape[0], dtype=a.dtype.name, format="csr")
+    U: Any = sp.triu(F, 0, format="csr")
+    return sp.csr_matrix(L), sp.csr_matrix(U)
 
 
 def ilu0(A: Any, *, triangular: str = "exact") -> AbstractPreconditioner:
@@ -199,7 +199,7 @@ def ic0(A: Any, *, triangular: str = "exact") -> AbstractPreconditioner:
     return ilu0(S, triangular=triangular)
 
 
-def _isai_matrix(T: sp.csr_matrix, part: str) -> SparsePreconditioner:
+def _isai_matrix(T: Any, part: str) -> SparsePreconditioner:
     """Incomplete sparse approximate inverse of ``T`` on the pattern of its ``part`` (Ginkgo's ISAI).
 
     Row ``i`` of ``M`` solves ``T[P_i, P_i]^T m_i = e_i`` with ``P_i`` the pattern of row ``i`` of the part
@@ -207,6 +207,7 @@ def _isai_matrix(T: sp.csr_matrix, part: str) -> SparsePreconditioner:
     ``(M T)[i, j] = delta_ij`` for ``j`` in ``P_i``.
     """
     n = T.shape[0]
+    P: Any
     if part == "lower":
         P = sp.tril(T, 0, format="csr")
     elif part == "upper":
@@ -225,7 +226,7 @@ def _isai_matrix(T: sp.csr_matrix, part: str) -> SparsePreconditioner:
         pat = P.indices[P.indptr[i]:P.indptr[i + 1]]
         local = P[pat][:, pat].tocsc()
         rhs = (pat == i).astype(P.dtype)
-        out[P.indptr[i]:P.indptr[i + 1]] = spla.spsolve(local.T.tocsc(), rhs)
+        out[P.indptr[i]:P.indptr[i + 1]] = np.asarray(spla.spsolve(local.T.tocsc(), rhs))
     for length in np.unique(lengths).tolist():
         if length == 0 or length > _ISAI_DENSE_MAX:
             continue

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
+from jax.core import Tracer
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
@@ -26,7 +28,6 @@ from ._operator import Operator
 from ._structure import canonical_csr
 
 _HI = jax.lax.Precision.HIGHEST
-_dataclass = dataclasses.dataclass(frozen=True)
 
 
 class AbstractPreconditioner(abc.ABC):
@@ -52,15 +53,8 @@ class AbstractPreconditioner(abc.ABC):
         return jax.tree.map(cast, self)
 
 
-def _register(*data: str, meta: tuple[str, ...] = ()):
-    def wrap(cls):
-        cls = _dataclass(cls)
-        return jax.tree_util.register_dataclass(cls, data_fields=list(data), meta_fields=list(meta))
-
-    return wrap
-
-
-@_register()
+@functools.partial(jax.tree_util.register_dataclass, data_fields=[], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
 class Identity(AbstractPreconditioner):
     """No preconditioning."""
 
@@ -72,7 +66,8 @@ class Identity(AbstractPreconditioner):
         return self
 
 
-@_register("inv_diag")
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["inv_diag"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
 class Jacobi(AbstractPreconditioner):
     """Scalar Jacobi: multiply by the inverse of the diagonal."""
 
@@ -86,7 +81,8 @@ class Jacobi(AbstractPreconditioner):
         return self
 
 
-@_register("inv_blocks", meta=("n",))
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["inv_blocks"], meta_fields=["n"])
+@dataclasses.dataclass(frozen=True)
 class BlockJacobi(AbstractPreconditioner):
     """Block Jacobi: the inverses of the diagonal blocks of size ``bs`` (the last block padded with identity)."""
 
@@ -104,7 +100,8 @@ class BlockJacobi(AbstractPreconditioner):
         return BlockJacobi(jnp.swapaxes(self.inv_blocks, 1, 2), self.n)
 
 
-@_register("matrix")
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["matrix"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
 class SparsePreconditioner(AbstractPreconditioner):
     """A ``jaxlab.sparse`` matrix approximating ``A^-1`` (e.g. an ISAI), applied as ``M @ x``."""
 
@@ -121,7 +118,8 @@ class SparsePreconditioner(AbstractPreconditioner):
         return SparsePreconditioner(self.matrix.astype(dtype))
 
 
-@_register("matrix")
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["matrix"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
 class DensePreconditioner(AbstractPreconditioner):
     """A dense ``(n, n)`` array approximating ``A^-1``."""
 
@@ -140,7 +138,8 @@ def _linear_transpose_apply(fn: Callable, x: jax.Array) -> jax.Array:
     return y
 
 
-@_register("fn", "transpose")
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["fn", "transpose"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
 class FunctionPreconditioner(AbstractPreconditioner):
     """A callable ``r -> M r`` (plain function, ``jax.tree_util.Partial``, any callable pytree).
 
@@ -162,7 +161,8 @@ class FunctionPreconditioner(AbstractPreconditioner):
 
 
 
-@_register("fn")
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["fn"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
 class _LinearTransposed(AbstractPreconditioner):
     fn: Any
 
@@ -174,7 +174,8 @@ class _LinearTransposed(AbstractPreconditioner):
         return FunctionPreconditioner(self.fn)
 
 
-@_register("first", "second")
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["first", "second"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
 class Composed(AbstractPreconditioner):
     """``second(first(x))``, e.g. the two ISAI factors of an ILU preconditioner."""
 
@@ -219,7 +220,7 @@ def jacobi(A: Any) -> Jacobi:
     else:
         raise TypeError("jacobi needs the matrix's diagonal, but A is a callable: pass A as a matrix, or give a "
                         "callable preconditioner")
-    if not isinstance(d, jax.core.Tracer):
+    if not isinstance(d, Tracer):
         _check_finite_diag(np.asarray(d), "jacobi")
     return Jacobi(1 / d)
 
@@ -232,7 +233,7 @@ def block_jacobi(A: Any, block_size: int = 4) -> BlockJacobi:
     """
     if not isinstance(block_size, (int, np.integer)) or isinstance(block_size, bool) or block_size < 1:
         raise ValueError(f"block_size must be an integer >= 1, got {block_size!r}")
-    S = canonical_csr(A, "block_jacobi").tocoo()
+    S: Any = canonical_csr(A, "block_jacobi").tocoo()
     rows, cols, vals, n = S.row, S.col, S.data, S.shape[0]
     nb = -(-n // block_size)
     blocks = np.zeros((nb, block_size, block_size), vals.dtype)

@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any, Callable, NamedTuple
 
 import jax
+from jax.core import Tracer
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -201,7 +202,7 @@ def _nonfinite_inputs(named: dict[str, Any]) -> tuple[str, str] | None:
 # -- validation ----------------------------------------------------------------------------------------------------
 
 def _number(name: str, value: Any, example: str) -> float:
-    if isinstance(value, jax.core.Tracer):
+    if isinstance(value, Tracer):
         raise TypeError(f"{name} must be a Python number (it is part of the compiled solver), not a traced value")
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) and not (
             isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) == 0):
@@ -331,7 +332,7 @@ def solve(
         raise TypeError(f"preconditioner={preconditioner!r} needs the matrix entries, but A is a callable "
                         "(matrix-free); pass A as a matrix, or give a callable preconditioner")
     M = make_preconditioner(op, preconditioner, **(preconditioner_options or {}))
-    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves((op, M, b, x0)))
+    traced = any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves((op, M, b, x0)))
     if not traced:
         bad = _nonfinite_inputs({"b": b, "A": op if op.is_matrix else None, "x0": x0})
         if bad:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+from jax.core import Tracer
 import numpy as np
 import scipy.sparse as sp
 
@@ -17,12 +18,16 @@ import jaxlab.sparse as jsparse
 
 from ._operator import Operator
 
+# A canonical SciPy CSR matrix. SciPy's own annotations (``shape`` may be None, ...) are too loose for pyright to
+# follow, so the helpers take it untyped.
+CsrMatrix = Any
+
 
 def _concrete(tree: Any) -> bool:
-    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
+    return not any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(tree))
 
 
-def canonical_csr(A: Any, what: str) -> sp.csr_matrix:
+def canonical_csr(A: Any, what: str) -> CsrMatrix:
     """A concrete square matrix (jaxlab format, SciPy sparse, dense array, matrix Operator) as canonical CSR.
 
     Canonical: sorted column indices, duplicates summed, int64 indices, values in A's dtype.
@@ -41,6 +46,7 @@ def canonical_csr(A: Any, what: str) -> sp.csr_matrix:
             f"{what}'s setup needs a concrete matrix, but A is traced (inside jit or vmap). Build it outside jit "
             "with krylov.make_preconditioner(A, kind) and pass the result as preconditioner="
         )
+    S: Any
     if sp.issparse(A):
         S = sp.csr_matrix(A, copy=True)
     elif isinstance(A, (jsparse.AbstractSparseMatrix, jsparse.Transposed)):

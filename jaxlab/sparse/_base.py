@@ -46,22 +46,21 @@ def index_dtype(*sizes: int) -> np.dtype:
     return np.dtype(np.int64)
 
 
-def canonical_csr(S, dtype=None) -> sp.csr_matrix:
+def canonical_csr(S: Any, dtype: Any = None) -> sp.csr_matrix:
     """SciPy CSR with sorted indices and summed duplicates (explicit zeros are kept).
 
     A CSR matrix that is already canonical and of the asked dtype is returned as is (no copy; it is never
     modified); anything else is converted into a new matrix.
     """
-    if not sp.issparse(S):
-        S = sp.csr_matrix(np.asarray(S))
-    if dtype is None and S.dtype.kind not in "fc":
+    M: Any = S if sp.issparse(S) else sp.csr_matrix(np.asarray(S))
+    if dtype is None and M.dtype.kind not in "fc":
         dtype = np.float64
-    if (S.format == "csr" and S.has_canonical_format and (dtype is None or S.dtype == np.dtype(dtype))):
-        return S
-    S = sp.csr_matrix(S, dtype=dtype, copy=True)
-    S.sum_duplicates()
-    S.sort_indices()
-    return S
+    if M.format == "csr" and M.has_canonical_format and (dtype is None or M.dtype == np.dtype(dtype)):
+        return M
+    out: Any = sp.csr_matrix(M, dtype=dtype, copy=True)
+    out.sum_duplicates()
+    out.sort_indices()
+    return out
 
 
 def _gather(x, idx):
@@ -149,27 +148,29 @@ class AbstractSparseMatrix:
         """The same matrix with values cast to ``dtype``."""
         return self._make(self.meta, jnp.asarray(self.data).astype(dtype), *self.index_arrays)
 
-    # -- layout hooks ---------------------------------------------------------------------------
+    # -- layout hooks (each format defines the first three; see the module docstring) -----------
     @classmethod
-    def _build(cls, indptr, indices, values, shape, **options):
-        raise TypeError(f"{cls.__name__} is abstract")
+    def _build(cls, indptr: Any, indices: Any, values: Any, shape: Any, **options: Any) -> "AbstractSparseMatrix":
+        raise TypeError(f"{cls.__name__} is abstract: use CSR, COO, ELL, SELLP, Hybrid or Dense")
 
     @staticmethod
-    def _coo_index(meta, idx):
-        raise TypeError("abstract")
+    def _coo_index(meta: Any, idx: tuple[jax.Array, ...]) -> tuple[jax.Array, jax.Array, jax.Array]:
+        raise TypeError("abstract sparse format: use CSR, COO, ELL, SELLP, Hybrid or Dense")
 
     @staticmethod
-    def _matvec_xla(meta, data, idx, x):
-        raise TypeError("abstract")
+    def _matvec_xla(meta: Any, data: jax.Array, idx: tuple[jax.Array, ...], x: jax.Array) -> jax.Array:
+        raise TypeError("abstract sparse format: use CSR, COO, ELL, SELLP, Hybrid or Dense")
 
     @staticmethod
-    def _matvec_pallas(meta, data, idx, x, interpret, device_kind=None):
+    def _matvec_pallas(meta: Any, data: jax.Array, idx: tuple[jax.Array, ...], x: jax.Array, interpret: bool,
+                       device_kind: str | None = None) -> jax.Array | None:
         return None
 
     GPU_AUTO_PALLAS: ClassVar[bool] = False
 
     @staticmethod
-    def _matvec_gpu_library(meta, data, idx, x):
+    def _matvec_gpu_library(meta: Any, data: jax.Array, idx: tuple[jax.Array, ...],
+                            x: jax.Array) -> jax.Array | None:
         """A vendor-library product for ``impl="auto"`` on a GPU (cuSPARSE through JAX), or None."""
         return None
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
 
-def _tridiag(n: int, lower: float, diag: float, upper: float, dtype) -> sp.csr_matrix:
-    return sp.diags_array([np.full(n - 1, lower), np.full(n, diag), np.full(n - 1, upper)],
-                          offsets=[-1, 0, 1], shape=(n, n), dtype=dtype).tocsr()
+def _tridiag(n: int, lower: float, diag: float, upper: float, dtype: Any) -> sp.csr_matrix:
+    offsets: Any = [-1, 0, 1]
+    return sp.csr_matrix(sp.diags_array([np.full(n - 1, lower), np.full(n, diag), np.full(n - 1, upper)],
+                                        offsets=offsets, shape=(n, n), dtype=dtype))
 
 
 def poisson2d(n: int, dtype=np.float64) -> sp.csr_matrix:
@@ -20,7 +23,7 @@ def poisson2d(n: int, dtype=np.float64) -> sp.csr_matrix:
       >>> poisson2d(3).shape, poisson2d(3).nnz
       ((9, 9), 33)
     """
-    eye = sp.identity(n, dtype=dtype, format="csr")
+    eye = sp.identity(n, dtype=np.dtype(dtype).name, format="csr")
     A = sp.kron(eye, _tridiag(n, -1, 4, -1, dtype)) + sp.kron(_tridiag(n, -1, 0, -1, dtype), eye)
     A = sp.csr_matrix(A)
     A.eliminate_zeros()
@@ -30,7 +33,7 @@ def poisson2d(n: int, dtype=np.float64) -> sp.csr_matrix:
 
 def poisson3d(n: int, dtype=np.float64) -> sp.csr_matrix:
     """7-point Laplacian on ``n^3``: the sum of three ``kron`` terms of ``tridiag(-1, 2, -1)``."""
-    eye = sp.identity(n, dtype=dtype, format="csr")
+    eye = sp.identity(n, dtype=np.dtype(dtype).name, format="csr")
     T = _tridiag(n, -1, 2, -1, dtype)
     A = (sp.kron(sp.kron(eye, eye), T) + sp.kron(sp.kron(eye, T), eye)
          + sp.kron(sp.kron(T, eye), eye))

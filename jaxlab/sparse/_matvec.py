@@ -36,10 +36,12 @@ from jax.interpreters import ad, batching, mlir
 
 
 # The primitive-author API (jax.interpreters.{ad,batching,mlir}, jax.core.ShapedArray) is public on
-# JAX 0.10; fall back to the private modules should a later version move a name.
-_ShapedArray = getattr(jax.core, "ShapedArray", None)
-if _ShapedArray is None:  # pragma: no cover - depends on the JAX version
+# JAX 0.10; fall back to the private module should a later version move the name.
+try:
+    from jax.core import ShapedArray as _ShapedArray
+except ImportError:  # pragma: no cover - depends on the JAX version
     from jax._src.core import ShapedArray as _ShapedArray
+from jax.core import Tracer
 
 _IMPLS = ("auto", "xla", "pallas", "pallas_interpret")
 
@@ -117,7 +119,7 @@ def _impl(*args, fmt, meta, transpose, nbatch, impl, platform, device_kind):
 
 def _array_device_kind(a) -> str | None:
     """The device kind of a concrete array (None when traced): the key of the kernels' block-size tables."""
-    if isinstance(a, jax.core.Tracer) or not isinstance(a, jax.Array):
+    if isinstance(a, Tracer) or not isinstance(a, jax.Array):
         return None
     return next(iter(a.devices())).device_kind
 
@@ -239,8 +241,7 @@ def _unshard(a):
     sharding JAX refuses a gather whose output sharding is ambiguous.
     """
     sharding = getattr(jax.typeof(a), "sharding", None)
-    spec = getattr(sharding, "spec", None)
-    if spec is not None and any(s is not None for s in spec):
+    if isinstance(sharding, jax.sharding.NamedSharding) and any(s is not None for s in sharding.spec):
         replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
         return jax.sharding.reshard(a, replicated)
     return a

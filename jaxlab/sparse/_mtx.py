@@ -118,6 +118,30 @@ def _scan(path: Path) -> None:
                 raise _err(path, no, f"index out of range in {t!r}: the matrix is {m} x {n} (indices are 1-based)")
 
 
+def _empty_array(path: Path) -> sp.csr_matrix | None:
+    """The ``0 x n`` matrix of an array-format file with no rows, else None (reads only the header and the size line).
+
+    SciPy 1.17's reader divides by the row count of an array-format file, so such a file kills the process with
+    SIGFPE instead of raising; it is answered here without calling SciPy.
+    """
+    try:
+        with _open_text(path) as f:
+            head = f.readline().split()
+            if len(head) != 5 or head[2].lower() != "array":
+                return None
+            for line in f:
+                t = line.strip()
+                if t and not t.startswith("%"):
+                    parts = t.split()
+                    if len(parts) == 2 and parts[0] == "0" and parts[1].isdigit():
+                        dtype = np.complex128 if head[3].lower() == "complex" else np.float64
+                        return sp.csr_matrix((0, int(parts[1])), dtype=dtype)
+                    return None
+    except (OSError, UnicodeError, EOFError):
+        return None
+    return None
+
+
 def _scipy_line(message: str) -> int:
     match = re.search(r"[Ll]ine (\d+)", message)
     return int(match.group(1)) if match else 1
@@ -135,15 +159,18 @@ def read_mtx_scipy(path: str | os.PathLike) -> sp.csr_matrix:
     path = Path(path)
     if not path.is_file():
         raise MatrixMarketError(f"{path}: cannot read the file (no such file)")
+    empty = _empty_array(path)
+    if empty is not None:
+        return empty
     try:
-        M = scipy.io.mmread(path)
+        M: Any = scipy.io.mmread(path)
     except Exception as e:  # noqa: BLE001  (SciPy raises ValueError, OSError, EOFError, ... for bad files)
         try:
             _scan(path)
         except OSError as oe:
             raise MatrixMarketError(f"{path}: cannot read the file ({oe})") from e
         raise MatrixMarketError(f"{path}:{_scipy_line(str(e))}: {e}") from e
-    S = M.tocsr() if sp.issparse(M) else sp.csr_matrix(M)
+    S: Any = M.tocsr() if sp.issparse(M) else sp.csr_matrix(M)
     del M
     if S.dtype.kind not in "fc":
         S = S.astype(np.float64)
@@ -227,10 +254,10 @@ def write_mtx(path: str | os.PathLike, A: Any, *, field: str | None = None, symm
     if field == "pattern" and not sp.issparse(M):
         M = sp.coo_matrix(M)  # the array format has no pattern field
     path.parent.mkdir(parents=True, exist_ok=True)
-    kw = dict(comment=comment, field=field, symmetry=symmetry)
-    if path.suffix == ".gz":
-        with gzip.open(path, "wb") as f:
-            scipy.io.mmwrite(f, M, **kw)
-    else:
-        scipy.io.mmwrite(path, M, **kw)
+    target: Any = gzip.open(path, "wb") if path.suffix == ".gz" else path
+    try:
+        scipy.io.mmwrite(target, M, comment=comment, field=field, symmetry=symmetry)  # type: ignore[arg-type]
+    finally:
+        if target is not path:
+            target.close()
     return path

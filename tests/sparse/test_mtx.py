@@ -140,3 +140,13 @@ def test_complex_hermitian_and_gzip_files_read_as_scipy_reads_them(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(MatrixMarketError, match="no such file"):
         jsparse.read_mtx_scipy(tmp_path / "nothing.mtx")
+
+
+@pytest.mark.parametrize("field", ["real", "integer", "complex"])
+def test_array_file_without_rows(tmp_path, field):
+    # scipy.io.mmread kills the process (SIGFPE) on these; read_mtx_scipy answers them itself.
+    path = tmp_path / "e.mtx"
+    path.write_text(f"%%MatrixMarket matrix array {field} general\n% nothing\n0 3\n")
+    S = jsparse.read_mtx_scipy(path)
+    assert S.shape == (0, 3) and S.nnz == 0
+    assert S.dtype == (np.complex128 if field == "complex" else np.float64)
