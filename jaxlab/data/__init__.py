@@ -33,3 +33,10 @@ from ._timeseries import load_taylor as load_taylor
 from ._timeseries import make_cycle_data as make_cycle_data
 from ._timeseries import time_series as time_series
 from ._timeseries import to_cycles as to_cycles
+from ._weather_series import NYC_STATIONS as NYC_STATIONS
+from ._weather_series import NYC_VARIABLES as NYC_VARIABLES
+from ._weather_series import fill_missing as fill_missing
+from ._weather_series import load_nyc_weather as load_nyc_weather
+from ._energy_series import WEATHERSIT_CODES as WEATHERSIT_CODES
+from ._energy_series import load_bikeshare as load_bikeshare
+from ._energy_series import load_tmy3_ghi as load_tmy3_ghi

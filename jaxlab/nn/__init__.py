@@ -15,3 +15,11 @@ from ._resnet import ResNet34 as ResNet34
 from ._resnet import ResNet50 as ResNet50
 from ._resnet import ResNet101 as ResNet101
 from ._resnet import ResNet152 as ResNet152
+from ._vgg import VGG as VGG
+from ._vgg import VGG11_LAYERS as VGG11_LAYERS
+from ._vgg import VGG16_LAYERS as VGG16_LAYERS
+from ._vgg import adaptive_avg_pool as adaptive_avg_pool
+from ._lif import LIF as LIF
+from ._lif import lif as lif
+from ._lif import lif_reference as lif_reference
+from ._lif import spike as spike

@@ -7,10 +7,7 @@ type serves as the base forecast, and a tiny transformer without positional enco
 residual. Deviations from the paper are listed in each module's docstring.
 """
 
-from ._baselines import DLinear as DLinear
 from ._baselines import VanillaTransformer as VanillaTransformer
-from ._baselines import moving_average as moving_average
-from ._baselines import moving_average_reference as moving_average_reference
 from ._baselines import sinusoidal_positions as sinusoidal_positions
 from ._experiment import MODELS as MODELS
 from ._experiment import RecycleConfig as RecycleConfig

@@ -1,4 +1,4 @@
-"""Baselines for ReCycle on the same windows: per-step transformer and DLinear.
+"""Baselines for ReCycle on the same windows: the per-step transformer (DLinear is in jaxlab.timeseries).
 
 The profile alone and persistence need no model: they are ``fc_profile`` of
 :func:`~jaxlab.methods.recycle.profile_windows` with ``variant="last_rhp"`` and
@@ -7,9 +7,8 @@ The profile alone and persistence need no model: they are ``fc_profile`` of
 * :class:`VanillaTransformer`: the same encoder-decoder trunk as ReCycle but one token per time
   step (``L`` history tokens, ``H`` forecast queries), sinusoidal positions, per-step calendar
   features, no profile and no residual. Attention costs ``O(L^2)``.
-* :class:`DLinear`: Zeng et al., "Are Transformers Effective for Time Series Forecasting?"
-  (arXiv 2205.13504): moving-average trend + remainder, one linear map each from the ``L`` history
-  steps to the ``H`` forecast steps.
+* DLinear (Zeng et al., arXiv 2205.13504) lives in :mod:`jaxlab.timeseries`; ReCycle runs it on the
+  univariate history as one channel.
 """
 
 from __future__ import annotations
@@ -55,38 +54,3 @@ class VanillaTransformer(nn.Module):
             self.d_model, self.d_ff, self.num_heads, self.num_encoder_layers, self.num_decoder_layers
         )(x, y)
         return nn.Dense(1, name="head")(h)[..., 0]
-
-
-def moving_average(x: Array, kernel: int) -> Array:
-    """Centred moving average over the last axis with edge replication (DLinear's trend)."""
-    if kernel < 1 or kernel % 2 == 0:
-        raise ValueError(f"kernel must be an odd positive integer, got {kernel}")
-    pad = (kernel - 1) // 2
-    xp = jnp.concatenate([jnp.repeat(x[..., :1], pad, -1), x, jnp.repeat(x[..., -1:], pad, -1)], -1)
-    c = jnp.cumsum(xp, axis=-1)
-    c = jnp.concatenate([jnp.zeros_like(c[..., :1]), c], axis=-1)
-    return (c[..., kernel:] - c[..., :-kernel]) / kernel
-
-
-def moving_average_reference(x: np.ndarray, kernel: int) -> np.ndarray:
-    """Loop oracle for :func:`moving_average`."""
-    x = np.asarray(x)
-    pad = (kernel - 1) // 2
-    xp = np.concatenate([np.repeat(x[..., :1], pad, -1), x, np.repeat(x[..., -1:], pad, -1)], -1)
-    return np.stack([xp[..., i : i + kernel].mean(-1) for i in range(x.shape[-1])], -1)
-
-
-class DLinear(nn.Module):
-    """DLinear: linear maps of the trend and the remainder of the history.
-
-    Call argument: hist ``(B, L)``. Returns ``(B, horizon)``.
-    """
-
-    horizon: int
-    kernel: int = 25
-
-    @nn.compact
-    def __call__(self, hist: Array) -> Array:
-        trend = moving_average(hist, self.kernel)
-        season = hist - trend
-        return nn.Dense(self.horizon, name="trend")(trend) + nn.Dense(self.horizon, name="season")(season)

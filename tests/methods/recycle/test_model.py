@@ -9,8 +9,9 @@ import pytest
 
 import jaxlab.data as jd
 from jaxlab.core import tolerances
-from jaxlab.methods.recycle import (DLinear, RecycleConfig, ReCycleTransformer, VanillaTransformer, energy_label,
-                                    energy_total_j, forecast_metrics, moving_average, moving_average_reference, run)
+from jaxlab.methods.recycle import (RecycleConfig, ReCycleTransformer, VanillaTransformer, energy_label,
+                                    energy_total_j, forecast_metrics, run)
+from jaxlab.timeseries import DLinear, moving_average, moving_average_reference
 
 B, L, H, D, M = 3, 5, 2, 6, 9
 
@@ -66,7 +67,7 @@ def test_baselines_shapes_and_moving_average(getkey):
     with pytest.raises(ValueError, match="odd"):
         moving_average(x, 4)
     dl = DLinear(horizon=H * D, kernel=5)
-    assert jax.eval_shape(dl.init, getkey(), x)["params"]["trend"]["kernel"].shape == (L * D, H * D)
+    assert jax.eval_shape(dl.init, getkey(), x[..., None])["params"]["trend"]["kernel"].shape == (L * D, H * D)
     feats = jax.random.normal(getkey(), (B, L * D, 10), jnp.float32)
     fc_feats = jax.random.normal(getkey(), (B, H * D, 10), jnp.float32)
     vt = VanillaTransformer(d_model=8, d_ff=8)
