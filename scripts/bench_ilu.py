@@ -118,11 +118,17 @@ def main(argv=None) -> None:
     ap.add_argument("--n", type=int, default=1000, help="poisson2d grid side")
     ap.add_argument("--arrow", type=int, default=2000, help="arrow matrix size")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--parts", default="arrow,poisson", help="comma-separated: arrow, poisson")
     ap.add_argument("--json", help="output file (default bench/results/ilu-<backend>.json)")
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.arrow, args.repeats = 200, 500, 2
-    records = bench_arrow(args.arrow, args.repeats) + [bench_poisson(args.n, args.repeats)]
+    parts = set(args.parts.split(","))
+    if not parts or parts - {"arrow", "poisson"}:
+        raise SystemExit(f"--parts must name arrow and/or poisson, got {args.parts!r}")
+    records = bench_arrow(args.arrow, args.repeats) if "arrow" in parts else []
+    if "poisson" in parts:
+        records.append(bench_poisson(args.n, args.repeats))
     path = save_benchmark("ilu", records, args.json, command=" ".join(["scripts/bench_ilu.py", *sys.argv[1:]]),
                           repeats=args.repeats, loadavg=list(os.getloadavg()))
     print(f"wrote {path}")

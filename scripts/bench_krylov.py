@@ -122,7 +122,7 @@ def cupy_fixed_iterations(S, b, method: str, maxiter: int):
 
 
 def bench_problem(name: str, *, fmt: str, iters: int, repeats: int, rtol: float,
-                  fixed_only: bool = False) -> list[dict]:
+                  fixed_only: bool = False, methods: tuple[str, ...] | None = None) -> list[dict]:
     S, spd = problem(name)
     n = S.shape[0]
     b = np.random.default_rng(0).standard_normal(n)
@@ -132,6 +132,8 @@ def bench_problem(name: str, *, fmt: str, iters: int, repeats: int, rtol: float,
     cases = [("cg", None), ("cg", "jacobi")] if spd else [("bicgstab", None), ("gmres", None), ("bicgstab", "jacobi")]
     if fixed_only:
         cases = [c for c in cases if c[1] is None]
+    if methods:
+        cases = [c for c in cases if c[0] in methods]
     for method, pre in cases:
         kw = {"restart": 30} if method == "gmres" else {}
         skw = {"restart": 30, "callback_type": "pr_norm"} if method == "gmres" else {}
@@ -211,8 +213,12 @@ def main() -> None:
     ap.add_argument("--fixed-only", action="store_true",
                     help="only the fixed-iteration timings against jax BCOO, pyGinkgo and CuPy (no SciPy runs; "
                          "for problems too large for SciPy, e.g. on a GPU)")
+    ap.add_argument("--methods", help="comma-separated subset of cg, bicgstab, gmres (default: all that apply)")
     ap.add_argument("--json", help="output file (default bench/results/krylov-<backend>.json)")
     args = ap.parse_args()
+    methods = tuple(args.methods.split(",")) if args.methods else None
+    if methods and set(methods) - set(SCIPY):
+        raise SystemExit(f"--methods must be a subset of {sorted(SCIPY)}, got {args.methods!r}")
     if args.problems:
         problems = args.problems.split(",")
     elif args.quick:
@@ -222,7 +228,7 @@ def main() -> None:
     records = []
     for name in problems:
         records += bench_problem(name, fmt=args.format, iters=args.iters, repeats=args.repeats, rtol=args.rtol,
-                                 fixed_only=args.fixed_only)
+                                 fixed_only=args.fixed_only, methods=methods)
     path = save_benchmark("krylov", records, args.json, quick=args.quick,
                           command=" ".join(["scripts/bench_krylov.py", *sys.argv[1:]]), loadavg=list(os.getloadavg()))
     print(f"wrote {path}")

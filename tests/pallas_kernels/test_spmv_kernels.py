@@ -38,7 +38,10 @@ def _matrix(case):
     return sp.csr_matrix(d)
 
 
-CASES = ["mixed", "one_row", "all_zero", "stored_zeros"]
+# "mixed" (empty rows, one full row, rows not a multiple of the block) and "all_zero" run in CI; the other edge
+# cases compile their own interpret-mode kernels (seconds each) and run with -m slow.
+CASES = ["mixed", pytest.param("one_row", marks=pytest.mark.slow), "all_zero",
+         pytest.param("stored_zeros", marks=pytest.mark.slow)]
 
 
 def _check(y, S, x, dtype):
@@ -91,7 +94,8 @@ def test_csr_balanced_kernel(case):
            S, x, "float64")
 
 
-@pytest.mark.parametrize("fmt,opts", [("csr", {"strategy": "load_balance"}), ("csr", {"strategy": "merge_path"}),
+@pytest.mark.parametrize("fmt,opts", [pytest.param("csr", {"strategy": "load_balance"}, marks=pytest.mark.slow),
+                                      ("csr", {"strategy": "merge_path"}),
                                       ("hybrid", {"ell_width": 1})])
 def test_dispatch_agrees_with_xla_f32_and_grad(fmt, opts):
     """The Pallas path behind ``spmv`` equals the XLA path (f32, two RHS) and differentiates."""
@@ -106,7 +110,7 @@ def test_dispatch_agrees_with_xla_f32_and_grad(fmt, opts):
     np.testing.assert_allclose(g(A.data), g_ref(A.data), atol=10 * atol, rtol=rtol)
 
 
-@pytest.mark.parametrize("case", CASES + ["empty_run"])
+@pytest.mark.parametrize("case", CASES + [pytest.param("empty_run", marks=pytest.mark.slow)])
 def test_csr_merge_path_kernel(case):
     if case == "empty_run":  # a long run of empty rows between two full ones: merge path balances rows too
         d = np.zeros((40, 9))
