@@ -107,4 +107,7 @@ def test_smoke_run_on_a_synthetic_series(tmp_path):
     assert all(r["train_energy_j"] >= 0 and r["infer_energy_j"] >= 0 for r in summary["table"])
     # model selection starts from step 0, where ReCycle (zero head) is the profile: never worse on val
     by = {r["model"]: r for r in summary["table"]}
-    assert by["recycle"]["best_step"] is not None
+    lines = (tmp_path / "metrics_recycle.jsonl").read_text().splitlines()
+    val = {r["step"]: r["val_mae"] for r in map(json.loads, filter(str.strip, lines)) if r.get("split") == "val"}
+    assert 0 in val and by["recycle"]["best_step"] in val
+    assert val[by["recycle"]["best_step"]] == min(val.values()) <= val[0]
