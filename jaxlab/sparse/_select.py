@@ -4,11 +4,13 @@
 ``rows x longest row / nnz`` (1 for equal rows), and the backend, and looks the format up in
 :data:`FORMAT_TABLE`. Each entry is the format measured fastest for its class (``scripts/bench_spmv.py``):
 
-* CPU (2-core EPYC, XLA 0.10, ``bench/results/sparse-cpu-formats.json``): equal or nearly equal rows
-  (stencils, fixed row counts) run fastest as ELL, whose product XLA unrolls over the width into one
-  vectorised pass; moderately uneven rows (FEM meshes) and skewed rows (power law) as CSR, whose product
-  over long or uneven rows is a sorted segment sum, where ELL pays for its padding and Hybrid for the
-  scatter-add of its COO part.
+* CPU (2-core EPYC, XLA 0.10, ``bench/results/sparse-cpu-formats-<matrix>.json``, one run per matrix on a
+  shared machine, per-round ratios to SciPy CSR): equal or nearly equal rows (poisson2d_1000, poisson3d_100,
+  random_1M_r8) run fastest as Hybrid, whose ELL part XLA unrolls over the width into one vectorised pass and
+  whose COO part is nearly empty (0.43-0.72x SciPy; ELL 0.56-0.83x, ahead only on poisson3d_100 in f32); skewed rows (powerlaw_2M_d16) as SELL-P with rows sorted
+  by length (0.83x/0.90x SciPy in f32/f64; CSR 1.6-1.8x, Hybrid 1.6-2.2x: its COO part is a scatter-add).
+  Moderately uneven rows (mesh2d_1M, a FEM-like triangulation) also run fastest as Hybrid (0.58x/0.44x SciPy
+  in f32/f64; sorted SELL-P 0.72-1.06x, CSR 1.14-1.26x).
 * GPU (H200, ``bench/results/sparse-gpu-auto.json``, ``sparse-gpu-p2d-f64.json``): stencils as ELL (the XLA
   gather reached 0.87-1.0 of the copy bandwidth, cuSPARSE CSR 0.5), everything else as CSR through cuSPARSE
   (powerlaw_2M_d16: 0.27 ms against 1.7 ms for Hybrid and the XLA forms). The moderate class on GPU is
@@ -27,7 +29,7 @@ import numpy as np
 ROW_CLASSES: tuple[tuple[str, float], ...] = (("uniform", 1.3), ("moderate", 8.0), ("skewed", math.inf))
 
 FORMAT_TABLE: dict[tuple[str, str], str] = {
-    ("cpu", "uniform"): "ell",
+    ("cpu", "uniform"): "hybrid",
     ("cpu", "moderate"): "hybrid",
     ("cpu", "skewed"): "sellp_sorted",
     ("gpu", "uniform"): "ell",
@@ -84,7 +86,7 @@ def choose_format(stats: RowStats, backend: str | None = None) -> str:
     Examples:
       >>> import numpy as np
       >>> choose_format(row_stats(np.arange(0, 41, 5)), "cpu")  # 8 rows of 5 entries
-      'ell'
+      'hybrid'
       >>> choose_format(row_stats(np.array([0, 1, 2, 3, 1000])), "gpu")
       'csr'
     """
