@@ -194,4 +194,6 @@ BENCHMARKS: dict[str, str] = {
     "abtrain": "bench_abtrain.py",
     "transplant": "bench_transplant.py",
     "distributed_cg": "bench_distributed_cg.py",
+    "mtx": "bench_mtx.py",
+    "ilu": "bench_ilu.py",
 }

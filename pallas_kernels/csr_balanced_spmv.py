@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plt
 
-from ._tuning import lookup, next_pow2
+from ._tuning import array_device_kind, lookup, next_pow2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +36,9 @@ class BlockSizes:
         return lookup(_TUNED, device_kind)
 
 
-# Not tuned yet (no GPU in the session that wrote this); 64 keeps the one-hot tile at 4096.
-_TUNED = {"default": BlockSizes(64, 2), "H100": BlockSizes(64, 2), "H200": BlockSizes(64, 2)}
+# Filled per device kind by `scripts/bench_spmv.py --sweep` on a GPU; none was available to the sessions that
+# wrote this kernel, so only the default is here (64 keeps the one-hot tile at 4096).
+_TUNED = {"default": BlockSizes(64, 2)}
 
 
 def _csr_balanced_kernel(data_ref, indices_ref, rows_ref, x_ref, y0_ref, y_ref, *, chunk, nnz,
@@ -67,7 +68,6 @@ def _csr_balanced_kernel(data_ref, indices_ref, rows_ref, x_ref, y0_ref, y_ref, 
     plt.atomic_add(y_ref, target, partial_sums.astype(y_ref.dtype))
 
 
-@functools.partial(jax.jit, static_argnames=("num_rows", "block_sizes", "interpret"))
 def csr_balanced_spmv(data, indices, row_ids, x, *, num_rows: int,
                       block_sizes: BlockSizes | None = None, interpret: bool = False):
     """``y = A x`` for CSR (given as sorted ``row_ids``) with equal nonzeros per program.
@@ -77,10 +77,16 @@ def csr_balanced_spmv(data, indices, row_ids, x, *, num_rows: int,
       row_ids: row of each entry, sorted ``(nnz,)``.
       x: vector ``(n,)``.
       num_rows: rows of the matrix.
-      block_sizes: nonzeros per program and warps; default from the device-kind table.
+      block_sizes: nonzeros per program and warps; default from the table of ``x``'s device kind.
       interpret: run in the Pallas interpreter (CPU tests).
     """
-    bs = block_sizes or BlockSizes.get_default()
+    bs = block_sizes or BlockSizes.get_default(array_device_kind(x))
+    return _csr_balanced_spmv(data, indices, row_ids, x, num_rows=num_rows, block_sizes=bs, interpret=interpret)
+
+
+@functools.partial(jax.jit, static_argnames=("num_rows", "block_sizes", "interpret"))
+def _csr_balanced_spmv(data, indices, row_ids, x, *, num_rows, block_sizes, interpret):
+    bs = block_sizes
     nnz = data.shape[0]
     if nnz == 0 or num_rows == 0:
         return jnp.zeros((num_rows,), x.dtype)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plt
 
-from ._tuning import lookup, next_pow2
+from ._tuning import array_device_kind, lookup, next_pow2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,10 +32,9 @@ class BlockSizes:
         return lookup(_TUNED, device_kind)
 
 
-# Not tuned yet (no GPU in the session that wrote this): 1024 lanes ~ Ginkgo's 128-thread blocks
-# with oversubscription.
-_TUNED = {"default": BlockSizes(1024, 4), "H100": BlockSizes(1024, 4),
-          "H200": BlockSizes(1024, 4)}
+# Filled per device kind by `scripts/bench_spmv.py --sweep` on a GPU; none was available to the sessions that
+# wrote this kernel, so only the default (1024 lanes ~ Ginkgo's 128-thread blocks, oversubscribed) is here.
+_TUNED = {"default": BlockSizes(1024, 4)}
 
 
 def subgroup_size(max_row_length: int) -> int:
@@ -69,7 +68,6 @@ def _csr_vector_kernel(indptr_ref, data_ref, indices_ref, x_ref, y_ref, *, subgr
     y_ref[...] = jnp.sum(acc, axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("subgroup", "block_sizes", "interpret"))
 def csr_vector_spmv(data, indices, indptr, x, *, subgroup: int = 32,
                     block_sizes: BlockSizes | None = None, interpret: bool = False):
     """``y = A x`` for CSR with one ``subgroup``-lane sub-group per row.
@@ -79,12 +77,18 @@ def csr_vector_spmv(data, indices, indptr, x, *, subgroup: int = 32,
       indptr: row starts ``(m + 1,)``.
       x: vector ``(n,)``.
       subgroup: lanes per row, a power of two <= 32 (see :func:`subgroup_size`).
-      block_sizes: tile size and warps; default from the device-kind table.
+      block_sizes: tile size and warps; default from the table of ``x``'s device kind.
       interpret: run in the Pallas interpreter (CPU tests).
     """
     if subgroup < 1 or subgroup > 32 or subgroup & (subgroup - 1):
         raise ValueError(f"subgroup must be a power of two in [1, 32], got {subgroup}")
-    bs = block_sizes or BlockSizes.get_default()
+    bs = block_sizes or BlockSizes.get_default(array_device_kind(x))
+    return _csr_vector_spmv(data, indices, indptr, x, subgroup=subgroup, block_sizes=bs, interpret=interpret)
+
+
+@functools.partial(jax.jit, static_argnames=("subgroup", "block_sizes", "interpret"))
+def _csr_vector_spmv(data, indices, indptr, x, *, subgroup, block_sizes, interpret):
+    bs = block_sizes
     m = indptr.shape[0] - 1
     if m == 0 or data.shape[0] == 0 or x.shape[0] == 0:
         return jnp.zeros((m,), x.dtype)

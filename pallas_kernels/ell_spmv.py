@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plt
 
-from ._tuning import lookup, next_pow2
+from ._tuning import array_device_kind, lookup, next_pow2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,12 +32,9 @@ class BlockSizes:
         return lookup(_TUNED, device_kind)
 
 
-# Not tuned yet (no GPU in the session that wrote this): the PEERS.md probe used 256 rows.
-_TUNED = {
-    "default": BlockSizes(256, 4),
-    "H100": BlockSizes(256, 4),
-    "H200": BlockSizes(256, 4),
-}
+# Filled per device kind by `scripts/bench_spmv.py --sweep` on a GPU; none was available to the sessions that
+# wrote this kernel, so only the default (the PEERS.md probe's 256 rows) is here.
+_TUNED = {"default": BlockSizes(256, 4)}
 
 
 def _ell_spmv_kernel(data_ref, cols_ref, x_ref, y_ref, *, width, num_rows, block_rows):
@@ -56,7 +53,6 @@ def _ell_spmv_kernel(data_ref, cols_ref, x_ref, y_ref, *, width, num_rows, block
     y_ref[...] = acc
 
 
-@functools.partial(jax.jit, static_argnames=("block_sizes", "interpret"))
 def ell_spmv(data, cols, x, *, block_sizes: BlockSizes | None = None, interpret: bool = False):
     """``y = A x`` for column-major ELL ``(width, rows)`` arrays with -1 padding.
 
@@ -64,13 +60,19 @@ def ell_spmv(data, cols, x, *, block_sizes: BlockSizes | None = None, interpret:
       data: values ``(width, rows)``.
       cols: column indices ``(width, rows)``, -1 for padding.
       x: vector ``(n,)``.
-      block_sizes: rows per program (power of two); default from the device-kind table.
+      block_sizes: rows per program (power of two); default from the table of ``x``'s device kind.
       interpret: run the kernel in the Pallas interpreter (CPU tests).
 
     Returns:
       ``y`` of shape ``(rows,)``.
     """
-    bs = block_sizes or BlockSizes.get_default()
+    bs = block_sizes or BlockSizes.get_default(array_device_kind(x))
+    return _ell_spmv(data, cols, x, block_sizes=bs, interpret=interpret)
+
+
+@functools.partial(jax.jit, static_argnames=("block_sizes", "interpret"))
+def _ell_spmv(data, cols, x, *, block_sizes: BlockSizes, interpret: bool):
+    bs = block_sizes
     w, m = data.shape
     if w == 0 or m == 0 or x.shape[0] == 0:
         return jnp.zeros((m,), x.dtype)

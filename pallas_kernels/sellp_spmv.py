@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plt
 
-from ._tuning import lookup
+from ._tuning import array_device_kind, lookup
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,8 +31,9 @@ class BlockSizes:
         return lookup(_TUNED, device_kind)
 
 
-# Not tuned yet (no GPU in the session that wrote this).
-_TUNED = {"default": BlockSizes(2), "H100": BlockSizes(2), "H200": BlockSizes(2)}
+# Filled per device kind by `scripts/bench_spmv.py --sweep` on a GPU; none was available to the sessions that
+# wrote this kernel, so only the default is here.
+_TUNED = {"default": BlockSizes(2)}
 
 
 def _sellp_spmv_kernel(sets_ref, lengths_ref, data_ref, cols_ref, x_ref, y_ref, *, slice_size):
@@ -53,7 +54,6 @@ def _sellp_spmv_kernel(sets_ref, lengths_ref, data_ref, cols_ref, x_ref, y_ref, 
     y_ref[...] = acc
 
 
-@functools.partial(jax.jit, static_argnames=("num_rows", "slice_size", "block_sizes", "interpret"))
 def sellp_spmv(data, cols, slice_lengths, slice_sets, x, *, num_rows: int, slice_size: int = 64,
                block_sizes: BlockSizes | None = None, interpret: bool = False):
     """``y = A x`` for a SELL-P matrix in Ginkgo's layout.
@@ -65,12 +65,19 @@ def sellp_spmv(data, cols, slice_lengths, slice_sets, x, *, num_rows: int, slice
       x: vector ``(n,)``.
       num_rows: rows of the matrix.
       slice_size: rows per slice, a power of two.
-      block_sizes: Triton warps; default from the device-kind table.
+      block_sizes: Triton warps; default from the table of ``x``'s device kind.
       interpret: run in the Pallas interpreter (CPU tests).
     """
     if slice_size & (slice_size - 1):
         raise ValueError(f"sellp_spmv needs a power-of-two slice_size, got {slice_size}")
-    bs = block_sizes or BlockSizes.get_default()
+    bs = block_sizes or BlockSizes.get_default(array_device_kind(x))
+    return _sellp_spmv(data, cols, slice_lengths, slice_sets, x, num_rows=num_rows, slice_size=slice_size,
+                       block_sizes=bs, interpret=interpret)
+
+
+@functools.partial(jax.jit, static_argnames=("num_rows", "slice_size", "block_sizes", "interpret"))
+def _sellp_spmv(data, cols, slice_lengths, slice_sets, x, *, num_rows, slice_size, block_sizes, interpret):
+    bs = block_sizes
     ns = slice_lengths.shape[0]
     if ns == 0 or data.shape[0] == 0 or x.shape[0] == 0:
         return jnp.zeros((num_rows,), x.dtype)

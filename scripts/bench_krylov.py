@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import statistics
+import sys
 import time
 
 import jax
@@ -120,7 +122,7 @@ def cupy_fixed_iterations(S, b, method: str, maxiter: int):
 
 
 def bench_problem(name: str, *, fmt: str, iters: int, repeats: int, rtol: float,
-                  fixed_only: bool = False) -> list[dict]:
+                  fixed_only: bool = False, methods: tuple[str, ...] | None = None) -> list[dict]:
     S, spd = problem(name)
     n = S.shape[0]
     b = np.random.default_rng(0).standard_normal(n)
@@ -130,6 +132,8 @@ def bench_problem(name: str, *, fmt: str, iters: int, repeats: int, rtol: float,
     cases = [("cg", None), ("cg", "jacobi")] if spd else [("bicgstab", None), ("gmres", None), ("bicgstab", "jacobi")]
     if fixed_only:
         cases = [c for c in cases if c[1] is None]
+    if methods:
+        cases = [c for c in cases if c[0] in methods]
     for method, pre in cases:
         kw = {"restart": 30} if method == "gmres" else {}
         skw = {"restart": 30, "callback_type": "pr_norm"} if method == "gmres" else {}
@@ -160,6 +164,9 @@ def bench_problem(name: str, *, fmt: str, iters: int, repeats: int, rtol: float,
                                                 **jkw)[0])
             t_j = _median_time(lambda: jax.block_until_ready(jfix(B, bj)), repeats) / peer_iters
             rec.update({"jax_bcoo_ms_per_iter": 1e3 * t_j, "time_ratio_to_jax_bcoo": t_ours / t_j})
+            # The same solver given our matrix (the same matvec as ours): the solvers' own cost compared.
+            t_s = _median_time(lambda: jax.block_until_ready(jfix(A, bj)), repeats) / peer_iters
+            rec.update({"jax_same_matvec_ms_per_iter": 1e3 * t_s, "time_ratio_to_jax_same_matvec": t_ours / t_s})
             C = jexp_sparse.CSR((jnp.asarray(S.data), jnp.asarray(S.indices), jnp.asarray(S.indptr)), shape=S.shape)
             t_c = _median_time(lambda: jax.block_until_ready(jfix(C, bj)), repeats) / peer_iters
             rec.update({"jax_csr_ms_per_iter": 1e3 * t_c, "time_ratio_to_jax_csr": t_ours / t_c})
@@ -175,7 +182,7 @@ def bench_problem(name: str, *, fmt: str, iters: int, repeats: int, rtol: float,
         print(f"{name:>16} {method:>8}+{rec['preconditioner']:<7} it {rec.get('iterations', '-'):>5} "
               f"(scipy {rec.get('scipy_iterations', '-'):>5}) {rec['ms_per_iter']:8.3f} ms/it" +
               "".join(f"  {k[:-len('_ms_per_iter')]} {rec[k]:8.3f}" for k in
-                      ("scipy_ms_per_iter", "jax_bcoo_ms_per_iter", "jax_csr_ms_per_iter", "pyginkgo_ms_per_iter",
+                      ("scipy_ms_per_iter", "jax_same_matvec_ms_per_iter", "jax_bcoo_ms_per_iter", "jax_csr_ms_per_iter", "pyginkgo_ms_per_iter",
                        "cupy_ms_per_iter")
                       if k in rec), flush=True)
     return out
@@ -206,8 +213,12 @@ def main() -> None:
     ap.add_argument("--fixed-only", action="store_true",
                     help="only the fixed-iteration timings against jax BCOO, pyGinkgo and CuPy (no SciPy runs; "
                          "for problems too large for SciPy, e.g. on a GPU)")
+    ap.add_argument("--methods", help="comma-separated subset of cg, bicgstab, gmres (default: all that apply)")
     ap.add_argument("--json", help="output file (default bench/results/krylov-<backend>.json)")
     args = ap.parse_args()
+    methods = tuple(args.methods.split(",")) if args.methods else None
+    if methods and set(methods) - set(SCIPY):
+        raise SystemExit(f"--methods must be a subset of {sorted(SCIPY)}, got {args.methods!r}")
     if args.problems:
         problems = args.problems.split(",")
     elif args.quick:
@@ -217,8 +228,9 @@ def main() -> None:
     records = []
     for name in problems:
         records += bench_problem(name, fmt=args.format, iters=args.iters, repeats=args.repeats, rtol=args.rtol,
-                                 fixed_only=args.fixed_only)
-    path = save_benchmark("krylov", records, args.json, quick=args.quick)
+                                 fixed_only=args.fixed_only, methods=methods)
+    path = save_benchmark("krylov", records, args.json, quick=args.quick,
+                          command=" ".join(["scripts/bench_krylov.py", *sys.argv[1:]]), loadavg=list(os.getloadavg()))
     print(f"wrote {path}")
 
 

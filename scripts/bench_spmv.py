@@ -1,13 +1,17 @@
-"""SpMV benchmark: every jaxlab.sparse format against SciPy, jax BCOO, jax ``sparse.CSR`` (and CuPy,
-torch and pyGinkgo when importable), on the PEERS.md matrices.
+"""SpMV benchmark: every jaxlab.sparse format and the default (``format="auto"``) against SciPy, jax BCOO,
+jax ``sparse.CSR`` (and CuPy, torch and pyGinkgo when importable), on the PEERS.md matrices and FEM-like meshes.
 
-Correctness is checked against SciPy before timing. Times are medians over repeats of a compiled,
-warmed-up call with ``block_until_ready``. Effective bandwidth counts the fewest bytes (PEERS.md):
-``nnz*(value+4) + 4*(n+1) + 2*n*value``; it is also given as a fraction of a copy measured in the
-same run. Results go to ``bench/results/sparse-<backend>.json``.
+Correctness is checked against SciPy before timing. Each case is built, compiled and timed on its own, in
+rounds alternating with SciPy (so the load of a shared machine falls on both alike, and only SciPy's matrix
+and one case's are in memory at a time); reported are the median time, the median of the per-round ratios
+to SciPy, and the effective bandwidth, which counts the fewest bytes (PEERS.md):
+``nnz*(value+4) + 4*(n+1) + 2*n*value``, also as a fraction of a device-to-device copy of the same number
+of bytes timed in the same run (median of repeats). A format whose padding would store more than
+``--max-waste`` x nnz entries (ELL of a power-law matrix) is skipped and said so. Results go to
+``bench/results/sparse-<backend>.json``.
 
 Usage:
-  python scripts/bench_spmv.py                              # poisson2d_1000, random_1M_r8; f32, f64
+  python scripts/bench_spmv.py                              # the six matrices below; f32, f64
   python scripts/bench_spmv.py --quick                      # small matrices, seconds
   python scripts/bench_spmv.py --matrices poisson3d_160 --formats ell,sellp --dtypes float32
 """
@@ -16,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
+import os
 import statistics
 import sys
 import time
@@ -27,45 +33,30 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-ALL_FORMATS = ("csr", "coo", "ell", "sellp", "hybrid")
+ALL_FORMATS = ("auto", "csr", "coo", "ell", "sellp", "sellp_sorted", "hybrid")
 PEERS = ("scipy", "bcoo", "jax_csr", "cupy", "torch", "pyginkgo")
-
-
-def _median_time(fn, repeats, warmup=2, inner=1, sync=jax.block_until_ready):
-    """Median and minimum seconds per call. Each repeat times ``inner`` calls issued back to back and
-    one ``sync`` at the end (on a GPU a per-call sync would mostly time the launch latency)."""
-    for _ in range(warmup):
-        sync(fn())
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            out = fn()
-        sync(out)
-        times.append((time.perf_counter() - t0) / inner)
-    return statistics.median(times), min(times)
+MATRICES = "poisson2d_1000,poisson3d_100,random_1M_r8,powerlaw_2M_d16,mesh2d_1M,mesh3d_200K"
 
 
 def _inner_calls():
     return 1 if jax.default_backend() == "cpu" else 20
 
 
-def _copy_bandwidth(repeats):
-    """GB/s of a jitted, buffer-donating ``a + 1`` over 32M float32 (read + write).
+def _time_once(fn, inner, sync):
+    t0 = time.perf_counter()
+    for _ in range(inner):
+        out = fn()
+    sync(out)
+    return (time.perf_counter() - t0) / inner
 
-    Donation makes XLA write into the input's buffer, so the figure is not dominated by the page
-    faults of a fresh 128 MB output on every call.
-    """
-    f = jax.jit(lambda a: a + 1, donate_argnums=0)
-    state = [jnp.ones((32 * 2**20,), jnp.float32)]
-    nbytes = state[0].nbytes
 
-    def run():
-        state[0] = f(state[0])
-        return state[0]
-
-    t, _ = _median_time(run, repeats, inner=_inner_calls())
-    return 2 * nbytes / t / 1e9
+def _copy_seconds(nbytes: int, repeats: int) -> float:
+    """Median seconds of a jitted device-to-device copy moving ``nbytes`` (half read, half written)."""
+    a = jnp.ones((max(nbytes // 8, 1),), jnp.float32)  # nbytes / 2 bytes, read once and written once
+    f = jax.jit(lambda a: jnp.copy(a))
+    jax.block_until_ready(f(a))
+    inner = _inner_calls()
+    return statistics.median(_time_once(lambda: f(a), inner, jax.block_until_ready) for _ in range(repeats))
 
 
 def _no_sync(y):
@@ -84,10 +75,8 @@ def _min_bytes(n, nnz, value_bytes):
     return nnz * (value_bytes + 4) + 4 * (n + 1) + 2 * n * value_bytes
 
 
-def _peer_fns(name, S, x):
+def _peer_case(name, S, x):
     """(callable, description, sync) for a peer, or None when not importable/usable."""
-    if name == "scipy":
-        return (lambda: S @ x), "scipy CSR", _no_sync
     if name == "bcoo":
         from jax.experimental import sparse as jxs
 
@@ -98,8 +87,7 @@ def _peer_fns(name, S, x):
     if name == "jax_csr":
         from jax.experimental import sparse as jxs
 
-        C = jxs.CSR((jnp.asarray(S.data), jnp.asarray(S.indices), jnp.asarray(S.indptr)),
-                    shape=S.shape)
+        C = jxs.CSR((jnp.asarray(S.data), jnp.asarray(S.indices), jnp.asarray(S.indptr)), shape=S.shape)
         X = jnp.asarray(x)
         f = jax.jit(lambda C, v: C @ v).lower(C, X).compile()
         return (lambda: f(C, X)), "jax sparse.CSR", jax.block_until_ready
@@ -107,13 +95,10 @@ def _peer_fns(name, S, x):
         try:
             import cupy
             import cupyx.scipy.sparse as csp
-        except ImportError:
+
+            G, X = csp.csr_matrix(S), cupy.asarray(x)
+        except Exception:  # noqa: BLE001  (not installed, or no CUDA device)
             return None
-        try:
-            G = csp.csr_matrix(S)
-        except Exception:  # noqa: BLE001  (no CUDA device)
-            return None
-        X = cupy.asarray(x)
 
         def sync(y):
             cupy.cuda.Device().synchronize()
@@ -162,92 +147,144 @@ def _peer_fns(name, S, x):
     raise ValueError(f"unknown peer {name!r}; choose from {PEERS}")
 
 
-def bench_matrix(name, dtype, formats, peers, repeats, impl, copy_gbs):
+def _stored_entries(fmt, S):
+    """Entries a format would store (padding included), computed from the row lengths alone."""
+    import jaxlab.sparse as jsparse
+
+    lengths = np.diff(S.indptr)
+    if fmt == "ell":
+        return int(lengths.max(initial=0)) * S.shape[0]
+    if fmt in ("sellp", "sellp_sorted"):
+        if fmt == "sellp_sorted":
+            lengths = np.sort(lengths)[::-1]
+        pad = -len(lengths) % 64
+        widths = np.pad(lengths, (0, pad)).reshape(-1, 64).max(axis=1)
+        return int(widths.sum()) * 64
+    if fmt == "hybrid":
+        w = jsparse.hybrid_ell_width(lengths)
+        return w * S.shape[0] + int(np.maximum(lengths - w, 0).sum())
+    return S.nnz
+
+
+def bench_matrix(name, dtype, formats, peers, repeats, impl, max_waste):
     import jaxlab.sparse as jsparse
 
     t0 = time.perf_counter()
     S = jsparse.peer_matrix(name, dtype=dtype)
     build_s = time.perf_counter() - t0
     n, nnz = S.shape[0], S.nnz
+    stats = jsparse.row_stats(S.indptr)
     vb = np.dtype(dtype).itemsize
     bytes_min = _min_bytes(n, nnz, vb)
+    copy_s = _copy_seconds(bytes_min, repeats)
     x = np.random.default_rng(1).standard_normal(S.shape[1]).astype(dtype)
     ref = S @ x
     scale = np.linalg.norm(ref) + 1e-30
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    cases = []  # (impl name, kind, fn, extra, sync)
+    inner = _inner_calls()
+    scipy_fn = lambda: S @ x  # noqa: E731
+    common = dict(matrix=name, n=n, nnz=nnz, dtype=np.dtype(dtype).name, build_s=build_s,
+                  mean_row=stats.mean_length, max_row=stats.max_length, ell_waste=stats.ell_waste,
+                  row_class=stats.row_class, copy_ms=copy_s * 1e3)
+    rows = []
+
+    def run_case(label, kind, fn, sync, extra):
+        out = _to_numpy(sync(fn()))
+        err = float(np.linalg.norm(out - ref) / scale)
+        ok = err < tol
+        ts, ratios = [], []
+        if ok:
+            sync(fn())
+            for r in range(repeats):
+                pair = [(scipy_fn, _no_sync), (fn, sync)]
+                if r % 2:
+                    pair.reverse()
+                t = {id(f): _time_once(f, 1 if f is scipy_fn else inner, s) for f, s in pair}
+                ts.append(t[id(fn)])
+                ratios.append(t[id(fn)] / t[id(scipy_fn)])
+        med = statistics.median(ts) if ok else float("nan")
+        ratio = statistics.median(ratios) if ok else float("nan")
+        gbs = bytes_min / med / 1e9
+        rec = dict(common, impl=label, kind=kind, median_ms=med * 1e3, min_ms=min(ts) * 1e3 if ok else med,
+                   rel_error=err, correct=ok, eff_gbs=gbs, copy_fraction=copy_s / med,
+                   time_ratio_to_scipy=ratio, **extra)
+        rows.append(rec)
+        print(f"  {name:16s} {np.dtype(dtype).name:8s} {label:26s} {med * 1e3:9.3f} ms  {ratio:5.2f}x SciPy  "
+              f"{gbs:6.2f} GB/s ({rec['copy_fraction']:.2f} of copy)  err {err:.1e}" + ("" if ok else "  WRONG"),
+              flush=True)
+
+    # SciPy against itself: its own median, and the ratio 1 by construction.
+    sp_ts = [_time_once(scipy_fn, 1, _no_sync) for _ in range(repeats)]
+    rows.append(dict(common, impl="scipy CSR", kind="peer", median_ms=statistics.median(sp_ts) * 1e3,
+                     min_ms=min(sp_ts) * 1e3, rel_error=0.0, correct=True,
+                     eff_gbs=bytes_min / statistics.median(sp_ts) / 1e9,
+                     copy_fraction=copy_s / statistics.median(sp_ts), time_ratio_to_scipy=1.0))
+    print(f"  {name:16s} {np.dtype(dtype).name:8s} {'scipy CSR':26s} {rows[-1]['median_ms']:9.3f} ms  "
+          f"(rows {stats.min_length}-{stats.max_length}, mean {stats.mean_length:.1f}, ELL waste "
+          f"{stats.ell_waste:.2f}: {stats.row_class})", flush=True)
     for p in peers:
-        got = _peer_fns(p, S, x)
+        if p == "scipy":
+            continue
+        got = _peer_case(p, S, x)
         if got is not None:
-            cases.append((got[1], "peer", got[0], {}, got[2]))
+            run_case(got[1], "peer", got[0], got[2], {})
+        del got
+        gc.collect()
     X = jnp.asarray(x)
     for fmt in formats:
-        t0 = time.perf_counter()
-        try:
-            A = jsparse.from_scipy(S, fmt, dtype=dtype)
-        except ValueError as e:  # e.g. ELL of a power-law matrix: padded size beyond int32 indices
-            print(f"  {name:18s} jaxlab {fmt}: skipped: {str(e).splitlines()[0][:300]}", flush=True)
+        chosen = jsparse.choose_format(stats) if fmt == "auto" else fmt
+        stored = _stored_entries(chosen, S)
+        if stored > max_waste * max(nnz, 1):
+            print(f"  {name:16s} jaxlab {fmt}: skipped: it would store {stored / max(nnz, 1):.0f}x nnz entries",
+                  flush=True)
+            rows.append(dict(common, impl=f"jaxlab {fmt}", kind="jaxlab", format=fmt, skipped=True,
+                             stored_over_nnz=stored / max(nnz, 1)))
             continue
+        t0 = time.perf_counter()
+        A = jsparse.from_scipy(S, fmt, dtype=dtype)
         conv_s = time.perf_counter() - t0
         f = jax.jit(lambda A, v: jsparse.spmv(A, v, impl=impl))
         t0 = time.perf_counter()
         try:
             fc = f.lower(A, X).compile()
         except Exception as e:  # noqa: BLE001  (report a kernel that does not build; bench the rest)
-            print(f"  {name:18s} jaxlab {fmt}: does not compile with impl={impl!r}: {type(e).__name__}: "
+            print(f"  {name:16s} jaxlab {fmt}: does not compile with impl={impl!r}: {type(e).__name__}: "
                   f"{str(e).splitlines()[0][:300]}", flush=True)
             continue
         compile_s = time.perf_counter() - t0
-        cases.append((f"jaxlab {fmt}", "jaxlab", functools.partial(fc, A, X),
-                      dict(format=fmt, convert_s=conv_s, compile_s=compile_s,
-                           stored_values=int(A.data.size)), jax.block_until_ready))
-    # Correct first; then time round-robin (one call of each case per round) so that the load of
-    # the shared machine falls on all cases alike.
-    errors, times = {}, {c[0]: [] for c in cases}
-    for impl_name, _, fn, _, sync in cases:
-        out = _to_numpy(sync(fn()))
-        errors[impl_name] = float(np.linalg.norm(out - ref) / scale)
-        sync(fn())
-    live = [c for c in cases if errors[c[0]] < tol]
-    inner = _inner_calls()
-    for _ in range(repeats):
-        for impl_name, _, fn, _, sync in live:
-            times[impl_name].append(_median_time(fn, 1, warmup=0, inner=inner, sync=sync)[0])
-    rows = []
-    for impl_name, kind, _, extra, _ in cases:
-        ok = errors[impl_name] < tol
-        ts = times[impl_name]
-        med = statistics.median(ts) if ok else float("nan")
-        gbs = bytes_min / med / 1e9
-        rows.append(dict(matrix=name, n=n, nnz=nnz, dtype=np.dtype(dtype).name, impl=impl_name,
-                         kind=kind, median_ms=med * 1e3, min_ms=min(ts) * 1e3 if ok else med,
-                         rel_error=errors[impl_name], correct=ok, eff_gbs=gbs,
-                         copy_fraction=gbs / copy_gbs, build_s=build_s, **extra))
-        print(f"  {name:18s} {np.dtype(dtype).name:8s} {impl_name:16s} {med * 1e3:9.3f} ms "
-              f"{gbs:7.2f} GB/s ({gbs / copy_gbs:.2f} of copy) err {errors[impl_name]:.1e}"
-              + ("" if ok else "  WRONG"), flush=True)
-    base = {r["impl"]: r["median_ms"] for r in rows}
-    for r in rows:
-        r["speedup_vs_scipy"] = base.get("scipy CSR", float("nan")) / r["median_ms"]
-        r["speedup_vs_bcoo"] = base.get("jax BCOO", float("nan")) / r["median_ms"]
+        label = f"jaxlab {fmt}" + (f" ({type(A).__name__.lower()})" if fmt == "auto" else "")
+        run_case(label, "jaxlab", functools.partial(fc, A, X), jax.block_until_ready,
+                 dict(format=fmt, chosen_format=type(A).format_name, convert_s=conv_s, compile_s=compile_s,
+                      stored_values=int(A.data.size)))
+        del A, fc
+        gc.collect()
+    ours = [r for r in rows if r["kind"] == "jaxlab" and r.get("correct") and r["impl"] != rows[-1]["impl"]]
+    auto = [r for r in rows if r.get("format") == "auto" and r.get("correct")]
+    best = min((r for r in ours if r.get("format") != "auto"), key=lambda r: r["median_ms"], default=None)
+    if auto and best:
+        for r in auto:
+            r["ratio_to_best_format"] = r["median_ms"] / best["median_ms"]
+            r["best_format"] = best["format"]
     return rows
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--matrices", default="poisson2d_1000,random_1M_r8")
+    ap.add_argument("--matrices", default=MATRICES)
     ap.add_argument("--formats", default=",".join(ALL_FORMATS))
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--peers", default="scipy,bcoo,jax_csr,cupy,torch,pyginkgo")
-    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--impl", default="auto", help="spmv impl: auto | xla | pallas")
+    ap.add_argument("--max-waste", type=float, default=4.0,
+                    help="skip formats storing more than this many times nnz entries")
     ap.add_argument("--quick", action="store_true",
-                    help="small matrices (poisson2d_100, random_10K_r8, powerlaw_20K_d16)")
+                    help="small matrices (poisson2d_100, random_10K_r8, powerlaw_20K_d16, mesh2d_20K)")
     ap.add_argument("--json", default=None, help="output path (default bench/results/...)")
     args = ap.parse_args(argv)
     if args.quick:
-        args.matrices = "poisson2d_100,random_10K_r8,powerlaw_20K_d16"
-        args.repeats = min(args.repeats, 10)
+        args.matrices = "poisson2d_100,random_10K_r8,powerlaw_20K_d16,mesh2d_20K"
+        args.repeats = min(args.repeats, 5)
     dtypes = [np.dtype(d).type for d in args.dtypes.split(",")]
     if np.float64 in dtypes:
         jax.config.update("jax_enable_x64", True)
@@ -256,21 +293,23 @@ def main(argv=None):
 
     from jaxlab.core import save_benchmark
 
-    copy_gbs = _copy_bandwidth(args.repeats)
-    print(f"backend {jax.default_backend()}, copy bandwidth {copy_gbs:.1f} GB/s", flush=True)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print(f"backend {jax.default_backend()}, load average {load}", flush=True)
     records = []
     for name in args.matrices.split(","):
         for dt in dtypes:
-            records += bench_matrix(name, dt, formats, peers, args.repeats, args.impl, copy_gbs)
-    print("\n| matrix | dtype | impl | ms | GB/s | of copy | vs SciPy | vs BCOO |")
-    print("|---|---|---|---|---|---|---|---|")
-    ratio = lambda v: "-" if v != v else f"{v:.2f}x"  # nan: that peer was not run
+            records += bench_matrix(name, dt, formats, peers, args.repeats, args.impl, args.max_waste)
+            gc.collect()
+    print("\n| matrix | dtype | impl | ms | x SciPy | GB/s | of copy |")
+    print("|---|---|---|---|---|---|---|")
     for r in records:
+        if r.get("skipped"):
+            continue
         print(f"| {r['matrix']} | {r['dtype']} | {r['impl']} | {r['median_ms']:.3f} | "
-              f"{r['eff_gbs']:.2f} | {r['copy_fraction']:.2f} | {ratio(r['speedup_vs_scipy'])} | "
-              f"{ratio(r['speedup_vs_bcoo'])} |")
-    path = save_benchmark("sparse", records, path=args.json, copy_gbs=copy_gbs,
-                          command=" ".join(sys.argv), repeats=args.repeats, impl=args.impl)
+              f"{r['time_ratio_to_scipy']:.2f} | {r['eff_gbs']:.2f} | {r['copy_fraction']:.2f} |")
+    path = save_benchmark("sparse", records, path=args.json, command=" ".join(sys.argv), repeats=args.repeats,
+                          impl=args.impl, loadavg_start=load,
+                          loadavg_end=os.getloadavg() if hasattr(os, "getloadavg") else None)
     print(f"wrote {path}")
     return records
 

@@ -1,121 +1,130 @@
-"""Host-side sparsity structure for preconditioner setup: padded rows, position lookups, level schedules.
+"""Host-side sparsity structure for preconditioner setup: canonical CSR, level schedules, entry lookups.
 
-Setup runs once, outside the solver loop and outside jit, on concrete matrices. Everything here is
-NumPy on the host except the level recurrence, which is a jitted sequential scan.
+Setup runs once, outside the solver loop and outside jit, on concrete matrices, in NumPy, in memory
+proportional to the number of stored entries (nothing is padded to the longest row): a 2000 x 2000 arrow
+matrix (one dense row and column) costs what its 6k entries cost, not rows x longest row squared.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
-import jax.numpy as jnp
+from jax.core import Tracer
 import numpy as np
+import scipy.sparse as sp
+
+import jaxlab.sparse as jsparse
+
+from ._operator import Operator
+
+# A canonical SciPy CSR matrix. SciPy's own annotations (``shape`` may be None, ...) are too loose for pyright to
+# follow, so the helpers take it untyped.
+CsrMatrix = Any
 
 
-def triplets(A: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """``(rows, cols, vals, n)`` of a concrete square matrix: dense, SciPy sparse or a jaxlab format."""
-    if isinstance(A, jax.core.Tracer) or any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(A)):
+def _concrete(tree: Any) -> bool:
+    return not any(isinstance(leaf, Tracer) for leaf in jax.tree.leaves(tree))
+
+
+def canonical_csr(A: Any, what: str) -> CsrMatrix:
+    """A concrete square matrix (jaxlab format, SciPy sparse, dense array, matrix Operator) as canonical CSR.
+
+    Canonical: sorted column indices, duplicates summed, int64 indices, values in A's dtype.
+
+    Raises:
+      TypeError: ``A`` is traced (inside jit/vmap) or a function (no entries to read).
+      ValueError: ``A`` is not square.
+    """
+    if isinstance(A, Operator):
+        if A.kind == "function":
+            raise TypeError(f"{what} needs the matrix entries, but A is a callable (matrix-free). Use "
+                            "preconditioner=None, a callable, or pass A as a matrix")
+        A = A.value
+    if not _concrete(A):
         raise TypeError(
-            "this preconditioner's setup needs a concrete matrix, but A is traced (inside jit or vmap). "
-            "Build it outside jit with krylov.make_preconditioner(A, kind) and pass the result as preconditioner="
+            f"{what}'s setup needs a concrete matrix, but A is traced (inside jit or vmap). Build it outside jit "
+            "with krylov.make_preconditioner(A, kind) and pass the result as preconditioner="
         )
-    if hasattr(A, "tocoo"):  # SciPy sparse
-        coo = A.tocoo()
-    elif hasattr(A, "to_scipy"):  # jaxlab sparse formats
-        coo = A.to_scipy().tocoo()
-    elif callable(A) and not hasattr(A, "shape"):
-        raise TypeError("this preconditioner needs the matrix entries; A is a callable (matrix-free). "
-                        "Use preconditioner=None, a callable, or pass A as a matrix")
+    S: Any
+    if sp.issparse(A):
+        S = sp.csr_matrix(A, copy=True)
+    elif isinstance(A, (jsparse.AbstractSparseMatrix, jsparse.Transposed)):
+        S = A.to_scipy()
+    elif isinstance(A, (jax.Array, np.ndarray)):
+        S = sp.csr_matrix(np.asarray(A))
+    elif callable(A):
+        raise TypeError(f"{what} needs the matrix entries, but A is a callable (matrix-free). Use "
+                        "preconditioner=None, a callable, or pass A as a matrix")
     else:
-        import scipy.sparse as sp
+        raise TypeError(f"{what} needs a matrix, got {type(A).__name__}")
+    if S.shape[0] != S.shape[1]:
+        raise ValueError(f"{what} needs a square matrix, got shape {S.shape}")
+    S.sum_duplicates()
+    S.sort_indices()
+    if S.dtype.kind not in "fc":
+        S = S.astype(np.float64)
+    S.indptr = S.indptr.astype(np.int64)
+    S.indices = S.indices.astype(np.int64)
+    return S
 
-        coo = sp.coo_matrix(np.asarray(A))
-    if coo.shape[0] != coo.shape[1]:
-        raise ValueError(f"preconditioners need a square matrix, got shape {coo.shape}")
-    coo.sum_duplicates()
-    return coo.row.astype(np.int64), coo.col.astype(np.int64), np.asarray(coo.data), int(coo.shape[0])
+
+def entry_rows(indptr: np.ndarray) -> np.ndarray:
+    """The row of every stored entry of a CSR structure."""
+    return np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
 
 
-@dataclasses.dataclass(frozen=True)
-class PaddedRows:
-    """Rows sorted by column and padded to the longest row.
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of ``arange(s, s + l)`` over all pairs (vectorised)."""
+    lengths = np.asarray(lengths, np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    shift = np.repeat(np.asarray(starts, np.int64) - np.cumsum(lengths) + lengths, lengths)
+    return shift + np.arange(total, dtype=np.int64)
 
-    ``cols[i, p]`` is the p-th column of row i (``n`` for padding), ``slot[i, p]`` its index in the
-    flat value array (``nnz`` for padding, which points at an appended zero), ``diag[i]`` the flat index
-    of the diagonal entry (``nnz`` if there is none).
+
+def find_entries(keys: np.ndarray, n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Position of entry ``(rows[e], cols[e])`` in a CSR whose sorted ``keys`` are ``row * n + col``; -1 if absent."""
+    q = np.asarray(rows, np.int64) * n + np.asarray(cols, np.int64)
+    if keys.size == 0:
+        return np.full(q.shape, -1, np.int64)
+    pos = np.searchsorted(keys, q)
+    pc = np.minimum(pos, keys.size - 1)
+    return np.where(keys[pc] == q, pc, -1)
+
+
+def dependency_levels(indptr: np.ndarray, indices: np.ndarray, n: int, *, upper: bool) -> np.ndarray:
+    """Level of every row in the dependency graph of the strictly lower (or upper) triangle.
+
+    Row ``i`` depends on the rows ``k`` of its strictly lower (upper) entries ``(i, k)``; level 0 rows depend on
+    none, and every row's level is one more than the largest level it depends on. Rows of one level can be
+    solved (or factorised) together. Computed by Kahn's algorithm, frontier by frontier: O(nnz) work plus a few
+    NumPy calls per level.
     """
-
-    n: int
-    nnz: int
-    cols: np.ndarray
-    slot: np.ndarray
-    diag: np.ndarray
-    rows_flat: np.ndarray
-    cols_flat: np.ndarray
-    vals_flat: np.ndarray
-
-    def find(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        """Flat index of entry (i, j), or ``nnz`` where the pattern has no such entry (vectorised)."""
-        keys = self.rows_flat * self.n + self.cols_flat
-        q = np.asarray(i, np.int64) * self.n + np.asarray(j, np.int64)
-        pos = np.searchsorted(keys, q)
-        pos_c = np.minimum(pos, self.nnz - 1) if self.nnz else pos
-        hit = (pos < self.nnz) & (keys[pos_c] == q) if self.nnz else np.zeros(q.shape, bool)
-        return np.where(hit, pos_c, self.nnz)
-
-
-def padded_rows(rows, cols, vals, n: int) -> PaddedRows:
-    order = np.lexsort((cols, rows))
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    nnz = len(rows)
-    counts = np.bincount(rows, minlength=n)
-    w = max(int(counts.max()) if n else 0, 1)
-    indptr = np.concatenate([[0], np.cumsum(counts)])
-    pos = np.arange(nnz) - indptr[rows]
-    C = np.full((n, w), n, np.int64)
-    S = np.full((n, w), nnz, np.int64)
-    C[rows, pos] = cols
-    S[rows, pos] = np.arange(nnz)
-    p = PaddedRows(n, nnz, C, S, np.zeros(n, np.int64), rows, cols, vals)
-    diag = p.find(np.arange(n), np.arange(n))
-    return dataclasses.replace(p, diag=diag)
+    rows = entry_rows(indptr)
+    dep = indices > rows if upper else indices < rows
+    src, dst = indices[dep], rows[dep]  # row dst waits for row src
+    indeg = np.bincount(dst, minlength=n).astype(np.int64)
+    order = np.argsort(src, kind="stable")
+    dst_by_src = dst[order]
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n))]).astype(np.int64)
+    level = np.zeros(n, np.int64)
+    frontier = np.flatnonzero(indeg == 0)
+    lv = 0
+    while frontier.size:
+        level[frontier] = lv
+        nxt = dst_by_src[ranges(ptr[frontier], ptr[frontier + 1] - ptr[frontier])]
+        if nxt.size == 0:
+            break
+        uniq, counts = np.unique(nxt, return_counts=True)
+        indeg[uniq] -= counts
+        frontier = uniq[indeg[uniq] == 0]
+        lv += 1
+    return level
 
 
-@jax.jit
-def _lower_levels(cols):
-    n = cols.shape[0]
-
-    def body(i, level):
-        c = cols[i]
-        dep = (c < i)
-        lv = jnp.where(dep, level[jnp.minimum(c, n - 1)], -1)
-        return level.at[i].set(jnp.max(lv) + 1)
-
-    return jax.lax.fori_loop(0, n, body, jnp.zeros((n,), jnp.int32))
-
-
-def level_groups(cols: np.ndarray, *, upper: bool) -> np.ndarray:
-    """Rows grouped by dependency level of the lower (or upper) triangle, padded with ``n``.
-
-    Rows in one group depend only on rows of earlier groups, so a triangular solve or an ILU(0)
-    factorisation can process a whole group at once. Returns an int array (levels, max group size).
-    """
-    n = cols.shape[0]
-    if n == 0:
-        return np.zeros((0, 1), np.int64)
-    if upper:  # reverse the ordering: row i -> n-1-i turns the upper triangle into a lower one
-        rc = np.where(cols < n, n - 1 - cols, n)
-        rc = rc[::-1]
-        lv = np.asarray(_lower_levels(jnp.asarray(rc, jnp.int32)))[::-1]
-    else:
-        lv = np.asarray(_lower_levels(jnp.asarray(cols, jnp.int32)))
-    order = np.argsort(lv, kind="stable")
-    counts = np.bincount(lv)
-    width = int(counts.max())
-    groups = np.full((len(counts), width), n, np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    lv_sorted = lv[order]
-    groups[lv_sorted, np.arange(n) - starts[lv_sorted]] = order
-    return groups
+def next_pow2(v: np.ndarray) -> np.ndarray:
+    """Elementwise smallest power of two >= v (1 for v <= 1)."""
+    v = np.maximum(np.asarray(v, np.int64), 1)
+    return (1 << np.ceil(np.log2(v)).astype(np.int64)).astype(np.int64)

@@ -8,7 +8,8 @@ dataclass that is static pytree data. A format class provides, for its own layou
 * ``_build(indptr, indices, values, shape, **options)``: host-side construction from canonical CSR;
 * ``_coo_index(meta, idx)``: row, column and validity of every entry of ``data.ravel()``;
 * ``_matvec_xla(meta, data, idx, x)``: the fastest XLA product we measured for the layout;
-* ``_matvec_pallas(meta, data, idx, x, interpret)``: its GPU kernel, or None;
+* ``_matvec_pallas(meta, data, idx, x, interpret, device_kind)``: its GPU kernel (block sizes from the table
+  of ``device_kind``), or None;
 * ``_matvec_gpu_library(meta, data, idx, x)``: a vendor-library product that ``impl="auto"`` prefers
   on a GPU, or None;
 * ``GPU_AUTO_PALLAS``: whether ``impl="auto"`` uses that kernel on a GPU (where it measured faster
@@ -28,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
+from ._matvec import bind_matvec
+
 _INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -43,16 +46,21 @@ def index_dtype(*sizes: int) -> np.dtype:
     return np.dtype(np.int64)
 
 
-def canonical_csr(S, dtype=None) -> sp.csr_matrix:
-    """SciPy CSR with sorted indices and summed duplicates (explicit zeros are kept)."""
-    if not sp.issparse(S):
-        S = sp.csr_matrix(np.asarray(S))
-    S = sp.csr_matrix(S, dtype=dtype if dtype is not None else None, copy=True)
-    if S.dtype.kind not in "fc":
-        S = S.astype(np.float64 if dtype is None else dtype)
-    S.sum_duplicates()
-    S.sort_indices()
-    return S
+def canonical_csr(S: Any, dtype: Any = None) -> sp.csr_matrix:
+    """SciPy CSR with sorted indices and summed duplicates (explicit zeros are kept).
+
+    A CSR matrix that is already canonical and of the asked dtype is returned as is (no copy; it is never
+    modified); anything else is converted into a new matrix.
+    """
+    M: Any = S if sp.issparse(S) else sp.csr_matrix(np.asarray(S))
+    if dtype is None and M.dtype.kind not in "fc":
+        dtype = np.float64
+    if M.format == "csr" and M.has_canonical_format and (dtype is None or M.dtype == np.dtype(dtype)):
+        return M
+    out: Any = sp.csr_matrix(M, dtype=dtype, copy=True)
+    out.sum_duplicates()
+    out.sort_indices()
+    return out
 
 
 def _gather(x, idx):
@@ -121,9 +129,7 @@ class AbstractSparseMatrix:
         return Transposed(self)
 
     def __matmul__(self, x):
-        from ._spmv import spmv
-
-        return spmv(self, x)
+        return bind_matvec(self, x)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype}, nnz={self.meta.nnz})"
@@ -142,27 +148,29 @@ class AbstractSparseMatrix:
         """The same matrix with values cast to ``dtype``."""
         return self._make(self.meta, jnp.asarray(self.data).astype(dtype), *self.index_arrays)
 
-    # -- layout hooks ---------------------------------------------------------------------------
+    # -- layout hooks (each format defines the first three; see the module docstring) -----------
     @classmethod
-    def _build(cls, indptr, indices, values, shape, **options):
-        raise TypeError(f"{cls.__name__} is abstract")
+    def _build(cls, indptr: Any, indices: Any, values: Any, shape: Any, **options: Any) -> "AbstractSparseMatrix":
+        raise TypeError(f"{cls.__name__} is abstract: use CSR, COO, ELL, SELLP, Hybrid or Dense")
 
     @staticmethod
-    def _coo_index(meta, idx):
-        raise TypeError("abstract")
+    def _coo_index(meta: Any, idx: tuple[jax.Array, ...]) -> tuple[jax.Array, jax.Array, jax.Array]:
+        raise TypeError("abstract sparse format: use CSR, COO, ELL, SELLP, Hybrid or Dense")
 
     @staticmethod
-    def _matvec_xla(meta, data, idx, x):
-        raise TypeError("abstract")
+    def _matvec_xla(meta: Any, data: jax.Array, idx: tuple[jax.Array, ...], x: jax.Array) -> jax.Array:
+        raise TypeError("abstract sparse format: use CSR, COO, ELL, SELLP, Hybrid or Dense")
 
     @staticmethod
-    def _matvec_pallas(meta, data, idx, x, interpret):
+    def _matvec_pallas(meta: Any, data: jax.Array, idx: tuple[jax.Array, ...], x: jax.Array, interpret: bool,
+                       device_kind: str | None = None) -> jax.Array | None:
         return None
 
     GPU_AUTO_PALLAS: ClassVar[bool] = False
 
     @staticmethod
-    def _matvec_gpu_library(meta, data, idx, x):
+    def _matvec_gpu_library(meta: Any, data: jax.Array, idx: tuple[jax.Array, ...],
+                            x: jax.Array) -> jax.Array | None:
         """A vendor-library product for ``impl="auto"`` on a GPU (cuSPARSE through JAX), or None."""
         return None
 
@@ -290,9 +298,7 @@ class Transposed:
         return self.matrix
 
     def __matmul__(self, x):
-        from ._spmv import spmv
-
-        return spmv(self.matrix, x, transpose=True)
+        return bind_matvec(self.matrix, x, transpose=True)
 
     def todense(self) -> jax.Array:
         return self.matrix.todense().T

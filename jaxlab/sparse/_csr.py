@@ -5,7 +5,8 @@ CSR stores ``data``, ``indices`` (column of each entry), ``indptr`` (row starts)
 the transposed product and the load-balanced GPU kernel never recompute it). The GPU strategy is
 chosen at construction from the row statistics, as Ginkgo's ``automatical`` does on NVIDIA:
 ``load_balance`` (nonzero splitting) when nnz > 1e6 or the longest row exceeds 1024 entries,
-otherwise ``classical`` (rows to sub-groups sized by the longest row).
+otherwise ``classical`` (rows to sub-groups sized by the longest row); ``strategy="merge_path"`` picks the
+merge-path kernel (balanced over rows and nonzeros together; its GPU timing is pending).
 
 XLA on CPU (measured, see scripts/bench_spmv.py): for short, even rows the fastest form is a loop
 unrolled over the position ``j`` within a row (``y += data[indptr[:-1]+j] * x[indices[...]]``,
@@ -28,7 +29,7 @@ from ._base import AbstractSparseMatrix, _gather, index_dtype, scale_rows
 # padded work (rows x longest row) is at most this factor above nnz.
 _UNROLL_MAX_WIDTH = 32
 _UNROLL_MAX_WASTE = 2.0
-_STRATEGIES = ("auto", "classical", "load_balance")
+_STRATEGIES = ("auto", "classical", "load_balance", "merge_path")
 
 
 def _bcast_mask(mask, like):
@@ -65,7 +66,7 @@ class CSRMeta:
     shape: tuple[int, int]
     nnz: int
     max_row_length: int
-    strategy: str  # GPU kernel: "classical" or "load_balance"
+    strategy: str  # GPU kernel: "classical", "load_balance" (nonzero splitting) or "merge_path"
     min_row_length: int = 0
 
 
@@ -162,10 +163,10 @@ class CSR(AbstractSparseMatrix):
         return jcsr.csr_matvec(mat, x) if x.ndim == 1 else jcsr.csr_matmat(mat, x)
 
     @staticmethod
-    def _matvec_pallas(meta, data, idx, x, interpret):
+    def _matvec_pallas(meta, data, idx, x, interpret, device_kind=None):
         from ._pallas import csr_pallas_matvec
 
-        return csr_pallas_matvec(meta, data, idx, x, interpret)
+        return csr_pallas_matvec(meta, data, idx, x, interpret, device_kind)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,7 +30,7 @@ class Dense(AbstractSparseMatrix):
         data = jnp.asarray(data)
         if data.ndim != 2:
             raise ValueError(f"Dense needs a 2-D array, got shape {data.shape}")
-        self.meta, self.data = DenseMeta(tuple(int(s) for s in data.shape), data.size), data
+        self.meta, self.data = DenseMeta((int(data.shape[0]), int(data.shape[1])), int(data.size)), data
 
     @classmethod
     def _build(cls, indptr, indices, values, shape):

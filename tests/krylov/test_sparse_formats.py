@@ -8,11 +8,10 @@ import pytest
 import jaxlab.sparse as jsparse
 from jaxlab import krylov
 
-from .cases import convection_diffusion, rhs
+from .cases import N, rhs, structure
 
-S = jsparse.poisson2d(6)  # n = 36, SPD
-NS = convection_diffusion(6)
-N = S.shape[0]
+NS = structure("nonsym", "float64")
+SPD = structure("spd", "float64")
 B = jnp.asarray(rhs(N))
 
 
@@ -23,13 +22,9 @@ def test_every_format_solves(fmt):
     np.testing.assert_allclose(sol.x, np.linalg.solve(NS.toarray(), np.asarray(B)), rtol=1e-9)
 
 
-@pytest.mark.parametrize("fmt", ["csr", "hybrid"])
-def test_gradient_through_sparse_values(fmt):
-    A = jsparse.from_scipy(NS, format=fmt)
-    sol = krylov.gmres(A, B, preconditioner="ilu0", rtol=1e-12)
-    np.testing.assert_allclose(sol.x, np.linalg.solve(NS.toarray(), np.asarray(B)), rtol=1e-9)
-
-    g = jax.grad(lambda d: jnp.sum(krylov.gmres(A.with_data(d), B, rtol=1e-12).x ** 2))(A.data)
+def test_gradient_through_sparse_values_hybrid():
+    A = jsparse.from_scipy(NS, format="hybrid", ell_width=2)
+    g = jax.grad(lambda d: jnp.sum(krylov.bicgstab(A.with_data(d), B, rtol=1e-12).x ** 2))(A.data)
     G = A.with_data(g).to_scipy().toarray()
     ref = jax.grad(lambda M: jnp.sum(jnp.linalg.solve(M, B) ** 2))(jnp.asarray(NS.toarray()))
     mask = NS.toarray() != 0
@@ -37,12 +32,12 @@ def test_gradient_through_sparse_values(fmt):
 
 
 def test_scipy_input_is_converted():
-    sol = krylov.cg(S, B, preconditioner="ic0", rtol=1e-12)
-    np.testing.assert_allclose(sol.x, np.linalg.solve(S.toarray(), np.asarray(B)), rtol=1e-9)
+    sol = krylov.cg(SPD, B, preconditioner="ic0", rtol=1e-12)
+    np.testing.assert_allclose(sol.x, np.linalg.solve(SPD.toarray(), np.asarray(B)), rtol=1e-9)
 
 
 def test_batched_values_sharing_a_pattern():
-    A = jsparse.from_scipy(S, format="csr")
+    A = jsparse.from_scipy(SPD, format="csr")
     vals = jnp.stack([A.data, 3.0 * A.data])
     sol = jax.jit(jax.vmap(lambda d: krylov.cg(A.with_data(d), B, preconditioner="jacobi", rtol=1e-12)))(vals)
     assert sol.converged.tolist() == [True, True]

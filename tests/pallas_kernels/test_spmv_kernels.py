@@ -14,10 +14,11 @@ import scipy.sparse as sp
 import jaxlab.sparse as jsparse
 from jaxlab.core import tolerances
 from pallas_kernels import csr_balanced_spmv as cb
+from pallas_kernels import csr_merge_spmv as cm
 from pallas_kernels import csr_vector_spmv as cv
 from pallas_kernels import ell_spmv as ek
 from pallas_kernels import sellp_spmv as sk
-from pallas_kernels._tuning import lookup, next_pow2
+from pallas_kernels._tuning import array_device_kind, lookup, next_pow2
 
 
 def _matrix(case):
@@ -37,7 +38,10 @@ def _matrix(case):
     return sp.csr_matrix(d)
 
 
-CASES = ["mixed", "one_row", "all_zero", "stored_zeros"]
+# "mixed" (empty rows, one full row, rows not a multiple of the block) and "all_zero" run in CI; the other edge
+# cases compile their own interpret-mode kernels (seconds each) and run with -m slow.
+CASES = ["mixed", pytest.param("one_row", marks=pytest.mark.slow), "all_zero",
+         pytest.param("stored_zeros", marks=pytest.mark.slow)]
 
 
 def _check(y, S, x, dtype):
@@ -90,7 +94,8 @@ def test_csr_balanced_kernel(case):
            S, x, "float64")
 
 
-@pytest.mark.parametrize("fmt,opts", [("csr", {"strategy": "load_balance"}),
+@pytest.mark.parametrize("fmt,opts", [pytest.param("csr", {"strategy": "load_balance"}, marks=pytest.mark.slow),
+                                      ("csr", {"strategy": "merge_path"}),
                                       ("hybrid", {"ell_width": 1})])
 def test_dispatch_agrees_with_xla_f32_and_grad(fmt, opts):
     """The Pallas path behind ``spmv`` equals the XLA path (f32, two RHS) and differentiates."""
@@ -105,12 +110,71 @@ def test_dispatch_agrees_with_xla_f32_and_grad(fmt, opts):
     np.testing.assert_allclose(g(A.data), g_ref(A.data), atol=10 * atol, rtol=rtol)
 
 
-def test_block_size_tables():
+@pytest.mark.parametrize("case", CASES + [pytest.param("empty_run", marks=pytest.mark.slow)])
+def test_csr_merge_path_kernel(case):
+    if case == "empty_run":  # a long run of empty rows between two full ones: merge path balances rows too
+        d = np.zeros((40, 9))
+        d[0], d[39] = np.arange(1.0, 10.0), -np.arange(1.0, 10.0)
+        S = sp.csr_matrix(d)
+    else:
+        S = _matrix(case)
+    A = jsparse.CSR.from_scipy(S)
+    x = jnp.asarray(np.random.default_rng(1).standard_normal(S.shape[1]))
+    y = cm.csr_merge_spmv(A.data, A.indices, A.indptr, A.row_ids, x, num_rows=S.shape[0],
+                          block_sizes=cm.BlockSizes(chunk=8), interpret=True)
+    _check(y, S, x, "float64")
+    _check(cm.csr_merge_spmv_reference(A.data, A.indices, A.indptr, x), S, x, "float64")
+
+
+def _merge_path_reference(indptr, chunk):
+    """Walks the merge of the row ends with the nonzeros step by step (row end first on ties)."""
+    m, nnz = len(indptr) - 1, int(indptr[-1])
+    i = j = 0
+    points = [(0, 0)]
+    for step in range(1, m + nnz + 1):
+        if i < m and indptr[i + 1] <= j:
+            i += 1
+        else:
+            j += 1
+        if step % chunk == 0 or step == m + nnz:
+            points.append((i, j))
+    return np.array(points)
+
+
+@pytest.mark.parametrize("case", ["mixed", "one_row", "all_zero"])
+def test_merge_path_partition_matches_a_step_by_step_walk(case):
+    indptr = _matrix(case).indptr
+    rows, nzs = cm.merge_path_partition(jnp.asarray(indptr, jnp.int32), 4, int(indptr[-1]))
+    ref = _merge_path_reference(indptr, 4)
+    np.testing.assert_array_equal(np.stack([rows, nzs], axis=1), ref)
+
+
+def test_block_size_tables_are_keyed_by_the_arrays_device_kind(monkeypatch):
     assert next_pow2(1) == 1 and next_pow2(5) == 8 and next_pow2(64) == 64
-    assert lookup(ek._TUNED, "NVIDIA H200") == ek._TUNED["H200"]
-    assert lookup(ek._TUNED, "some cpu") == ek._TUNED["default"]
-    for mod in (ek, sk, cv, cb):
+    table = {"default": ek.BlockSizes(256), "H200": ek.BlockSizes(128), "NVIDIA H200 NVL": ek.BlockSizes(64)}
+    assert lookup(table, "NVIDIA H200") == ek.BlockSizes(128)
+    assert lookup(table, "NVIDIA H200 NVL") == ek.BlockSizes(64)  # the longest matching key wins
+    assert lookup(table, "some cpu") == lookup(table, None) == ek.BlockSizes(256)
+    for mod in (ek, sk, cv, cb, cm):
         assert isinstance(mod.BlockSizes.get_default("NVIDIA H100 80GB HBM3"), mod.BlockSizes)
+    x = jnp.ones(3)
+    assert array_device_kind(x) == next(iter(x.devices())).device_kind
+    assert jax.jit(lambda v: jnp.asarray(array_device_kind(v) is None))(x)  # traced: no device
+    # spmv passes the kind of the device it is lowered for down to the kernel's table.
+    seen = []
+    original = ek._ell_spmv
+
+    def spy(data, cols, v, *, block_sizes, interpret):
+        seen.append(block_sizes)
+        return original(data, cols, v, block_sizes=block_sizes, interpret=interpret)
+
+    monkeypatch.setattr(ek, "_ell_spmv", spy)
+    monkeypatch.setattr(ek, "_TUNED", {"default": ek.BlockSizes(256), x.devices().pop().device_kind:
+                                       ek.BlockSizes(4)})
+    A = jsparse.ELL.from_scipy(_matrix("mixed"))
+    y = jax.jit(lambda A, v: jsparse.spmv(A, v, impl="pallas_interpret"))(A, jnp.ones(50))
+    _check(y, _matrix("mixed"), np.ones(50), "float64")
+    assert seen == [ek.BlockSizes(4)]
     assert [cv.subgroup_size(k) for k in (0, 1, 3, 8, 31, 500)] == [1, 1, 2, 8, 16, 32]
     with pytest.raises(ValueError, match="power-of-two slice_size"):
         sk.sellp_spmv(jnp.zeros(6), jnp.zeros(6, jnp.int32), jnp.ones(2, jnp.int32),
@@ -123,7 +187,7 @@ def test_kernels_on_gpu():
     x = np.random.default_rng(0).standard_normal(5000).astype(np.float32)
     atol, rtol = tolerances("float32")
     for fmt, opts in [("csr", {"strategy": "classical"}), ("csr", {"strategy": "load_balance"}),
-                      ("ell", {}), ("sellp", {}), ("hybrid", {})]:
+                      ("csr", {"strategy": "merge_path"}), ("ell", {}), ("sellp", {}), ("hybrid", {})]:
         A = jsparse.from_scipy(S, fmt, **opts)
         y = jax.jit(lambda A, v: jsparse.spmv(A, v, impl="pallas"))(A, jnp.asarray(x))
         np.testing.assert_allclose(np.asarray(y), S @ x, atol=10 * atol, rtol=10 * rtol)

@@ -120,3 +120,17 @@ def test_index_dtype_widens_for_huge_sizes():
 
     assert index_dtype(10, 2**31 - 2) == np.int32
     assert index_dtype(10, 2**31) == np.int64  # conftest enables x64
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_auto_format_follows_the_measured_table(backend):
+    """``format="auto"`` builds the format FORMAT_TABLE names for the matrix's row class on that backend."""
+    kinds = {"csr": jsparse.CSR, "ell": jsparse.ELL, "hybrid": jsparse.Hybrid, "sellp": jsparse.SELLP,
+             "sellp_sorted": jsparse.SELLP, "coo": jsparse.COO}
+    uniform = jsparse.poisson2d(6)
+    skewed = sp.csr_matrix(sp.vstack([sp.csr_matrix(np.ones((1, 40))), sp.identity(40, format="csr")[1:]]))
+    for S, row_class in ((uniform, "uniform"), (skewed, "skewed")):
+        assert jsparse.row_stats(S.indptr).row_class == row_class
+        A = jsparse.from_scipy(S, "auto", backend=backend)
+        assert isinstance(A, kinds[jsparse.FORMAT_TABLE[(backend, row_class)]]), (backend, row_class, type(A))
+        np.testing.assert_allclose(np.asarray(A.todense()), S.toarray())

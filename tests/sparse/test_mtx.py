@@ -1,4 +1,5 @@
-"""Matrix Market I/O: round trips (hypothesis) and errors that name file, line and problem."""
+"""Matrix Market I/O: round trips (hypothesis), agreement with scipy.io.mmread (gz, complex, hermitian), and
+errors that name file, line and problem."""
 
 import numpy as np
 import pytest
@@ -71,7 +72,7 @@ def test_write_jaxlab_matrix(tmp_path):
 
 BAD = {
     "bad header": ("%%MatrixMarket tensor coordinate real general\n1 1 1\n1 1 1\n", 1, "bad header"),
-    "bad field": ("%%MatrixMarket matrix coordinate complex general\n1 1 1\n1 1 1 0\n", 1,
+    "bad field": ("%%MatrixMarket matrix coordinate quaternion general\n1 1 1\n1 1 1 0 0 0\n", 1,
                   "unsupported field"),
     "too few": ("%%MatrixMarket matrix coordinate real general\n2 2 3\n1 1 1.0\n2 2 1.0\n", 5,
                 "truncated file"),
@@ -91,8 +92,7 @@ BAD = {
                      "missing the size line"),
     "array truncated": ("%%MatrixMarket matrix array real general\n2 2\n1\n2\n3\n", 6,
                         "truncated file"),
-    "upper in symmetric": ("%%MatrixMarket matrix coordinate real symmetric\n2 2 1\n1 2 1.0\n", 3,
-                           "above the diagonal"),
+    "negative size": ("%%MatrixMarket matrix coordinate real general\n-2 2 1\n1 1 1.5\n", 2, "negative size"),
     "empty": ("", 1, "empty file"),
 }
 
@@ -107,3 +107,46 @@ def test_malformed_files_name_file_line_problem(tmp_path, name):
     msg = str(info.value)
     assert msg.startswith(f"{path}:{line}:"), msg
     assert problem in msg, msg
+
+
+def test_complex_hermitian_and_gzip_files_read_as_scipy_reads_them(tmp_path):
+    import gzip
+
+    import scipy.io
+
+    text = ("%%MatrixMarket matrix coordinate complex hermitian\n% a comment\n3 3 3\n1 1 2.0 0.0\n"
+            "3 1 1.5 -2.0\n3 3 -1.0 0.0\n")
+    plain, packed = tmp_path / "h.mtx", tmp_path / "h.mtx.gz"
+    plain.write_text(text)
+    with gzip.open(packed, "wt") as f:
+        f.write(text)
+    want = scipy.io.mmread(plain).toarray()
+    assert want[0, 2] == 1.5 + 2.0j  # the mirrored entry is conjugated
+    for path in (plain, packed):
+        S = jsparse.read_mtx_scipy(path)
+        assert S.dtype == np.complex128
+        np.testing.assert_array_equal(S.toarray(), want)
+    A = jsparse.read_mtx(packed, format="csr")
+    assert A.dtype == np.complex128
+    out = tmp_path / "w.mtx.gz"
+    jsparse.write_mtx(out, A, symmetry="hermitian")
+    np.testing.assert_array_equal(jsparse.read_mtx_scipy(out).toarray(), want)
+    # An entry above the diagonal of a symmetric file is mirrored, as SciPy does.
+    upper = tmp_path / "u.mtx"
+    upper.write_text("%%MatrixMarket matrix coordinate real symmetric\n2 2 1\n1 2 1.0\n")
+    np.testing.assert_array_equal(jsparse.read_mtx_scipy(upper).toarray(), [[0, 1], [1, 0]])
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(MatrixMarketError, match="no such file"):
+        jsparse.read_mtx_scipy(tmp_path / "nothing.mtx")
+
+
+@pytest.mark.parametrize("field", ["real", "integer", "complex"])
+def test_array_file_without_rows(tmp_path, field):
+    # scipy.io.mmread kills the process (SIGFPE) on these; read_mtx_scipy answers them itself.
+    path = tmp_path / "e.mtx"
+    path.write_text(f"%%MatrixMarket matrix array {field} general\n% nothing\n0 3\n")
+    S = jsparse.read_mtx_scipy(path)
+    assert S.shape == (0, 3) and S.nnz == 0
+    assert S.dtype == (np.complex128 if field == "complex" else np.float64)

@@ -118,6 +118,11 @@ def test_smoke_run_on_a_synthetic_series(tmp_path):
     for r in (by["recycle"], g):
         assert r["interval_level"] == pytest.approx(0.8) and 0 <= r["coverage"] <= 1 and r["pinball"] > 0
     assert summary["residual_ar_mae_lead1"] == by["residual_ar"]["mae_lead1"]
+    # the chosen step has the lowest validation MAE of the curve, and is no worse than step 0 (the profile)
+    lines = (tmp_path / "metrics_recycle.jsonl").read_text().splitlines()
+    val = {r["step"]: r["val_mae"] for r in map(json.loads, filter(str.strip, lines)) if r.get("split") == "val"}
+    assert 0 in val and by["recycle"]["best_step"] in val
+    assert val[by["recycle"]["best_step"]] == min(val.values()) <= val[0]
 
 
 def test_config_rejects_quantiles_without_median_and_bad_regularisation():
