@@ -109,6 +109,10 @@ class ShardedRows:
         """``x`` (shape ``(n,)``) laid out by :meth:`vector_sharding`."""
         return jax.device_put(jnp.asarray(x, self.dtype), self.vector_sharding())
 
+    def __call__(self, x):
+        """``A @ x``: krylov takes the matrix as a linear operator ``x -> A x`` (matrix-free; no named preconditioner)."""
+        return self @ x
+
     def __matmul__(self, x):
         x = jnp.asarray(x)
         if x.shape != (self.shape[1],):
