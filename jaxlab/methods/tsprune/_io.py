@@ -1,0 +1,67 @@
+"""Saving and reloading a (pruned) forecaster: its config as JSON, its variables through orbax.
+
+A structurally pruned model is an ordinary config (per-layer heads and widths, kept modes and
+channels), so reloading needs nothing but the config: :func:`load_forecaster` rebuilds the module,
+takes the variables' shapes from ``jax.eval_shape`` of its ``init`` and restores into them, which
+fails loudly if the config and the arrays disagree (Torch-Pruning's issue #436).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+from jaxlab import timeseries as ts
+
+CONFIG_CLASSES = {cls.__name__: cls for cls in (ts.TransformerConfig, ts.InformerConfig, ts.AutoformerConfig,
+                                                 ts.FEDformerConfig, ts.CrossformerConfig, ts.DLinearConfig)}
+
+
+def _tuples(value):
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def config_to_json(config: Any) -> str:
+    return json.dumps({"class": type(config).__name__, "fields": dataclasses.asdict(config)}, indent=1)
+
+
+def config_from_json(text: str) -> Any:
+    """Inverse of :func:`config_to_json` (lists become tuples)."""
+    payload = json.loads(text)
+    name = payload.get("class")
+    if name not in CONFIG_CLASSES:
+        raise ValueError(f"unknown forecaster config class {name!r}; known: {sorted(CONFIG_CLASSES)}")
+    return CONFIG_CLASSES[name](**{k: _tuples(v) for k, v in payload["fields"].items()})
+
+
+def save_forecaster(path: str | Path, config: Any, variables: Any) -> Path:
+    """Writes ``config.json`` and an orbax checkpoint of ``variables`` into the folder ``path``."""
+    path = Path(path).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(config_to_json(config), encoding="utf-8")
+    for name in ("absl", "orbax", "orbax.checkpoint"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(path / "variables", jax.device_get(variables), force=True)
+    return path
+
+
+def load_forecaster(path: str | Path, *, dtype=jnp.float32) -> tuple[Any, Any, Any]:
+    """Reloads what :func:`save_forecaster` wrote: ``(config, model, variables)``."""
+    path = Path(path).resolve()
+    config = config_from_json((path / "config.json").read_text(encoding="utf-8"))
+    model = config.module()
+    x = jnp.zeros((1, config.input_len, config.channels), dtype)
+    abstract = jax.eval_shape(model.init, jax.random.key(0), x)
+    with ocp.StandardCheckpointer() as ckpt:
+        variables = ckpt.restore(path / "variables", abstract)
+    return config, model, variables
