@@ -110,6 +110,19 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                "activity_projection_beats_activity_mean_every_k": "yes (the reference trains with activity "
                                                                   "perturbation by default)"},
     ),
+    Experiment(
+        name="tsprune",
+        config="tsprune/study.py",
+        quick_arg="quick",
+        full_arg=None,
+        description="Pruning time-series transformers (arXiv 2412.12883): Transformer, Informer, Autoformer, FEDformer "
+                    "and Crossformer on elecdemand (3 channels) and NYC weather (21), unstructured masks with and "
+                    "without fine-tuning, structured shrinking, FLOPs/latency/energy",
+        metrics=("goal_density_0.5", "goal_density_0.1", "max_structured_speedup_batch256", "wall_s"),
+        paper={"goal_density_0.5": "most models keep accuracy to ~50% density",
+               "goal_density_0.1": "Autoformer/FEDformer competitive at s ~ 0.9",
+               "max_structured_speedup_batch256": "up to 7.6x fewer FLOPs, no significant speed-up"},
+    ),
 )
 
 # name -> script in scripts/ (run with the remaining command-line arguments).
@@ -121,4 +134,5 @@ BENCHMARKS: dict[str, str] = {
     "jigsaw": "bench_jigsaw.py",
     "fwdgrad": "bench_fwdgrad.py",
     "mfu": "bench_mfu.py",
+    "tsprune": "bench_tsprune.py",
 }

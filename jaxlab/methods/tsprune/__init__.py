@@ -12,8 +12,10 @@ from ._experiment import SPARSITIES as SPARSITIES
 from ._experiment import Records as Records
 from ._experiment import TsPruneConfig as TsPruneConfig
 from ._experiment import goals as goals
+from ._experiment import latency_markdown as latency_markdown
 from ._experiment import run as run
 from ._experiment import summarise as summarise
+from ._experiment import sweep_markdown as sweep_markdown
 from ._io import config_from_json as config_from_json
 from ._io import config_to_json as config_to_json
 from ._io import load_forecaster as load_forecaster

@@ -76,6 +76,7 @@ class TsPruneConfig:
       sparsities: the unstructured grid.
       scope: ``"global"`` or ``"layer"`` masks.
       finetune_epochs: epochs of masked fine-tuning (at most 3 in the paper's protocol).
+      finetune_learning_rate: Adam's initial rate when fine-tuning (halved every epoch too).
       seeds: training seeds.
       structured_fraction: fraction of heads and FFN units removed by structured pruning (0: none).
       matched_densities: densities whose parameter counts the width-matched dense models hit.
@@ -91,7 +92,7 @@ class TsPruneConfig:
     label_len: int = 48
     d_model: int = 32
     n_heads: int = 4
-    d_ff: int = 128
+    d_ff: int = 64
     e_layers: int = 2
     d_layers: int = 1
     dropout: float = 0.1
@@ -101,17 +102,18 @@ class TsPruneConfig:
     seg_len: int = 12
     batch_size: int = 32
     learning_rate: float = 5e-4
-    epochs: int = 10
+    epochs: int = 6
     patience: int = 3
-    max_train_windows: int = 1024
+    max_train_windows: int = 768
     max_val_windows: int = 384
     eval_batch: int = 64
     sparsities: tuple[float, ...] = SPARSITIES
     scope: str = "global"
     finetune_epochs: int = 2
+    finetune_learning_rate: float = 1e-4
     seeds: tuple[int, ...] = (0, 1, 2)
     structured_fraction: float = 0.5
-    matched_densities: tuple[float, ...] = (0.5, 0.2, 0.1)
+    matched_densities: tuple[float, ...] = (0.5, 0.1)
     matched_seeds: tuple[int, ...] = (0,)
     latency_batches: tuple[int, ...] = (1, 32, 256)
     latency_repeats: int = 20
@@ -273,7 +275,8 @@ def _study_one(config: TsPruneConfig, name: str, ds: str, horizon: int, seed: in
             extra = {}
             if ft:
                 variables, info = fc.fit(variables, key=jax.random.fold_in(key, int(1000 * s) + 7), masks=masks,
-                                         epochs=config.finetune_epochs, patience=config.finetune_epochs)
+                                         epochs=config.finetune_epochs, patience=config.finetune_epochs,
+                                         learning_rate=config.finetune_learning_rate)
                 extra = {"train_s": info["train_s"], "epochs": info["epochs"], "val_mse": info["best_val_mse"]}
             test = fc.evaluate(variables, "test")
             stats = _param_stats(mcfg, variables)
@@ -300,7 +303,8 @@ def _study_one(config: TsPruneConfig, name: str, ds: str, horizon: int, seed: in
             extra = {}
             if ft:
                 small, info = sfc.fit(small, key=jax.random.fold_in(key, 5000 + len(variant)),
-                                      epochs=config.finetune_epochs, patience=config.finetune_epochs)
+                                      epochs=config.finetune_epochs, patience=config.finetune_epochs,
+                                      learning_rate=config.finetune_learning_rate)
                 extra = {"train_s": info["train_s"], "epochs": info["epochs"], "val_mse": info["best_val_mse"]}
             test = sfc.evaluate(small, "test")
             stats = _param_stats(small_cfg, small)
@@ -329,7 +333,6 @@ def _study_one(config: TsPruneConfig, name: str, ds: str, horizon: int, seed: in
 
 
 def _latency_section(config: TsPruneConfig, records: Records, workdir: Path, windows_by_ds: dict, meter, say) -> None:
-    sizes = config.sizes()
     for ds, windows in windows_by_ds.items():
         horizon = config.horizons[0]
         seed = config.seeds[0]
@@ -421,8 +424,8 @@ def goals(config: TsPruneConfig, table: list[dict], latency_rows: list[dict]) ->
     at = {(r["dataset"], r["model"], r["kind"], r["sparsity"], r["finetuned"]): r for r in table if r["horizon"] == h}
     half = {}
     for ds in config.datasets:
-        ok = [m for m in config.models if (r := at.get((ds, m, "unstructured", 0.5, True))) and r["mse_ratio"] is not None
-              and r["mse_ratio"] <= 1.05]
+        ok = [m for m in config.models if (r := at.get((ds, m, "unstructured", 0.5, True)))
+              and r["mse_ratio"] is not None and r["mse_ratio"] <= 1.05]
         half[ds] = {"models_within_1.05": ok, "count": len(ok)}
     out["density_0.5_finetuned_within_1.05x"] = half
     out["goal_density_0.5"] = bool(all(v["count"] >= 4 for v in half.values()) and len(half) == 2)
@@ -437,6 +440,57 @@ def goals(config: TsPruneConfig, table: list[dict], latency_rows: list[dict]) ->
     sp = [r for r in latency_rows if r["variant"] == "structured_heads_ffn" and r["batch"] == 256 and "speedup" in r]
     out["structured_speedup_batch256"] = {f"{r['dataset']}/{r['model']}": r["speedup"] for r in sp}
     return out
+
+
+def sweep_markdown(config: TsPruneConfig, summary: dict, dataset: str) -> str:
+    """The sweep of one dataset as a Markdown table: test MSE (mean +- sd over seeds) and its ratio to dense.
+
+    Rows: model x {no fine-tuning, fine-tuned}; columns: the sparsities, structured pruning, and the
+    width-matched dense models (their densities in the header).
+    """
+    h = config.horizons[0]
+    rows = [r for r in summary["table"] if r["dataset"] == dataset and r["horizon"] == h]
+    at = {(r["model"], r["kind"], r["sparsity"], r["finetuned"]): r for r in rows}
+
+    def cell(r):
+        if r is None:
+            return "-"
+        ratio = f" ({r['mse_ratio']:.3f}x)" if r.get("mse_ratio") is not None else ""
+        sd = f" +- {r['mse_sd']:.4f}" if r["seeds"] > 1 else ""
+        return f"{r['mse']:.4f}{sd}{ratio}"
+
+    sp = list(config.sparsities)
+    head = ["model", "fine-tuned"] + [f"s={x:g}" for x in sp] + ["structured 50%", "structured all 50%"] + [
+        f"dense at density {d:g}" for d in config.matched_densities]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in config.models:
+        for ft in (False, True):
+            cells = [m, "yes" if ft else "no"]
+            for x in sp:
+                if x == 0.0 and not ft:
+                    cells.append(cell(at.get((m, "dense", 0.0, False))))
+                else:
+                    cells.append(cell(at.get((m, "unstructured", x, ft))))
+            for v in ("structured_heads_ffn", "structured_all"):
+                cells.append(cell(at.get((m, v, config.structured_fraction, ft))))
+            for d in config.matched_densities:
+                cells.append(cell(at.get((m, "matched_dense", round(1.0 - d, 6), False))) if not ft else "")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def latency_markdown(summary: dict) -> str:
+    """The latency rows as a Markdown table (median ms, speed-up and FLOP ratio against dense)."""
+    head = ["dataset", "model", "variant", "batch", "median ms", "GFLOP", "speed-up", "FLOP ratio", "J/call"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(summary["latency"], key=lambda r: (r["dataset"], r["model"], r["batch"], r["variant"])):
+        e = r.get("energy_j_per_call")
+        lines.append("| " + " | ".join([
+            r["dataset"], r["model"], r["variant"], str(r["batch"]), f"{r['median_s'] * 1e3:.2f}",
+            f"{r['flops'] / 1e9:.3f}", f"{r.get('speedup', float('nan')):.2f}",
+            f"{r.get('flop_ratio') or float('nan'):.2f}",
+            "-" if e is None else f"{e:.3g}{' (est.)' if r.get('energy_estimated') else ''}"]) + " |")
+    return "\n".join(lines)
 
 
 def _plots(config: TsPruneConfig, summary: dict, workdir: Path) -> list[str]:
@@ -543,9 +597,18 @@ def run(config: TsPruneConfig, workdir: str | Path, *, progress: bool = True, me
     if config.latency_batches:
         _latency_section(config, records, workdir, windows_by_ds, meter, say)
     summary = summarise(config, records)
+    g = summary["goals"]
+    speedups = list(g["structured_speedup_batch256"].values())
+    summary["goal_density_0.5"] = g["goal_density_0.5"]
+    summary["goal_density_0.1"] = g["goal_density_0.1"]
+    summary["max_structured_speedup_batch256"] = max(speedups) if speedups else None
     summary.update(status="completed", wall_s=time.perf_counter() - t0,
                    windows={ds: {k: w.num_windows(k) for k in ts.SPLITS} for ds, w in windows_by_ds.items()},
                    energy={"study": to_jsonable(study_energy)})
     summary["plots"] = _plots(config, summary, workdir)
+    for ds in config.datasets:
+        (workdir / f"sweep_{ds}.md").write_text(sweep_markdown(config, summary, ds) + "\n", encoding="utf-8")
+    if summary["latency"]:
+        (workdir / "latency.md").write_text(latency_markdown(summary) + "\n", encoding="utf-8")
     write_json(workdir / "summary.json", to_jsonable(summary))
     return summary

@@ -117,8 +117,10 @@ class Forecaster:
         return _evaluate_origins(run, w, w.origins(split, stride), self.settings.eval_batch)
 
     def fit(self, variables, *, key, masks=None, epochs: int | None = None, patience: int | None = None,
-            progress: Callable[[str], None] | None = None) -> tuple[dict, dict]:
+            learning_rate: float | None = None, progress: Callable[[str], None] | None = None) -> tuple[dict, dict]:
         """Trains (masked when ``masks`` is given) with early stopping on validation MSE.
+
+        ``learning_rate`` replaces the settings' initial rate (fine-tuning starts lower).
 
         Returns:
           ``(best_variables, info)``; ``info`` has ``epochs`` run, ``best_epoch``, ``val_mse`` per epoch,
@@ -144,7 +146,8 @@ class Forecaster:
         history, t0, global_step, bad = [], time.perf_counter(), 0, 0
         masks_dev = jax.device_put(masks)
         for epoch in range(epochs):
-            lr = s.learning_rate * (0.5 ** epoch if s.halve_lr else 1.0)
+            lr0 = s.learning_rate if learning_rate is None else learning_rate
+            lr = lr0 * (0.5 ** epoch if s.halve_lr else 1.0)
             state = state._replace(opt_state=_set_lr(state.opt_state, lr))
             losses = []
             subset = all_origins[epoch % stride::stride]      # the offset turns, so epochs see other windows
