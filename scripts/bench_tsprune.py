@@ -105,6 +105,37 @@ def bench_model(name, sizes, channels, batches, repeats, meter, profile):
     return rows
 
 
+def flop_table(sizes, channels, fractions):
+    """FLOPs (XLA cost analysis, batch 1) and parameters of every model with ``fraction`` of its heads and FFN
+    units removed (and of every prunable group, for the models that have more), compiled but not run."""
+    rows = []
+    for name in tsprune.MODELS:
+        cfg = tsprune.zoo_config(name, sizes, channels=channels, horizon=96)
+        model = cfg.module()
+        x = jnp.zeros((1, sizes.input_len, channels), jnp.float32)
+        variables = _random_variables(model, x)
+        tf = sizes.time_features
+        marks = (jnp.zeros((1, sizes.input_len, tf), jnp.float32), jnp.zeros((1, 96, tf), jnp.float32))
+        dense = tsprune.xla_flops(lambda v, x, a, b, m=model: m.apply(v, x, a, b), variables, x, *marks)
+        for frac in fractions:
+            for kinds in (("heads", "ffn"), ("heads", "ffn", "channels", "routers", "modes")):
+                if len(kinds) > 2 and name in ("transformer", "autoformer"):
+                    continue
+                keep = tsprune.structured_keep(cfg, variables, frac, kinds=kinds)
+                small_cfg, small = prune.shrink(cfg, variables, keep)
+                sm = small_cfg.module()
+                fl = tsprune.xla_flops(lambda v, x, a, b, m=sm: m.apply(v, x, a, b), small, x, *marks)
+                rows.append({"model": name, "fraction": frac, "groups": "+".join(kinds),
+                             "dense_flops": dense["flops"], "flops": fl["flops"],
+                             "flop_ratio": dense["flops"] / fl["flops"],
+                             "dense_params": tsprune.count_params(variables["params"]),
+                             "params": tsprune.count_params(small["params"])})
+                print(f"flops {name:12s} remove {frac:.3f} of {'+'.join(kinds):36s}: "
+                      f"{dense['flops'] / 1e9:8.3f} -> {fl['flops'] / 1e9:8.3f} GFLOP ({rows[-1]['flop_ratio']:.2f}x)",
+                      flush=True)
+    return rows
+
+
 def bench_sparse(sizes, channels, batches, repeats, sparsities, formats):
     cfg = tsprune.zoo_config("transformer", sizes, channels=channels, horizon=96)
     model = cfg.module()
@@ -142,6 +173,7 @@ def main(argv=None):
     p.add_argument("--sparse-width", choices=sorted(WIDTHS), default="paper")
     p.add_argument("--sparse-batches", default="1,32,256")
     p.add_argument("--formats", default="csr,ell")
+    p.add_argument("--flop-fractions", default="", help="only a FLOP table for these removed fractions, e.g. 0.5,0.875")
     p.add_argument("--tag", default="", help="suffix of the result file")
     p.add_argument("--json", default=None, help="result file (default bench/results/tsprune-<backend>[-tag].json)")
     args = p.parse_args(argv)
@@ -151,7 +183,10 @@ def main(argv=None):
     meter = EnergyMeter()
     t0 = time.perf_counter()
     records = []
-    if not args.sparse_only:
+    if args.flop_fractions:
+        records += [{"part": "flops", **r} for r in flop_table(sizes, args.channels,
+                                                                [float(f) for f in args.flop_fractions.split(",")])]
+    elif not args.sparse_only:
         for name in args.models.split(","):
             records += [{"part": "latency", **r} for r in bench_model(name, sizes, args.channels, batches,
                                                                        args.repeats, meter, args.profile)]

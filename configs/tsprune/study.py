@@ -35,12 +35,12 @@ from jaxlab.methods.tsprune import TsPruneConfig, run  # noqa: F401  (run is wha
 
 
 def get_config(arg: str | None = None) -> TsPruneConfig:
-    config = TsPruneConfig()
+    config = TsPruneConfig(seed_sparsities=(0.0, 0.5, 0.9))
     if arg in (None, "", "default"):
         return config
     if arg == "paper":
-        return dataclasses.replace(config, d_model=512, n_heads=8, d_ff=2048, horizons=(96, 192, 336, 720),
-                                   max_train_windows=0, max_val_windows=0, eval_batch=256, finetune_epochs=3)
+        return dataclasses.replace(config, seed_sparsities=(), d_model=512, n_heads=8, d_ff=2048,
+                                   horizons=(96, 192, 336, 720), max_train_windows=0, max_val_windows=0, eval_batch=256, finetune_epochs=3)
     if arg == "ci":
         return dataclasses.replace(config, d_model=16, n_heads=2, d_ff=16, epochs=1, max_train_windows=256,
                                    max_val_windows=128, sparsities=(0.0, 0.5, 0.9), seeds=(0,), finetune_epochs=1,
@@ -48,6 +48,7 @@ def get_config(arg: str | None = None) -> TsPruneConfig:
     if arg == "quick":
         return dataclasses.replace(config, datasets=("elecdemand",), models=("transformer",), d_model=16,
                                    n_heads=2, d_ff=16, e_layers=1, epochs=1, max_train_windows=128,
-                                   max_val_windows=64, sparsities=(0.0, 0.5), seeds=(0,), finetune_epochs=1,
-                                   structured_fraction=0.0, matched_densities=(), latency_batches=())
+                                   max_val_windows=64, eval_batch=256, sparsities=(0.0, 0.5), seeds=(0,),
+                                   finetune_epochs=1, structured_fraction=0.0, matched_densities=(),
+                                   latency_batches=())
     raise ValueError(f"unknown argument {arg!r}; use 'paper', 'ci', 'quick' or nothing")

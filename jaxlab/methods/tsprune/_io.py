@@ -2,8 +2,9 @@
 
 A structurally pruned model is an ordinary config (per-layer heads and widths, kept modes and
 channels), so reloading needs nothing but the config: :func:`load_forecaster` rebuilds the module,
-takes the variables' shapes from ``jax.eval_shape`` of its ``init`` and restores into them, which
-fails loudly if the config and the arrays disagree (Torch-Pruning's issue #436).
+takes the variables' shapes from ``jax.eval_shape`` of its ``init``, restores into them and checks
+every restored shape against them (orbax itself restores mismatched arrays silently), so a config
+that disagrees with its arrays fails loudly (Torch-Pruning's issue #436).
 """
 
 from __future__ import annotations
@@ -64,4 +65,12 @@ def load_forecaster(path: str | Path, *, dtype=jnp.float32) -> tuple[Any, Any, A
     abstract = jax.eval_shape(model.init, jax.random.key(0), x)
     with ocp.StandardCheckpointer() as ckpt:
         variables = ckpt.restore(path / "variables", abstract)
+    # orbax restores the saved arrays even where their shapes differ from the target's: check them
+    want = dict(jax.tree_util.tree_flatten_with_path(abstract)[0])
+    for p, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
+        if p not in want or tuple(want[p].shape) != tuple(jnp.shape(leaf)):
+            name = "/".join(str(getattr(k, "key", k)) for k in p)
+            expected = tuple(want[p].shape) if p in want else "nothing"
+            raise ValueError(f"{path}: variable {name} has shape {tuple(jnp.shape(leaf))} but the saved config "
+                             f"{type(config).__name__} builds {expected}; the config and the arrays do not match")
     return config, model, variables
