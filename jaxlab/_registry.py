@@ -81,7 +81,9 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         quick_arg="quick",
         full_arg=None,
         description="Forward gradients: cosine and norm ratio to the true gradient vs n and k (mean vs projection)",
-        metrics=("projection_cosine_ge_mean", "cos_projection_at_max", "cos_mean_at_max", "wall_s"),
+        metrics=("projection_cosine_ge_mean", "projection_cosine_ge_mean_every_sample_k_ge_2",
+                 "projection_ahead_by_0.05_where_k_over_n_ge_0.25", "min_margin_where_k_over_n_ge",
+                 "cos_projection_at_max", "cos_mean_at_max", "wall_s"),
         paper={"projection_cosine_ge_mean": "yes (projection is the best approximation in span(V))"},
     ),
     Experiment(
@@ -90,7 +92,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         quick_arg="quick",
         full_arg=None,
         description="Forward gradients on sphere, Rosenbrock, Styblinski-Tang: backprop vs mean vs projection",
-        metrics=("projection_beats_mean_fraction", "median_gap_projection", "median_gap_mean",
+        metrics=("projection_passes", "projection_win_fraction", "sign_test_p", "qualifying_cells",
+                 "projection_beats_mean_fraction", "median_gap_projection", "median_gap_mean",
                  "median_gap_backprop", "wall_s"),
     ),
     Experiment(
@@ -101,14 +104,51 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         description="Forward gradients: FC nets on MNIST-5k and Fashion-MNIST, backprop vs mean vs global and "
                     "per-tensor projection (weight perturbation) and mean vs projection (activity perturbation), SGD "
                     "rate tuned per (dataset, method, k) on a validation split",
+        # The per-tensor projection (the reference's forward-mode path, not used for the paper's results) stays in
+        # the table, labelled, but not among the headline metrics.
         metrics=("projection_beats_mean_every_k", "projection_significantly_beats_mean_every_k",
-                 "projection_per_leaf_beats_mean_every_k",
+                 "projection_noninferior_to_mean_every_k",
                  "activity_projection_beats_activity_mean_every_k", "acc_backprop_mnist5k", "acc_projection_kmax_mnist5k",
-                 "acc_projection_per_leaf_kmax_mnist5k",
                  "acc_mean_kmax_mnist5k", "wall_s"),
-        paper={"projection_beats_mean_every_k": "yes (tuned LRs, 200 epochs, full MNIST)",
+        paper={"projection_beats_mean_every_k": "ties once rates are tuned (lrs/fc_nns.csv: lr_projection / lr_mean "
+                                                "~ n_act / k)",
                "activity_projection_beats_activity_mean_every_k": "yes (the reference trains with activity "
                                                                   "perturbation by default)"},
+    ),    Experiment(
+        name="autopq",
+        config="autopq/series.py",
+        quick_arg="quick",
+        full_arg=None,
+        description="AutoPQ: cINN quantiles from point forecasts (lambda_q tuned by optuna TPE; advanced mode "
+                    "searches the forecaster too) vs Gaussian residual quantiles, split conformal and linear "
+                    "quantile regression on elecdemand, taylor, Bikeshare and TMY3 GHI; CRPS, coverage, kWh",
+        metrics=("mean_improvement_over_gaussian", "goal_no_worse_than_gaussian_every_series",
+                 "mean_improvement_tuned_over_lambda_0.1", "goal_coverage_80_within_0.05",
+                 "default_kwh_total", "advanced_kwh_total", "wall_s"),
+        paper={"mean_improvement_over_gaussian": "average CRPS -9 to -15% (third-party summary; other baselines)"},
+    ),
+    Experiment(
+        name="petnet",
+        config="petnet/reduced.py",
+        quick_arg="quick",
+        full_arg=None,
+        description="PETNet (LIF spiking net, surrogate gradients) vs single-coincidence-window sorters on "
+                    "simulated PET hits (reduced CPU preset): strict pair F1 by decay ID, training time, "
+                    "throughput (arXiv 2504.06730)",
+        metrics=("petnet_f1", "scw_f1", "scw_geometry_f1", "scw_geometry_single_good_f1", "scw_calibrated_f1",
+                 "train_wall_s", "train_cpu_s", "petnet_samples_per_s", "scw_jit_samples_per_s"),
+        paper={"petnet_f1": "0.952 (clinical set, max)", "scw_f1": "below PETNet (no table value)",
+               "petnet_samples_per_s": "up to 36x SCW (SAFIR; no timing code)"},
+    ),
+    Experiment(
+        name="fwdgrad_angles",
+        config="fwdgrad/angles.py",
+        quick_arg="quick",
+        full_arg=None,
+        description="Forward gradients with tangents at a fixed pairwise angle (n = 64): cosine of mean and "
+                    "projection, and tuned descent on Styblinski-Tang",
+        metrics=("projection_cosine_independent_of_angle", "mean_cosine_falls_as_angle_shrinks",
+                 "projection_ge_mean_where_angle_le_45", "wall_s"),
     ),
     Experiment(
         name="tsprune",
@@ -134,5 +174,7 @@ BENCHMARKS: dict[str, str] = {
     "jigsaw": "bench_jigsaw.py",
     "fwdgrad": "bench_fwdgrad.py",
     "mfu": "bench_mfu.py",
+    "gpu": "gpu_suite.py",
+    "petnet": "bench_petnet.py",
     "tsprune": "bench_tsprune.py",
 }

@@ -1,20 +1,38 @@
-"""The ``jaxlab`` command: parse arguments, call the library. Heavy imports happen inside commands."""
+"""The ``jaxlab`` command: parse arguments, call the library. Heavy imports happen inside commands.
+
+Every bad input ends with exit status 2 and one line that names the input and what to do, never a
+Python traceback. Anything unexpected ends with one line too (exit 1); its traceback goes to a file
+that the line names (``JAXLAB_DEBUG=1`` prints it as well). SIGTERM is handled like Ctrl-C: a run
+checkpoints its last finished step and says what a rerun will do.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import math
 import os
+import signal
 import sys
+import tempfile
+import threading
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from . import __version__
+
+#: Summary key that ``jaxlab run`` adds once the run's own ``run()`` has returned: the run is complete.
+COMPLETED_KEY = "completed_utc"
 
 
 class CLIError(Exception):
     """An error to print without a traceback (exit status 2)."""
+
+
+class RunDivergedError(Exception):
+    """A run stopped because its loss became non-finite (exit status 1)."""
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -24,6 +42,20 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from jaxlab.train import CheckpointError, WorkdirError
 
     return (CLIError, ConfigError, WorkdirError, CheckpointError, DataNotFoundError, MatrixMarketError)
+
+
+def _one_line(message: Any, limit: int = 800) -> str:
+    """The message on one line, printable characters only, at most ``limit`` characters."""
+    text = " ".join(str(message).split())
+    text = "".join(c if c.isprintable() else f"\\x{ord(c) & 0xFF:02x}" for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``jaxlab solve: error: ... (see jaxlab solve --help)``, exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
 
 
 def _provenance() -> dict:
@@ -42,54 +74,159 @@ def _default_workdir(spec: str) -> Path:
     return Path("runs") / name.replace("/", "_").replace(",", "_").replace("=", "")
 
 
-def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: bool,
-                    reuse_completed: bool = False) -> dict:
+def _read_summary(workdir: Path) -> dict | None:
+    try:
+        d = json.loads((workdir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def _learning_rate_hint(config: Any) -> str:
+    """``" Try e.g. --set learning_rate=0.0001 --fresh."``: a rate 10x lower, for configs that have one."""
+    import dataclasses
+
+    for f in dataclasses.fields(config):
+        v = getattr(config, f.name)
+        if "learning_rate" in f.name or f.name in ("lr", "afno_lr"):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+                return f" Try e.g. --set {f.name}={v / 10:g} --fresh."
+    return ""
+
+
+def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: bool) -> tuple[dict, str]:
+    """Runs (or resumes) one experiment. Returns ``(summary, how)``, ``how`` in ``ran``/``completed``.
+
+    A completed run is not run again and nothing in its workdir changes. Config values are checked
+    before the workdir is touched.
+
+    Raises:
+      RunDivergedError: the run diverged, now or in an earlier process.
+    """
     from jaxlab.core import ConfigError, apply_overrides, config_to_dict, load_config
-    from jaxlab.train import prepare_workdir
+    from jaxlab.train import DivergedError, WorkdirLock, prepare_workdir
 
     config, module = load_config(spec)
-    config = apply_overrides(config, overrides)
+    config = apply_overrides(config, overrides)  # every value validated here, before the workdir is touched
     run = getattr(module, "run", None)
     if not callable(run):
         raise ConfigError(
             f"config file {spec!r} does not import a run(config, workdir) function; add e.g. "
             "`from jaxlab.methods.classify import run` to it"
         )
-    prepare_workdir(workdir, config_to_dict(config), fresh=fresh, extra=_provenance())
-    done = workdir / "summary.json"
-    if reuse_completed and done.is_file():
-        summary = json.loads(done.read_text(encoding="utf-8"))
-        if summary.get("status") == "completed":
-            print(f"  already completed in {workdir} (use --fresh to rerun)", file=sys.stderr)
-            return summary
-    return _measured(run, config, workdir)
+    # One run per workdir (a second would double the records): the lock is taken before anything is written.
+    lock = WorkdirLock(workdir)
+    if workdir.is_dir():
+        lock.acquire()
+    try:
+        prepare_workdir(workdir, config_to_dict(config), fresh=fresh, extra=_provenance())
+        if fresh or not lock.held:
+            lock.release()  # --fresh moved the old folder (and its lock) aside, or there was no folder yet
+            lock = WorkdirLock(workdir).acquire()
+        print(f"jaxlab run {spec} -> {workdir}", file=sys.stderr)
+        previous = _read_summary(workdir)
+        if previous is not None and previous.get("status") == "completed" and COMPLETED_KEY in previous:
+            return previous, "completed"
+        if previous is not None and previous.get("status") == "diverged":
+            raise RunDivergedError(f"this run diverged in an earlier attempt, so nothing was rerun: "
+                                   f"{previous.get('error', '')}{_learning_rate_hint(config)}")
+        try:
+            return _measured(run, config, workdir), "ran"
+        except DivergedError as e:
+            raise RunDivergedError(f"{e}{_learning_rate_hint(config)}") from None
+    finally:
+        lock.release()
 
 
 def _measured(run, config, workdir: Path) -> dict:
-    """Runs ``run(config, workdir)`` under an energy meter; runs that measure themselves keep their figures."""
-    from jaxlab.core import write_json
-    from jaxlab.energy import EnergyMeter
+    """Runs ``run(config, workdir)`` under an energy meter, then marks the summary complete.
 
-    with EnergyMeter() as meter:
+    Runs that measure themselves (an ``energy`` entry in their summary, or an ``energy.json`` they
+    wrote) keep their figures; for the others the meter's figures, added to those of earlier
+    processes of the same run, go to ``energy.json`` and the summary, also when interrupted.
+    """
+    from jaxlab.core import write_json
+    from jaxlab.energy import EnergyLedger, EnergyMeter
+
+    energy_file = workdir / "energy.json"
+
+    def snapshot() -> bytes | None:
+        try:
+            return energy_file.read_bytes()
+        except OSError:
+            return None
+
+    before = snapshot()
+    ledger = EnergyLedger(energy_file)
+    meter = EnergyMeter()
+    meter.start()
+    summary: Any = None
+    total = None
+    try:
         summary = run(config, workdir)
-    if isinstance(summary, dict) and "energy" not in summary:
-        report = meter.report().to_dict()
-        summary["energy"] = report
-        write_json(workdir / "summary.json", summary)
-        if not (workdir / "energy.json").exists():
-            write_json(workdir / "energy.json", report)
+    except KeyboardInterrupt:
+        # Interrupted: this process's energy still counts towards the run, which it will resume.
+        report = meter.stop()
+        if snapshot() == before:
+            ledger.update(report)
+        raise
+    except BaseException:
+        meter.stop()  # a failed attempt (bad data, a bug) is not part of the run's energy
+        raise
+    report = meter.stop()
+    if not ((isinstance(summary, dict) and "energy" in summary) or snapshot() != before):
+        total = ledger.update(report)
+    if not isinstance(summary, dict):
+        summary = {"result": summary}
+    if total is not None:
+        summary["energy"] = total
+    summary.setdefault("status", "completed")
+    if summary.get("status") == "completed":
+        summary[COMPLETED_KEY] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    write_json(workdir / "summary.json", summary)
     return summary
 
 
+def _interrupt_message(workdir: Path, signame: str) -> str:
+    """What an interrupted run left behind and what the same command will do: read from the disk."""
+    if not workdir.is_dir():
+        return f"{signame}: stopped before the run started; nothing was written"
+    ckpt = workdir / "checkpoints"
+    steps = sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit()) if ckpt.is_dir() else []
+    summary = _read_summary(workdir) or {}
+    if steps:
+        reached = summary.get("step") if summary.get("status") == "interrupted" else None
+        redo = (f"; steps {steps[-1] + 1}-{reached} will be redone" if isinstance(reached, int)
+                and reached > steps[-1] else "")
+        return (f"{signame}: the checkpoint of step {steps[-1]} is kept in {ckpt}{redo}. Run the same command "
+                "to resume from it.")
+    if ckpt.is_dir():
+        return f"{signame}: stopped before the first checkpoint, so nothing is kept; the same command starts over"
+    log = workdir / "metrics.jsonl"
+    if log.is_file() and log.stat().st_size > 0:
+        from jaxlab.core import read_metrics
+
+        n = len(read_metrics(log))
+        return (f"{signame}: {n} finished part(s) recorded in {log} are kept; the same command continues after "
+                "them")
+    return f"{signame}: nothing was saved in {workdir}; the same command starts over"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.workdir is not None and not args.workdir.strip():
+        raise CLIError("--workdir is empty; give a folder, e.g. --workdir runs/mine")
     workdir = Path(args.workdir) if args.workdir else _default_workdir(args.config)
-    print(f"jaxlab run {args.config} -> {workdir}", file=sys.stderr)
     try:
-        summary = _run_experiment(args.config, args.set or [], workdir, args.fresh)
+        summary, how = _run_experiment(args.config, args.set or [], workdir, args.fresh)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: the last finished step is checkpointed in {workdir}; run the same command to "
-              "resume", file=sys.stderr)
-        return 130
+        print("\n" + _interrupt_message(workdir, _Signals.name()), file=sys.stderr)
+        return _Signals.exit_code()
+    except RunDivergedError as e:
+        print(f"jaxlab: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    if how == "completed":
+        print(f"already completed in {workdir}: nothing was run or changed (use --fresh to start over)",
+              file=sys.stderr)
     _print_summary(summary)
     print(f"results in {workdir}/ (summary.json, metrics.jsonl)", file=sys.stderr)
     return 0
@@ -103,11 +240,19 @@ def _print_summary(summary: dict) -> None:
         print(f"{k}: {v:.6g}" if isinstance(v, float) else f"{k}: {v}")
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def _configs_dir() -> Path:
     from ._paths import configs_dir
+
+    try:
+        return configs_dir()
+    except FileNotFoundError as e:
+        raise CLIError(str(e)) from None
+
+
+def cmd_list(args: argparse.Namespace) -> int:
     from ._registry import EXPERIMENTS
 
-    root = configs_dir()
+    root = _configs_dir()
     headline = {e.config: e.name for e in EXPERIMENTS}
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root).as_posix()
@@ -126,14 +271,13 @@ def _module_docstring(path: Path) -> str:
 
     try:
         return ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-    except SyntaxError:
-        return "(syntax error)"
+    except (SyntaxError, ValueError, OSError):
+        return "(unreadable)"
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from jaxlab.core import environment_info
 
-    from ._paths import configs_dir
     from ._registry import EXPERIMENTS
     from ._report import write_report
 
@@ -144,27 +288,38 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         if unknown:
             raise CLIError(f"unknown experiment(s) {unknown}; choose from {sorted(names)}")
         experiments = [e for e in experiments if e.name in args.only]
+    if not args.workdir.strip():
+        raise CLIError("--workdir is empty; give a folder, e.g. --workdir runs/reproduce")
     root = Path(args.workdir)
-    root.mkdir(parents=True, exist_ok=True)
+    if root.exists() and not root.is_dir():
+        raise CLIError(f"--workdir {str(root)!r} is an existing file; give a folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"cannot create --workdir {str(root)!r}: {e.strerror or e}; give another folder") from None
+    configs = _configs_dir()
     results = []
-    known = _known_errors()
+    known = _known_errors() + (RunDivergedError, ValueError)
     for i, exp in enumerate(experiments, 1):
         arg = exp.quick_arg if args.quick else exp.full_arg
-        spec = str(configs_dir() / exp.config) + (f":{arg}" if arg else "")
+        spec = str(configs / exp.config) + (f":{arg}" if arg else "")
         print(f"[{i}/{len(experiments)}] {exp.name}: {exp.description}", file=sys.stderr)
         try:
-            summary = _run_experiment(spec, [], root / exp.name, args.fresh, reuse_completed=True)
+            summary, how = _run_experiment(spec, [], root / exp.name, args.fresh)
+            if how == "completed":
+                print(f"  already completed in {root / exp.name} (use --fresh to rerun)", file=sys.stderr)
             results.append((exp, summary, None))
         except KeyboardInterrupt:
-            print("\ninterrupted: finished experiments are kept; run the same command to resume", file=sys.stderr)
-            return 130
+            print(f"\n{_Signals.name()}: finished experiments are kept; "
+                  + _interrupt_message(root / exp.name, exp.name), file=sys.stderr)
+            return _Signals.exit_code()
         except known as e:
-            print(f"  error: {e}", file=sys.stderr)
+            print(f"  error: {_one_line(e)}", file=sys.stderr)
             results.append((exp, None, str(e)))
-        except Exception:
-            tb = traceback.format_exc()
-            print(tb, file=sys.stderr)
-            results.append((exp, None, tb))
+        except Exception as e:  # noqa: BLE001 - one experiment's bug must not stop the others
+            where = _save_traceback(root / exp.name)
+            print(f"  error: {_one_line(f'{type(e).__name__}: {e}')} (traceback in {where})", file=sys.stderr)
+            results.append((exp, None, traceback.format_exc()))
     report = write_report(root, results, quick=args.quick, environment=environment_info())
     failed = [e.name for e, _, err in results if err]
     print(f"report: {report}", file=sys.stderr)
@@ -182,7 +337,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.name not in BENCHMARKS:
         raise CLIError(f"unknown benchmark {args.name!r}; choose from {sorted(BENCHMARKS)}")
-    script = scripts_dir() / BENCHMARKS[args.name]
+    rest = list(args.args)
+    targets = [args.json] if args.json is not None else []
+    for i, a in enumerate(rest):  # --json after the name lands among the script's arguments
+        if a == "--json" and i + 1 < len(rest):
+            targets.append(rest[i + 1])
+        elif a.startswith("--json="):
+            targets.append(a.split("=", 1)[1])
+    for t in targets:
+        _check_output_file("--json", t, create_parents=True)
+    try:
+        script = scripts_dir() / BENCHMARKS[args.name]
+    except FileNotFoundError as e:
+        raise CLIError(str(e)) from None
     argv = list(args.args)
     if args.json:
         argv += ["--json", args.json]
@@ -191,10 +358,98 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as e:
-        return int(e.code or 0) if not isinstance(e.code, str) else 1
+        if isinstance(e.code, str):
+            print(f"jaxlab bench {args.name}: {_one_line(e.code)}", file=sys.stderr)
+            return 1
+        return int(e.code or 0)
     finally:
         sys.argv = old
     return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# jaxlab solve
+
+
+def _check_output_file(option: str, value: str, *, create_parents: bool) -> Path:
+    """Checks that ``value`` can name a new file: not empty, not a folder, no file among its parents."""
+    target = Path(value)
+    if not value.strip() or target.is_dir():
+        raise CLIError(f"{option} {value!r} must name a file, not a folder")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CLIError(f"{option} {value!r}: {str(parent)!r} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise CLIError(f"{option} {value!r}: the folder {str(parent)!r} is not writable")
+            break
+    if not create_parents and not target.parent.is_dir():
+        raise CLIError(f"{option} {value!r}: the folder {str(target.parent)!r} does not exist; create it first")
+    return target
+
+
+def _finite_at_least(name: str, value: float, low: float) -> None:
+    if not (math.isfinite(value) and value >= low):
+        raise CLIError(f"{name} must be a finite number >= {low:g}, got {value!r}")
+
+
+def _check_solve_args(args: argparse.Namespace) -> Path:
+    """Checks every argument that can be checked without the matrix; returns the solution's path."""
+    import jaxlab.sparse as jsparse
+
+    _finite_at_least("--rtol", args.rtol, 0.0)
+    _finite_at_least("--atol", args.atol, 0.0)
+    if args.maxiter is not None and args.maxiter < 1:
+        raise CLIError(f"--maxiter must be >= 1 (iterations), got {args.maxiter}; leave it out for 10 n")
+    if args.restart < 1:
+        raise CLIError(f"--restart must be >= 1 (the GMRES basis size), got {args.restart}")
+    if args.format.lower() not in jsparse.FORMATS:
+        raise CLIError(f"--format {args.format!r} is not a sparse format; choose one of {sorted(jsparse.FORMATS)}")
+    path = Path(args.matrix)
+    if path.is_dir():
+        raise CLIError(f"matrix {str(path)!r} is a folder; give a Matrix Market file (.mtx or .mtx.gz)")
+    if not path.is_file():
+        raise CLIError(f"matrix file {str(path)!r} not found; give a Matrix Market file (.mtx or .mtx.gz), "
+                       "e.g. examples/poisson2d_20.mtx")
+    if args.rhs is not None and not Path(args.rhs).is_file():
+        raise CLIError(f"right-hand side file {args.rhs!r} not found" + (" (it is a folder)"
+                                                                        if Path(args.rhs).is_dir() else ""))
+    if args.output is not None:
+        return _check_output_file("--output", args.output, create_parents=False)
+    stem = path.name[: -len(".mtx.gz")] if path.name.endswith(".mtx.gz") else path.stem
+    out = path.with_name(stem + ".solution.txt")
+    if out.is_dir() or not os.access(out.parent, os.W_OK | os.X_OK):
+        raise CLIError(f"cannot write the solution next to the matrix, as {str(out)!r}; give --output FILE")
+    return out
+
+
+def _read_matrix(path: Path):
+    """A SciPy CSR matrix from a Matrix Market file, gzip-compressed ones included."""
+    import jaxlab.sparse as jsparse
+
+    try:
+        return jsparse.read_mtx_scipy(path)
+    except MemoryError:
+        raise CLIError(f"matrix {str(path)!r} does not fit in memory (its header announces it that large)") from None
+    except Exception as e:  # noqa: BLE001 - whatever the reader raises, one line naming the file
+        if not path.name.endswith(".gz"):
+            if isinstance(e, jsparse.MatrixMarketError):
+                raise
+            raise CLIError(f"cannot read {str(path)!r} as Matrix Market: {type(e).__name__}: {e}") from None
+        first = e
+    # The library's reader cannot read compressed files (yet): SciPy reads them through gzip.
+    import gzip
+
+    import scipy.io
+    import scipy.sparse as sp
+
+    try:
+        with gzip.open(path, "rb") as f:
+            M = scipy.io.mmread(f)
+    except Exception as e:  # noqa: BLE001 - gzip, zlib and the SciPy parser raise many types
+        raise CLIError(f"cannot read {str(path)!r} as a gzip-compressed Matrix Market file: "
+                       f"{type(e).__name__}: {e} (and as plain text: {first})") from None
+    return sp.csr_matrix(M)
 
 
 def _load_vector(path: Path, n: int, dtype):
@@ -202,20 +457,26 @@ def _load_vector(path: Path, n: int, dtype):
 
     if not path.is_file():
         raise CLIError(f"right-hand side file {str(path)!r} not found")
-    if path.suffix == ".npy":
-        v = np.load(path)
-    elif path.suffix == ".mtx":
-        import jaxlab.sparse as jsparse
-
-        v = np.asarray(jsparse.read_mtx_scipy(path).toarray())
-    else:
-        try:
+    try:
+        if path.suffix == ".npy":
+            v = np.load(path, allow_pickle=False)
+        elif path.suffix == ".mtx" or path.name.endswith(".mtx.gz"):
+            v = np.asarray(_read_matrix(path).toarray())
+        else:
             v = np.loadtxt(path, ndmin=1)
-        except ValueError as e:
-            raise CLIError(f"cannot read {str(path)!r} as numbers: {e}") from None
+    except CLIError:
+        raise
+    except Exception as e:  # noqa: BLE001 - numpy raises ValueError, EOFError, OSError ... for bad files
+        raise CLIError(f"cannot read the right-hand side {str(path)!r}: {type(e).__name__}: {e}") from None
+    if v.ndim == 0 or v.ndim > 2 or v.size == 0:
+        raise CLIError(f"right-hand side {str(path)!r} has shape {v.shape}; give a vector of {n} numbers")
+    if not np.issubdtype(v.dtype, np.number) or np.iscomplexobj(v):
+        raise CLIError(f"right-hand side {str(path)!r} holds {v.dtype} values; give real numbers")
     v = np.asarray(v, dtype).reshape(v.shape[0], -1)
     if v.shape[0] != n:
         raise CLIError(f"right-hand side {str(path)!r} has {v.shape[0]} rows, the matrix has {n}")
+    if not np.all(np.isfinite(v)):
+        raise CLIError(f"right-hand side {str(path)!r} holds non-finite values (nan or inf)")
     return v[:, 0] if v.shape[1] == 1 else v
 
 
@@ -230,12 +491,20 @@ def cmd_solve(args: argparse.Namespace) -> int:
     import jaxlab.sparse as jsparse
     from jaxlab import krylov
 
+    out = _check_solve_args(args)
     dtype = np.dtype(args.dtype)
     path = Path(args.matrix)
     t0 = time.perf_counter()
-    A = jsparse.read_mtx(path, format=args.format, dtype=dtype)
-    n = A.shape[0]
+    S = _read_matrix(path)
+    m, n = S.shape
+    if m == 0 or n == 0:
+        raise CLIError(f"matrix {str(path)!r} is {m} x {n}: there is nothing to solve")
+    if m != n:
+        raise CLIError(f"matrix {str(path)!r} is {m} x {n}; a Krylov solve needs a square matrix")
+    if not np.all(np.isfinite(S.data)):
+        raise CLIError(f"matrix {str(path)!r} holds non-finite values (nan or inf)")
     b = _load_vector(Path(args.rhs), n, dtype) if args.rhs else np.ones(n, dtype)
+    A = jsparse.from_scipy(S, format=args.format.lower(), dtype=dtype)
     t_read = time.perf_counter() - t0
     t0 = time.perf_counter()
     try:
@@ -246,14 +515,16 @@ def cmd_solve(args: argparse.Namespace) -> int:
     kw = dict(method=args.method, preconditioner=M, rtol=args.rtol, atol=args.atol, maxiter=args.maxiter,
               restart=args.restart)
     run = jax.jit(lambda A, b, M: krylov.solve(A, b, **{**kw, "preconditioner": M}))
-    t0 = time.perf_counter()
-    sol = jax.block_until_ready(run(A, b, M))
-    t_first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sol = jax.block_until_ready(run(A, b, M))
-    t_solve = time.perf_counter() - t0
+    try:
+        t0 = time.perf_counter()
+        sol = jax.block_until_ready(run(A, b, M))
+        t_first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sol = jax.block_until_ready(run(A, b, M))
+        t_solve = time.perf_counter() - t0
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"cannot solve {str(path)!r} with {args.method}: {e}") from None
     x = np.asarray(sol.x)
-    S = A.to_scipy()
     true_res = float(np.linalg.norm(b - S @ x) / max(np.linalg.norm(b), np.finfo(dtype).tiny))
     status = krylov.status_name(np.max(np.asarray(sol.status)))
     print(f"matrix      {path} ({n} x {n}, {S.nnz} nonzeros, {args.format}, {dtype.name})")
@@ -263,18 +534,36 @@ def cmd_solve(args: argparse.Namespace) -> int:
     print(f"residual    {true_res:.3e} (relative, recomputed as ||b - A x|| / ||b||)")
     print(f"time        read {t_read:.3f} s, setup {t_setup:.3f} s, first solve {t_first:.3f} s (with compile), "
           f"solve {t_solve:.4f} s")
-    out = Path(args.output) if args.output else path.with_name(path.stem + ".solution.txt")
-    if out.suffix == ".npy":
-        np.save(out, x)
-    else:
-        np.savetxt(out, x.reshape(n, -1), fmt="%.17g")
+    try:
+        if out.suffix == ".npy":
+            np.save(out, x)
+        else:
+            np.savetxt(out, x.reshape(n, -1), fmt="%.17g")
+    except OSError as e:
+        raise CLIError(f"cannot write the solution {str(out)!r}: {e.strerror or e}") from None
     print(f"solution    {out}")
     return 0 if status == "CONVERGED" else 1
 
 
+# ------------------------------------------------------------------------------------------------
+# jaxlab energy
+
+
 def cmd_energy(args: argparse.Namespace) -> int:
     from jaxlab.energy import measure_command
+    from jaxlab.energy._command import MAX_IDLE_S, check_report_dir
 
+    # Every argument is checked before the command starts: afterwards the measurement would be lost.
+    _finite_at_least("--pue", args.pue, 1.0)
+    if not (math.isfinite(args.cpu_tdp_w) and args.cpu_tdp_w > 0):
+        raise CLIError(f"--cpu-tdp-w must be a finite number of watts > 0, got {args.cpu_tdp_w!r}")
+    _finite_at_least("--carbon-g-per-kwh", args.carbon_g_per_kwh, 0.0)
+    if not (math.isfinite(args.idle_s) and 0 <= args.idle_s <= MAX_IDLE_S):
+        raise CLIError(f"--idle-s must be a number of seconds in [0, {MAX_IDLE_S:g}], got {args.idle_s!r}")
+    try:
+        check_report_dir(args.report_dir)
+    except ValueError as e:
+        raise CLIError(f"--report-dir: {e}") from None
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
@@ -284,8 +573,12 @@ def cmd_energy(args: argparse.Namespace) -> int:
                            carbon_g_per_kwh=args.carbon_g_per_kwh, idle_s=args.idle_s)
 
 
+# ------------------------------------------------------------------------------------------------
+# The parser and main
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jaxlab",
         description="Sustainable and scalable ML methods as pure JAX functions: run, reproduce, benchmark.",
     )
@@ -310,39 +603,93 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("solve", help="solve A x = b for a Matrix Market matrix with a Krylov method")
-    p.add_argument("matrix", help="Matrix Market file (.mtx)")
+    p.add_argument("matrix", help="Matrix Market file (.mtx, or .mtx.gz)")
     p.add_argument("--rhs", help="right-hand side: .npy, .mtx (array) or text (default: all ones)")
     p.add_argument("--method", default="gmres", choices=["cg", "bicgstab", "gmres", "cgs", "fcg", "ir"])
     p.add_argument("--preconditioner", default=None,
                    choices=["jacobi", "block_jacobi", "ilu0", "ic0", "isai"], help="default: none")
-    p.add_argument("--rtol", type=float, default=1e-8)
-    p.add_argument("--atol", type=float, default=0.0)
-    p.add_argument("--maxiter", type=int, default=None, help="default: 10 n")
-    p.add_argument("--restart", type=int, default=30, help="GMRES restart length")
+    p.add_argument("--rtol", type=float, default=1e-8, help="relative tolerance, >= 0")
+    p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance, >= 0")
+    p.add_argument("--maxiter", type=int, default=None, help="iterations, >= 1 (default: 10 n)")
+    p.add_argument("--restart", type=int, default=30, help="GMRES restart length, >= 1")
     p.add_argument("--format", default="csr", help="sparse format: csr, coo, ell, sellp, hybrid, dense")
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
-    p.add_argument("--output", help="solution file (.npy or text; default MATRIX.solution.txt)")
+    p.add_argument("--output", help="solution file (.npy or text; default MATRIX.solution.txt); its folder must exist")
     p.set_defaults(func=cmd_solve)
 
     p = sub.add_parser("energy", help="measure the energy of any command, like perun monitor: "
                                       "jaxlab energy -- python train.py")
     p.add_argument("--report-dir", default=".", help="folder for energy.json (overwritten) and energy.csv "
-                                                     "(a row appended per run)")
+                                                     "(a row appended per run); created if missing")
     p.add_argument("--cpu-tdp-w", type=float, default=100.0,
-                   help="CPU package watts for the CPU-time estimate used where RAPL is unreadable")
-    p.add_argument("--pue", type=float, default=1.0, help="power usage effectiveness applied to the reported kWh")
-    p.add_argument("--carbon-g-per-kwh", type=float, default=475.0, help="grid carbon intensity for the reported CO2")
+                   help="CPU package watts (> 0) for the CPU-time estimate used where RAPL is unreadable")
+    p.add_argument("--pue", type=float, default=1.0, help="power usage effectiveness (>= 1) applied to the kWh")
+    p.add_argument("--carbon-g-per-kwh", type=float, default=475.0,
+                   help="grid carbon intensity (>= 0) for the reported CO2")
     p.add_argument("--idle-s", type=float, default=0.0,
-                   help="measure idle power this long first; dynamic_energy_j subtracts it")
+                   help="measure idle power this long first (0-3600 s); dynamic_energy_j subtracts it")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command to measure, after --")
     p.set_defaults(func=cmd_energy)
 
     p = sub.add_parser("bench", help="benchmarks against peers (results in bench/results/)")
     p.add_argument("name", help="benchmark name (see jaxlab/_registry.py BENCHMARKS)")
-    p.add_argument("--json", help="write the results to this JSON file")
+    p.add_argument("--json", help="write the results to this JSON file (its folder must exist)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the benchmark script")
     p.set_defaults(func=cmd_bench)
     return parser
+
+
+class _Signals:
+    """SIGTERM handled as Ctrl-C (so a run checkpoints), remembering which signal it was for the exit status."""
+
+    last = signal.SIGINT
+
+    @classmethod
+    def install(cls) -> dict:
+        """Installs the handlers; returns the previous ones for :meth:`restore`."""
+
+        def on_term(signum, frame):
+            cls.last = signal.Signals(signum)
+            raise KeyboardInterrupt
+
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        old = {signal.SIGTERM: signal.getsignal(signal.SIGTERM), signal.SIGINT: signal.getsignal(signal.SIGINT)}
+        signal.signal(signal.SIGTERM, on_term)
+        if old[signal.SIGINT] is signal.SIG_IGN:
+            # Started in the background by a non-interactive shell, which ignores SIGINT for its children:
+            # `kill -INT` must still checkpoint and stop the run (the terminal's Ctrl-C never reaches it).
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        return old
+
+    @staticmethod
+    def restore(old: dict) -> None:
+        for signum, handler in old.items():
+            try:
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+            except (ValueError, TypeError):
+                pass
+
+    @classmethod
+    def name(cls) -> str:
+        return "interrupted (SIGTERM)" if cls.last == signal.SIGTERM else "interrupted"
+
+    @classmethod
+    def exit_code(cls) -> int:
+        return 128 + int(cls.last)
+
+
+def _save_traceback(folder: Path | None = None) -> str:
+    """Writes the current exception's traceback to ``folder/error.log`` (or a temp file); returns the path."""
+    text = traceback.format_exc()
+    for target in ([folder / "error.log"] if folder is not None and folder.is_dir() else []) + [
+            Path(tempfile.gettempdir()) / f"jaxlab-error-{os.getpid()}.log"]:
+        try:
+            target.write_text(text, encoding="utf-8")
+            return str(target)
+        except OSError:
+            continue
+    return "(nowhere: no writable folder)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -350,11 +697,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "reproduce" and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
         # Mesh experiments run on 8 fake CPU devices when there is no accelerator; set before jax loads.
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+    _Signals.last = signal.SIGINT
+    old_handlers = _Signals.install()
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print(f"\n{_Signals.name()}", file=sys.stderr)
+        return _Signals.exit_code()
     except _known_errors() as e:
-        print(f"jaxlab: error: {e}", file=sys.stderr)
+        print(f"jaxlab: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except (ValueError, RunDivergedError) as e:  # a library check on an input the command passed on
+        print(f"jaxlab: error: {_one_line(e)}", file=sys.stderr)
+        return 2 if isinstance(e, ValueError) else 1
+    except Exception as e:  # noqa: BLE001 - one line, never a traceback; the traceback goes to a file
+        workdir = getattr(args, "workdir", None)
+        where = _save_traceback(Path(workdir) if workdir else None)
+        if os.environ.get("JAXLAB_DEBUG"):
+            traceback.print_exc()
+        print(f"jaxlab: internal error: {_one_line(f'{type(e).__name__}: {e}')} (traceback in {where}; "
+              "please report it)", file=sys.stderr)
+        return 1
+    finally:
+        _Signals.restore(old_handlers)
 
 
 if __name__ == "__main__":

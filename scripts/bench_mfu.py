@@ -214,6 +214,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.quick:
         args.sizes, args.matmul, args.steps = "tiny", 256, 2
+    elif jax.default_backend() == "cpu":
+        # The C1 model has a billion parameters: on CPU one step takes many minutes. Say so instead.
+        raise SystemExit("needs a GPU (jax sees only CPU devices) for the C1-sized WeatherMixer; "
+                         "`jaxlab bench mfu --quick` checks the script with tiny shapes on any backend (about 35 CPU-seconds)")
 
     # Warm the chip up first (clocks ramp), then measure the ceiling; it is measured again at the end
     # and the higher figure is the one MFU is taken against.

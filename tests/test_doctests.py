@@ -10,7 +10,7 @@ import jaxlab
 
 MODULES = sorted(
     m.name for m in pkgutil.walk_packages(jaxlab.__path__, "jaxlab.")
-    if not m.name.endswith("cli") and ".methods." not in m.name
+    if not m.name.endswith(("cli", "__main__")) and ".methods." not in m.name  # __main__ runs the command
 )
 
 

@@ -53,14 +53,27 @@ class MetricsWriter:
         self._file.write(json.dumps(to_jsonable(rec)) + "\n")
         self._file.flush()
 
-    def truncate_after(self, step: int) -> None:
-        """Drops records with ``step > step`` (used when a run resumes from an earlier checkpoint)."""
+    def truncate_after(self, step: int) -> list[dict[str, Any]]:
+        """Drops records with ``step > step`` and torn lines (a run resuming from the checkpoint of ``step``).
+
+        The file is replaced atomically, so a kill during the rewrite loses nothing. Records without a
+        numeric ``step`` are kept.
+
+        Returns:
+          The records kept.
+        """
         self._file.close()
-        kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
-        with open(self.path, "w", encoding="utf-8") as f:
+        kept = [r for r in read_metrics(self.path)
+                if not isinstance(r.get("step"), (int, float)) or isinstance(r.get("step"), bool) or r["step"] <= step]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
             for r in kept:
                 f.write(json.dumps(r) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
         self._file = open(self.path, "a", encoding="utf-8")
+        return kept
 
     def close(self) -> None:
         self._file.close()
@@ -74,15 +87,17 @@ class MetricsWriter:
 
 def iter_metrics(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """Yields the records of a ``metrics.jsonl`` file; a torn last line (killed writer) is skipped."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             line = line.strip()
             if not line:
                 continue
             try:
-                yield json.loads(line)
+                rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(rec, dict):
+                yield rec
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -37,3 +37,6 @@ from ._weather_series import NYC_STATIONS as NYC_STATIONS
 from ._weather_series import NYC_VARIABLES as NYC_VARIABLES
 from ._weather_series import fill_missing as fill_missing
 from ._weather_series import load_nyc_weather as load_nyc_weather
+from ._energy_series import WEATHERSIT_CODES as WEATHERSIT_CODES
+from ._energy_series import load_bikeshare as load_bikeshare
+from ._energy_series import load_tmy3_ghi as load_tmy3_ghi

@@ -9,10 +9,13 @@ Examples:
 """
 
 from ._command import measure_command as measure_command
+from ._ledger import EnergyLedger as EnergyLedger
 from ._meter import DEFAULT_CPU_TDP_W as DEFAULT_CPU_TDP_W
 from ._meter import EnergyMeter as EnergyMeter
+from ._meter import wait_for_device as wait_for_device
 from ._report import DEFAULT_CARBON_G_PER_KWH as DEFAULT_CARBON_G_PER_KWH
 from ._report import EnergyReport as EnergyReport
+from ._report import chain_reports as chain_reports
 from ._report import combine_reports as combine_reports
 from ._report import report_from_dict as report_from_dict
 from ._sensors import AbstractSensor as AbstractSensor

@@ -2,13 +2,49 @@
 
 from __future__ import annotations
 
+import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
 from ._meter import EnergyMeter
+
+
+#: Longest idle baseline ``measure_command`` accepts (an hour; longer is a typo, not a baseline).
+MAX_IDLE_S = 3600.0
+
+
+def check_report_dir(report_dir: str | os.PathLike, report_name: str = "energy") -> Path:
+    """Creates ``report_dir`` if needed and checks that the reports can be written there.
+
+    Returns:
+      The folder.
+
+    Raises:
+      ValueError: naming the folder or file that is in the way.
+    """
+    out = Path(report_dir)
+    if not str(report_dir).strip():
+        raise ValueError("the report folder is empty; give a folder, e.g. --report-dir .")
+    if not report_name or "/" in report_name or report_name in (".", ".."):
+        raise ValueError(f"report name {report_name!r} must be a plain file stem such as 'energy'")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"report folder {str(out)!r} is an existing file; give a folder (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create the report folder {str(out)!r}: {e.strerror or e}; give another folder") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"report folder {str(out)!r} is not writable; give another folder")
+    for suffix in (".json", ".csv"):
+        target = out / f"{report_name}{suffix}"
+        if target.exists() and not target.is_file():
+            raise ValueError(f"{str(target)!r} exists and is not a file; remove it or give another report folder")
+    return out
 
 
 def measure_command(
@@ -42,18 +78,27 @@ def measure_command(
       The command's exit status (127 when it cannot be started; 128 + N when killed by signal N).
 
     Raises:
-      ValueError: for an empty ``argv``.
+      ValueError: for an empty ``argv``, a negative or non-finite ``idle_s``, bad meter settings, or a
+        ``report_dir`` that cannot hold the reports; all of them before the command starts, so that
+        no measurement is lost at the end.
     """
     argv = list(argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
         raise ValueError("measure_command needs a command to run, e.g. ['python', 'train.py']")
+    try:
+        idle = float(idle_s)
+    except (TypeError, ValueError):
+        idle = math.nan
+    if not (math.isfinite(idle) and 0 <= idle <= MAX_IDLE_S):
+        raise ValueError(f"idle_s must be a number of seconds in [0, {MAX_IDLE_S:g}], got {idle_s!r}")
+    out = check_report_dir(report_dir, report_name)
     meter_kwargs.setdefault("devices", ())
     meter_kwargs.setdefault("gpu_indices", "visible")
     meter = EnergyMeter(**meter_kwargs)
-    if idle_s > 0:
-        meter.measure_idle(idle_s)
+    if idle > 0:
+        meter.measure_idle(idle)
     meter.start()
     try:
         proc = subprocess.Popen(argv)
@@ -61,16 +106,22 @@ def measure_command(
         meter.stop()
         print(f"jaxlab energy: cannot run {argv[0]!r}: {e.strerror or e}", file=sys.stderr)
         return 127
+    # SIGTERM (a batch system ending the job) goes on to the command, and the report is still written.
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
     try:
-        rc = proc.wait()
-    except KeyboardInterrupt:
-        # The child got the same SIGINT (same process group); let it finish and still write the report.
-        rc = proc.wait()
+        try:
+            rc = proc.wait()
+        except KeyboardInterrupt:
+            # The child got the same SIGINT (same process group); let it finish and still write the report.
+            rc = proc.wait()
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     meter.stop()
     report = meter.report()
     report = type(report)(**{**report.__dict__, "tags": {**report.tags, "command": argv, "returncode": rc}})
-    out = Path(report_dir)
-    out.mkdir(parents=True, exist_ok=True)
     report.to_json(out / f"{report_name}.json")
     report.to_csv(out / f"{report_name}.csv")
     if not quiet:

@@ -4,6 +4,7 @@ per-step windows, and a ``jaxlab.core.Meter`` for the training loop."""
 from __future__ import annotations
 
 import functools
+import math
 import os
 import platform
 import threading
@@ -11,6 +12,7 @@ import time
 from typing import Any, Callable, Sequence
 
 import jax
+import numpy as np
 
 from ._report import DEFAULT_CARBON_G_PER_KWH, EnergyReport, utc_now
 from ._sensors import (
@@ -25,6 +27,55 @@ from ._sensors import (
 DEFAULT_CPU_TDP_W = 100.0
 
 _CPU_MODES = ("auto", "rapl", "estimate", "off")
+_SYNC_MODES = ("auto", "jax", "none")
+
+
+def _check_number(name: str, value: Any, *, low: float, low_open: bool, what: str) -> float:
+    """``float(value)``, or ValueError naming the argument, the value and what is allowed."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number {what}, got {value!r}") from None
+    if not math.isfinite(v) or v < low or (low_open and v == low):
+        raise ValueError(f"{name} must be a finite number {what}, got {value!r}")
+    return v
+
+
+@functools.lru_cache(maxsize=None)
+def _marker_fn() -> Callable[[Any], Any]:
+    return jax.jit(lambda x: x + 1)
+
+
+def wait_for_device(devices: Sequence[Any] = ()) -> None:
+    """Blocks until the device work launched so far has finished, including work whose results are gone.
+
+    Three steps, because none alone is enough: ``jax.block_until_ready`` on every live array (the
+    results the program still holds), ``jax.effects_barrier()`` (ordered side effects), and a tiny
+    computation on each of ``devices`` waited for: a device runs its computations in the order they
+    were issued, so it finishes after whatever was issued before it, such as a jitted computation
+    whose output was dropped (``jax.live_arrays()`` no longer lists it). In jax 0.10,
+    ``effects_barrier()`` alone does not wait for pure jitted computations.
+
+    Args:
+      devices: jax devices to put a marker computation on (e.g. the meter's devices).
+    """
+    arrays = jax.live_arrays()
+    try:
+        jax.block_until_ready(arrays)
+    except RuntimeError:  # an array was deleted or donated meanwhile (another thread): wait one by one
+        for a in arrays:
+            try:
+                a.block_until_ready()
+            except RuntimeError:
+                pass
+    del arrays
+    jax.effects_barrier()
+    marker = _marker_fn()
+    outs = []
+    for d in devices:
+        if isinstance(d, jax.Device):
+            outs.append(marker(jax.device_put(np.int32(0), d)))
+    jax.block_until_ready(outs)
 
 
 class _Poller:
@@ -72,7 +123,11 @@ class EnergyMeter:
     cannot be read is listed in ``report().unavailable`` with the reason; nothing crashes.
 
     Use it as a context manager, a decorator, per-step windows, or pass it to
-    ``jaxlab.train.train_loop(meter=...)`` (it satisfies ``jaxlab.core.Meter``).
+    ``jaxlab.train.train_loop(meter=...)`` (it satisfies ``jaxlab.core.Meter``). Every edge of a
+    measurement waits for the device work issued before it (see ``sync``), so jitted work launched
+    inside a block is measured to its end, not only its dispatch. A meter measures one thing at a
+    time: ``start()`` (or ``with meter:``) while it is running raises, so an inner block cannot
+    silently restart the outer measurement; use a second meter or named windows for nested spans.
 
     Args:
       devices: jax devices whose GPUs are measured; ``()`` for none (then only ``gpu_indices``).
@@ -90,6 +145,16 @@ class EnergyMeter:
       rapl_interval_s: wrap-check period for RAPL counters.
       sensors: explicit sensors; replaces discovery entirely.
       clock: wall clock in seconds (``time.perf_counter``).
+      sync: how the meter waits for the device at each edge of a measurement (start, stop, every
+        window edge and :meth:`read`), like Zeus's ``sync_execution_with="jax"``: ``"jax"`` waits
+        for all device work issued so far (see :func:`wait_for_device`), ``"none"`` only for the
+        arrays handed in (:meth:`sync`, ``stop(*arrays)``, ``end_window(name, *arrays)``);
+        ``"auto"`` (default) is ``"jax"`` when ``devices`` holds jax devices, else ``"none"`` (so
+        ``jaxlab energy`` never starts a jax backend).
+
+    Raises:
+      ValueError: for an unknown ``cpu`` or ``sync`` mode, ``pue`` below 1, a ``cpu_tdp_w`` that is
+        not a positive number, a negative carbon intensity or non-positive polling periods.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -130,14 +195,28 @@ class EnergyMeter:
         rapl_interval_s: float = 1.0,
         sensors: Sequence[AbstractSensor] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        sync: str = "auto",
     ):
         if cpu not in _CPU_MODES:
             raise ValueError(f"cpu must be one of {_CPU_MODES}, got {cpu!r}")
-        if pue < 1.0:
-            raise ValueError(f"pue must be >= 1 (facility energy / IT energy), got {pue}")
+        if sync not in _SYNC_MODES:
+            raise ValueError(f"sync must be one of {_SYNC_MODES}, got {sync!r}")
+        pue = _check_number("pue", pue, low=1.0, low_open=False,
+                            what=">= 1 (facility energy / IT energy; 1 counts the IT energy only)")
+        carbon_g_per_kwh = _check_number("carbon_g_per_kwh", carbon_g_per_kwh, low=0.0, low_open=False,
+                                         what=">= 0 (grams of CO2e per kWh)")
+        cpu_tdp_w = _check_number("cpu_tdp_w", cpu_tdp_w, low=0.0, low_open=True, what="> 0 (watts)")
+        power_interval_s = _check_number("power_interval_s", power_interval_s, low=0.0, low_open=True,
+                                         what="> 0 (seconds)")
+        rapl_interval_s = _check_number("rapl_interval_s", rapl_interval_s, low=0.0, low_open=True,
+                                        what="> 0 (seconds)")
+        if cpu_cores is not None and (isinstance(cpu_cores, bool) or int(cpu_cores) != cpu_cores or cpu_cores < 1):
+            raise ValueError(f"cpu_cores must be a whole number >= 1, got {cpu_cores!r}")
         self.devices = tuple(jax.local_devices() if devices is None else devices)
-        self.pue = float(pue)
-        self.carbon_g_per_kwh = float(carbon_g_per_kwh)
+        self.sync_mode = sync if sync != "auto" else (
+            "jax" if any(isinstance(d, jax.Device) for d in self.devices) else "none")
+        self.pue = pue
+        self.carbon_g_per_kwh = carbon_g_per_kwh
         self._clock = clock
         self.unavailable: dict[str, str] = {}
         if sensors is not None:
@@ -189,10 +268,31 @@ class EnergyMeter:
     def running(self) -> bool:
         return self._t0 is not None
 
+    def sync(self, *arrays: Any) -> Any:
+        """Waits for ``arrays`` (any pytrees) and, in ``"jax"`` sync mode, for all device work issued so far.
+
+        Returns its argument (a tuple for several), so ``y = m.sync(f(x))`` reads naturally.
+        """
+        if arrays:
+            jax.block_until_ready(arrays)
+        if self.sync_mode == "jax":
+            wait_for_device(self.devices)
+        return arrays[0] if len(arrays) == 1 else arrays
+
     def start(self) -> None:
-        """Begins a measurement (restarting if one is running)."""
+        """Begins a measurement, after the device work issued before it has finished.
+
+        Raises:
+          RuntimeError: if this meter is already measuring (a meter cannot be entered inside itself).
+        """
         if self.running:
-            self._poller.stop()
+            raise RuntimeError(
+                "this EnergyMeter is already measuring (started at "
+                f"{self._start_utc}); a meter cannot be entered inside itself, which would restart the outer "
+                "measurement. Use a second EnergyMeter for the inner block, or begin_window()/end_window() "
+                "on this one."
+            )
+        self.sync()
         for s in self.sensors:
             s.reset()
         self._windows.clear()
@@ -229,20 +329,28 @@ class EnergyMeter:
     def read(self) -> dict[str, float]:
         """Joules since :meth:`start`: ``{"energy_j": total, "energy_j_<kind>": ...}``.
 
-        The caller synchronises the device first (``jax.block_until_ready``), as the training loop does.
-        There is no ``wall_s`` key: the training loop subtracts successive readings key by key and
-        keeps its own cumulative ``wall_s``.
+        Waits for the device first (see ``sync``). There is no ``wall_s`` key: the training loop
+        subtracts successive readings key by key and keeps its own cumulative ``wall_s``.
         """
         self._require_running("read")
+        self.sync()
         kinds = self._by_kind({s.name: self._energy(s) for s in self.sensors})
         out = {"energy_j": float(sum(kinds.values()))}
         out.update({f"energy_j_{k}": v for k, v in kinds.items()})
         return out
 
-    def stop(self) -> dict[str, Any]:
-        """Ends the measurement and returns the report as a dict (see :meth:`report`)."""
+    def stop(self, *wait_for: Any) -> dict[str, Any]:
+        """Waits for ``wait_for`` and the device (see ``sync``), ends the measurement, returns the report as a dict."""
         self._require_running("stop")
-        report = self._make_report(*self._snapshot())
+        try:
+            self.sync(*wait_for)
+        except BaseException:
+            # Ctrl-C while waiting: still end the measurement, so the meter can be started again.
+            self._end(self._make_report(*self._snapshot()))
+            raise
+        return self._end(self._make_report(*self._snapshot()))
+
+    def _end(self, report: EnergyReport) -> dict[str, Any]:
         self._poller.stop()
         self._t0 = None
         self._last_report = report
@@ -289,14 +397,19 @@ class EnergyMeter:
     # -- windows -----------------------------------------------------------------------------
 
     def begin_window(self, name: str, *wait_for: Any) -> None:
-        """Opens a named window after ``jax.block_until_ready(wait_for)``. Windows may overlap."""
+        """Opens a named window after waiting for ``wait_for`` and the device (see ``sync``).
+
+        Windows of different names may overlap; opening a window that is already open raises.
+        """
         self._require_running("begin_window")
-        if wait_for:
-            jax.block_until_ready(wait_for)
+        if name in self._windows:
+            raise RuntimeError(f"energy window {name!r} is already open; close it with end_window({name!r}) "
+                               "first, or give the inner window another name")
+        self.sync(*wait_for)
         self._windows[name] = self._snapshot()
 
     def end_window(self, name: str, *wait_for: Any) -> dict[str, float]:
-        """Closes a window after ``jax.block_until_ready(wait_for)`` (pass the step's outputs).
+        """Closes a window after waiting for ``wait_for`` (pass the step's outputs) and the device.
 
         Returns:
           ``{"energy_j", "energy_j_<kind>"..., "wall_s"}`` of the window.
@@ -304,8 +417,7 @@ class EnergyMeter:
         self._require_running("end_window")
         if name not in self._windows:
             raise KeyError(f"no open energy window {name!r}; open it with begin_window({name!r}) first")
-        if wait_for:
-            jax.block_until_ready(wait_for)
+        self.sync(*wait_for)
         t1, e1 = self._snapshot()
         t0, e0 = self._windows.pop(name)
         kinds = self._by_kind({k: e1[k] - e0[k] for k in e1})
@@ -321,6 +433,7 @@ class EnergyMeter:
         """Measures idle power per kind for ``duration_s``; later reports subtract it in ``dynamic_energy_j``."""
         if self.running:
             raise RuntimeError("measure_idle() must run while the meter is stopped")
+        duration_s = _check_number("duration_s", duration_s, low=0.0, low_open=False, what=">= 0 (seconds)")
         self.start()
         sleep(duration_s)
         r = self._make_report(*self._snapshot())
@@ -340,7 +453,10 @@ class EnergyMeter:
             self.stop()
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorates ``fn``: each call is measured (its result blocked on); see :meth:`report`."""
+        """Decorates ``fn``: each call is measured, up to the end of its device work; see :meth:`report`.
+
+        A call while the meter is already measuring raises (see :meth:`start`).
+        """
 
         @functools.wraps(fn)
         def wrapped(*args: Any, **kwargs: Any) -> Any:

@@ -199,6 +199,54 @@ def combine_reports(reports: Sequence[EnergyReport]) -> EnergyReport:
     )
 
 
+def chain_reports(reports: Sequence[EnergyReport]) -> EnergyReport:
+    """One report for a run done by several processes one after another (a run killed and resumed).
+
+    Unlike :func:`combine_reports` (processes side by side), wall times add, and so do energies per
+    kind and per sensor. The GPU and device counts are the largest of any part, so GPU-hours are
+    exact when every part used the same devices (the usual resume) and an upper bound otherwise.
+    ``tags["processes"]`` lists each part's tags.
+
+    Raises:
+      ValueError: for no reports, or reports with different PUE or carbon intensity.
+    """
+    reports = list(reports)
+    if not reports:
+        raise ValueError("chain_reports needs at least one report")
+    if len({(r.pue, r.carbon_g_per_kwh) for r in reports}) != 1:
+        raise ValueError("reports use different pue / carbon_g_per_kwh; measure every process with the same values")
+    if len(reports) == 1:
+        return reports[0]
+    energy: dict[str, float] = {}
+    source: dict[str, str] = {}
+    per_sensor: dict[str, float] = {}
+    unavailable: dict[str, str] = {}
+    for r in reports:
+        for k, v in r.energy_j.items():
+            energy[k] = energy.get(k, 0.0) + v
+        for k, v in r.source.items():
+            source[k] = v if source.get(k, v) == v else "mixed"
+        for k, v in r.per_sensor_j.items():
+            per_sensor[k] = per_sensor.get(k, 0.0) + v
+        unavailable.update(r.unavailable)
+    last = reports[-1]
+    return EnergyReport(
+        energy_j=energy,
+        wall_s=float(sum(r.wall_s for r in reports)),
+        source=source,
+        estimated=any(r.estimated for r in reports),
+        per_sensor_j=per_sensor,
+        unavailable=unavailable,
+        gpu_count=max(r.gpu_count for r in reports),
+        device_count=max(r.device_count for r in reports),
+        pue=last.pue,
+        carbon_g_per_kwh=last.carbon_g_per_kwh,
+        idle_power_w=dict(last.idle_power_w),
+        tags={**{k: v for k, v in last.tags.items() if k in ("host", "device_kind")},
+              "start_utc": reports[0].tags.get("start_utc", ""), "processes": [r.tags for r in reports]},
+    )
+
+
 def report_from_dict(d: dict[str, Any]) -> EnergyReport:
     """Rebuilds an :class:`EnergyReport` from :meth:`EnergyReport.to_dict` (e.g. a loaded energy.json)."""
     fields = {f.name for f in dataclasses.fields(EnergyReport)}

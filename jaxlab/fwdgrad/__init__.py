@@ -21,6 +21,7 @@ from ._forward_gradient import forward_gradient as forward_gradient
 from ._forward_gradient import forward_gradient_reference as forward_gradient_reference
 from ._samplers import SAMPLERS as SAMPLERS
 from ._samplers import num_parameters as num_parameters
+from ._samplers import sample_equiangular_tangents as sample_equiangular_tangents
 from ._samplers import sample_tangent as sample_tangent
 from ._samplers import sample_tangents as sample_tangents
 from ._samplers import sample_tangents_reference as sample_tangents_reference

@@ -21,7 +21,7 @@ Two execution paths give the same numbers for the same key (up to float rounding
   Working memory no longer grows with k or with the depth of the net.
 
 XLA on CPU schedules breadth first and expands ``optimization_barrier`` before scheduling, so the
-order of this work is fixed with true data dependencies that are always zero (``_after``).
+order of this work is fixed with true data dependencies that are always zero (``_schedule.after``).
 
 Deviations from the paper's code: see ``_aggregations`` (global projection; solve instead of an
 inverse) and ``_samplers`` (per-leaf and per-row keys).
@@ -55,6 +55,7 @@ from ._samplers import (
     tangent_seeds,
     tangent_sq_norms,
 )
+from ._schedule import after
 
 MODES: tuple[str, ...] = ("jvp", "simulated")
 
@@ -97,14 +98,9 @@ def _generated_jvp_derivatives(f: Callable, params: PyTree, seeds: Array, sample
     each leaf's tangent drawn where the loss first uses that leaf."""
     leaves, treedef = jax.tree_util.tree_flatten(params)
 
-    # The forward pass waits for all seeds (a uint32 zero computed from them), so that the
-    # sequential key derivation does not finish only after the first layers have run.
-    first = seeds.reshape(-1)[0]
-    gate = first & ~first
-
     def one(s):
         g = lambda xs: _split_aux(f(jax.tree_util.tree_unflatten(treedef, xs)), has_aux)  # noqa: E731
-        (primal, aux), (tangent_out, _) = jvp_along_generated_tangent(g, leaves, list(s), sampler, gate)
+        (primal, aux), (tangent_out, _) = jvp_along_generated_tangent(g, leaves, list(s), sampler, gate=seeds)
         return primal, tangent_out, aux
 
     loss, d, aux = jax.vmap(one, out_axes=(None, 0, None))(seeds)
@@ -163,24 +159,12 @@ def forward_gradient_reference(loss_fn: Callable, params: PyTree, *args: Any, ke
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), out), loss
 
 
-def _after(seeds: Array, value: Array) -> Array:
-    """``seeds`` unchanged, but computed from ``value`` too, so nothing drawn from them runs earlier.
-
-    XLA on CPU expands ``optimization_barrier`` before scheduling and schedules breadth first, so
-    only a true data dependency orders work; ``u & ~u`` is 0 for every bit pattern (NaN included).
-    It also keeps CSE from merging a regenerated tangent with the one drawn for the JVP (which
-    would keep that tangent alive in between).
-    """
-    u = jax.lax.bitcast_convert_type(jnp.ravel(value)[0].astype(jnp.float32), jnp.uint32)
-    return seeds ^ (u & ~u)
-
-
 def _streamed_leaf_grams(seeds: Array, params: PyTree, sampler: str, block_elements: int,
-                         after: Array) -> list[Array]:
+                         start: Array) -> list[Array]:
     """Per-leaf Gram matrices of the raw tangents, accumulated over blocks of ``block_elements / k``.
 
     The leaves are done one after the other (each waits for the previous leaf's Gram matrix, the
-    first for ``after``): independent per-leaf work would otherwise be drawn all at once.
+    first for ``start``): independent per-leaf work would otherwise be drawn all at once.
     """
     k = seeds.shape[0]
     grams = []
@@ -188,7 +172,7 @@ def _streamed_leaf_grams(seeds: Array, params: PyTree, sampler: str, block_eleme
         shape, dtype = jnp.shape(x), jnp.result_type(x)
         numel = math.prod(shape)
         chunk = max(1, min(numel, block_elements // k))
-        leaf_seeds = _after(seeds[:, l], after if not grams else grams[-1])
+        leaf_seeds = after(seeds[:, l], start if not grams else grams[-1])
 
         def block(start, shape=shape, dtype=dtype, chunk=chunk, leaf_seeds=leaf_seeds):
             V = jax.vmap(lambda s: leaf_tangent_from_seeds(s, shape, dtype, sampler, start, chunk))(leaf_seeds)
@@ -212,7 +196,7 @@ def _streamed_combine(seeds: Array, params: PyTree, coefficients: Array, sampler
     """``sum_i c_i v_i`` with the tangents regenerated leaf by leaf from ``seeds`` (k, num_leaves, 2).
 
     The sum is never formed over a vmapped axis, which would first materialise all k tangents of
-    a leaf. The tangents are regenerated only after the coefficients are known (``_after``).
+    a leaf. The tangents are regenerated only after the coefficients are known (``_schedule.after``).
     ``fuse``: one elementwise expression per leaf (XLA fuses it into an update that reads the
     gradient once, such as SGD's: no buffer for the estimate at all); otherwise a loop over the
     tangents (one buffer per leaf, whatever the optimiser; XLA splits the fused expression, one
@@ -220,7 +204,7 @@ def _streamed_combine(seeds: Array, params: PyTree, coefficients: Array, sampler
     """
     leaves, treedef = jax.tree_util.tree_flatten(params)
     k = coefficients.shape[-1]
-    seeds = _after(seeds, coefficients)
+    seeds = after(seeds, coefficients)
     out = []
     for l, x in enumerate(leaves):
         shape, dtype = jnp.shape(x), jnp.result_type(x)
@@ -318,7 +302,10 @@ def forward_gradient(loss_fn: Callable, params: PyTree, *args: Any, key: PRNGKey
       has_aux: ``loss_fn`` returns ``(loss, aux)``.
       tangent_batch_size: None (hold all k tangents) or b dividing k: stream the tangents b at a time
         and regenerate them from ``key`` (normal and rademacher samplers); memory no longer grows with k
-        (nor, in ``jvp`` mode, with depth: each leaf's tangent is drawn where its layer runs).
+        (nor, in ``jvp`` mode, with depth: each leaf's tangent is drawn where its layer runs). It trades
+        memory for time: each of the k / b passes evaluates the primal once and pushes b tangents
+        through it, so a pass costs 1 + 2b matmuls per dense layer (k / b + 2k in all, against 3 for a
+        backprop step) and holds about b tangent activations (plus one layer's tangent per tangent).
       gram_block_elements: streaming only: elements per block (all k tangents) when accumulating the Gram matrix.
       fuse_combination: streaming only: form ``sum_i c_i v_i`` as one elementwise expression per leaf
         (k <= 32), which XLA fuses with an optimiser update that reads the gradient once (SGD, SGD

@@ -11,8 +11,8 @@ elementwise sampler. The seeds of leaf ``l`` are made to depend on the non-param
 activations) of the first operation that combines leaf ``l`` with them, so the tangent of layer
 ``l`` cannot be drawn before layer ``l`` runs, and it is consumed right after. The dependency is an
 ``optimization_barrier`` (honoured by schedulers that see it) plus a true data dependency that is
-always zero (``u & ~u`` of one element), because XLA on CPU expands barriers before it schedules,
-and schedules breadth first. Operations that depend on parameters only (``w.T``, casts) are
+always zero (:func:`jaxlab.fwdgrad._schedule.after`), because XLA on CPU expands barriers before it
+schedules, and schedules breadth first. Operations that depend on parameters only (``w.T``, casts) are
 evaluated lazily, after that point. The JVP is bit-for-bit the same as with an explicit tangent.
 
 Where a leaf only meets data inside a single operation that covers many layers (a ``lax.scan`` over
@@ -29,9 +29,10 @@ import jax
 import jax.numpy as jnp
 from jax.extend.core import Literal
 
-from jaxlab.core import Array, PyTree
+from jaxlab.core import Array
 
 from ._samplers import leaf_tangent_from_seeds
+from ._schedule import after, orderable
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
@@ -57,36 +58,6 @@ def _bind(eqn, invals: Sequence[Any]) -> list[Any]:
     with eqn.ctx.manager:
         out = eqn.primitive.bind(*invals, **params)
     return list(out) if eqn.primitive.multiple_results else [out]
-
-
-def _zero_from(value: Array) -> Array | None:
-    """A uint32 zero that XLA must compute from one element of ``value`` (None if it has none).
-
-    On CPU, XLA expands ``optimization_barrier`` before it schedules, so the barrier alone does not
-    keep the scheduler from drawing a tangent early; a true data dependency does. ``u & ~u`` is 0
-    for every bit pattern (NaN included), so the seeds, and the tangent, stay exactly the same.
-    """
-    dtype = jnp.result_type(value)
-    if jnp.size(value) == 0 or not (jnp.issubdtype(dtype, jnp.number) or dtype == jnp.bool_):
-        return None
-    x = jnp.ravel(value)[0]
-    if jnp.issubdtype(dtype, jnp.complexfloating):
-        x = jnp.real(x)
-    if jnp.issubdtype(x.dtype, jnp.bool_):
-        x = x.astype(jnp.uint8)
-    u = jax.lax.bitcast_convert_type(x, jnp.dtype(f"uint{8 * jnp.dtype(x.dtype).itemsize}"))
-    return (u & ~u).astype(jnp.uint32)
-
-
-def _with_dependency(value: Array, zero: Array) -> Array | None:
-    """``value`` bit for bit, but computed after ``zero`` (a uint32 0); None for non-numeric values."""
-    dtype = jnp.result_type(value)
-    if jnp.size(value) == 0 or not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
-        return None
-    bits = jnp.dtype(f"uint{8 * jnp.dtype(dtype).itemsize}")
-    u = jax.lax.bitcast_convert_type(value, bits) if dtype != bits else value
-    u = u ^ zero.astype(bits)
-    return jax.lax.bitcast_convert_type(u, dtype) if dtype != bits else u
 
 
 def _anchors(jaxpr, num_leaves: int):
@@ -125,8 +96,8 @@ def jvp_along_generated_tangent(f: Callable, leaves: Sequence[Array], seeds: Seq
       leaves: the parameter leaves (a list of floating point arrays).
       seeds: per leaf, the two uint32 seeds of :func:`leaf_tangent_from_seeds`.
       sampler: an elementwise sampler ("normal" or "rademacher").
-      gate: optional uint32 zero; the first operation that reads data waits for it. Pass one computed
-        from the seeds so that the (sequential) key derivation finishes before the first layer and
+      gate: optional array; the first operation that reads data waits for it (``_schedule.after``).
+        Pass the seeds so that the (sequential) key derivation finishes before the first layer and
         does not hold back the tangents while the forward pass runs ahead.
 
     Returns:
@@ -166,9 +137,8 @@ def jvp_along_generated_tangent(f: Callable, leaves: Sequence[Array], seeds: Seq
             if pending_gate is not None and data:
                 # The first data operation: let it wait for the gate (the seeds).
                 for i, v in data.items():
-                    gated = _with_dependency(v, pending_gate)
-                    if gated is not None:
-                        data[i] = gated
+                    if orderable(v):
+                        data[i] = after(v, pending_gate)
                         pending_gate = None
                         break
             if e in anchors:
@@ -177,9 +147,9 @@ def jvp_along_generated_tangent(f: Callable, leaves: Sequence[Array], seeds: Seq
                 new = anchors[e]
                 out = jax.lax.optimization_barrier(([leaf_seeds[l] for l in new], list(data.values())))
                 data = dict(zip(data, out[1]))
-                zeros = [z for z in map(_zero_from, data.values()) if z is not None]
+                values = list(data.values())
                 for l, s in zip(new, out[0]):
-                    leaf_seeds[l] = s ^ zeros[0] if zeros else s
+                    leaf_seeds[l] = after(s, *values)
             invals = [data[i] if i in data else read(v) for i, v in enumerate(eqn.invars)]
             for o, val in zip(eqn.outvars, _bind(eqn, invals)):
                 env[o] = val

@@ -162,6 +162,51 @@ def _orthonormal(key: PRNGKey, params: PyTree, num_tangents: int) -> PyTree:
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
+def sample_equiangular_tangents(key: PRNGKey, params: PyTree, num_tangents: int, *, angle_deg) -> PyTree:
+    """``k <= n`` unit tangents whose pairwise angles all equal ``angle_deg`` (the paper's section 4.3).
+
+    With ``Q`` the orthonormal tangents of ``sample_tangents(key, params, k, sampler="orthonormal")`` (a
+    Haar-random k-dimensional subspace), the tangents are ``V = Q L^T`` with ``L L^T = (1 - c) I + c 1 1^T``
+    and ``c = cos(angle)``: ``v_i . v_j = c`` for ``i != j`` and ``|v_i| = 1``. The span does not depend on
+    the angle (for the same key, every angle spans the same subspace, so the projection estimate is the
+    same), while the tangents crowd around their common direction as the angle shrinks. At 90 degrees
+    they are the orthonormal tangents themselves.
+
+    The reference code's ``specific_angle_X`` sampler instead fixes each tangent's angle to the first one.
+
+    Args:
+      key: PRNG key.
+      params: pytree of floating point arrays (n parameters).
+      num_tangents: k, at most n.
+      angle_deg: the pairwise angle in degrees, in (0, 90] (a Python number, checked, or a traced scalar).
+
+    Returns:
+      A pytree like ``params`` with leaves of shape ``(k, *leaf.shape)``.
+
+    Raises:
+      ValueError: for k > n or an angle outside (0, 90].
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> v = sample_equiangular_tangents(jax.random.key(0), jnp.zeros(8), 3, angle_deg=60.0)
+      >>> [round(float(x), 4) for x in (v[0] @ v[1], v[1] @ v[2], v[2] @ v[2])]
+      [0.5, 0.5, 1.0]
+    """
+    n, k = num_parameters(params), int(num_tangents)
+    if not 1 <= k <= n:
+        raise ValueError(f"equiangular tangents need 1 <= num_tangents <= n = {n}, got {num_tangents}")
+    if isinstance(angle_deg, (int, float)) and not 0.0 < angle_deg <= 90.0:
+        raise ValueError(f"angle_deg must be in (0, 90] degrees, got {angle_deg}")
+    q = _orthonormal(key, params, k)
+    leaves, treedef = jax.tree_util.tree_flatten(q)
+    dtype = jnp.result_type(*leaves)
+    c = jnp.cos(jnp.deg2rad(jnp.asarray(angle_deg, dtype)))
+    gram = (1.0 - c) * jnp.eye(k, dtype=dtype) + c * jnp.ones((k, k), dtype)
+    mix = jnp.linalg.cholesky(gram)  # V = Q L^T: row i of V is sum_j L[i, j] q_j
+    out = [jnp.tensordot(mix.astype(v.dtype), v, axes=1) for v in leaves]
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
 def tangent_sq_norms(tangents: PyTree) -> Array:
     """Squared global norms ``||v_i||^2`` of stacked tangents (leading axis k), shape (k,)."""
     leaves = jax.tree_util.tree_leaves(tangents)

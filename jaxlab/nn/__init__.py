@@ -19,3 +19,7 @@ from ._vgg import VGG as VGG
 from ._vgg import VGG11_LAYERS as VGG11_LAYERS
 from ._vgg import VGG16_LAYERS as VGG16_LAYERS
 from ._vgg import adaptive_avg_pool as adaptive_avg_pool
+from ._lif import LIF as LIF
+from ._lif import lif as lif
+from ._lif import lif_reference as lif_reference
+from ._lif import spike as spike

@@ -50,13 +50,17 @@ def afno2d_mix(x: Array, w1: Array, b1: Array, w2: Array, b2: Array, *, sparsity
       hard_thresholding_fraction: fraction of the frequencies kept per axis.
 
     Returns:
-      The mixed tokens, same shape and dtype as ``x``.
+      The mixed tokens, same shape and dtype as ``x`` (bfloat16/float16 inputs are mixed in float32).
     """
     b, h, w, c = x.shape
     nb, bs = w1.shape[1], w1.shape[2]
     if nb * bs != c:
         raise ValueError(f"channels {c} != num_blocks {nb} x block size {bs}; make channels divisible")
     dtype = x.dtype
+    # XLA's FFT takes float32/float64 only: half-precision tokens are transformed (and mixed) in float32,
+    # as FourCastNet does under autocast.
+    if jnp.finfo(dtype).bits < 32:
+        x = x.astype(jnp.float32)
     xf = jnp.fft.rfft2(x, axes=(1, 2), norm="ortho").reshape(b, h, w // 2 + 1, nb, bs)
     xr, xi = xf.real, xf.imag
 

@@ -110,7 +110,7 @@ def complex_modulus_scores(params: PyTree, pairs: Callable[[tuple[str, ...]], tu
       >>> import jax.numpy as jnp
       >>> p = {"re": jnp.array([3.0, 0.1]), "im": jnp.array([4.0, 0.1])}
       >>> pair = lambda path: {("re",): ("im",), ("im",): ("re",)}.get(path)
-      >>> [round(float(v), 4) for v in complex_modulus_scores(p, pair)["im"]]
+      >>> [round(v, 4) for v in complex_modulus_scores(p, pair)["im"].tolist()]
       [5.0, 0.1414]
     """
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)

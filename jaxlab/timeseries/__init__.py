@@ -51,3 +51,16 @@ from ._crossformer import TwoStageAttention as TwoStageAttention
 from ._crossformer import two_stage_attention_reference as two_stage_attention_reference
 from ._windows import NUM_TIME_FEATURES as NUM_TIME_FEATURES
 from ._windows import SPLITS as SPLITS
+from ._naive import Persistence as Persistence
+from ._naive import PersistenceConfig as PersistenceConfig
+from ._naive import Profile as Profile
+from ._naive import ProfileConfig as ProfileConfig
+from ._naive import profile_reference as profile_reference
+from ._mlp import MLPForecaster as MLPForecaster
+from ._mlp import MLPForecasterConfig as MLPForecasterConfig
+from ._nhits import NHiTS as NHiTS
+from ._nhits import NHiTSConfig as NHiTSConfig
+from ._nhits import default_pooling as default_pooling
+from ._nhits import interpolate_linear as interpolate_linear
+from ._nhits import interpolate_linear_reference as interpolate_linear_reference
+from ._nhits import nhits_reference as nhits_reference

@@ -5,7 +5,9 @@ A forecaster config is a frozen dataclass that names its sizes and builds its fl
 - ``input_len`` (L), ``horizon`` (H) and ``channels`` (C) fields;
 - ``module()`` returning a ``flax.linen.Module`` whose ``__call__(x)`` maps a window ``(B, L, C)`` to the
   forecast ``(B, H, C)``. Models that read calendar features take them as keyword arguments, with
-  defaults that keep the plain call working.
+  defaults that keep the plain call working. A config whose model reads covariates known over the
+  horizon declares ``future_features`` (F > 0); its module's ``__call__(x, future=...)`` takes them as
+  ``(B, H, F)`` and ``make_forecaster`` initialises it with a zero ``future``.
 
 ``make_forecaster(config, key=key)`` builds the module and its variables, so
 ``model.apply(params, x)`` forecasts. Configs that also declare ``dependency_groups()`` can be pruned
@@ -52,5 +54,10 @@ def make_forecaster(config: ForecasterConfig, *, key: PRNGKey, dtype: Any = jnp.
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}")
     model = config.module()
-    variables = jax.jit(model.init)(key, jnp.zeros((1, config.input_len, config.channels), dtype))
+    x = jnp.zeros((1, config.input_len, config.channels), dtype)
+    future_features = getattr(config, "future_features", 0)  # optional part of the protocol
+    if future_features:
+        future = jnp.zeros((1, config.horizon, future_features), dtype)
+        return model, jax.jit(lambda k: model.init(k, x, future=future))(key)
+    variables = jax.jit(model.init)(key, x)
     return model, variables

@@ -2,10 +2,14 @@
 
 from ._checkpoint import CheckpointError as CheckpointError
 from ._checkpoint import Checkpointer as Checkpointer
+from ._checkpoint import state_digests as state_digests
+from ._loop import DivergedError as DivergedError
 from ._loop import train_loop as train_loop
 from ._state import TrainState as TrainState
 from ._step import backprop_grad as backprop_grad
 from ._step import make_train_step as make_train_step
 from ._workdir import WorkdirError as WorkdirError
+from ._workdir import WorkdirLock as WorkdirLock
+from ._workdir import holds_results as holds_results
 from ._workdir import prepare_workdir as prepare_workdir
 from ._plots import plot_metrics as plot_metrics

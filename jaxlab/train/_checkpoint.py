@@ -1,18 +1,25 @@
-"""Orbax checkpoints of a TrainState, with errors that name the broken file instead of silent restarts."""
+"""Orbax checkpoints of a TrainState that are checked before use: shapes against the checkpoint's metadata
+before restoring, and a checksum of every array after; errors name the broken folder and an intact one."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
+
+#: Key of the step metadata (orbax ``custom_metadata``) under which the array checksums are stored.
+DIGESTS_KEY = "jaxlab_array_digests"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint cannot be read; the message names it and says how to start fresh."""
+    """A checkpoint cannot be used; the message names it and says what to do."""
 
 
 def _quiet_orbax() -> None:
@@ -20,22 +27,166 @@ def _quiet_orbax() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _key_name(k: Any) -> str:
+    for attr in ("name", "key", "idx"):
+        if hasattr(k, attr):
+            return str(getattr(k, attr))
+    return str(k)
+
+
+def leaf_paths(tree: Any) -> list[tuple[str, Any]]:
+    """``[("params/Dense_0/kernel", leaf), ...]``: names that match between a pytree and orbax's metadata of it.
+
+    Orbax stores NamedTuples as dicts of their fields, so attribute and dict keys are both written
+    as the bare name.
+    """
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return [("/".join(_key_name(k) for k in path) or "(root)", leaf) for path, leaf in flat]
+
+
+# ------------------------------------------------------------------------------------------------
+# Checksums, computed on the device.
+
+_W1 = np.uint32(0x9E3779B1)
+_W2 = np.uint32(0x85EBCA6B)
+_MIX = np.uint32(0x7FEB352D)
+
+
+def _words(x: jax.Array) -> jax.Array:
+    """The array's bits as a flat uint32 vector (narrow types widened, 64-bit types split in two)."""
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    if x.dtype == jnp.bool_:
+        x = x.astype(jnp.uint8)
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        x = jnp.stack([jnp.real(x), jnp.imag(x)], axis=-1)
+    unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32, 8: jnp.uint32}[x.dtype.itemsize]
+    u = jax.lax.bitcast_convert_type(x, unsigned)
+    return u.astype(jnp.uint32).reshape(-1)
+
+
+def _digest(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    u = _words(x)
+    odd = jax.lax.iota(jnp.uint32, u.size) * np.uint32(2) + np.uint32(1)
+    # A position-weighted sum with odd weights changes for any change of one word (odd numbers are
+    # invertible mod 2^32); the second, over mixed words, makes other changes collide with chance
+    # about 2^-64 for the pair.
+    c1 = jnp.sum(u * (odd * _W1), dtype=jnp.uint32)
+    h = (u ^ (u >> np.uint32(16))) * _MIX
+    h = h ^ (h >> np.uint32(15))
+    c2 = jnp.sum(h * (odd * _W2), dtype=jnp.uint32)
+    finite = jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.bool_(True)
+    return c1, c2, finite
+
+
+@jax.jit
+def _digests(leaves: list[jax.Array]) -> list[tuple[jax.Array, jax.Array, jax.Array]]:
+    return [_digest(x) for x in leaves]
+
+
+#: States up to this size are checksummed on the host (BLAKE2b, no compilation); larger ones on the device.
+HOST_DIGEST_MAX_BYTES = 256 * 2**20
+
+#: Checksum methods: ``"blake2b"`` (hashlib, on the host) and ``"sum64"`` (:func:`_digest`, on the device).
+DIGEST_METHODS = ("blake2b", "sum64")
+
+
+def _host_bytes(x: Any) -> np.ndarray:
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    return np.ascontiguousarray(np.asarray(jax.device_get(x)))
+
+
+def _host_digest(x: Any) -> tuple[str, bool]:
+    a = _host_bytes(x)
+    fin = True
+    if jnp.issubdtype(a.dtype, jnp.inexact):  # bfloat16 and float8 included (numpy's own test misses them)
+        fin = bool(np.all(np.isfinite(a.astype(np.complex128 if jnp.iscomplexobj(a) else np.float64))))
+    return hashlib.blake2b(a.tobytes(), digest_size=16).hexdigest(), fin
+
+
+def state_digests(state: Any, *, method: str = "auto",
+                  methods: dict[str, str] | None = None) -> tuple[dict[str, dict[str, Any]], bool]:
+    """Checksums of every array of ``state`` and whether all of its floats are finite.
+
+    Two methods. ``"blake2b"``: ``hashlib.blake2b`` of each array's bytes on the host, for states
+    that are small and held by this process (no compilation, microseconds per megabyte). ``"sum64"``:
+    hand-written because it runs where the arrays are, one jitted pass per array on the device
+    (sharded and multi-host arrays included), so that only 9 bytes per array reach the host where a
+    host hash would first copy the whole state: two position-weighted 32-bit sums of the array's
+    bits, of which the first changes for any change of one 32-bit word.
+
+    Args:
+      state: a pytree of arrays.
+      method: ``"auto"`` (``"blake2b"`` for fully addressable states up to
+        :data:`HOST_DIGEST_MAX_BYTES`, else ``"sum64"``), ``"blake2b"`` or ``"sum64"``.
+      methods: per-path methods that override ``method`` (to verify digests stored earlier).
+
+    Returns:
+      ``({path: {"digest": hex, "method": name, "shape": [...], "dtype": name}}, all_finite)``.
+    """
+    named = [(p, x) for p, x in leaf_paths(state) if hasattr(x, "shape") and hasattr(x, "dtype")]
+    if method == "auto":
+        small = sum(int(np.prod(x.shape)) * jnp.dtype(x.dtype).itemsize
+                    if not jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else 16 for _, x in named)
+        local = all(getattr(x, "is_fully_addressable", True) for _, x in named)
+        method = "blake2b" if local and small <= HOST_DIGEST_MAX_BYTES else "sum64"
+    if method not in DIGEST_METHODS:
+        raise ValueError(f"method must be 'auto' or one of {DIGEST_METHODS}, got {method!r}")
+    chosen = {p: (methods or {}).get(p, method) for p, _ in named}
+    on_device = [(p, x) for p, x in named if chosen[p] == "sum64"]
+    dev = dict(zip((p for p, _ in on_device),
+                   jax.device_get(_digests([jnp.asarray(x) for _, x in on_device])) if on_device else []))
+    digests = {}
+    all_finite = True
+    for path, x in named:
+        if chosen[path] == "sum64":
+            c1, c2, fin = dev[path]
+            value, fin = f"{int(c1):08x}{int(c2):08x}", bool(fin)
+        else:
+            value, fin = _host_digest(x)
+        digests[path] = {"digest": value, "method": chosen[path], "shape": [int(d) for d in x.shape],
+                         "dtype": str(x.dtype)}
+        all_finite = all_finite and fin
+    return digests, all_finite
+
+
+# ------------------------------------------------------------------------------------------------
+# The checkpointer.
+
+
 class Checkpointer:
     """Saves and restores a pytree state every N steps in ``directory``, keeping the last ``keep``.
 
     Saving is asynchronous (the step loop goes on); a save interrupted by a kill leaves only a temporary
-    folder, which orbax ignores, so the previous checkpoint stays usable.
+    folder, which orbax ignores, so the previous checkpoint stays usable. Each checkpoint carries a
+    checksum of every array (:func:`state_digests`); :meth:`restore` checks the shapes against the
+    checkpoint's metadata before reading and the checksums after, and refuses a checkpoint that
+    fails either, naming its folder and the newest intact one. Use it as a context manager, or call
+    :meth:`close`: an unclosed orbax manager prints pages of "Event loop is closed" at exit.
     """
 
     def __init__(self, directory: str | os.PathLike, *, keep: int = 3):
-        if keep < 1:
-            raise ValueError(f"keep must be >= 1 checkpoint, got {keep}")
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"keep must be a whole number >= 1 of checkpoints, got {keep!r}")
         _quiet_orbax()
         self.directory = Path(directory).resolve()
+        if self.directory.exists() and not self.directory.is_dir():
+            raise CheckpointError(f"{str(self.directory)!r} is a file, not a checkpoint folder; move it away "
+                                  "or use another --workdir")
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            # Named up front, so that item_metadata() can read a checkpoint before anything is restored.
+            item_handlers=ocp.StandardCheckpointHandler(),
         )
+        self._closed = False
+
+    def __enter__(self) -> "Checkpointer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -43,27 +194,122 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
 
-    def save(self, step: int, state: Any) -> None:
+    def path(self, step: int) -> Path:
+        return self.directory / str(step)
+
+    def save(self, step: int, state: Any, *, digests: dict[str, Any] | None = None) -> None:
+        """Saves ``state`` as checkpoint ``step`` (asynchronously), with the checksums of its arrays.
+
+        Args:
+          step: the step number (a checkpoint that exists already is kept as it is).
+          state: the pytree to save.
+          digests: ``state_digests(state)[0]`` when the caller computed it already.
+        """
         if step in self._manager.all_steps():
             return
-        self._manager.save(step, args=ocp.args.StandardSave(state))
+        if digests is None:
+            digests, _ = state_digests(state)
+        self._manager.save(step, args=ocp.args.StandardSave(state), custom_metadata={DIGESTS_KEY: digests})
+
+    # -- restore ------------------------------------------------------------------------------
+
+    def _check_shapes(self, step: int, like: Any) -> None:
+        path = self.path(step)
+        try:
+            meta = self._manager.item_metadata(step)
+        except Exception as e:  # noqa: BLE001 - orbax raises many types for damaged metadata
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} cannot be read: its metadata is damaged ({type(e).__name__}: "
+                f"{str(e)[:200]})." + self._offer(step, like)
+            ) from None
+        tree = getattr(meta, "tree", meta)
+        if tree is None:  # no metadata to compare with: the restore itself will tell
+            return
+        there = {p: m for p, m in leaf_paths(tree) if hasattr(m, "shape")}
+        here = {p: x for p, x in leaf_paths(like) if hasattr(x, "shape")}
+        problems = []
+        for p in sorted(set(there) | set(here)):
+            if p not in there:
+                problems.append(f"{p} is missing there")
+            elif p not in here:
+                problems.append(f"{p} is only there")
+            else:
+                a, b = there[p], here[p]
+                shape_a, shape_b = tuple(a.shape), tuple(b.shape)
+                dtype_a = str(getattr(a, "dtype", "?"))
+                dtype_b = str(b.dtype)
+                if shape_a != shape_b or (dtype_a != "?" and dtype_a != dtype_b):
+                    problems.append(f"{p} is {shape_a} {dtype_a} there and {shape_b} {dtype_b} here")
+        if problems:
+            more = f" (and {len(problems) - 1} more differences)" if len(problems) > 1 else ""
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} holds a different model: {problems[0]}{more}. Use another --workdir, "
+                "or rerun with --fresh to move the old run aside and start over."
+            )
+
+    def _read(self, step: int, like: Any) -> Any:
+        """Restores ``step`` and verifies it; CheckpointError (without suggestions) if it fails."""
+        path = self.path(step)
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        try:
+            state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except Exception as e:  # noqa: BLE001 - orbax raises many types for truncated or foreign files
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} cannot be read ({type(e).__name__}: {str(e)[:300]}); it is truncated "
+                "or corrupt."
+            ) from None
+        try:
+            stored = (self._manager.metadata(step).custom_metadata or {}).get(DIGESTS_KEY)
+        except Exception:  # noqa: BLE001
+            stored = None
+        if stored:
+            digests, _ = state_digests(state, methods={p: d.get("method", "sum64") for p, d in stored.items()})
+            bad = sorted(p for p in set(stored) | set(digests)
+                         if stored.get(p, {}).get("digest") != digests.get(p, {}).get("digest"))
+            if bad:
+                more = f" (and {len(bad) - 1} more arrays)" if len(bad) > 1 else ""
+                raise CheckpointError(
+                    f"checkpoint {str(path)!r} is corrupt: {bad[0]}{more} does not match the checksum stored when "
+                    "it was saved (the files changed on disk)."
+                )
+        return state
+
+    def _offer(self, step: int, like: Any) -> str:
+        """Words naming the newest intact checkpoint before ``step`` (checked by restoring it), or --fresh."""
+        for earlier in sorted((s for s in self.all_steps() if s < step), reverse=True):
+            try:
+                self._read(earlier, like)
+            except CheckpointError:
+                continue
+            return (f" The checkpoint of step {earlier} ({str(self.path(earlier))!r}) is intact: delete or move "
+                    f"away {str(self.path(step))!r} and run the same command to resume from step {earlier}, or "
+                    "rerun with --fresh to move the old run aside and start over.")
+        return (" No earlier checkpoint is intact: rerun with --fresh to move the old run aside and start over "
+                f"(or delete {str(self.directory)!r}).")
 
     def restore(self, step: int, like: Any) -> Any:
-        """Restores checkpoint ``step`` into the structure, dtypes and shardings of ``like``."""
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-        path = self.directory / str(step)
+        """Restores checkpoint ``step`` into the structure, dtypes and shardings of ``like``, and verifies it.
+
+        Raises:
+          CheckpointError: for a different model (shapes differ from the metadata: nothing is read),
+            or a truncated or corrupt checkpoint (checksums differ); the message names the folder and
+            the newest intact checkpoint, if any.
+        """
+        self._check_shapes(step, like)
         try:
-            return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
-        except Exception as e:  # orbax raises many types for truncated or foreign files
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} cannot be read ({type(e).__name__}: {str(e)[:300]}). It may be "
-                "truncated or corrupt, or written by a different model. Delete that folder to resume from an "
-                "earlier checkpoint, or rerun with --fresh to move the old checkpoints aside and start over."
-            ) from e
+            return self._read(step, like)
+        except CheckpointError as e:
+            raise CheckpointError(str(e) + self._offer(step, like)) from None
 
     def wait(self) -> None:
         self._manager.wait_until_finished()
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
-        self._manager.close()
+        """Waits for pending saves and closes the manager (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._manager.wait_until_finished()
+        finally:
+            self._manager.close()

@@ -1,4 +1,18 @@
-"""The training loop: progress bar, periodic evaluation, metrics log, checkpoints, resume, Ctrl-C."""
+"""The training loop: progress bar, periodic evaluation, metrics log, checkpoints, resume, Ctrl-C.
+
+What a run's records guarantee (the loop keeps to it across kills and resumes):
+
+* Every checkpointed step already has all its records: a train window ends at every multiple of
+  ``log_every``, at every checkpoint and at the end, and a Ctrl-C first closes the open window
+  (``window_steps`` says how many steps a train record averages). So the train records of a run
+  cover each step exactly once, however often it was interrupted.
+* A resume drops every record after the restored step (all of them when there was no checkpoint)
+  and redoes an evaluation that an interruption cut short.
+* A completed run started again changes nothing and returns its summary.
+* ``energy.json`` and the summary's ``energy`` count every process that worked on the run.
+* A non-finite training loss stops the run with status ``diverged`` (:class:`DivergedError`); no
+  checkpoint with non-finite values is written, so the last one is finite.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +27,51 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxlab.core import Meter, MetricsWriter, PRNGKey, to_jsonable, write_json
-from jaxlab.energy import EnergyMeter
+from jaxlab.energy import EnergyLedger, EnergyMeter
 
-from ._checkpoint import Checkpointer
+from ._checkpoint import Checkpointer, CheckpointError, state_digests
 from ._state import TrainState
 
+#: Record fields that are not metrics.
+RECORD_FIELDS = ("step", "split", "wall_s", "window_steps")
 
-def _mean_metrics(window: list[dict]) -> dict[str, float]:
-    if not window:
-        return {}
-    host = jax.device_get(window)
-    keys = host[0].keys()
-    return {k: float(np.mean([np.asarray(m[k], dtype=np.float64) for m in host])) for k in keys}
+
+class DivergedError(RuntimeError):
+    """The training loss (or the state) became non-finite; the run stopped with status ``diverged``.
+
+    Attributes:
+      step: the first step whose loss is non-finite (or whose update made the state non-finite).
+      checkpoint_step: the last checkpoint, all finite, that is kept (None if there is none).
+      workdir: the run's folder (None without one).
+    """
+
+    def __init__(self, message: str, *, step: int, checkpoint_step: int | None, workdir: Path | None):
+        super().__init__(message)
+        self.step = step
+        self.checkpoint_step = checkpoint_step
+        self.workdir = workdir
+
+
+class _Diverged(Exception):
+    def __init__(self, step: int, what: str):
+        self.step, self.what = step, what
+
+
+def _whole(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+
+
+def _metrics_of(record: dict) -> dict[str, float]:
+    return {k: v for k, v in record.items() if k not in RECORD_FIELDS and not k.startswith("energy_j")}
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
 
 
 def train_loop(
@@ -48,10 +95,13 @@ def train_loop(
 
     Step ``s`` uses ``get_batch(s)`` and the key ``fold_in(key, s)``, so a run resumed from a checkpoint
     at step ``s`` continues exactly as the uninterrupted run would. With a ``workdir`` the loop appends
-    to ``metrics.jsonl`` (train means every ``log_every`` steps, eval every ``eval_every``), saves
-    checkpoints every ``checkpoint_every`` steps and at the end, resumes from the latest checkpoint
-    when started again, and writes ``summary.json``. On Ctrl-C it saves a checkpoint of the last
-    finished step, marks the summary ``interrupted`` and re-raises ``KeyboardInterrupt``.
+    to ``metrics.jsonl`` (train means every ``log_every`` steps and at each checkpoint, eval every
+    ``eval_every``), saves checkpoints every ``checkpoint_every`` steps and at the end, resumes from
+    the latest checkpoint when started again (see the module docstring for what the records then
+    guarantee), and writes ``summary.json``. On Ctrl-C it closes the open train window, saves a
+    checkpoint of the last finished step, marks the summary ``interrupted`` (with the
+    ``checkpoint_step`` a resume starts from) and re-raises ``KeyboardInterrupt``. Started again on
+    a completed run, it restores the final state and returns the stored summary, writing nothing.
 
     Args:
       state: the initial state (also the template that checkpoints are restored into).
@@ -67,125 +117,249 @@ def train_loop(
       log_every: period of the train-metric records and progress-bar updates.
       meter: an energy meter (``jaxlab.core.Meter``), ``"auto"`` (default: a ``jaxlab.energy.EnergyMeter``
         for the devices in use when there is a workdir, nothing otherwise) or None. Its readings are added
-        to every record as per-window deltas (``energy_j``), its totals to the summary and ``energy.json``.
+        to every record as per-window deltas (``energy_j``); the totals over every process that worked
+        on the run go to the summary and ``energy.json``.
       progress: show a progress bar.
       description: the progress bar's label.
+
+    Raises:
+      DivergedError: when the training loss becomes non-finite (after writing the summary).
+      CheckpointError: when the latest checkpoint belongs to another model or is corrupt.
+      ValueError: for a negative ``num_steps`` or non-positive periods.
     """
-    if num_steps < 0:
-        raise ValueError(f"num_steps must be >= 0, got {num_steps}")
-    if log_every < 1:
-        raise ValueError(f"log_every must be >= 1, got {log_every}")
+    _whole("num_steps", num_steps, 0)
+    _whole("log_every", log_every, 1)
+    _whole("eval_every", eval_every, 0)
+    _whole("checkpoint_every", checkpoint_every, 0)
+    _whole("keep_checkpoints", keep_checkpoints, 1)
     workdir = Path(workdir) if workdir is not None else None
     if isinstance(meter, str):
         if meter != "auto":
             raise ValueError(f"meter must be a Meter, 'auto' or None, got {meter!r}")
         meter = EnergyMeter() if workdir is not None else None
+    if workdir is not None and workdir.exists() and not workdir.is_dir():
+        raise ValueError(f"workdir {str(workdir)!r} is a file; give a folder")
+    previous = _read_json(workdir / "summary.json") if workdir is not None else None
     ckpt = Checkpointer(workdir / "checkpoints", keep=keep_checkpoints) if workdir is not None else None
-    writer = MetricsWriter(workdir / "metrics.jsonl") if workdir is not None else None
+    try:
+        start = 0
+        if ckpt is not None:
+            latest = ckpt.latest_step()
+            if latest is not None:
+                if latest > num_steps:
+                    raise CheckpointError(
+                        f"checkpoint {str(ckpt.path(latest))!r} is at step {latest}, beyond num_steps={num_steps}: "
+                        "the workdir holds a longer run. Use another --workdir, or --fresh to start over."
+                    )
+                state = ckpt.restore(latest, state)
+                start = latest
+        if (previous is not None and previous.get("status") == "completed" and start == num_steps
+                and previous.get("num_steps") == num_steps):
+            return state, previous
+        run = _Run(step_fn=step_fn, get_batch=get_batch, num_steps=num_steps, key=key, workdir=workdir,
+                   eval_fn=eval_fn, eval_every=eval_every, checkpoint_every=checkpoint_every,
+                   log_every=log_every, meter=meter, ckpt=ckpt, progress=progress, description=description)
+        return run.go(state, start, resumed=ckpt is not None and start > 0)
+    finally:
+        if ckpt is not None:
+            ckpt.close()
 
-    start = 0
-    resumed_from = None
-    if ckpt is not None:
-        latest = ckpt.latest_step()
-        if latest is not None:
-            state = ckpt.restore(latest, state)
-            start = resumed_from = int(latest)
-            writer.truncate_after(start)
 
-    window: list[dict] = []
-    last_train: dict[str, float] = {}
-    last_eval: dict[str, float] = {}
-    if resumed_from is not None and (workdir / "summary.json").is_file():
-        # A resumed run that has nothing left to do keeps the figures of the run that finished it.
-        try:
-            previous = json.loads((workdir / "summary.json").read_text(encoding="utf-8"))
-            last_train = dict(previous.get("train") or {})
-        except (OSError, json.JSONDecodeError):
-            pass
-    t0 = time.perf_counter()
-    meter_prev: dict[str, float] = {}
-    if meter is not None:
-        meter.start()
+class _Run:
+    """One process's part of a training run (the loop's state, so that its pieces stay short)."""
 
-    def record(split: str, step: int, metrics: dict) -> dict:
-        rec = {"step": step, "split": split, **metrics, "wall_s": time.perf_counter() - t0}
-        if meter is not None:
-            jax.block_until_ready(state)
-            now = meter.read()
+    def __init__(self, *, step_fn, get_batch, num_steps, key, workdir, eval_fn, eval_every, checkpoint_every,
+                 log_every, meter, ckpt, progress, description):
+        self.step_fn, self.get_batch, self.num_steps, self.key = step_fn, get_batch, num_steps, key
+        self.workdir, self.eval_fn, self.eval_every = workdir, eval_fn, eval_every
+        self.checkpoint_every, self.log_every, self.meter, self.ckpt = checkpoint_every, log_every, meter, ckpt
+        self.progress, self.description = progress, description
+        self.writer: MetricsWriter | None = None
+        self.ledger: EnergyLedger | None = None
+        self.meter_prev: dict[str, float] = {}
+        self.window: list[dict] = []
+        self.last_train: dict[str, float] = {}
+        self.last_eval: dict[str, float] = {}
+        self.offset = 0.0
+        self.t0 = time.perf_counter()
+        self.state: Any = None
+        self.bar: Any = None
+
+    # -- records ------------------------------------------------------------------------------
+
+    def _wall(self) -> float:
+        return self.offset + (time.perf_counter() - self.t0)
+
+    def _energy_part(self) -> dict[str, Any] | None:
+        if isinstance(self.meter, EnergyMeter):
+            return self.meter.report().to_dict()
+        return None
+
+    def record(self, split: str, step: int, metrics: dict, **extra: Any) -> None:
+        rec = {"step": step, "split": split, **metrics, **extra, "wall_s": self._wall()}
+        if self.meter is not None:
+            jax.block_until_ready(self.state)
+            now = self.meter.read()
             for k, v in now.items():
                 if isinstance(v, (int, float)):
-                    rec[k] = v - meter_prev.get(k, 0.0)
-            meter_prev.update({k: v for k, v in now.items() if isinstance(v, (int, float))})
-        if writer is not None:
-            writer.write(rec)
-        return rec
+                    rec[k] = v - self.meter_prev.get(k, 0.0)
+            self.meter_prev.update({k: v for k, v in now.items() if isinstance(v, (int, float))})
+            if self.ledger is not None:
+                part = self._energy_part()
+                self.ledger.update(part if part is not None else now)
+        if self.writer is not None:
+            self.writer.write(rec)
 
-    def do_eval(step: int) -> None:
-        nonlocal last_eval
-        if eval_fn is None:
+    def flush(self, done: int) -> None:
+        """Closes the train window at step ``done``: one record of the window's means; checks the loss."""
+        if not self.window:
             return
-        last_eval = {k: float(v) for k, v in jax.device_get(eval_fn(state)).items()}
-        record("eval", step, last_eval)
+        window, self.window = self.window, []
+        host = jax.device_get(window)
+        names = list(host[0].keys())
+        watch = ["loss"] if "loss" in names else names
+        first = done - len(host) + 1
+        for i, m in enumerate(host):
+            for name in watch:
+                v = np.asarray(m[name], dtype=np.float64)
+                if not np.all(np.isfinite(v)):
+                    bad = float(v.ravel()[~np.isfinite(v.ravel())][0])
+                    self._record_window(host, names, done)
+                    raise _Diverged(first + i, f"{name} is {bad}")
+        self._record_window(host, names, done)
 
-    bar = tqdm(total=num_steps, initial=start, desc=description, disable=None if progress else True,
-               dynamic_ncols=True,
-               leave=False)
-    status = "completed"
-    done_steps = start
-    try:
-        for step in range(start, num_steps):
-            batch = get_batch(step)
-            state, metrics = step_fn(state, batch, jax.random.fold_in(key, step))
-            window.append(metrics)
-            done = done_steps = step + 1
-            if done % log_every == 0 or done == num_steps:
-                last_train = _mean_metrics(window)
-                window = []
-                record("train", done, last_train)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in list(last_train.items())[:3]})
-            bar.update(1)
-            if eval_every and done % eval_every == 0 and done != num_steps:
-                do_eval(done)
-            if ckpt is not None and checkpoint_every and done % checkpoint_every == 0:
-                ckpt.save(done, state)
-        do_eval(num_steps)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    except Exception:
-        status = "failed"
-        raise
-    finally:
-        bar.close()
-        if ckpt is not None:
+    def _record_window(self, host: list[dict], names: list[str], done: int) -> None:
+        self.last_train = {k: float(np.mean([np.asarray(m[k], dtype=np.float64) for m in host])) for k in names}
+        self.record("train", done, self.last_train, window_steps=len(host))
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in list(self.last_train.items())[:3]})
+
+    def do_eval(self, step: int) -> None:
+        if self.eval_fn is None:
+            return
+        self.last_eval = {k: float(v) for k, v in jax.device_get(self.eval_fn(self.state)).items()}
+        self.record("eval", step, self.last_eval)
+
+    def save(self, step: int) -> None:
+        if self.ckpt is None:
+            return
+        digests, all_finite = state_digests(self.state)
+        if not all_finite:
+            raise _Diverged(step, "the parameters or optimiser state hold non-finite values")
+        self.ckpt.save(step, self.state, digests=digests)
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def go(self, state: Any, start: int, *, resumed: bool) -> tuple[Any, dict[str, Any]]:
+        self.state = state
+        kept: list[dict] = []
+        if self.workdir is not None:
+            self.writer = MetricsWriter(self.workdir / "metrics.jsonl")
+            kept = self.writer.truncate_after(start)  # nothing after the restored step (all of it at step 0)
+            walls = [r["wall_s"] for r in kept if isinstance(r.get("wall_s"), (int, float))]
+            self.offset = float(max(walls, default=0.0))
+            trains = [r for r in kept if r.get("split") == "train"]
+            evals = [r for r in kept if r.get("split") == "eval"]
+            self.last_train = _metrics_of(trains[-1]) if trains else {}
+            self.last_eval = _metrics_of(evals[-1]) if evals else {}
+            if self.meter is not None:
+                self.ledger = EnergyLedger(self.workdir / "energy.json")
+        evaluated = {r.get("step") for r in kept if r.get("split") == "eval"}
+        self.bar = tqdm(total=self.num_steps, initial=start, desc=self.description,
+                        disable=None if self.progress else True, dynamic_ncols=True, leave=False)
+        self.t0 = time.perf_counter()
+        if self.meter is not None:
+            self.meter.start()
+        status, done, diverged, error = "completed", start, None, None
+        try:
+            if (start and start != self.num_steps and self.eval_every and start % self.eval_every == 0
+                    and start not in evaluated):
+                self.do_eval(start)  # an interruption cut this evaluation short: redo it
+            for step in range(start, self.num_steps):
+                batch = self.get_batch(step)
+                self.state, metrics = self.step_fn(self.state, batch, jax.random.fold_in(self.key, step))
+                done = step + 1
+                self.window.append(metrics)
+                save_now = self.ckpt is not None and self.checkpoint_every and done % self.checkpoint_every == 0
+                if done % self.log_every == 0 or done == self.num_steps or save_now:
+                    self.flush(done)
+                self.bar.update(1)
+                if self.eval_every and done % self.eval_every == 0 and done != self.num_steps:
+                    self.do_eval(done)
+                if save_now:
+                    self.save(done)
+            if self.num_steps not in evaluated or start < self.num_steps:
+                self.do_eval(self.num_steps)
+            if done > start or (self.ckpt is not None and self.ckpt.latest_step() != self.num_steps):
+                self.save(self.num_steps)
+        except _Diverged as d:
+            status, diverged = "diverged", d
+        except KeyboardInterrupt:
+            status = "interrupted"
+            self._save_on_interrupt(done)
+            raise
+        except Exception as e:
+            status, error = "failed", f"{type(e).__name__}: {e}"
+            raise  # the state may be half-updated or donated: keep the last good checkpoint
+        finally:
+            summary = self._finish(status, done, start if resumed else None, diverged, error)
+        if diverged is not None:
+            raise DivergedError(summary["error"], step=diverged.step, checkpoint_step=summary["checkpoint_step"],
+                                workdir=self.workdir)
+        return self.state, summary
+
+    def _save_on_interrupt(self, done: int) -> None:
+        """Ctrl-C: close the open window and checkpoint the last finished step, if the state is intact."""
+        try:
+            jax.block_until_ready(self.state)
+            consistent = int(jax.device_get(self.state.step)) == done
+        except (RuntimeError, AttributeError, TypeError):  # inside a step whose inputs were donated
+            consistent = False
+        try:
+            if consistent and done > 0:
+                self.flush(done)
+            if consistent and self.ckpt is not None and self.ckpt.latest_step() != done:
+                self.save(done)
+        except _Diverged:
+            pass  # nothing non-finite is checkpointed; the summary still says interrupted
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C: give up the save, keep the earlier checkpoints
+
+    def _finish(self, status: str, done: int, resumed_from: int | None, diverged: _Diverged | None,
+                error: str | None) -> dict[str, Any]:
+        self.bar.close()
+        checkpoint_step = None
+        if self.ckpt is not None:
             try:
-                if status == "failed":
-                    pass  # the state may be half-updated or donated: keep the last good checkpoint
-                else:
-                    try:
-                        jax.block_until_ready(state)
-                        saved = int(jax.device_get(state.step))
-                    except RuntimeError:  # interrupted inside a step whose inputs were donated
-                        saved = None
-                    if saved is not None and saved > start and ckpt.latest_step() != saved:
-                        ckpt.save(saved, state)
-            finally:
-                ckpt.close()
-        energy = meter.stop() if meter is not None else None
-        if energy is not None and workdir is not None:
-            write_json(workdir / "energy.json", energy)
-        summary = {
+                self.ckpt.close()  # waits for the last save, so the summary never names an unfinished one
+            except Exception:  # noqa: BLE001 - a failed final save: the summary names what is on disk
+                pass
+            checkpoint_step = self.ckpt.latest_step()
+        summary: dict[str, Any] = {
             "status": status,
-            "step": done_steps,
-            "num_steps": num_steps,
+            "step": done,
+            "num_steps": self.num_steps,
             "resumed_from": resumed_from,
-            "wall_s": time.perf_counter() - t0,
-            "train": last_train,
-            "eval": last_eval,
+            "checkpoint_step": checkpoint_step,
+            "wall_s": self._wall(),
+            "train": self.last_train,
+            "eval": self.last_eval,
         }
-        if energy is not None:
-            summary["energy"] = to_jsonable(energy)
-        if writer is not None:
-            writer.close()
-            write_json(workdir / "summary.json", summary)
-    return state, summary
+        if self.meter is not None:
+            energy = self.meter.stop()
+            total = self.ledger.update(energy) if self.ledger is not None else energy
+            summary["energy"] = to_jsonable(total)
+            if self.ledger is not None:
+                summary["processes"] = self.ledger.num_processes
+        if diverged is not None:
+            kept = (f"the last checkpoint, step {checkpoint_step}, holds finite values and is kept in "
+                    f"{str(self.ckpt.directory)!r}" if checkpoint_step is not None else "no checkpoint was written")
+            summary["diverged_at_step"] = diverged.step
+            summary["error"] = (f"training diverged at step {diverged.step}: {diverged.what}. The run stopped and "
+                                f"{kept}. Lower the learning rate and start over (with --fresh, or another workdir).")
+        elif error is not None:
+            summary["error"] = error
+        if self.writer is not None:
+            self.writer.close()
+            write_json(self.workdir / "summary.json", summary)
+        return summary

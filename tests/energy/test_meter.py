@@ -117,11 +117,89 @@ def test_idle_baseline():
     assert r.dynamic_energy_j["cpu"] == pytest.approx(40.0 - 10.0 * 2.0)
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match="cpu must be"):
-        energy.EnergyMeter(cpu="sometimes")
-    with pytest.raises(ValueError, match="pue"):
-        energy.EnergyMeter(pue=0.5)
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"cpu": "sometimes"}, "cpu must be"),
+    ({"pue": 0.5}, "pue must be a finite number >= 1"),
+    ({"pue": float("nan")}, "pue must be a finite number"),
+    ({"cpu_tdp_w": 0}, "cpu_tdp_w must be a finite number > 0"),
+    ({"cpu_tdp_w": float("inf")}, "cpu_tdp_w"),
+    ({"carbon_g_per_kwh": -1}, "carbon_g_per_kwh"),
+    ({"power_interval_s": 0}, "power_interval_s"),
+    ({"cpu_cores": 0}, "cpu_cores"),
+])
+def test_bad_arguments(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        energy.EnergyMeter(**kwargs)
+
+
+def test_reentry_is_refused_and_the_outer_measurement_goes_on():
+    clock = ScriptedClock([0.0, 5.0])
+    m = energy.EnergyMeter(devices=(), cpu="estimate", clock=clock)
+    with m:
+        with pytest.raises(RuntimeError, match="already measuring"):
+            with m:
+                pass
+        with pytest.raises(RuntimeError, match="already measuring"):
+            m(lambda: None)()
+        assert m.running
+    assert m.report().wall_s == pytest.approx(5.0)  # start at 0, stop at 5: not restarted inside
+    m.start()
+    m.begin_window("a")
+    with pytest.raises(RuntimeError, match="already open"):
+        m.begin_window("a")
+    m.stop()
+
+
+def test_chain_reports_adds_processes_one_after_another():
+    def rep(gpu_j, wall, pid):
+        return energy.EnergyReport(energy_j={"gpu": gpu_j, "cpu": 1.0}, wall_s=wall, source={"gpu": "nvml_energy",
+                                   "cpu": "rapl"}, estimated=False, per_sensor_j={"gpu:0": gpu_j}, gpu_count=2,
+                                   device_count=2, tags={"host": "h", "pid": pid})
+
+    c = energy.chain_reports([rep(100.0, 10.0, 1), rep(50.0, 5.0, 2)])
+    assert c.energy_j == pytest.approx({"gpu": 150.0, "cpu": 2.0}) and c.wall_s == pytest.approx(15.0)
+    assert c.per_sensor_j == pytest.approx({"gpu:0": 150.0}) and c.gpu_hours == pytest.approx(2 * 15.0 / 3600)
+    assert [t["pid"] for t in c.tags["processes"]] == [1, 2]
+    with pytest.raises(ValueError, match="at least one"):
+        energy.chain_reports([])
+
+
+def test_energy_ledger_keeps_every_process(tmp_path):
+    path = tmp_path / "energy.json"
+
+    def part(j, wall):
+        return energy.EnergyReport(energy_j={"cpu": j}, wall_s=wall, source={"cpu": "rapl"},
+                                   estimated=False).to_dict()
+
+    first = energy.EnergyLedger(path)
+    first.update(part(1.0, 1.0))
+    first.update(part(3.0, 2.0))  # the same process, later: replaces its part
+    second = energy.EnergyLedger(path)
+    assert second.num_processes == 1
+    total = second.update(part(10.0, 4.0))
+    assert total["total_energy_j"] == pytest.approx(13.0) and total["wall_s"] == pytest.approx(6.0)
+    on_disk = json.loads(path.read_text())
+    assert [p["total_energy_j"] for p in on_disk["process_reports"]] == [3.0, 10.0]
+    assert energy.report_from_dict(on_disk).total_energy_j == pytest.approx(13.0)
+    path.write_text("{torn")
+    assert energy.EnergyLedger(path).num_processes == 0
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"idle_s": -3}, "idle_s"),
+    ({"idle_s": float("nan")}, "idle_s"),
+    ({"pue": -1}, "pue"),
+    ({"cpu_tdp_w": 0}, "cpu_tdp_w"),
+    ({"report_dir": "FILE"}, "is an existing file"),
+])
+def test_measure_command_checks_arguments_before_the_command_runs(tmp_path, kwargs, needle):
+    (tmp_path / "file").write_text("x")
+    kwargs = {k: (str(tmp_path / "file") if v == "FILE" else v) for k, v in kwargs.items()}
+    kwargs.setdefault("report_dir", tmp_path / "reports")
+    ran = tmp_path / "ran"
+    with pytest.raises(ValueError, match=needle):
+        energy.measure_command([sys.executable, "-c", f"open({str(ran)!r}, 'w')"], quiet=True, **kwargs)
+    assert not ran.exists()
 
 
 def test_measure_command(tmp_path):

@@ -213,6 +213,29 @@ def test_samplers(getkey):
                          - np.eye(4)) < 1e-12) and n == 2010
 
 
+def test_equiangular_tangents_have_the_angle_and_the_orthonormal_span(getkey):
+    key, p = getkey(), {"a": jnp.zeros((3, 4)), "b": jnp.zeros(2)}  # n = 14
+    draw = jax.jit(fwdgrad.sample_equiangular_tangents, static_argnums=(2,))  # one compilation for every angle
+    q = _flat_stack(fwdgrad.sample_tangents(key, p, 5, sampler="orthonormal"))
+    for angle in (15.0, 60.0, 90.0):
+        v = _flat_stack(draw(key, p, 5, angle_deg=angle))
+        c = np.cos(np.radians(angle))
+        np.testing.assert_allclose(v @ v.T, (1 - c) * np.eye(5) + c, atol=1e-12)
+        # The same span as the orthonormal tangents of the same key: V = L Q with L lower triangular.
+        np.testing.assert_allclose(v @ q.T @ q, v, atol=1e-12)
+        np.testing.assert_allclose(np.triu(v @ q.T, 1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(_flat_stack(draw(key, p, 5, angle_deg=90.0)), q, atol=1e-12)
+    with pytest.raises(ValueError, match="num_tangents"):
+        fwdgrad.sample_equiangular_tangents(key, p, 15, angle_deg=30.0)
+    with pytest.raises(ValueError, match="angle_deg"):
+        fwdgrad.sample_equiangular_tangents(key, p, 3, angle_deg=0.0)
+
+
+def _flat_stack(tangents):
+    leaves = jax.tree_util.tree_leaves(tangents)
+    return np.concatenate([np.asarray(v).reshape(v.shape[0], -1) for v in leaves], axis=1)
+
+
 def test_works_under_jit_without_recompiling(getkey):
     p = _params(jnp.float32)
     x = X.astype(jnp.float32)

@@ -96,3 +96,16 @@ def test_afnonet_patch_locality_of_head():
     expected = np.zeros((4, 6), bool)
     expected[2:4, 0:2] = True
     np.testing.assert_array_equal(diff, expected)
+
+
+def test_afno_mix_runs_in_bfloat16():
+    # XLA's FFT refuses bfloat16; the mixer transforms in float32 and returns bfloat16 (the energy study's bf16 runs).
+    nb, bs, f = 2, 4, 1
+    x = _normal((1, 4, 6, nb * bs), np.float32)
+    w1, b1 = 0.5 * _normal((2, nb, bs, bs * f), np.float32, seed=1), 0.1 * _normal((2, nb, bs * f), np.float32, seed=2)
+    w2, b2 = 0.5 * _normal((2, nb, bs * f, bs), np.float32, seed=3), 0.1 * _normal((2, nb, bs), np.float32, seed=4)
+    got = jax.jit(jnn.afno2d_mix)(jnp.asarray(x, jnp.bfloat16), w1, b1, w2, b2)
+    want = jnn.afno2d_mix_reference(np.asarray(jnp.asarray(x, jnp.bfloat16), np.float64), w1, b1, w2, b2)
+    assert got.dtype == jnp.bfloat16
+    atol, rtol = tolerances(jnp.bfloat16)
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, atol=atol, rtol=rtol)

@@ -63,8 +63,10 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(setup, tmp_path):
                               checkpoint_every=5, log_every=2, progress=False)
     assert summary["resumed_from"] == 7 and summary["status"] == "completed"
     np.testing.assert_array_equal(_flat(out), _flat(ref))
-    steps = [r["step"] for r in read_metrics(wd / "metrics.jsonl") if r["split"] == "train"]
-    assert steps == [2, 4, 6, 8, 10, 12]  # no duplicated or lost windows across the resume
+    train = [r for r in read_metrics(wd / "metrics.jsonl") if r["split"] == "train"]
+    # Windows end at every log_every, at each checkpoint (5) and at the Ctrl-C (7): each step is in one window.
+    assert [(r["step"], r["window_steps"]) for r in train] == [(2, 2), (4, 2), (5, 1), (6, 1), (7, 1), (8, 1),
+                                                                (10, 2), (12, 2)]
 
 
 def test_resume_keeps_the_last_k_checkpoints(setup, tmp_path):
@@ -158,6 +160,11 @@ def test_train_step_compiles_once(setup):
 def test_workdir_refuses_other_experiment_and_unwritable(tmp_path):
     prepare_workdir(tmp_path / "a", {"lr": 0.1})
     prepare_workdir(tmp_path / "a", {"lr": 0.1})  # same experiment: fine (resume)
+    # A run that recorded nothing (it failed at once) is no experiment: the corrected command takes over.
+    assert json.loads((prepare_workdir(tmp_path / "a", {"lr": 0.3}) / "config.json").read_text())["config"] == {
+        "lr": 0.3}
+    prepare_workdir(tmp_path / "a", {"lr": 0.1})
+    (tmp_path / "a" / "metrics.jsonl").write_text('{"step": 1}\n')
     with pytest.raises(WorkdirError, match="different experiment.*lr"):
         prepare_workdir(tmp_path / "a", {"lr": 0.2})
     moved = prepare_workdir(tmp_path / "a", {"lr": 0.2}, fresh=True)

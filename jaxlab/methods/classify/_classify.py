@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import flax.linen as nn
 import jax
@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from jaxlab import data as jdata
-from jaxlab.core import PRNGKey, write_json
+from jaxlab.core import PRNGKey, each, in_range, nonnegative, positive, write_json
 from jaxlab.nn import MLP, SmallCNN
 from jaxlab.train import TrainState, make_train_step, plot_metrics, train_loop
 
@@ -38,6 +38,12 @@ class ClassifierConfig:
     checkpoint_every: int = 250
     keep_checkpoints: int = 3
     seed: int = 0
+
+    CONSTRAINTS: ClassVar[dict] = {
+        "hidden": each(positive), "learning_rate": positive, "batch_size": positive, "num_steps": positive,
+        "eval_every": nonnegative, "log_every": positive, "checkpoint_every": nonnegative,
+        "keep_checkpoints": positive, "seed": in_range(0, 2**32 - 1),
+    }
 
 
 def load_dataset(name: str) -> jdata.Dataset:

@@ -20,3 +20,5 @@ from ._tasks import Task as Task
 from ._tasks import classification_task as classification_task
 from ._tasks import forecast_task as forecast_task
 from ._tasks import make_fields as make_fields
+from ._criteria import slice_criteria as slice_criteria
+from ._criteria import spearman as spearman

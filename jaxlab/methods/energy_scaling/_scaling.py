@@ -17,7 +17,7 @@ import dataclasses
 import re
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,8 @@ import optax
 from tqdm.auto import tqdm
 
 from jaxlab import energy
-from jaxlab.core import environment_info, write_json
+from jaxlab.core import (Constraint, at_least, each, environment_info, in_range, nonempty, nonnegative, one_of,
+                         positive, write_json)
 from jaxlab.train import TrainState
 
 from ._data_parallel import (
@@ -76,6 +77,19 @@ class ScalingConfig:
     pue: float = 1.0
     carbon_g_per_kwh: float = energy.DEFAULT_CARBON_G_PER_KWH
     bf16: bool = False
+
+    CONSTRAINTS: ClassVar[dict] = {
+        "models": (nonempty, each(one_of("resnet", "afno"))),
+        "grid": (nonempty, each(Constraint(lambda r: _RUN.match(r.strip()) is not None,
+                                           "<devices>g<local>l or <devices>g<global>G<local>l (e.g. 4g64l)"))),
+        "epochs": positive, "num_train": positive, "num_test": positive, "seed": in_range(0, 2**32 - 1),
+        "resnet": one_of("resnet18", "resnet50", "tiny"), "resnet_width": positive, "image_size": positive,
+        "num_classes": positive, "resnet_lr_per_256": positive, "weight_decay": nonnegative,
+        "warmup_fraction": in_range(0.0, 1.0, high_open=True), "afno_embed_dim": positive, "afno_depth": positive,
+        "afno_num_blocks": positive, "afno_patch_size": positive, "field_shape": each(positive),
+        "field_channels": positive, "afno_lr": positive, "cpu_tdp_w": positive, "pue": at_least(1.0),
+        "carbon_g_per_kwh": nonnegative,
+    }
 
 
 _RUN = re.compile(r"^(\d+)g(?:(\d+)G)?(\d+)l$")

@@ -2,13 +2,15 @@
 
 The estimators themselves live in :mod:`jaxlab.fwdgrad`; this package holds the paper's experiments
 as ``run_*(config, workdir) -> summary`` functions for ``jaxlab run`` / ``jaxlab reproduce``:
-approximation quality (section 4.1), closed-form functions (4.2) and MLPs on MNIST-5k and
-Fashion-MNIST (4.4). The MLP experiment also holds an activity-perturbed forward gradient
+approximation quality (section 4.1), closed-form functions (4.2), tangents at a fixed angle (4.3) and MLPs on MNIST-5k
+and Fashion-MNIST (4.4). The MLP experiment also holds an activity-perturbed forward gradient
 (``activity_forward_gradient``: tangents on the layer outputs, as the reference code trains its networks).
 """
 
 from ._activity import ACTIVITY_METHODS as ACTIVITY_METHODS
 from ._activity import activity_forward_gradient as activity_forward_gradient
+from ._angles import AnglesConfig as AnglesConfig
+from ._angles import run_angles as run_angles
 from ._approximation import ApproximationConfig as ApproximationConfig
 from ._approximation import approximation_quality as approximation_quality
 from ._approximation import run_approximation as run_approximation

@@ -30,8 +30,12 @@ import optax
 from jaxlab import fwdgrad
 from jaxlab.core import PRNGKey, PyTree
 
-#: Experiment method name -> aggregation of the activity forward gradient.
-ACTIVITY_METHODS: dict[str, str] = {"activity_mean": "mean", "activity_projection": "projection"}
+#: Experiment method name -> (aggregation, tangent sampler) of the activity forward gradient. The orthonormal
+#: rows are the control: with V^T V = I the projection is exactly k times the mean.
+ACTIVITY_METHODS: dict[str, tuple[str, str]] = {
+    "activity_mean": ("mean", "normal"), "activity_projection": ("projection", "normal"),
+    "activity_mean_orthonormal": ("mean", "orthonormal"),
+    "activity_projection_orthonormal": ("projection", "orthonormal")}
 
 
 def _layer_names(params: PyTree) -> list[str]:
@@ -62,8 +66,12 @@ def mlp_blocks(params: PyTree, x: jax.Array, offsets=None, *, local: bool = Fals
 
 
 def activity_forward_gradient(params: PyTree, x: jax.Array, y: jax.Array, *, key: PRNGKey, num_tangents: int,
-                              aggregation: str = "projection"):
+                              aggregation: str = "projection", sampler: str = "normal"):
     """Activity-perturbed forward gradient of the mean cross-entropy of an MLP (simulated ``d``).
+
+    Args:
+      sampler: the tangent sampler over the concatenated block outputs ("normal", the reference's; or
+        "orthonormal", k <= n_act orthonormal tangents, the control where the projection is k times the mean).
 
     Returns:
       ``(grads, loss, logits)`` with ``grads`` shaped like ``params``.
@@ -76,7 +84,8 @@ def activity_forward_gradient(params: PyTree, x: jax.Array, y: jax.Array, *, key
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
 
     (loss, logits), act_grads = jax.value_and_grad(loss_of, has_aux=True)(zeros)
-    tangents = fwdgrad.sample_tangents(key, [jnp.zeros((w,), x.dtype) for w in widths], num_tangents)
+    tangents = fwdgrad.sample_tangents(key, [jnp.zeros((w,), x.dtype) for w in widths], num_tangents,
+                                       sampler=sampler)
     d = sum(v @ g.T for v, g in zip(tangents, act_grads))  # (k, batch)
     estimate = jax.vmap(lambda d_b: fwdgrad.aggregate(tangents, d_b, aggregation), out_axes=0)(d.T)
     _, local_vjp = jax.vjp(lambda p: mlp_blocks(p, x, local=True), params)
@@ -84,7 +93,7 @@ def activity_forward_gradient(params: PyTree, x: jax.Array, y: jax.Array, *, key
     return grads, loss, logits
 
 
-def make_activity_grad_fn(*, num_tangents: int, aggregation: str) -> Callable:
+def make_activity_grad_fn(*, num_tangents: int, aggregation: str, sampler: str = "normal") -> Callable:
     """A ``grad_fn`` for ``jaxlab.train.make_train_step`` whose batch is ``(x, y)`` of an MLP classifier.
 
     The ``loss_fn`` passed by the step is not differentiated (the estimate needs the block structure);
@@ -92,13 +101,15 @@ def make_activity_grad_fn(*, num_tangents: int, aggregation: str) -> Callable:
     """
     if aggregation not in fwdgrad.AGGREGATIONS:
         raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {fwdgrad.AGGREGATIONS}")
+    if sampler not in fwdgrad.SAMPLERS:
+        raise ValueError(f"unknown tangent sampler {sampler!r}; choose one of {fwdgrad.SAMPLERS}")
 
     def grad_fn(loss_fn, params, model_state, batch, key):
         del loss_fn
         _, tangent_key = jax.random.split(key)
         x, y = batch
         grads, loss, _ = activity_forward_gradient(params, x, y, key=tangent_key, num_tangents=num_tangents,
-                                                   aggregation=aggregation)
+                                                   aggregation=aggregation, sampler=sampler)
         return (loss, ({}, model_state)), grads
 
     return grad_fn

@@ -45,7 +45,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -54,7 +54,8 @@ import optax
 
 from jaxlab import data as jdata
 from jaxlab import fwdgrad
-from jaxlab.core import write_json
+from jaxlab.core import (Constraint, Rule, each, iter_metrics, nonempty, nonnegative, one_of, optional, positive,
+                         write_json)
 from jaxlab.nn import MLP
 from jaxlab.train import TrainState, make_train_step
 
@@ -90,6 +91,12 @@ class MLPConfig:
         diverged (non-finite training loss; no test data is used).
       mode: "simulated" or "jvp" (same estimates for the same key) for weight perturbation; activity
         perturbation is always simulated.
+      tune_metric: "val_accuracy" (final validation accuracy, higher is better) or "val_loss" (final
+        validation cross-entropy, lower is better) picks the rate.
+      rescaled: per method ``(method, base, power)``: no tuning; the rate is the base method's chosen rate
+        at the same k times ``k**power`` (the base must come earlier in ``methods``). The orthonormal control
+        uses ``("activity_projection_orthonormal", "activity_mean_orthonormal", -1)``.
+      noninferiority_margin: the margin of the paired non-inferiority test (accuracy, e.g. 0.005 = 0.5 pp).
     """
 
     datasets: tuple[str, ...] = ("mnist5k", "fashion_mnist")
@@ -113,6 +120,25 @@ class MLPConfig:
     max_extensions: int = 2
     max_backoffs: int = 2
     mode: str = "simulated"
+    tune_metric: str = "val_accuracy"
+    rescaled: tuple[tuple[str, str, float], ...] = ()
+    noninferiority_margin: float = 0.005
+
+    CONSTRAINTS: ClassVar[dict] = {
+        "datasets": (nonempty, each(one_of("mnist5k", "fashion_mnist", "digits"))), "hidden": each(positive),
+        "methods": nonempty, "tangents": (nonempty, each(positive)), "epochs": each(positive),
+        "train_size": each(optional(positive)), "validation": each(positive), "batch_size": positive,
+        "seeds": positive, "tune_seeds": (nonempty, each(nonnegative)), "lr_grid_size": positive,
+        "lr_factor": Constraint(lambda v: v > 1, "> 1"), "max_extensions": nonnegative, "max_backoffs": nonnegative,
+        "mode": one_of("simulated", "jvp"),
+    }
+    RULES: ClassVar[tuple] = (
+        Rule(("datasets", "epochs", "train_size", "validation"),
+             lambda c: len(c.epochs) == len(c.train_size) == len(c.validation) == len(c.datasets),
+             "epochs, train_size and validation need one entry per dataset"),
+        Rule(("tune_seeds", "seeds"), lambda c: not set(c.tune_seeds) & set(range(c.seeds)),
+             "tune_seeds must differ from the evaluation seeds 0 .. seeds - 1"),
+    )
 
 
 class Splits(NamedTuple):
@@ -165,9 +191,15 @@ def _accuracy(model, params, x, y):
     return jnp.mean(jnp.argmax(model.apply({"params": params}, x), -1) == y)
 
 
+def _accuracy_and_loss(model, params, x, y):
+    logits = model.apply({"params": params}, x)
+    return (jnp.mean(jnp.argmax(logits, -1) == y),
+            optax.softmax_cross_entropy_with_integer_labels(logits, y).mean())
+
+
 def _train_fn(hidden: tuple[int, ...], num_classes: int, method: str, k: int, mode: str, batch_size: int,
               epochs: int):
-    """The pure single run ``train(key, lr, x, y, x_val, y_val) -> (params, val_curve, loss_curve)``."""
+    """The pure single run ``train(key, lr, x, y, x_val, y_val) -> (params, val_curve, loss_curve, val_loss_curve)``."""
     model = MLP(features=(*hidden, num_classes))
 
     def loss_fn(params, model_state, batch, key):
@@ -180,7 +212,8 @@ def _train_fn(hidden: tuple[int, ...], num_classes: int, method: str, k: int, mo
     if method == "backprop":
         grad_fn = None
     elif method in ACTIVITY_METHODS:
-        grad_fn = make_activity_grad_fn(num_tangents=k, aggregation=ACTIVITY_METHODS[method])
+        aggregation, sampler = ACTIVITY_METHODS[method]
+        grad_fn = make_activity_grad_fn(num_tangents=k, aggregation=aggregation, sampler=sampler)
     else:
         grad_fn = fwdgrad.make_grad_fn(num_tangents=k, aggregation=method, mode=mode)
 
@@ -204,11 +237,12 @@ def _train_fn(hidden: tuple[int, ...], num_classes: int, method: str, k: int, mo
                 return state, metrics["loss"]
 
             state, losses = jax.lax.scan(body, state, (xb, yb, jnp.arange(num_batches)))
-            return state, (_accuracy(model, state.params, x_val, y_val), jnp.mean(losses))
+            val_acc, val_loss = _accuracy_and_loss(model, state.params, x_val, y_val)
+            return state, (val_acc, jnp.mean(losses), val_loss)
 
         state = TrainState.create(params=params, tx=tx)
-        state, (val_curve, loss_curve) = jax.lax.scan(epoch, state, jnp.arange(epochs))
-        return state.params, val_curve, loss_curve
+        state, (val_curve, loss_curve, val_loss_curve) = jax.lax.scan(epoch, state, jnp.arange(epochs))
+        return state.params, val_curve, loss_curve, val_loss_curve
 
     return model, train
 
@@ -216,11 +250,12 @@ def _train_fn(hidden: tuple[int, ...], num_classes: int, method: str, k: int, mo
 @functools.cache
 def make_sweep(hidden: tuple[int, ...], num_classes: int, method: str, k: int, mode: str, batch_size: int,
                epochs: int):
-    """Jitted ``sweep(keys, lrs, x, y, x_val, y_val) -> (params, val_curves, loss_curves)``, vmapped over runs.
+    """Jitted ``sweep(keys, lrs, x, y, x_val, y_val) -> (params, val_curves, loss_curves, val_loss_curves)``.
 
-    ``keys`` (R keys) and ``lrs`` (R,) give each run its seed and learning rate; the data are shared.
-    Every output has a leading axis R; the curves hold one value per epoch (validation accuracy after
-    the epoch, mean training loss during it). Run r equals ``train_mlp`` with ``keys[r]`` and ``lrs[r]``.
+    Vmapped over runs: ``keys`` (R keys) and ``lrs`` (R,) give each run its seed and learning rate; the
+    data are shared. Every output has a leading axis R; the curves hold one value per epoch (validation
+    accuracy after the epoch, mean training loss during it, validation loss after it). Run r equals
+    ``train_mlp`` with ``keys[r]`` and ``lrs[r]``.
     Cached per static setting, so tuning, grid extension and the final seeds reuse one compiled program.
     """
     _, train = _train_fn(hidden, num_classes, method, k, mode, batch_size, epochs)
@@ -245,12 +280,13 @@ def train_mlp(splits: Splits, *, hidden, method: str, k: int, lr: float, epochs:
     """One run without vmap (the reference for ``make_sweep``).
 
     Returns:
-      ``{"params", "val_curve", "loss_curve", "test_accuracy"}``.
+      ``{"params", "val_curve", "loss_curve", "val_loss_curve", "test_accuracy"}``.
     """
     model, train = _single_run(tuple(hidden), splits.num_classes, method, k, mode, batch_size, epochs)
-    params, val_curve, loss_curve = train(
+    params, val_curve, loss_curve, val_loss_curve = train(
         jax.random.key(seed), jnp.float32(lr), splits.x_train, splits.y_train, splits.x_val, splits.y_val)
     return {"params": params, "val_curve": np.asarray(val_curve), "loss_curve": np.asarray(loss_curve),
+            "val_loss_curve": np.asarray(val_loss_curve),
             "test_accuracy": float(_accuracy(model, params, splits.x_test, splits.y_test))}
 
 
@@ -266,43 +302,62 @@ def lr_grid(config: MLPConfig, method: str, k: int) -> list[float]:
 
 
 def _run_batched(sweep, splits: Splits, runs: list[tuple[float, int]], width: int):
-    """Runs ``(lr, seed)`` pairs ``width`` at a time (the last call padded), returns per-run outputs."""
+    """Runs ``(lr, seed)`` pairs ``width`` at a time (the last call padded).
+
+    Returns:
+      Per run ``(params, val_accuracy_curve, train_loss_curve, val_loss_curve)``.
+    """
     out = []
     for start in range(0, len(runs), width):
         chunk = runs[start:start + width]
         padded = chunk + [chunk[-1]] * (width - len(chunk))
         keys = jnp.stack([jax.random.key(s) for _, s in padded])
         lrs = jnp.asarray([lr for lr, _ in padded], jnp.float32)
-        params, val_curves, loss_curves = sweep(keys, lrs, splits.x_train, splits.y_train, splits.x_val,
-                                                splits.y_val)
-        val_curves, loss_curves = np.asarray(val_curves), np.asarray(loss_curves)
+        params, *curves = sweep(keys, lrs, splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+        val_curves, loss_curves, val_loss_curves = (np.asarray(c) for c in curves)
         for r in range(len(chunk)):
-            out.append((jax.tree_util.tree_map(lambda a, r=r: a[r:r + 1], params), val_curves[r], loss_curves[r]))
+            out.append((jax.tree_util.tree_map(lambda a, r=r: a[r:r + 1], params), val_curves[r], loss_curves[r],
+                        val_loss_curves[r]))
     return out
 
 
 def select_lr(lrs: list[float], val_scores: list[float]) -> tuple[int, str | None]:
-    """Index of the best validation score (ties: the smaller rate) and which edge it sits on, if any."""
-    scores = np.nan_to_num(np.asarray(val_scores, np.float64), nan=-1.0)
+    """Index of the best (highest) validation score (ties: the smaller rate; NaN: worst) and its edge, if any."""
+    scores = np.nan_to_num(np.asarray(val_scores, np.float64), nan=-np.inf)
     order = np.argsort(lrs)
     best = int(order[int(np.argmax(scores[order]))])
     edge = "low" if best == order[0] else "high" if best == order[-1] else None
     return best, edge
 
 
-def tune_and_evaluate(splits: Splits, config: MLPConfig, *, method: str, k: int, epochs: int) -> dict:
-    """Steps 2 and 3 of the protocol for one (method, k); returns the group's record."""
+def _score(config: MLPConfig, run) -> float:
+    """The tuning score of one run (higher is better): final validation accuracy or minus its loss."""
+    _, val_acc, _, val_loss = run
+    return float(val_acc[-1]) if config.tune_metric == "val_accuracy" else -float(val_loss[-1])
+
+
+def tune_and_evaluate(splits: Splits, config: MLPConfig, *, method: str, k: int, epochs: int,
+                      fixed_lr: float | None = None) -> dict:
+    """Steps 2 and 3 of the protocol for one (method, k); returns the group's record.
+
+    Args:
+      fixed_lr: skip tuning and train the final seeds at this rate (a rate rescaled from another method's).
+    """
     sweep = make_sweep(tuple(config.hidden), splits.num_classes, method, k, config.mode, config.batch_size, epochs)
     width = config.seeds
-    lrs = lr_grid(config, method, k)
     scores: dict[float, float] = {}
+    val_acc: dict[float, float] = {}
+    val_loss: dict[float, float] = {}
     extensions = 0
-    while True:
+    lrs = lr_grid(config, method, k) if fixed_lr is None else []
+    while lrs:
         todo = [lr for lr in lrs if lr not in scores]
         results = _run_batched(sweep, splits, [(lr, s) for lr in todo for s in config.tune_seeds], width)
         for i, lr in enumerate(todo):
             per_seed = results[i * len(config.tune_seeds):(i + 1) * len(config.tune_seeds)]
-            scores[lr] = float(np.mean([v[-1] for _, v, _ in per_seed]))
+            scores[lr] = float(np.mean([_score(config, r) for r in per_seed]))
+            val_acc[lr] = float(np.mean([r[1][-1] for r in per_seed]))
+            val_loss[lr] = float(np.mean([r[3][-1] for r in per_seed]))
         grid = sorted(scores)
         best, edge = select_lr(grid, [scores[lr] for lr in grid])
         if edge is None or extensions >= config.max_extensions:
@@ -311,40 +366,65 @@ def tune_and_evaluate(splits: Splits, config: MLPConfig, *, method: str, k: int,
         f = config.lr_factor
         lrs = ([grid[0] / f ** (j + 1) for j in range(width)] if edge == "low"
                else [grid[-1] * f ** (j + 1) for j in range(width)])
-    lr = grid[best]
-    # A rate picked with one tuning seed can sit at the edge of stability: if a final seed diverges (its
+    if fixed_lr is None:
+        lr = grid[best]
+    else:
+        lr, grid, edge = float(fixed_lr), [], None
+    # A rate picked with few tuning seeds can sit at the edge of stability: if a final seed diverges (its
     # training loss is not finite), step down to the next smaller rate and rerun all final seeds.
     backoffs = 0
     while True:
         final = _run_batched(sweep, splits, [(lr, s) for s in range(config.seeds)], width)
-        if all(np.isfinite(l[-1]) for _, _, l in final) or backoffs >= config.max_backoffs:
+        if (all(np.isfinite(r[2][-1]) for r in final) or backoffs >= config.max_backoffs
+                or fixed_lr is not None):
             break
         backoffs += 1
         lower = [g for g in grid if g < lr]
         lr = lower[-1] if lower else lr / config.lr_factor
-    params = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *[p for p, _, _ in final])
+    params = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *[r[0] for r in final])
     test = np.asarray(_test_accuracy_fn(tuple(config.hidden), splits.num_classes)(
         params, splits.x_test, splits.y_test), np.float64)
-    losses = np.array([l[-1] for _, _, l in final])
-    return {
+    losses = np.array([r[2][-1] for r in final])
+    row = {
         "method": method, "k": k if method != "backprop" else None, "lr": lr, "epochs": epochs,
         "test_accuracy": float(test.mean()),
         "test_accuracy_std": float(test.std(ddof=1)) if len(test) > 1 else 0.0,
         "seed_accuracies": [round(float(a), 4) for a in test],
-        "val_accuracy_tuned": scores.get(lr), "lr_at_edge": edge, "divergence_backoffs": backoffs,
+        "val_accuracy_tuned": val_acc.get(lr), "lr_at_edge": edge, "divergence_backoffs": backoffs,
         "final_train_loss": float(np.mean(losses)),
-        "lr_grid": grid, "val_accuracy_grid": [scores[g] for g in grid],
-        "final_val_curves": [[round(float(a), 4) for a in v] for _, v, _ in final],
+        "lr_grid": grid, "val_accuracy_grid": [val_acc[g] for g in grid],
+        "final_val_curves": [[round(float(a), 4) for a in r[1]] for r in final],
     }
+    if config.tune_metric != "val_accuracy":
+        row.update(tune_metric=config.tune_metric, val_loss_tuned=val_loss.get(lr),
+                   val_loss_grid=[val_loss[g] for g in grid])
+    if fixed_lr is not None:
+        row["lr_fixed"] = True
+    return row
 
 
 #: (method, baseline) pairs compared on the same seeds, where both were run.
 COMPARISONS: tuple[tuple[str, str], ...] = (("projection", "mean"), ("projection_per_leaf", "mean"),
-                                            ("activity_projection", "activity_mean"))
+                                            ("activity_projection", "activity_mean"),
+                                            ("activity_projection_orthonormal", "activity_mean_orthonormal"))
+
+#: How the report names a method where its name alone would mislead.
+METHOD_LABELS: dict[str, str] = {
+    "projection_per_leaf": "per-tensor projection (the reference's forward-mode path, not used for the paper's "
+                           "results)",
+    "activity_mean_orthonormal": "activity mean, orthonormal tangents (control)",
+    "activity_projection_orthonormal": "activity projection, orthonormal tangents, rate = mean's / k (control)",
+}
 
 
-def compare_methods(rows: list[dict], dataset: str, method: str, baseline: str, k: int) -> dict:
-    """Paired comparison (same seeds) of ``method`` with ``baseline`` at ``k``: accuracy gain and one-sided t-test."""
+def compare_methods(rows: list[dict], dataset: str, method: str, baseline: str, k: int,
+                    margin: float = 0.005) -> dict:
+    """Paired comparison (same seeds) of ``method`` with ``baseline`` at ``k``.
+
+    Returns the mean accuracy gain with a one-sided paired t-test of superiority (``p_one_sided``) and one of
+    non-inferiority, H0: gain <= -margin (``p_noninferior``); ``noninferior`` is the point criterion
+    gain >= -margin, ``max_abs_diff`` the largest per-seed difference (the control's tie).
+    """
     from scipy import stats
 
     def pick(m):
@@ -354,14 +434,20 @@ def compare_methods(rows: list[dict], dataset: str, method: str, baseline: str, 
     diff = a - b
     n = len(diff)
     sd = float(diff.std(ddof=1)) if n > 1 else 0.0
-    if sd > 0:
-        t = float(diff.mean() / (sd / math.sqrt(n)))
-        p = float(stats.t.sf(t, n - 1))
-    else:
-        t = math.copysign(math.inf, diff.mean()) if diff.mean() else 0.0
-        p = 0.0 if diff.mean() > 0 else 1.0
+
+    def p_greater(shift):
+        if sd > 0:
+            t = float((diff.mean() - shift) / (sd / math.sqrt(n)))
+            return t, float(stats.t.sf(t, n - 1))
+        d = diff.mean() - shift
+        return (math.copysign(math.inf, d) if d else 0.0), (0.0 if d > 0 else 1.0)
+
+    t, p = p_greater(0.0)
+    _, p_ni = p_greater(-margin)
     return {"dataset": dataset, "method": method, "baseline": baseline, "k": k, "diff_mean": float(diff.mean()),
-            "diff_std": sd, "t": t, "p_one_sided": p, "beats": bool(diff.mean() > 0), "significant": bool(p < 0.05)}
+            "diff_std": sd, "t": t, "p_one_sided": p, "beats": bool(diff.mean() > 0), "significant": bool(p < 0.05),
+            "margin": margin, "noninferior": bool(diff.mean() >= -margin), "p_noninferior": p_ni,
+            "noninferior_significant": bool(p_ni < 0.05), "max_abs_diff": float(np.max(np.abs(diff)))}
 
 
 def plot_mlp(rows: list[dict], path: Path) -> None:
@@ -398,6 +484,11 @@ def plot_mlp(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _num_weights(hidden: tuple[int, ...], inputs: int = 784, classes: int = 10) -> int:
+    widths = (inputs, *hidden, classes)
+    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+
+
 def _settings(config: MLPConfig, i: int, method: str) -> dict:
     """Everything a (dataset i, method, k) group's result depends on, JSON-normalised."""
     centre = next((list(c[1:]) for c in config.lr_centers if c[0] == method), None)
@@ -406,14 +497,23 @@ def _settings(config: MLPConfig, i: int, method: str) -> dict:
          "seeds": config.seeds, "tune_seeds": config.tune_seeds, "lr_centre": centre,
          "lr_grid_size": config.lr_grid_size, "lr_factor": config.lr_factor,
          "max_extensions": config.max_extensions, "mode": config.mode}
+    # Newer options enter only when they differ from the defaults, so older logs still resume.
+    if config.tune_metric != "val_accuracy":
+        s["tune_metric"] = config.tune_metric
+    rescaled = next((list(r[1:]) for r in config.rescaled if r[0] == method), None)
+    if rescaled is not None:
+        s["rescaled"] = rescaled
     return json.loads(json.dumps(s))
 
 
 def _load_done(path: Path) -> list[dict]:
-    """Finished groups (one JSON line each) of earlier, possibly interrupted runs."""
+    """Finished groups (one JSON line each) of earlier, possibly interrupted runs.
+
+    A line torn by a kill (the process died while writing it) is skipped: that group runs again.
+    """
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [d for d in iter_metrics(path) if isinstance(d.get("settings"), dict) and isinstance(d.get("row"), dict)]
 
 
 def _check(config: MLPConfig) -> None:
@@ -427,6 +527,11 @@ def _check(config: MLPConfig) -> None:
         if m != "backprop" and m not in fwdgrad.AGGREGATIONS and m not in ACTIVITY_METHODS:
             raise ValueError(f"unknown method {m!r}; use 'backprop', one of {fwdgrad.AGGREGATIONS} (weight "
                              f"perturbation) or one of {tuple(ACTIVITY_METHODS)} (activity perturbation)")
+    if config.tune_metric not in ("val_accuracy", "val_loss"):
+        raise ValueError(f"unknown tune_metric {config.tune_metric!r}; use 'val_accuracy' or 'val_loss'")
+    for method, base, _ in config.rescaled:
+        if method not in config.methods or base not in config.methods[:config.methods.index(method)]:
+            raise ValueError(f"rescaled method {method!r} needs its base {base!r} earlier in methods {config.methods}")
 
 
 def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
@@ -449,6 +554,16 @@ def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
                   for k in ((None,) if m == "backprop" else config.tangents)]
         for method, k in groups:
             settings = _settings(config, i, method)
+            fixed_lr = None
+            rescale = next((r for r in config.rescaled if r[0] == method), None)
+            if rescale is not None:
+                base = next((r for r in rows if r["dataset"] == name and r["method"] == rescale[1] and r["k"] == k),
+                            None)
+                if base is None:
+                    raise ValueError(f"method {method!r} is rescaled from {rescale[1]!r}, which must come earlier in "
+                                     f"methods {config.methods}")
+                fixed_lr = base["lr"] * max(k, 1) ** rescale[2]
+                settings["rescaled_from_lr"] = base["lr"]
             # ``max_backoffs`` is not part of the settings: it changes only groups whose final seeds diverged,
             # and those are recomputed unless they were run with the backoff rule.
             old = next((d["row"] for d in done if d["settings"] == settings and d["row"]["method"] == method
@@ -458,15 +573,20 @@ def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
                 rows.append(old)
                 continue
             t1 = time.perf_counter()
-            row = {"dataset": name, **tune_and_evaluate(splits, config, method=method, k=k or 0, epochs=epochs)}
+            row = {"dataset": name, **tune_and_evaluate(splits, config, method=method, k=k or 0, epochs=epochs,
+                                                         fixed_lr=fixed_lr)}
             row["wall_s"] = round(time.perf_counter() - t1, 2)
             rows.append(row)
+            torn = log.is_file() and log.stat().st_size > 0 and not log.read_bytes().endswith(b"\n")
             with log.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"settings": settings, "row": row}) + "\n")
-            grid = ", ".join(f"{lr:.3g}:{a:.3f}" for lr, a in zip(row["lr_grid"], row["val_accuracy_grid"]))
+                # After a line torn by a kill, start a new line, so that this one is read back whole.
+                f.write(("\n" if torn else "") + json.dumps({"settings": settings, "row": row}) + "\n")
+                f.flush()
+            shown = row.get("val_loss_grid", row["val_accuracy_grid"])  # the tuning metric
+            grid = ", ".join(f"{lr:.3g}:{a:.3f}" for lr, a in zip(row["lr_grid"], shown))
             print(f"{name} {method} k={k}: lr {row['lr']:.3g}{' (grid edge)' if row['lr_at_edge'] else ''} -> "
                   f"test {row['test_accuracy']:.4f} +- {row['test_accuracy_std']:.4f}  "
-                  f"[val {grid}] {row['wall_s']:.0f}s", flush=True)
+                  f"[val {config.tune_metric.split('_')[1]} {grid}] {row['wall_s']:.0f}s", flush=True)
     wall = time.perf_counter() - t0
     plot_mlp(rows, workdir / "mlp_accuracy.png")
 
@@ -476,14 +596,22 @@ def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
 
     fg = [m for m in config.methods if m != "backprop"]
     pairs = [(m, b) for m, b in COMPARISONS if m in fg and b in fg]
-    comparisons = [compare_methods(rows, n, m, b, k) for n in config.datasets for m, b in pairs
-                   for k in config.tangents]
+    widths = (*config.hidden, 10)
+    n_act = sum(widths)  # block outputs per sample (activity perturbation), 10 classes
+    comparisons = []
+    for n in config.datasets:
+        for m, b in pairs:
+            for k in config.tangents:
+                c = compare_methods(rows, n, m, b, k, margin=config.noninferiority_margin)
+                c["k_over_n"] = k / (n_act if m in ACTIVITY_METHODS else _num_weights(config.hidden))
+                comparisons.append(c)
 
-    def every(method, baseline, key):
-        sel = [c[key] for c in comparisons if c["method"] == method and c["baseline"] == baseline]
+    def every(method, baseline, key, where=lambda c: True):
+        sel = [c[key] for c in comparisons if c["method"] == method and c["baseline"] == baseline and where(c)]
         return all(sel) if sel else None
 
     table = [{"dataset": r["dataset"], "method": r["method"], "k": r["k"], "lr": r["lr"],
+              **({"label": METHOD_LABELS[r["method"]]} if r["method"] in METHOD_LABELS else {}),
               "test_accuracy": round(r["test_accuracy"], 4), "test_accuracy_std": round(r["test_accuracy_std"], 4),
               "seed_accuracies": r["seed_accuracies"], "val_accuracy_tuned": r["val_accuracy_tuned"],
               "lr_at_edge": r["lr_at_edge"], "backoffs": r.get("divergence_backoffs", 0), "epochs": r["epochs"]}
@@ -499,7 +627,17 @@ def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
         "plots": ["mlp_accuracy.png"],
         **{f"{m}_beats_{b}_every_k": every(m, b, "beats") for m, b in COMPARISONS},
         **{f"{m}_significantly_beats_{b}_every_k": every(m, b, "significant") for m, b in COMPARISONS},
-        "comparisons": [{**c, **{x: round(c[x], 4) for x in ("diff_mean", "diff_std", "t", "p_one_sided")
+        **{f"{m}_noninferior_to_{b}_every_k": every(m, b, "noninferior") for m, b in COMPARISONS},
+        **{f"{m}_significantly_beats_{b}_where_k_over_n_ge_0.1": every(m, b, "significant",
+                                                                       lambda c: c["k_over_n"] >= 0.1)
+           for m, b in COMPARISONS},
+        "n_act": n_act,
+        "orthonormal_control_max_abs_diff": max(
+            (c["max_abs_diff"] for c in comparisons if c["method"] == "activity_projection_orthonormal"),
+            default=None),
+        "labels": {m: METHOD_LABELS[m] for m in fg if m in METHOD_LABELS},
+        "comparisons": [{**c, **{x: round(c[x], 4) for x in ("diff_mean", "diff_std", "t", "p_one_sided",
+                                                             "p_noninferior", "k_over_n", "max_abs_diff")
                                  if math.isfinite(c[x])}} for c in comparisons],
         "groups": rows,
         **{f"acc_{m}_kmax_{n}": acc_of(n, m, kmax) for n in config.datasets for m in fg},

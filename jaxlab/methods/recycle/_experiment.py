@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -33,14 +33,15 @@ import numpy as np
 import optax
 
 from jaxlab import data as jdata
-from jaxlab.core import Meter, MetricsWriter, to_jsonable, write_json
+from jaxlab.core import (Meter, MetricsWriter, Rule, each, in_range, nonempty, one_of, positive, to_jsonable,
+                         write_json)
 from jaxlab.energy import EnergyMeter
 from jaxlab.timeseries import DLinear
 from jaxlab.train import TrainState, make_train_step, train_loop
 
 from ._baselines import VanillaTransformer
 from ._model import ReCycleTransformer
-from ._profile import profile_run_up, profile_windows
+from ._profile import VARIANTS, profile_run_up, profile_windows
 
 MODELS: tuple[str, ...] = ("recycle", "profile", "persistence", "vanilla", "dlinear")
 _LOADERS: dict[str, Callable[[], jdata.TimeSeries]] = {
@@ -99,6 +100,21 @@ class RecycleConfig:
     inference_repeats: int = 5
     exogenous: tuple[str, ...] = ()
     seed: int = 0
+
+    CONSTRAINTS: ClassVar[dict] = {
+        "dataset": one_of("elecdemand", "taylor"), "history": positive, "horizon": positive,
+        "fractions": each(in_range(0.0, 1.0, low_open=True, high_open=True)), "variant": one_of(*VARIANTS),
+        "rhp_days": positive, "d_model": positive, "d_ff": positive, "num_heads": positive,
+        "num_encoder_layers": positive, "num_decoder_layers": positive, "vanilla_d_model": positive,
+        "vanilla_d_ff": positive, "dlinear_kernel": positive, "batch_size": positive, "learning_rate": positive,
+        "num_steps": positive, "vanilla_steps": positive, "eval_every": positive,
+        "models": (nonempty, each(one_of(*MODELS))), "inference_repeats": positive, "seed": in_range(0, 2**32 - 1),
+    }
+    RULES: ClassVar[tuple] = (
+        Rule(("fractions",), lambda c: abs(sum(c.fractions) - 1.0) < 1e-6, "the three fractions must add up to 1"),
+        Rule(("d_model", "num_heads"), lambda c: c.d_model % c.num_heads == 0 and c.vanilla_d_model % c.num_heads == 0,
+             "d_model and vanilla_d_model must be multiples of num_heads"),
+    )
 
 
 def energy_total_j(reading: dict[str, Any]) -> float:

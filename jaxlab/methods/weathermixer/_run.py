@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.core import write_json
+from jaxlab.core import Constraint, each, in_range, nonnegative, positive, write_json
 from jaxlab.data import SyntheticDynamics, global_batch, load_navy_winds
 from jaxlab.parallel import make_mesh
 from jaxlab.train import TrainState, make_train_step, plot_metrics, train_loop
@@ -55,6 +55,17 @@ class WeatherMixerConfig:
     log_every: int = 25
     rollout_steps: int = 4
     seed: int = 0
+
+    CONSTRAINTS: ClassVar[dict] = {
+        "grid": each(positive), "channels": positive, "synthetic_steps": positive,
+        "test_fraction": in_range(0.0, 1.0, low_open=True, high_open=True), "patch": positive, "hidden": positive,
+        "token_hidden": positive, "channel_hidden": positive, "num_blocks": positive,
+        "mesh": Constraint(lambda m: all(s == -1 or s >= 1 for s in m) and list(m).count(-1) <= 1,
+                           "three sizes >= 1, one of which may be -1 (the rest of the devices)"),
+        "batch_size": positive, "learning_rate": positive, "io_learning_rate": positive, "clip_norm": positive,
+        "num_steps": positive, "eval_every": nonnegative, "checkpoint_every": nonnegative,
+        "keep_checkpoints": positive, "log_every": positive, "rollout_steps": nonnegative, "seed": in_range(0, 2**32 - 1),
+    }
 
 
 def _source_and_split(config: WeatherMixerConfig):

@@ -1,6 +1,7 @@
 """The MLP accuracy experiment: vmapped sweep vs separate runs, validation-only tuning, resume, configs."""
 
 import dataclasses
+import functools
 import importlib.util
 import json
 from pathlib import Path
@@ -55,26 +56,27 @@ def test_split_data_carves_disjoint_validation_from_train():
         split_data(ds, validation=100, train_size=len(ds.x_train))
 
 
-@pytest.mark.parametrize("method", ["backprop", "projection_per_leaf", "activity_projection"])
+@pytest.mark.parametrize("method", ["projection_per_leaf", "activity_projection"])
 def test_vmapped_sweep_equals_separate_runs(digits, method):
     seeds, lrs = (3, 5), (0.05, 0.01)
     sweep = make_sweep(HIDDEN, digits.num_classes, method, 2, "simulated", 32, 2)
-    params, val, loss = sweep(jnp.stack([jax.random.key(s) for s in seeds]), jnp.asarray(lrs, jnp.float32),
-                              digits.x_train, digits.y_train, digits.x_val, digits.y_val)
+    params, val, loss, val_loss = sweep(jnp.stack([jax.random.key(s) for s in seeds]), jnp.asarray(lrs, jnp.float32),
+                                        digits.x_train, digits.y_train, digits.x_val, digits.y_val)
     atol, rtol = tolerances(jnp.float32)
     for r, (s, lr) in enumerate(zip(seeds, lrs)):
         one = train_mlp(digits, hidden=HIDDEN, method=method, k=2, lr=lr, epochs=2, batch_size=32, seed=s)
         jax.tree_util.tree_map(lambda a, b, r=r: np.testing.assert_allclose(a[r], b, atol=10 * atol, rtol=10 * rtol),
                                params, one["params"])
         np.testing.assert_allclose(loss[r], one["loss_curve"], rtol=10 * rtol)
+        np.testing.assert_allclose(val_loss[r], one["val_loss_curve"], rtol=10 * rtol)
         np.testing.assert_allclose(val[r], one["val_curve"], atol=1.5 / len(digits.y_val))
     assert np.all(np.isfinite(np.asarray(loss)))
 
 
-@pytest.mark.parametrize("aggregation", ["projection", "mean"])
-def test_activity_forward_gradient_exact_with_a_full_basis_and_unbiased(getkey, aggregation):
+def test_activity_forward_gradient_exact_with_a_full_basis_unbiased_and_orthonormal_control(getkey):
     # n_act = 6 + 5 + 3 = 14 activity dimensions per sample: 14 tangents span them, so the projection recovers
-    # every activity gradient and the local backward passes give the backprop gradient.
+    # every activity gradient and the local backward passes give the backprop gradient. With orthonormal
+    # tangents V^T V = I, so the projection is exactly k times the mean.
     model = MLP(features=(6, 5, 3))
     x = jax.random.normal(getkey(), (7, 4), jnp.float64)
     y = jnp.arange(7) % 3
@@ -83,19 +85,22 @@ def test_activity_forward_gradient_exact_with_a_full_basis_and_unbiased(getkey, 
     def loss(p):
         return optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, x), y).mean()
 
-    g = jax.grad(loss)(params)
-    if aggregation == "projection":
-        est, value, _ = activity_forward_gradient(params, x, y, key=getkey(), num_tangents=14, aggregation="projection")
-        np.testing.assert_allclose(value, loss(params), rtol=1e-12)
-        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-10), est, g)
-    else:
-        # One tangent, mean: unbiased; average over many keys (statistical bound with a fixed key).
-        keys = jax.random.split(getkey(), 4000)
-        ests = jax.vmap(lambda k: activity_forward_gradient(params, x, y, key=k, num_tangents=1,
-                                                            aggregation="mean")[0])(keys)
-        avg = jax.tree_util.tree_map(lambda a: a.mean(0), ests)
-        flat = lambda t: jnp.concatenate([a.ravel() for a in jax.tree_util.tree_leaves(t)])
-        assert float(jnp.linalg.norm(flat(avg) - flat(g)) / jnp.linalg.norm(flat(g))) < 0.15
+    @jax.jit
+    def estimates(key, keys):
+        fg = functools.partial(activity_forward_gradient, params, x, y)
+        full = fg(key=key, num_tangents=14, aggregation="projection")
+        ortho = [fg(key=key, num_tangents=5, aggregation=a, sampler="orthonormal")[0] for a in ("projection", "mean")]
+        # One tangent, mean: unbiased; the average over many keys (statistical bound with a fixed key).
+        single = jax.vmap(lambda k: fg(key=k, num_tangents=1, aggregation="mean")[0])(keys)
+        return full, ortho, jax.tree_util.tree_map(lambda a: a.mean(0), single), jax.value_and_grad(loss)(params)
+
+    (est, value, _), (proj, mean), avg, (ref_value, g) = estimates(getkey(), jax.random.split(getkey(), 4000))
+    np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-10), est, g)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, 5 * b, rtol=1e-10, atol=1e-14), proj, mean)
+    flat = lambda t: jnp.concatenate([a.ravel() for a in jax.tree_util.tree_leaves(t)])  # noqa: E731
+    assert float(jnp.linalg.norm(flat(avg) - flat(g)) / jnp.linalg.norm(flat(g))) < 0.15
+    assert float(jnp.linalg.norm(flat(proj) - flat(g)) / jnp.linalg.norm(flat(g))) > 0.1  # k < n_act: not exact
 
 
 def test_sweep_compiles_once_per_setting(digits):
@@ -135,7 +140,7 @@ def test_grid_extends_past_a_winning_edge(digits, monkeypatch):
 
     def fake(sweep, splits, runs, width):
         out = real(sweep, splits, runs[:1], width)[:1] * len(runs)
-        return [(p, np.full(2, 1.0 - np.log(lr / 0.5) ** 2 / 100), l) for (p, _, l), (lr, _) in zip(out, runs)]
+        return [(p, np.full(2, 1.0 - np.log(lr / 0.5) ** 2 / 100), l, v) for (p, _, l, v), (lr, _) in zip(out, runs)]
 
     monkeypatch.setattr(_mlp, "_run_batched", fake)
     config = dataclasses.replace(TINY, lr_centers=(("backprop", 2e-3, 0.0),), lr_grid_size=2, max_extensions=2)
@@ -154,7 +159,8 @@ def test_final_seeds_that_diverge_lower_the_rate(digits, monkeypatch):
     def fake(sweep, splits, runs, width):
         out = real(sweep, splits, runs[:1], width)[:1] * len(runs)
         return [(p, np.full(2, 1.0 - np.log(lr / 0.5) ** 2 / 100),
-                 np.full(2, np.nan if (lr >= 0.5 and seed < 1000) else 1.0)) for (p, _, _), (lr, seed) in zip(out, runs)]
+                 np.full(2, np.nan if (lr >= 0.5 and seed < 1000) else 1.0), v)
+                for (p, _, _, v), (lr, seed) in zip(out, runs)]
 
     monkeypatch.setattr(_mlp, "_run_batched", fake)
     config = dataclasses.replace(TINY, lr_centers=(("backprop", 0.5, 0.0),), lr_grid_size=3, tune_seeds=(1000,))
@@ -164,22 +170,68 @@ def test_final_seeds_that_diverge_lower_the_rate(digits, monkeypatch):
     assert row["lr"] == 0.5 and row["divergence_backoffs"] == 0 and np.isnan(row["final_train_loss"])
 
 
+def test_learning_rate_can_be_tuned_on_validation_loss(digits, monkeypatch):
+    # Validation accuracy peaks at lr = 0.5 but the validation loss is lowest at 0.125: the loss decides.
+    real = _mlp._run_batched
+
+    def fake(sweep, splits, runs, width):
+        out = real(sweep, splits, runs[:1], width)[:1] * len(runs)
+        return [(p, np.full(2, 1.0 - np.log(lr / 0.5) ** 2), l, np.full(2, 1.0 + np.log(lr / 0.125) ** 2))
+                for (p, _, l, _), (lr, _) in zip(out, runs)]
+
+    monkeypatch.setattr(_mlp, "_run_batched", fake)
+    config = dataclasses.replace(TINY, lr_centers=(("backprop", 0.25, 0.0),), lr_grid_size=3)
+    assert tune_and_evaluate(digits, config, method="backprop", k=0, epochs=2)["lr"] == 0.5
+    row = tune_and_evaluate(digits, dataclasses.replace(config, tune_metric="val_loss"), method="backprop", k=0,
+                            epochs=2)
+    assert row["lr"] == 0.125 and row["val_loss_tuned"] == pytest.approx(1.0) and row["tune_metric"] == "val_loss"
+
+
+def test_paired_comparison_tests_superiority_and_noninferiority():
+    from scipy import stats
+
+    rows = [{"dataset": "d", "method": m, "k": 4, "seed_accuracies": acc}
+            for m, acc in (("a", [0.80, 0.82, 0.79, 0.81, 0.80]), ("b", [0.80, 0.815, 0.80, 0.80, 0.805]))]
+    c = _mlp.compare_methods(rows, "d", "a", "b", 4, margin=0.005)
+    diff = np.array([0.0, 0.005, -0.01, 0.01, -0.005])
+    assert c["diff_mean"] == pytest.approx(diff.mean())
+    assert c["p_one_sided"] == pytest.approx(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)
+    assert c["p_noninferior"] == pytest.approx(stats.ttest_1samp(diff, -0.005, alternative="greater").pvalue)
+    assert c["noninferior"] and not c["significant"] and c["max_abs_diff"] == pytest.approx(0.01)
+
+
 def test_run_writes_summary_plot_and_resumes(tmp_path, monkeypatch):
-    summary = run_mlp(TINY, tmp_path)
+    # The per-leaf row is rescaled from the mean's rate (no tuning runs, only its final seeds, at the mean's / k).
+    config = dataclasses.replace(TINY, tune_metric="val_loss", rescaled=(("projection_per_leaf", "mean", -1.0),))
+    real, calls = _mlp._run_batched, []
+
+    def counting(sweep, splits, runs, width):
+        calls.append(len(runs))
+        return real(sweep, splits, runs, width)
+
+    monkeypatch.setattr(_mlp, "_run_batched", counting)
+    summary = run_mlp(config, tmp_path)
     assert summary["status"] == "completed"
     assert (tmp_path / "mlp_accuracy.png").is_file()
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert [(r["method"], r["k"]) for r in on_disk["table"]] == [("backprop", None), ("mean", 2),
                                                                 ("projection_per_leaf", 2)]
+    _, mean, per_leaf = summary["groups"]
+    assert per_leaf["lr"] == pytest.approx(mean["lr"] / 2) and per_leaf["lr_fixed"] and per_leaf["lr_grid"] == []
+    assert calls[-1] == config.seeds and len(calls) == 5  # backprop and mean: tuning, final seeds; per-leaf: final
+    assert "label" in on_disk["table"][2] and summary["comparisons"][0]["k_over_n"] > 0
     assert isinstance(summary["projection_per_leaf_beats_mean_every_k"], bool)
+    assert isinstance(summary["projection_per_leaf_noninferior_to_mean_every_k"], bool)
     assert summary["projection_beats_mean_every_k"] is None
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
+    with pytest.raises(ValueError, match="earlier in methods"):
+        _mlp._check(dataclasses.replace(config, methods=("projection_per_leaf", "mean")))
 
     def fail(*args, **kwargs):
         raise AssertionError("finished groups must not be retrained")
 
     monkeypatch.setattr(_mlp, "tune_and_evaluate", fail)
-    again = run_mlp(TINY, tmp_path)
+    again = run_mlp(config, tmp_path)
     assert again["table"] == summary["table"]
 
 
@@ -190,10 +242,12 @@ def _config_module():
     return module
 
 
-@pytest.mark.parametrize("arg", [None, "cpu", "quick"])
+@pytest.mark.parametrize("arg", [None, "cpu", "quick", "activity256", "orthonormal256"])
 def test_config_variants_are_consistent(arg):
     config = _config_module().get_config(arg)
     _mlp._check(config)
+    rescaled = {r[0] for r in config.rescaled}
     for m in config.methods:
         for k in config.tangents:
-            assert len(_mlp.lr_grid(config, m, k)) == config.lr_grid_size
+            if m not in rescaled:
+                assert len(_mlp.lr_grid(config, m, k)) == config.lr_grid_size

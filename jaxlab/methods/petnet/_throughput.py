@@ -1,0 +1,78 @@
+"""Samples per second of the coincidence sorters and of the jitted PETNet forward, on one batch.
+
+All methods get the same ``batch`` test samples on the same device. Jitted functions are compiled first
+(compile time reported apart), warmed up, and timed with ``block_until_ready`` (median of ``repeats``,
+:func:`jaxlab.core.time_fn`). The sorters are timed on compact hit lists (``scw_jit_hits`` ...) and, for
+a like-for-like comparison with the network, also from the dense ``(B, T, C)`` input trains the network
+reads (``scw_jit_dense``: hit extraction with ``nonzero`` inside jit, then SCW). The reference-style
+Python loop (:func:`scw_reference`) is timed on the same hit lists (one call per repeat, no compile).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlab.core import time_fn
+
+from ._encode import compact_hits, encode_hits, encode_inputs, hits_from_data, hits_from_dense, max_valid_hits
+from ._scw import scw, scw_calibrated, scw_geometry, scw_reference
+from ._simulate import PETData, Preset, compatible_pairs
+
+
+def measure_throughput(preset: Preset, data: PETData, net, params, geometry: bool, *, batch: int = 1000,
+                       repeats: int = 5, delays=None, calibrated_window: int = 1) -> dict[str, Any]:
+    """Throughput of every sorter and of PETNet's forward pass (see the module docstring).
+
+    Returns:
+      ``{name: {"samples_per_s", "median_s", "compile_s"}}`` plus ``"petnet_over_<name>"`` speed ratios
+      and the batch size. Correctness is checked first: the jitted SCW (from hits and from dense input)
+      must agree with the loop reference on this batch.
+    """
+    part = jax.device_put(data.take(slice(0, batch)))
+    hits = hits_from_data(part)
+    m = max(max_valid_hits(hits), 1)
+    hits = jax.block_until_ready(compact_hits(hits, m))
+    dense = jax.block_until_ready(encode_hits(hits, preset.num_steps, preset.num_crystals))
+    x_in = jax.block_until_ready(encode_inputs(part, preset, geometry))
+    compat = jnp.asarray(compatible_pairs(preset))
+    delays = jnp.zeros(preset.num_crystals, jnp.int32) if delays is None else jnp.asarray(delays, jnp.int32)
+
+    ref_keep = scw_reference(hits, 8)
+    if not np.array_equal(np.asarray(scw(hits, 8)), ref_keep):
+        raise AssertionError("jitted SCW disagrees with scw_reference; not timing a wrong sorter")
+    dense_scw = jax.jit(lambda x: scw(hits_from_dense(x, m), 8))
+    h_dense = hits_from_dense(dense, m)
+    if int(np.asarray(dense_scw(dense)).sum()) != int(scw_reference(h_dense, 8).sum()):
+        raise AssertionError("SCW from dense input disagrees with scw_reference")
+
+    forward = jax.jit(lambda p, x: net.apply(p, x))
+    fns = {
+        "scw_jit_hits": (scw, (hits, 8)),
+        "scw_jit_dense": (dense_scw, (dense,)),
+        "scw_geometry_jit": (jax.jit(lambda h, c: scw_geometry(h, c, 8, "kill")), (hits, compat)),
+        "scw_geometry_single_good_jit": (jax.jit(lambda h, c: scw_geometry(h, c, 8, "single_good")), (hits, compat)),
+        "scw_calibrated_jit": (jax.jit(lambda h, d: scw_calibrated(h, d, calibrated_window)), (hits, delays)),
+        "petnet_forward": (forward, (params, x_in)),
+    }
+    out: dict[str, Any] = {"batch": batch, "max_hits": m, "device": jax.devices()[0].device_kind}
+    for name, (fn, args) in fns.items():
+        t = time_fn(fn, *args, warmup=2, repeats=repeats)
+        out[name] = {"samples_per_s": batch / t.median_s, "median_s": t.median_s, "compile_s": t.compile_s,
+                     "iqr_s": t.iqr_s}
+    times = []
+    for _ in range(max(1, min(repeats, 3))):
+        t0 = time.perf_counter()
+        scw_reference(hits, 8)
+        times.append(time.perf_counter() - t0)
+    med = float(np.median(times))
+    out["scw_reference_loop"] = {"samples_per_s": batch / med, "median_s": med, "compile_s": 0.0}
+    fwd = out["petnet_forward"]["samples_per_s"]
+    for name in list(out):
+        if isinstance(out[name], dict) and name != "petnet_forward":
+            out[f"petnet_over_{name}"] = fwd / out[name]["samples_per_s"]
+    return out

@@ -1,0 +1,38 @@
+"""Shared pieces of the AutoPQ tests: a scripted energy meter and a zero-parameter cINN."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from jaxlab.methods.autopq import CINN
+
+
+class FixedMeter:
+    """A ``jaxlab.core.Meter`` that charges ``joules`` per measurement (no sensors, no threads)."""
+
+    def __init__(self, joules: float = 1.0):
+        self.joules = joules
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+
+    def read(self) -> dict:
+        return {"energy_j": self.joules}
+
+    def stop(self) -> dict:
+        return {"energy_j": self.joules, "estimated": False}
+
+
+@pytest.fixture
+def fixed_meter():
+    return FixedMeter
+
+
+@pytest.fixture(scope="session")
+def permutation_cinn():
+    """A cINN with every parameter 0: each coupling is the identity, so z = x[:, P] for a fixed permutation
+    P, and sampling around a point forecast has a closed form (two blocks: cheap to compile)."""
+    model = CINN(horizon=4, num_blocks=2)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 4)), jnp.zeros((1, 2)))
+    return model, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
