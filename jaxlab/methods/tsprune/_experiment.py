@@ -33,7 +33,7 @@ import math
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +42,8 @@ import numpy as np
 from jaxlab import data as jdata
 from jaxlab import prune
 from jaxlab import timeseries as ts
-from jaxlab.core import MetricsWriter, to_jsonable, write_json
+from jaxlab.core import MetricsWriter, Rule, at_least, each, in_range, nonempty, nonnegative, one_of, positive
+from jaxlab.core import to_jsonable, write_json
 from jaxlab.energy import EnergyMeter
 
 from ._io import load_forecaster, save_forecaster
@@ -120,6 +121,26 @@ class TsPruneConfig:
     matched_seeds: tuple[int, ...] = (0,)
     latency_batches: tuple[int, ...] = (1, 32, 256)
     latency_repeats: int = 20
+
+    # checked when the config is loaded or overridden (``jaxlab run --set``), before a workdir is touched
+    CONSTRAINTS: ClassVar[dict] = {
+        "datasets": (nonempty, each(one_of("elecdemand", "nyc_weather", "taylor"))),
+        "models": (nonempty, each(one_of(*MODELS))), "horizons": (nonempty, each(positive)),
+        "input_len": positive, "label_len": positive, "d_model": positive, "n_heads": positive, "d_ff": positive,
+        "e_layers": positive, "d_layers": positive, "dropout": in_range(0.0, 1.0, high_open=True),
+        "factor": positive, "moving_avg": positive, "modes": positive, "seg_len": positive,
+        "batch_size": positive, "learning_rate": positive, "epochs": positive, "patience": positive,
+        "max_train_windows": nonnegative, "max_val_windows": nonnegative, "eval_batch": positive,
+        "sparsities": (nonempty, each(in_range(0.0, 1.0, high_open=True))), "scope": one_of("global", "layer"),
+        "finetune_epochs": in_range(0, 3), "finetune_learning_rate": positive,
+        "seeds": (nonempty, each(nonnegative)), "seed_sparsities": each(in_range(0.0, 1.0, high_open=True)),
+        "structured_fraction": in_range(0.0, 1.0, high_open=True),
+        "matched_densities": each(in_range(0.0, 1.0, low_open=True, high_open=True)),
+        "matched_seeds": each(nonnegative), "latency_batches": each(positive), "latency_repeats": at_least(20),
+    }
+    RULES: ClassVar[tuple] = (
+        Rule(("d_model", "n_heads"), lambda c: c.d_model % c.n_heads == 0, "d_model must be a multiple of n_heads"),
+    )
 
     def sizes(self) -> ZooSizes:
         return ZooSizes(input_len=self.input_len, label_len=self.label_len, d_model=self.d_model,

@@ -31,27 +31,31 @@ def test_dense_layer_cost_is_2_b_in_out():
     assert tsprune.topk_cost(1, 100, 5) == 300
 
 
+_MASK_CFG = tsprune.zoo_config("transformer", dataclasses.replace(SMALL, e_layers=1), channels=2, horizon=4)
+
+
+@jax.jit
+def _zoo_grad(params, x, y):
+    """The zoo model's MSE gradient: one compilation shared by every optimiser below."""
+    return jax.grad(lambda p: jnp.mean((_MASK_CFG.module().apply({"params": p}, x) - y) ** 2))(params)
+
+
 @pytest.mark.parametrize("inner", [optax.adam(1e-2), optax.sgd(1e-2, momentum=0.9)], ids=["adam", "sgd-momentum"])
-def test_masks_keep_zoo_weights_zero_through_optimiser_steps(inner, getkey):
-    cfg = tsprune.zoo_config("transformer", dataclasses.replace(SMALL, e_layers=1), channels=2, horizon=4)
-    model = cfg.module()
-    x = jax.random.normal(getkey(), (3, 16, 2), jnp.float32)
-    y = jax.random.normal(getkey(), (3, 4, 2), jnp.float32)
-    params = random_variables(model, x)["params"]
+def test_masks_keep_zoo_weights_zero_through_optimiser_steps(inner):
+    key = jax.random.key(3)
+    x = jax.random.normal(jax.random.fold_in(key, 0), (3, 16, 2), jnp.float32)
+    y = jax.random.normal(jax.random.fold_in(key, 1), (3, 4, 2), jnp.float32)
+    params = random_variables(_MASK_CFG.module(), x)["params"]
     masks = tsprune.magnitude_masks(params, 0.7)
     params = prune.apply_masks(params, masks)
     tx = prune.masked(inner, masks)
     state = tx.init(params)
-
-    @jax.jit
-    def step(params, state):
-        g = jax.grad(lambda p: jnp.mean((model.apply({"params": p}, x) - y) ** 2))(params)
-        u, state = tx.update(g, state, params)
-        return optax.apply_updates(params, u), state
+    update = jax.jit(tx.update)
 
     start = params
     for _ in range(3):
-        params, state = step(params, state)
+        u, state = update(_zoo_grad(params, x, y), state, params)
+        params = optax.apply_updates(params, u)
     for leaf, m in zip(jax.tree.leaves(params), jax.tree.leaves(masks)):
         assert np.all(np.asarray(leaf)[~np.asarray(m)] == 0.0)
     assert tsprune.count_nonzero(params, include=tsprune.prunable) == tsprune.count_nonzero(
@@ -157,3 +161,11 @@ def test_every_config_variant_is_valid():
     assert (paper.d_model, paper.n_heads, paper.d_ff, paper.horizons) == (512, 8, 2048, (96, 192, 336, 720))
     with pytest.raises(ValueError, match="finetune_epochs"):
         dataclasses.replace(paper, finetune_epochs=4).check()
+    # the declared constraints refuse bad overrides before a run starts (jaxlab run --set)
+    from jaxlab.core import ConfigError, apply_overrides, validate_config
+
+    validate_config(paper)
+    for bad, field in (("finetune_epochs=4", "finetune_epochs"), ("n_heads=5", "multiple of n_heads"),
+                       ("models=lstm", "models"), ("latency_repeats=5", "latency_repeats")):
+        with pytest.raises(ConfigError, match=field):
+            apply_overrides(paper, [bad])
