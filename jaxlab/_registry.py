@@ -178,6 +178,19 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                                                       "(no table values)",
                "k2_nt_epochs_le_ot_every_seed": "NT needs less fine-tuning than OT fusion"},
     ),
+    Experiment(
+        name="tsprune",
+        config="tsprune/study.py",
+        quick_arg="quick",
+        full_arg=None,
+        description="Pruning time-series transformers (arXiv 2412.12883): Transformer, Informer, Autoformer, FEDformer "
+                    "and Crossformer on elecdemand (3 channels) and NYC weather (21), unstructured masks with and "
+                    "without fine-tuning, structured shrinking, FLOPs/latency/energy",
+        metrics=("goal_density_0.5", "goal_density_0.1", "max_structured_speedup_batch256", "wall_s"),
+        paper={"goal_density_0.5": "most models keep accuracy to ~50% density",
+               "goal_density_0.1": "Autoformer/FEDformer competitive at s ~ 0.9",
+               "max_structured_speedup_batch256": "up to 7.6x fewer FLOPs, no significant speed-up"},
+    ),
 )
 
 # name -> script in scripts/ (run with the remaining command-line arguments).
@@ -196,4 +209,5 @@ BENCHMARKS: dict[str, str] = {
     "distributed_cg": "bench_distributed_cg.py",
     "mtx": "bench_mtx.py",
     "ilu": "bench_ilu.py",
+    "tsprune": "bench_tsprune.py",
 }

