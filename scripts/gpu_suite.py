@@ -112,6 +112,13 @@ def _abtrain_verdict(p: dict) -> dict:
             "max_rel_error": max((r["max_rel_error"] for r in low.get("lowrank", [])), default=None)}
 
 
+def _tsprune_verdict(p: dict) -> dict:
+    rows = [r for r in _records(p) if r.get("part") == "latency"]
+    top = max((r["batch"] for r in rows), default=None)
+    return {"batch": top, "speedup": {r["model"]: round(r["speedup"], 3) for r in rows if r["batch"] == top},
+            "flop_ratio": {r["model"]: round(r["flop_ratio"], 3) for r in rows if r["batch"] == top}}
+
+
 def checks() -> list[Check]:
     py = ("-u",)
     return [
@@ -156,6 +163,14 @@ def checks() -> list[Check]:
               py + ("scripts/bench_distributed_cg.py", "--one-device", "--tiny", "--iters", "20", "--repeats", "2",
                     "--json", "{json}"),
               _sharded_cg_verdict),
+        Check("tsprune", "Time-series transformers with 50% of heads and FFN units removed: latency against the dense "
+              "model at batch 1/32/256 (interleaved medians), FLOPs from XLA, per-op profiles",
+              80, 12,
+              py + ("scripts/bench_tsprune.py", "--width", "paper", "--batches", "1,32,256", "--repeats", "20",
+                    "--profile", "--json", "{json}"),
+              py + ("scripts/bench_tsprune.py", "--width", "cpu", "--models", "transformer", "--batches", "1,4",
+                    "--channels", "3", "--repeats", "20", "--json", "{json}"),
+              _tsprune_verdict),
         Check("energy_scaling", "One-GPU slice of the energy-scaling study (ResNet50, AFNO; local batch 16-256, "
               "global 256/1024 by accumulation; f32 and bf16): fit E = a h + b, R^2, slopes, Spearman",
               200, 40,
