@@ -137,7 +137,8 @@ def checks() -> list[Check]:
         Check("mfu", "WeatherMixer step at the paper's C1 size: fraction of the measured bf16 matmul rate and MFU "
               "against the spec peak", 150, 15,
               py + ("scripts/bench_mfu.py", "--sizes", "c1", "--precisions", "bf16,mixed", "--json", "{json}"),
-              py + ("scripts/bench_mfu.py", "--quick", "--json", "{json}")),
+              py + ("scripts/bench_mfu.py", "--quick", "--precisions", "bf16", "--grad-only", "none",
+                    "--json", "{json}")),
         Check("nvml", "EnergyMeter on the GPU: NVML energy of a timed matmul chain, plausible board power",
               25, 8,
               py + (__file__, "--internal", "nvml", "--json", "{json}"),
@@ -230,7 +231,9 @@ def _internal_energy_scaling(tiny: bool, workdir: Path) -> dict:
 
     arg = "gpu1_tiny" if tiny else "gpu1"
     results = {}
-    for precision in ("f32", "bf16"):
+    # Tiny: bf16 alone (the fragile path: AFNO's FFT runs in f32 inside a bf16 model); f32 is the study's
+    # own end-to-end test.
+    for precision in (("bf16",) if tiny else ("f32", "bf16")):
         config, _ = load_config(str(ROOT / "configs" / "energy_scaling" / f"grid.py:{arg}"))
         config = dc.replace(config, bf16=precision == "bf16")
         results[precision] = run(config, workdir / precision, progress=False)

@@ -50,7 +50,7 @@ def from_scipy(S: Any, format: Any = DEFAULT_FORMAT, *, dtype: Any = None, backe
       >>> type(A).__name__, A.shape
       ('SELLP', (3, 3))
       >>> type(jsparse.from_scipy(jsparse.poisson2d(8), backend="cpu")).__name__  # rows of 3-5 entries
-      'ELL'
+      'Hybrid'
     """
     if isinstance(format, str) and format.lower() == "auto":
         if options:
