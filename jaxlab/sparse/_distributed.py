@@ -198,7 +198,7 @@ def shard_rows(A: Any, mesh: Mesh, axis: str, *, halo: str = "auto", dtype: Any 
     if hasattr(A, "to_scipy"):
         A = A.to_scipy()
     S = sp.csr_matrix(A)
-    n, n2 = S.shape
+    n, n2 = tuple(S.shape)  # type: ignore[misc]  (SciPy's stubs leave the shape optional)
     if n != n2:
         raise ValueError(f"shard_rows needs a square matrix, got shape {S.shape}")
     n_sh = int(mesh.shape[axis])
