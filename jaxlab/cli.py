@@ -266,6 +266,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         PeerWatchdog.finished.set()  # from here on, a process that exits has finished
     except KeyboardInterrupt as e:
         print("\n" + _interrupt_message(workdir, _Signals.name(), getattr(e, "resume_records", ())), file=sys.stderr)
+        if _Signals.program:
+            # Everything the message names is on disk. Freeing the interrupted frames (orbax's event loop,
+            # device buffers) has hung a loaded machine for minutes in C code, so the process ends here.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(_Signals.exit_code())
         return _Signals.exit_code()
     except RunDivergedError as e:
         print(f"jaxlab: error: {_one_line(e)}", file=sys.stderr)
@@ -710,6 +716,7 @@ class _Signals:
     """SIGTERM handled as Ctrl-C (so a run checkpoints), remembering which signal it was for the exit status."""
 
     last = signal.SIGINT
+    program = False  # main() runs as the jaxlab program (its own argv), not called from Python
 
     @classmethod
     def install(cls) -> dict:
@@ -849,6 +856,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Mesh experiments run on 8 fake CPU devices when there is no accelerator; set before jax loads.
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
     _Signals.last = signal.SIGINT
+    _Signals.program = argv is None
     old_handlers = _Signals.install()
     try:
         if supervise:
