@@ -49,6 +49,7 @@ def test_tiny_run_measures_memory_flops_and_time(bench):
     assert payload["environment"]["backend"] == jax.default_backend()
 
 
+@pytest.mark.slow  # 20 s of compilation; the tiny run above covers the measurements
 def test_a_killed_memory_run_resumes_from_its_checkpoint(bench, tmp_path, monkeypatch):
     path = tmp_path / "fwdgrad.json"
     kw = dict(tiny=True, ks=(2,), tangent_batch_sizes=(1,), aggregations=("mean",), time_steps=False, verbose=False,

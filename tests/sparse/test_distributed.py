@@ -65,6 +65,7 @@ def test_general_matrix_gathers_the_needed_entries(mesh):
         jsparse.shard_rows(S, mesh, "rows", halo="ppermute")
 
 
+@pytest.mark.slow  # 24 s; the gather path is also checked by test_general_matrix_gathers_the_needed_entries
 def test_gather_on_a_banded_matrix_agrees_with_ppermute(mesh):
     S = jsparse.poisson3d(8)  # 512 rows, 64 per device, bandwidth 64
     a, b = (jsparse.shard_rows(S, mesh, "rows", halo=h) for h in ("ppermute", "gather"))
