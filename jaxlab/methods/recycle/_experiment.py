@@ -267,7 +267,10 @@ def _fit(name: str, config: RecycleConfig, splits: dict, workdir: Path, meter: M
         tx = (optax.adamw(config.learning_rate, weight_decay=config.weight_decay) if config.weight_decay
               else optax.adam(config.learning_rate))
     else:
-        params = model.init(k_init, *(sample[k] for k in keys[:-1]))
+        inputs = [sample[k] for k in keys[:-1]]
+        if name == "dlinear":
+            inputs = [inputs[0][..., None]]  # DLinear takes (B, L, C): the series as one channel, as in predict
+        params = model.init(k_init, *inputs)
         tx = optax.adam(config.learning_rate)
     state = TrainState.create(params=params, tx=tx)
     point = (lambda y: y[..., qs.index(0.5)]) if qs else (lambda y: y)  # noqa: E731

@@ -97,10 +97,10 @@ def test_smoke_run_on_a_synthetic_series(tmp_path):
     config = RecycleConfig(history=3, horizon=2, num_steps=4, vanilla_steps=2, eval_every=2, d_model=8, d_ff=8,
                            vanilla_d_model=8, vanilla_d_ff=8, batch_size=8, dlinear_kernel=5, learning_rate=0.05,
                            inference_repeats=1, rhp_days=1, quantiles=(0.1, 0.5, 0.9), dropout=0.1,
-                           models=("recycle", "recycle_guarded", "profile", "residual_ar", "persistence"))
+                           models=("recycle", "recycle_guarded", "profile", "residual_ar", "persistence", "dlinear"))
     summary = run(config, tmp_path, series=series, progress=False)
     models = [r["model"] for r in summary["table"]]
-    assert models == ["recycle", "recycle_guarded", "profile", "residual_ar", "persistence"]
+    assert models == ["recycle", "recycle_guarded", "profile", "residual_ar", "persistence", "dlinear"]
     assert (tmp_path / "forecast.png").is_file() and (tmp_path / "metrics_recycle.jsonl").is_file()
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
     assert all(np.isfinite(r["mae"]) and r["infer_s"] >= 0 for r in summary["table"])
