@@ -138,8 +138,9 @@ def make_windows(series: jdata.TimeSeries, *, input_len: int = 96, horizon: int 
 
 
 def evaluate_windows(predict: Callable[[dict[str, np.ndarray]], Any], windows: ForecastWindows, split: str,
-                     *, batch_size: int = 256, metrics: Mapping[str, Callable] | None = None) -> dict[str, float]:
-    """Mean metrics of ``predict`` over every window of ``split`` (the last batch is padded, never dropped).
+                     *, batch_size: int = 256, metrics: Mapping[str, Callable] | None = None,
+                     stride: int = 1) -> dict[str, float]:
+    """Mean metrics of ``predict`` over the windows of ``split`` (the last batch is padded, never dropped).
 
     Args:
       predict: ``predict(batch) -> (B, H, C)`` forecasts (normalised), ``batch`` as :meth:`ForecastWindows.gather`
@@ -149,12 +150,13 @@ def evaluate_windows(predict: Callable[[dict[str, np.ndarray]], Any], windows: F
       batch_size: windows per call.
       metrics: name -> ``f(error) -> per-window sums`` (default: ``mse`` and ``mae``); each is averaged
         over every entry of every window.
+      stride: evaluate every ``stride``-th window (1: all of them).
 
     Returns:
       ``{metric: value, "windows": count}``.
     """
     metrics = metrics or {"mse": np.square, "mae": np.abs}
-    origins = windows.origins(split)
+    origins = windows.origins(split, stride)
     totals = {k: 0.0 for k in metrics}
     count = 0
     for start in range(0, origins.size, batch_size):

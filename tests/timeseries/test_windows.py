@@ -67,6 +67,10 @@ def test_every_test_window_is_evaluated():
     # TSL's drop_last=True would have scored only 160 windows, and a different number
     dropped = np.mean(y[: (n // 32) * 32] ** 2)
     assert abs(dropped - out["mse"]) > 1e-6
+    # stride: every third window only (tsprune's cheap validation)
+    third = ts.evaluate_windows(predict, w, "test", batch_size=32, stride=3)
+    assert third["windows"] == 64
+    np.testing.assert_allclose(third["mse"], np.mean(y[::3] ** 2), rtol=1e-12)
 
 
 def test_windows_refuse_missing_values_and_short_splits():

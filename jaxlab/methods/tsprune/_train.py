@@ -112,9 +112,7 @@ class Forecaster:
         def run(batch):
             return self.predict(params, rest, *_inputs(batch))
 
-        if stride == 1:
-            return ts.evaluate_windows(run, w, split, batch_size=self.settings.eval_batch)
-        return _evaluate_origins(run, w, w.origins(split, stride), self.settings.eval_batch)
+        return ts.evaluate_windows(run, w, split, batch_size=self.settings.eval_batch, stride=stride)
 
     def fit(self, variables, *, key, masks=None, epochs: int | None = None, patience: int | None = None,
             learning_rate: float | None = None, progress: Callable[[str], None] | None = None) -> tuple[dict, dict]:
@@ -181,18 +179,3 @@ def _set_lr(opt_state, lr: float):
     hp = dict(inner.hyperparams)
     hp["learning_rate"] = jnp.asarray(lr, jnp.asarray(hp["learning_rate"]).dtype)
     return opt_state._replace(inner_state=inner._replace(hyperparams=hp))
-
-
-def _evaluate_origins(run, windows: ts.ForecastWindows, origins: np.ndarray, batch_size: int) -> dict[str, float]:
-    sq = ab = 0.0
-    for start in range(0, origins.size, batch_size):
-        chunk = origins[start:start + batch_size]
-        real = chunk.size
-        if real < batch_size:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - real)])
-        batch = windows.gather(chunk)
-        err = np.asarray(run(batch), np.float64)[:real] - batch["y"][:real]
-        sq += float(np.sum(err ** 2))
-        ab += float(np.sum(np.abs(err)))
-    n = origins.size * windows.horizon * windows.channels
-    return {"mse": sq / n, "mae": ab / n, "windows": int(origins.size)}
