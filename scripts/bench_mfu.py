@@ -71,6 +71,15 @@ def bare_flops(t: int, d: int, blocks: int = 3) -> float:
     return 3.0 * blocks * (2 * 2 * t * (t // 2) * d + 2 * 2 * t * d * d)
 
 
+#: Dense bf16 peaks from the vendors' spec sheets (FLOP/s, no sparsity), by a substring of jax's device_kind.
+SPEC_PEAK_BF16 = {"H200": 989e12, "A100": 312e12}  # H200 SXM; A100 SXM and PCIe
+
+
+def spec_peak_flops(device_kind: str) -> float | None:
+    """The spec dense bf16 peak of a device (None when the table does not know it, e.g. a CPU)."""
+    return next((v for k, v in SPEC_PEAK_BF16.items() if k.lower() in device_kind.lower()), None)
+
+
 def matmul_rate(n: int, repeats: int, inner: int = 10) -> dict:
     """bf16 ``n^3`` matmul rate: median over ``repeats`` of ``inner`` products issued back to back."""
     ka, kb = jax.random.split(jax.random.key(0))
@@ -227,13 +236,21 @@ def main(argv=None):
     print(f"bf16 matmul {args.matmul}^3: {rate / 1e12:.1f} TFLOP/s", flush=True)
     records = []
 
+    peak = spec_peak_flops(jax.devices()[0].device_kind)
+
+    def rates(rec):
+        per_s = rec["model_flops"] / rec["step_s"]
+        rec["fraction_of_matmul"] = per_s / rate  # of the bf16 matmul rate measured in this run
+        rec["mfu"] = per_s / peak if peak else None  # of the spec sheet's dense bf16 peak (None: unknown device)
+
     def report(rec):
-        rec["mfu"] = rec["model_flops"] / rec["step_s"] / rate
+        rates(rec)
         rec["model_tflops_per_s"] = rec["model_flops"] / rec["step_s"] / 1e12
         records.append(rec)
+        mfu = "MFU n/a" if rec["mfu"] is None else f"MFU {rec['mfu']:.3f}"
         print(f"{rec['name']:36s} {rec['step_s'] * 1e3:9.2f} ms  {rec['model_tflops_per_s']:7.1f} TFLOP/s  "
-              f"MFU {rec['mfu']:.3f}  (XLA flops / model {rec['xla_flops'] / rec['model_flops']:.2f}, "
-              f"compile {rec['compile_s']:.0f} s)", flush=True)
+              f"{rec['fraction_of_matmul']:.3f} of matmul, {mfu}  (XLA flops / model "
+              f"{rec['xla_flops'] / rec['model_flops']:.2f}, compile {rec['compile_s']:.0f} s)", flush=True)
 
     for name in args.sizes.split(","):
         s = SIZES[name]
@@ -262,11 +279,13 @@ def main(argv=None):
     if mm_end["flops_per_s"] > rate:
         rate = mm_end["flops_per_s"]
         for rec in records:
-            rec["mfu"] = rec["model_flops"] / rec["step_s"] / rate
-        print("MFU recomputed against the higher end-of-run rate:", ", ".join(
-            f"{r['name']} {r['mfu']:.3f}" for r in records), flush=True)
+            rates(rec)
+        print("fraction of matmul recomputed against the higher end-of-run rate:", ", ".join(
+            f"{r['name']} {r['fraction_of_matmul']:.3f}" for r in records), flush=True)
     path = save_benchmark("mfu", records, path=args.json, matmul=mm, matmul_end=mm_end, matmul_rate_used=rate,
-                          note="MFU = model FLOPs (3 x forward dense layers) / step time / measured bf16 matmul rate")
+                          spec_peak_flops=peak,
+                          note="model FLOPs = 3 x forward dense layers; fraction_of_matmul = model FLOP/s / measured "
+                               "bf16 matmul rate; mfu = model FLOP/s / spec dense bf16 peak (SPEC_PEAK_BF16)")
     print(f"wrote {path}")
     return records
 
