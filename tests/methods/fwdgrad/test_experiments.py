@@ -72,7 +72,13 @@ def _config(name):
 @pytest.mark.parametrize("name", ["approximation", "functions", "angles"])
 def test_config_variants(name):
     module = _config(name)
-    for arg in (None, "quick"):
-        assert module.get_config(arg) is not None
+    from jaxlab.core._config import validate_config
+
+    configs = [module.get_config(arg) for arg in (None, "quick")]
+    for c in configs:
+        validate_config(c)  # raises ConfigError on a value outside its constraints
+    assert configs[0] != configs[1], "quick must be smaller than the default"
+    with pytest.raises(ValueError, match="unknown argument"):
+        module.get_config("bogus")
     with pytest.raises(ValueError, match="unknown argument"):
         module.get_config("nope")
