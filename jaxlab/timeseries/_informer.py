@@ -40,7 +40,7 @@ from jaxlab.core import Array, PRNGKey
 from jaxlab.core._groups import Axis, Group, replace_fields
 
 from ._layers import DataEmbedding
-from ._transformer import DecoderLayer, EncoderDecoderSizes, EncoderLayer, decoder_input, decoder_marks
+from ._transformer import EncoderDecoderSizes, EncoderLayer, decode
 
 
 def prob_sizes(l_q: int, l_k: int, factor: int) -> tuple[int, int]:
@@ -139,16 +139,8 @@ class Informer(nn.Module):
             if c.distil and i < c.e_layers - 1:
                 h = Distil(c.d_model, c.distil_indices()[i], name=f"distil_{i}")(h, train=train)
         h = nn.LayerNorm(epsilon=1e-5, name="encoder_norm")(h)
-        d = DataEmbedding(c.d_model, c.time_features, True, c.dropout, name="dec_embedding")(
-            decoder_input(x, c.label_len, c.horizon), decoder_marks(x_mark, future_mark, c.label_len), train=train)
-        for j in range(c.d_layers):
-            idx = c.e_layers + 2 * j
-            d = DecoderLayer(c.d_model, heads[idx], heads[idx + 1], hd, ffn[c.e_layers + j], c.activation,
-                             c.dropout, name=f"decoder_{j}")(
-                d, h, partial(attend, causal=True, key=self._key(idx)),
-                partial(attend, causal=False, key=self._key(idx + 1)), train=train)
-        d = nn.LayerNorm(epsilon=1e-5, name="decoder_norm")(d)
-        return nn.Dense(c.channels, name="projection")(d)[:, -c.horizon:]
+        return decode(c, heads, hd, ffn, h, x, x_mark, future_mark,
+                      lambda idx, causal: partial(attend, causal=causal, key=self._key(idx)), train=train)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -75,6 +75,25 @@ class DecoderLayer(nn.Module):
         return nn.LayerNorm(epsilon=1e-5, name="norm3")(x + drop(y, deterministic=not train))
 
 
+def decode(c, heads, hd: int, ffn, enc: Array, x: Array, x_mark: Array | None, future_mark: Array | None,
+           attention: Callable[[int, bool], Callable], *, train: bool) -> Array:
+    """The shared decoder of the encoder-decoder zoo models, called inside their compact ``__call__``.
+
+    Embeds the decoder input (the last ``label_len`` steps, then zeros), runs ``c.d_layers``
+    :class:`DecoderLayer`, normalises and projects to ``(B, horizon, channels)``. ``attention(idx, causal)``
+    gives the attention of head group ``idx`` (self-attention ``e_layers + 2 j``, cross ``+ 1``).
+    """
+    d = DataEmbedding(c.d_model, c.time_features, True, c.dropout, name="dec_embedding")(
+        decoder_input(x, c.label_len, c.horizon), decoder_marks(x_mark, future_mark, c.label_len), train=train)
+    for j in range(c.d_layers):
+        idx = c.e_layers + 2 * j
+        d = DecoderLayer(c.d_model, heads[idx], heads[idx + 1], hd, ffn[c.e_layers + j], c.activation,
+                         c.dropout, name=f"decoder_{j}")(
+            d, enc, attention(idx, True), attention(idx + 1, False), train=train)
+    d = nn.LayerNorm(epsilon=1e-5, name="decoder_norm")(d)
+    return nn.Dense(c.channels, name="projection")(d)[:, -c.horizon:]
+
+
 def decoder_input(x: Array, label_len: int, horizon: int) -> Array:
     """The last ``label_len`` steps of the history followed by ``horizon`` zeros (TSL's ``dec_inp``)."""
     zeros = jnp.zeros((x.shape[0], horizon, x.shape[2]), x.dtype)
@@ -157,15 +176,8 @@ class Transformer(nn.Module):
             h = EncoderLayer(c.d_model, heads[i], hd, ffn[i], c.activation, c.dropout, name=f"encoder_{i}")(
                 h, partial(full_attention, causal=False), train=train)
         h = nn.LayerNorm(epsilon=1e-5, name="encoder_norm")(h)
-        d = DataEmbedding(c.d_model, c.time_features, True, c.dropout, name="dec_embedding")(
-            decoder_input(x, c.label_len, c.horizon), decoder_marks(x_mark, future_mark, c.label_len), train=train)
-        for j in range(c.d_layers):
-            idx = c.e_layers + 2 * j
-            d = DecoderLayer(c.d_model, heads[idx], heads[idx + 1], hd, ffn[c.e_layers + j], c.activation,
-                             c.dropout, name=f"decoder_{j}")(
-                d, h, partial(full_attention, causal=True), partial(full_attention, causal=False), train=train)
-        d = nn.LayerNorm(epsilon=1e-5, name="decoder_norm")(d)
-        return nn.Dense(c.channels, name="projection")(d)[:, -c.horizon:]
+        return decode(c, heads, hd, ffn, h, x, x_mark, future_mark,
+                      lambda idx, causal: partial(full_attention, causal=causal), train=train)
 
 
 @dataclasses.dataclass(frozen=True)
