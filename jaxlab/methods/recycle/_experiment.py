@@ -49,6 +49,7 @@ MODELS: tuple[str, ...] = ("recycle", "recycle_guarded", "profile", "residual_ar
 _LOADERS: dict[str, Callable[[], jdata.TimeSeries]] = {
     "elecdemand": jdata.load_elecdemand,
     "taylor": jdata.load_taylor,
+    "bikeshare": jdata.load_bikeshare,
 }
 
 
@@ -57,7 +58,8 @@ class RecycleConfig:
     """ReCycle experiment settings (defaults follow the paper's CLI where it has one).
 
     Attributes:
-      dataset: ``"elecdemand"`` (Victoria 2014) or ``"taylor"`` (England & Wales, summer 2000).
+      dataset: ``"elecdemand"`` (Victoria 2014), ``"taylor"`` (England & Wales, summer 2000) or
+        ``"bikeshare"`` (Capital Bikeshare rentals, hourly 2011, ISLP).
       history, horizon: window lengths in cycles (days); the paper uses 21 and 7.
       fractions: chronological train/validation/test split.
       variant: profile variant (``last_rhp``, ``loose_rhp``, ``persistence``, ``tenday``).
@@ -77,7 +79,10 @@ class RecycleConfig:
         loss and the coverage of the outer levels' interval (raw and conformalised on validation).
       models: which rows to produce (a subset of :data:`MODELS`; ``recycle`` always runs).
         ``recycle_guarded`` is the profile plus ``alpha_h`` times ReCycle's residual, one ``alpha_h``
-        in [0, 1] per lead day fitted on validation (:func:`jaxlab.timeseries.fit_lead_guard`);
+        in [0, 1] per lead day fitted on validation by ``guard_rule``
+        (:func:`jaxlab.timeseries.fit_guard_rule`), at the first ``guard_ar_leads`` leads possibly
+        replaced by the residual AR (:func:`jaxlab.timeseries.choose_alternative`); the summary's
+        ``guard_rules`` table holds every rule, with and without the AR candidate;
         ``residual_ar`` the profile plus a per-lead linear model of the last history day's residual,
         fitted on train (:func:`jaxlab.timeseries.fit_residual_ar`).
       inference_repeats: timed test passes per model.
@@ -86,6 +91,15 @@ class RecycleConfig:
         history and the forecast days (an oracle weather forecast; not in the paper). DLinear stays
         univariate (with the temperatures through one more linear map it overfits: test MAE 0.37
         vs 0.28 GW on elecdemand).
+      guard_rule: how ``recycle_guarded`` fits ``alpha_h`` on validation (one of
+        :data:`jaxlab.timeseries.GUARD_RULES`): ``"val"`` the plain closed-form fit (optimistic: its
+        gain is in-sample), ``"cv"`` kept only where the blocked out-of-fold gain is positive, ``"dm"``
+        only where it is significant (one-sided Diebold-Mariano, family-wise ``guard_level``, Bonferroni
+        over the leads), ``"shrink"`` scaled by the out-of-fold share of the in-sample gain.
+      guard_folds: contiguous validation blocks of the cross-fitting.
+      guard_level: family-wise significance level of the ``"dm"`` rule and of the AR candidate.
+      guard_ar_leads: leads (from the first) at which the residual AR, fitted on train, may replace the
+        guarded forecast (when its validation loss is lower and its gain over the profile significant).
       seed: PRNG seed.
     """
 
@@ -114,10 +128,14 @@ class RecycleConfig:
     dropout: float = 0.0
     weight_decay: float = 0.0
     quantiles: tuple[float, ...] = ()
+    guard_rule: str = "dm"
+    guard_folds: int = 5
+    guard_level: float = 0.05
+    guard_ar_leads: int = 1
     seed: int = 0
 
     CONSTRAINTS: ClassVar[dict] = {
-        "dataset": one_of("elecdemand", "taylor"), "history": positive, "horizon": positive,
+        "dataset": one_of(*_LOADERS), "history": positive, "horizon": positive,
         "fractions": each(in_range(0.0, 1.0, low_open=True, high_open=True)), "variant": one_of(*VARIANTS),
         "rhp_days": positive, "d_model": positive, "d_ff": positive, "num_heads": positive,
         "num_encoder_layers": positive, "num_decoder_layers": positive, "vanilla_d_model": positive,
@@ -126,6 +144,8 @@ class RecycleConfig:
         "models": (nonempty, each(one_of(*MODELS))), "inference_repeats": positive, "seed": in_range(0, 2**32 - 1),
         "dropout": in_range(0.0, 1.0, high_open=True), "weight_decay": in_range(0.0, 1.0),
         "quantiles": each(in_range(0.0, 1.0, low_open=True, high_open=True)),
+        "guard_rule": one_of(*ts.GUARD_RULES), "guard_folds": in_range(2, 10**6),
+        "guard_level": in_range(0.0, 1.0, low_open=True, high_open=True), "guard_ar_leads": in_range(0, 10**6),
     }
     RULES: ClassVar[tuple] = (
         Rule(("fractions",), lambda c: abs(sum(c.fractions) - 1.0) < 1e-6, "the three fractions must add up to 1"),
@@ -424,19 +444,16 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     for i, name in enumerate(models):
         if name in ("recycle_guarded", "residual_ar"):
             t0 = time.perf_counter()
+            ar = _residual_ar(splits)
             if name == "recycle_guarded":
-                alpha = ts.fit_lead_guard(rc["val"] - val["fc_profile"], val["target"] - val["fc_profile"])
-                pred_n = ts.apply_lead_guard(test["fc_profile"], rc["test"], alpha)
-                val_n = ts.apply_lead_guard(val["fc_profile"], rc["val"], alpha)
-                rc["alpha"] = alpha
+                rc["rules"] = {(rule, k): _guard(rule, k, config, rc, splits, ar)
+                               for rule in ts.GUARD_RULES for k in sorted({0, config.guard_ar_leads})}
+                g = rc["rules"][(config.guard_rule, config.guard_ar_leads)]
+                pred_n, val_n = g["test"], g["val"]
+                rc["alpha"], rc["use_ar"] = g["alpha"], g["use_ar"]
                 base = rc["row"]
             else:
-                tr = splits["train"]
-                a, b = ts.fit_residual_ar(tr["hist"][:, -1] - tr["hist_profile"][:, -1],
-                                          tr["target"] - tr["fc_profile"])
-                last = lambda sp: sp["hist"][:, -1] - sp["hist_profile"][:, -1]  # noqa: E731
-                pred_n = test["fc_profile"] + ts.residual_ar_forecast(last(test), a, b)
-                val_n = val["fc_profile"] + ts.residual_ar_forecast(last(val), a, b)
+                pred_n, val_n = test["fc_profile"] + ar["test"], val["fc_profile"] + ar["val"]
                 base = {"params": 2 * config.horizon, "train_s": prep["profile_s"], "train_energy_j": 0.0,
                         "infer_s": 0.0, "infer_energy_j": 0.0}
             fit_s = time.perf_counter() - t0
@@ -446,10 +463,24 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
             row = {"model": name, **m, "params": base["params"], "train_s": base["train_s"] + fit_s,
                    "train_energy_j": base["train_energy_j"], "infer_s": base["infer_s"],
                    "infer_energy_j": base["infer_energy_j"], "best_step": None, "energy": rc["row"]["energy"]}
-            if name == "recycle_guarded" and rc.get("quantiles"):
-                row.update(_quantile_metrics(
-                    sc, ts.apply_lead_guard(test["fc_profile"], rc["test_q"], alpha), test["target"],
-                    ts.apply_lead_guard(val["fc_profile"], rc["val_q"], alpha), val["target"], rc["quantiles"]))
+            if name == "recycle_guarded":
+                val_truth_n = val["target"].astype(np.float64)
+                rc["rule_rows"] = []
+                for (rule, k), g in rc["rules"].items():
+                    rrow = {"rule": rule, "ar_leads": k, "alpha": g["alpha"].tolist(), "use_ar": g["use_ar"].tolist(),
+                            "alpha_val": g["info"]["alpha_val"].tolist(),
+                            "oof_ratio": g["info"]["oof_ratio"].tolist(),
+                            "dm_pvalue": g["info"]["dm_pvalue"].tolist(),
+                            **{f"test_{m}": v for m, v in forecast_metrics(sc.inverse(g["test"]), truth).items()},
+                            "test_mae_lead1": float(np.mean(np.abs(sc.inverse(g["test"])[:, 0] - truth[:, 0]))),
+                            "val_mae": float(np.mean(np.abs(sc.inverse(g["val"]) - sc.inverse(val_truth_n))))}
+                    if rc.get("quantiles"):
+                        qm = _quantile_metrics(sc, g["test_q"], test["target"], g["val_q"], val["target"],
+                                               rc["quantiles"])
+                        rrow.update({f"test_{m}": v for m, v in qm.items()})
+                        if (rule, k) == (config.guard_rule, config.guard_ar_leads):
+                            row.update(qm)
+                    rc["rule_rows"].append(rrow)
             rows.append(row)
             if progress:
                 print(f"[recycle] {name:15s} test MAE {m['mae']:.4f}", flush=True)
@@ -531,6 +562,12 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     if "recycle_guarded" in by:
         summary["guarded_mae"] = by["recycle_guarded"]["mae"]
         summary["guard_alpha"] = [float(a) for a in rc["alpha"]]
+        summary["guard_use_ar"] = [bool(u) for u in rc["use_ar"]]
+        summary["guard_rule"] = config.guard_rule
+        summary["guard_rules"] = rc["rule_rows"]
+        # evidence only, never used by a rule: the alpha_h that would have been best on the test windows
+        summary["guard_alpha_test_oracle"] = ts.fit_lead_guard(rc["test"] - test["fc_profile"],
+                                                               test["target"] - test["fc_profile"]).tolist()
     if "residual_ar" in by:
         summary["residual_ar_mae"] = by["residual_ar"]["mae"]
         summary["residual_ar_mae_lead1"] = by["residual_ar"]["mae_lead1"]
@@ -547,6 +584,40 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     summary["plots"] = [path.name]
     write_json(workdir / "summary.json", to_jsonable(summary))
     return summary
+
+
+def _residual_ar(splits: dict) -> dict[str, np.ndarray]:
+    """The residual AR of the last history day, fitted on train: residual forecasts of every split."""
+    tr = splits["train"]
+    last = lambda sp: sp["hist"][:, -1] - sp["hist_profile"][:, -1]  # noqa: E731
+    a, b = ts.fit_residual_ar(last(tr), tr["target"] - tr["fc_profile"])
+    return {name: ts.residual_ar_forecast(last(sp), a, b) for name, sp in splits.items()}
+
+
+def _guard(rule: str, ar_leads: int, config: RecycleConfig, rc: dict, splits: dict, ar: dict) -> dict:
+    """ReCycle's forecast guarded by one rule (normalised): ``alpha``, the AR leads, val/test points and quantiles.
+
+    At the AR leads the forecast is the profile plus the AR residual. With quantile heads the
+    guarded quantiles are the guarded point plus the model's offsets from its median (the guard
+    shrinks the point, not the model's spread), conformalised later on validation.
+    """
+    val, test = splits["val"], splits["test"]
+    f_val, r_val = rc["val"] - val["fc_profile"], val["target"] - val["fc_profile"]
+    alpha, info = ts.fit_guard_rule(f_val, r_val, rule, folds=config.guard_folds, level=config.guard_level)
+    _, oof = ts.cross_fit_lead_guard(f_val, r_val, folds=config.guard_folds)
+    oof = np.where(alpha[None, :, None] > 0, oof, 0.0) if rule != "val" else alpha[None, :, None] * f_val
+    use_ar = ts.choose_alternative(np.abs(r_val - oof), np.abs(r_val - ar["val"]), np.abs(r_val),
+                                   leads=ar_leads, level=config.guard_level)
+    out: dict[str, Any] = {"alpha": alpha, "use_ar": use_ar, "info": info}
+    for name, sp in (("val", val), ("test", test)):
+        point = ts.apply_lead_guard(sp["fc_profile"], rc[name], alpha)
+        point = np.where(use_ar[None, :, None], sp["fc_profile"] + ar[name], point).astype(np.float64)
+        out[name] = point
+        if rc.get("quantiles"):
+            q = np.asarray(rc[name + "_q"], np.float64)
+            med = q[..., rc["quantiles"].index(0.5)]
+            out[name + "_q"] = point[..., None] + (q - med[..., None])
+    return out
 
 
 def _quantile_metrics(sc, q_test, y_test, q_val, y_val, qs) -> dict[str, float]:

@@ -110,9 +110,17 @@ def test_smoke_run_on_a_synthetic_series(tmp_path):
     # model selection starts from step 0, where ReCycle (zero head) is the profile: never worse on val
     assert by["recycle"]["val_mae"] <= by["profile"]["val_mae"] + 1e-9
     assert by["recycle"]["best_step"] > 0 or by["recycle"]["val_mae"] == pytest.approx(by["profile"]["val_mae"])
-    # the guard is fitted on val per lead: never worse there than the profile (alpha 0) or ReCycle (alpha 1)
+    # the plain guard is fitted on val per lead: never worse there than the profile (alpha 0) or ReCycle
+    # (alpha 1); every rule, with or without the AR candidate, is never worse there than the profile
     g = by["recycle_guarded"]
-    assert g["val_mae"] <= min(by["profile"]["val_mae"], by["recycle"]["val_mae"]) + 1e-9
+    rules = {(r["rule"], r["ar_leads"]): r for r in summary["guard_rules"]}
+    assert set(rules) == {(rule, k) for rule in ("val", "cv", "dm", "shrink") for k in (0, 1)}
+    assert rules[("val", 0)]["val_mae"] <= min(by["profile"]["val_mae"], by["recycle"]["val_mae"]) + 1e-9
+    assert all(r["val_mae"] <= by["profile"]["val_mae"] + 1e-9 for r in rules.values())
+    assert all(r["use_ar"] == [False, False] for (_, k), r in rules.items() if k == 0)
+    # the row is the configured rule (default: dm with the AR candidate at lead 1)
+    assert g["mae"] == pytest.approx(rules[("dm", 1)]["test_mae"]) and summary["guard_rule"] == "dm"
+    assert g["coverage"] == pytest.approx(rules[("dm", 1)]["test_coverage"])
     assert len(summary["guard_alpha"]) == 2 and all(0 <= a <= 1 for a in summary["guard_alpha"])
     # quantile heads: pinball and the 80% interval's coverage, raw and conformalised on val
     for r in (by["recycle"], g):
