@@ -216,8 +216,8 @@ def guard_gain_test(loss_model: np.ndarray, loss_base: np.ndarray, *, lags: int 
     Returns:
       ``(stat, pvalue)``, each ``(H,)``: ``stat = mean(d) / sqrt(lrv / B)`` and the normal
       ``P(Z <= stat)`` (small when the model's loss is significantly lower). A lead whose
-      differentials are all equal gets ``stat = 0``, ``pvalue = 0.5`` unless they are negative
-      (``-inf``, 0) or positive (``inf``, 1).
+      differentials are all equal (up to rounding) gets ``stat = -inf``, ``pvalue = 0`` when they are
+      negative, ``inf``/1 when positive and 0/0.5 when zero.
     """
     d = _per_window(loss_model) - _per_window(loss_base)  # (H, B)
     n = d.shape[1]
@@ -230,9 +230,10 @@ def guard_gain_test(loss_model: np.ndarray, loss_base: np.ndarray, *, lags: int 
     for k in range(1, lags + 1):
         lrv = lrv + 2.0 * (1.0 - k / (lags + 1.0)) * np.sum(dc[:, k:] * dc[:, :-k], axis=1) / n
     se = np.sqrt(np.maximum(lrv, 0.0) / n)
+    flat = se <= 1e-12 * np.abs(d).max(axis=1)  # equal differentials, up to rounding
     with np.errstate(divide="ignore", invalid="ignore"):
-        stat = np.where(se > 0, mean / np.where(se > 0, se, 1.0), np.sign(mean) * np.inf)
-    stat = np.where((se == 0) & (mean == 0), 0.0, stat)
+        stat = np.where(flat, np.sign(mean) * np.inf, mean / np.where(flat, 1.0, se))
+    stat = np.where(flat & (np.abs(mean) <= 1e-12 * np.abs(d).max(axis=1)), 0.0, stat)
     return stat, stats.norm.cdf(stat)
 
 
