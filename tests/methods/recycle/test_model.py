@@ -1,5 +1,6 @@
 """ReCycle's model and baselines: the profile fallback, token-order invariance, shapes, a smoke run."""
 
+import dataclasses
 import json
 
 import jax
@@ -141,3 +142,32 @@ def test_config_rejects_quantiles_without_median_and_bad_regularisation():
                        (dict(quantiles=(0.0, 0.5)), "quantiles")):
         with pytest.raises(ConfigError, match=match):
             validate_config(RecycleConfig(**bad))
+
+
+@pytest.mark.parametrize("spec", ["elecdemand.py", "elecdemand.py:quick", "elecdemand.py:univariate",
+                                  "elecdemand.py:paper", "taylor.py", "taylor.py:quick", "bikeshare.py",
+                                  "bikeshare.py:quick", "bikeshare.py:univariate"])
+def test_configs_load_and_validate(spec):
+    from jaxlab.core import load_config
+    from jaxlab.core._config import validate_config
+
+    config, _ = load_config(f"configs/recycle/{spec}")
+    validate_config(config)
+    assert config.guard_rule == "dm" and config.guard_ar_leads == 1
+    if spec.endswith(":univariate"):
+        assert config.exogenous == ()
+    with pytest.raises(ValueError, match="unknown argument"):
+        load_config(f"configs/recycle/{spec.split(':')[0]}:huge")
+
+
+def test_bikeshare_windows_carry_the_weather():
+    from jaxlab.core import load_config
+    from jaxlab.methods.recycle import prepare_windows
+
+    pytest.importorskip("ISLP")
+    config, _ = load_config("configs/recycle/bikeshare.py")
+    with_weather = prepare_windows(config)["splits"]["train"]
+    without = prepare_windows(dataclasses.replace(config, exogenous=()))["splits"]["train"]
+    assert with_weather["target"].shape[2] == 24
+    # daily mean/min/max of temp, hum and weathersit: 9 more metadata features per token
+    assert with_weather["hist_meta"].shape[-1] == without["hist_meta"].shape[-1] + 9
