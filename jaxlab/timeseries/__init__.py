@@ -91,3 +91,7 @@ from ._guard import guard_gain_test as guard_gain_test
 from ._guard import guard_gain_test_reference as guard_gain_test_reference
 from ._guard import choose_alternative as choose_alternative
 from ._guard import choose_alternative_reference as choose_alternative_reference
+from ._step_transformer import DecoderLayer as PostNormDecoderLayer
+from ._step_transformer import EncoderDecoder as EncoderDecoder
+from ._step_transformer import EncoderLayer as PostNormEncoderLayer
+from ._step_transformer import VanillaTransformer as VanillaTransformer

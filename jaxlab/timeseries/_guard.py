@@ -323,7 +323,7 @@ def fit_guard_rule_reference(residual_forecast, residual_target, rule: str = "va
             for j in range(h):
                 oof[t, j] = ak[j] * f[t, j]
     out = []
-    stat, p = guard_gain_test_reference(np.abs(r - oof), np.abs(r))
+    _, p = guard_gain_test_reference(np.abs(r - oof), np.abs(r))
     for j in range(h):
         lb = sum(float(np.abs(r[t, j]).sum()) for t in range(b))
         lo = sum(float(np.abs(r[t, j] - oof[t, j]).sum()) for t in range(b))

@@ -141,8 +141,8 @@ def test_guard_rule_options_change_the_result():
         np.testing.assert_array_equal(a, np.where(p < level / 2, info["alpha_val"], 0.0))  # Bonferroni, H = 2
         results.add(tuple(a))
     assert len(results) >= 2 and (0.0, 0.0) in results
-    a3, i3 = ts.fit_guard_rule(f, r, "shrink", folds=3)
-    a8, i8 = ts.fit_guard_rule(f, r, "shrink", folds=8)
+    _, i3 = ts.fit_guard_rule(f, r, "shrink", folds=3)
+    _, i8 = ts.fit_guard_rule(f, r, "shrink", folds=8)
     assert not np.allclose(i3["oof_ratio"], i8["oof_ratio"])
 
 

@@ -40,7 +40,7 @@ from jaxlab import timeseries as ts
 from jaxlab.timeseries import DLinear
 from jaxlab.train import TrainState, make_train_step, train_loop
 
-from ._baselines import VanillaTransformer
+from jaxlab.timeseries import VanillaTransformer
 from jaxlab.timeseries import PROFILE_VARIANTS as VARIANTS
 from jaxlab.timeseries import profile_run_up, profile_windows
 

@@ -10,7 +10,7 @@ import pytest
 
 import jaxlab.data as jd
 from jaxlab.core import tolerances
-from jaxlab.methods.recycle import (RecycleConfig, ReCycleTransformer, VanillaTransformer, energy_label,
+from jaxlab.methods.recycle import (RecycleConfig, ReCycleTransformer, energy_label,
                                     energy_total_j, forecast_metrics, run)
 from jaxlab.timeseries import DLinear, moving_average, moving_average_reference
 
@@ -69,11 +69,7 @@ def test_baselines_shapes_and_moving_average(getkey):
         moving_average(x, 4)
     dl = DLinear(horizon=H * D, kernel=5)
     assert jax.eval_shape(dl.init, getkey(), x[..., None])["params"]["trend"]["kernel"].shape == (L * D, H * D)
-    feats = jax.random.normal(getkey(), (B, L * D, 10), jnp.float32)
-    fc_feats = jax.random.normal(getkey(), (B, H * D, 10), jnp.float32)
-    vt = VanillaTransformer(d_model=8, d_ff=8)
-    out = jax.eval_shape(lambda k: vt.apply(vt.init(k, x, feats, fc_feats), x, feats, fc_feats), getkey())
-    assert out.shape == (B, H * D)
+    # the per-step VanillaTransformer moved to jaxlab.timeseries: tests/timeseries/test_step_transformer.py
 
 
 def test_energy_readings_of_both_meter_kinds():
