@@ -10,7 +10,10 @@ split (mean of seeds 0-2: lr 1e-3 0.0246 < 3e-4 0.0272 < 1e-4 0.0285 normalised 
 history and no temperature were worse there).
 
 Command:  jaxlab run configs/recycle/elecdemand.py          (quick: configs/recycle/elecdemand.py:quick)
-          variants: :univariate (no temperature), :paper (21-day history, no temperature)
+          variants: :univariate (no temperature), :paper (21-day history, no temperature),
+          :reference (the reference code's protocol: per-split MinMax, which leaks the validation and
+          test statistics, a 21-day run-up in every split, PyTorch initialisation, 200 epochs, last
+          epoch kept, 21-day history)
 Hardware: CPU (2 cores); no accelerator needed.
 Runtime:  about 6-10 min on 2 CPU cores shared with other jobs (load 6-10), nearly all of it the
           vanilla transformer (quick: about 50 s under the same load).
@@ -45,4 +48,7 @@ def get_config(arg: str | None = None) -> RecycleConfig:
         return dataclasses.replace(config, exogenous=())
     if arg == "paper":
         return dataclasses.replace(config, history=21, exogenous=())
-    raise ValueError(f"unknown argument {arg!r}; use 'quick', 'univariate', 'paper' or nothing")
+    if arg == "reference":  # the reference code's protocol; LEAKS the val/test statistics (per-split MinMax)
+        return dataclasses.replace(config, history=21, exogenous=(), protocol="reference", init="torch",
+                                   zero_head=False, keep="last", epochs=200)
+    raise ValueError(f"unknown argument {arg!r}; use 'quick', 'univariate', 'paper', 'reference' or nothing")

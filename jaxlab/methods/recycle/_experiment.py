@@ -100,6 +100,20 @@ class RecycleConfig:
       guard_level: family-wise significance level of the ``"dm"`` rule and of the AR candidate.
       guard_ar_leads: leads (from the first) at which the residual AR, fitted on train, may replace the
         guarded forecast (when its validation loss is lower and its gain over the profile significant).
+      protocol: ``"jaxlab"`` (one MinMax scaler fitted on train; the profile's run-up dropped once
+        at the start of the series; histories may reach into the previous split) or ``"reference"``
+        (the reference code's data handling: each split MinMax-scaled with its own statistics, which
+        leaks the validation and test ranges into their inputs, and a run-up of ``7 rhp_days`` days
+        dropped at the start of every split, histories inside the split). Errors are measured in the
+        series' units through each split's own scaler.
+      init: ReCycle's initialisation, ``"jax"`` (flax defaults) or ``"torch"`` (PyTorch's defaults, as
+        the reference).
+      zero_head: start ReCycle's output layer at zero (the untrained model forecasts the profile); the
+        reference does not.
+      keep: ``"best"`` (the parameters of the best validation MAE) or ``"last"`` (the last step's: what
+        the reference's early stopping returns, as it keeps its ``state_dict`` by reference).
+      epochs: if positive, ReCycle trains ``epochs * ceil(train windows / batch_size)`` steps instead
+        of ``num_steps`` (the reference: 200 epochs).
       seed: PRNG seed.
     """
 
@@ -132,6 +146,11 @@ class RecycleConfig:
     guard_folds: int = 5
     guard_level: float = 0.05
     guard_ar_leads: int = 1
+    protocol: str = "jaxlab"
+    init: str = "jax"
+    zero_head: bool = True
+    keep: str = "best"
+    epochs: int = 0
     seed: int = 0
 
     CONSTRAINTS: ClassVar[dict] = {
@@ -146,6 +165,8 @@ class RecycleConfig:
         "quantiles": each(in_range(0.0, 1.0, low_open=True, high_open=True)),
         "guard_rule": one_of(*ts.GUARD_RULES), "guard_folds": in_range(2, 10**6),
         "guard_level": in_range(0.0, 1.0, low_open=True, high_open=True), "guard_ar_leads": in_range(0, 10**6),
+        "protocol": one_of("jaxlab", "reference"), "init": one_of("jax", "torch"), "keep": one_of("best", "last"),
+        "epochs": in_range(0, 10**6),
     }
     RULES: ClassVar[tuple] = (
         Rule(("fractions",), lambda c: abs(sum(c.fractions) - 1.0) < 1e-6, "the three fractions must add up to 1"),
@@ -179,7 +200,9 @@ def prepare_windows(config: RecycleConfig, series: jdata.TimeSeries | None = Non
     """Windows of every split for every model, as float32 arrays, plus the profile timings.
 
     Returns:
-      ``{"data": CycleData, "splits": {split: {name: array}}, "profile_s": seconds}``; each split
+      ``{"data": CycleData, "splits": {split: {name: array}}, "scalers": {split: Scaler},
+      "profile_s": seconds}``; with ``protocol="reference"`` each split has its own scaler and its
+      windows start after a run-up inside the split (``data.origins`` are those windows). Each split
       holds ``hist``, ``hist_profile``, ``hist_meta``, ``fc_profile``, ``fc_meta`` (cycle tokens),
       ``persistence`` (the repeated last day), ``hist_steps``/``hist_features``/``fc_features`` (per
       step) and the normalised ``target`` ``(B, H, D)``.
@@ -191,6 +214,18 @@ def prepare_windows(config: RecycleConfig, series: jdata.TimeSeries | None = Non
     h, f = config.history, config.horizon
     splits: dict[str, dict[str, np.ndarray]] = {}
     profile_s = 0.0
+    scalers = {name: cd.scaler for name in cd.origins}
+    cycles = {name: cd.cycles for name in cd.origins}
+    if config.protocol == "reference":
+        origins = {}
+        for name, (a, b) in cd.bounds.items():
+            origins[name] = jdata.cycle_windows(a, b, history=h, horizon=f, first_origin=a + h + run_up)
+            if origins[name].size == 0:
+                raise ValueError(f"split {name!r} (cycles {a}..{b}) holds no window after a run-up of {run_up} "
+                                 f"days inside the split; shorten history ({h}) or horizon ({f})")
+            scalers[name] = jdata.fit_scaler(cd.raw_cycles[a:b], "minmax")  # leaks val/test statistics
+            cycles[name] = scalers[name].transform(cd.raw_cycles)
+        cd = cd._replace(origins=origins)
     meta, step_features = cd.meta, cd.step_features
     if config.exogenous:
         tr0, tr1 = cd.bounds["train"]
@@ -202,12 +237,12 @@ def prepare_windows(config: RecycleConfig, series: jdata.TimeSeries | None = Non
         step_features = np.concatenate([step_features, ex], axis=-1)
     for name, origins in cd.origins.items():
         t0 = time.perf_counter()
-        hp, fp = profile_windows(cd.cycles, cd.day_type, origins, history=h, horizon=f,
+        hp, fp = profile_windows(cycles[name], cd.day_type, origins, history=h, horizon=f,
                                  variant=config.variant, n=config.rhp_days)
         profile_s += time.perf_counter() - t0
-        _, pers = profile_windows(cd.cycles, cd.day_type, origins, history=h, horizon=f,
+        _, pers = profile_windows(cycles[name], cd.day_type, origins, history=h, horizon=f,
                                   variant="persistence")
-        hist, target = jdata.gather_windows(cd.cycles, origins, history=h, horizon=f)
+        hist, target = jdata.gather_windows(cycles[name], origins, history=h, horizon=f)
         hmeta, fmeta = jdata.gather_windows(meta, origins, history=h, horizon=f)
         hfeat, ffeat = jdata.gather_windows(step_features, origins, history=h, horizon=f)
         b, d = hist.shape[0], hist.shape[2]
@@ -218,7 +253,7 @@ def prepare_windows(config: RecycleConfig, series: jdata.TimeSeries | None = Non
             if not np.isfinite(v).all():
                 raise ValueError(f"split {name!r}: {k} has missing values; increase the profile run-up")
         splits[name] = {k: v.astype(np.float32) for k, v in arrays.items()}
-    return {"data": cd, "splits": splits, "profile_s": profile_s}
+    return {"data": cd, "splits": splits, "scalers": scalers, "profile_s": profile_s}
 
 
 # ----------------------------------------------------------------------------- models
@@ -229,7 +264,8 @@ def recycle_model_config(config: RecycleConfig, d: int, mark_features: int):
     return ts.recycle_config(history_cycles=config.history, horizon_cycles=config.horizon, cycle_len=d,
                              mark_features=mark_features, quantiles=tuple(config.quantiles), d_model=config.d_model,
                              d_ff=config.d_ff, n_heads=config.num_heads, e_layers=config.num_encoder_layers,
-                             d_layers=config.num_decoder_layers, dropout=config.dropout)
+                             d_layers=config.num_decoder_layers, dropout=config.dropout, init=config.init,
+                             zero_head=config.zero_head)
 
 
 def _make_model(name: str, config: RecycleConfig, d: int, mark_features: int = 9):
@@ -325,6 +361,8 @@ def _fit(name: str, config: RecycleConfig, splits: dict, workdir: Path, meter: M
         return {"val_mae": mae}
 
     num_steps = config.vanilla_steps if name == "vanilla" else config.num_steps
+    if name == "recycle" and config.epochs:
+        num_steps = config.epochs * -(-train["target"].shape[0] // bs)
     meter.start()
     t0 = time.perf_counter()
     eval_fn(state)  # step 0: for ReCycle (zero head) this is the profile itself
@@ -333,6 +371,9 @@ def _fit(name: str, config: RecycleConfig, splits: dict, workdir: Path, meter: M
                              description=name)
     jax.block_until_ready(state)
     train_s = time.perf_counter() - t0
+    if name == "recycle" and config.keep == "last":
+        mae = float(val_mae(state.params, val_in))
+        best.update(mae=mae, params=jax.device_get(state.params), step=int(state.step))
     energy = energy_total_j(meter.stop())
     (workdir / f"metrics_{name}.jsonl").unlink(missing_ok=True)
     with MetricsWriter(workdir / f"metrics_{name}.jsonl") as w:
@@ -369,10 +410,10 @@ def forecast_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
             "mape_pct": float(100.0 * np.mean(np.abs(err) / np.abs(target)))}
 
 
-def _plot(workdir: Path, cd: jdata.CycleData, test: dict, preds: dict[str, np.ndarray], index: int) -> Path:
+def _plot(workdir: Path, cd: jdata.CycleData, sc: jdata.Scaler, test: dict, preds: dict[str, np.ndarray],
+          index: int) -> Path:
     from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
-    sc = cd.scaler
     d = test["target"].shape[2]
     hist = sc.inverse(test["hist"][index, -2:].reshape(-1))
     truth = sc.inverse(test["target"][index].reshape(-1))
@@ -429,7 +470,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     prep = prepare_windows(config, series)
     cd, splits = prep["data"], prep["splits"]
     test = splits["test"]
-    sc = cd.scaler
+    sc, sc_val = prep["scalers"]["test"], prep["scalers"]["val"]  # one scaler unless protocol="reference"
     truth = sc.inverse(test["target"].astype(np.float64))
     n_windows = {k: int(v["target"].shape[0]) for k, v in splits.items()}
 
@@ -438,7 +479,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     preds: dict[str, np.ndarray] = {}
     models = ("recycle",) + tuple(m for m in config.models if m != "recycle")
     val = splits["val"]
-    val_truth = sc.inverse(val["target"].astype(np.float64))
+    val_truth = sc_val.inverse(val["target"].astype(np.float64))
     val_preds: dict[str, np.ndarray] = {}
     rc: dict[str, Any] = {}  # ReCycle's normalised test/val forecasts and its row, for the derived rows
     for i, name in enumerate(models):
@@ -458,7 +499,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
                         "infer_s": 0.0, "infer_energy_j": 0.0}
             fit_s = time.perf_counter() - t0
             preds[name] = sc.inverse(np.asarray(pred_n, np.float64))
-            val_preds[name] = sc.inverse(np.asarray(val_n, np.float64))
+            val_preds[name] = sc_val.inverse(np.asarray(val_n, np.float64))
             m = forecast_metrics(preds[name], truth)
             row = {"model": name, **m, "params": base["params"], "train_s": base["train_s"] + fit_s,
                    "train_energy_j": base["train_energy_j"], "infer_s": base["infer_s"],
@@ -473,9 +514,9 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
                             "dm_pvalue": g["info"]["dm_pvalue"].tolist(),
                             **{f"test_{m}": v for m, v in forecast_metrics(sc.inverse(g["test"]), truth).items()},
                             "test_mae_lead1": float(np.mean(np.abs(sc.inverse(g["test"])[:, 0] - truth[:, 0]))),
-                            "val_mae": float(np.mean(np.abs(sc.inverse(g["val"]) - sc.inverse(val_truth_n))))}
+                            "val_mae": float(np.mean(np.abs(sc_val.inverse(g["val"]) - sc_val.inverse(val_truth_n))))}
                     if rc.get("quantiles"):
-                        qm = _quantile_metrics(sc, g["test_q"], test["target"], g["val_q"], val["target"],
+                        qm = _quantile_metrics(sc, sc_val, g["test_q"], test["target"], g["val_q"], val["target"],
                                                rc["quantiles"])
                         rrow.update({f"test_{m}": v for m, v in qm.items()})
                         if (rule, k) == (config.guard_rule, config.guard_ar_leads):
@@ -508,12 +549,12 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
         val_n = fit["val_pred"]
         if fit["quantiles"]:
             qs = fit["quantiles"]
-            qrow = _quantile_metrics(sc, pred_n, test["target"], val_n, val["target"], qs)
+            qrow = _quantile_metrics(sc, sc_val, pred_n, test["target"], val_n, val["target"], qs)
             rc.update(test_q=np.asarray(pred_n), val_q=np.asarray(val_n), quantiles=qs)
             pred_n, val_n = np.asarray(pred_n)[..., qs.index(0.5)], np.asarray(val_n)[..., qs.index(0.5)]
         if name == "recycle":
             rc.update(test=np.asarray(pred_n), val=np.asarray(val_n))
-        val_preds[name] = sc.inverse(np.asarray(val_n, np.float64))
+        val_preds[name] = sc_val.inverse(np.asarray(val_n, np.float64))
         rows_energy.append(inf_e)
         preds[name] = sc.inverse(np.asarray(pred_n, np.float64))
         m = forecast_metrics(preds[name], truth)
@@ -542,6 +583,10 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     summary: dict[str, Any] = {
         "status": "completed",
         "dataset": cd.series.name,
+        "protocol": config.protocol,
+        "protocol_note": ("reference protocol: each split MinMax-scaled with its own statistics, which leaks the "
+                          "validation and test ranges" if config.protocol == "reference" else
+                          "one scaler fitted on train"),
         "windows": n_windows,
         "history_cycles": cd.history,
         "horizon_cycles": cd.horizon,
@@ -580,7 +625,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
             summary["time_ratio_vanilla_over_recycle"] >= 10
             and summary["energy_ratio_vanilla_over_recycle"] >= 10 and r["mae"] <= v["mae"])
     plot_models = {k: v for k, v in preds.items() if k != "persistence"}
-    path = _plot(workdir, cd, test, plot_models, index=min(len(cd.origins["test"]) - 1, 7))
+    path = _plot(workdir, cd, sc, test, plot_models, index=min(len(cd.origins["test"]) - 1, 7))
     summary["plots"] = [path.name]
     write_json(workdir / "summary.json", to_jsonable(summary))
     return summary
@@ -620,13 +665,13 @@ def _guard(rule: str, ar_leads: int, config: RecycleConfig, rc: dict, splits: di
     return out
 
 
-def _quantile_metrics(sc, q_test, y_test, q_val, y_val, qs) -> dict[str, float]:
+def _quantile_metrics(sc, sc_val, q_test, y_test, q_val, y_val, qs) -> dict[str, float]:
     """Pinball loss (series units) and the outer levels' interval coverage, raw and conformalised on validation."""
     lo, hi = int(np.argmin(qs)), int(np.argmax(qs))
     q_test, q_val = np.asarray(q_test, np.float64), np.asarray(q_val, np.float64)
     margin = ts.conformal_margins(q_val[..., lo], q_val[..., hi], y_val, qs[hi] - qs[lo])[None, :, None]
     qt, yt = sc.inverse(q_test), sc.inverse(np.asarray(y_test, np.float64))
-    m_units = margin * sc.scale
+    m_units = margin * sc_val.scale  # margins fitted in validation units
     return {"pinball": float(ts.pinball(qt, yt, qs)),
             "coverage_raw": float(ts.interval_coverage(qt[..., lo], qt[..., hi], yt)),
             "coverage": float(ts.interval_coverage(qt[..., lo] - m_units, qt[..., hi] + m_units, yt)),
