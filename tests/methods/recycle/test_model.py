@@ -167,3 +167,50 @@ def test_bikeshare_windows_carry_the_weather():
     assert with_weather["target"].shape[2] == 24
     # daily mean/min/max of temp, hum and weathersit: 9 more metadata features per token
     assert with_weather["hist_meta"].shape[-1] == without["hist_meta"].shape[-1] + 9
+
+
+def _synthetic_days(n_days=70, seed=0):
+    t = np.arange(n_days * 24)
+    rng = np.random.default_rng(seed)
+    trend = 1.0 + t / t.size  # a rising level: each split's MinMax differs from train's
+    y = 10 * trend + np.sin(2 * np.pi * t / 24) + ((t // 24) % 7 < 5) + 0.1 * rng.normal(size=t.size)
+    stamps = np.datetime64("2024-01-01T00:00:00", "s") + t * np.timedelta64(3600, "s")
+    return jd.time_series(stamps, y, columns=["load"], name="synthetic")
+
+
+def test_reference_protocol_scales_each_split_and_runs_up_inside_it():
+    from jaxlab.methods.recycle import prepare_windows
+
+    series = _synthetic_days()
+    config = RecycleConfig(history=3, horizon=2, rhp_days=1, fractions=(0.5, 0.25, 0.25))
+    ours = prepare_windows(config, series)
+    ref = prepare_windows(dataclasses.replace(config, protocol="reference"), series)
+    cd = ref["data"]
+    for name, (a, b) in cd.bounds.items():
+        # the reference's (leaky) per-split MinMax: each split spans [0, 1] in its own units
+        sc = ref["scalers"][name]
+        raw = cd.raw_cycles[a:b]
+        assert sc.offset == pytest.approx(raw.min()) and sc.scale == pytest.approx(raw.max() - raw.min())
+        # histories start after a run-up of 7 * rhp_days days inside the split
+        assert cd.origins[name].min() == a + 3 + 7
+        np.testing.assert_allclose(sc.inverse(ref["splits"][name]["target"]),
+                                   ours["scalers"][name].inverse(ours["splits"][name]["target"])[
+                                       np.isin(ours["data"].origins[name], cd.origins[name])], rtol=1e-5)
+    assert ref["scalers"]["test"].offset > ref["scalers"]["train"].offset
+    assert all(s is ours["data"].scaler for s in ours["scalers"].values())
+
+
+@pytest.mark.slow  # ~50 s on the loaded 2-core machine (one more training compile)
+def test_keep_last_and_epochs_set_the_training_run(tmp_path):
+    from jaxlab.energy import EnergyMeter
+    from jaxlab.methods.recycle import prepare_windows
+    from jaxlab.methods.recycle._experiment import _fit
+
+    config = RecycleConfig(history=3, horizon=2, rhp_days=1, d_model=4, d_ff=4, batch_size=16, eval_every=1,
+                           learning_rate=0.05, epochs=2, keep="last", init="torch", zero_head=False)
+    splits = prepare_windows(config, _synthetic_days())["splits"]
+    fit = _fit("recycle", config, splits, tmp_path, EnergyMeter(), jax.random.key(0))
+    n_train = splits["train"]["target"].shape[0]
+    assert fit["num_steps"] == 2 * -(-n_train // 16) and fit["best_step"] == fit["num_steps"]
+    curve = [json.loads(x) for x in (tmp_path / "metrics_recycle.jsonl").read_text().splitlines() if x.strip()]
+    assert fit["val_mae"] == pytest.approx(curve[-1]["val_mae"])  # the last step's, not the best's
