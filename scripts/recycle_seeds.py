@@ -52,11 +52,14 @@ def rule_table(runs: list[dict]) -> list[dict]:
             row["coverage"] = float(np.mean([x["test_coverage"] for x in rows]))
             row["coverage_per_seed"] = [x["test_coverage"] for x in rows]
             row["pinball"] = float(np.mean([x["test_pinball"] for x in rows]))
+            row["coverage_rolling"] = float(np.mean([x["test_coverage_rolling"] for x in rows]))
+            row["coverage_rolling_per_seed"] = [x["test_coverage_rolling"] for x in rows]
         row["goals"] = {"mean_mae_le_profile": row["mae"] <= float(prof.mean()),
                         "no_seed_2pct_worse": row["max_ratio_to_profile"] <= 1.02,
                         "lead1_le_residual_ar": row["mae_lead1"] <= float(ar1) + 1e-12}
         if "coverage" in row:
             row["goals"]["coverage_80_within_0.75_0.85"] = 0.75 <= row["coverage"] <= 0.85
+            row["goals"]["coverage_rolling_80_within_0.75_0.85"] = 0.75 <= row["coverage_rolling"] <= 0.85
         out.append(row)
     return out
 
@@ -96,7 +99,7 @@ def main(argv=None) -> int:
     mean = {m: {k: float(np.mean([by(r, m)[k] for r in runs])) for k in ("mae", "mae_lead1", "val_mae")}
             for m in ROWS}
     for m in ("recycle", "recycle_guarded"):
-        for k in ("pinball", "coverage_raw", "coverage"):
+        for k in ("pinball", "coverage_raw", "coverage", "coverage_rolling"):
             if k in by(runs[0], m):
                 mean[m][k] = float(np.mean([by(r, m)[k] for r in runs]))
     ratio = {m: [by(r, m)["mae"] / by(r, "profile")["mae"] for r in runs] for m in ("recycle", "recycle_guarded")}

@@ -95,3 +95,5 @@ from ._step_transformer import DecoderLayer as PostNormDecoderLayer
 from ._step_transformer import EncoderDecoder as EncoderDecoder
 from ._step_transformer import EncoderLayer as PostNormEncoderLayer
 from ._step_transformer import VanillaTransformer as VanillaTransformer
+from ._guard import rolling_conformal_margins as rolling_conformal_margins
+from ._guard import rolling_conformal_margins_reference as rolling_conformal_margins_reference

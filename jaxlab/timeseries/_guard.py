@@ -370,3 +370,53 @@ def choose_alternative_reference(guard_loss, alternative_loss, base_loss, *, lea
     h = g.shape[1]
     return np.array([j < leads and float(alt[:, j].sum()) < float(g[:, j].sum()) and p[j] < level / h
                      for j in range(h)])
+
+
+def rolling_conformal_margins(lower: np.ndarray, upper: np.ndarray, target: np.ndarray, coverage: float, *,
+                              calib_lower: np.ndarray, calib_upper: np.ndarray, calib_target: np.ndarray,
+                              delay: int | None = None) -> np.ndarray:
+    """Online split-conformal margins: each forecast window calibrated on everything known at its origin.
+
+    Window ``t`` (axis 0, consecutive origins one cycle apart) gets, per lead, the margin of
+    :func:`conformal_margins` over the calibration windows plus the earlier windows ``s <= t - delay``
+    of the same set, whose forecast cycles have all been observed by ``t``'s origin (``delay``:
+    default the number of leads ``H``). So the calibration set grows through the test period and
+    follows a shift of the season, without using any target that is not yet known.
+
+    Returns:
+      ``(B, H)`` margins for ``[lower - m, upper + m]``.
+    """
+    if not 0 < coverage < 1:
+        raise ValueError(f"coverage must be in (0, 1), got {coverage}")
+    lo, hi, y = (np.asarray(a, np.float64) for a in (lower, upper, target))
+    clo, chi, cy = (np.asarray(a, np.float64) for a in (calib_lower, calib_upper, calib_target))
+    if not (lo.shape == hi.shape == y.shape) or not (clo.shape == chi.shape == cy.shape) or lo.shape[1:] != clo.shape[1:]:
+        raise ValueError(f"windows {lo.shape} and calibration windows {clo.shape} must be (B, H, ...) alike")
+    b, h = lo.shape[:2]
+    delay = h if delay is None else delay
+    if delay < 1:
+        raise ValueError(f"delay must be >= 1 (a window's own targets are unknown at its origin), got {delay}")
+    score = _per_lead(np.maximum(lo - y, y - hi)).reshape(h, b, -1)       # (H, B, D')
+    calib = np.sort(_per_lead(np.maximum(clo - cy, cy - chi)), axis=1)    # (H, n0)
+    out = np.empty((b, h))
+    for t in range(b):
+        known = score[:, : max(t - delay + 1, 0)].reshape(h, -1)
+        pool = np.sort(np.concatenate([calib, known], axis=1), axis=1)
+        n = pool.shape[1]
+        k = min(max(math.ceil((n + 1) * coverage), 1), n)
+        out[t] = pool[:, k - 1]
+    return out
+
+
+def rolling_conformal_margins_reference(lower, upper, target, coverage, *, calib_lower, calib_upper,
+                                        calib_target, delay=None) -> np.ndarray:
+    """Oracle for :func:`rolling_conformal_margins`: :func:`conformal_margins` on the concatenated windows."""
+    b, h = np.shape(lower)[:2]
+    delay = h if delay is None else delay
+    out = []
+    for t in range(b):
+        s = max(t - delay + 1, 0)
+        cat = lambda c, x: np.concatenate([np.asarray(c, np.float64), np.asarray(x, np.float64)[:s]])  # noqa: E731
+        out.append(conformal_margins(cat(calib_lower, lower), cat(calib_upper, upper), cat(calib_target, target),
+                                     coverage))
+    return np.stack(out)

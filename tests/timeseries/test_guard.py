@@ -159,3 +159,25 @@ def test_choose_alternative_matches_the_oracle_and_respects_leads():
     assert not ts.choose_alternative(alt - 0.1, alt, base, leads=3).any()
     with pytest.raises(ValueError, match="same shape"):
         ts.choose_alternative(guard[:, :2], alt, base)
+
+
+def test_rolling_conformal_margins_match_the_oracle_and_follow_a_shift():
+    rng = np.random.default_rng(9)
+    cal = rng.normal(size=(30, 2, 3))
+    y = rng.normal(size=(40, 2, 3)) * 3.0  # the test period is three times as noisy
+    lo, hi = -np.ones_like(y), np.ones_like(y)
+    clo, chi = -np.ones_like(cal), np.ones_like(cal)
+    kw = dict(calib_lower=clo, calib_upper=chi, calib_target=cal)
+    m = ts.rolling_conformal_margins(lo, hi, y, 0.8, **kw)
+    np.testing.assert_allclose(m, ts.rolling_conformal_margins_reference(lo, hi, y, 0.8, **kw))
+    # the first windows (nothing of the test period known yet) get the calibration margin ...
+    np.testing.assert_allclose(m[:2], np.broadcast_to(ts.conformal_margins(clo, chi, cal, 0.8), (2, 2)))
+    # ... and the margins grow as the noisier windows become known; coverage beats the static margins'
+    assert m[-1].min() > m[0].max()
+    cov = lambda mm: float(((y >= lo - mm[..., None]) & (y <= hi + mm[..., None])).mean())  # noqa: E731
+    static = np.broadcast_to(ts.conformal_margins(clo, chi, cal, 0.8), m.shape)
+    assert cov(m) > cov(static) + 0.1
+    # the delay matters: a longer one knows fewer windows
+    assert not np.allclose(ts.rolling_conformal_margins(lo, hi, y, 0.8, delay=10, **kw), m)
+    with pytest.raises(ValueError, match="delay"):
+        ts.rolling_conformal_margins(lo, hi, y, 0.8, delay=0, **kw)

@@ -666,17 +666,24 @@ def _guard(rule: str, ar_leads: int, config: RecycleConfig, rc: dict, splits: di
 
 
 def _quantile_metrics(sc, sc_val, q_test, y_test, q_val, y_val, qs) -> dict[str, float]:
-    """Pinball loss (series units) and the outer levels' interval coverage, raw and conformalised on validation."""
+    """Pinball loss (series units) and the outer levels' interval coverage: raw, conformalised on validation
+    (``coverage``), and online-conformalised on validation plus the test windows already observed at each
+    origin (``coverage_rolling``, :func:`jaxlab.timeseries.rolling_conformal_margins`)."""
     lo, hi = int(np.argmin(qs)), int(np.argmax(qs))
     q_test, q_val = np.asarray(q_test, np.float64), np.asarray(q_val, np.float64)
     margin = ts.conformal_margins(q_val[..., lo], q_val[..., hi], y_val, qs[hi] - qs[lo])[None, :, None]
     qt, yt = sc.inverse(q_test), sc.inverse(np.asarray(y_test, np.float64))
     m_units = margin * sc_val.scale  # margins fitted in validation units
+    qv, yv = sc_val.inverse(q_val), sc_val.inverse(np.asarray(y_val, np.float64))
+    roll = ts.rolling_conformal_margins(qt[..., lo], qt[..., hi], yt, qs[hi] - qs[lo], calib_lower=qv[..., lo],
+                                        calib_upper=qv[..., hi], calib_target=yv)[..., None]
     return {"pinball": float(ts.pinball(qt, yt, qs)),
             "coverage_raw": float(ts.interval_coverage(qt[..., lo], qt[..., hi], yt)),
             "coverage": float(ts.interval_coverage(qt[..., lo] - m_units, qt[..., hi] + m_units, yt)),
             "interval_width": float(ts.interval_width(qt[..., lo] - m_units, qt[..., hi] + m_units)),
-            "interval_level": float(qs[hi] - qs[lo])}
+            "interval_level": float(qs[hi] - qs[lo]),
+            "coverage_rolling": float(ts.interval_coverage(qt[..., lo] - roll, qt[..., hi] + roll, yt)),
+            "interval_width_rolling": float(ts.interval_width(qt[..., lo] - roll, qt[..., hi] + roll))}
 
 
 def format_table(rows: list[dict]) -> str:

@@ -122,6 +122,7 @@ def test_smoke_run_on_a_synthetic_series(tmp_path):
     # quantile heads: pinball and the 80% interval's coverage, raw and conformalised on val
     for r in (by["recycle"], g):
         assert r["interval_level"] == pytest.approx(0.8) and 0 <= r["coverage"] <= 1 and r["pinball"] > 0
+        assert 0 <= r["coverage_rolling"] <= 1 and r["interval_width_rolling"] > 0
     assert summary["residual_ar_mae_lead1"] == by["residual_ar"]["mae_lead1"]
     # the chosen step has the lowest validation MAE of the curve, and is no worse than step 0 (the profile)
     lines = (tmp_path / "metrics_recycle.jsonl").read_text().splitlines()
