@@ -13,10 +13,14 @@ Energy comes from the ``meter`` passed to :func:`run` (any ``jaxlab.core.Meter``
 ``jaxlab.energy.EnergyMeter()``: NVML for GPUs, RAPL for the CPU where readable, else an estimate
 from process CPU time and an assumed TDP, flagged ``estimated`` in the table.
 
-Deviations from the paper: the run-up of the profile is dropped once at the start of the series
-rather than at the start of every split, and histories of validation/test windows may reach into
-the previous split (their forecasts never do). Training runs a fixed number of steps and keeps the
-parameters with the best validation MAE (the paper: 200 epochs with early stopping). Every run
+Deviations from the paper (``protocol="jaxlab"``, the default): one MinMax scaler fitted on train;
+the run-up of the profile is dropped once at the start of the series rather than at the start of
+every split, and histories of validation/test windows may reach into the previous split (their
+forecasts never do). Training runs a fixed number of steps and keeps the parameters with the best
+validation MAE (the paper: 200 epochs with early stopping). ``protocol="reference"`` with
+``init="torch"``, ``zero_head=False``, ``keep="last"``, ``epochs=200`` follows the reference code
+instead (``configs/recycle/elecdemand.py:reference``), including its per-split MinMax scaling,
+which leaks the validation and test statistics; its results are labelled so. Every run
 starts afresh (no resume), so timings are never those of a partial run.
 """
 
