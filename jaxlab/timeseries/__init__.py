@@ -83,3 +83,17 @@ from ._guard import fit_lead_guard as fit_lead_guard
 from ._guard import fit_lead_guard_reference as fit_lead_guard_reference
 from ._guard import fit_residual_ar as fit_residual_ar
 from ._guard import residual_ar_forecast as residual_ar_forecast
+from ._guard import GUARD_RULES as GUARD_RULES
+from ._guard import cross_fit_lead_guard as cross_fit_lead_guard
+from ._guard import fit_guard_rule as fit_guard_rule
+from ._guard import fit_guard_rule_reference as fit_guard_rule_reference
+from ._guard import guard_gain_test as guard_gain_test
+from ._guard import guard_gain_test_reference as guard_gain_test_reference
+from ._guard import choose_alternative as choose_alternative
+from ._guard import choose_alternative_reference as choose_alternative_reference
+from ._step_transformer import DecoderLayer as PostNormDecoderLayer
+from ._step_transformer import EncoderDecoder as EncoderDecoder
+from ._step_transformer import EncoderLayer as PostNormEncoderLayer
+from ._step_transformer import VanillaTransformer as VanillaTransformer
+from ._guard import rolling_conformal_margins as rolling_conformal_margins
+from ._guard import rolling_conformal_margins_reference as rolling_conformal_margins_reference

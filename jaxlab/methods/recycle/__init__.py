@@ -7,7 +7,7 @@ type serves as the base forecast, and a tiny transformer without positional enco
 residual. Deviations from the paper are listed in each module's docstring.
 """
 
-from ._baselines import VanillaTransformer as VanillaTransformer
+from jaxlab.timeseries import VanillaTransformer as VanillaTransformer
 from ._baselines import sinusoidal_positions as sinusoidal_positions
 from ._experiment import MODELS as MODELS
 from ._experiment import RecycleConfig as RecycleConfig
@@ -17,9 +17,9 @@ from ._experiment import forecast_metrics as forecast_metrics
 from ._experiment import format_table as format_table
 from ._experiment import prepare_windows as prepare_windows
 from ._experiment import run as run
-from ._model import DecoderLayer as DecoderLayer
-from ._model import EncoderDecoder as EncoderDecoder
-from ._model import EncoderLayer as EncoderLayer
+from jaxlab.timeseries import EncoderDecoder as EncoderDecoder
+from jaxlab.timeseries import PostNormDecoderLayer as DecoderLayer
+from jaxlab.timeseries import PostNormEncoderLayer as EncoderLayer
 from ._model import ReCycleTransformer as ReCycleTransformer
 from jaxlab.timeseries import PROFILE_VARIANTS as VARIANTS
 from jaxlab.timeseries import profile_run_up as profile_run_up

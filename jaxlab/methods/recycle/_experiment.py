@@ -13,10 +13,14 @@ Energy comes from the ``meter`` passed to :func:`run` (any ``jaxlab.core.Meter``
 ``jaxlab.energy.EnergyMeter()``: NVML for GPUs, RAPL for the CPU where readable, else an estimate
 from process CPU time and an assumed TDP, flagged ``estimated`` in the table.
 
-Deviations from the paper: the run-up of the profile is dropped once at the start of the series
-rather than at the start of every split, and histories of validation/test windows may reach into
-the previous split (their forecasts never do). Training runs a fixed number of steps and keeps the
-parameters with the best validation MAE (the paper: 200 epochs with early stopping). Every run
+Deviations from the paper (``protocol="jaxlab"``, the default): one MinMax scaler fitted on train;
+the run-up of the profile is dropped once at the start of the series rather than at the start of
+every split, and histories of validation/test windows may reach into the previous split (their
+forecasts never do). Training runs a fixed number of steps and keeps the parameters with the best
+validation MAE (the paper: 200 epochs with early stopping). ``protocol="reference"`` with
+``init="torch"``, ``zero_head=False``, ``keep="last"``, ``epochs=200`` follows the reference code
+instead (``configs/recycle/elecdemand.py:reference``), including its per-split MinMax scaling,
+which leaks the validation and test statistics; its results are labelled so. Every run
 starts afresh (no resume), so timings are never those of a partial run.
 """
 
@@ -40,7 +44,7 @@ from jaxlab import timeseries as ts
 from jaxlab.timeseries import DLinear
 from jaxlab.train import TrainState, make_train_step, train_loop
 
-from ._baselines import VanillaTransformer
+from jaxlab.timeseries import VanillaTransformer
 from jaxlab.timeseries import PROFILE_VARIANTS as VARIANTS
 from jaxlab.timeseries import profile_run_up, profile_windows
 
@@ -49,6 +53,7 @@ MODELS: tuple[str, ...] = ("recycle", "recycle_guarded", "profile", "residual_ar
 _LOADERS: dict[str, Callable[[], jdata.TimeSeries]] = {
     "elecdemand": jdata.load_elecdemand,
     "taylor": jdata.load_taylor,
+    "bikeshare": jdata.load_bikeshare,
 }
 
 
@@ -57,7 +62,8 @@ class RecycleConfig:
     """ReCycle experiment settings (defaults follow the paper's CLI where it has one).
 
     Attributes:
-      dataset: ``"elecdemand"`` (Victoria 2014) or ``"taylor"`` (England & Wales, summer 2000).
+      dataset: ``"elecdemand"`` (Victoria 2014), ``"taylor"`` (England & Wales, summer 2000) or
+        ``"bikeshare"`` (Capital Bikeshare rentals, hourly 2011, ISLP).
       history, horizon: window lengths in cycles (days); the paper uses 21 and 7.
       fractions: chronological train/validation/test split.
       variant: profile variant (``last_rhp``, ``loose_rhp``, ``persistence``, ``tenday``).
@@ -77,7 +83,10 @@ class RecycleConfig:
         loss and the coverage of the outer levels' interval (raw and conformalised on validation).
       models: which rows to produce (a subset of :data:`MODELS`; ``recycle`` always runs).
         ``recycle_guarded`` is the profile plus ``alpha_h`` times ReCycle's residual, one ``alpha_h``
-        in [0, 1] per lead day fitted on validation (:func:`jaxlab.timeseries.fit_lead_guard`);
+        in [0, 1] per lead day fitted on validation by ``guard_rule``
+        (:func:`jaxlab.timeseries.fit_guard_rule`), at the first ``guard_ar_leads`` leads possibly
+        replaced by the residual AR (:func:`jaxlab.timeseries.choose_alternative`); the summary's
+        ``guard_rules`` table holds every rule, with and without the AR candidate;
         ``residual_ar`` the profile plus a per-lead linear model of the last history day's residual,
         fitted on train (:func:`jaxlab.timeseries.fit_residual_ar`).
       inference_repeats: timed test passes per model.
@@ -86,6 +95,29 @@ class RecycleConfig:
         history and the forecast days (an oracle weather forecast; not in the paper). DLinear stays
         univariate (with the temperatures through one more linear map it overfits: test MAE 0.37
         vs 0.28 GW on elecdemand).
+      guard_rule: how ``recycle_guarded`` fits ``alpha_h`` on validation (one of
+        :data:`jaxlab.timeseries.GUARD_RULES`): ``"val"`` the plain closed-form fit (optimistic: its
+        gain is in-sample), ``"cv"`` kept only where the blocked out-of-fold gain is positive, ``"dm"``
+        only where it is significant (one-sided Diebold-Mariano, family-wise ``guard_level``, Bonferroni
+        over the leads), ``"shrink"`` scaled by the out-of-fold share of the in-sample gain.
+      guard_folds: contiguous validation blocks of the cross-fitting.
+      guard_level: family-wise significance level of the ``"dm"`` rule and of the AR candidate.
+      guard_ar_leads: leads (from the first) at which the residual AR, fitted on train, may replace the
+        guarded forecast (when its validation loss is lower and its gain over the profile significant).
+      protocol: ``"jaxlab"`` (one MinMax scaler fitted on train; the profile's run-up dropped once
+        at the start of the series; histories may reach into the previous split) or ``"reference"``
+        (the reference code's data handling: each split MinMax-scaled with its own statistics, which
+        leaks the validation and test ranges into their inputs, and a run-up of ``7 rhp_days`` days
+        dropped at the start of every split, histories inside the split). Errors are measured in the
+        series' units through each split's own scaler.
+      init: ReCycle's initialisation, ``"jax"`` (flax defaults) or ``"torch"`` (PyTorch's defaults, as
+        the reference).
+      zero_head: start ReCycle's output layer at zero (the untrained model forecasts the profile); the
+        reference does not.
+      keep: ``"best"`` (the parameters of the best validation MAE) or ``"last"`` (the last step's: what
+        the reference's early stopping returns, as it keeps its ``state_dict`` by reference).
+      epochs: if positive, ReCycle trains ``epochs * ceil(train windows / batch_size)`` steps instead
+        of ``num_steps`` (the reference: 200 epochs).
       seed: PRNG seed.
     """
 
@@ -114,10 +146,19 @@ class RecycleConfig:
     dropout: float = 0.0
     weight_decay: float = 0.0
     quantiles: tuple[float, ...] = ()
+    guard_rule: str = "dm"
+    guard_folds: int = 5
+    guard_level: float = 0.05
+    guard_ar_leads: int = 1
+    protocol: str = "jaxlab"
+    init: str = "jax"
+    zero_head: bool = True
+    keep: str = "best"
+    epochs: int = 0
     seed: int = 0
 
     CONSTRAINTS: ClassVar[dict] = {
-        "dataset": one_of("elecdemand", "taylor"), "history": positive, "horizon": positive,
+        "dataset": one_of(*_LOADERS), "history": positive, "horizon": positive,
         "fractions": each(in_range(0.0, 1.0, low_open=True, high_open=True)), "variant": one_of(*VARIANTS),
         "rhp_days": positive, "d_model": positive, "d_ff": positive, "num_heads": positive,
         "num_encoder_layers": positive, "num_decoder_layers": positive, "vanilla_d_model": positive,
@@ -126,6 +167,10 @@ class RecycleConfig:
         "models": (nonempty, each(one_of(*MODELS))), "inference_repeats": positive, "seed": in_range(0, 2**32 - 1),
         "dropout": in_range(0.0, 1.0, high_open=True), "weight_decay": in_range(0.0, 1.0),
         "quantiles": each(in_range(0.0, 1.0, low_open=True, high_open=True)),
+        "guard_rule": one_of(*ts.GUARD_RULES), "guard_folds": in_range(2, 10**6),
+        "guard_level": in_range(0.0, 1.0, low_open=True, high_open=True), "guard_ar_leads": in_range(0, 10**6),
+        "protocol": one_of("jaxlab", "reference"), "init": one_of("jax", "torch"), "keep": one_of("best", "last"),
+        "epochs": in_range(0, 10**6),
     }
     RULES: ClassVar[tuple] = (
         Rule(("fractions",), lambda c: abs(sum(c.fractions) - 1.0) < 1e-6, "the three fractions must add up to 1"),
@@ -159,7 +204,9 @@ def prepare_windows(config: RecycleConfig, series: jdata.TimeSeries | None = Non
     """Windows of every split for every model, as float32 arrays, plus the profile timings.
 
     Returns:
-      ``{"data": CycleData, "splits": {split: {name: array}}, "profile_s": seconds}``; each split
+      ``{"data": CycleData, "splits": {split: {name: array}}, "scalers": {split: Scaler},
+      "profile_s": seconds}``; with ``protocol="reference"`` each split has its own scaler and its
+      windows start after a run-up inside the split (``data.origins`` are those windows). Each split
       holds ``hist``, ``hist_profile``, ``hist_meta``, ``fc_profile``, ``fc_meta`` (cycle tokens),
       ``persistence`` (the repeated last day), ``hist_steps``/``hist_features``/``fc_features`` (per
       step) and the normalised ``target`` ``(B, H, D)``.
@@ -171,6 +218,18 @@ def prepare_windows(config: RecycleConfig, series: jdata.TimeSeries | None = Non
     h, f = config.history, config.horizon
     splits: dict[str, dict[str, np.ndarray]] = {}
     profile_s = 0.0
+    scalers = {name: cd.scaler for name in cd.origins}
+    cycles = {name: cd.cycles for name in cd.origins}
+    if config.protocol == "reference":
+        origins = {}
+        for name, (a, b) in cd.bounds.items():
+            origins[name] = jdata.cycle_windows(a, b, history=h, horizon=f, first_origin=a + h + run_up)
+            if origins[name].size == 0:
+                raise ValueError(f"split {name!r} (cycles {a}..{b}) holds no window after a run-up of {run_up} "
+                                 f"days inside the split; shorten history ({h}) or horizon ({f})")
+            scalers[name] = jdata.fit_scaler(cd.raw_cycles[a:b], "minmax")  # leaks val/test statistics
+            cycles[name] = scalers[name].transform(cd.raw_cycles)
+        cd = cd._replace(origins=origins)
     meta, step_features = cd.meta, cd.step_features
     if config.exogenous:
         tr0, tr1 = cd.bounds["train"]
@@ -182,12 +241,12 @@ def prepare_windows(config: RecycleConfig, series: jdata.TimeSeries | None = Non
         step_features = np.concatenate([step_features, ex], axis=-1)
     for name, origins in cd.origins.items():
         t0 = time.perf_counter()
-        hp, fp = profile_windows(cd.cycles, cd.day_type, origins, history=h, horizon=f,
+        hp, fp = profile_windows(cycles[name], cd.day_type, origins, history=h, horizon=f,
                                  variant=config.variant, n=config.rhp_days)
         profile_s += time.perf_counter() - t0
-        _, pers = profile_windows(cd.cycles, cd.day_type, origins, history=h, horizon=f,
+        _, pers = profile_windows(cycles[name], cd.day_type, origins, history=h, horizon=f,
                                   variant="persistence")
-        hist, target = jdata.gather_windows(cd.cycles, origins, history=h, horizon=f)
+        hist, target = jdata.gather_windows(cycles[name], origins, history=h, horizon=f)
         hmeta, fmeta = jdata.gather_windows(meta, origins, history=h, horizon=f)
         hfeat, ffeat = jdata.gather_windows(step_features, origins, history=h, horizon=f)
         b, d = hist.shape[0], hist.shape[2]
@@ -198,7 +257,7 @@ def prepare_windows(config: RecycleConfig, series: jdata.TimeSeries | None = Non
             if not np.isfinite(v).all():
                 raise ValueError(f"split {name!r}: {k} has missing values; increase the profile run-up")
         splits[name] = {k: v.astype(np.float32) for k, v in arrays.items()}
-    return {"data": cd, "splits": splits, "profile_s": profile_s}
+    return {"data": cd, "splits": splits, "scalers": scalers, "profile_s": profile_s}
 
 
 # ----------------------------------------------------------------------------- models
@@ -209,7 +268,8 @@ def recycle_model_config(config: RecycleConfig, d: int, mark_features: int):
     return ts.recycle_config(history_cycles=config.history, horizon_cycles=config.horizon, cycle_len=d,
                              mark_features=mark_features, quantiles=tuple(config.quantiles), d_model=config.d_model,
                              d_ff=config.d_ff, n_heads=config.num_heads, e_layers=config.num_encoder_layers,
-                             d_layers=config.num_decoder_layers, dropout=config.dropout)
+                             d_layers=config.num_decoder_layers, dropout=config.dropout, init=config.init,
+                             zero_head=config.zero_head)
 
 
 def _make_model(name: str, config: RecycleConfig, d: int, mark_features: int = 9):
@@ -305,6 +365,8 @@ def _fit(name: str, config: RecycleConfig, splits: dict, workdir: Path, meter: M
         return {"val_mae": mae}
 
     num_steps = config.vanilla_steps if name == "vanilla" else config.num_steps
+    if name == "recycle" and config.epochs:
+        num_steps = config.epochs * -(-train["target"].shape[0] // bs)
     meter.start()
     t0 = time.perf_counter()
     eval_fn(state)  # step 0: for ReCycle (zero head) this is the profile itself
@@ -313,6 +375,9 @@ def _fit(name: str, config: RecycleConfig, splits: dict, workdir: Path, meter: M
                              description=name)
     jax.block_until_ready(state)
     train_s = time.perf_counter() - t0
+    if name == "recycle" and config.keep == "last":
+        mae = float(val_mae(state.params, val_in))
+        best.update(mae=mae, params=jax.device_get(state.params), step=int(state.step))
     energy = energy_total_j(meter.stop())
     (workdir / f"metrics_{name}.jsonl").unlink(missing_ok=True)
     with MetricsWriter(workdir / f"metrics_{name}.jsonl") as w:
@@ -349,10 +414,10 @@ def forecast_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
             "mape_pct": float(100.0 * np.mean(np.abs(err) / np.abs(target)))}
 
 
-def _plot(workdir: Path, cd: jdata.CycleData, test: dict, preds: dict[str, np.ndarray], index: int) -> Path:
+def _plot(workdir: Path, cd: jdata.CycleData, sc: jdata.Scaler, test: dict, preds: dict[str, np.ndarray],
+          index: int) -> Path:
     from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
-    sc = cd.scaler
     d = test["target"].shape[2]
     hist = sc.inverse(test["hist"][index, -2:].reshape(-1))
     truth = sc.inverse(test["target"][index].reshape(-1))
@@ -409,7 +474,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     prep = prepare_windows(config, series)
     cd, splits = prep["data"], prep["splits"]
     test = splits["test"]
-    sc = cd.scaler
+    sc, sc_val = prep["scalers"]["test"], prep["scalers"]["val"]  # one scaler unless protocol="reference"
     truth = sc.inverse(test["target"].astype(np.float64))
     n_windows = {k: int(v["target"].shape[0]) for k, v in splits.items()}
 
@@ -418,38 +483,49 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     preds: dict[str, np.ndarray] = {}
     models = ("recycle",) + tuple(m for m in config.models if m != "recycle")
     val = splits["val"]
-    val_truth = sc.inverse(val["target"].astype(np.float64))
+    val_truth = sc_val.inverse(val["target"].astype(np.float64))
     val_preds: dict[str, np.ndarray] = {}
     rc: dict[str, Any] = {}  # ReCycle's normalised test/val forecasts and its row, for the derived rows
     for i, name in enumerate(models):
         if name in ("recycle_guarded", "residual_ar"):
             t0 = time.perf_counter()
+            ar = _residual_ar(splits)
             if name == "recycle_guarded":
-                alpha = ts.fit_lead_guard(rc["val"] - val["fc_profile"], val["target"] - val["fc_profile"])
-                pred_n = ts.apply_lead_guard(test["fc_profile"], rc["test"], alpha)
-                val_n = ts.apply_lead_guard(val["fc_profile"], rc["val"], alpha)
-                rc["alpha"] = alpha
+                rc["rules"] = {(rule, k): _guard(rule, k, config, rc, splits, ar)
+                               for rule in ts.GUARD_RULES for k in sorted({0, config.guard_ar_leads})}
+                g = rc["rules"][(config.guard_rule, config.guard_ar_leads)]
+                pred_n, val_n = g["test"], g["val"]
+                rc["alpha"], rc["use_ar"] = g["alpha"], g["use_ar"]
                 base = rc["row"]
             else:
-                tr = splits["train"]
-                a, b = ts.fit_residual_ar(tr["hist"][:, -1] - tr["hist_profile"][:, -1],
-                                          tr["target"] - tr["fc_profile"])
-                last = lambda sp: sp["hist"][:, -1] - sp["hist_profile"][:, -1]  # noqa: E731
-                pred_n = test["fc_profile"] + ts.residual_ar_forecast(last(test), a, b)
-                val_n = val["fc_profile"] + ts.residual_ar_forecast(last(val), a, b)
+                pred_n, val_n = test["fc_profile"] + ar["test"], val["fc_profile"] + ar["val"]
                 base = {"params": 2 * config.horizon, "train_s": prep["profile_s"], "train_energy_j": 0.0,
                         "infer_s": 0.0, "infer_energy_j": 0.0}
             fit_s = time.perf_counter() - t0
             preds[name] = sc.inverse(np.asarray(pred_n, np.float64))
-            val_preds[name] = sc.inverse(np.asarray(val_n, np.float64))
+            val_preds[name] = sc_val.inverse(np.asarray(val_n, np.float64))
             m = forecast_metrics(preds[name], truth)
             row = {"model": name, **m, "params": base["params"], "train_s": base["train_s"] + fit_s,
                    "train_energy_j": base["train_energy_j"], "infer_s": base["infer_s"],
                    "infer_energy_j": base["infer_energy_j"], "best_step": None, "energy": rc["row"]["energy"]}
-            if name == "recycle_guarded" and rc.get("quantiles"):
-                row.update(_quantile_metrics(
-                    sc, ts.apply_lead_guard(test["fc_profile"], rc["test_q"], alpha), test["target"],
-                    ts.apply_lead_guard(val["fc_profile"], rc["val_q"], alpha), val["target"], rc["quantiles"]))
+            if name == "recycle_guarded":
+                val_truth_n = val["target"].astype(np.float64)
+                rc["rule_rows"] = []
+                for (rule, k), g in rc["rules"].items():
+                    rrow = {"rule": rule, "ar_leads": k, "alpha": g["alpha"].tolist(), "use_ar": g["use_ar"].tolist(),
+                            "alpha_val": g["info"]["alpha_val"].tolist(),
+                            "oof_ratio": g["info"]["oof_ratio"].tolist(),
+                            "dm_pvalue": g["info"]["dm_pvalue"].tolist(),
+                            **{f"test_{m}": v for m, v in forecast_metrics(sc.inverse(g["test"]), truth).items()},
+                            "test_mae_lead1": float(np.mean(np.abs(sc.inverse(g["test"])[:, 0] - truth[:, 0]))),
+                            "val_mae": float(np.mean(np.abs(sc_val.inverse(g["val"]) - sc_val.inverse(val_truth_n))))}
+                    if rc.get("quantiles"):
+                        qm = _quantile_metrics(sc, sc_val, g["test_q"], test["target"], g["val_q"], val["target"],
+                                               rc["quantiles"])
+                        rrow.update({f"test_{m}": v for m, v in qm.items()})
+                        if (rule, k) == (config.guard_rule, config.guard_ar_leads):
+                            row.update(qm)
+                    rc["rule_rows"].append(rrow)
             rows.append(row)
             if progress:
                 print(f"[recycle] {name:15s} test MAE {m['mae']:.4f}", flush=True)
@@ -477,12 +553,12 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
         val_n = fit["val_pred"]
         if fit["quantiles"]:
             qs = fit["quantiles"]
-            qrow = _quantile_metrics(sc, pred_n, test["target"], val_n, val["target"], qs)
+            qrow = _quantile_metrics(sc, sc_val, pred_n, test["target"], val_n, val["target"], qs)
             rc.update(test_q=np.asarray(pred_n), val_q=np.asarray(val_n), quantiles=qs)
             pred_n, val_n = np.asarray(pred_n)[..., qs.index(0.5)], np.asarray(val_n)[..., qs.index(0.5)]
         if name == "recycle":
             rc.update(test=np.asarray(pred_n), val=np.asarray(val_n))
-        val_preds[name] = sc.inverse(np.asarray(val_n, np.float64))
+        val_preds[name] = sc_val.inverse(np.asarray(val_n, np.float64))
         rows_energy.append(inf_e)
         preds[name] = sc.inverse(np.asarray(pred_n, np.float64))
         m = forecast_metrics(preds[name], truth)
@@ -511,6 +587,10 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     summary: dict[str, Any] = {
         "status": "completed",
         "dataset": cd.series.name,
+        "protocol": config.protocol,
+        "protocol_note": ("reference protocol: each split MinMax-scaled with its own statistics, which leaks the "
+                          "validation and test ranges" if config.protocol == "reference" else
+                          "one scaler fitted on train"),
         "windows": n_windows,
         "history_cycles": cd.history,
         "horizon_cycles": cd.horizon,
@@ -531,6 +611,12 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     if "recycle_guarded" in by:
         summary["guarded_mae"] = by["recycle_guarded"]["mae"]
         summary["guard_alpha"] = [float(a) for a in rc["alpha"]]
+        summary["guard_use_ar"] = [bool(u) for u in rc["use_ar"]]
+        summary["guard_rule"] = config.guard_rule
+        summary["guard_rules"] = rc["rule_rows"]
+        # evidence only, never used by a rule: the alpha_h that would have been best on the test windows
+        summary["guard_alpha_test_oracle"] = ts.fit_lead_guard(rc["test"] - test["fc_profile"],
+                                                               test["target"] - test["fc_profile"]).tolist()
     if "residual_ar" in by:
         summary["residual_ar_mae"] = by["residual_ar"]["mae"]
         summary["residual_ar_mae_lead1"] = by["residual_ar"]["mae_lead1"]
@@ -543,24 +629,65 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
             summary["time_ratio_vanilla_over_recycle"] >= 10
             and summary["energy_ratio_vanilla_over_recycle"] >= 10 and r["mae"] <= v["mae"])
     plot_models = {k: v for k, v in preds.items() if k != "persistence"}
-    path = _plot(workdir, cd, test, plot_models, index=min(len(cd.origins["test"]) - 1, 7))
+    path = _plot(workdir, cd, sc, test, plot_models, index=min(len(cd.origins["test"]) - 1, 7))
     summary["plots"] = [path.name]
     write_json(workdir / "summary.json", to_jsonable(summary))
     return summary
 
 
-def _quantile_metrics(sc, q_test, y_test, q_val, y_val, qs) -> dict[str, float]:
-    """Pinball loss (series units) and the outer levels' interval coverage, raw and conformalised on validation."""
+def _residual_ar(splits: dict) -> dict[str, np.ndarray]:
+    """The residual AR of the last history day, fitted on train: residual forecasts of every split."""
+    tr = splits["train"]
+    last = lambda sp: sp["hist"][:, -1] - sp["hist_profile"][:, -1]  # noqa: E731
+    a, b = ts.fit_residual_ar(last(tr), tr["target"] - tr["fc_profile"])
+    return {name: ts.residual_ar_forecast(last(sp), a, b) for name, sp in splits.items()}
+
+
+def _guard(rule: str, ar_leads: int, config: RecycleConfig, rc: dict, splits: dict, ar: dict) -> dict:
+    """ReCycle's forecast guarded by one rule (normalised): ``alpha``, the AR leads, val/test points and quantiles.
+
+    At the AR leads the forecast is the profile plus the AR residual. With quantile heads the
+    guarded quantiles are the guarded point plus the model's offsets from its median (the guard
+    shrinks the point, not the model's spread), conformalised later on validation.
+    """
+    val, test = splits["val"], splits["test"]
+    f_val, r_val = rc["val"] - val["fc_profile"], val["target"] - val["fc_profile"]
+    alpha, info = ts.fit_guard_rule(f_val, r_val, rule, folds=config.guard_folds, level=config.guard_level)
+    _, oof = ts.cross_fit_lead_guard(f_val, r_val, folds=config.guard_folds)
+    oof = np.where(alpha[None, :, None] > 0, oof, 0.0) if rule != "val" else alpha[None, :, None] * f_val
+    use_ar = ts.choose_alternative(np.abs(r_val - oof), np.abs(r_val - ar["val"]), np.abs(r_val),
+                                   leads=ar_leads, level=config.guard_level)
+    out: dict[str, Any] = {"alpha": alpha, "use_ar": use_ar, "info": info}
+    for name, sp in (("val", val), ("test", test)):
+        point = ts.apply_lead_guard(sp["fc_profile"], rc[name], alpha)
+        point = np.where(use_ar[None, :, None], sp["fc_profile"] + ar[name], point).astype(np.float64)
+        out[name] = point
+        if rc.get("quantiles"):
+            q = np.asarray(rc[name + "_q"], np.float64)
+            med = q[..., rc["quantiles"].index(0.5)]
+            out[name + "_q"] = point[..., None] + (q - med[..., None])
+    return out
+
+
+def _quantile_metrics(sc, sc_val, q_test, y_test, q_val, y_val, qs) -> dict[str, float]:
+    """Pinball loss (series units) and the outer levels' interval coverage: raw, conformalised on validation
+    (``coverage``), and online-conformalised on validation plus the test windows already observed at each
+    origin (``coverage_rolling``, :func:`jaxlab.timeseries.rolling_conformal_margins`)."""
     lo, hi = int(np.argmin(qs)), int(np.argmax(qs))
     q_test, q_val = np.asarray(q_test, np.float64), np.asarray(q_val, np.float64)
     margin = ts.conformal_margins(q_val[..., lo], q_val[..., hi], y_val, qs[hi] - qs[lo])[None, :, None]
     qt, yt = sc.inverse(q_test), sc.inverse(np.asarray(y_test, np.float64))
-    m_units = margin * sc.scale
+    m_units = margin * sc_val.scale  # margins fitted in validation units
+    qv, yv = sc_val.inverse(q_val), sc_val.inverse(np.asarray(y_val, np.float64))
+    roll = ts.rolling_conformal_margins(qt[..., lo], qt[..., hi], yt, qs[hi] - qs[lo], calib_lower=qv[..., lo],
+                                        calib_upper=qv[..., hi], calib_target=yv)[..., None]
     return {"pinball": float(ts.pinball(qt, yt, qs)),
             "coverage_raw": float(ts.interval_coverage(qt[..., lo], qt[..., hi], yt)),
             "coverage": float(ts.interval_coverage(qt[..., lo] - m_units, qt[..., hi] + m_units, yt)),
             "interval_width": float(ts.interval_width(qt[..., lo] - m_units, qt[..., hi] + m_units)),
-            "interval_level": float(qs[hi] - qs[lo])}
+            "interval_level": float(qs[hi] - qs[lo]),
+            "coverage_rolling": float(ts.interval_coverage(qt[..., lo] - roll, qt[..., hi] + roll, yt)),
+            "interval_width_rolling": float(ts.interval_width(qt[..., lo] - roll, qt[..., hi] + roll))}
 
 
 def format_table(rows: list[dict]) -> str:

@@ -16,59 +16,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxlab.core import Array
-
-
-class EncoderLayer(nn.Module):
-    """Post-norm self-attention + ReLU feed-forward block (``torch.nn.TransformerEncoderLayer``)."""
-
-    d_model: int
-    d_ff: int
-    num_heads: int = 1
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        att = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, qkv_features=self.d_model)
-        x = nn.LayerNorm()(x + att(x, x))
-        ff = nn.Dense(self.d_model)(nn.relu(nn.Dense(self.d_ff)(x)))
-        return nn.LayerNorm()(x + ff)
-
-
-class DecoderLayer(nn.Module):
-    """Post-norm decoder block without causal mask (one-shot decoding)."""
-
-    d_model: int
-    d_ff: int
-    num_heads: int = 1
-
-    @nn.compact
-    def __call__(self, y: Array, memory: Array) -> Array:
-        sa = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, qkv_features=self.d_model)
-        y = nn.LayerNorm()(y + sa(y, y))
-        ca = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, qkv_features=self.d_model)
-        y = nn.LayerNorm()(y + ca(y, memory))
-        ff = nn.Dense(self.d_model)(nn.relu(nn.Dense(self.d_ff)(y)))
-        return nn.LayerNorm()(y + ff)
-
-
-class EncoderDecoder(nn.Module):
-    """Encoder-decoder trunk: input projections, layers, final norms (no positional encoding)."""
-
-    d_model: int = 32
-    d_ff: int = 32
-    num_heads: int = 1
-    num_encoder_layers: int = 1
-    num_decoder_layers: int = 1
-
-    @nn.compact
-    def __call__(self, enc_in: Array, dec_in: Array) -> Array:
-        x = nn.Dense(self.d_model, name="enc_proj")(enc_in)
-        for _ in range(self.num_encoder_layers):
-            x = EncoderLayer(self.d_model, self.d_ff, self.num_heads)(x)
-        memory = nn.LayerNorm(name="enc_norm")(x)
-        y = nn.Dense(self.d_model, name="dec_proj")(dec_in)
-        for _ in range(self.num_decoder_layers):
-            y = DecoderLayer(self.d_model, self.d_ff, self.num_heads)(y, memory)
-        return nn.LayerNorm(name="dec_norm")(y)
+from jaxlab.timeseries import EncoderDecoder
 
 
 class ReCycleTransformer(nn.Module):

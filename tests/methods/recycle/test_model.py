@@ -1,5 +1,6 @@
 """ReCycle's model and baselines: the profile fallback, token-order invariance, shapes, a smoke run."""
 
+import dataclasses
 import json
 
 import jax
@@ -9,7 +10,7 @@ import pytest
 
 import jaxlab.data as jd
 from jaxlab.core import tolerances
-from jaxlab.methods.recycle import (RecycleConfig, ReCycleTransformer, VanillaTransformer, energy_label,
+from jaxlab.methods.recycle import (RecycleConfig, ReCycleTransformer, energy_label,
                                     energy_total_j, forecast_metrics, run)
 from jaxlab.timeseries import DLinear, moving_average, moving_average_reference
 
@@ -68,11 +69,7 @@ def test_baselines_shapes_and_moving_average(getkey):
         moving_average(x, 4)
     dl = DLinear(horizon=H * D, kernel=5)
     assert jax.eval_shape(dl.init, getkey(), x[..., None])["params"]["trend"]["kernel"].shape == (L * D, H * D)
-    feats = jax.random.normal(getkey(), (B, L * D, 10), jnp.float32)
-    fc_feats = jax.random.normal(getkey(), (B, H * D, 10), jnp.float32)
-    vt = VanillaTransformer(d_model=8, d_ff=8)
-    out = jax.eval_shape(lambda k: vt.apply(vt.init(k, x, feats, fc_feats), x, feats, fc_feats), getkey())
-    assert out.shape == (B, H * D)
+    # the per-step VanillaTransformer moved to jaxlab.timeseries: tests/timeseries/test_step_transformer.py
 
 
 def test_energy_readings_of_both_meter_kinds():
@@ -110,13 +107,22 @@ def test_smoke_run_on_a_synthetic_series(tmp_path):
     # model selection starts from step 0, where ReCycle (zero head) is the profile: never worse on val
     assert by["recycle"]["val_mae"] <= by["profile"]["val_mae"] + 1e-9
     assert by["recycle"]["best_step"] > 0 or by["recycle"]["val_mae"] == pytest.approx(by["profile"]["val_mae"])
-    # the guard is fitted on val per lead: never worse there than the profile (alpha 0) or ReCycle (alpha 1)
+    # the plain guard is fitted on val per lead: never worse there than the profile (alpha 0) or ReCycle
+    # (alpha 1); every rule, with or without the AR candidate, is never worse there than the profile
     g = by["recycle_guarded"]
-    assert g["val_mae"] <= min(by["profile"]["val_mae"], by["recycle"]["val_mae"]) + 1e-9
+    rules = {(r["rule"], r["ar_leads"]): r for r in summary["guard_rules"]}
+    assert set(rules) == {(rule, k) for rule in ("val", "cv", "dm", "shrink") for k in (0, 1)}
+    assert rules[("val", 0)]["val_mae"] <= min(by["profile"]["val_mae"], by["recycle"]["val_mae"]) + 1e-9
+    assert all(r["val_mae"] <= by["profile"]["val_mae"] + 1e-9 for r in rules.values())
+    assert all(r["use_ar"] == [False, False] for (_, k), r in rules.items() if k == 0)
+    # the row is the configured rule (default: dm with the AR candidate at lead 1)
+    assert g["mae"] == pytest.approx(rules[("dm", 1)]["test_mae"]) and summary["guard_rule"] == "dm"
+    assert g["coverage"] == pytest.approx(rules[("dm", 1)]["test_coverage"])
     assert len(summary["guard_alpha"]) == 2 and all(0 <= a <= 1 for a in summary["guard_alpha"])
     # quantile heads: pinball and the 80% interval's coverage, raw and conformalised on val
     for r in (by["recycle"], g):
         assert r["interval_level"] == pytest.approx(0.8) and 0 <= r["coverage"] <= 1 and r["pinball"] > 0
+        assert 0 <= r["coverage_rolling"] <= 1 and r["interval_width_rolling"] > 0
     assert summary["residual_ar_mae_lead1"] == by["residual_ar"]["mae_lead1"]
     # the chosen step has the lowest validation MAE of the curve, and is no worse than step 0 (the profile)
     lines = (tmp_path / "metrics_recycle.jsonl").read_text().splitlines()
@@ -133,3 +139,79 @@ def test_config_rejects_quantiles_without_median_and_bad_regularisation():
                        (dict(quantiles=(0.0, 0.5)), "quantiles")):
         with pytest.raises(ConfigError, match=match):
             validate_config(RecycleConfig(**bad))
+
+
+@pytest.mark.parametrize("spec", ["elecdemand.py", "elecdemand.py:quick", "elecdemand.py:univariate",
+                                  "elecdemand.py:paper", "taylor.py", "taylor.py:quick", "bikeshare.py",
+                                  "bikeshare.py:quick", "bikeshare.py:univariate"])
+def test_configs_load_and_validate(spec):
+    from jaxlab.core import load_config
+    from jaxlab.core._config import validate_config
+
+    config, _ = load_config(f"configs/recycle/{spec}")
+    validate_config(config)
+    assert config.guard_rule == "dm" and config.guard_ar_leads == 1
+    if spec.endswith(":univariate"):
+        assert config.exogenous == ()
+    with pytest.raises(ValueError, match="unknown argument"):
+        load_config(f"configs/recycle/{spec.split(':')[0]}:huge")
+
+
+def test_bikeshare_windows_carry_the_weather():
+    from jaxlab.core import load_config
+    from jaxlab.methods.recycle import prepare_windows
+
+    pytest.importorskip("ISLP")
+    config, _ = load_config("configs/recycle/bikeshare.py")
+    with_weather = prepare_windows(config)["splits"]["train"]
+    without = prepare_windows(dataclasses.replace(config, exogenous=()))["splits"]["train"]
+    assert with_weather["target"].shape[2] == 24
+    # daily mean/min/max of temp, hum and weathersit: 9 more metadata features per token
+    assert with_weather["hist_meta"].shape[-1] == without["hist_meta"].shape[-1] + 9
+
+
+def _synthetic_days(n_days=70, seed=0):
+    t = np.arange(n_days * 24)
+    rng = np.random.default_rng(seed)
+    trend = 1.0 + t / t.size  # a rising level: each split's MinMax differs from train's
+    y = 10 * trend + np.sin(2 * np.pi * t / 24) + ((t // 24) % 7 < 5) + 0.1 * rng.normal(size=t.size)
+    stamps = np.datetime64("2024-01-01T00:00:00", "s") + t * np.timedelta64(3600, "s")
+    return jd.time_series(stamps, y, columns=["load"], name="synthetic")
+
+
+def test_reference_protocol_scales_each_split_and_runs_up_inside_it():
+    from jaxlab.methods.recycle import prepare_windows
+
+    series = _synthetic_days()
+    config = RecycleConfig(history=3, horizon=2, rhp_days=1, fractions=(0.5, 0.25, 0.25))
+    ours = prepare_windows(config, series)
+    ref = prepare_windows(dataclasses.replace(config, protocol="reference"), series)
+    cd = ref["data"]
+    for name, (a, b) in cd.bounds.items():
+        # the reference's (leaky) per-split MinMax: each split spans [0, 1] in its own units
+        sc = ref["scalers"][name]
+        raw = cd.raw_cycles[a:b]
+        assert sc.offset == pytest.approx(raw.min()) and sc.scale == pytest.approx(raw.max() - raw.min())
+        # histories start after a run-up of 7 * rhp_days days inside the split
+        assert cd.origins[name].min() == a + 3 + 7
+        np.testing.assert_allclose(sc.inverse(ref["splits"][name]["target"]),
+                                   ours["scalers"][name].inverse(ours["splits"][name]["target"])[
+                                       np.isin(ours["data"].origins[name], cd.origins[name])], rtol=1e-5)
+    assert ref["scalers"]["test"].offset > ref["scalers"]["train"].offset
+    assert all(s is ours["data"].scaler for s in ours["scalers"].values())
+
+
+@pytest.mark.slow  # ~50 s on the loaded 2-core machine (one more training compile)
+def test_keep_last_and_epochs_set_the_training_run(tmp_path):
+    from jaxlab.energy import EnergyMeter
+    from jaxlab.methods.recycle import prepare_windows
+    from jaxlab.methods.recycle._experiment import _fit
+
+    config = RecycleConfig(history=3, horizon=2, rhp_days=1, d_model=4, d_ff=4, batch_size=16, eval_every=1,
+                           learning_rate=0.05, epochs=2, keep="last", init="torch", zero_head=False)
+    splits = prepare_windows(config, _synthetic_days())["splits"]
+    fit = _fit("recycle", config, splits, tmp_path, EnergyMeter(), jax.random.key(0))
+    n_train = splits["train"]["target"].shape[0]
+    assert fit["num_steps"] == 2 * -(-n_train // 16) and fit["best_step"] == fit["num_steps"]
+    curve = [json.loads(x) for x in (tmp_path / "metrics_recycle.jsonl").read_text().splitlines() if x.strip()]
+    assert fit["val_mae"] == pytest.approx(curve[-1]["val_mae"])  # the last step's, not the best's
