@@ -30,7 +30,8 @@ from jaxlab.methods.abtrain import ABTrainConfig, run  # noqa: F401  (run is wha
 def get_config(arg: str | None = None) -> ABTrainConfig:
     config = ABTrainConfig(model="mlp", hidden=(1024, 1024), total_steps=3000, warmup_steps=866, sync_every=152,
                            full_steps=12, lr_rebound_steps=53, global_batch=128, lr=1e-3, weight_decay=0.1,
-                           lr_warmup_steps=200, lr_cooldown_steps=200, seeds=(0, 1, 2))
+                           lr_warmup_steps=200, lr_cooldown_steps=200, seeds=(0, 1, 2),
+                           curve_eval_size=2000)
     if arg in (None, "", "default"):
         return config
     if arg == "quick":
