@@ -144,7 +144,7 @@ def loop_profile(repeats: int) -> list[dict]:
                 evals[n] = trainer.evaluate(xte[:n], yte[:n], batch_size=config.eval_batch)
         rows.append({"part": label, **_timed(ev, max(2, repeats // 4))})
     t0, c0 = time.perf_counter(), time.process_time()
-    usv, counts = trainer._svd("probe")
+    usv, _ = trainer._svd("probe")
     rows.append({"part": "svd program (both layers, incl. its compile)", "median_s": time.perf_counter() - t0,
                  "cpu_s": time.process_time() - c0})
     t0, c0 = time.perf_counter(), time.process_time()

@@ -8,7 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlab.core import ConfigError, apply_overrides, load_config, read_metrics, validate_config
+from jaxlab.core import (
+    ConfigError,
+    apply_overrides,
+    load_config,
+    read_metrics,
+    validate_config,
+)
 from jaxlab.data import DataNotFoundError
 from jaxlab.methods import abtrain
 from jaxlab.methods.abtrain._experiment import _batches, load_data
