@@ -68,6 +68,8 @@ class ABTrainConfig:
       seeds: one AB and one data-parallel run per seed.
       baseline: also train data parallelism (False: AB only, no accuracy comparison).
       eval_batch: evaluation batch size.
+      curve_eval_size: the evaluations at the syncs (the accuracy curve) use the first ``curve_eval_size`` test
+        images (None: all); the final evaluation always uses the whole test set.
       checkpoint_every, log_every: periods in steps.
     """
 
@@ -99,6 +101,7 @@ class ABTrainConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     baseline: bool = True
     eval_batch: int = 1000
+    curve_eval_size: int | None = None
     checkpoint_every: int = 500
     log_every: int = 50
 
@@ -112,7 +115,8 @@ class ABTrainConfig:
         "label_smoothing": in_range(0.0, 1.0, high_open=True), "num_devices": positive, "group_size": positive,
         "node_size": positive, "sync_mode": one_of(*SYNC_MODES), "tau": in_range(0.0, 1.0, high_open=True),
         "on_rank_change": one_of("slice", "reset"), "seeds": (nonempty, each(in_range(0, 2**32 - 1))),
-        "eval_batch": positive, "checkpoint_every": nonnegative, "log_every": positive,
+        "eval_batch": positive, "curve_eval_size": optional(positive), "checkpoint_every": nonnegative,
+        "log_every": positive,
     }
     RULES: ClassVar[tuple] = (
         Rule(("full_steps", "sync_every"), lambda c: c.full_steps < c.sync_every,
@@ -121,6 +125,9 @@ class ABTrainConfig:
              "group_size must divide num_devices (contiguous groups of the data axis)"),
         Rule(("global_batch", "num_devices"), lambda c: c.global_batch % c.num_devices == 0,
              "global_batch must be a multiple of num_devices"),
+        Rule(("curve_eval_size", "eval_batch"),
+             lambda c: c.curve_eval_size is None or c.curve_eval_size >= c.eval_batch,
+             "curve_eval_size must be at least eval_batch (or None: the whole test set)"),
     )
 
     def schedule(self, *, baseline: bool = False) -> Schedule:
@@ -170,11 +177,14 @@ def _batches(x: np.ndarray, y: np.ndarray, batch: int, seed: int):
     if batch > n:
         raise ValueError(f"global_batch={batch} exceeds the {n} training images")
     per_epoch = n // batch
+    perms: dict[int, np.ndarray] = {}  # the current epoch's permutation (drawn once per epoch, not per step)
 
     def get(t: int):
         epoch, j = divmod(t, per_epoch)
-        perm = np.random.default_rng([seed, epoch]).permutation(n)
-        idx = np.sort(perm[j * batch:(j + 1) * batch])
+        if epoch not in perms:
+            perms.clear()
+            perms[epoch] = np.random.default_rng([seed, epoch]).permutation(n)
+        idx = np.sort(perms[epoch][j * batch:(j + 1) * batch])
         return x[idx], y[idx]
 
     return get
@@ -192,8 +202,8 @@ def _sub_run(config: ABTrainConfig, workdir: Path, seed: int, data, *, baseline:
     eval_at = tuple(t for t, ev in sched.event_steps() if "sync" in ev)
     summary = trainer.fit(_batches(xtr, ytr, config.global_batch, seed), key=jax.random.key(10_000 + seed),
                           workdir=workdir, eval_data=(xte, yte), eval_at=eval_at, eval_batch=config.eval_batch,
-                          checkpoint_every=config.checkpoint_every, log_every=config.log_every, progress=progress,
-                          description=f"{'dp' if baseline else 'ab'} seed {seed}")
+                          curve_eval_size=config.curve_eval_size, checkpoint_every=config.checkpoint_every,
+                          log_every=config.log_every, progress=progress, description=f"{'dp' if baseline else 'ab'} seed {seed}")
     summary["seed"], summary["method"] = seed, "dp" if baseline else "ab"
     summary["load_avg_1m_end"] = os.getloadavg()[0]
     write_json(done, summary)

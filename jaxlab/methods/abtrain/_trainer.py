@@ -363,15 +363,15 @@ class ABTrainer:
             raise ValueError(f"need at least batch_size={batch_size} evaluation samples, got {len(x)}")
         bs, rep = batch_sharding(self.mesh, per_group=False), replicated(self.mesh)
         fn = make_eval(self.model, self.layout)
-        correct = loss = 0.0
+        sums = []
         for i in range(0, n, batch_size):
             xs, ys = jax.device_put(x[i:i + batch_size], bs), jax.device_put(y[i:i + batch_size], bs)
             args = (self.full.params, self.full.model_state, xs, ys)
             prog = self._program("eval", fn, args, mesh=self.mesh, out_shardings=(rep, rep))
-            c, l_ = prog.compiled(*args)
-            correct += float(c)
-            loss += float(l_)
-        return {"test_accuracy": correct / n, "test_loss": loss / n}
+            sums.append(prog.compiled(*args))  # dispatched back to back; one host transfer below
+        host = np.asarray(jax.device_get(sums), np.float64)
+        correct, loss = float(host[:, 0].sum()), float(host[:, 1].sum())
+        return {"test_accuracy": correct / n, "test_loss": loss / n, "eval_size": n}
 
     # ------------------------------------------------------------------------------------------- checkpoints
 
@@ -429,7 +429,8 @@ class ABTrainer:
 
     def fit(self, get_batch: Callable[[int], tuple[np.ndarray, np.ndarray]], *, key: jax.Array,
             workdir: str | os.PathLike | None = None, eval_data: tuple[np.ndarray, np.ndarray] | None = None,
-            eval_at: tuple[int, ...] = (), eval_batch: int = 1000, checkpoint_every: int = 0,
+            eval_at: tuple[int, ...] = (), eval_batch: int = 1000, curve_eval_size: int | None = None,
+            checkpoint_every: int = 0,
             keep_checkpoints: int = 2, log_every: int = 50, meter: Any = "auto", progress: bool = True,
             stop_at: int | None = None, description: str = "abtrain") -> dict[str, Any]:
         """Trains to ``schedule.total_steps`` (or ``stop_at``, which checkpoints and returns like a kill would).
@@ -441,6 +442,8 @@ class ABTrainer:
           eval_data: test images and labels, evaluated at the steps of ``eval_at`` that fall in a full phase
             (after the events of that step) and at the end.
           eval_batch: evaluation batch (a multiple of the device count).
+          curve_eval_size: the evaluations of ``eval_at`` use the first ``curve_eval_size`` samples of ``eval_data``
+            (None: all; at least ``eval_batch``); the final evaluation uses all of them.
           checkpoint_every: period in steps (0: only at the end).
           log_every: period of the train records.
           meter: an energy meter, ``"auto"`` (an ``EnergyMeter`` with a workdir) or None.
@@ -504,7 +507,10 @@ class ABTrainer:
         def do_eval(step: int) -> None:
             nonlocal last_eval
             if eval_data is not None and self.phase == "full":
-                last_eval = self.evaluate(*eval_data, batch_size=eval_batch)
+                xe, ye = eval_data
+                if curve_eval_size is not None and step < T:
+                    xe, ye = xe[:curve_eval_size], ye[:curve_eval_size]
+                last_eval = self.evaluate(xe, ye, batch_size=eval_batch)
                 record("eval", step, last_eval)
 
         window: list = []

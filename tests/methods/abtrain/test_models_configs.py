@@ -1,5 +1,6 @@
 """The models with factorised kernels, the data, and a smoke run of every config."""
 
+import dataclasses
 import json
 
 import jax
@@ -7,10 +8,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlab.core import ConfigError, apply_overrides, load_config, validate_config
+from jaxlab.core import (
+    ConfigError,
+    apply_overrides,
+    load_config,
+    read_metrics,
+    validate_config,
+)
 from jaxlab.data import DataNotFoundError
 from jaxlab.methods import abtrain
-from jaxlab.methods.abtrain._experiment import load_data
+from jaxlab.methods.abtrain._experiment import _batches, load_data
 from jaxlab.methods.abtrain._models import pad_images
 from jaxlab.nn import SmallCNN
 
@@ -90,7 +97,8 @@ def test_configs_meet_their_constraints(spec):
                                              ("full_steps=10", "smaller than sync_every"),
                                              ("group_size=3", "divide num_devices"),
                                              ("global_batch=100", "multiple of num_devices"),
-                                             ("on_rank_change=keep", "on_rank_change"), ("train_size=0", "train_size")])
+                                             ("on_rank_change=keep", "on_rank_change"), ("train_size=0", "train_size"),
+                                             ("curve_eval_size=500", "at least eval_batch")])
 def test_bad_overrides_are_refused_with_the_key(override, words):
     config = load_config("configs/abtrain/mlp_fashion.py:quick")[0]
     with pytest.raises(ConfigError, match=words):
@@ -99,7 +107,9 @@ def test_bad_overrides_are_refused_with_the_key(override, words):
 
 
 def test_mlp_smoke_config_runs(tmp_path):
-    config = load_config("configs/abtrain/mlp_fashion.py:smoke")[0]
+    # curve_eval_size: the evaluation at the sync (step 2) sees 64 of the 128 test images, the final one all
+    config = dataclasses.replace(load_config("configs/abtrain/mlp_fashion.py:smoke")[0], test_size=128,
+                                 curve_eval_size=64)
     summary = abtrain.run(config, tmp_path, progress=False)
     assert summary["status"] == "completed"
     assert 0.0 <= summary["acc_ab_mean"] <= 1.0
@@ -109,6 +119,19 @@ def test_mlp_smoke_config_runs(tmp_path):
     assert set(phases) == {"warmup", "decompose", "ab", "sync", "full"}
     assert phases["ab"]["inter_bytes"] == 0 and phases["warmup"]["inter_bytes"] > 0
     assert (tmp_path / "tables.md").is_file() and (tmp_path / "abtrain_curves.png").is_file()
+    evals = [(r["step"], r["eval_size"]) for r in read_metrics(tmp_path / "ab_seed0" / "metrics.jsonl")
+             if r["split"] == "eval"]
+    assert evals == [(2, 64), (3, 128)]
+
+
+def test_batches_draw_one_permutation_per_epoch_and_match_drawing_it_per_step():
+    x, y = np.arange(40, dtype=np.float32)[:, None], np.arange(40, dtype=np.int32)
+    get = _batches(x, y, 8, seed=3)
+    for t in (0, 1, 4, 5, 9, 2):  # across epochs (5 batches each) and back
+        epoch, j = divmod(t, 5)
+        idx = np.sort(np.random.default_rng([3, epoch]).permutation(40)[j * 8:(j + 1) * 8])
+        np.testing.assert_array_equal(get(t)[1], idx)
+    assert len({int(v) for t in range(5) for v in get(t)[1]}) == 40  # one epoch: every sample once
 
 
 @pytest.mark.slow
