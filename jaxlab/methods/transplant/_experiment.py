@@ -177,11 +177,16 @@ def load_splits(dataset: str, *, validation_fraction: float, pad_to: int | None 
 def _progress(desc: str, total: int):
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False)
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=total, desc=desc, disable=not tty, leave=False)
+    t0 = time.perf_counter()
 
     def update(epoch, curves):
         bar.update(1)
         bar.set_postfix(val=f"{np.nanmean(curves.val[epoch]):.4f}")
+        if not tty:   # a log line per epoch instead of the bar (background runs write to a log file)
+            print(f"{desc}: epoch {epoch}/{total}, mean val {np.nanmean(curves.val[epoch]):.4f}, "
+                  f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         if epoch == total:
             bar.close()
 
