@@ -25,6 +25,9 @@ import dataclasses
 from jaxlab.methods.transplant import TransplantConfig, run  # noqa: F401  (run is what `jaxlab run` calls)
 
 
+_ALL = ("nt", "avg", "ot", "wm", "nt_distill")
+
+
 def get_config(arg: str | None = None) -> TransplantConfig:
     config = TransplantConfig(experiments=("mlp/fashion_mnist",), ks=(2, 4), seeds=3, member_epochs=20,
                               finetune_epochs=10, mlp_hidden=(512, 512, 512), mlp_bias=False,
@@ -34,11 +37,13 @@ def get_config(arg: str | None = None) -> TransplantConfig:
     if arg == "cpu":   # what the shared 2-core CPU can run in under an hour: 12,000 of the 54,000 training images
         return dataclasses.replace(config, train_size=12000)
     if arg == "full":
-        return dataclasses.replace(config, methods=("nt", "avg", "ot", "wm", "nt_distill"))
+        return dataclasses.replace(config, methods=_ALL)
     if arg == "quick":
-        return dataclasses.replace(config, experiments=("mlp/mnist5k",), ks=(2,), seeds=2, member_epochs=4,
-                                   finetune_epochs=2, mlp_hidden=(64, 64), batch_size=128, test_size=500)
+        return dataclasses.replace(config, methods=_ALL, experiments=("mlp/mnist5k",), ks=(2,), seeds=2,
+                                   member_epochs=4, finetune_epochs=2, mlp_hidden=(64, 64), batch_size=128,
+                                   test_size=500)
     if arg == "smoke":
-        return dataclasses.replace(config, experiments=("mlp/digits",), ks=(2,), seeds=1, member_epochs=1,
-                                   finetune_epochs=1, mlp_hidden=(16, 16), batch_size=64, test_size=200)
+        return dataclasses.replace(config, methods=_ALL, experiments=("mlp/digits",), ks=(2,), seeds=1,
+                                   member_epochs=1, finetune_epochs=1, mlp_hidden=(16, 16), batch_size=64,
+                                   test_size=200)
     raise ValueError(f"unknown argument {arg!r}; use 'cpu', 'full', 'quick', 'smoke' or nothing")
