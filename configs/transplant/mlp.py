@@ -1,21 +1,28 @@
 """Neuron Transplantation on Fashion-MNIST: MLP 3 x 512 without bias (the reference's `smallnn`), k in {2, 4}, 3 seeds.
 
 Members: SGD lr 0.01, momentum 0.9, batch 256, 20 epochs (the reference trains 60); every fused model fine-tuned
-10 epochs at lr 0.01 (the reference: 30). Methods: NT, weight averaging, OT fusion ("wts", exact), weight
-matching, distillation (T = 2) of the ensemble into the NT model; best member and output-averaged ensemble as
-references (the iterative and hierarchical variants and distillation into member 0 run in the grid,
-configs/transplant/grid.py, where they are cheaper). 54,000 training / 6,000 validation images (carved from the
-training split) / 10,000 test.
+10 epochs at lr 0.01 (the reference: 30). Each seed trains max(ks) = 4 members once; members 0-1 are its k = 2
+ensemble and members 0-3 its k = 4 ensemble (12 members in all, one vmapped program). Methods: NT, weight
+averaging and OT fusion ("wts", exact), each fine-tuned (18 fine-tunings, one vmapped program); best member
+(chosen on validation) and output-averaged ensemble as references. ``full`` adds weight matching and
+distillation (T = 2) of the ensemble into the NT model (the iterative and hierarchical variants and
+distillation into member 0 are in configs/transplant/grid.py). 54,000 training / 6,000 validation images
+(carved from the training split) / 10,000 test; ``cpu``: the first 12,000 of the 54,000 training images (same
+validation and test sets).
 Accuracies are reported before fine-tuning, after the last epoch and at the best-validation epoch (the
-reference reports the maximum test accuracy over epochs; here the test set selects nothing).
+reference reports the maximum test accuracy over epochs; here the test set selects nothing), with the first
+fine-tuning epoch at which each model's validation accuracy reaches its best member's.
 
-Command:  PYTHONPATH=. jaxlab run configs/transplant/mlp.py --workdir runs/transplant_mlp
+Command:  PYTHONPATH=. jaxlab run configs/transplant/mlp.py:cpu --workdir runs/transplant_mlp_fm_cpu
+          jaxlab run configs/transplant/mlp.py --workdir runs/transplant_mlp          (all 54,000 images)
+          jaxlab run configs/transplant/mlp.py:full                                   (+ weight matching, distillation)
           jaxlab run configs/transplant/mlp.py:quick     (MNIST-5k, tiny: `jaxlab reproduce --quick`)
           jaxlab run configs/transplant/mlp.py:smoke     (sklearn digits, seconds: the test suite)
 Hardware: CPU (2 cores); members and fine-tuned models of all seeds run vmapped in one program each.
-Runtime:  not completed on the shared 2-core CPU: the 12 members (3 seeds x k = 4) trained 7 of 20 epochs in 48 min
-          under load 5-10 (about 7 min per epoch); the 30 fine-tunings (10 epochs each) come on top. Several hours
-          on 2 cores; minutes on a GPU. Quick: about a minute.
+Runtime:  ``cpu``: see bench/results/transplant/mlp_fashion_mnist_cpu/summary.json (wall_s; about 1 h on the
+          shared 2-core CPU under load ~15, nice 10: members 80-110 s per epoch). Default (54,000 images):
+          about 4.5x the training work of ``cpu``, not run here (an epoch of the 12 members took ~5 min under
+          that load). Quick: about a minute.
 Expected: NT after fine-tuning >= best member + 0.3 pp and >= averaging after fine-tuning; NT before fine-tuning
           > averaging before; NT reaches the best member's validation accuracy in no more epochs than OT.
 """

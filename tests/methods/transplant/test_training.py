@@ -142,6 +142,8 @@ def test_smoke_run_of_the_experiment(tmp_path):
     nt_row = next(r for r in summary["table"] if r["method"] == "nt" and r["k"] == 2)
     assert 0.0 <= nt_row["test_before"] <= 1.0 and nt_row["fusion_s"] > 0
     assert (tmp_path / "accuracy_mlp_digits.png").is_file() and (tmp_path / "finetune_mlp_digits.png").is_file()
+    tables = (tmp_path / "tables.md").read_text()
+    assert "### mlp/digits, k = 2" in tables and f"| nt | {100 * nt_row['test_before']:.2f}" in tables
     # a rerun reuses the finished experiment
     again = module.run(config, tmp_path)
     assert again["table"] == summary["table"]
