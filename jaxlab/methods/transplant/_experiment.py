@@ -410,9 +410,9 @@ def markdown_tables(table: list[dict], config: TransplantConfig) -> str:
             rows = [r for r in table if r["experiment"] == e and r["k"] == k]
             if not rows:
                 continue
-            out += [f"### {e}, k = {k} (test accuracy %, mean ± std over seeds)", "",
-                    "| method | before fine-tuning (members: as trained) | last epoch | best-validation epoch | epochs to best member "
-                    "| fusion s |", "|---|---|---|---|---|---|"]
+            header = ("| method | before fine-tuning (members: as trained) | last epoch | best-validation epoch "
+                      "| epochs to best member | fusion s |")
+            out += [f"### {e}, k = {k} (test accuracy %, mean ± std over seeds)", "", header, "|---|---|---|---|---|---|"]
             for r in rows:
                 if "note" in r:
                     out.append(f"| {r['method']} | {r['note']} | | | | |")
