@@ -7,8 +7,12 @@ its iterative and hierarchical variants, weight averaging, OT fusion ("wts"), we
 
 Command:  PYTHONPATH=. jaxlab run configs/transplant/grid.py:<arg> --workdir runs/transplant_<arg>
           with <arg> one of mlp_mnist5k (also the default), smallcnn_mnist5k, resnet18_mnist5k, vgg11_mnist5k
+          jaxlab run configs/transplant/grid.py:smoke   (VGG11 at width 1/32 on sklearn digits padded to 32x32,
+          k = 4, one epoch each: every fusion, the variants, BatchNorm recalibration and distillation into
+          member 0 in seconds; the test suite's smoke test of this config)
 Hardware: meant for a GPU (24 members and 3 x 3 x 8 fine-tunings per model); not run on the shared CPU.
-Runtime:  not measured.
+Runtime:  not measured: no model of the grid has been run (the shared 2-core CPU went to the Fashion-MNIST
+          accuracy run of configs/transplant/mlp.py:cpu); only the smoke variant runs, in the tests.
 Expected: the same ordering as configs/transplant/mlp.py (NT after fine-tuning above the best member and
           averaging), with gains shrinking as k grows (the paper's saturation finding).
 """
@@ -33,4 +37,7 @@ def get_config(arg: str | None = None) -> TransplantConfig:
         return dataclasses.replace(_BASE, experiments=("resnet18/mnist5k",))
     if arg == "vgg11_mnist5k":
         return dataclasses.replace(_BASE, experiments=("vgg11/mnist5k",))
-    raise ValueError(f"unknown argument {arg!r}; use one of {ARGS}")
+    if arg == "smoke":
+        return dataclasses.replace(_BASE, experiments=("vgg11/digits",), ks=(4,), seeds=1, member_epochs=1,
+                                   finetune_epochs=1, vgg_width=1 / 32, batch_size=64, test_size=100, bn_batches=2)
+    raise ValueError(f"unknown argument {arg!r}; use one of {ARGS} or 'smoke'")

@@ -177,11 +177,16 @@ def load_splits(dataset: str, *, validation_fraction: float, pad_to: int | None 
 def _progress(desc: str, total: int):
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, disable=not sys.stderr.isatty(), leave=False)
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=total, desc=desc, disable=not tty, leave=False)
+    t0 = time.perf_counter()
 
     def update(epoch, curves):
         bar.update(1)
         bar.set_postfix(val=f"{np.nanmean(curves.val[epoch]):.4f}")
+        if not tty:   # a log line per epoch instead of the bar (background runs write to a log file)
+            print(f"{desc}: epoch {epoch}/{total}, mean val {np.nanmean(curves.val[epoch]):.4f}, "
+                  f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         if epoch == total:
             bar.close()
 
@@ -388,6 +393,40 @@ def summarise(results: list[dict], config: TransplantConfig) -> list[dict]:
     return table
 
 
+def markdown_tables(table: list[dict], config: TransplantConfig) -> str:
+    """The summary's table as Markdown, one table per experiment and k: test accuracy (mean ± std over seeds)
+    before fine-tuning, after the last epoch and at the best-validation epoch, the epochs each seed took to
+    reach the best member's validation accuracy, and the fusion time."""
+
+    def pct(row, key):
+        if row.get(key) is None:
+            return ""
+        std = row.get(key + "_std")
+        return f"{100 * row[key]:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+
+    out = []
+    for e in dict.fromkeys(r["experiment"] for r in table):
+        for k in config.ks:
+            rows = [r for r in table if r["experiment"] == e and r["k"] == k]
+            if not rows:
+                continue
+            header = ("| method | before fine-tuning (members: as trained) | last epoch | best-validation epoch "
+                      "| epochs to best member | fusion s |")
+            out += [f"### {e}, k = {k} (test accuracy %, mean ± std over seeds)", "", header, "|---|---|---|---|---|---|"]
+            for r in rows:
+                if "note" in r:
+                    out.append(f"| {r['method']} | {r['note']} | | | | |")
+                elif r["method"] in ("best_member", "ensemble"):
+                    out.append(f"| {r['method'].replace('_', ' ')} | {pct(r, 'test')} | | | | |")
+                else:
+                    hits = ", ".join("never" if h is None else str(h) for h in r.get("epochs_to_best_member", []))
+                    fs = f"{r['fusion_s']:.3f}" if r.get("fusion_s") is not None else ""
+                    out.append(f"| {r['method']} | {pct(r, 'test_before')} | {pct(r, 'test_last')} | "
+                               f"{pct(r, 'test_at_best_val')} | {hits} | {fs} |")
+            out.append("")
+    return "\n".join(out)
+
+
 def _get(table, experiment, k, method, key):
     return next((r.get(key) for r in table if r["experiment"] == experiment and r["k"] == k and r["method"] == method),
                 None)
@@ -515,4 +554,5 @@ def run(config: TransplantConfig, workdir: str | Path) -> dict:
                        ("best_member", "test"), ("ensemble", "test")):
             summary[f"{m}_{key}_k{k}"] = _get(table, first, k, m, key)
     write_json(workdir / "summary.json", to_jsonable(summary))
+    (workdir / "tables.md").write_text(markdown_tables(table, config), encoding="utf-8")
     return summary

@@ -65,6 +65,23 @@ def _view(x, path, axes, sizes):
     return x.reshape((x.shape[0],) + shape), [d + 1 for d in dims]
 
 
+def _unit_sums(v, d: int, p: float):
+    """``sum |v|^p`` over every axis but the member axis 0 and the unit axis ``d``: shape ``(k, n)``.
+
+    The array is first reshaped to ``(k, before, n, after)`` with its size-one axes dropped: reducing the view
+    (many size-one axes) directly makes XLA insert a relayout copy first, which made the scores the larger
+    part of transplantation's time on CPUs."""
+    k, n = v.shape[0], v.shape[d]
+    before = int(np.prod(v.shape[1:d], dtype=np.int64))
+    after = int(np.prod(v.shape[d + 1:], dtype=np.int64))
+    shape = [q for q in (k, before) if q > 1] + [n] + ([after] if after > 1 else [])
+    unit = (k > 1) + (before > 1)
+    w = v.reshape(shape)
+    mag = jnp.square(w) if p == 2.0 else jnp.abs(w) ** p
+    reduce = tuple(a for a in range(len(shape)) if a != unit and not (k > 1 and a == 0))
+    return (jnp.sum(mag, axis=reduce) if reduce else mag).reshape(k, n)
+
+
 def _scores(spec, leaves, c):
     """Wide importance per group, shape ``(k * n,)``; index ``i * n + j`` is unit ``j`` of member ``i``."""
     groups, axes_items, sizes_items, _, p = spec
@@ -79,8 +96,7 @@ def _scores(spec, leaves, c):
             ua = axes[ax.path]
             v, dims = _view(x, ax.path, ua, sizes)
             d = dims[[u.group for u in ua].index(name)]
-            mag = jnp.square(v) if p == 2.0 else jnp.abs(v) ** p
-            s = jnp.sum(mag, axis=tuple(a for a in range(v.ndim) if a not in (0, d)))   # (k, n)
+            s = _unit_sums(v, d, p)   # (k, n)
             if is_output(ax.path, x.ndim - 1, ua):
                 s = s * jnp.abs(c[:, None]) ** p
             contributions.append(s)
@@ -99,28 +115,19 @@ def _select(scores, width: int):
 def _gather(path, x, ua, sizes, kept, c):
     """The fused array: entries of the kept units, zero across members, output arrays weighted by ``c``.
 
-    ``x`` is the members' array stacked, ``(k, *shape)``, or a tuple of the ``k`` arrays (then the members are
-    concatenated along the first unit axis directly, which saves the stacking copy and the transpose)."""
-    members = isinstance(x, tuple)
+    ``x`` is the members' array stacked, ``(k, *shape)``, or a tuple of the ``k`` arrays (then see
+    :func:`_gather_members`)."""
+    if isinstance(x, tuple):
+        return _gather_members(path, x, ua, sizes, kept, c)
     if not ua:
-        if members:
-            return sum(c[i].astype(m.dtype) * m for i, m in enumerate(x))
         return jnp.tensordot(c.astype(x.dtype), x, axes=1)
-    if members:
-        views = [_view(m[None], path, ua, sizes) for m in x]
-        dims = views[0][1]
-        d1 = dims[0]
-        # concatenating the members on the first unit axis: index i * n + j is the wide index of the unit
-        merged = jnp.concatenate([v[0] for v, _ in views], axis=d1 - 1)
-        shape1 = x[0].shape
-    else:
-        shape1 = x.shape[1:]
-        v, dims = _view(x, path, ua, sizes)
-        d1 = dims[0]
-        # merge the member axis into the first unit axis: index i * n + j is the wide index of the unit
-        moved = jnp.moveaxis(v, 0, d1 - 1)                      # (..., k, n1, ...) with k at d1 - 1
-        merged = moved.reshape(moved.shape[:d1 - 1] + (moved.shape[d1 - 1] * sizes[ua[0].group],)
-                               + moved.shape[d1 + 1:])
+    shape1 = x.shape[1:]
+    v, dims = _view(x, path, ua, sizes)
+    d1 = dims[0]
+    # merge the member axis into the first unit axis: index i * n + j is the wide index of the unit
+    moved = jnp.moveaxis(v, 0, d1 - 1)                      # (..., k, n1, ...) with k at d1 - 1
+    merged = moved.reshape(moved.shape[:d1 - 1] + (moved.shape[d1 - 1] * sizes[ua[0].group],)
+                           + moved.shape[d1 + 1:])
     first = ua[0]
     n1 = sizes[first.group]
     idx1 = kept[first.group]
@@ -138,10 +145,50 @@ def _gather(path, x, ua, sizes, kept, c):
         shape = [1] * out.ndim
         shape[d1 - 1] = idx1.shape[0]
         out = out * c.astype(out.dtype)[member1].reshape(shape)
+    return _final_shape(out, shape1, ua, dims, kept)
+
+
+def _final_shape(out, shape1, ua, dims, kept):
     final = list(shape1)
     for u, d in zip(ua, dims):
         final[u.axis] = out.shape[d - 2] * kept[u.group].shape[0] * u.block
     return out.reshape(final)
+
+
+def _gather_members(path, xs, ua, sizes, kept, c):
+    """:func:`_gather` on a tuple of the ``k`` members' arrays, never stacked or concatenated.
+
+    Member ``i`` contributes, on every unit axis, the units ``idx % n`` gathered from its own array, and keeps
+    them where every unit axis's kept unit is its own (``idx // n == i``); the rest stays zero. That is ``k``
+    gathers of the fused array's size, where concatenating the members first would copy all ``k`` arrays and
+    then gather from the ``k`` times wider one (on CPUs about three times slower: XLA's gather along a minor
+    axis of a wide array is the cost of transplantation)."""
+    if not ua:
+        return sum(c[i].astype(m.dtype) * m for i, m in enumerate(xs))
+    shape1 = xs[0].shape
+    out = None
+    dims: list[int] = []
+    for i, m in enumerate(xs):
+        v, dims = _view(m[None], path, ua, sizes)
+        g = v[0]
+        mask = None
+        for u, d in zip(ua, dims):
+            n = sizes[u.group]
+            idx = kept[u.group]
+            g = jnp.take(g, idx % n, axis=d - 1)
+            shape = [1] * g.ndim
+            shape[d - 1] = idx.shape[0]
+            own = (idx // n == i).reshape(shape)
+            mask = own if mask is None else mask & own
+        out = jnp.where(mask, g, jnp.zeros((), g.dtype) if out is None else out)
+    assert out is not None
+    if is_output(path, len(shape1), ua):
+        d1 = dims[0]
+        idx1 = kept[ua[0].group]
+        shape = [1] * out.ndim
+        shape[d1 - 1] = idx1.shape[0]
+        out = out * c.astype(out.dtype)[idx1 // sizes[ua[0].group]].reshape(shape)
+    return _final_shape(out, shape1, ua, dims, kept)
 
 
 def _core(spec, leaves, c):

@@ -162,6 +162,13 @@ def test_direct_transplant_equals_pruning_the_wide_model(name, k):
         np.testing.assert_array_equal(keep_d[g.name], prune.top_units(imp[g.name], g.size))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), v_d, v_w)
     assert jax.tree.map(jnp.shape, v_d) == jax.tree.map(jnp.shape, members[0][1])
+    if name in ("mlp", "smallcnn"):   # the stacked form (vmapped training's) is the same program on stacked leaves
+        stacked = jax.tree.map(lambda *a: jnp.stack(a), *[v for _, v in members])
+        cfg_s, v_s, keep_s = nt.transplant_stacked(members[0][0], stacked)
+        assert cfg_s == cfg_w
+        for g in members[0][0].dependency_groups():
+            np.testing.assert_array_equal(keep_s[g.name], keep_w[g.name])
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), v_s, v_w)
 
 
 @pytest.mark.parametrize("name", ["mlp", "smallcnn"])

@@ -115,7 +115,8 @@ def test_config_errors_name_the_field():
 def test_configs_construct():
     from jaxlab.core import load_config
 
-    for spec in ("configs/transplant/mlp.py", "configs/transplant/mlp.py:quick", "configs/transplant/mlp.py:smoke",
+    mlp_args = ("cpu", "full", "quick", "smoke")
+    for spec in ("configs/transplant/mlp.py", *(f"configs/transplant/mlp.py:{a}" for a in mlp_args),
                  *(f"configs/transplant/grid.py:{a}" for a in _grid_args())):
         config, module = load_config(spec)
         _experiment.check_config(config)
@@ -141,8 +142,27 @@ def test_smoke_run_of_the_experiment(tmp_path):
     nt_row = next(r for r in summary["table"] if r["method"] == "nt" and r["k"] == 2)
     assert 0.0 <= nt_row["test_before"] <= 1.0 and nt_row["fusion_s"] > 0
     assert (tmp_path / "accuracy_mlp_digits.png").is_file() and (tmp_path / "finetune_mlp_digits.png").is_file()
+    tables = (tmp_path / "tables.md").read_text()
+    assert "### mlp/digits, k = 2" in tables and f"| nt | {100 * nt_row['test_before']:.2f}" in tables
     # a rerun reuses the finished experiment
     again = module.run(config, tmp_path)
     assert again["table"] == summary["table"]
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.seeds = 5
+
+
+@pytest.mark.slow   # about a minute on 2 idle cores (288 s under load 16): over the method's test budget
+def test_smoke_run_of_the_grid(tmp_path):
+    """grid.py's convolutional path end to end: VGG11 with BatchNorm on padded images, k = 4 (so the iterative
+    and hierarchical variants run), every fusion recalibrated, distillation into member 0. The grid's fast
+    test is test_configs_construct."""
+    from jaxlab.core import load_config
+
+    config, module = load_config("configs/transplant/grid.py:smoke")
+    summary = module.run(config, tmp_path)
+    table = {r["method"]: r for r in summary["table"] if r["k"] == 4}
+    assert set(config.methods) | {"best_member", "ensemble"} <= set(table)
+    for m in ("nt", "nt_iterative", "nt_hierarchical", "avg", "ot", "wm"):
+        assert 0.0 <= table[m]["test_before"] <= 1.0 and 0.0 <= table[m]["test_at_best_val"] <= 1.0
+        assert "test_before_no_recalibration" in table[m]   # BatchNorm: recalibrated after fusion
+    assert summary["sizes"]["vgg11/digits"]["test"] == 100
