@@ -20,7 +20,8 @@ Variants (`get_config(arg)`):
            with and without 2 epochs of masked fine-tuning, all 5 models, both datasets; no
            structured, width-matched or latency part (those have their own runs/benchmarks).
            `nice -n 10 jaxlab run configs/tsprune/study.py:sweep --workdir runs/tsprune-sweep`;
-           RUNTIME_SWEEP on the 2 shared cores (resumable).
+           56 min (3,377 s) on the 2 cores shared at load average 13-20 (resumable);
+           result: bench/results/tsprune-sweep/ (summary.json, sweep_*.md, MSE-vs-density plots).
   quick    the Transformer (1 encoder layer, d_model 16) on elecdemand at sparsities {0, .5}, no structured
            or latency part: seconds on idle cores (`jaxlab reproduce --quick`).
 
