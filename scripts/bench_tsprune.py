@@ -25,6 +25,7 @@ inflated by other jobs: compare the ratios within one run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -181,7 +182,7 @@ def main(argv=None):
     sizes = tsprune.ZooSizes(d_model=d, n_heads=h, d_ff=f, time_features=ts.NUM_TIME_FEATURES)
     batches = [int(b) for b in args.batches.split(",")]
     meter = EnergyMeter()
-    t0 = time.perf_counter()
+    t0, load0 = time.perf_counter(), list(os.getloadavg())
     records = []
     if args.flop_fractions:
         records += [{"part": "flops", **r} for r in flop_table(sizes, args.channels,
@@ -199,6 +200,8 @@ def main(argv=None):
     name = "tsprune" if not args.tag else f"tsprune-{args.tag}"
     path = save_benchmark(name, records, args.json, width=args.width, batches=batches, repeats=args.repeats,
                           channels=args.channels, wall_s=time.perf_counter() - t0,
+                          command=" ".join(["scripts/bench_tsprune.py", *(sys.argv[1:] if argv is None else argv)]),
+                          loadavg_start=load0, loadavg_end=list(os.getloadavg()),
                           notes="latency: medians of interleaved dense/structured calls; structured = 50% of the "
                                 "heads and FFN units removed; energy from jaxlab.energy.EnergyMeter "
                                 "(estimated where RAPL is unreadable)")

@@ -15,6 +15,13 @@ Variants (`get_config(arg)`):
            weather), early stopping on ~512 validation windows; every test window is evaluated.
   paper    the paper's sizes (d_model 512, 8 heads, d_ff 2048), every window, horizons 96/192/336/720.
   ci       one seed, sparsities {0, .5, .9}, 1 epoch of 256 windows, d_model 16 (a few CPU minutes).
+  sweep    the reduced accuracy study of the closing note: the default's CPU width (d_model 32, 4
+           heads, d_ff 64, 2 encoder / 1 decoder layers), H = 96, seed 0, sparsities {0, .5, .9}
+           with and without 2 epochs of masked fine-tuning, all 5 models, both datasets; no
+           structured, width-matched or latency part (those have their own runs/benchmarks).
+           `nice -n 10 jaxlab run configs/tsprune/study.py:sweep --workdir runs/tsprune-sweep`;
+           56 min (3,377 s) on the 2 cores shared at load average 13-20 (resumable);
+           result: bench/results/tsprune-sweep/ (summary.json, sweep_*.md, MSE-vs-density plots).
   quick    the Transformer (1 encoder layer, d_model 16) on elecdemand at sparsities {0, .5}, no structured
            or latency part: seconds on idle cores (`jaxlab reproduce --quick`).
 
@@ -45,10 +52,13 @@ def get_config(arg: str | None = None) -> TsPruneConfig:
         return dataclasses.replace(config, d_model=16, n_heads=2, d_ff=16, epochs=1, max_train_windows=256,
                                    max_val_windows=128, sparsities=(0.0, 0.5, 0.9), seeds=(0,), finetune_epochs=1,
                                    matched_densities=(0.5,), latency_batches=(1, 32))
+    if arg == "sweep":
+        return dataclasses.replace(config, sparsities=(0.0, 0.5, 0.9), seeds=(0,), seed_sparsities=(),
+                                   structured_fraction=0.0, matched_densities=(), latency_batches=())
     if arg == "quick":
         return dataclasses.replace(config, datasets=("elecdemand",), models=("transformer",), d_model=16,
                                    n_heads=2, d_ff=16, e_layers=1, epochs=1, max_train_windows=128,
                                    max_val_windows=64, eval_batch=256, sparsities=(0.0, 0.5), seeds=(0,),
                                    finetune_epochs=1, structured_fraction=0.0, matched_densities=(),
                                    latency_batches=())
-    raise ValueError(f"unknown argument {arg!r}; use 'paper', 'ci', 'quick' or nothing")
+    raise ValueError(f"unknown argument {arg!r}; use 'paper', 'ci', 'sweep', 'quick' or nothing")

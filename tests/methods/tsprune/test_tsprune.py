@@ -149,7 +149,7 @@ def test_measurement_helpers(getkey):
 def test_every_config_variant_is_valid():
     from jaxlab.core import load_config
 
-    for arg in (None, "paper", "ci", "quick"):
+    for arg in (None, "paper", "ci", "sweep", "quick"):
         spec = "configs/tsprune/study.py" + (f":{arg}" if arg else "")
         config, _ = load_config(spec)
         config.check()
@@ -161,6 +161,11 @@ def test_every_config_variant_is_valid():
     assert (paper.d_model, paper.n_heads, paper.d_ff, paper.horizons) == (512, 8, 2048, (96, 192, 336, 720))
     with pytest.raises(ValueError, match="finetune_epochs"):
         dataclasses.replace(paper, finetune_epochs=4).check()
+    sweep, _ = load_config("configs/tsprune/study.py:sweep")
+    assert (sweep.sparsities, sweep.seeds, sweep.horizons) == ((0.0, 0.5, 0.9), (0,), (96,))
+    assert sweep.models == tsprune.MODELS and len(tsprune.MODELS) >= 5
+    assert sweep.datasets == ("elecdemand", "nyc_weather") and 1 <= sweep.finetune_epochs <= 3
+    assert not (sweep.structured_fraction or sweep.matched_densities or sweep.latency_batches)
     # the declared constraints refuse bad overrides before a run starts (jaxlab run --set)
     from jaxlab.core import ConfigError, apply_overrides, validate_config
 
