@@ -55,6 +55,7 @@ def test_gmres_iterations_match_scipy_inner_count():
     assert abs(int(sol.iterations) - ref) <= max(1, 0.05 * ref)
 
 
+@pytest.mark.slow  # two GMRES compilations for an option only scripts/bench_gmres_parts.py uses
 def test_gmres_row_blocks_give_the_whole_basis_iterates():
     """gmres_loop(row_block=4) reads only the leading blocks of the basis (bench_gmres_parts.py times it): the
     same iterates as reading the whole basis, over two restart cycles."""
