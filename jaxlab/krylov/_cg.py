@@ -7,7 +7,8 @@ SciPy's (``||r|| < max(rtol ||b||, atol)`` on the recursively updated residual),
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

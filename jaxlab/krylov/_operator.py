@@ -17,7 +17,8 @@ of a function) and uses the preconditioner's transpose.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

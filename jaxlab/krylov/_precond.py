@@ -13,7 +13,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 from jax.core import Tracer
@@ -58,7 +59,7 @@ class AbstractPreconditioner(abc.ABC):
 class Identity(AbstractPreconditioner):
     """No preconditioning."""
 
-    def __call__(self, x):
+    def __call__(self, x: Inexact[Array, " n"]) -> Inexact[Array, " n"]:
         return x
 
     @property
@@ -73,7 +74,7 @@ class Jacobi(AbstractPreconditioner):
 
     inv_diag: Inexact[Array, " n"]
 
-    def __call__(self, x):
+    def __call__(self, x: Inexact[Array, " n"]) -> Inexact[Array, " n"]:
         return self.inv_diag.astype(x.dtype) * x
 
     @property
@@ -89,7 +90,7 @@ class BlockJacobi(AbstractPreconditioner):
     inv_blocks: Inexact[Array, "nb bs bs"]
     n: int
 
-    def __call__(self, x):
+    def __call__(self, x: Inexact[Array, " n"]) -> Inexact[Array, " n"]:
         nb, bs, _ = self.inv_blocks.shape
         xp = jnp.zeros((nb * bs,), x.dtype).at[: self.n].set(x)
         y = jnp.einsum("bij,bj->bi", self.inv_blocks.astype(x.dtype), xp.reshape(nb, bs), precision=_HI)
@@ -107,7 +108,7 @@ class SparsePreconditioner(AbstractPreconditioner):
 
     matrix: Any
 
-    def __call__(self, x):
+    def __call__(self, x: Inexact[Array, " n"]) -> Inexact[Array, " n"]:
         return self.matrix @ x
 
     @property
@@ -125,7 +126,7 @@ class DensePreconditioner(AbstractPreconditioner):
 
     matrix: Inexact[Array, "n n"]
 
-    def __call__(self, x):
+    def __call__(self, x: Inexact[Array, " n"]) -> Inexact[Array, " n"]:
         return jnp.matmul(self.matrix.astype(x.dtype), x, precision=_HI)
 
     @property
@@ -150,7 +151,7 @@ class FunctionPreconditioner(AbstractPreconditioner):
     fn: Any
     transpose: Any = None
 
-    def __call__(self, x):
+    def __call__(self, x: Inexact[Array, " n"]) -> Inexact[Array, " n"]:
         return self.fn(x)
 
     @property
@@ -166,7 +167,7 @@ class FunctionPreconditioner(AbstractPreconditioner):
 class _LinearTransposed(AbstractPreconditioner):
     fn: Any
 
-    def __call__(self, x):
+    def __call__(self, x: Inexact[Array, " n"]) -> Inexact[Array, " n"]:
         return _linear_transpose_apply(self.fn, x)
 
     @property
@@ -182,7 +183,7 @@ class Composed(AbstractPreconditioner):
     first: Any
     second: Any
 
-    def __call__(self, x):
+    def __call__(self, x: Inexact[Array, " n"]) -> Inexact[Array, " n"]:
         return self.second(self.first(x))
 
     @property

@@ -13,14 +13,15 @@ from __future__ import annotations
 import inspect
 import math
 from functools import partial
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 from jax.core import Tracer
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jaxtyping import ArrayLike
+from jaxtyping import ArrayLike, Inexact
 
 from ._bicgstab import bicgstab_loop, cgs_loop
 from ._cg import cg_loop, fcg_loop
@@ -224,14 +225,14 @@ def _count(name: str, value: Any, example: str) -> int:
 
 def solve(
     A: Any,
-    b: ArrayLike,
+    b: Inexact[ArrayLike, " n"] | Inexact[ArrayLike, "n k"],
     method: str = "cg",
     preconditioner: Any = None,
     *,
     rtol: float = 1e-5,
     atol: float = 0.0,
     maxiter: int | None = None,
-    x0: ArrayLike | None = None,
+    x0: Inexact[ArrayLike, " n"] | Inexact[ArrayLike, "n k"] | None = None,
     restart: int = 30,
     history: bool = False,
     preconditioner_options: dict | None = None,
@@ -354,7 +355,7 @@ def solve(
 
 
 def _named(method: str):
-    def solver(A: Any, b: ArrayLike, preconditioner: Any = None, **kwargs: Any) -> Solution:
+    def solver(A: Any, b: Inexact[ArrayLike, " n"] | Inexact[ArrayLike, "n k"], preconditioner: Any = None, **kwargs: Any) -> Solution:
         return solve(A, b, method, preconditioner, **kwargs)
 
     solver.__name__ = solver.__qualname__ = method

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
+from jaxtyping import Array, Inexact
 
 from ._matvec import bind_matvec
 
@@ -103,7 +104,9 @@ class AbstractSparseMatrix:
         return cls._unflatten(meta, (data, *idx))
 
     @property
-    def index_arrays(self) -> tuple[jax.Array, ...]:
+    def index_arrays(self) -> tuple[Any, ...]:
+        """The index leaves: integer arrays, or whatever JAX puts in a pytree's place (tracers, float0
+        cotangents of ``grad(..., allow_int=True)``)."""
         return tuple(getattr(self, name) for name in self._index_names)
 
     # -- basic properties -----------------------------------------------------------------------
@@ -235,11 +238,11 @@ class AbstractSparseMatrix:
         S.sort_indices()
         return S
 
-    def todense(self) -> jax.Array:
+    def todense(self) -> Inexact[Array, "m n"]:
         """The dense matrix (differentiable with respect to ``data``)."""
         return _todense_jit(self)
 
-    def diagonal(self) -> jax.Array:
+    def diagonal(self) -> Inexact[Array, " d"]:
         """The main diagonal, shape ``(min(m, n),)`` (differentiable with respect to ``data``)."""
         return _diagonal_jit(self)
 
@@ -300,7 +303,7 @@ class Transposed:
     def __matmul__(self, x):
         return bind_matvec(self.matrix, x, transpose=True)
 
-    def todense(self) -> jax.Array:
+    def todense(self) -> Inexact[Array, "m n"]:
         return self.matrix.todense().T
 
     def to_scipy(self) -> sp.csr_matrix:

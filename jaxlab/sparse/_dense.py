@@ -7,6 +7,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Inexact
 
 from ._base import AbstractSparseMatrix
 
@@ -60,8 +61,8 @@ class Dense(AbstractSparseMatrix):
             return jnp.matmul(x, ct.T, precision=_HI)
         return jnp.matmul(ct, x.T, precision=_HI)
 
-    def todense(self) -> jax.Array:
+    def todense(self) -> Inexact[Array, "m n"]:
         return self.data
 
-    def diagonal(self) -> jax.Array:
+    def diagonal(self) -> Inexact[Array, " d"]:
         return jnp.diagonal(self.data)

@@ -34,6 +34,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ._base import AbstractSparseMatrix, Transposed
 from ._ell import ell_matvec
 
 HALO_METHODS = ("auto", "ppermute", "gather")
@@ -169,7 +170,7 @@ def shard_rows(A: Any, mesh: Mesh, axis: str, *, halo: str = "auto", dtype: Any 
     """Splits the rows of the square matrix ``A`` over the devices of ``mesh`` along ``axis``.
 
     Args:
-      A: a SciPy sparse matrix, a jaxlab sparse matrix (anything with ``to_scipy()``) or a dense array.
+      A: a SciPy sparse matrix, a jaxlab sparse matrix (or its ``.T``) or a dense array.
       mesh: the device mesh; the matrix is replicated over its other axes.
       axis: the mesh axis the rows are split over; ``n`` must divide by its size.
       halo: ``"auto"`` (ppermute when the matrix is banded relative to the blocks, else gather),
@@ -195,7 +196,7 @@ def shard_rows(A: Any, mesh: Mesh, axis: str, *, halo: str = "auto", dtype: Any 
     if axis not in mesh.axis_names:
         raise ValueError(f"axis {axis!r} is not an axis of the mesh {dict(mesh.shape)}; choose one of "
                          f"{list(mesh.axis_names)}")
-    if hasattr(A, "to_scipy"):
+    if isinstance(A, (AbstractSparseMatrix, Transposed)):
         A = A.to_scipy()
     S = sp.csr_matrix(A)
     n, n2 = tuple(S.shape)  # type: ignore[misc]  (SciPy's stubs leave the shape optional)

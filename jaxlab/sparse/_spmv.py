@@ -10,8 +10,8 @@ from ._base import AbstractSparseMatrix, Transposed
 from ._matvec import bind_matvec
 
 
-def spmv(A: AbstractSparseMatrix | Transposed, x: ArrayLike, *, transpose: bool = False,
-         impl: str = "auto") -> Inexact[Array, "m *k"]:
+def spmv(A: AbstractSparseMatrix | Transposed, x: Inexact[ArrayLike, " n"] | Inexact[ArrayLike, "n k"], *,
+         transpose: bool = False, impl: str = "auto") -> Inexact[Array, " m"] | Inexact[Array, "m k"]:
     """Sparse matrix times vector (or matrix): ``A @ x``, or ``A.T @ x`` with ``transpose=True``.
 
     Works under ``jit``, ``vmap`` (over ``x``, and over the values of matrices sharing a pattern,
@@ -48,8 +48,8 @@ def spmv(A: AbstractSparseMatrix | Transposed, x: ArrayLike, *, transpose: bool 
     return bind_matvec(A, x, transpose=transpose, impl=impl)
 
 
-def spmv_reference(A: AbstractSparseMatrix | Transposed, x: ArrayLike, *,
-                   transpose: bool = False) -> Inexact[Array, "m *k"]:
+def spmv_reference(A: AbstractSparseMatrix | Transposed, x: Inexact[ArrayLike, " n"] | Inexact[ArrayLike, "n k"], *,
+                   transpose: bool = False) -> Inexact[Array, " m"] | Inexact[Array, "m k"]:
     """Dense oracle for :func:`spmv`: ``A.todense() @ x`` (or its transpose), in ``A``'s dtype."""
     if isinstance(A, Transposed):
         A, transpose = A.matrix, not transpose

@@ -192,6 +192,7 @@ def test_nonfinite_check_runs_on_the_device(monkeypatch):
     ({"A": SPD - np.diag(np.diag(SPD)), "b": np.ones(N), "preconditioner": "ilu0"}, ValueError, "diagonal"),
     ({"A": NONSYM, "b": np.ones(N), "preconditioner": "ic0"}, ValueError, "symmetric"),
 ])
+@pytest.mark.usefixtures("without_typechecks")  # our messages, as users see them (test_typecheck.py: the checks)
 def test_bad_input_is_refused_clearly(kwargs, exc, match):
     kwargs = dict(kwargs)
     A, b = kwargs.pop("A"), kwargs.pop("b")

@@ -55,6 +55,26 @@ def test_gmres_iterations_match_scipy_inner_count():
     assert abs(int(sol.iterations) - ref) <= max(1, 0.05 * ref)
 
 
+@pytest.mark.slow  # two GMRES compilations for an option only scripts/bench_gmres_parts.py uses
+def test_gmres_row_blocks_give_the_whole_basis_iterates():
+    """gmres_loop(row_block=4) reads only the leading blocks of the basis (bench_gmres_parts.py times it): the
+    same iterates as reading the whole basis, over two restart cycles."""
+    from jaxlab.krylov._common import tolerance
+    from jaxlab.krylov._gmres import gmres_loop
+
+    S = _WELL["nonsym"]
+    A, b = jnp.asarray(S.toarray()), jnp.asarray(rhs(S.shape[0]))
+    loop = lambda blk: gmres_loop(lambda v: A @ v, b, jnp.zeros_like(b), lambda v: v,  # noqa: E731
+                                  tolerance(b, 0.0, 0.0), 20, False, 10, blk)[:2]
+    # The blocked loop has one switch per product (three branches: 4, 8 and 11 rows), the whole one none.
+    assert str(jax.make_jaxpr(lambda: loop(4))()).count("cond[") == str(jax.make_jaxpr(lambda: loop(None))()).count(
+        "cond[") + 2
+    run = jax.jit(loop, static_argnums=0)
+    (x_whole, k_whole), (x_block, k_block) = run(None), run(4)
+    assert int(k_whole) == int(k_block) == 20
+    np.testing.assert_allclose(x_block, x_whole, rtol=1e-12, atol=1e-12)
+
+
 def test_jacobi_on_a_varying_diagonal_cuts_iterations_as_scipys():
     """D A D with D over two decades: the right diagonal helps, the reversed one does not, and the count is
     SciPy's with the same preconditioner."""

@@ -146,6 +146,7 @@ def test_grad_under_jit_with_matrix_as_argument():
     _close(g.data, jax.grad(lambda d: jnp.sum((A.with_data(d).todense() @ x) ** 2))(A.data), "float64")
 
 
+@pytest.mark.usefixtures("without_typechecks")  # our messages, as users see them (test_typecheck.py: the checks)
 def test_errors_at_trace_time():
     S, A = _build("csr", "random_rect")
     m, n = S.shape

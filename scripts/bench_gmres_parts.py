@@ -1,0 +1,142 @@
+"""Where GMRES(30) spends its time per iteration, ours against SciPy's, on one problem (CPU).
+
+    OPENBLAS_NUM_THREADS=1 python scripts/bench_gmres_parts.py [--problem convdiff_300] [--iters 60] [--repeats 5]
+
+Each part is timed the way the solver runs it: our matvec inside one jitted ``fori_loop`` of ``iters`` steps
+(no dispatch per step), SciPy's as the same NumPy/BLAS calls its ``gmres`` makes (``S @ x``; its modified
+Gram-Schmidt: ``col + 1`` dots and axpys for ``col = 0..29``, averaged over a cycle). Reported per iteration:
+- ``full``: the whole solver, ``iters`` iterations with ``rtol = 0``;
+- ``matvec``: ``A @ x`` (ours: the default format; SciPy: CSR);
+- ``not_matvec``: ``full - matvec`` (orthogonalisation, Givens rotations, loop; for SciPy also split into
+  ``ortho``, its MGS sweep, and ``rest``);
+- ``ours_row_block``: our solver reading only the leading blocks of ``--row-block`` basis rows that hold rows
+  ``0..j`` (``gmres_loop(row_block=...)``) instead of the whole ``(restart + 1) x n`` basis.
+All figures are medians of ``repeats`` interleaved runs in one process: the ratios are the figures to quote.
+Result: bench/results/krylov-cpu-gmres-parts.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import sys
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy.sparse.linalg as spla  # noqa: E402
+from jax import lax  # noqa: E402
+
+import jaxlab.sparse as jsparse  # noqa: E402
+from jaxlab import krylov  # noqa: E402
+from jaxlab.core import save_benchmark  # noqa: E402
+from jaxlab.krylov import _gmres, _solve  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_krylov import problem  # noqa: E402
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--problem", default="convdiff_300")
+    ap.add_argument("--iters", type=int, default=60, help="iterations per timed run (a multiple of 30)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--row-block", type=int, default=8, help="gmres_loop's row_block for the ours_row_block runs")
+    ap.add_argument("--json", default="bench/results/krylov-cpu-gmres-parts.json")
+    args = ap.parse_args()
+    m, iters = 30, args.iters
+    S, _ = problem(args.problem)
+    n = S.shape[0]
+    rng = np.random.default_rng(0)
+    b = rng.standard_normal(n)
+    A = jsparse.from_scipy(S)
+    bj = jnp.asarray(b)
+    V = jnp.asarray(np.linalg.qr(rng.standard_normal((n, m + 1)))[0].T.copy())  # (m + 1, n) orthonormal rows
+    Vnp = np.asarray(V)
+
+    sol = krylov.solve(A, bj, method="gmres", restart=m, rtol=1e-8, maxiter=20 * n)
+    count = [0]
+    spla.gmres(S, b, rtol=1e-8, restart=m, maxiter=20 * n, callback_type="pr_norm",
+               callback=lambda *_: count.__setitem__(0, count[0] + 1))
+    check = {"iterations": int(sol.iterations), "scipy_iterations": count[0]}
+
+    @jax.jit
+    def matvecs(A, x):
+        return lax.fori_loop(0, iters, lambda i, x: A @ x * 0.25, x)
+
+    def solve_with(block):
+        """krylov.solve compiled ahead of time with gmres_loop's row_block set (the caches cleared first, so
+        that no trace of the other variant is reused)."""
+        orig = _solve.gmres_loop
+        _solve.gmres_loop = functools.partial(_gmres.gmres_loop, row_block=block)  # None: the default
+        try:
+            jax.clear_caches()
+            return jax.jit(lambda A, b: krylov.solve(A, b, method="gmres", restart=m, rtol=0.0,
+                                                     maxiter=iters).x).lower(A, bj).compile()
+        finally:
+            _solve.gmres_loop = orig
+
+    def scipy_matvecs():
+        x = b
+        for _ in range(iters):
+            x = S @ x * 0.25
+
+    def scipy_mgs():  # the MGS sweep of scipy.sparse.linalg.gmres, one cycle per ``m`` iterations
+        w = b.copy()
+        for _ in range(iters // m):
+            for col in range(m):
+                for k in range(col + 1):
+                    tmp = np.dot(Vnp[k], w)
+                    w -= tmp * Vnp[k]
+
+    def scipy_full():
+        spla.gmres(S, b, rtol=0.0, atol=0.0, restart=m, maxiter=iters // m)
+
+    whole, blocked = solve_with(None), solve_with(args.row_block)
+    fns = {("ours", "full"): lambda: jax.block_until_ready(whole(A, bj)),
+           ("ours", "matvec"): lambda: jax.block_until_ready(matvecs(A, bj)),
+           ("ours_row_block", "full"): lambda: jax.block_until_ready(blocked(A, bj)),
+           ("scipy", "full"): scipy_full, ("scipy", "matvec"): scipy_matvecs, ("scipy", "ortho"): scipy_mgs}
+    for f in fns.values():
+        f()  # compile and warm up
+    times = {key: [] for key in fns}
+    for _ in range(args.repeats):  # interleaved, so load changes hit every part alike
+        for key, f in fns.items():
+            times[key].append(_time(f) / iters)
+    med = {key: 1e3 * statistics.median(t) for key, t in times.items()}
+    rec = {"problem": args.problem, "n": n, "nnz": int(S.nnz), "dtype": "float64", "restart": m, "iters": iters,
+           "repeats": args.repeats, "row_block": args.row_block, **check}
+    for (who, part), v in med.items():
+        rec[f"{who}_{part}_ms_per_iter"] = v
+    for who in ("ours", "ours_row_block"):  # everything but the matvec: orthogonalisation, Givens, loop
+        rec[f"{who}_not_matvec_ms_per_iter"] = med[(who, "full")] - med[("ours", "matvec")]
+    rec["scipy_not_matvec_ms_per_iter"] = med[("scipy", "full")] - med[("scipy", "matvec")]
+    rec["scipy_rest_ms_per_iter"] = rec["scipy_not_matvec_ms_per_iter"] - med[("scipy", "ortho")]
+    for part in ("full", "matvec", "not_matvec"):
+        rec[f"ratio_{part}"] = rec[f"ours_{part}_ms_per_iter"] / rec[f"scipy_{part}_ms_per_iter"]
+        rec[f"ratio_row_block_{part}"] = (rec[f"ours_row_block_{part}_ms_per_iter"] / rec[f"scipy_{part}_ms_per_iter"]
+                                          if part != "matvec" else rec["ratio_matvec"])
+    rec["ratio_row_block_full_to_ours"] = med[("ours_row_block", "full")] / med[("ours", "full")]
+    for k, v in rec.items():
+        print(f"{k:>28}: {v:.4g}" if isinstance(v, float) else f"{k:>28}: {v}")
+    path = save_benchmark("krylov-gmres-parts", [rec], args.json,
+                          command=" ".join(["scripts/bench_gmres_parts.py", *sys.argv[1:]]),
+                          openblas_num_threads=os.environ.get("OPENBLAS_NUM_THREADS"),
+                          loadavg=list(os.getloadavg()))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
