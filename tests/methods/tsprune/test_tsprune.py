@@ -144,6 +144,7 @@ def test_measurement_helpers(getkey):
     w[np.abs(w) < 1.5] = 0.0                                            # ~87% zeros
     rows = tsprune.sparse_dense_layers(w, [5], formats=("csr", "ell"), repeats=20)
     assert rows[0]["tokens"] == 5 and rows[0]["shape"] == [16, 24] and rows[0]["csr_s"] > 0
+    assert rows[0]["timing"] == "interleaved" and rows[0]["repeats"] >= 20 and rows[0]["ell_iqr_s"] >= 0
 
 
 def test_every_config_variant_is_valid():
