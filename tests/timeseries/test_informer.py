@@ -12,7 +12,7 @@ from jaxlab import timeseries as ts
 from jaxlab.core import tolerances
 
 from .zoo_helpers import assert_identity_shrink, assert_residual_widths, assert_shrunk_equals_masked, half_keep
-from .zoo_helpers import random_variables
+from .zoo_helpers import quick_jit, random_variables
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -55,7 +55,7 @@ def test_informer_distils_and_shrinks_exactly(getkey):
     x = jax.random.normal(getkey(), (3, 16, 2), jnp.float32)
     model = cfg.module()
     variables = random_variables(model, x)
-    apply = jax.jit(model.apply)
+    apply = quick_jit(model.apply)
     y = apply(variables, x)
     assert y.shape == (3, 6, 2)
     np.testing.assert_array_equal(y, apply(variables, x))          # no "sample" stream: a fixed key
