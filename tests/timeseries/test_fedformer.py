@@ -11,7 +11,7 @@ from jaxlab import prune
 from jaxlab import timeseries as ts
 
 from .zoo_helpers import assert_identity_shrink, assert_residual_widths, assert_shrunk_equals_masked, half_keep
-from .zoo_helpers import random_variables
+from .zoo_helpers import quick_jit, random_variables
 
 
 def _dft(length):
@@ -97,7 +97,7 @@ def test_fedformer_shapes_modulus_pruning_and_structured_shrink(getkey):
     x = jax.random.normal(getkey(), (2, 16, 2), jnp.float32)
     model = cfg.module()
     variables = random_variables(model, x)
-    apply = jax.jit(model.apply)
+    apply = quick_jit(model.apply)
     assert apply(variables, x).shape == (2, 8, 2)
     p = variables["params"]
     assert "key" not in p["encoder_0"]["attention"] and "value" not in p["decoder_0"]["cross_attention"]
