@@ -11,6 +11,8 @@ import jaxlab.data as jd
 from jaxlab import timeseries as ts
 from jaxlab.core import tolerances
 
+from .zoo_helpers import quick_jit
+
 D, LC, HC = 4, 7, 2  # steps per cycle, history and horizon cycles
 
 
@@ -67,7 +69,7 @@ def test_zero_head_forecasts_the_profile_and_training_moves_it(recycle_model, ge
     x, hm, fm = _window(getkey())
     tokens = x.reshape(2, LC, D)
     _, fp = ts.window_rhp(tokens, ts.day_type_onehot(hm), ts.day_type_onehot(fm), cfg.rhp_days)
-    apply = jax.jit(model.apply)
+    apply = quick_jit(model.apply)
     y = apply(params, x, hm, fm)
     assert y.shape == (2, HC * D, 1)
     np.testing.assert_array_equal(y, fp.reshape(2, HC * D, 1))  # the fallback, exactly
@@ -85,8 +87,9 @@ def test_no_positional_encoding_history_order_is_irrelevant(recycle_model, getke
     tokens = x.reshape(2, LC, D)
     hp, fp = ts.window_rhp(tokens, ts.day_type_onehot(hm), ts.day_type_onehot(fm), cfg.rhp_days)
     perm = np.array([3, 0, 6, 1, 5, 2, 4])
-    y = model.apply(moved, x, hm, fm, hist_profile=hp.reshape(2, -1, 1), fc_profile=fp.reshape(2, -1, 1))
-    yp = model.apply(moved, tokens[:, perm].reshape(2, -1, 1), hm[:, perm], fm,
+    apply = quick_jit(model.apply)                    # one compilation: both calls have the same shapes
+    y = apply(moved, x, hm, fm, hist_profile=hp.reshape(2, -1, 1), fc_profile=fp.reshape(2, -1, 1))
+    yp = apply(moved, tokens[:, perm].reshape(2, -1, 1), hm[:, perm], fm,
                      hist_profile=hp[:, perm].reshape(2, -1, 1), fc_profile=fp.reshape(2, -1, 1))
     atol, rtol = tolerances(jnp.float32)
     np.testing.assert_allclose(yp, y, atol=10 * atol, rtol=10 * rtol)
@@ -105,9 +108,10 @@ def test_wrapper_around_dlinear_is_fold_residual_unfold(getkey):
     prof = tokens[:, -3:].mean(1, keepdims=True)           # one day type: the last 3 cycles
     want = inner.apply({"params": params["params"]["DLinear_0"]}, tokens - prof) + prof
     atol, rtol = tolerances(jnp.float32)
-    np.testing.assert_allclose(model.apply(params, x), want.reshape(3, HC * D, 1), atol=atol, rtol=rtol)
+    y = quick_jit(model.apply)(params, x)
+    np.testing.assert_allclose(y, want.reshape(3, HC * D, 1), atol=atol, rtol=rtol)
     raw = dataclasses.replace(cfg, residual=False).module()
-    assert not np.allclose(raw.apply(params, x), model.apply(params, x), atol=1e-3)
+    assert not np.allclose(raw.apply(params, x), y, atol=1e-3)
     with pytest.raises(ValueError, match="reads no marks"):
         dataclasses.replace(cfg, profile_marks=True).module()
     with pytest.raises(ValueError, match="num_outputs"):
