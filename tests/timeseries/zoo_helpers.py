@@ -18,12 +18,13 @@ def quick_jit(fn, **kwargs):
     return jax.jit(fn, compiler_options=QUICK_COMPILE, **kwargs)
 
 
-def random_variables(model, *args, seed=0, scale=0.4):
+def random_variables(model, *args, seed=0, scale=0.4, **kwargs):
     """Variables of ``model`` with the shapes ``init`` would give, drawn from N(0, scale^2) (variances > 0).
 
-    ``jax.eval_shape`` traces ``init`` without compiling it (compiling flax inits on CPU is the slow part).
+    ``jax.eval_shape`` traces ``init`` (on ``args`` and keyword ``kwargs``) without compiling it (compiling
+    flax inits on CPU is the slow part).
     """
-    shapes = jax.eval_shape(model.init, jax.random.key(0), *args)
+    shapes = jax.eval_shape(lambda k, *a: model.init(k, *a, **kwargs), jax.random.key(0), *args)
     rng = np.random.default_rng(seed)
 
     def fill(path, s):
