@@ -245,12 +245,13 @@ def dense_kernels(params, *, min_size: int = 0) -> list[tuple[str, np.ndarray]]:
 
 
 def sparse_dense_layers(kernel: np.ndarray, tokens: Sequence[int], *, formats: Sequence[str] = ("csr", "ell"),
-                        repeats: int = 20, rounds: int = 4, key=None) -> list[dict[str, Any]]:
+                        repeats: int = 20, rounds: int | None = None, key=None) -> list[dict[str, Any]]:
     """Times ``W^T X`` for a (pruned) kernel: dense jnp against ``jaxlab.sparse`` formats, per token count.
 
     Checks every sparse product against the dense one before timing. The dense and sparse products
     are then timed interleaved (:func:`compare_latency`: ``rounds`` round-robin rounds, medians of
-    ``repeats`` calls each), so that load drifting on a shared machine hits all of them alike.
+    ``repeats`` calls each; by default ``rounds = repeats``, one call of each product per round), so
+    that load drifting on a shared machine hits all of them alike.
     """
     import scipy.sparse as sp
 
@@ -274,10 +275,10 @@ def sparse_dense_layers(kernel: np.ndarray, tokens: Sequence[int], *, formats: S
             if err > 1e-4:
                 raise AssertionError(f"{f} product differs from the dense one by {err:.2e} (relative)")
         cases = {"dense": (matmul, (dense_a, x)), **{f: (matmul, (a, x)) for f, a in mats.items()}}
-        lat = compare_latency(cases, repeats=repeats, rounds=rounds)
+        lat = compare_latency(cases, repeats=repeats, rounds=repeats if rounds is None else rounds)
         row = {"tokens": int(n), "shape": list(w_t.shape), "density": float(np.count_nonzero(w_t) / w_t.size),
                "timing": "interleaved", "dense_s": lat["dense"]["median_s"], "dense_iqr_s": lat["dense"]["iqr_s"],
-               "repeats": lat["dense"]["repeats"]}
+               "repeats": lat["dense"]["repeats"], "rounds": repeats if rounds is None else rounds}
         for f in mats:
             row[f"{f}_s"] = lat[f]["median_s"]
             row[f"{f}_iqr_s"] = lat[f]["iqr_s"]

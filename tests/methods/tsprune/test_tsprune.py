@@ -156,6 +156,7 @@ def test_measurement_helpers(getkey):
     rows = tsprune.sparse_dense_layers(w, [5], formats=("csr", "ell"), repeats=20)
     assert rows[0]["tokens"] == 5 and rows[0]["shape"] == [16, 24] and rows[0]["csr_s"] > 0
     assert rows[0]["timing"] == "interleaved" and rows[0]["repeats"] >= 20 and rows[0]["ell_iqr_s"] >= 0
+    assert rows[0]["rounds"] == 20                                      # one call of each product per round
 
 
 def test_every_config_variant_is_valid():
