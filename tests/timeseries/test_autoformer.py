@@ -42,7 +42,7 @@ def auto_correlation_reference(q, k, v, factor):
 def test_auto_correlation_matches_the_direct_computation(s_len, getkey):
     q = jax.random.normal(getkey(), (2, 13, 2, 3), jnp.float64)
     k, v = (jax.random.normal(getkey(), (2, s_len, 2, 3), jnp.float64) for _ in range(2))
-    got = jax.jit(partial(ts.auto_correlation, factor=2))(q, k, v)
+    got = quick_jit(partial(ts.auto_correlation, factor=2))(q, k, v)
     np.testing.assert_allclose(got, auto_correlation_reference(q, k, v, 2), rtol=1e-9, atol=1e-10)
     assert ts.correlation_topk(13, 2) == 5
 
