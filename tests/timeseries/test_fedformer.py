@@ -67,7 +67,7 @@ def test_fourier_block_matches_a_dense_dft(length, getkey):
     q = jax.random.normal(getkey(), (2, length, 2, 3), jnp.float64)
     index = (0, 2, 5, 7)
     wr, wi = (jax.random.normal(getkey(), (2, 3, 3, 4), jnp.float64) for _ in range(2))
-    got = jax.jit(partial(ts.fourier_block, index=index))(q, wr, wi)
+    got = quick_jit(partial(ts.fourier_block, index=index))(q, wr, wi)
     np.testing.assert_allclose(got, fourier_block_reference(q, wr, wi, index), rtol=1e-9, atol=1e-10)
 
 
@@ -75,7 +75,7 @@ def test_fourier_cross_attention_matches_a_dense_dft(getkey):
     q = jax.random.normal(getkey(), (2, 14, 2, 3), jnp.float64)
     k = jax.random.normal(getkey(), (2, 10, 2, 3), jnp.float64)
     wr, wi = (jax.random.normal(getkey(), (2, 3, 3, 3), jnp.float64) for _ in range(2))
-    got = jax.jit(partial(ts.fourier_cross_attention, index_q=(1, 3, 6), index_kv=(0, 2, 4, 5), scale=0.25))(
+    got = quick_jit(partial(ts.fourier_cross_attention, index_q=(1, 3, 6), index_kv=(0, 2, 4, 5), scale=0.25))(
         q, k, wr, wi)
     np.testing.assert_allclose(got, fourier_cross_reference(q, k, wr, wi, (1, 3, 6), (0, 2, 4, 5), 0.25),
                                rtol=1e-9, atol=1e-10)
