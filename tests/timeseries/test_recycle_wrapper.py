@@ -11,7 +11,7 @@ import jaxlab.data as jd
 from jaxlab import timeseries as ts
 from jaxlab.core import tolerances
 
-from .zoo_helpers import quick_jit
+from .zoo_helpers import quick_jit, random_variables
 
 D, LC, HC = 4, 7, 2  # steps per cycle, history and horizon cycles
 
@@ -30,14 +30,15 @@ def test_window_rhp_matches_profile_windows(getkey):
     hist_ref, fc_ref = ts.profile_windows(x, types, np.array([14]), history=14, horizon=2, n=3)
     onehot = ts.day_type_onehot(jnp.asarray(meta))
     np.testing.assert_array_equal(np.argmax(onehot, -1), types)
-    hist, fc = ts.window_rhp(jnp.asarray(x[None, :14], jnp.float32), onehot[None, :14], onehot[None, 14:], 3)
+    rhp = quick_jit(ts.window_rhp, static_argnums=3)     # one compilation for both windows below
+    hist, fc = rhp(jnp.asarray(x[None, :14], jnp.float32), onehot[None, :14], onehot[None, 14:], 3)
     atol, rtol = tolerances(jnp.float32)
     np.testing.assert_allclose(hist, hist_ref, atol=atol, rtol=rtol)
     np.testing.assert_allclose(fc, fc_ref, atol=atol, rtol=rtol)
     # a type absent from the history falls back to the mean of the last 3 cycles
     only_workdays = jnp.zeros((1, 14, 3)).at[..., 0].set(1.0)
     saturday = jnp.zeros((1, 2, 3)).at[..., 1].set(1.0)
-    _, fc = ts.window_rhp(jnp.asarray(x[None, :14], jnp.float32), only_workdays, saturday, 3)
+    _, fc = rhp(jnp.asarray(x[None, :14], jnp.float32), only_workdays, saturday, 3)
     np.testing.assert_allclose(fc[0, 0], x[11:14].mean(0), atol=atol, rtol=rtol)
     with pytest.raises(ValueError, match="8 features"):
         ts.day_type_onehot(jnp.zeros((2, 7)))
@@ -102,9 +103,9 @@ def test_wrapper_around_dlinear_is_fold_residual_unfold(getkey):
     bb = ts.DLinearConfig(kernel=3)
     cfg = ts.PCCRHPConfig(backbone=bb, history_cycles=LC, horizon_cycles=HC, cycle_len=D, calendar=False,
                           profile_marks=False)
-    model, params = ts.make_forecaster(cfg, key=getkey())
-    params = _perturbed(params, 3)
     x = jax.random.normal(getkey(), (3, LC * D, 1))
+    model = cfg.module()
+    params = _perturbed(random_variables(model, x), 3)   # init's tree (every value is moved anyway)
     inner = cfg.backbone_config().module()
     tokens = x.reshape(3, LC, D)
     prof = tokens[:, -3:].mean(1, keepdims=True)           # one day type: the last 3 cycles
@@ -113,7 +114,7 @@ def test_wrapper_around_dlinear_is_fold_residual_unfold(getkey):
     y = quick_jit(model.apply)(params, x)
     np.testing.assert_allclose(y, want.reshape(3, HC * D, 1), atol=atol, rtol=rtol)
     raw = dataclasses.replace(cfg, residual=False).module()
-    assert not np.allclose(raw.apply(params, x), y, atol=1e-3)
+    assert not np.allclose(quick_jit(raw.apply)(params, x), y, atol=1e-3)
     with pytest.raises(ValueError, match="reads no marks"):
         dataclasses.replace(cfg, profile_marks=True).module()
     with pytest.raises(ValueError, match="num_outputs"):
