@@ -13,7 +13,7 @@ d_ff 2048), the dense model and the model with 50% of the heads and FFN units re
    batch, per kind of op;
 5. ``--sparse``: the FFN kernels of the model at the paper's width, magnitude-pruned to s = 0.9, 0.95,
    0.99, as ``jaxlab.sparse`` CSR and ELL matrices times the activations (tokens = batch x input
-   length), against the dense product.
+   length), against the dense product, timed interleaved with it (``compare_latency``).
 
 Results go to bench/results/tsprune-<backend>[-<tag>].json. Wall times on a shared machine are
 inflated by other jobs: compare the ratios within one run.
@@ -203,7 +203,8 @@ def main(argv=None):
                           command=" ".join(["scripts/bench_tsprune.py", *(sys.argv[1:] if argv is None else argv)]),
                           loadavg_start=load0, loadavg_end=list(os.getloadavg()),
                           notes="latency: medians of interleaved dense/structured calls; structured = 50% of the "
-                                "heads and FFN units removed; energy from jaxlab.energy.EnergyMeter "
+                                "heads and FFN units removed; sparse: dense, CSR and ELL products timed interleaved "
+                                "(compare_latency, medians); energy from jaxlab.energy.EnergyMeter "
                                 "(estimated where RAPL is unreadable)")
     print(f"wrote {path}")
 

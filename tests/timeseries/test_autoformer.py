@@ -11,7 +11,7 @@ from scipy.ndimage import uniform_filter1d
 from jaxlab import timeseries as ts
 
 from .zoo_helpers import assert_identity_shrink, assert_residual_widths, assert_shrunk_equals_masked, half_keep
-from .zoo_helpers import random_variables
+from .zoo_helpers import quick_jit, random_variables
 
 
 def auto_correlation_reference(q, k, v, factor):
@@ -42,7 +42,7 @@ def auto_correlation_reference(q, k, v, factor):
 def test_auto_correlation_matches_the_direct_computation(s_len, getkey):
     q = jax.random.normal(getkey(), (2, 13, 2, 3), jnp.float64)
     k, v = (jax.random.normal(getkey(), (2, s_len, 2, 3), jnp.float64) for _ in range(2))
-    got = jax.jit(partial(ts.auto_correlation, factor=2))(q, k, v)
+    got = quick_jit(partial(ts.auto_correlation, factor=2))(q, k, v)
     np.testing.assert_allclose(got, auto_correlation_reference(q, k, v, 2), rtol=1e-9, atol=1e-10)
     assert ts.correlation_topk(13, 2) == 5
 
@@ -64,7 +64,7 @@ def test_autoformer_shapes_and_structured_shrink(getkey):
     x = jax.random.normal(getkey(), (2, 16, 2), jnp.float32)
     model = cfg.module()
     variables = random_variables(model, x)
-    apply = jax.jit(model.apply)
+    apply = quick_jit(model.apply)
     assert apply(variables, x).shape == (2, 8, 2)
     # the decoder starts from the history's trend and mean
     seasonal, trend = ts._autoformer.decoder_init(x, 8, 8, 5)

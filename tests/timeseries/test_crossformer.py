@@ -8,7 +8,7 @@ from jaxlab import prune
 from jaxlab import timeseries as ts
 
 from .zoo_helpers import assert_identity_shrink, assert_residual_widths, assert_shrunk_equals_masked, half_keep
-from .zoo_helpers import random_variables
+from .zoo_helpers import quick_jit, random_variables
 
 CFG = ts.CrossformerConfig(input_len=20, horizon=10, channels=3, d_model=8, n_heads=2, d_ff=8, seg_len=6, routers=3,
                            e_layers=1)
@@ -20,7 +20,7 @@ def test_crossformer_segments_shapes_and_structured_shrink(getkey):
     x = jax.random.normal(getkey(), (2, 20, 3), jnp.float32)
     model = CFG.module()
     variables = random_variables(model, x)
-    apply = jax.jit(model.apply)
+    apply = quick_jit(model.apply)
     assert apply(variables, x).shape == (2, 10, 3)
     p = variables["params"]
     assert p["encoder_0"]["router"].shape == (4, 3, 8) and p["decoder_0"]["tsa"]["router"].shape == (2, 3, 8)
@@ -40,7 +40,7 @@ def test_two_stage_attention_matches_the_oracle_and_prunes_routers(getkey):
     v = random_variables(tsa, x)
     v = jax.tree.map(lambda a: a.astype(np.float64), v)
     p = jax.tree.map(np.asarray, v["params"])
-    got = jax.jit(tsa.apply)(v, x)
+    got = quick_jit(tsa.apply)(v, x)
     np.testing.assert_allclose(got, ts.two_stage_attention_reference(p, x, heads=(2, 2, 2), head_dim=4),
                                rtol=1e-9, atol=1e-10)
     # removing routers 0 and 2 of 3: the shrunk layer routes through router 1 only
@@ -52,7 +52,7 @@ def test_two_stage_attention_matches_the_oracle_and_prunes_routers(getkey):
     small_cfg, small = prune.shrink(cfg, full, {g.name: np.array([1])})
     assert small_cfg.routers == (1, 3, 3) and small["params"]["encoder_0"]["router"].shape == (4, 1, 8)
     small_tsa = ts.TwoStageAttention(8, 4, 1, (2, 2, 2), 4, (6, 6))
-    got = jax.jit(small_tsa.apply)({"params": small["params"]["encoder_0"]}, x)
+    got = quick_jit(small_tsa.apply)({"params": small["params"]["encoder_0"]}, x)
     want = ts.two_stage_attention_reference(p, x, heads=(2, 2, 2), head_dim=4, router_keep=[1])
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)
     assert not np.allclose(want, ts.two_stage_attention_reference(p, x, heads=(2, 2, 2), head_dim=4), atol=1e-3)

@@ -11,7 +11,7 @@ from jaxlab import prune
 from jaxlab import timeseries as ts
 
 from .zoo_helpers import assert_identity_shrink, assert_residual_widths, assert_shrunk_equals_masked, half_keep
-from .zoo_helpers import random_variables
+from .zoo_helpers import quick_jit, random_variables
 
 
 def _dft(length):
@@ -67,7 +67,7 @@ def test_fourier_block_matches_a_dense_dft(length, getkey):
     q = jax.random.normal(getkey(), (2, length, 2, 3), jnp.float64)
     index = (0, 2, 5, 7)
     wr, wi = (jax.random.normal(getkey(), (2, 3, 3, 4), jnp.float64) for _ in range(2))
-    got = jax.jit(partial(ts.fourier_block, index=index))(q, wr, wi)
+    got = quick_jit(partial(ts.fourier_block, index=index))(q, wr, wi)
     np.testing.assert_allclose(got, fourier_block_reference(q, wr, wi, index), rtol=1e-9, atol=1e-10)
 
 
@@ -75,7 +75,7 @@ def test_fourier_cross_attention_matches_a_dense_dft(getkey):
     q = jax.random.normal(getkey(), (2, 14, 2, 3), jnp.float64)
     k = jax.random.normal(getkey(), (2, 10, 2, 3), jnp.float64)
     wr, wi = (jax.random.normal(getkey(), (2, 3, 3, 3), jnp.float64) for _ in range(2))
-    got = jax.jit(partial(ts.fourier_cross_attention, index_q=(1, 3, 6), index_kv=(0, 2, 4, 5), scale=0.25))(
+    got = quick_jit(partial(ts.fourier_cross_attention, index_q=(1, 3, 6), index_kv=(0, 2, 4, 5), scale=0.25))(
         q, k, wr, wi)
     np.testing.assert_allclose(got, fourier_cross_reference(q, k, wr, wi, (1, 3, 6), (0, 2, 4, 5), 0.25),
                                rtol=1e-9, atol=1e-10)
@@ -97,7 +97,7 @@ def test_fedformer_shapes_modulus_pruning_and_structured_shrink(getkey):
     x = jax.random.normal(getkey(), (2, 16, 2), jnp.float32)
     model = cfg.module()
     variables = random_variables(model, x)
-    apply = jax.jit(model.apply)
+    apply = quick_jit(model.apply)
     assert apply(variables, x).shape == (2, 8, 2)
     p = variables["params"]
     assert "key" not in p["encoder_0"]["attention"] and "value" not in p["decoder_0"]["cross_attention"]

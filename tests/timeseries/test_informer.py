@@ -12,14 +12,14 @@ from jaxlab import timeseries as ts
 from jaxlab.core import tolerances
 
 from .zoo_helpers import assert_identity_shrink, assert_residual_widths, assert_shrunk_equals_masked, half_keep
-from .zoo_helpers import random_variables
+from .zoo_helpers import quick_jit, random_variables
 
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_probsparse_equals_full_attention_when_every_query_is_active(causal, getkey):
     q, k, v = (jax.random.normal(getkey(), (2, 9, 3, 4), jnp.float32) for _ in range(3))
     assert ts.prob_sizes(9, 9, 5) == (9, 9)                   # u = min(5 ceil(ln 9), 9) = L
-    got = jax.jit(partial(ts.prob_attention, factor=5, causal=causal))(q, k, v, key=getkey())
+    got = quick_jit(partial(ts.prob_attention, factor=5, causal=causal))(q, k, v, key=getkey())
     atol, rtol = tolerances(jnp.float32)
     np.testing.assert_allclose(got, ts.full_attention(q, k, v, causal=causal), atol=atol, rtol=rtol)
 
@@ -29,7 +29,7 @@ def test_probsparse_lazy_queries_get_the_mean_of_the_visible_values(causal, getk
     q, k, v = (jax.random.normal(getkey(), (2, 20, 2, 4), jnp.float32) for _ in range(3))
     u, big_u = ts.prob_sizes(20, 20, 1)
     assert (u, big_u) == (3, 3)
-    attend = jax.jit(partial(ts.prob_attention, factor=1, causal=causal))
+    attend = quick_jit(partial(ts.prob_attention, factor=1, causal=causal))
     got = np.asarray(attend(q, k, v, key=getkey()))
     full = np.asarray(ts.full_attention(q, k, v, causal=causal))
     vn = np.asarray(v)
@@ -55,7 +55,7 @@ def test_informer_distils_and_shrinks_exactly(getkey):
     x = jax.random.normal(getkey(), (3, 16, 2), jnp.float32)
     model = cfg.module()
     variables = random_variables(model, x)
-    apply = jax.jit(model.apply)
+    apply = quick_jit(model.apply)
     y = apply(variables, x)
     assert y.shape == (3, 6, 2)
     np.testing.assert_array_equal(y, apply(variables, x))          # no "sample" stream: a fixed key

@@ -8,6 +8,8 @@ import pytest
 from jaxlab import timeseries as ts
 from jaxlab.core import tolerances
 
+from .zoo_helpers import quick_jit, random_variables
+
 
 @pytest.mark.parametrize("future_features", [0, 3])
 def test_mlp_forecaster_matches_numpy(future_features, getkey):
@@ -27,16 +29,18 @@ def test_mlp_forecaster_matches_numpy(future_features, getkey):
         if i < 2:
             h = np.tanh(h)
     atol, rtol = tolerances(jnp.float32)
-    y = jax.jit(model.apply)(variables, x, **kw)
+    y = quick_jit(model.apply)(variables, x, **kw)
     assert y.shape == (3, 4, 2)
     np.testing.assert_allclose(y, h.reshape(3, 4, 2), atol=atol, rtol=rtol)
 
 
-def test_mlp_forecaster_checks_the_covariates(getkey):
+def test_mlp_forecaster_checks_the_covariates():
     cfg = ts.MLPForecasterConfig(input_len=8, horizon=4, future_features=2)
-    model, variables = ts.make_forecaster(cfg, key=getkey())
+    model = cfg.module()
+    variables = random_variables(model, jnp.ones((1, 8, 1)), future=jnp.ones((1, 4, 2)))
     with pytest.raises(ValueError, match=r"\(B, 4, 2\)"):
         model.apply(variables, jnp.ones((1, 8, 1)))
-    plain, pv = ts.make_forecaster(ts.MLPForecasterConfig(input_len=8, horizon=4), key=getkey())
+    plain = ts.MLPForecasterConfig(input_len=8, horizon=4).module()
+    pv = random_variables(plain, jnp.ones((1, 8, 1)))
     with pytest.raises(ValueError, match="set future_features"):
         plain.apply(pv, jnp.ones((1, 8, 1)), future=jnp.ones((1, 4, 2)))

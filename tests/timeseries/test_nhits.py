@@ -8,6 +8,8 @@ import pytest
 from jaxlab import timeseries as ts
 from jaxlab.core import tolerances
 
+from .zoo_helpers import quick_jit, random_variables
+
 
 def test_interpolation_matches_np_interp(getkey):
     knots = jax.random.normal(getkey(), (2, 3, 5))
@@ -28,10 +30,11 @@ def test_default_pooling_is_pytorch_forecastings():
 def test_nhits_matches_numpy(future_features, getkey):
     cfg = ts.NHiTSConfig(input_len=14, horizon=6, channels=2, hidden=9, layers=2, pooling=(3, 2, 1),
                          frequencies=(3, 2, 1), future_features=future_features)
-    model, variables = ts.make_forecaster(cfg, key=getkey())
+    model = cfg.module()
     x = jax.random.normal(getkey(), (3, 14, 2), jnp.float32)
     f = jax.random.normal(getkey(), (3, 6, 2), jnp.float32) if future_features else None
-    y = jax.jit(model.apply)(variables, x, future=f)
+    variables = random_variables(model, x, future=f)      # init's tree without compiling init
+    y = quick_jit(model.apply)(variables, x, future=f)
     ref = ts.nhits_reference(variables["params"], x, horizon=6, pooling=(3, 2, 1), frequencies=(3, 2, 1),
                              layers=2, future=f)
     atol, rtol = tolerances(jnp.float32)
@@ -42,9 +45,11 @@ def test_nhits_matches_numpy(future_features, getkey):
 def test_nhits_dropout_needs_a_key_only_in_training(getkey):
     cfg = ts.NHiTSConfig(input_len=12, horizon=4, hidden=8, dropout=0.5, pooling=(2, 1), frequencies=(2, 1),
                          stacks=2)
-    model, variables = ts.make_forecaster(cfg, key=getkey())
+    model = cfg.module()
     x = jnp.ones((2, 12, 1))
-    a = model.apply(variables, x, deterministic=False, rngs={"dropout": getkey()})
-    b = model.apply(variables, x, deterministic=False, rngs={"dropout": getkey()})
+    variables = random_variables(model, x)
+    apply = quick_jit(model.apply, static_argnames="deterministic")   # one compilation per mode
+    a = apply(variables, x, deterministic=False, rngs={"dropout": getkey()})
+    b = apply(variables, x, deterministic=False, rngs={"dropout": getkey()})
     assert not np.allclose(a, b)
-    np.testing.assert_array_equal(model.apply(variables, x), model.apply(variables, x))
+    np.testing.assert_array_equal(apply(variables, x), apply(variables, x))

@@ -11,6 +11,8 @@ import jaxlab.data as jd
 from jaxlab import timeseries as ts
 from jaxlab.core import tolerances
 
+from .zoo_helpers import quick_jit, random_variables
+
 D, LC, HC = 4, 7, 2  # steps per cycle, history and horizon cycles
 
 
@@ -28,14 +30,15 @@ def test_window_rhp_matches_profile_windows(getkey):
     hist_ref, fc_ref = ts.profile_windows(x, types, np.array([14]), history=14, horizon=2, n=3)
     onehot = ts.day_type_onehot(jnp.asarray(meta))
     np.testing.assert_array_equal(np.argmax(onehot, -1), types)
-    hist, fc = ts.window_rhp(jnp.asarray(x[None, :14], jnp.float32), onehot[None, :14], onehot[None, 14:], 3)
+    rhp = quick_jit(ts.window_rhp, static_argnums=3)     # one compilation for both windows below
+    hist, fc = rhp(jnp.asarray(x[None, :14], jnp.float32), onehot[None, :14], onehot[None, 14:], 3)
     atol, rtol = tolerances(jnp.float32)
     np.testing.assert_allclose(hist, hist_ref, atol=atol, rtol=rtol)
     np.testing.assert_allclose(fc, fc_ref, atol=atol, rtol=rtol)
     # a type absent from the history falls back to the mean of the last 3 cycles
     only_workdays = jnp.zeros((1, 14, 3)).at[..., 0].set(1.0)
     saturday = jnp.zeros((1, 2, 3)).at[..., 1].set(1.0)
-    _, fc = ts.window_rhp(jnp.asarray(x[None, :14], jnp.float32), only_workdays, saturday, 3)
+    _, fc = rhp(jnp.asarray(x[None, :14], jnp.float32), only_workdays, saturday, 3)
     np.testing.assert_allclose(fc[0, 0], x[11:14].mean(0), atol=atol, rtol=rtol)
     with pytest.raises(ValueError, match="8 features"):
         ts.day_type_onehot(jnp.zeros((2, 7)))
@@ -44,7 +47,9 @@ def test_window_rhp_matches_profile_windows(getkey):
 @pytest.fixture(scope="module")
 def recycle_model():
     cfg = ts.recycle_config(history_cycles=LC, horizon_cycles=HC, cycle_len=D, mark_features=9, d_model=8, d_ff=8)
-    model, params = ts.make_forecaster(cfg, key=jax.random.key(0))
+    model = cfg.module()
+    # make_forecaster's initialisation, compiled through quick_jit (the head is zero whatever the compiler)
+    params = quick_jit(model.init)(jax.random.key(0), jnp.zeros((1, cfg.input_len, cfg.channels), jnp.float32))
     return cfg, model, params
 
 
@@ -55,11 +60,13 @@ def _window(key):
     return x, marks[:, :LC], marks[:, LC:]
 
 
-def _perturbed(params, key):
-    """The parameters with every leaf moved (the zero head among them), so that the backbone's output matters."""
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    return jax.tree.unflatten(tree, [p + 0.3 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+def _perturbed(params, seed):
+    """The parameters with every leaf moved (the zero head among them), so that the backbone's output matters.
+
+    NumPy draws the moves: eager ``jax.random`` would compile a sampler for every leaf shape.
+    """
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda p: p + (0.3 * rng.normal(size=p.shape)).astype(p.dtype), params)
 
 
 def test_zero_head_forecasts_the_profile_and_training_moves_it(recycle_model, getkey):
@@ -67,13 +74,13 @@ def test_zero_head_forecasts_the_profile_and_training_moves_it(recycle_model, ge
     x, hm, fm = _window(getkey())
     tokens = x.reshape(2, LC, D)
     _, fp = ts.window_rhp(tokens, ts.day_type_onehot(hm), ts.day_type_onehot(fm), cfg.rhp_days)
-    apply = jax.jit(model.apply)
+    apply = quick_jit(model.apply)
     y = apply(params, x, hm, fm)
     assert y.shape == (2, HC * D, 1)
     np.testing.assert_array_equal(y, fp.reshape(2, HC * D, 1))  # the fallback, exactly
     # per-step marks give the same forecast as per-cycle marks (the wrapper reads each cycle's first step)
     np.testing.assert_array_equal(apply(params, x, jnp.repeat(hm, D, 1), jnp.repeat(fm, D, 1)), y)
-    moved = _perturbed(params, getkey())
+    moved = _perturbed(params, 1)
     assert not np.allclose(apply(moved, x, hm, fm), y)
 
 
@@ -81,12 +88,13 @@ def test_no_positional_encoding_history_order_is_irrelevant(recycle_model, getke
     """Permuting whole history cycles together with their marks, and passing their profiles, changes nothing."""
     cfg, model, params = recycle_model
     x, hm, fm = _window(getkey())
-    moved = _perturbed(params, getkey())
+    moved = _perturbed(params, 2)
     tokens = x.reshape(2, LC, D)
     hp, fp = ts.window_rhp(tokens, ts.day_type_onehot(hm), ts.day_type_onehot(fm), cfg.rhp_days)
     perm = np.array([3, 0, 6, 1, 5, 2, 4])
-    y = model.apply(moved, x, hm, fm, hist_profile=hp.reshape(2, -1, 1), fc_profile=fp.reshape(2, -1, 1))
-    yp = model.apply(moved, tokens[:, perm].reshape(2, -1, 1), hm[:, perm], fm,
+    apply = quick_jit(model.apply)                    # one compilation: both calls have the same shapes
+    y = apply(moved, x, hm, fm, hist_profile=hp.reshape(2, -1, 1), fc_profile=fp.reshape(2, -1, 1))
+    yp = apply(moved, tokens[:, perm].reshape(2, -1, 1), hm[:, perm], fm,
                      hist_profile=hp[:, perm].reshape(2, -1, 1), fc_profile=fp.reshape(2, -1, 1))
     atol, rtol = tolerances(jnp.float32)
     np.testing.assert_allclose(yp, y, atol=10 * atol, rtol=10 * rtol)
@@ -97,17 +105,18 @@ def test_wrapper_around_dlinear_is_fold_residual_unfold(getkey):
     bb = ts.DLinearConfig(kernel=3)
     cfg = ts.PCCRHPConfig(backbone=bb, history_cycles=LC, horizon_cycles=HC, cycle_len=D, calendar=False,
                           profile_marks=False)
-    model, params = ts.make_forecaster(cfg, key=getkey())
-    params = _perturbed(params, getkey())
     x = jax.random.normal(getkey(), (3, LC * D, 1))
+    model = cfg.module()
+    params = _perturbed(random_variables(model, x), 3)   # init's tree (every value is moved anyway)
     inner = cfg.backbone_config().module()
     tokens = x.reshape(3, LC, D)
     prof = tokens[:, -3:].mean(1, keepdims=True)           # one day type: the last 3 cycles
     want = inner.apply({"params": params["params"]["DLinear_0"]}, tokens - prof) + prof
     atol, rtol = tolerances(jnp.float32)
-    np.testing.assert_allclose(model.apply(params, x), want.reshape(3, HC * D, 1), atol=atol, rtol=rtol)
+    y = quick_jit(model.apply)(params, x)
+    np.testing.assert_allclose(y, want.reshape(3, HC * D, 1), atol=atol, rtol=rtol)
     raw = dataclasses.replace(cfg, residual=False).module()
-    assert not np.allclose(raw.apply(params, x), model.apply(params, x), atol=1e-3)
+    assert not np.allclose(quick_jit(raw.apply)(params, x), y, atol=1e-3)
     with pytest.raises(ValueError, match="reads no marks"):
         dataclasses.replace(cfg, profile_marks=True).module()
     with pytest.raises(ValueError, match="num_outputs"):

@@ -6,6 +6,8 @@ import numpy as np
 
 from jaxlab import timeseries as ts
 
+from .zoo_helpers import quick_jit, random_variables
+
 
 def _positions_reference(n, d):
     """Vaswani et al. (2017) position table, entry by entry."""
@@ -20,12 +22,12 @@ def test_vanilla_transformer_shapes_names_and_positions():
     np.testing.assert_allclose(recycle.sinusoidal_positions(9, 6), _positions_reference(9, 6), atol=1e-12)
     m = ts.VanillaTransformer(d_model=8, d_ff=8)
     hist, hf, ff = jnp.ones((2, 12)), jnp.zeros((2, 12, 3)), jnp.zeros((2, 5, 3))
-    params = m.init(jax.random.key(0), hist, hf, ff)
+    params = random_variables(m, hist, hf, ff)           # init's tree, traced but not run
     # the parameter names are those the recycle module had (checkpoints keep loading)
     assert set(params["params"]) == {"value_proj", "query_proj", "EncoderDecoder_0", "head"}
     assert {"enc_proj", "dec_proj", "enc_norm", "dec_norm", "EncoderLayer_0", "DecoderLayer_0"} <= set(
         params["params"]["EncoderDecoder_0"])
-    y = jax.jit(jax.vmap(lambda h: m.apply(params, h, hf, ff)))(
+    y = quick_jit(jax.vmap(lambda h: m.apply(params, h, hf, ff)))(
         jnp.stack([hist, hist.at[:, 0].set(3.0), hist.at[:, 5].set(3.0)]))
     assert y.shape == (3, 2, 5) and bool(jnp.all(jnp.isfinite(y)))
     # positions make the order of history steps matter (ReCycle's cycle tokens have none)

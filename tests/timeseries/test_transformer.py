@@ -9,7 +9,7 @@ from jaxlab import timeseries as ts
 from jaxlab.core import tolerances
 
 from .zoo_helpers import assert_identity_shrink, assert_residual_widths, assert_shrunk_equals_masked, half_keep
-from .zoo_helpers import random_variables
+from .zoo_helpers import quick_jit, random_variables
 
 CFG = ts.TransformerConfig(input_len=12, horizon=6, label_len=4, channels=3, d_model=8, n_heads=2, d_ff=8,
                            time_features=4)
@@ -29,7 +29,7 @@ def test_transformer_shapes_and_structured_shrink(getkey):
     future = jax.random.normal(getkey(), (2, 6, 4), jnp.float32)
     model = CFG.module()
     variables = random_variables(model, x)
-    apply = jax.jit(model.apply)
+    apply = quick_jit(model.apply)
     y = apply(variables, x, marks, future)
     assert y.shape == (2, 6, 3)
     # the time features enter (zero features add nothing: the map has no bias)

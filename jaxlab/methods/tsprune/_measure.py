@@ -20,7 +20,8 @@ window reductions, copies/transposes, other fusions), with the number of ops exe
 
 **Sparse products** (:func:`sparse_dense_layers`): a pruned Dense kernel ``W (in, out)`` as a
 ``jaxlab.sparse`` matrix ``A = W^T`` (CSR or ELL, ``jsparse.from_scipy(S, format=...)``) times the
-activations ``X (in, tokens)``, against the dense ``W^T X`` in the same process.
+activations ``X (in, tokens)``, against the dense ``W^T X`` in the same process, timed interleaved
+(:func:`compare_latency`).
 """
 
 from __future__ import annotations
@@ -244,10 +245,13 @@ def dense_kernels(params, *, min_size: int = 0) -> list[tuple[str, np.ndarray]]:
 
 
 def sparse_dense_layers(kernel: np.ndarray, tokens: Sequence[int], *, formats: Sequence[str] = ("csr", "ell"),
-                        repeats: int = 20, key=None) -> list[dict[str, Any]]:
+                        repeats: int = 20, rounds: int | None = None, key=None) -> list[dict[str, Any]]:
     """Times ``W^T X`` for a (pruned) kernel: dense jnp against ``jaxlab.sparse`` formats, per token count.
 
-    Checks every sparse product against the dense one before timing.
+    Checks every sparse product against the dense one before timing. The dense and sparse products
+    are then timed interleaved (:func:`compare_latency`: ``rounds`` round-robin rounds, medians of
+    ``repeats`` calls each; by default ``rounds = repeats``, one call of each product per round), so
+    that load drifting on a shared machine hits all of them alike.
     """
     import scipy.sparse as sp
 
@@ -257,20 +261,27 @@ def sparse_dense_layers(kernel: np.ndarray, tokens: Sequence[int], *, formats: S
     dense_a = jnp.asarray(w_t)
     key = jax.random.key(0) if key is None else key
     mats = {f: jsparse.from_scipy(sp.csr_matrix(w_t), format=f) for f in formats}
+
+    def matmul(a, x):
+        return a @ x
+
     rows = []
     for n in tokens:
         x = jax.random.normal(jax.random.fold_in(key, n), (w_t.shape[1], n), jnp.float32)
         ref = np.asarray(dense_a @ x)
-        t_dense = time_fn(jax.jit(lambda a, x: a @ x), dense_a, x, repeats=repeats, warmup=2)
-        row = {"tokens": int(n), "shape": list(w_t.shape), "density": float(np.count_nonzero(w_t) / w_t.size),
-               "dense_s": t_dense.median_s}
         for f, a in mats.items():
-            got = np.asarray(jax.jit(lambda a, x: a @ x)(a, x))
+            got = np.asarray(jax.jit(matmul)(a, x))
             err = float(np.max(np.abs(got - ref)) / max(1e-30, float(np.max(np.abs(ref)))))
             if err > 1e-4:
                 raise AssertionError(f"{f} product differs from the dense one by {err:.2e} (relative)")
-            t = time_fn(jax.jit(lambda a, x: a @ x), a, x, repeats=repeats, warmup=2)
-            row[f"{f}_s"] = t.median_s
-            row[f"{f}_speedup"] = t_dense.median_s / t.median_s
+        cases = {"dense": (matmul, (dense_a, x)), **{f: (matmul, (a, x)) for f, a in mats.items()}}
+        lat = compare_latency(cases, repeats=repeats, rounds=repeats if rounds is None else rounds)
+        row = {"tokens": int(n), "shape": list(w_t.shape), "density": float(np.count_nonzero(w_t) / w_t.size),
+               "timing": "interleaved", "dense_s": lat["dense"]["median_s"], "dense_iqr_s": lat["dense"]["iqr_s"],
+               "repeats": lat["dense"]["repeats"], "rounds": repeats if rounds is None else rounds}
+        for f in mats:
+            row[f"{f}_s"] = lat[f]["median_s"]
+            row[f"{f}_iqr_s"] = lat[f]["iqr_s"]
+            row[f"{f}_speedup"] = lat["dense"]["median_s"] / lat[f]["median_s"]
         rows.append(row)
     return rows

