@@ -10,7 +10,10 @@
   whose COO part is nearly empty (0.43-0.72x SciPy; ELL 0.56-0.83x, ahead only on poisson3d_100 in f32); skewed rows (powerlaw_2M_d16) as SELL-P with rows sorted
   by length (0.83x/0.90x SciPy in f32/f64; CSR 1.6-1.8x, Hybrid 1.6-2.2x: its COO part is a scatter-add).
   Moderately uneven rows (mesh2d_1M, a FEM-like triangulation) also run fastest as Hybrid (0.58x/0.44x SciPy
-  in f32/f64; sorted SELL-P 0.72-1.06x, CSR 1.14-1.26x).
+  in f32/f64; sorted SELL-P 0.72-1.06x, CSR 1.14-1.26x). Those figures come from runs under load; the
+  committed files are now a re-run on the idle machine (load 1-2), which puts ELL ahead of Hybrid on
+  poisson2d_1000 in f32 (0.40x against 0.67x SciPy), poisson3d_100 in f64 (0.61x against 0.73x) and random_1M_r8
+  in f64 (0.49x against 0.56x). The table has not been re-derived from that run yet.
 * GPU (H200, ``bench/results/sparse-gpu-auto.json``, ``sparse-gpu-p2d-f64.json``): stencils as ELL (the XLA
   gather reached 0.87-1.0 of the copy bandwidth, cuSPARSE CSR 0.5), everything else as CSR through cuSPARSE
   (powerlaw_2M_d16: 0.27 ms against 1.7 ms for Hybrid and the XLA forms). The moderate class on GPU is
