@@ -253,6 +253,20 @@ def _interrupt_message(workdir: Path, signame: str, records: Sequence[str] = ())
     return f"{signame}: nothing was saved in {workdir}; the same command starts over"
 
 
+def _flush_streams(timeout: float) -> None:
+    """Flushes stdout and stderr, giving up after ``timeout`` seconds (a stream's lock may be held)."""
+    def flush():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+
+    thread = threading.Thread(target=flush, daemon=True)
+    thread.start()
+    thread.join(timeout)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.workdir is not None and not args.workdir.strip():
         raise CLIError("--workdir is empty; give a folder, e.g. --workdir runs/mine")
@@ -265,13 +279,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         barrier("jaxlab_run_done")  # across processes: the others wait while process 0 writes the records
         PeerWatchdog.finished.set()  # from here on, a process that exits has finished
     except KeyboardInterrupt as e:
-        print("\n" + _interrupt_message(workdir, _Signals.name(), getattr(e, "resume_records", ())), file=sys.stderr)
+        message = "\n" + _interrupt_message(workdir, _Signals.name(), getattr(e, "resume_records", ()))
         if _Signals.program:
             # Everything the message names is on disk. Freeing the interrupted frames (orbax's event loop,
-            # device buffers) has hung a loaded machine for minutes in C code, so the process ends here.
-            sys.stdout.flush()
-            sys.stderr.flush()
+            # device buffers) has hung a loaded machine for minutes in C code, so the process ends here. The
+            # interrupt can leave sys.stderr's buffer lock held (a print to it then blocks forever, seen in CI),
+            # so the streams are flushed from a thread with a time limit and the message goes to fd 2 directly.
+            _flush_streams(timeout=5.0)
+            os.write(2, (message + "\n").encode())
             os._exit(_Signals.exit_code())
+        print(message, file=sys.stderr)
         return _Signals.exit_code()
     except RunDivergedError as e:
         print(f"jaxlab: error: {_one_line(e)}", file=sys.stderr)
