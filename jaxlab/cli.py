@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__
+from . import __version__, _interrupts
 
 #: Summary key that ``jaxlab run`` adds once the run's own ``run()`` has returned: the run is complete.
 COMPLETED_KEY = "completed_utc"
@@ -730,7 +730,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Signals:
-    """SIGTERM handled as Ctrl-C (so a run checkpoints), remembering which signal it was for the exit status."""
+    """SIGTERM handled as Ctrl-C (so a run checkpoints), remembering which signal it was for the exit status.
+
+    Both go through :func:`jaxlab._interrupts.on_signal`: inside a save or a record (``defer_interrupts``) the
+    ``KeyboardInterrupt`` waits until it is complete, so it never lands in a half-started thread or a held lock.
+    """
 
     last = signal.SIGINT
     program = False  # main() runs as the jaxlab program (its own argv), not called from Python
@@ -739,18 +743,19 @@ class _Signals:
     def install(cls) -> dict:
         """Installs the handlers; returns the previous ones for :meth:`restore`."""
 
-        def on_term(signum, frame):
+        def on_signal(signum, frame):
             cls.last = signal.Signals(signum)
-            raise KeyboardInterrupt
+            _interrupts.on_signal(signum, frame)  # raises now, or where a save or a record is complete
 
         if threading.current_thread() is not threading.main_thread():
             return {}
         old = {signal.SIGTERM: signal.getsignal(signal.SIGTERM), signal.SIGINT: signal.getsignal(signal.SIGINT)}
-        signal.signal(signal.SIGTERM, on_term)
-        if old[signal.SIGINT] is signal.SIG_IGN:
-            # Started in the background by a non-interactive shell, which ignores SIGINT for its children:
-            # `kill -INT` must still checkpoint and stop the run (the terminal's Ctrl-C never reaches it).
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, on_signal)
+        if old[signal.SIGINT] in (signal.SIG_IGN, signal.default_int_handler):
+            # SIG_IGN: started in the background by a non-interactive shell, which ignores SIGINT for its
+            # children: `kill -INT` must still checkpoint and stop the run (the terminal's Ctrl-C never reaches
+            # it). A handler someone else installed (a test harness) is left alone.
+            signal.signal(signal.SIGINT, on_signal)
         return old
 
     @staticmethod

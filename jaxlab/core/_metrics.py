@@ -10,6 +10,8 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from jaxlab._interrupts import deferring
+
 
 def to_jsonable(value: Any) -> Any:
     """Converts numpy/jax scalars and arrays (and containers of them) to plain JSON types."""
@@ -47,12 +49,14 @@ class MetricsWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a", encoding="utf-8")
 
+    @deferring
     def write(self, record: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
         rec = dict(record or {})
         rec.update(fields)
         self._file.write(json.dumps(to_jsonable(rec)) + "\n")
         self._file.flush()
 
+    @deferring
     def truncate_after(self, step: int) -> list[dict[str, Any]]:
         """Drops records with ``step > step`` and torn lines (a run resuming from the checkpoint of ``step``).
 
@@ -75,6 +79,7 @@ class MetricsWriter:
         self._file = open(self.path, "a", encoding="utf-8")
         return kept
 
+    @deferring
     def close(self) -> None:
         self._file.close()
 
@@ -105,6 +110,7 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     return list(iter_metrics(path))
 
 
+@deferring
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Writes ``obj`` as indented JSON atomically (temp file, then rename)."""
     path = Path(path)

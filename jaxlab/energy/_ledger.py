@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from jaxlab._interrupts import deferring
 from jaxlab.core import to_jsonable, write_json
 
 from ._report import chain_reports, report_from_dict
@@ -85,6 +86,7 @@ class EnergyLedger:
         parts = self.previous + ([self._current] if self._current is not None else [])
         return _chain(parts) if parts else None
 
+    @deferring
     def update(self, part: Mapping[str, Any]) -> dict[str, Any]:
         """Sets this process's figures so far, rewrites ``energy.json`` (atomically) and returns the total."""
         self._current = to_jsonable(dict(part))

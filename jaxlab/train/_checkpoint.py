@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxlab._interrupts import deferring
+
 #: Key of the step metadata (orbax ``custom_metadata``) under which the array checksums are stored.
 DIGESTS_KEY = "jaxlab_array_digests"
 
@@ -183,6 +185,7 @@ class Checkpointer:
     :meth:`close`: an unclosed orbax manager prints pages of "Event loop is closed" at exit.
     """
 
+    @deferring
     def __init__(self, directory: str | os.PathLike, *, keep: int = 3):
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise ValueError(f"keep must be a whole number >= 1 of checkpoints, got {keep!r}")
@@ -214,6 +217,7 @@ class Checkpointer:
     def path(self, step: int) -> Path:
         return self.directory / str(step)
 
+    @deferring
     def save(self, step: int, state: Any, *, digests: dict[str, Any] | None = None) -> None:
         """Saves ``state`` as checkpoint ``step`` (asynchronously), with the checksums of its arrays.
 
@@ -304,6 +308,7 @@ class Checkpointer:
         return (" No earlier checkpoint is intact: rerun with --fresh to move the old run aside and start over "
                 f"(or delete {str(self.directory)!r}).")
 
+    @deferring
     def restore(self, step: int, like: Any) -> Any:
         """Restores checkpoint ``step`` into the structure, dtypes and shardings of ``like``, and verifies it.
 
@@ -318,9 +323,11 @@ class Checkpointer:
         except CheckpointError as e:
             raise CheckpointError(str(e) + self._offer(step, like)) from None
 
+    @deferring
     def wait(self) -> None:
         self._manager.wait_until_finished()
 
+    @deferring
     def close(self) -> None:
         """Waits for pending saves and closes the manager (idempotent)."""
         if self._closed:

@@ -31,6 +31,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxlab._interrupts import deferring
 from jaxlab.core import Meter, MetricsWriter, PRNGKey, read_metrics, to_jsonable, write_json
 from jaxlab.energy import EnergyLedger, EnergyMeter
 
@@ -201,6 +202,7 @@ class _Run:
             return self.meter.report().to_dict()
         return None
 
+    @deferring
     def record(self, split: str, step: int, metrics: dict, **extra: Any) -> None:
         rec = {"step": step, "split": split, **metrics, **extra, "wall_s": self._wall()}
         if self.meter is not None:
@@ -216,6 +218,7 @@ class _Run:
         if self.writer is not None:
             self.writer.write(rec)
 
+    @deferring
     def flush(self, done: int) -> None:
         """Closes the train window at step ``done``: one record of the window's means; checks the loss."""
         if not self.window:
@@ -246,6 +249,7 @@ class _Run:
         self.last_eval = {k: float(v) for k, v in jax.device_get(self.eval_fn(self.state)).items()}
         self.record("eval", step, self.last_eval)
 
+    @deferring
     def save(self, step: int) -> None:
         if self.ckpt is None:
             return
@@ -321,6 +325,7 @@ class _Run:
                                 workdir=self.workdir)
         return self.state, summary
 
+    @deferring
     def _save_on_interrupt(self, done: int) -> None:
         """Ctrl-C: close the open window and checkpoint the last finished step, if the state is intact.
 
@@ -341,8 +346,9 @@ class _Run:
         except _Diverged:
             pass  # nothing non-finite is checkpointed; the summary still says interrupted
         except KeyboardInterrupt:
-            pass  # a second Ctrl-C: give up the save, keep the earlier checkpoints
+            pass  # Ctrl-C twice more (the first waits for the save): give up, keep the earlier checkpoints
 
+    @deferring
     def _finish(self, status: str, done: int, resumed_from: int | None, diverged: _Diverged | None,
                 error: str | None) -> dict[str, Any]:
         self.bar.close()
