@@ -1,12 +1,20 @@
-"""Ctrl-C and SIGTERM that never land inside a save: interrupts deferred over critical sections.
+"""Ctrl-C and SIGTERM that never land inside a save or a record: interrupts masked and deferred there.
 
-Python's SIGINT handler raises ``KeyboardInterrupt`` at whatever bytecode the main thread runs next. Landing
-inside ``threading``'s or a stream's critical section (orbax starting its save thread, a write to stderr), it
-leaves a lock held or a thread half-started, and the save on interrupt that follows then waits forever. Inside
-:func:`defer_interrupts`, the signal only records itself, and the ``KeyboardInterrupt`` is raised when the
-outermost such block ends, at a point where nothing is half done. Outside, the signal raises at once as before,
-so user code (a slow ``get_batch``, a long evaluation) stays interruptible. A second signal while one is pending
-raises at once: Ctrl-C twice still stops a save that hangs.
+Python's SIGINT handler raises ``KeyboardInterrupt`` at whatever bytecode the main thread runs next, and the
+kernel may hand the signal itself to any thread. Both have broken saves: a ``KeyboardInterrupt`` inside a
+half-written record or a half-started save, and (the hang ``tests/cli/test_kill_resume.py`` used to catch 1 run
+in 6) orbax's finalize thread waiting forever in its asyncio loop after the signal, most likely because the
+signal interrupted a system call in one of orbax's or tensorstore's threads. Inside :func:`defer_interrupts`:
+
+- the signal only records itself, and the ``KeyboardInterrupt`` is raised when the outermost block ends, where
+  nothing is half done;
+- the main thread masks SIGINT and SIGTERM, so every thread started inside (orbax's, tensorstore's pools)
+  inherits the mask and never sees them. A waiting thread started unmasked takes the signal instead, and
+  Python runs the handler in the main thread at once.
+
+Outside a block the signal raises at once as before, so user code (a slow ``get_batch``, a long evaluation)
+stays interruptible. A further signal while one is pending raises at once: pressing Ctrl-C again still stops
+a save that hangs.
 
 Standard library only: ``jaxlab.cli`` installs :func:`on_signal` before jax is imported.
 """
