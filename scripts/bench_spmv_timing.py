@@ -10,7 +10,12 @@ program. This script builds both for one matrix and times them, several trials i
   the six permutations; the median of the per-round ratios case / default.
 * ``interleaved_long_samples``: the same with each sample repeating the call for about ``--sample-ms``
   (bench_spmv's new scheme): a sample then spans many scheduler time slices, so the share of it lost to other
-  processes is about the same for the two cases of one round.
+  processes is about the same for the two cases of one round (the calls of a sample are dispatched back to
+  back, as bench_spmv's ``inner`` loop does).
+* ``interleaved_cpu_clock``: the same rounds with single calls timed by the process's CPU time
+  (``time.process_time``), which a wait for a core does not advance (bench_spmv's scheme on CPU). Also
+  recorded: each function's median CPU time over its fastest wall time (about 1 when the work is on one
+  thread and the clock does not see the waits).
 
 It also records how the single-call times are spread: the fraction of calls slower than 1.5x the fastest
 call of the same function (SciPy's included). On a shared machine one call's time is bimodal (about 1x or
@@ -46,6 +51,12 @@ def _t(fn, sync):
     return time.perf_counter() - t0
 
 
+def _tc(fn, sync):
+    c0 = time.process_time()
+    sync(fn())
+    return time.process_time() - c0
+
+
 def _slow_fraction(ts):
     lo = min(ts)
     return sum(t > 1.5 * lo for t in ts) / len(ts)
@@ -76,7 +87,8 @@ def _placement(A):
 
 def factors(S, X, dtype, chosen, rounds):
     """Arrays or program? The default's arrays A0 and program P0 against a second build A1 and compilation P1,
-    all four pairings in the same rounds (the order rotated and reversed): median per-round ratio to A0/P0."""
+    all four pairings in the same rounds (the order rotated and reversed), timed by CPU time: median per-round
+    ratio to A0/P0."""
     import jaxlab.sparse as jsparse
 
     A0, A1 = jsparse.from_scipy(S, "auto", dtype=dtype), jsparse.from_scipy(S, chosen, dtype=dtype)
@@ -91,10 +103,10 @@ def factors(S, X, dtype, chosen, rounds):
         order = keys[r % 4:] + keys[:r % 4]
         for k in order if (r // 4) % 2 == 0 else order[::-1]:
             f, a = cases[k]
-            ts[k].append(_t(lambda: f(a, X), jax.block_until_ready))
+            ts[k].append(_tc(lambda: f(a, X), jax.block_until_ready))
     ratio = {k: statistics.median(a / b for a, b in zip(ts[k], ts["A0/P0"])) for k in keys}
     return dict(ratio_to_A0_P0=ratio, placement={"A0": _placement(A0), "A1": _placement(A1)},
-                median_call_ms={k: statistics.median(v) * 1e3 for k, v in ts.items()}, rounds=4 * rounds)
+                median_cpu_ms={k: statistics.median(v) * 1e3 for k, v in ts.items()}, rounds=4 * rounds)
 
 
 def diagnose(name, dtype, trials, rounds, sample_s):
@@ -145,7 +157,20 @@ def diagnose(name, dtype, trials, rounds, sample_s):
                 k, f, s = trio[i]
                 t[k] = _t(lambda f=f, n=inner[k]: [f() for _ in range(n)][-1], s) / inner[k]
             to_auto_b.append(t["same"] / t["auto"])
+        to_auto_c, cpu = [], {"scipy": [], "auto": [], "same": []}
+        for r in range(3 * rounds):  # bench_spmv's scheme: the same rounds, timed by the process's CPU time
+            t = {}
+            for i in orders[r % 6]:
+                k, f, s = trio[i]
+                c0 = time.process_time()
+                s(f())
+                t[k] = time.process_time() - c0
+                cpu[k].append(t[k])
+            to_auto_c.append(t["same"] / t["auto"])
         rec = dict(matrix=name, dtype=np.dtype(dtype).name, format=chosen, trial=trial,
+                   interleaved_cpu_clock_same_over_auto=statistics.median(to_auto_c),
+                   median_cpu_ms={k: statistics.median(v) * 1e3 for k, v in cpu.items()},
+                   median_cpu_over_fastest_wall={k: statistics.median(cpu[k]) / min(calls[k]) for k in cpu},
                    sequential_same_over_auto=seq["same"] / seq["auto"],
                    interleaved_same_over_auto=statistics.median(to_auto),
                    interleaved_long_samples_same_over_auto=statistics.median(to_auto_b),
@@ -156,7 +181,8 @@ def diagnose(name, dtype, trials, rounds, sample_s):
                    loadavg=os.getloadavg())
         print(f"{name} {rec['dtype']} ({chosen}) trial {trial}: same / auto sequential "
               f"{rec['sequential_same_over_auto']:.3f}, interleaved {rec['interleaved_same_over_auto']:.3f}, "
-              f"interleaved {sample_s * 1e3:.0f} ms samples {rec['interleaved_long_samples_same_over_auto']:.3f}; "
+              f"interleaved {sample_s * 1e3:.0f} ms samples {rec['interleaved_long_samples_same_over_auto']:.3f}, "
+              f"interleaved CPU clock {rec['interleaved_cpu_clock_same_over_auto']:.3f}; "
               f"calls > 1.5x fastest: " + ", ".join(f"{k} {v:.0%}" for k, v in rec["slow_call_fraction"].items())
               + f"; load {rec['loadavg'][0]:.1f}", flush=True)
         out.append(rec)
@@ -190,13 +216,15 @@ def main(argv=None):
     seq = [r["sequential_same_over_auto"] for r in records]
     inter = [r["interleaved_same_over_auto"] for r in records]
     longs = [r["interleaved_long_samples_same_over_auto"] for r in records]
+    cpus = [r["interleaved_cpu_clock_same_over_auto"] for r in records]
     print(f"identical cases, same / auto: sequential {min(seq):.3f}-{max(seq):.3f}, "
           f"interleaved {min(inter):.3f}-{max(inter):.3f}, interleaved with {args.sample_ms:.0f} ms samples "
-          f"{min(longs):.3f}-{max(longs):.3f}")
+          f"{min(longs):.3f}-{max(longs):.3f}, interleaved CPU clock {min(cpus):.3f}-{max(cpus):.3f}")
     path = save_benchmark("sparse-timing", records, path=args.json, command=" ".join(sys.argv),
                           loadavg_start=load, loadavg_end=os.getloadavg(),
                           sequential_range=[min(seq), max(seq)], interleaved_range=[min(inter), max(inter)],
-                          interleaved_long_samples_range=[min(longs), max(longs)], sample_ms=args.sample_ms)
+                          interleaved_long_samples_range=[min(longs), max(longs)],
+                          interleaved_cpu_clock_range=[min(cpus), max(cpus)], sample_ms=args.sample_ms)
     print(f"wrote {path}")
 
 
