@@ -11,7 +11,8 @@ right-hand sides the product now stays unrolled up to 8x padding and rows of 128
 
 This script times, interleaved in each round (order flipped every other round): dense, CSR with the rule
 in the code (``csr``), and CSR with the old rule forced (``csr_old_rule``), for magnitude-pruned Gaussian
-kernels. Each product is checked against dense first. Result: ``bench/results/sparse-cpu-csr-multirhs.json``.
+kernels; each call by wall time and by the process's CPU time (XLA's dense product may use both cores, which
+the CPU time adds up; the wait for a core on a loaded machine does not count in it). Each product is checked against dense first. Result: ``bench/results/sparse-cpu-csr-multirhs.json``.
 
 Usage:
   python scripts/bench_csr_multirhs.py                       # 512x128 and 128x512, s 0.9/0.95/0.99, k 96/3072
@@ -71,14 +72,17 @@ def bench(shape, s, k, rounds):
         if err[name] > 1e-4:
             raise AssertionError(f"{name}: {shape} s={s} k={k} differs from dense by {err[name]:.1e}")
     ts = {name: [] for name in fns}
+    cpu = {name: [] for name in fns}
     order = list(fns)
     for r in range(rounds):
         for name in order if r % 2 == 0 else order[::-1]:
             f, a = fns[name]
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             jax.block_until_ready(f(a, x))
             ts[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
     med = {name: statistics.median(v) for name, v in ts.items()}
+    cmed = {name: statistics.median(v) for name, v in cpu.items()}
     m, nnz, width = shape[0], A.nnz, A.meta.max_row_length
     rec = dict(shape=list(shape), sparsity=s, columns=k, nnz=nnz, max_row=width, padding=width * m / max(nnz, 1),
                unrolled_new_rule=csr_unrolled(m, nnz, width, True),
@@ -86,10 +90,15 @@ def bench(shape, s, k, rounds):
                rel_error=err, rounds=rounds, loadavg=os.getloadavg(),
                **{f"{name}_ms": v * 1e3 for name, v in med.items()},
                csr_speedup_over_dense=med["dense"] / med["csr"],
-               csr_old_rule_speedup_over_dense=med["dense"] / med["csr_old_rule"])
+               csr_old_rule_speedup_over_dense=med["dense"] / med["csr_old_rule"],
+               **{f"{name}_cpu_ms": v * 1e3 for name, v in cmed.items()},
+               csr_speedup_over_dense_cpu=cmed["dense"] / cmed["csr"],
+               old_rule_over_new_rule_cpu=cmed["csr_old_rule"] / cmed["csr"])
     print(f"{shape[0]}x{shape[1]} s={s} k={k:5d} max row {width:3d} padding {rec['padding']:.2f}: dense "
           f"{med['dense'] * 1e3:8.3f} ms, csr {med['csr'] * 1e3:8.3f} ms ({rec['csr_speedup_over_dense']:.2f}x "
-          f"dense), old rule {med['csr_old_rule'] * 1e3:8.3f} ms ({rec['csr_old_rule_speedup_over_dense']:.2f}x)",
+          f"dense), old rule {med['csr_old_rule'] * 1e3:8.3f} ms ({rec['csr_old_rule_speedup_over_dense']:.2f}x); "
+          f"CPU time: csr {rec['csr_speedup_over_dense_cpu']:.2f}x dense, old rule / new "
+          f"{rec['old_rule_over_new_rule_cpu']:.1f}x",
           flush=True)
     return rec
 
@@ -108,7 +117,7 @@ def main(argv=None):
     records = [bench(tuple(int(v) for v in sh.split("x")), float(s), int(k), args.rounds)
                for sh in args.shapes.split(",") for s in args.sparsities.split(",") for k in args.columns.split(",")]
     path = save_benchmark("sparse-csr-multirhs", records, path=args.json, command=" ".join(sys.argv),
-                          loadavg_start=load, loadavg_end=os.getloadavg(), timing="interleaved, medians")
+                          loadavg_start=load, loadavg_end=os.getloadavg(), timing="interleaved, medians of wall and of process CPU time")
     print(f"wrote {path}")
 
 
