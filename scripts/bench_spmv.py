@@ -16,7 +16,10 @@ SciPy, differed by 0.37-2.2x; timed in the same rounds, still by 0.83-1.33x
 backend every call is timed by the process's CPU time (``time.process_time``), which a wait for the core
 does not advance: the products run on one thread, and at load 19 their median CPU time was within 1.05-1.14x
 of their fastest wall time, and the identical case read 0.99x. On a GPU the clock is wall time (``--clock``).
-The self-check ``auto_vs_same_format`` is the ratio of the default's own format's case to the default, in
+The second cause is where the arrays lie in memory: two builds of the same arrays, through one compiled
+program, differed by up to 10% (mesh3d_200K, f32), also when both were fresh XLA-made copies. So each case's
+rounds cycle through ``--placements`` copies of its arrays (3 where they fit in ``--placement-budget-mb``),
+and the default's likewise. The self-check ``auto_vs_same_format`` is the ratio of the default's own format's case to the default, in
 the same rounds (1 for a sound measurement; printed, and flagged when outside ``--self-check-tol``).
 
 The effective bandwidth counts the fewest bytes (PEERS.md):
@@ -205,7 +208,27 @@ def _compiled_text(fc):
         return None
 
 
-def bench_matrix(name, dtype, formats, peers, repeats, impl, max_waste, self_check_tol=0.05):
+_FRESH = None
+
+
+def _placements(A, copies, budget_bytes):
+    """``A`` and up to ``copies - 1`` copies of it in new buffers (made while the others live, so at other
+    addresses), as many as ``budget_bytes`` allows: the rounds cycle through them, so a case's time is not that
+    of one placement of its arrays in memory (two builds of the same arrays differed by up to 10% on
+    mesh3d_200K in f32, also as XLA-made copies: bench_spmv_timing.py)."""
+    global _FRESH
+    if _FRESH is None:
+        _FRESH = jax.jit(lambda t: jax.tree_util.tree_map(lambda a: a + jnp.zeros((), a.dtype), t))
+    size = sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(A))
+    n = max(1, min(copies, int(budget_bytes // max(size, 1))))
+    out = [A]
+    for _ in range(n - 1):
+        out.append(jax.block_until_ready(_FRESH(A)))
+    return out
+
+
+def bench_matrix(name, dtype, formats, peers, repeats, impl, max_waste, self_check_tol=0.05, copies=3,
+                 copy_budget=600e6):
     import jaxlab.sparse as jsparse
 
     t0 = time.perf_counter()
@@ -245,7 +268,8 @@ def bench_matrix(name, dtype, formats, peers, repeats, impl, max_waste, self_che
     # The default, kept for the whole matrix: timed in every round, next to SciPy and each case.
     chosen = jsparse.choose_format(stats)
     A0, fc0, conv0, comp0 = build("auto")
-    auto_fn = functools.partial(fc0, A0, X)
+    auto_fns = [functools.partial(fc0, a, X) for a in _placements(A0, copies, copy_budget)]
+    auto_fn = auto_fns[0]
     auto_err, auto_ok = check(auto_fn, jax.block_until_ready)
     if not auto_ok:
         raise AssertionError(f"{name} {np.dtype(dtype).name}: the default format's product is wrong "
@@ -253,13 +277,18 @@ def bench_matrix(name, dtype, formats, peers, repeats, impl, max_waste, self_che
     auto_text = _compiled_text(fc0)
     auto_ts, auto_ratios = [], []  # pooled over all cases' rounds
 
-    def run_case(label, kind, fn, sync, extra):
-        err, ok = check(fn, sync)
+    def run_case(label, kind, fns, sync, extra):
+        fns = fns if isinstance(fns, list) else [fns]
+        checks = [check(f, sync) for f in fns]
+        err, ok = max(c[0] for c in checks), all(c[1] for c in checks)
         ts, ratios, to_auto = [], [], []
         if ok:
-            sync(fn())
-            trio = [(scipy_fn, 1, _no_sync), (auto_fn, inner, jax.block_until_ready), (fn, inner, sync)]
+            for f in fns:
+                sync(f())
+            extra = dict(extra, placements=len(fns), default_placements=len(auto_fns))
             for r in range(repeats):
+                trio = [(scipy_fn, 1, _no_sync), (auto_fns[r % len(auto_fns)], inner, jax.block_until_ready),
+                        (fns[r % len(fns)], inner, sync)]
                 t = [0.0, 0.0, 0.0]
                 for i in _ORDERS[r % len(_ORDERS)]:
                     f, k, s = trio[i]
@@ -321,14 +350,15 @@ def bench_matrix(name, dtype, formats, peers, repeats, impl, max_waste, self_che
                      stored_values=int(A.data.size))
         if fmt == chosen:
             extra["same_program_as_auto"] = auto_text is not None and _compiled_text(fc) == auto_text
-        rec = run_case(f"jaxlab {fmt}", "jaxlab", functools.partial(fc, A, X), jax.block_until_ready, extra)
+        rec = run_case(f"jaxlab {fmt}", "jaxlab", [functools.partial(fc, a, X) for a in
+                                                  _placements(A, copies, copy_budget)], jax.block_until_ready, extra)
         if fmt == chosen:
             same_case = rec
         del A, fc
         gc.collect()
     if not auto_ts:  # no other case: time the default against SciPy alone
-        pair = [(scipy_fn, 1, _no_sync), (auto_fn, inner, jax.block_until_ready)]
         for r in range(repeats):
+            pair = [(scipy_fn, 1, _no_sync), (auto_fns[r % len(auto_fns)], inner, jax.block_until_ready)]
             t = [_time_once(f, k, s) for f, k, s in (pair if r % 2 == 0 else pair[::-1])]
             t_sp, t_a = (t[0], t[1]) if r % 2 == 0 else (t[1], t[0])
             auto_ts.append(t_a)
@@ -358,7 +388,7 @@ def bench_matrix(name, dtype, formats, peers, repeats, impl, max_waste, self_che
                  + ("" if auto["self_check_ok"] else f"  OUTSIDE 1 +- {self_check_tol}: the timings are not sound"))
     print(line, flush=True)
     rows.insert(1, auto)
-    del A0, fc0
+    del A0, fc0, auto_fns, auto_fn
     return rows
 
 
@@ -376,6 +406,10 @@ def main(argv=None):
                     help="flag the run when the default and its own format's case differ by more than this")
     ap.add_argument("--clock", choices=("auto", "cpu", "wall"), default="auto",
                     help="auto: the process's CPU time on the CPU backend, wall time on an accelerator")
+    ap.add_argument("--placements", type=int, default=3,
+                    help="copies of each case's arrays (at other addresses) that the rounds cycle through")
+    ap.add_argument("--placement-budget-mb", type=float, default=600.0,
+                    help="at most this many MB of copies per case (fewer placements for big matrices)")
     ap.add_argument("--quick", action="store_true",
                     help="small matrices (poisson2d_100, random_10K_r8, powerlaw_20K_d16, mesh2d_20K)")
     ap.add_argument("--json", default=None, help="output path (default bench/results/...)")
@@ -399,7 +433,7 @@ def main(argv=None):
     for name in args.matrices.split(","):
         for dt in dtypes:
             records += bench_matrix(name, dt, formats, peers, args.repeats, args.impl, args.max_waste,
-                                    args.self_check_tol)
+                                    args.self_check_tol, args.placements, args.placement_budget_mb * 1e6)
             gc.collect()
     print("\n| matrix | dtype | impl | ms | x SciPy | x default | GB/s | of copy |")
     print("|---|---|---|---|---|---|---|---|")

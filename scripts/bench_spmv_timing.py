@@ -87,25 +87,29 @@ def _placement(A):
 
 def factors(S, X, dtype, chosen, rounds):
     """Arrays or program? The default's arrays A0 and program P0 against a second build A1 and compilation P1,
-    all four pairings in the same rounds (the order rotated and reversed), timed by CPU time: median per-round
+    all four pairings, and XLA-made copies of A0 and A1 through P0, in the same rounds (the order rotated and reversed), timed by CPU time: median per-round
     ratio to A0/P0."""
     import jaxlab.sparse as jsparse
 
     A0, A1 = jsparse.from_scipy(S, "auto", dtype=dtype), jsparse.from_scipy(S, chosen, dtype=dtype)
     P0 = jax.jit(lambda A, v: jsparse.spmv(A, v)).lower(A0, X).compile()
     P1 = jax.jit(lambda A, v: jsparse.spmv(A, v)).lower(A1, X).compile()
-    cases = {"A0/P0": (P0, A0), "A1/P0": (P0, A1), "A0/P1": (P1, A0), "A1/P1": (P1, A1)}
+    fresh = jax.jit(lambda t: jax.tree_util.tree_map(lambda a: a + jnp.zeros((), a.dtype), t))
+    A0c, A1c = fresh(A0), fresh(A1)  # XLA-made copies, at other addresses
+    cases = {"A0/P0": (P0, A0), "A1/P0": (P0, A1), "A0/P1": (P1, A0), "A1/P1": (P1, A1),
+             "A0copy/P0": (P0, A0c), "A1copy/P0": (P0, A1c)}
     keys = list(cases)
     ts = {k: [] for k in keys}
     for f, a in cases.values():
         jax.block_until_ready(f(a, X))
     for r in range(4 * rounds):
-        order = keys[r % 4:] + keys[:r % 4]
-        for k in order if (r // 4) % 2 == 0 else order[::-1]:
+        order = keys[r % len(keys):] + keys[:r % len(keys)]
+        for k in order if (r // len(keys)) % 2 == 0 else order[::-1]:
             f, a = cases[k]
             ts[k].append(_tc(lambda: f(a, X), jax.block_until_ready))
     ratio = {k: statistics.median(a / b for a, b in zip(ts[k], ts["A0/P0"])) for k in keys}
-    return dict(ratio_to_A0_P0=ratio, placement={"A0": _placement(A0), "A1": _placement(A1)},
+    return dict(ratio_to_A0_P0=ratio, placement={k: _placement(a) for k, a in
+                                                 (("A0", A0), ("A1", A1), ("A0copy", A0c), ("A1copy", A1c))},
                 median_cpu_ms={k: statistics.median(v) * 1e3 for k, v in ts.items()}, rounds=4 * rounds)
 
 
