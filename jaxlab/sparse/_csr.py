@@ -11,7 +11,9 @@ merge-path kernel (balanced over rows and nonzeros together; its GPU timing is p
 XLA on CPU (measured, see scripts/bench_spmv.py): for short, even rows the fastest form is a loop
 unrolled over the position ``j`` within a row (``y += data[indptr[:-1]+j] * x[indices[...]]``,
 masked at the row end), which vectorises over rows; for long or very uneven rows a sorted
-``segment_sum`` of ``data * x[indices]``.
+``segment_sum`` of ``data * x[indices]``. With several right-hand sides (``x`` of shape ``(n, k)``) the
+unrolled form is kept up to rows of 128 entries and 8x padding (:func:`csr_unrolled`), because there the
+segment_sum is a slow scatter of whole rows (scripts/bench_csr_multirhs.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ from ._base import AbstractSparseMatrix, _gather, index_dtype, scale_rows
 # padded work (rows x longest row) is at most this factor above nnz.
 _UNROLL_MAX_WIDTH = 32
 _UNROLL_MAX_WASTE = 2.0
+# With several right-hand sides the other form, segment_sum, is a scatter-add of (nnz, k) rows, which XLA
+# runs 10-30x slower per entry than the unrolled form's gathers (a 512 x 128 matrix at 95% sparsity times
+# 3072 columns: 51 ms against 1.5 ms; scripts/bench_csr_multirhs.py), so the unrolled form is kept up to
+# much longer rows and more padding.
+_UNROLL_MAX_WIDTH_MULTI = 128
+_UNROLL_MAX_WASTE_MULTI = 8.0
 _STRATEGIES = ("auto", "classical", "load_balance", "merge_path")
 
 
@@ -40,6 +48,20 @@ def segment_matvec(data, rows, cols, x, num_rows):
     """``y[r] = sum data[e] x[cols[e]]`` over entries with ``rows[e] == r`` (rows sorted)."""
     prod = scale_rows(data, _gather(x, cols))
     return jax.ops.segment_sum(prod, rows, num_segments=num_rows, indices_are_sorted=True)
+
+
+def csr_unrolled(rows: int, nnz: int, max_row_length: int, multi_rhs: bool) -> bool:
+    """Whether the XLA CSR product runs unrolled over the position in a row (else as a segment_sum).
+
+    Examples:
+      >>> csr_unrolled(512, 3277, 14, multi_rhs=False)  # 2.2x padding: segment_sum for one vector
+      False
+      >>> csr_unrolled(512, 3277, 14, multi_rhs=True)   # but unrolled for a matrix of right-hand sides
+      True
+    """
+    if multi_rhs:
+        return max_row_length <= _UNROLL_MAX_WIDTH_MULTI and max_row_length * rows <= _UNROLL_MAX_WASTE_MULTI * nnz
+    return max_row_length <= _UNROLL_MAX_WIDTH and max_row_length * rows <= _UNROLL_MAX_WASTE * nnz
 
 
 def choose_csr_strategy(nnz: int, max_row_length: int) -> str:
@@ -133,7 +155,7 @@ class CSR(AbstractSparseMatrix):
         w = meta.max_row_length
         if meta.nnz == 0 or m == 0:
             return jnp.zeros((m,) + x.shape[1:], x.dtype)
-        if w <= _UNROLL_MAX_WIDTH and w * m <= _UNROLL_MAX_WASTE * meta.nnz:
+        if csr_unrolled(m, meta.nnz, w, x.ndim > 1 and x.shape[-1] > 1):
             start, end = indptr[:-1], indptr[1:]
             y = None
             for j in range(w):

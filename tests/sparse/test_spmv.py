@@ -206,3 +206,31 @@ def test_sharded_x_on_an_explicit_mesh():
     _close(y, S @ np.arange(64.0), "float64")
     g = jax.jit(jax.grad(lambda v: jnp.sum((A @ v) ** 2)))(x)
     _close(g, 2 * S.T @ (S @ np.arange(64.0)), "float64")
+
+
+def test_csr_several_right_hand_sides_stay_unrolled_up_to_8x_padding():
+    """Rows of 1-8 entries (about 3x padding): one vector takes the segment_sum (a scatter), several right-hand
+    sides the unrolled gathers (a scatter of (nnz, k) rows was 35x slower, scripts/bench_csr_multirhs.py); both
+    equal dense matmul, as does a matrix with one full row (about 10x padding), which keeps the segment_sum for
+    several columns too."""
+    import scipy.sparse as sp
+
+    from jaxlab.sparse._csr import csr_unrolled
+
+    rng = np.random.default_rng(5)
+    lengths = np.r_[8, rng.integers(1, 4, size=15)]
+    uneven = sp.lil_matrix((16, 48))
+    for r, k in enumerate(lengths):
+        uneven[r, rng.choice(48, size=k, replace=False)] = rng.standard_normal(k)
+    skewed = uneven.copy()
+    skewed[0, :] = rng.standard_normal(48)
+    X = rng.standard_normal((48, 5))
+    for S, unrolled_multi in ((uneven.tocsr(), True), (skewed.tocsr(), False)):
+        A = jsparse.from_scipy(S, "csr")
+        w = A.meta.max_row_length
+        assert not csr_unrolled(16, S.nnz, w, multi_rhs=False)
+        assert csr_unrolled(16, S.nnz, w, multi_rhs=True) == unrolled_multi
+        for x, scatter in ((X[:, 0], True), (X, not unrolled_multi)):
+            lowered = jax.jit(jsparse.spmv).lower(A, x)
+            assert ("scatter" in lowered.as_text()) == scatter
+            _close(lowered.compile()(A, x), S.toarray() @ x, "float64")
