@@ -8,7 +8,9 @@ calendar marks and the profile as the zoo's ``x_mark``/``future_mark``). Both ge
 batch, L1 loss and model selection on validation MAE. Time and energy
 (:class:`jaxlab.energy.EnergyMeter`, results synchronised inside the meter) cover training, compilation
 and the periodic validation. One process, sequential; wall times on a shared CPU are inflated by other
-jobs, so compare them within the file as ratios.
+jobs, so compare them within the file as ratios (the load average is recorded before the first and after
+every row). Resumes: the rows done so far are kept in ``<out>.partial.json`` (for the same arguments) and a
+rerun of the same command trains only the rest.
 
     PYTHONPATH=. nice -n 10 python scripts/recycle_backbones.py --steps 300 \\
         --out bench/results/recycle_backbones_elecdemand.json
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -131,16 +135,27 @@ def main(argv=None) -> int:
     splits, sc = prep["splits"], prep["data"].scaler
     truth = sc.inverse(splits["test"]["target"].astype(np.float64))
     profile_mae = float(np.mean(np.abs(sc.inverse(splits["test"]["fc_profile"].astype(np.float64)) - truth)))
-    rows = []
+    rows, load = [], [os.getloadavg()]
+    same = {k: v for k, v in vars(args).items() if k != "out"}
+    partial = Path(args.out + ".partial.json")  # resume: the rows already done, for these same arguments
+    if partial.exists():
+        saved = json.loads(partial.read_text())
+        if saved.get("args") == same:
+            rows, load = saved["rows"], saved["load_average_1_5_15min"] + load
+            print(f"{len(rows)} rows done before (from {partial})", flush=True)
     meter = EnergyMeter()
     for name, bb in backbones(args.width).items():
         if args.only and name not in args.only:
             continue
         for wrapped in (False, True):
+            if any(r["backbone"] == name and r["wrapped"] == wrapped for r in rows):
+                continue
             r = train_one(name, bb, wrapped, splits, args.steps, args.batch, args.lr, 50,
                           jax.random.key(args.seed), meter)
             r["mae"] = float(np.mean(np.abs(sc.inverse(r.pop("pred").astype(np.float64)) - truth)))
             rows.append(r)
+            load.append(os.getloadavg())
+            write_json(partial, to_jsonable({"args": same, "rows": rows, "load_average_1_5_15min": load}))
             print(f"{name:12s} wrapped={wrapped!s:5s} MAE {r['mae']:.4f}  {r['time_s']:.1f} s  "
                   f"{r['energy_j']:.0f} J", flush=True)
     ratios = {}
@@ -152,9 +167,10 @@ def main(argv=None) -> int:
                         "mae_raw": raw["mae"], "mae_wrapped": wr["mae"]}
     out = {"dataset": args.dataset, "args": vars(args), "profile_mae": profile_mae, "rows": rows,
            "ratios": ratios, "note": "sequential on a shared 2-core CPU; compare times within this file",
-           "environment": environment_info()}
+           "load_average_1_5_15min": load, "environment": environment_info()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, to_jsonable(out))
+    partial.unlink(missing_ok=True)
     print(ratios, flush=True)
     return 0
 

@@ -51,6 +51,6 @@ def get_config(arg: str | None = None) -> PETNetConfig:
         return dataclasses.replace(config, variants=_TABLE, seeds=(0,), epochs=5, throughput_batch=0)
     if arg == "smoke":
         return dataclasses.replace(config, num_train=128, num_test=64, seeds=(0,), epochs=1, hidden=16,
-                                   throughput_batch=32, throughput_repeats=1, eval_batch=64,
+                                   throughput_batch=64, throughput_repeats=1, eval_batch=64,
                                    calibration_windows=(0, 1))
     raise ValueError(f"unknown argument {arg!r}; use 'quick', 'table', 'smoke' or nothing")

@@ -31,6 +31,11 @@ Expected: test MAE (GW) ReCycle 0.197 < profile 0.2375 < DLinear 0.289 < vanilla
           significant): 0.2363, worst seed 0.996 x RHP, lead 1 0.2045, 80% coverage 0.771. The plain
           validation fit (guard_rule="val"): 0.2503, worst seed 1.135 x RHP (the season shifts between
           validation and test; the test-optimal alpha_h is 0.1-0.5, the validation fit 0.7-0.9).
+          :reference, seeds 0-4, plain L1 as in the reference (scripts/recycle_seeds.py
+          configs/recycle/elecdemand.py:reference --quantiles, which leaves the quantiles empty;
+          bench/results/recycle_seeds_elecdemand_reference_l1.json; leaks test statistics, 25 test
+          windows): ReCycle 0.3114 (1.06-1.24 x RHP), RHP 0.2748, residual AR 0.2750 (lead 1: 0.2151 vs
+          RHP 0.2387), guarded (default rule) 0.2748 (= RHP: no lead passes), plain validation fit 0.2564.
 """
 
 import dataclasses

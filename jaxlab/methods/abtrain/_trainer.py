@@ -3,9 +3,13 @@
 ``ABTrainer.fit`` runs ``schedule.total_steps`` steps. Before step ``t`` it applies the schedule's events at
 ``t`` (``decompose``, ``sync``, ``truncate``; see ``_schedule``), then runs ``full_step`` (full phase) or both
 sides' ``side_step`` (AB phase). A run that ends inside an AB phase is synced once more (``final_sync``) so
-that one model is evaluated. Every program is compiled ahead of time the first time its key (kind, side,
-ranks) appears, so nothing compiles inside a phase; a rank change compiles the AB programs of the new
-ranks once.
+that one model is evaluated. Every program is compiled ahead of time the first time its key appears, so
+nothing compiles inside a phase; a rank change compiles the AB programs of the new ranks once. A key names
+everything its program depends on besides the trainer's fixed model, optimiser, meshes and settings: the
+kind, the side and the ranks, and for the programs that take data (``full_step``, ``side_step``, ``eval``)
+the batch's shape and dtype, so another batch size or input shape compiles its own program (``_batch_key``).
+Each program also keeps the abstract signature of its arguments (tree structure, shapes, dtypes,
+shardings), and a call whose arguments differ from it under the same key raises instead of reusing it.
 
 Traffic: the bytes of every compiled program are read from its optimized HLO
 (``jaxlab.parallel.collective_stats``) and split into intra-node and inter-node bytes with ``node_size``
@@ -114,6 +118,30 @@ class Program:
     inter_bytes: float
     collectives: dict
     compile_s: float
+    key: str = ""
+    signature: Any = None
+
+
+def _signature(args: tuple) -> tuple:
+    """What a compiled program was specialised to: the arguments' tree structure, every leaf's shape and dtype,
+    and every leaf's sharding (compared by :func:`_same_signature`)."""
+    leaves, treedef = jax.tree.flatten(args)
+    return (treedef, tuple((tuple(getattr(x, "shape", ())), getattr(x, "dtype", type(x))) for x in leaves),
+            tuple(getattr(x, "sharding", None) for x in leaves))
+
+
+def _same_signature(a: tuple, b: tuple) -> bool:
+    """Same tree, shapes and dtypes, and equivalent shardings (a program's outputs carry shardings such as
+    ``P(None, 'member')`` where its inputs had the equivalent ``P('group', 'member')`` on a 1-group mesh)."""
+    if a[0] != b[0] or a[1] != b[1]:
+        return False
+    return all(s is t or s == t or (s is not None and t is not None and s.is_equivalent_to(t, len(shape)))
+               for s, t, (shape, _) in zip(a[2], b[2], a[1]))
+
+
+def _batch_key(x) -> str:
+    """The part of a program key that a batch ``x`` decides: its shape and dtype, e.g. ``64x8x8x1.float32``."""
+    return "x".join(str(d) for d in np.shape(x)) + "." + str(x.dtype)
 
 
 def _traffic(compiled, mesh, node_size: int) -> tuple[float, float, dict]:
@@ -174,8 +202,14 @@ class ABTrainer:
 
     def _program(self, key: str, fn: Callable, args: tuple, *, mesh, out_shardings=None,
                  donate: tuple[int, ...] = ()) -> Program:
-        """Compiles ``fn`` for ``args`` (their shardings are the input shardings) once per ``key``."""
+        """Compiles ``fn`` for ``args`` (their shardings are the input shardings) once per ``key``; ``key`` must
+        name everything the program depends on (a cached program called with other argument shapes, dtypes or
+        shardings raises ``ValueError``)."""
+        sig = _signature(args)
         prog = self.programs.get(key)
+        if prog is not None and not _same_signature(prog.signature, sig):
+            raise ValueError(f"program {key!r} was compiled for other arguments than these (shapes, dtypes or "
+                             "shardings differ); its key must name what differs")
         if prog is None:
             if mesh.devices.flat[0].platform == "cpu":
                 donate = ()
@@ -183,12 +217,13 @@ class ABTrainer:
             kw = {} if out_shardings is None else {"out_shardings": out_shardings}
             compiled = jax.jit(fn, donate_argnums=donate, **kw).lower(*args).compile()
             intra, inter, colls = _traffic(compiled, mesh, self.settings.node_size)
-            prog = Program(compiled, mesh, intra, inter, colls, time.perf_counter() - t0)
+            prog = Program(compiled, mesh, intra, inter, colls, time.perf_counter() - t0, key, sig)
             self.programs[key] = prog
             self.compile_events.append((self.t, key))
         return prog
 
-    def _call(self, key: str, phase: str, prog: Program, *args):
+    def _call(self, phase: str, prog: Program, *args):
+        key = prog.key
         entry = self.ledger.setdefault(f"{phase}|{key}", {"phase": phase, "program": key, "calls": 0,
                                                           "intra_bytes": prog.intra_bytes,
                                                           "inter_bytes": prog.inter_bytes})
@@ -198,14 +233,14 @@ class ABTrainer:
     def _full_step_program(self, state, x, y, k, lr) -> Program:
         fn = make_full_step(self.model, self.layout, self.tx, self.mesh, clip_norm=self.settings.clip_norm,
                             label_smoothing=self.settings.label_smoothing)
-        return self._program("full_step", fn, (state, x, y, k, lr), mesh=self.mesh, donate=(0,))
+        return self._program(f"full_step@{_batch_key(x)}", fn, (state, x, y, k, lr), mesh=self.mesh, donate=(0,))
 
     def _side_program(self, side: str, state, consts, x, y, k, lr) -> Program:
         mesh = self.side_meshes[side]
         fn = make_side_step(self.model, self.plan, side, self.tx, mesh, clip_norm=self.settings.clip_norm,
                             label_smoothing=self.settings.label_smoothing)
-        return self._program(f"side_step:{side}:{self._rank_key()}", fn, (state, consts, x, y, k, lr), mesh=mesh,
-                             donate=(0,))
+        return self._program(f"side_step:{side}:{self._rank_key()}@{_batch_key(x)}", fn, (state, consts, x, y, k, lr),
+                             mesh=mesh, donate=(0,))
 
     def _rank_key(self) -> str:
         return ",".join(str(self.ranks[p]) for p in self.layout.paths) if self.ranks else "-"
@@ -217,9 +252,9 @@ class ABTrainer:
             return {}, {}
         fn = make_svd(self.plan, self.mesh, self.settings.tau)
         prog = self._program("svd", fn, (self.full.params,), mesh=self.mesh)
-        usv, local_counts = jax.block_until_ready(self._call("svd", phase, prog, self.full.params))
+        usv, local_counts = jax.block_until_ready(self._call(phase, prog, self.full.params))
         cut = self._program("cut", make_cut(self.mesh), (local_counts,), mesh=self.mesh)
-        return usv, self._call("cut", phase, cut, local_counts)
+        return usv, self._call(phase, cut, local_counts)
 
     def _to_groups(self, usv, ranks: dict[str, int], phase: str, first: bool) -> None:
         old_ranks = None if first else dict(self.ranks)  # the parked states are the old ranks'
@@ -230,7 +265,7 @@ class ABTrainer:
         key = f"to_groups:{old}->{self._rank_key()}"
         args = (self.full, usv, self.parked)
         prog = self._program(key, fn, args, mesh=self.mesh)
-        groups, parked_w, constants = self._call(key, phase, prog, *args)
+        groups, parked_w, constants = self._call(phase, prog, *args)
         self.sides = {s: split_groups(groups, self.mesh, g) for s, g in self.plan.sides}
         self.parked, self.constants = parked_w, constants
         self.full, self.phase = None, "ab"
@@ -243,7 +278,7 @@ class ABTrainer:
         key = f"sync:{self._rank_key()}"
         args = (groups, self.parked, self.constants, step)
         prog = self._program(key, fn, args, mesh=self.mesh)
-        self.full, self.parked = self._call(key, phase, prog, *args)
+        self.full, self.parked = self._call(phase, prog, *args)
         self.sides, self.constants, self.phase = None, {}, "full"
 
     def apply_events(self, t: int) -> tuple[str, ...]:
@@ -272,7 +307,7 @@ class ABTrainer:
             k = jax.device_put(key, replicated(self.mesh))
             prog = self._full_step_program(self.full, xs, ys, k, lr_d)
             phase = "warmup" if self.t < self.schedule.warmup_steps or not self.schedule.active else "full"
-            self.full, metrics = self._call("full_step", phase, prog, self.full, xs, ys, k, lr_d)
+            self.full, metrics = self._call(phase, prog, self.full, xs, ys, k, lr_d)
             self.t += 1
             return metrics
         per_group = x.shape[0] // self.plan.num_groups
@@ -287,8 +322,7 @@ class ABTrainer:
             consts = on_mesh(self.constants, mesh)
             k, lr_d = jax.device_put(key, rep), jax.device_put(lr, rep)
             prog = self._side_program(side, self.sides[side], consts, xs, ys, k, lr_d)
-            self.sides[side], m = self._call(f"side_step:{side}:{self._rank_key()}", "ab", prog,
-                                             self.sides[side], consts, xs, ys, k, lr_d)
+            self.sides[side], m = self._call("ab", prog, self.sides[side], consts, xs, ys, k, lr_d)
             out.append(m)
         self.t += 1
         return {"_groups": out}
@@ -367,7 +401,7 @@ class ABTrainer:
         for i in range(0, n, batch_size):
             xs, ys = jax.device_put(x[i:i + batch_size], bs), jax.device_put(y[i:i + batch_size], bs)
             args = (self.full.params, self.full.model_state, xs, ys)
-            prog = self._program("eval", fn, args, mesh=self.mesh, out_shardings=(rep, rep))
+            prog = self._program(f"eval@{_batch_key(xs)}", fn, args, mesh=self.mesh, out_shardings=(rep, rep))
             sums.append(prog.compiled(*args))  # dispatched back to back; one host transfer below
         host = np.asarray(jax.device_get(sums), np.float64)
         correct, loss = float(host[:, 0].sum()), float(host[:, 1].sum())

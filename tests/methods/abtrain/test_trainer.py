@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxlab.core import read_metrics
+from jaxlab.core import read_metrics, tolerances
 from jaxlab.methods.abtrain import (
     ABSettings,
     ABTrainer,
@@ -47,6 +47,13 @@ def _tx():
 
 def _model():
     return make_model("mlp", hidden=(32, 24), input_shape=(8, 8, 1))
+
+
+def _only(programs, prefix):
+    """The one program whose key is ``prefix`` plus its batch shape (``prefix@64x8x8x1.float32``)."""
+    found = [p for k, p in programs.items() if k.startswith(prefix + "@")]
+    assert len(found) == 1, (prefix, list(programs))
+    return found[0]
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +99,12 @@ def test_ab_phases_reduce_in_groups_of_four_inside_a_node(run):
         stats = collective_stats(progs[k].compiled.as_text(), 4)
         assert stats and {c.group_size for c in stats} == {4}, k
         assert progs[k].inter_bytes == 0.0 and progs[k].intra_bytes > 0, k
-    full = collective_stats(progs["full_step"].compiled.as_text(), 8)
+    full_step = _only(progs, "full_step")
+    full = collective_stats(full_step.compiled.as_text(), 8)
     groups = {g for c in full for g in c.groups}
     assert {(0, 1, 2, 3), (4, 5, 6, 7)} <= groups  # reduce-scatter / all-gather inside each node
     assert {(0, 4), (1, 5), (2, 6), (3, 7)} <= groups  # the slices all-reduced across the nodes
-    assert progs["full_step"].inter_bytes > 0
+    assert full_step.inter_bytes > 0
 
 
 def test_bytes_match_the_traffic_model(run):
@@ -109,12 +117,12 @@ def test_bytes_match_the_traffic_model(run):
     trainable = {"a": shared + m0 * r["dense_0/kernel"] + n1 * r["dense_1/kernel"],
                  "b": shared + n0 * r["dense_0/kernel"] + m1 * r["dense_1/kernel"]}
     for side, values in trainable.items():
-        prog = trainer.programs[f"side_step:{side}:{rank_key}"]
+        prog = _only(trainer.programs, f"side_step:{side}:{rank_key}")
         # reduce-scatter + all-gather = a ring all-reduce of the trainable leaves (padded to multiples of 4),
         # 2 R 3/4 per device on 4 devices, plus the few scalars of the clip norm and the metrics
         expect = 4 * 2 * (4 * values) * 3 / 4
         assert expect <= prog.intra_bytes <= expect * 1.03 + 200, (side, prog.intra_bytes, expect)
-    full = trainer.programs["full_step"]
+    full = _only(trainer.programs, "full_step")
     total = 4 * sum(int(np.prod(v.shape)) for v in params.values())
     # hierarchical: every device all-reduces 1/4 of the gradient across the 2 nodes: 8 x R/4 inter-node bytes
     assert 2 * total <= full.inter_bytes <= 2 * total * 1.03 + 200
@@ -186,6 +194,60 @@ def test_resume_rebuilds_the_template_from_saved_ranks(run, tmp_path):
     assert [r["step"] for r in recs if r["split"] == "train"] == [2, 4, 6, 8, 9, 10, 12, 14]
 
 
+def test_evaluate_compiles_a_program_per_batch_size(run):
+    """Another eval batch size gets its own program (the cache was once keyed by "eval" alone, and a second
+    batch size called the first one's program), and every batch size gives the plain-jnp figures."""
+    trainer = run["trainer"]
+    x, y, _ = _data()
+    assert trainer.phase == "full"
+    params, model_state = jax.device_get((trainer.full.params, trainer.full.model_state))
+    logits, _ = trainer.model.apply(params, model_state, jnp.asarray(x), layout=trainer.layout, train=False)
+    ref_acc = float(np.mean(np.argmax(np.asarray(logits), -1) == y))
+    ref_loss = float(optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(y)).mean())
+    atol, rtol = tolerances(jnp.float32)
+    for b in (256, 128):  # 256: the fit's eval program; 128: a new one
+        r = trainer.evaluate(x, y, batch_size=b)
+        assert r["eval_size"] == 512
+        assert abs(r["test_accuracy"] - ref_acc) <= 1 / 512, (b, r, ref_acc)
+        np.testing.assert_allclose(r["test_loss"], ref_loss, atol=atol, rtol=rtol, err_msg=str(b))
+    assert {k for k in trainer.programs if k.startswith("eval@")} == {"eval@256x8x8x1.float32",
+                                                                     "eval@128x8x8x1.float32"}
+
+
+def test_a_step_at_another_batch_size_compiles_its_own_program(run):
+    """The step program is keyed by the batch shape too: a 128-batch of two copies of a 64-batch gives the
+    64-batch's update (the mean gradient is the same) from its own program."""
+    trainer = run["trainer"]
+    xb, yb = run["get_batch"](0)
+    from jaxlab.methods.abtrain._spmd import batch_sharding, replicated
+    bs, rep = batch_sharding(trainer.mesh, per_group=False), replicated(trainer.mesh)
+    k, lr = jax.device_put(jax.random.key(3), rep), jax.device_put(np.float32(1e-2), rep)
+    out = {}
+    for x, y in ((xb, yb), (np.concatenate([xb, xb]), np.concatenate([yb, yb]))):
+        state = jax.device_put(trainer._init_host, trainer._full_shardings)
+        xs, ys = jax.device_put(x, bs), jax.device_put(y, bs)
+        prog = trainer._full_step_program(state, xs, ys, k, lr)
+        out[len(x)] = (prog, jax.device_get(prog.compiled(state, xs, ys, k, lr)[0].params))
+    assert out[64][0] is not out[128][0] and out[128][0].key == "full_step@128x8x8x1.float32"
+    atol, rtol = tolerances(jnp.float32)
+    for name, v in out[64][1].items():
+        assert not np.array_equal(v, trainer._init_host.params[name]), name  # the step moved it
+        np.testing.assert_allclose(out[128][1][name], v, atol=atol, rtol=rtol, err_msg=name)
+
+
+def test_a_key_that_misses_what_differs_raises(run):
+    trainer = run["trainer"]
+    rep = jax.sharding.NamedSharding(trainer.mesh, jax.sharding.PartitionSpec())
+    try:
+        trainer._program("probe:add_one", lambda a: a + 1, (jax.device_put(np.zeros(4, np.float32), rep),),
+                         mesh=trainer.mesh)
+        with pytest.raises(ValueError, match="probe:add_one"):
+            trainer._program("probe:add_one", lambda a: a + 1, (jax.device_put(np.zeros(8, np.float32), rep),),
+                             mesh=trainer.mesh)
+    finally:
+        trainer.programs.pop("probe:add_one", None)
+
+
 def test_warmup_covering_the_run_is_data_parallelism_bit_for_bit():
     """W >= T: the trainer's 50 steps equal a bare loop of the data-parallel step, bit for bit, and that step
     equals replicated data parallelism (jaxlab.train.make_train_step under jit, optax AdamW) to float32 rounding."""
@@ -200,7 +262,7 @@ def test_warmup_covering_the_run_is_data_parallelism_bit_for_bit():
 
     # the same step in a bare loop
     state = jax.device_put(trainer._init_host, trainer._full_shardings)
-    step = trainer.programs["full_step"].compiled
+    step = _only(trainer.programs, "full_step").compiled
     from jaxlab.methods.abtrain._spmd import batch_sharding, replicated
     bs, rep = batch_sharding(trainer.mesh, per_group=False), replicated(trainer.mesh)
     for t in range(50):

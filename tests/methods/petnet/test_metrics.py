@@ -24,9 +24,15 @@ def _spikes(rows):  # (sample, crystal, time)
 LAB = _labels([(0, 3, 50, 0), (0, 40, 50, 0), (0, 7, 120, 1), (0, 33, 120, 1)])
 
 
-def test_f1_is_one_when_prediction_equals_label():
+@pytest.fixture(scope="module")
+def reduced200():
+    """200 simulated samples of the reduced preset, simulated once for this module's tests."""
     p = get_preset("reduced")
-    d = jax.device_get(simulate(jax.random.key(0), p, 200))
+    return p, jax.device_get(simulate(jax.random.key(0), p, 200))
+
+
+def test_f1_is_one_when_prediction_equals_label(reduced200):
+    p, d = reduced200
     s = Scorer(tol=20)
     s.add_dense(encode_labels(d, p), d)
     sc = s.scores()
@@ -83,9 +89,8 @@ def test_empty_cases():
     assert sc["precision"] == 0.0 and sc["f1"] == 0.0
 
 
-def test_batches_add_up():
-    p = get_preset("reduced")
-    d = jax.device_get(simulate(jax.random.key(0), p, 200))
+def test_batches_add_up(reduced200):
+    p, d = reduced200
     y = np.array(encode_labels(d, p))
     y[:, :, :7] = 0  # drop some hits so the score is not trivial
     whole = Scorer(20)
