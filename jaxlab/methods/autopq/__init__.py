@@ -81,5 +81,6 @@ from ._search import search_advanced as search_advanced
 from ._search import search_lambda as search_lambda
 from ._experiment import METHODS as METHODS
 from ._experiment import AutoPQConfig as AutoPQConfig
+from ._experiment import format_report as format_report
 from ._experiment import format_table as format_table
 from ._experiment import run as run
