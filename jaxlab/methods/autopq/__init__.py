@@ -70,6 +70,7 @@ from ._evaluate import INTERVALS as INTERVALS
 from ._evaluate import SampleScorer as SampleScorer
 from ._evaluate import gaussian_crps as gaussian_crps
 from ._evaluate import quantile_scores as quantile_scores
+from ._evaluate import sample_scores_reference as sample_scores_reference
 from ._search import AdvancedResult as AdvancedResult
 from ._search import Budget as Budget
 from ._search import BudgetStop as BudgetStop
@@ -81,5 +82,6 @@ from ._search import search_advanced as search_advanced
 from ._search import search_lambda as search_lambda
 from ._experiment import METHODS as METHODS
 from ._experiment import AutoPQConfig as AutoPQConfig
+from ._experiment import format_report as format_report
 from ._experiment import format_table as format_table
 from ._experiment import run as run

@@ -390,14 +390,47 @@ def format_table(table: list[dict]) -> str:
     """The per-series, per-method results as Markdown."""
     cols = ["series", "method", "crps_quantile", "crps_samples", "pinball", "coverage_80", "width_80",
             "coverage_98", "width_98", "mae", "lambda_q", "crossings"]
+    return "\n".join(_markdown(table, cols))
+
+
+def _markdown(rows: list[dict], cols: list[str]) -> list[str]:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in table:
+    for r in rows:
         cells = []
         for c in cols:
             v = r.get(c)
             cells.append("" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)))
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return lines
+
+
+def format_report(summary: dict) -> str:
+    """``tables.md`` of a run: the scores per series and method, the searches' time and energy, the goal
+    checks and (when the advanced mode ran) the advanced-vs-default comparison, as Markdown."""
+    out = ["# AutoPQ results", "", "Scores on the test windows (series units; CRPS from the 17 quantiles and from "
+           "the samples, mean pinball loss, coverage and width of the central 80% and 98% intervals).", "",
+           format_table(summary["table"]), "", "## Searches: wall time (s) and energy (kWh)", ""]
+    search = [dict(r) for r in summary["search"]]
+    cols = ["series", "cinn_train_s", "cinn_kwh", "default_trials", "default_stopped_by", "default_s", "default_kwh"]
+    if any("advanced_trials" in r for r in search):
+        cols += ["advanced_trials", "advanced_pruned", "advanced_inner_trials", "advanced_stopped_by", "advanced_s",
+                 "advanced_kwh"]
+    out += _markdown(search, cols)
+    out += ["", f"Energy estimated from CPU time (no RAPL): {summary['energy'].get('estimated')}.", "", "## Goals", ""]
+    out += [f"- {k}: {v}" for k, v in summary.items() if k.startswith("goal_")]
+    for k in ("mean_improvement_over_gaussian", "improvement_over_gaussian", "series_beating_quantile_regression",
+              "mean_improvement_tuned_over_lambda_0.1", "improvement_tuned_over_lambda_0.1", "coverage_80"):
+        v = summary.get(k)
+        if isinstance(v, dict):
+            v = ", ".join(f"{n} {x:.4g}" for n, x in v.items())
+        out.append(f"- {k}: {f'{v:.4g}' if isinstance(v, float) else v}")
+    if summary.get("advanced_vs_default"):
+        out += ["", "## Advanced against default mode", ""]
+        out += _markdown(summary["advanced_vs_default"],
+                         ["series", "default_crps", "advanced_crps", "crps_change_pct", "default_kwh", "advanced_kwh",
+                          "kwh_change", "energy_ratio", "default_s", "advanced_s", "advanced_forecaster",
+                          "advanced_trials"])
+    return "\n".join(out) + "\n"
 
 
 def run(config: AutoPQConfig, workdir: str | Path, *, meter_factory: Callable[[], Meter] | None = None,
@@ -509,4 +542,5 @@ def _run(config: AutoPQConfig, workdir: Path, meter_factory: Callable[[], Meter]
     summary["energy"].update(run_energy_j=float(sum(total["energy_j"].values())), run_wall_s=float(total["wall_s"]),
                              processes=ledger.num_processes, run_estimated=total.get("estimated"))
     write_json(workdir / "summary.json", to_jsonable(summary))
+    (workdir / "tables.md").write_text(format_report(to_jsonable(summary)), encoding="utf-8")
     return summary

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxlab.data as jd
-from jaxlab.methods.autopq import METHODS, AutoPQConfig, SeriesSpec, format_table, make_windows, run
+from jaxlab.methods.autopq import METHODS, AutoPQConfig, SeriesSpec, format_report, format_table, make_windows, run
 
 
 def _toy():
@@ -42,6 +42,12 @@ def test_smoke_run_and_resume(tmp_path, fixed_meter):
     assert (tmp_path / "series" / "toy.json").is_file()
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 6
     assert "| toy | autopq |" in format_table(summary["table"])
+    tables = (tmp_path / "tables.md").read_text()
+    assert tables == format_report(json.loads((tmp_path / "summary.json").read_text()))
+    assert "| toy | quantile_regression |" in tables
+    search_rows = [ln for ln in tables.split("## Searches")[1].split("## Goals")[0].splitlines() if ln.startswith("| toy |")]
+    assert len(search_rows) == 1 and search_rows[0].split(" | ")[3] == "4"   # the default search's 4 trials
+    assert "## Advanced against default mode" in tables and "advanced_kwh" in tables
     # a second run with the same workdir reuses the finished series: same table, no new measurement
     meter_calls = []
     again = run(cfg, tmp_path, meter_factory=lambda: meter_calls.append(1) or fixed_meter(), progress=False,

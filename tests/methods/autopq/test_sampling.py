@@ -9,8 +9,10 @@ import scoringrules as sr
 from scipy import stats
 
 from jaxlab import timeseries as ts
+from jaxlab.core import tolerances
 from jaxlab.methods.autopq import (CINN, QUANTILES, SampleScorer, init_cinn, perturb, sample_quantiles,
-                                   sample_quantiles_reference, samples_from_latent, standard_noise)
+                                   sample_quantiles_reference, sample_scores_reference, samples_from_latent,
+                                   standard_noise)
 
 
 def test_rule_reproduces_the_loop_oracle(getkey):
@@ -67,3 +69,27 @@ def test_crps_of_gaussian_samples_matches_the_closed_form(getkey, permutation_ci
     assert crps == pytest.approx(float(exact), rel=0.01)
     # the median of N(10 + 3 f, 2.1^2) from 1000 draws: standard error 0.08
     assert float(np.mean(np.abs(q[..., QUANTILES.index(0.5)] - (10 + 3 * forecast)))) < 0.1
+
+
+def test_scorer_chunks_and_presorted_scoring_match_the_one_pass_oracle(getkey):
+    # 37 windows in chunks of 16 (the last one padded); the samples are sorted once in NumPy and scored
+    # (CRPS, quantiles by gathers) in separate programs; the oracle scores the unsorted samples in one pass.
+    # The offset puts part of the samples below the lower limit 0, so the clipping is exercised. (NumPy
+    # draws: each new shape of jax.random compiles threefry anew.)
+    rng = np.random.default_rng(3)
+    model = CINN(horizon=4, num_blocks=2)
+    forecast, cond = rng.normal(size=(37, 4)).astype(np.float32), rng.normal(size=(37, 3)).astype(np.float32)
+    params = jax.tree.map(lambda a: jnp.asarray(20 * np.asarray(a)), init_cinn(model, getkey(), forecast, cond))
+    target = (forecast + 0.5 * rng.normal(size=(37, 4))).astype(np.float32)
+    noise = rng.normal(size=(50, 37, 4)).astype(np.float32)
+    scorer = SampleScorer(model, offset=0.5, scale=2.0, limits=(0.0, None), chunk=16)
+    atol, rtol = tolerances(jnp.float32)
+    crps, q = scorer.evaluate(params, forecast, cond, noise, target, 0.4)
+    ref_crps, ref_q = sample_scores_reference(model, params, forecast, cond, noise, target, 0.4, 0.5, 2.0, (0.0, None))
+    assert q.shape == (37, 4, len(QUANTILES)) and (q == 0).any() and (q > 0).any()   # clipped and not
+    np.testing.assert_allclose(q, ref_q, atol=atol, rtol=rtol)
+    assert crps == pytest.approx(ref_crps, rel=rtol)
+    assert scorer.crps(params, forecast, cond, noise, target, 0.4) == crps   # the search's objective
+    assert scorer.crps(params, forecast, cond, noise, target, 1.3) != crps   # lambda_q is an argument, not a constant
+    with pytest.raises(ValueError, match="mode must be one of"):
+        scorer.crps(params, forecast, cond, noise, target, 0.1, "gaussian")
