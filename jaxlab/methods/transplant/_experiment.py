@@ -525,8 +525,9 @@ def headline(table: list[dict], results: list[dict], config: TransplantConfig, e
 
 
 def plot(results: list[dict], table: list[dict], config: TransplantConfig, workdir: Path) -> list[str]:
-    """``accuracy_<experiment>.png`` (test accuracy against k, before and after fine-tuning) and
-    ``finetune_<experiment>.png`` (validation accuracy over fine-tuning epochs, seed mean, per k)."""
+    """``accuracy_<experiment>.png`` (test accuracy against k, before and after fine-tuning),
+    ``finetune_<experiment>.png`` (validation accuracy over fine-tuning epochs, seed mean, per k) and
+    ``fusion_<experiment>.png`` (fusion time and peak memory against k)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -573,6 +574,23 @@ def plot(results: list[dict], table: list[dict], config: TransplantConfig, workd
         fig.savefig(workdir / f"finetune_{tag}.png", dpi=110)
         plt.close(fig)
         names.append(f"finetune_{tag}.png")
+
+        fusions = [m for m in methods if any(_get(table, e, k, m, "fusion_s") is not None for k in config.ks)]
+        if fusions:
+            fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+            for ax, key, label in ((axes[0], "fusion_s", "fusion time, s"),
+                                   (axes[1], "fusion_peak_mib", "fusion peak memory, MiB (resident-set growth)")):
+                for m in fusions:
+                    ks = [k for k in config.ks if _get(table, e, k, m, key) is not None]
+                    if ks:
+                        ax.plot(ks, [max(_get(table, e, k, m, key), 1e-3) for k in ks], marker="o", label=m)
+                ax.set(xlabel="ensemble size k", ylabel=label, yscale="log", xticks=list(config.ks),
+                       title=f"{e}: {label.split(',')[0]} (warm calls, mean over seeds)")
+            axes[0].legend(fontsize=7)
+            fig.tight_layout()
+            fig.savefig(workdir / f"fusion_{tag}.png", dpi=110)
+            plt.close(fig)
+            names.append(f"fusion_{tag}.png")
     return names
 
 

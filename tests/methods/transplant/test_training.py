@@ -161,6 +161,7 @@ def test_smoke_run_of_the_experiment(tmp_path):
     # the first seed fuses twice: a first call (compilation included) and the reported warm call, each with its memory
     assert nt_row["fusion_first_s"] > 0 and nt_row["fusion_peak_mib"] is not None and "fusion_first_peak_mib" in nt_row
     assert (tmp_path / "accuracy_mlp_digits.png").is_file() and (tmp_path / "finetune_mlp_digits.png").is_file()
+    assert (tmp_path / "fusion_mlp_digits.png").is_file()
     tables = (tmp_path / "tables.md").read_text()
     assert "### mlp/digits, k = 2" in tables and f"| nt | {100 * nt_row['test_before']:.2f}" in tables
     assert "### mlp/digits: fusion time s / peak memory MiB" in tables
