@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -613,7 +614,8 @@ def run(config: TransplantConfig, workdir: str | Path) -> dict:
                "table": table, "plots": plots, "energy": energy,
                "experiment_wall_s": {r["experiment"]: {"members_s": r["members_s"], "finetune_s": r["finetune_s"]}
                                      for r in results},
-               "sizes": {r["experiment"]: r["sizes"] for r in results}}
+               "sizes": {r["experiment"]: r["sizes"] for r in results},
+               "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
     for i, e in enumerate(config.experiments):
         goals = headline(table, results, config, e)
         summary.update({f"{e.replace('/', '_')}_{key}": v for key, v in goals.items()})

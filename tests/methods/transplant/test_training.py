@@ -168,7 +168,7 @@ def test_smoke_run_of_the_experiment(tmp_path):
     assert f"| nt | {nt_row['fusion_s']:.3f} / {nt_row['fusion_peak_mib']:.1f} (" in tables
     # a rerun reuses the finished experiment
     again = module.run(config, tmp_path)
-    assert again["table"] == summary["table"]
+    assert again["table"] == summary["table"] and len(summary["load_average"]) == 3
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.seeds = 5
 
