@@ -8,8 +8,10 @@ For every experiment ``"<model>/<dataset>"`` of the config, ``run(config, workdi
 2. trains ``seeds * max(ks)`` members (SGD with momentum, the reference's recipe; all of them in one jitted
    program); members ``0..k-1`` of a seed are the ensemble of size ``k``;
 3. per seed and ``k``: the best member (chosen on validation), the output-averaged ensemble, and every fusion
-   of ``methods`` with its wall time (``fusion_s``; the first seed's includes compilation: the fusion time of
-   the issue comes from ``jaxlab bench transplant``): ``nt`` (:func:`transplant`), ``nt_iterative``,
+   of ``methods`` with its wall time and peak memory (``fusion_s``, ``fusion_peak_mib``: the growth of the
+   resident set, see ``_memory``; the first seed fuses twice and reports the first call, compilation included,
+   as ``fusion_first_s`` and ``fusion_first_peak_mib``; the isolated measurement of the issue's speed goal is
+   ``jaxlab bench transplant``): ``nt`` (:func:`transplant`), ``nt_iterative``,
    ``nt_hierarchical``, ``avg`` (weight averaging), ``ot`` (OT fusion, "wts"), ``wm`` (weight matching);
    models with BatchNorm are recalibrated on training data after fusion (all fused models alike);
 4. fine-tunes every fused model (``finetune_epochs``), and distils the ensemble (``T = 2``) into the students
@@ -25,7 +27,9 @@ writes ``<experiment>/result.json``, which a rerun reuses.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -42,6 +46,7 @@ from jaxlab.energy import EnergyMeter
 from jaxlab.nn import MLP, VGG, ResNet18, SmallCNN
 
 from ._align import average, ot_fusion, weight_matching
+from ._memory import PeakRSS, map_large_allocations
 from ._train import (Splits, accuracies, init_stack, make_logits_fn, recalibrate_bn, stack, takes_train,
                      train_stack, unstack)
 from ._transplant import transplant, transplant_hierarchical, transplant_iterative
@@ -205,9 +210,7 @@ def _epochs_to_reach(val: np.ndarray, target: float) -> int | None:
     return int(hit[0]) if hit.size else None
 
 
-def _fuse(method: str, members: list):
-    """One fusion; returns (variables, seconds) or raises ValueError when it does not apply to the model."""
-    t0 = time.perf_counter()
+def _fuse_once(method: str, members: list):
     if method == "nt":
         _, v = transplant(members)
     elif method == "nt_iterative":
@@ -222,9 +225,33 @@ def _fuse(method: str, members: list):
         _, v = weight_matching(members)
     else:
         raise ValueError(f"unknown fusion {method!r}")
-    v = jax.block_until_ready(jax.tree.map(jnp.asarray, v))
-    seconds = time.perf_counter() - t0
-    return v, seconds
+    return jax.block_until_ready(jax.tree.map(jnp.asarray, v))
+
+
+def _fuse(method: str, members: list, *, warm_up: bool = False) -> tuple[Any, dict[str, float | None]]:
+    """One fusion and its cost; raises ValueError when the fusion does not apply to the model.
+
+    Returns ``(variables, cost)`` with ``cost["fusion_s"]`` (wall time) and ``cost["fusion_peak_mib"]`` (peak
+    growth of the resident set, :class:`PeakRSS`, with large allocations mapped). With ``warm_up`` the fusion
+    runs twice: the first call (compilation included) is reported as ``fusion_first_s`` and
+    ``fusion_first_peak_mib``, the second as the cost (fusions are deterministic: both return the same model).
+    """
+    cost: dict[str, float | None] = {}
+    with map_large_allocations():
+        if warm_up:
+            gc.collect()
+            with PeakRSS() as mem:
+                t0 = time.perf_counter()
+                _fuse_once(method, members)
+                cost["fusion_first_s"] = time.perf_counter() - t0
+            cost["fusion_first_peak_mib"] = mem.delta_mib
+        gc.collect()
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            v = _fuse_once(method, members)
+            cost["fusion_s"] = time.perf_counter() - t0
+        cost["fusion_peak_mib"] = mem.delta_mib
+    return v, cost
 
 
 def run_experiment(name: str, config: TransplantConfig, workdir: Path) -> dict:
@@ -287,7 +314,8 @@ def run_experiment(name: str, config: TransplantConfig, workdir: Path) -> dict:
                 if (m == "nt_iterative" and k <= 2) or (m == "nt_hierarchical" and k <= 3):
                     continue   # the same computation as nt (and its results) for these k
                 try:
-                    v, seconds = _fuse(m, ens)
+                    # the first seed's fusions run twice: the second call is timed without compilation
+                    v, cost = _fuse(m, ens, warm_up=s == 0)
                 except ValueError as e:
                     rows.append({**base, "method": m, "not_applicable": str(e)})
                     continue
@@ -296,13 +324,13 @@ def run_experiment(name: str, config: TransplantConfig, workdir: Path) -> dict:
                     v = recalibrate_bn(model, jax.tree.map(lambda a: a[None], v), splits.x_train,
                                        num_batches=config.bn_batches, batch_size=config.batch_size)
                     v = jax.tree.map(lambda a: a[0], v)
-                fused_here[m] = (v, raw, seconds)
+                fused_here[m] = (v, raw, cost)
             for m in config.methods:
                 student = m[: -len("_distill")] if m.endswith("_distill") else None
                 if student is None:
                     if m in fused_here:
                         fused.append(fused_here[m][0])
-                        meta.append({**base, "method": m, "fusion_s": fused_here[m][2], "alpha": 0.0,
+                        meta.append({**base, "method": m, **fused_here[m][2], "alpha": 0.0,
                                      "teacher": t_index, **({"raw": fused_here[m][1]} if bn else {})})
                 elif student == "model0":
                     fused.append(ens[0][1])
@@ -384,6 +412,7 @@ def summarise(results: list[dict], config: TransplantConfig) -> list[dict]:
                         row["test_max_over_members"], _ = _mean_std(r["test_max_over_members"] for r in sel)
                 else:
                     for key in ("test_before", "test_last", "test_at_best_val", "val_before", "val_best", "fusion_s",
+                                "fusion_peak_mib", "fusion_first_s", "fusion_first_peak_mib",
                                 "test_before_no_recalibration"):
                         if key in sel[0]:
                             row[key], row[key + "_std"] = _mean_std(r.get(key) for r in sel)
@@ -396,7 +425,8 @@ def summarise(results: list[dict], config: TransplantConfig) -> list[dict]:
 def markdown_tables(table: list[dict], config: TransplantConfig) -> str:
     """The summary's table as Markdown, one table per experiment and k: test accuracy (mean ± std over seeds)
     before fine-tuning, after the last epoch and at the best-validation epoch, the epochs each seed took to
-    reach the best member's validation accuracy, and the fusion time."""
+    reach the best member's validation accuracy, the fusion time and peak memory; then per experiment one table
+    of fusion time and peak memory against k."""
 
     def pct(row, key):
         if row.get(key) is None:
@@ -411,20 +441,44 @@ def markdown_tables(table: list[dict], config: TransplantConfig) -> str:
             if not rows:
                 continue
             header = ("| method | before fine-tuning (members: as trained) | last epoch | best-validation epoch "
-                      "| epochs to best member | fusion s |")
-            out += [f"### {e}, k = {k} (test accuracy %, mean ± std over seeds)", "", header, "|---|---|---|---|---|---|"]
+                      "| epochs to best member | fusion s | fusion peak MiB |")
+            out += [f"### {e}, k = {k} (test accuracy %, mean ± std over seeds)", "", header,
+                    "|---|---|---|---|---|---|---|"]
             for r in rows:
                 if "note" in r:
-                    out.append(f"| {r['method']} | {r['note']} | | | | |")
+                    out.append(f"| {r['method']} | {r['note']} | | | | | |")
                 elif r["method"] in ("best_member", "ensemble"):
-                    out.append(f"| {r['method'].replace('_', ' ')} | {pct(r, 'test')} | | | | |")
+                    out.append(f"| {r['method'].replace('_', ' ')} | {pct(r, 'test')} | | | | | |")
                 else:
                     hits = ", ".join("never" if h is None else str(h) for h in r.get("epochs_to_best_member", []))
-                    fs = f"{r['fusion_s']:.3f}" if r.get("fusion_s") is not None else ""
                     out.append(f"| {r['method']} | {pct(r, 'test_before')} | {pct(r, 'test_last')} | "
-                               f"{pct(r, 'test_at_best_val')} | {hits} | {fs} |")
+                               f"{pct(r, 'test_at_best_val')} | {hits} | {_fmt(r.get('fusion_s'), 3)} | "
+                               f"{_fmt(r.get('fusion_peak_mib'), 1)} |")
+            out.append("")
+        fusions = [m for m in dict.fromkeys(r["method"] for r in table if r["experiment"] == e)
+                   if any(r.get("fusion_s") is not None for r in table if r["experiment"] == e and r["method"] == m)]
+        if fusions:
+            out += [(f"### {e}: fusion time s / peak memory MiB (mean over seeds of warm calls; first call, with "
+                     "compilation, in brackets)"), "", "| method | " + " | ".join(f"k = {k}" for k in config.ks) + " |",
+                    "|---|" + "---|" * len(config.ks)]
+            for m in fusions:
+                cells = []
+                for k in config.ks:
+                    r = next((r for r in table if r["experiment"] == e and r["k"] == k and r["method"] == m), None)
+                    if r is None or r.get("fusion_s") is None:
+                        cells.append("")
+                        continue
+                    cell = f"{_fmt(r['fusion_s'], 3)} / {_fmt(r.get('fusion_peak_mib'), 1)}"
+                    if r.get("fusion_first_s") is not None:
+                        cell += f" ({_fmt(r['fusion_first_s'], 3)} / {_fmt(r.get('fusion_first_peak_mib'), 1)})"
+                    cells.append(cell)
+                out.append(f"| {m} | " + " | ".join(cells) + " |")
             out.append("")
     return "\n".join(out)
+
+
+def _fmt(x, digits: int) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
 
 
 def _get(table, experiment, k, method, key):
@@ -472,8 +526,9 @@ def headline(table: list[dict], results: list[dict], config: TransplantConfig, e
 
 
 def plot(results: list[dict], table: list[dict], config: TransplantConfig, workdir: Path) -> list[str]:
-    """``accuracy_<experiment>.png`` (test accuracy against k, before and after fine-tuning) and
-    ``finetune_<experiment>.png`` (validation accuracy over fine-tuning epochs, seed mean, per k)."""
+    """``accuracy_<experiment>.png`` (test accuracy against k, before and after fine-tuning),
+    ``finetune_<experiment>.png`` (validation accuracy over fine-tuning epochs, seed mean, per k) and
+    ``fusion_<experiment>.png`` (fusion time and peak memory against k)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -520,6 +575,23 @@ def plot(results: list[dict], table: list[dict], config: TransplantConfig, workd
         fig.savefig(workdir / f"finetune_{tag}.png", dpi=110)
         plt.close(fig)
         names.append(f"finetune_{tag}.png")
+
+        fusions = [m for m in methods if any(_get(table, e, k, m, "fusion_s") is not None for k in config.ks)]
+        if fusions:
+            fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+            for ax, key, label in ((axes[0], "fusion_s", "fusion time, s"),
+                                   (axes[1], "fusion_peak_mib", "fusion peak memory, MiB (resident-set growth)")):
+                for m in fusions:
+                    ks = [k for k in config.ks if _get(table, e, k, m, key) is not None]
+                    if ks:
+                        ax.plot(ks, [max(_get(table, e, k, m, key), 1e-3) for k in ks], marker="o", label=m)
+                ax.set(xlabel="ensemble size k", ylabel=label, yscale="log", xticks=list(config.ks),
+                       title=f"{e}: {label.split(',')[0]} (warm calls, mean over seeds)")
+            axes[0].legend(fontsize=7)
+            fig.tight_layout()
+            fig.savefig(workdir / f"fusion_{tag}.png", dpi=110)
+            plt.close(fig)
+            names.append(f"fusion_{tag}.png")
     return names
 
 
@@ -542,7 +614,8 @@ def run(config: TransplantConfig, workdir: str | Path) -> dict:
                "table": table, "plots": plots, "energy": energy,
                "experiment_wall_s": {r["experiment"]: {"members_s": r["members_s"], "finetune_s": r["finetune_s"]}
                                      for r in results},
-               "sizes": {r["experiment"]: r["sizes"] for r in results}}
+               "sizes": {r["experiment"]: r["sizes"] for r in results},
+               "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
     for i, e in enumerate(config.experiments):
         goals = headline(table, results, config, e)
         summary.update({f"{e.replace('/', '_')}_{key}": v for key, v in goals.items()})

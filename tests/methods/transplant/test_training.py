@@ -131,6 +131,23 @@ def _grid_args():
     return load_config_module("configs/transplant/grid.py").ARGS
 
 
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/statm"), reason="needs /proc/self/statm (Linux)")
+def test_peak_rss_sees_a_temporary_allocation_that_is_freed_inside_the_block():
+    from jaxlab.methods.transplant._memory import PeakRSS, map_large_allocations
+
+    def make_and_drop(mib):
+        a = np.ones(mib * 2**18, np.float32)   # touched pages: resident
+        return float(a[-1])
+
+    with map_large_allocations():
+        with PeakRSS() as idle:
+            pass
+        with PeakRSS() as busy:
+            make_and_drop(64)
+    assert idle.delta_mib is not None and idle.delta_mib < 16
+    assert busy.delta_mib >= 60
+
+
 def test_smoke_run_of_the_experiment(tmp_path):
     from jaxlab.core import load_config
 
@@ -141,12 +158,17 @@ def test_smoke_run_of_the_experiment(tmp_path):
     assert {"best_member", "ensemble", "nt", "avg", "ot", "wm", "nt_distill"} <= methods
     nt_row = next(r for r in summary["table"] if r["method"] == "nt" and r["k"] == 2)
     assert 0.0 <= nt_row["test_before"] <= 1.0 and nt_row["fusion_s"] > 0
+    # the first seed fuses twice: a first call (compilation included) and the reported warm call, each with its memory
+    assert nt_row["fusion_first_s"] > 0 and nt_row["fusion_peak_mib"] is not None and "fusion_first_peak_mib" in nt_row
     assert (tmp_path / "accuracy_mlp_digits.png").is_file() and (tmp_path / "finetune_mlp_digits.png").is_file()
+    assert (tmp_path / "fusion_mlp_digits.png").is_file()
     tables = (tmp_path / "tables.md").read_text()
     assert "### mlp/digits, k = 2" in tables and f"| nt | {100 * nt_row['test_before']:.2f}" in tables
+    assert "### mlp/digits: fusion time s / peak memory MiB" in tables
+    assert f"| nt | {nt_row['fusion_s']:.3f} / {nt_row['fusion_peak_mib']:.1f} (" in tables
     # a rerun reuses the finished experiment
     again = module.run(config, tmp_path)
-    assert again["table"] == summary["table"]
+    assert again["table"] == summary["table"] and len(summary["load_average"]) == 3
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.seeds = 5
 
