@@ -22,6 +22,20 @@ Variants (`get_config(arg)`):
            `nice -n 10 jaxlab run configs/tsprune/study.py:sweep --workdir runs/tsprune-sweep`;
            56 min (3,377 s) on the 2 cores shared at load average 13-20 (resumable);
            result: bench/results/tsprune-sweep/ (summary.json, sweep_*.md, MSE-vs-density plots).
+  converged  the accuracy study again with dense models trained out (issue 16's fix of `sweep`,
+           whose dense models were still improving at their last epoch): the same CPU width, H = 96,
+           seed 0, s in {0, .5, .9}, all 5 models, both datasets; epochs of ~1,024 training windows
+           (32 steps), up to 10 of them, the learning rate halved only after an epoch without a new
+           best validation MSE, early stopping after 3 such epochs in a row, the best-validation
+           epoch kept; ~512 validation windows for every choice; 2 epochs of masked fine-tuning
+           (same epoch size, initial rate 2.5e-4) for the pruned models AND for the dense model
+           (s = 0), so each fine-tuned row has a "dense + same fine-tuning" baseline.
+           `nice -n 10 jaxlab run configs/tsprune/study.py:converged --workdir runs/tsprune-converged`
+           (resumable: records.jsonl holds one line per cell, dense models are saved in models/);
+           36 min (2,174 s) on the 2 shared cores (load 13-18 at the start); every dense model ran
+           the 10-epoch cap (best epoch 8-10), so the cap, not early stopping, ended training;
+           result: bench/results/tsprune-converged/ (density 0.5 within 1.05x of dense for 4 of 5
+           models on both datasets).
   quick    the Transformer (1 encoder layer, d_model 16) on elecdemand at sparsities {0, .5}, no structured
            or latency part: seconds on idle cores (`jaxlab reproduce --quick`).
 
@@ -55,10 +69,16 @@ def get_config(arg: str | None = None) -> TsPruneConfig:
     if arg == "sweep":
         return dataclasses.replace(config, sparsities=(0.0, 0.5, 0.9), seeds=(0,), seed_sparsities=(),
                                    structured_fraction=0.0, matched_densities=(), latency_batches=())
+    if arg == "converged":
+        return dataclasses.replace(config, sparsities=(0.0, 0.5, 0.9), seeds=(0,), seed_sparsities=(),
+                                   structured_fraction=0.0, matched_densities=(), latency_batches=(),
+                                   epochs=10, patience=3, lr_decay="plateau", max_train_windows=1024,
+                                   max_val_windows=512, eval_batch=128, finetune_epochs=2,
+                                   finetune_learning_rate=2.5e-4)
     if arg == "quick":
         return dataclasses.replace(config, datasets=("elecdemand",), models=("transformer",), d_model=16,
                                    n_heads=2, d_ff=16, e_layers=1, epochs=1, max_train_windows=128,
                                    max_val_windows=64, eval_batch=256, sparsities=(0.0, 0.5), seeds=(0,),
                                    finetune_epochs=1, structured_fraction=0.0, matched_densities=(),
                                    latency_batches=())
-    raise ValueError(f"unknown argument {arg!r}; use 'paper', 'ci', 'sweep', 'quick' or nothing")
+    raise ValueError(f"unknown argument {arg!r}; use 'paper', 'ci', 'sweep', 'converged', 'quick' or nothing")

@@ -70,7 +70,10 @@ class TsPruneConfig:
       horizons: forecast lengths.
       input_len, label_len, d_model, n_heads, d_ff, e_layers, d_layers, dropout, factor, moving_avg,
         modes, seg_len: the zoo's sizes (:class:`ZooSizes`).
-      batch_size, learning_rate, epochs, patience: dense training.
+      batch_size, learning_rate, epochs, patience: dense training (``epochs`` is the cap; early stopping
+        after ``patience`` epochs without a better validation MSE, the best epoch kept).
+      lr_decay: ``"epoch"`` halves the rate after every epoch (TSL), ``"plateau"`` after every epoch
+        without a new best validation MSE (:class:`TrainSettings`); fine-tuning uses the same rule.
       max_train_windows: windows per epoch (every ``ceil(n / max)``-th training window; 0: all).
       max_val_windows: validation windows for early stopping (likewise; 0: all).
       eval_batch: windows per evaluation call.
@@ -107,6 +110,7 @@ class TsPruneConfig:
     learning_rate: float = 5e-4
     epochs: int = 6
     patience: int = 3
+    lr_decay: str = "epoch"
     max_train_windows: int = 512
     max_val_windows: int = 256
     eval_batch: int = 32
@@ -130,6 +134,7 @@ class TsPruneConfig:
         "e_layers": positive, "d_layers": positive, "dropout": in_range(0.0, 1.0, high_open=True),
         "factor": positive, "moving_avg": positive, "modes": positive, "seg_len": positive,
         "batch_size": positive, "learning_rate": positive, "epochs": positive, "patience": positive,
+        "lr_decay": one_of("epoch", "plateau"),
         "max_train_windows": nonnegative, "max_val_windows": nonnegative, "eval_batch": positive,
         "sparsities": (nonempty, each(in_range(0.0, 1.0, high_open=True))), "scope": one_of("global", "layer"),
         "finetune_epochs": in_range(0, 3), "finetune_learning_rate": positive,
@@ -282,7 +287,10 @@ def _study_one(config: TsPruneConfig, name: str, ds: str, horizon: int, seed: in
         save_forecaster(model_dir, mcfg, dense)
         dense_row = records.add({**test, **_param_stats(mcfg, dense), **_flops(fc.model, dense, windows.channels, mcfg),
                                  "density": 1.0, "train_s": info["train_s"], "epochs": info["epochs"],
-                                 "best_epoch": info["best_epoch"], "val_mse": info["best_val_mse"]},
+                                 "best_epoch": info["best_epoch"], "val_mse": info["best_val_mse"],
+                                 "steps": info["steps"], "stopped_early": info["epochs"] < settings.epochs,
+                                 "val_history": [h["val_mse"] for h in info["history"]],
+                                 "lr_history": [h["lr"] for h in info["history"]]},
                                 **base, kind="dense", sparsity=0.0, finetuned=False)
         say(f"  dense test MSE {test['mse']:.4f} ({test['windows']} windows)")
 
@@ -303,7 +311,8 @@ def _study_one(config: TsPruneConfig, name: str, ds: str, horizon: int, seed: in
                 variables, info = fc.fit(variables, key=jax.random.fold_in(key, int(1000 * s) + 7), masks=masks,
                                          epochs=config.finetune_epochs, patience=config.finetune_epochs,
                                          learning_rate=config.finetune_learning_rate)
-                extra = {"train_s": info["train_s"], "epochs": info["epochs"], "val_mse": info["best_val_mse"]}
+                extra = {"train_s": info["train_s"], "epochs": info["epochs"], "val_mse": info["best_val_mse"],
+                         "best_epoch": info["best_epoch"], "steps": info["steps"]}
             test = fc.evaluate(variables, "test")
             stats = _param_stats(mcfg, variables)
             records.add({**test, **stats, **extra, "density": stats["nonzero_prunable"] / stats["prunable"]},
@@ -630,7 +639,7 @@ def run(config: TsPruneConfig, workdir: str | Path, *, progress: bool = True, me
             if horizon == config.horizons[0]:
                 windows_by_ds[ds] = w
             settings = TrainSettings(batch_size=config.batch_size, learning_rate=config.learning_rate,
-                                     epochs=config.epochs, patience=config.patience,
+                                     epochs=config.epochs, patience=config.patience, lr_decay=config.lr_decay,
                                      train_stride=_stride(w.num_windows("train"), config.max_train_windows),
                                      val_stride=_stride(w.num_windows("val"), config.max_val_windows),
                                      eval_batch=config.eval_batch)

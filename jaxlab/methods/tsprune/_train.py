@@ -4,8 +4,10 @@ One jitted step serves dense training and masked fine-tuning alike: the masks ar
 (all ``True`` for dense training) and the optimiser is ``jaxlab.prune.masked(adam)``, so pruned
 weights stay exactly zero and a sweep over sparsities compiles the step once. The learning rate
 sits in the optimiser state (``optax.inject_hyperparams``) and halves after every epoch
-(Time-Series-Library's ``lradj="type1"``). Early stopping keeps the parameters of the epoch with
-the lowest validation MSE and stops after ``patience`` epochs without improvement. The loss is the
+(Time-Series-Library's ``lradj="type1"``) or, with ``lr_decay="plateau"``, only after an epoch that
+does not improve the validation MSE (so that short epochs of a subsampled training set do not run
+the rate down before the model has converged). Early stopping keeps the parameters of the epoch
+with the lowest validation MSE and stops after ``patience`` epochs in a row without improvement. The loss is the
 MSE on standardised data, as in TSL; every validation and test window is evaluated
 (:func:`jaxlab.timeseries.evaluate_windows`).
 """
@@ -35,7 +37,9 @@ class TrainSettings:
       learning_rate: Adam's initial rate (halved after every epoch when ``halve_lr``).
       epochs: maximum epochs of dense training.
       patience: epochs without a better validation MSE before stopping.
-      halve_lr: TSL's ``lradj="type1"``.
+      halve_lr: halve the learning rate at all (``False``: constant).
+      lr_decay: when it halves: ``"epoch"`` after every epoch (TSL's ``lradj="type1"``), ``"plateau"``
+        after every epoch whose validation MSE is not a new best.
       train_stride: an epoch uses every ``train_stride``-th training window (1: all), starting at
         ``epoch % train_stride``, so that successive epochs see different windows.
       val_stride: evaluate every ``val_stride``-th validation window for early stopping (1: all).
@@ -47,6 +51,7 @@ class TrainSettings:
     epochs: int = 10
     patience: int = 3
     halve_lr: bool = True
+    lr_decay: str = "epoch"
     train_stride: int = 1
     val_stride: int = 1
     eval_batch: int = 256
@@ -141,11 +146,14 @@ class Forecaster:
         bs = min(s.batch_size, all_origins[::stride].size)
         best = {"val_mse": np.inf, "variables": {"params": jax.device_get(params), **jax.device_get(rest)},
                 "epoch": 0}
+        if s.lr_decay not in ("epoch", "plateau"):
+            raise ValueError(f"lr_decay must be 'epoch' or 'plateau', got {s.lr_decay!r}")
         history, t0, global_step, bad = [], time.perf_counter(), 0, 0
         masks_dev = jax.device_put(masks)
+        lr0 = s.learning_rate if learning_rate is None else learning_rate
+        halvings = 0                                   # epochs so far that halve the rate
         for epoch in range(epochs):
-            lr0 = s.learning_rate if learning_rate is None else learning_rate
-            lr = lr0 * (0.5 ** epoch if s.halve_lr else 1.0)
+            lr = lr0 * (0.5 ** halvings if s.halve_lr else 1.0)
             state = state._replace(opt_state=_set_lr(state.opt_state, lr))
             losses = []
             subset = all_origins[epoch % stride::stride]      # the offset turns, so epochs see other windows
@@ -168,6 +176,7 @@ class Forecaster:
                 bad += 1
                 if bad >= patience:
                     break
+            halvings += 1 if (s.lr_decay == "epoch" or bad > 0) else 0
         info = {"epochs": len(history), "best_epoch": best["epoch"], "history": history,
                 "train_s": time.perf_counter() - t0, "steps": global_step, "best_val_mse": best["val_mse"]}
         return best["variables"], info

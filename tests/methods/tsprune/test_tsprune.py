@@ -126,8 +126,15 @@ def test_quick_config_runs_and_records(tmp_path):
     from jaxlab.core import load_config
 
     config, module = load_config("configs/tsprune/study.py:quick")
-    config = dataclasses.replace(config, datasets=("taylor",), max_train_windows=32, max_val_windows=32)
+    # 3 one-step epochs with the plateau rule: the rate halves only after an epoch without a new best
+    config = dataclasses.replace(config, datasets=("taylor",), max_train_windows=32, max_val_windows=32, epochs=3,
+                                 patience=3, lr_decay="plateau")
     summary = module.run(config, tmp_path, progress=False)
+    dense = next(r for r in summary_records(tmp_path) if r["kind"] == "dense")
+    val, lr = dense["val_history"], dense["lr_history"]
+    assert len(val) == len(lr) == dense["epochs"] == 3 and lr[0] == lr[1] == config.learning_rate
+    assert lr[2] == (lr[1] if val[1] < val[0] else lr[1] / 2)
+    assert dense["best_epoch"] == 1 + int(np.argmin(val)) and dense["val_mse"] == min(val)
     rows = {(r["kind"], r["sparsity"], r["finetuned"]): r for r in summary["table"]}
     assert set(rows) == {("dense", 0.0, False), ("unstructured", 0.0, True), ("unstructured", 0.5, False),
                          ("unstructured", 0.5, True)}
@@ -139,6 +146,12 @@ def test_quick_config_runs_and_records(tmp_path):
     # a second run resumes: everything is recorded, nothing is trained again
     again = module.run(config, tmp_path, progress=False)
     assert again["table"] == summary["table"]
+
+
+def summary_records(workdir):
+    import json
+
+    return [json.loads(line) for line in (workdir / "records.jsonl").read_text().splitlines() if line.strip()]
 
 
 def test_measurement_helpers(getkey):
@@ -162,7 +175,7 @@ def test_measurement_helpers(getkey):
 def test_every_config_variant_is_valid():
     from jaxlab.core import load_config
 
-    for arg in (None, "paper", "ci", "sweep", "quick"):
+    for arg in (None, "paper", "ci", "sweep", "converged", "quick"):
         spec = "configs/tsprune/study.py" + (f":{arg}" if arg else "")
         config, _ = load_config(spec)
         config.check()
