@@ -22,6 +22,7 @@ Standard library only: ``jaxlab.cli`` installs :func:`on_signal` before jax is i
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import threading
 from collections.abc import Iterator
@@ -110,7 +111,6 @@ def defer_interrupts() -> Iterator[None]:
 
 def deferring(fn):
     """Decorator: ``fn`` runs inside :func:`defer_interrupts`."""
-    import functools
 
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):

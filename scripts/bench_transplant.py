@@ -38,41 +38,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
 METHODS = ("avg", "nt", "nt_stacked", "nt_wide", "ot", "wm")
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class _Sampler:
-    def __init__(self, interval_s: float = 2e-4):
-        self.interval_s, self.peak, self._stop = interval_s, 0, threading.Event()
-
-    def __enter__(self):
-        self.base = _rss_bytes()
-        self.peak = self.base
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_bytes())
-            time.sleep(self.interval_s)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes())
-
-    @property
-    def delta_mib(self) -> float:
-        return (self.peak - self.base) / 2**20
 
 
 def _members(args):
@@ -119,6 +87,8 @@ def child(method: str, args) -> dict:
     import jax
     import numpy as np
 
+    from jaxlab.methods.transplant._memory import PeakRSS
+
     config, members = _members(args)
     fuse = _fusion(method, config, members, args)
 
@@ -126,12 +96,12 @@ def child(method: str, args) -> dict:
         return jax.block_until_ready(jax.tree.leaves(fuse()))
 
     gc.collect()
-    with _Sampler() as first:
+    with PeakRSS() as first:
         t0 = time.perf_counter()
         call()
         first_s = time.perf_counter() - t0
     gc.collect()
-    with _Sampler() as warm:
+    with PeakRSS() as warm:
         call()
     times = []
     for _ in range(args.repeats if method not in ("ot", "wm", "nt_wide") else max(1, min(args.repeats, 3))):
