@@ -1,13 +1,12 @@
-"""Solvers against dense solves and SciPy on the shared case list, and the preconditioner kinds."""
+"""Solvers against dense solves and SciPy on the shared case list (the preconditioner kinds:
+test_preconditioner_kinds.py)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
-from jax.tree_util import Partial
 
-import jaxlab.sparse as jsparse
 from jaxlab import krylov
 
 from .cases import (CASES, N, Case, convection_diffusion, matrix_of, poisson2d, rhs, scipy_iterations, structure,
@@ -86,48 +85,6 @@ def test_jacobi_on_a_varying_diagonal_cuts_iterations_as_scipys():
     assert int(jac.iterations) < int(plain.iterations) < int(wrong.iterations)
     M = spla.LinearOperator(S.shape, matvec=lambda r: r / S.diagonal())
     assert int(jac.iterations) == scipy_iterations(spla.cg, S, np.asarray(b), rtol=1e-10, M=M)
-
-
-_METHODS = ["cg", "fcg", "bicgstab", "cgs", "gmres", "ir"]
-
-
-def _scale(d, r):
-    return d * r
-
-
-@pytest.mark.parametrize("mode", ["eager", "jit"])
-@pytest.mark.parametrize("kind", ["function", "partial", "operator"])
-@pytest.mark.parametrize("method", _METHODS)
-def test_callable_preconditioners_in_every_method(method, kind, mode):
-    """A plain function, a Partial and a preconditioner object do what the named Jacobi does, eager and in jit."""
-    S = structure("spd" if method in ("cg", "fcg") else "nonsym", "float64")
-    A, b = jnp.asarray(S.toarray()), jnp.asarray(rhs(N))
-    d = jnp.asarray(1 / S.diagonal())
-    M = {"function": lambda r: d * r, "partial": Partial(_scale, d), "operator": krylov.Jacobi(d)}[kind]
-    opts = {"rtol": 1e-10, "inner": "bicgstab", "inner_rtol": 1e-2} if method == "ir" else {"rtol": 1e-10}
-    if mode == "eager":
-        sol = krylov.solve(A, b, method, M, **opts)
-    elif kind == "function":  # a plain function is no jit argument: it is closed over
-        sol = jax.jit(lambda A, b: krylov.solve(A, b, method, M, **opts))(A, b)
-    else:
-        sol = jax.jit(lambda A, b, M: krylov.solve(A, b, method, M, **opts))(A, b, M)
-    assert bool(sol.converged)
-    np.testing.assert_allclose(np.asarray(sol.x), np.linalg.solve(S.toarray(), np.asarray(b)), rtol=1e-7)
-    if method != "ir":  # the preconditioner is used: the iteration count is Jacobi's, not the plain one's
-        ref = krylov.solve(A, b, method, "jacobi", **opts)
-        assert int(sol.iterations) == int(ref.iterations)
-
-
-def test_preconditioner_as_a_matrix_and_operator():
-    S = structure("spd", "float64")
-    A, b = jnp.asarray(S.toarray()), jnp.asarray(rhs(N))
-    exact = krylov.cg(A, b, preconditioner=jnp.asarray(np.linalg.inv(S.toarray())), rtol=1e-12)
-    assert int(exact.iterations) == 1  # M = A^-1: one iteration
-    ref = krylov.cg(A, b, preconditioner="jacobi", rtol=1e-10)
-    sparse_m = krylov.cg(A, b, preconditioner=jsparse.from_scipy(np.diag(1 / S.diagonal()), "csr"), rtol=1e-10)
-    assert int(sparse_m.iterations) == int(ref.iterations)
-    op = krylov.cg(A, b, preconditioner=krylov.operator(lambda r: r / jnp.asarray(S.diagonal())), rtol=1e-10)
-    assert int(op.iterations) == int(ref.iterations)
 
 
 def test_multiple_right_hand_sides_each_converge():
