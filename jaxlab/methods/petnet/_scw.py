@@ -146,7 +146,7 @@ def calibrate_delays(hits: Hits, label_time: jax.Array, num_crystals: int) -> np
     Returns:
       ``(C,)`` int32 NumPy array of delays.
     """
-    m = np.asarray(hits.true & hits.valid).reshape(-1)
+    m = (np.asarray(hits.true) & np.asarray(hits.valid)).reshape(-1)
     c = np.asarray(hits.crystal).reshape(-1)[m]
     d = (np.asarray(label_time) - np.asarray(hits.time)).reshape(-1)[m]
     if d.size == 0:
@@ -161,6 +161,7 @@ def calibrate_delays(hits: Hits, label_time: jax.Array, num_crystals: int) -> np
     return out.astype(np.int32)
 
 
+@jax.jit
 def calibrated_time(hits: Hits, delays: jax.Array) -> jax.Array:
     """Hit times corrected by the crystal delays (estimated decay times)."""
     return hits.time + jnp.asarray(delays, hits.time.dtype)[hits.crystal]

@@ -60,9 +60,15 @@ def make_net(preset: Preset, variant: Variant, settings: TrainSettings) -> PETNe
 
 
 def init_params(preset: Preset, variant: Variant, settings: TrainSettings, *, key):
+    """The network and its initial parameters (``net.init`` as one jitted program)."""
     net = make_net(preset, variant, settings)
     c_in = preset.num_crystals * (2 if variant.geometry else 1)
-    return net, net.init(key, jnp.zeros((1, preset.num_steps, c_in), jnp.float32))
+    return net, jax.jit(net.init)(key, jnp.zeros((1, preset.num_steps, c_in), jnp.float32))
+
+
+@jax.jit
+def _take(data: PETData, index: jax.Array) -> PETData:
+    return data.take(index)
 
 
 def train(preset: Preset, train_data: PETData, variant: Variant, settings: TrainSettings, *, key,
@@ -92,7 +98,6 @@ def train(preset: Preset, train_data: PETData, variant: Variant, settings: Train
     bs = min(settings.batch_size, n)
     steps_per_epoch = n // bs
     device_data = jax.device_put(train_data)
-    take = jax.jit(lambda d, idx: d.take(idx))
     history: list[dict] = []
     bar = None
     if progress and sys.stderr.isatty():
@@ -104,7 +109,7 @@ def train(preset: Preset, train_data: PETData, variant: Variant, settings: Train
         perm = jax.random.permutation(jax.random.fold_in(k_perm, epoch), n)
         sums: dict[str, float] = {}
         for i in range(steps_per_epoch):
-            batch = take(device_data, perm[i * bs:(i + 1) * bs])
+            batch = _take(device_data, perm[i * bs:(i + 1) * bs])
             state, metrics = step(state, batch, k_perm)
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -138,11 +143,19 @@ def make_predict(net: PETNet, preset: Preset, geometry: bool) -> Callable:
 
 def evaluate(net: PETNet, params, preset: Preset, data: PETData, geometry: bool, *, tol: float,
              batch_size: int = 250) -> dict[str, float]:
-    """Strict and reference-compatible scores of the network on ``data``, batch by batch."""
+    """Strict and reference-compatible scores of the network on ``data``, batch by batch.
+
+    Every batch has ``min(batch_size, N)`` samples, so the prediction compiles once: a short last batch is
+    filled up with copies of its last sample, whose predictions are dropped (samples are independent).
+    """
     predict = make_predict(net, preset, geometry)
     scorer = Scorer(tol)
+    data = jax.device_get(data)
     n = data.num_samples
-    for start in range(0, n, batch_size):
-        part = data.take(slice(start, min(start + batch_size, n)))
-        scorer.add_dense(np.asarray(predict(params, part)), part)
+    bs = min(batch_size, n)
+    for start in range(0, n, bs):
+        stop = min(start + bs, n)
+        part = data.take(slice(start, stop))
+        full = part if stop - start == bs else data.take(np.minimum(np.arange(start, start + bs), n - 1))
+        scorer.add_dense(np.asarray(predict(params, full))[:stop - start], part)
     return scorer.scores()
