@@ -95,7 +95,6 @@ def scw(hits: Hits, window=8) -> jax.Array:
     return _unsort(order, first | second).reshape(lead + (flat.time.shape[-1],))
 
 
-@functools.partial(jax.jit, static_argnames=("multiples",))
 def scw_geometry(hits: Hits, compatible: jax.Array, window=8, multiples: str = "kill") -> jax.Array:
     """SCW with a geometry check: a pair is kept only if ``compatible[c_a, c_b]``.
 
@@ -108,9 +107,15 @@ def scw_geometry(hits: Hits, compatible: jax.Array, window=8, multiples: str = "
 
     Returns:
       ``(..., M)`` bool: accepted hits.
+
+    Each policy is one jitted program (:data:`SCW_GEOMETRY_JIT`, ``window`` traced).
     """
-    if multiples not in ("kill", "single_good"):
+    if multiples not in SCW_GEOMETRY_JIT:
         raise ValueError(f"multiples must be 'kill' or 'single_good', got {multiples!r}")
+    return SCW_GEOMETRY_JIT[multiples](hits, compatible, window)
+
+
+def _scw_geometry(hits: Hits, compatible: jax.Array, window, multiples: str) -> jax.Array:
     flat, lead = _flat(hits)
     order, ts, vs = _sorted(flat)
     cs = jnp.take_along_axis(flat.crystal, order, -1)
@@ -132,6 +137,10 @@ def scw_geometry(hits: Hits, compatible: jax.Array, window=8, multiples: str = "
         degree = good.sum(-1) + good.sum(-2)
         keep = vs & (in_chain == 1) & (degree == 1)
     return _unsort(order, keep).reshape(lead + (flat.time.shape[-1],))
+
+
+#: ``{multiples: jitted (hits, compatible, window) -> keep}``, the programs behind :func:`scw_geometry`.
+SCW_GEOMETRY_JIT = {m: jax.jit(functools.partial(_scw_geometry, multiples=m)) for m in ("kill", "single_good")}
 
 
 def calibrate_delays(hits: Hits, label_time: jax.Array, num_crystals: int) -> np.ndarray:

@@ -24,8 +24,8 @@ import numpy as np
 
 from jaxlab.core import time_fn
 
-from ._encode import Hits, compact_hits, encode_hits, encode_inputs, hits_from_data, hits_from_dense, max_valid_hits
-from ._scw import scw, scw_calibrated, scw_geometry, scw_reference
+from ._encode import compact_hits, encode_hits, encode_inputs, hits_from_data, hits_from_dense, max_valid_hits
+from ._scw import SCW_GEOMETRY_JIT, scw, scw_calibrated, scw_reference
 from ._simulate import PETData, Preset, compatible_pairs
 
 
@@ -34,16 +34,6 @@ def _scw_from_dense(max_hits: int):
     """Jitted SCW (window 8) on the hits of dense trains ``(B, T, C)``: ``nonzero`` extraction, then the
     sort (one function per ``max_hits``, so that :func:`~jaxlab.core.time_fn` can compile it ahead)."""
     return jax.jit(lambda x: scw(hits_from_dense(x, max_hits), 8))
-
-
-@jax.jit
-def _scw_geometry_kill(hits: Hits, compatible: jax.Array) -> jax.Array:
-    return scw_geometry(hits, compatible, 8, "kill")
-
-
-@jax.jit
-def _scw_geometry_single_good(hits: Hits, compatible: jax.Array) -> jax.Array:
-    return scw_geometry(hits, compatible, 8, "single_good")
 
 
 def measure_throughput(preset: Preset, data: PETData, net, params, geometry: bool, *, batch: int = 1000,
@@ -75,8 +65,8 @@ def measure_throughput(preset: Preset, data: PETData, net, params, geometry: boo
     fns = {
         "scw_jit_hits": (scw, (hits, 8)),
         "scw_jit_dense": (_scw_from_dense(m), (dense,)),
-        "scw_geometry_jit": (_scw_geometry_kill, (hits, compat)),
-        "scw_geometry_single_good_jit": (_scw_geometry_single_good, (hits, compat)),
+        "scw_geometry_jit": (SCW_GEOMETRY_JIT["kill"], (hits, compat, 8)),
+        "scw_geometry_single_good_jit": (SCW_GEOMETRY_JIT["single_good"], (hits, compat, 8)),
         "scw_calibrated_jit": (scw_calibrated, (hits, delays, calibrated_window)),
         "petnet_forward": (forward, (params, x_in)),
     }

@@ -8,7 +8,7 @@ import pytest
 from jaxlab.methods.petnet import (Hits, calibrate_delays, calibrated_time, compact_hits, compatible_pairs,
                                    detector_delays, encode_hits, get_preset, hits_from_data, hits_from_dense,
                                    max_valid_hits, scw, scw_calibrated, scw_geometry, scw_geometry_reference,
-                                   scw_reference, simulate)
+                                   scw_reference)
 
 
 def _hits(times, crystals=None, valid=None):
@@ -42,9 +42,9 @@ def test_scw_hand_made(times, valid, window, want):
 
 
 @pytest.fixture(scope="module")
-def sample():
-    p = get_preset("reduced")
-    d = jax.device_get(simulate(jax.random.key(3), p, 400))
+def sample(reduced4000):
+    p, d = reduced4000
+    d = d.take(slice(1000, 1400))  # 400 samples of the shared set
     h = hits_from_data(d)
     return p, d, h, compact_hits(h, max_valid_hits(h))
 
