@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from typing import Any, Callable
@@ -71,6 +72,29 @@ def _take(data: PETData, index: jax.Array) -> PETData:
     return data.take(index)
 
 
+def _step_settings(settings: TrainSettings) -> TrainSettings:
+    """``settings`` less the fields the training step does not depend on (its cache key)."""
+    return dataclasses.replace(settings, epochs=0, batch_size=0, max_train_s=None, max_train_cpu_s=None)
+
+
+@functools.lru_cache(maxsize=16)
+def _train_step(preset: Preset, variant: Variant, settings: TrainSettings):
+    """``(tx, step)`` for one set-up, made once: training runs that differ only in seed, epochs or time
+    budget (the seeds of an experiment) share one compiled step."""
+    net = make_net(preset, variant, settings)
+    tx = optax.adam(settings.learning_rate, b1=0.9, b2=0.999)
+
+    def loss_fn(params, model_state, batch, key):
+        del key
+        x = encode_inputs(batch, preset, variant.geometry)
+        y = encode_labels(batch, preset)
+        s = net.apply(params, x)
+        loss, parts = petnet_loss(s, y, variant.loss, timing_weight=settings.timing_weight, tau=settings.tau)
+        return loss, ({**parts, "spikes_per_sample": s.sum() / s.shape[0]}, model_state)
+
+    return tx, make_train_step(loss_fn, tx)
+
+
 def train(preset: Preset, train_data: PETData, variant: Variant, settings: TrainSettings, *, key,
           progress: bool = False, on_epoch: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
     """Trains one PETNet; returns ``params``, per-epoch ``history`` and wall/CPU seconds.
@@ -82,18 +106,8 @@ def train(preset: Preset, train_data: PETData, variant: Variant, settings: Train
     """
     k_init, k_perm = jax.random.split(key)
     net, params = init_params(preset, variant, settings, key=k_init)
-    tx = optax.adam(settings.learning_rate, b1=0.9, b2=0.999)
+    tx, step = _train_step(preset, variant, _step_settings(settings))
     state = TrainState.create(params=params, tx=tx)
-
-    def loss_fn(params, model_state, batch, key):
-        del key
-        x = encode_inputs(batch, preset, variant.geometry)
-        y = encode_labels(batch, preset)
-        s = net.apply(params, x)
-        loss, parts = petnet_loss(s, y, variant.loss, timing_weight=settings.timing_weight, tau=settings.tau)
-        return loss, ({**parts, "spikes_per_sample": s.sum() / s.shape[0]}, model_state)
-
-    step = make_train_step(loss_fn, tx)
     n = train_data.num_samples
     bs = min(settings.batch_size, n)
     steps_per_epoch = n // bs
@@ -131,8 +145,10 @@ def train(preset: Preset, train_data: PETData, variant: Variant, settings: Train
             "train_wall_s": time.perf_counter() - t0, "train_cpu_s": time.process_time() - c0}
 
 
+@functools.lru_cache(maxsize=16)
 def make_predict(net: PETNet, preset: Preset, geometry: bool) -> Callable:
-    """``predict(params, data) -> (B, T, C)`` output spikes, jitted (encodes the inputs inside)."""
+    """``predict(params, data) -> (B, T, C)`` output spikes, jitted (encodes the inputs inside); one per
+    (network, preset, geometry), so equal networks share the compiled program."""
 
     @jax.jit
     def predict(params, data: PETData):
