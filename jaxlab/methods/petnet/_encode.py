@@ -1,14 +1,19 @@
-"""Hit lists and dense spike-train encodings of simulated samples (all jittable).
+"""Hit lists and dense spike-train encodings of simulated samples (each one jitted program).
 
 A :class:`Hits` is a padded list of detector hits per sample; the dense encodings are the network's
 inputs ``X`` (1 at ``(t, crystal)`` of every hit), the geometry channel ``G`` (``geometry_value`` on the
 partner window of every hit, at the hit time) and the label ``Y`` (1 at ``(decay time, crystal)`` of the
 two photons of every true coincidence), each ``(B, T, C)``; entries add up where hits coincide, as the
 reference's sparse COO arrays do when made dense.
+
+Every function here (but the host-side :func:`max_valid_hits`) is one ``jax.jit`` program, with the sizes
+(``max_hits``, ``num_steps``, ``num_crystals``, the preset, ``dtype``) as static arguments: called eagerly
+it compiles once per input shape, not once per array operation, and inside another jit it is inlined.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -36,6 +41,7 @@ class Hits(NamedTuple):
     true: jax.Array
 
 
+@jax.jit
 def hits_from_data(data: PETData) -> Hits:
     """All detected photons of each sample as a :class:`Hits` of length ``2K`` (slot ``2k + j``: photon j of decay k)."""
     n, k = data.decay_time.shape
@@ -46,6 +52,7 @@ def hits_from_data(data: PETData) -> Hits:
                 true=true.reshape(n, 2 * k))
 
 
+@jax.jit
 def label_hits(data: PETData) -> Hits:
     """The label as hits: both photons of each true coincidence at the undelayed decay time."""
     n, k = data.decay_time.shape
@@ -56,6 +63,7 @@ def label_hits(data: PETData) -> Hits:
                 decay=decay.reshape(n, 2 * k), true=on.reshape(n, 2 * k))
 
 
+@functools.partial(jax.jit, static_argnames=("max_hits",))
 def compact_hits(hits: Hits, max_hits: int) -> Hits:
     """Moves the valid hits to the front (keeping their order) and cuts the lists to ``max_hits``.
 
@@ -76,6 +84,7 @@ def _scatter(shape: tuple[int, int, int], time, crystal, values) -> jax.Array:
     return jnp.zeros(shape, values.dtype).at[b, t, crystal].add(values)
 
 
+@functools.partial(jax.jit, static_argnames=("num_steps", "num_crystals", "dtype"))
 def encode_hits(hits: Hits, num_steps: int, num_crystals: int, dtype=jnp.float32,
                 time: jax.Array | None = None) -> jax.Array:
     """Dense ``(B, T, C)`` train with 1 per valid hit (at ``time`` if given, else ``hits.time``)."""
@@ -83,6 +92,7 @@ def encode_hits(hits: Hits, num_steps: int, num_crystals: int, dtype=jnp.float32
     return _scatter((hits.time.shape[0], num_steps, num_crystals), t, hits.crystal, hits.valid.astype(dtype))
 
 
+@functools.partial(jax.jit, static_argnames=("preset", "dtype"))
 def encode_geometry(hits: Hits, preset: str | Preset, dtype=jnp.float32) -> jax.Array:
     """The geometry channel ``(B, T, C)``: ``geometry_value`` on each hit's partner window at the hit time."""
     p = get_preset(preset)
@@ -94,6 +104,7 @@ def encode_geometry(hits: Hits, preset: str | Preset, dtype=jnp.float32) -> jax.
     return _scatter((hits.time.shape[0], p.num_steps, p.num_crystals), t, win, vals)
 
 
+@functools.partial(jax.jit, static_argnames=("preset", "geometry", "dtype"))
 def encode_inputs(data: PETData, preset: str | Preset, geometry: bool, dtype=jnp.float32) -> jax.Array:
     """Network input ``(B, T, C)`` (hits) or ``(B, T, 2C)`` (hits, then the geometry channel)."""
     p = get_preset(preset)
@@ -104,12 +115,14 @@ def encode_inputs(data: PETData, preset: str | Preset, geometry: bool, dtype=jnp
     return x
 
 
+@functools.partial(jax.jit, static_argnames=("preset", "dtype"))
 def encode_labels(data: PETData, preset: str | Preset, dtype=jnp.float32) -> jax.Array:
     """The label ``Y`` ``(B, T, C)``: 1 at (decay time, crystal) of both photons of each true coincidence."""
     p = get_preset(preset)
     return encode_hits(label_hits(data), p.num_steps, p.num_crystals, dtype)
 
 
+@functools.partial(jax.jit, static_argnames=("max_hits",))
 def hits_from_dense(x: jax.Array, max_hits: int) -> Hits:
     """The nonzero entries of dense trains ``(B, T, C)`` as :class:`Hits` (time-major order, as the
     reference's ``nonzero``); an entry above 1 is one hit. At most ``max_hits`` per sample are kept."""

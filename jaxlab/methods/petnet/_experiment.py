@@ -142,8 +142,10 @@ HEADLINE_RECIPE = PETNetConfig(
     learning_rate=2e-3, input_gain=16.0, hidden_gain=3.3, output_gain=2.0, bias_gain=0.0, max_train_cpu_s=300.0)
 
 
-def _label_time(data: PETData, hits_shape) -> jax.Array:
-    return jnp.broadcast_to(data.decay_time[..., None], data.hit_time.shape).reshape(hits_shape)
+@jax.jit
+def _label_time(data: PETData) -> jax.Array:
+    """The decay time of each hit slot of :func:`hits_from_data` (``(N, 2K)``)."""
+    return jnp.broadcast_to(data.decay_time[..., None], data.hit_time.shape).reshape(data.hit_time.shape[0], -1)
 
 
 def sorter_scores(preset, train_data: PETData, test_data: PETData, *, tol: float,
@@ -154,7 +156,7 @@ def sorter_scores(preset, train_data: PETData, test_data: PETData, *, tol: float
       ``(rows, extras)``; ``extras`` holds the calibrated delays and the chosen window.
     """
     h_tr = hits_from_data(train_data)
-    delays = calibrate_delays(h_tr, _label_time(train_data, h_tr.time.shape), preset.num_crystals)
+    delays = calibrate_delays(h_tr, _label_time(train_data), preset.num_crystals)
     h_tr = compact_hits(h_tr, max(max_valid_hits(h_tr), 1))
     best = None
     for w in calibration_windows:  # window for calibrated SCW chosen on the training split

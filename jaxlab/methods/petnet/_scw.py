@@ -95,7 +95,6 @@ def scw(hits: Hits, window=8) -> jax.Array:
     return _unsort(order, first | second).reshape(lead + (flat.time.shape[-1],))
 
 
-@functools.partial(jax.jit, static_argnames=("multiples",))
 def scw_geometry(hits: Hits, compatible: jax.Array, window=8, multiples: str = "kill") -> jax.Array:
     """SCW with a geometry check: a pair is kept only if ``compatible[c_a, c_b]``.
 
@@ -108,9 +107,15 @@ def scw_geometry(hits: Hits, compatible: jax.Array, window=8, multiples: str = "
 
     Returns:
       ``(..., M)`` bool: accepted hits.
+
+    Each policy is one jitted program (:data:`SCW_GEOMETRY_JIT`, ``window`` traced).
     """
-    if multiples not in ("kill", "single_good"):
+    if multiples not in SCW_GEOMETRY_JIT:
         raise ValueError(f"multiples must be 'kill' or 'single_good', got {multiples!r}")
+    return SCW_GEOMETRY_JIT[multiples](hits, compatible, window)
+
+
+def _scw_geometry(hits: Hits, compatible: jax.Array, window, multiples: str) -> jax.Array:
     flat, lead = _flat(hits)
     order, ts, vs = _sorted(flat)
     cs = jnp.take_along_axis(flat.crystal, order, -1)
@@ -134,6 +139,10 @@ def scw_geometry(hits: Hits, compatible: jax.Array, window=8, multiples: str = "
     return _unsort(order, keep).reshape(lead + (flat.time.shape[-1],))
 
 
+#: ``{multiples: jitted (hits, compatible, window) -> keep}``, the programs behind :func:`scw_geometry`.
+SCW_GEOMETRY_JIT = {m: jax.jit(functools.partial(_scw_geometry, multiples=m)) for m in ("kill", "single_good")}
+
+
 def calibrate_delays(hits: Hits, label_time: jax.Array, num_crystals: int) -> np.ndarray:
     """Per-crystal delay estimates from labelled data: the median of ``label time - hit time`` over the
     hits of true coincidences on each crystal (crystals without any take the overall median).
@@ -146,7 +155,7 @@ def calibrate_delays(hits: Hits, label_time: jax.Array, num_crystals: int) -> np
     Returns:
       ``(C,)`` int32 NumPy array of delays.
     """
-    m = np.asarray(hits.true & hits.valid).reshape(-1)
+    m = (np.asarray(hits.true) & np.asarray(hits.valid)).reshape(-1)
     c = np.asarray(hits.crystal).reshape(-1)[m]
     d = (np.asarray(label_time) - np.asarray(hits.time)).reshape(-1)[m]
     if d.size == 0:
@@ -161,6 +170,7 @@ def calibrate_delays(hits: Hits, label_time: jax.Array, num_crystals: int) -> np
     return out.astype(np.int32)
 
 
+@jax.jit
 def calibrated_time(hits: Hits, delays: jax.Array) -> jax.Array:
     """Hit times corrected by the crystal delays (estimated decay times)."""
     return hits.time + jnp.asarray(delays, hits.time.dtype)[hits.crystal]

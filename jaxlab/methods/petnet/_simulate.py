@@ -163,7 +163,11 @@ def detector_delays(preset: str | Preset) -> jax.Array:
     Drawn from ``jax.random.key(preset.delay_seed)`` as a sum of Bernoulli trials (an exact binomial
     draw that does not depend on the version of ``jax.random.binomial``).
     """
-    p = get_preset(preset)
+    return _detector_delays(get_preset(preset))
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _detector_delays(p: Preset) -> jax.Array:
     prob = p.delay_mean / p.delay_max
     trials = jax.random.bernoulli(jax.random.key(p.delay_seed), prob, (p.num_crystals, p.delay_max))
     return trials.sum(-1).astype(jnp.int32)

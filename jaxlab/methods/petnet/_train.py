@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from typing import Any, Callable
@@ -60,9 +61,38 @@ def make_net(preset: Preset, variant: Variant, settings: TrainSettings) -> PETNe
 
 
 def init_params(preset: Preset, variant: Variant, settings: TrainSettings, *, key):
+    """The network and its initial parameters (``net.init`` as one jitted program)."""
     net = make_net(preset, variant, settings)
     c_in = preset.num_crystals * (2 if variant.geometry else 1)
-    return net, net.init(key, jnp.zeros((1, preset.num_steps, c_in), jnp.float32))
+    return net, jax.jit(net.init)(key, jnp.zeros((1, preset.num_steps, c_in), jnp.float32))
+
+
+@jax.jit
+def _take(data: PETData, index: jax.Array) -> PETData:
+    return data.take(index)
+
+
+def _step_settings(settings: TrainSettings) -> TrainSettings:
+    """``settings`` less the fields the training step does not depend on (its cache key)."""
+    return dataclasses.replace(settings, epochs=0, batch_size=0, max_train_s=None, max_train_cpu_s=None)
+
+
+@functools.lru_cache(maxsize=16)
+def _train_step(preset: Preset, variant: Variant, settings: TrainSettings):
+    """``(tx, step)`` for one set-up, made once: training runs that differ only in seed, epochs or time
+    budget (the seeds of an experiment) share one compiled step."""
+    net = make_net(preset, variant, settings)
+    tx = optax.adam(settings.learning_rate, b1=0.9, b2=0.999)
+
+    def loss_fn(params, model_state, batch, key):
+        del key
+        x = encode_inputs(batch, preset, variant.geometry)
+        y = encode_labels(batch, preset)
+        s = net.apply(params, x)
+        loss, parts = petnet_loss(s, y, variant.loss, timing_weight=settings.timing_weight, tau=settings.tau)
+        return loss, ({**parts, "spikes_per_sample": s.sum() / s.shape[0]}, model_state)
+
+    return tx, make_train_step(loss_fn, tx)
 
 
 def train(preset: Preset, train_data: PETData, variant: Variant, settings: TrainSettings, *, key,
@@ -76,23 +106,12 @@ def train(preset: Preset, train_data: PETData, variant: Variant, settings: Train
     """
     k_init, k_perm = jax.random.split(key)
     net, params = init_params(preset, variant, settings, key=k_init)
-    tx = optax.adam(settings.learning_rate, b1=0.9, b2=0.999)
+    tx, step = _train_step(preset, variant, _step_settings(settings))
     state = TrainState.create(params=params, tx=tx)
-
-    def loss_fn(params, model_state, batch, key):
-        del key
-        x = encode_inputs(batch, preset, variant.geometry)
-        y = encode_labels(batch, preset)
-        s = net.apply(params, x)
-        loss, parts = petnet_loss(s, y, variant.loss, timing_weight=settings.timing_weight, tau=settings.tau)
-        return loss, ({**parts, "spikes_per_sample": s.sum() / s.shape[0]}, model_state)
-
-    step = make_train_step(loss_fn, tx)
     n = train_data.num_samples
     bs = min(settings.batch_size, n)
     steps_per_epoch = n // bs
     device_data = jax.device_put(train_data)
-    take = jax.jit(lambda d, idx: d.take(idx))
     history: list[dict] = []
     bar = None
     if progress and sys.stderr.isatty():
@@ -104,7 +123,7 @@ def train(preset: Preset, train_data: PETData, variant: Variant, settings: Train
         perm = jax.random.permutation(jax.random.fold_in(k_perm, epoch), n)
         sums: dict[str, float] = {}
         for i in range(steps_per_epoch):
-            batch = take(device_data, perm[i * bs:(i + 1) * bs])
+            batch = _take(device_data, perm[i * bs:(i + 1) * bs])
             state, metrics = step(state, batch, k_perm)
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -126,8 +145,10 @@ def train(preset: Preset, train_data: PETData, variant: Variant, settings: Train
             "train_wall_s": time.perf_counter() - t0, "train_cpu_s": time.process_time() - c0}
 
 
+@functools.lru_cache(maxsize=16)
 def make_predict(net: PETNet, preset: Preset, geometry: bool) -> Callable:
-    """``predict(params, data) -> (B, T, C)`` output spikes, jitted (encodes the inputs inside)."""
+    """``predict(params, data) -> (B, T, C)`` output spikes, jitted (encodes the inputs inside); one per
+    (network, preset, geometry), so equal networks share the compiled program."""
 
     @jax.jit
     def predict(params, data: PETData):
@@ -138,11 +159,19 @@ def make_predict(net: PETNet, preset: Preset, geometry: bool) -> Callable:
 
 def evaluate(net: PETNet, params, preset: Preset, data: PETData, geometry: bool, *, tol: float,
              batch_size: int = 250) -> dict[str, float]:
-    """Strict and reference-compatible scores of the network on ``data``, batch by batch."""
+    """Strict and reference-compatible scores of the network on ``data``, batch by batch.
+
+    Every batch has ``min(batch_size, N)`` samples, so the prediction compiles once: a short last batch is
+    filled up with copies of its last sample, whose predictions are dropped (samples are independent).
+    """
     predict = make_predict(net, preset, geometry)
     scorer = Scorer(tol)
+    data = jax.device_get(data)
     n = data.num_samples
-    for start in range(0, n, batch_size):
-        part = data.take(slice(start, min(start + batch_size, n)))
-        scorer.add_dense(np.asarray(predict(params, part)), part)
+    bs = min(batch_size, n)
+    for start in range(0, n, bs):
+        stop = min(start + bs, n)
+        part = data.take(slice(start, stop))
+        full = part if stop - start == bs else data.take(np.minimum(np.arange(start, start + bs), n - 1))
+        scorer.add_dense(np.asarray(predict(params, full))[:stop - start], part)
     return scorer.scores()

@@ -11,23 +11,36 @@ from jaxlab.methods.petnet import (PETNet, count_l1, count_mse, exp_filter, exp_
 from jaxlab.nn import lif_reference
 
 
+@jax.jit
+def _bernoulli(key, p):
+    return jax.random.bernoulli(key, p, (3, 40, 4)).astype(jnp.float64)
+
+
 def _trains(key, shape=(3, 40, 4), p=0.1):
+    if shape == (3, 40, 4):  # the common shape: one compiled program
+        return _bernoulli(key, p)
     return jax.random.bernoulli(key, p, shape).astype(jnp.float64)
+
+
+# the losses as single programs, so each test compiles once instead of once per array operation
+_count_mse, _count_l1, _exp_filter, _van_rossum = (jax.jit(f) for f in (count_mse, count_l1, exp_filter, van_rossum))
+_petnet_loss = jax.jit(petnet_loss, static_argnames="kind")
 
 
 def test_count_losses_match_formulas(getkey):
     s, y = _trains(getkey()), _trains(getkey())
     d = np.asarray(s).sum(1) - np.asarray(y).sum(1)
     t = s.shape[1]
-    assert float(count_mse(s, y)) == pytest.approx(np.mean(d**2) / t)
-    assert float(count_l1(s, y)) == pytest.approx(np.sum(np.abs(d)) / t)
+    assert float(_count_mse(s, y)) == pytest.approx(np.mean(d**2) / t)
+    assert float(_count_l1(s, y)) == pytest.approx(np.sum(np.abs(d)) / t)
 
 
 def test_l1_count_has_zero_subgradient_at_an_exact_count():
     # jnp.abs has derivative 1 at 0; a silent neuron with an empty label must not be pushed down
-    y = jnp.zeros((1, 10, 2)).at[0, 3, 1].set(1.0)
-    s = jnp.zeros((1, 10, 2))
-    g = jax.grad(count_l1)(s, y)
+    y = np.zeros((1, 10, 2))
+    y[0, 3, 1] = 1.0
+    y, s = jnp.asarray(y), jnp.zeros((1, 10, 2))
+    g = jax.jit(jax.grad(count_l1))(s, y)
     assert float(jnp.abs(g[..., 0]).sum()) == 0.0  # neuron 0: count 0 == label 0
     np.testing.assert_allclose(np.asarray(g[..., 1]), -0.1)  # neuron 1: one spike missing
 
@@ -35,14 +48,19 @@ def test_l1_count_has_zero_subgradient_at_an_exact_count():
 def test_exp_filter_matches_convolution(getkey):
     x = _trains(getkey())
     atol, rtol = tolerances(jnp.float64)
-    np.testing.assert_allclose(np.asarray(exp_filter(x, 4.0)), exp_filter_reference(x, 4.0), atol=atol, rtol=rtol)
+    np.testing.assert_allclose(np.asarray(_exp_filter(x, 4.0)), exp_filter_reference(x, 4.0), atol=atol, rtol=rtol)
 
 
 def test_van_rossum_costs_time_error():
-    y = jnp.zeros((1, 60, 1)).at[0, 20, 0].set(1.0)
-    costs = [float(van_rossum(jnp.zeros_like(y).at[0, 20 + d, 0].set(1.0), y, 5.0)) for d in (0, 1, 3, 10)]
+    y = np.zeros((1, 60, 1))
+    y[0, 20, 0] = 1.0
+    y = jnp.asarray(y)
+    shifted = np.zeros((4,) + y.shape[1:])
+    for i, d in enumerate((0, 1, 3, 10)):
+        shifted[i, 20 + d, 0] = 1.0
+    costs = [float(_van_rossum(jnp.asarray(shifted[i:i + 1]), y, 5.0)) for i in range(4)]
     assert costs[0] == 0.0 and costs[0] < costs[1] < costs[2] < costs[3]
-    assert float(van_rossum(y, y, 5.0)) == 0.0
+    assert float(_van_rossum(y, y, 5.0)) == 0.0
 
 
 def test_timing_loss_gradient_against_finite_differences(getkey):
@@ -55,7 +73,7 @@ def test_timing_loss_gradient_against_finite_differences(getkey):
     def f(th):
         return van_rossum(jax.nn.sigmoid(th), y, 5.0)
 
-    g = np.asarray(jax.grad(f)(theta))
+    g = np.asarray(jax.jit(jax.grad(f))(theta))
     eps = 1e-6
     flat = np.asarray(theta).reshape(-1)
     idx = np.random.default_rng(0).choice(flat.size, 25, replace=False)
@@ -68,8 +86,9 @@ def test_timing_loss_gradient_against_finite_differences(getkey):
     np.testing.assert_allclose(g.reshape(-1)[idx], fd, rtol=1e-6, atol=1e-9)
     assert np.abs(g).max() > 1e-3
     # and through the combined loss the timing weight matters
-    l_a, _ = petnet_loss(jax.nn.sigmoid(theta), y, "l1_vr", timing_weight=0.0)
-    l_b, parts = petnet_loss(jax.nn.sigmoid(theta), y, "l1_vr", timing_weight=2.0)
+    s = jax.jit(jax.nn.sigmoid)(theta)
+    l_a, _ = _petnet_loss(s, y, "l1_vr", timing_weight=0.0)
+    l_b, parts = _petnet_loss(s, y, "l1_vr", timing_weight=2.0)
     assert float(l_b - l_a) == pytest.approx(2.0 * float(parts["timing"]))
     with pytest.raises(ValueError, match="unknown PETNet loss"):
         petnet_loss(y, y, "chamfer")

@@ -2,12 +2,11 @@
 
 import math
 
-import jax
 import numpy as np
 import pytest
 
-from jaxlab.methods.petnet import (Scorer, encode_labels, get_preset, label_list, match_spikes, pair_counts,
-                                   reference_scores, simulate, strict_scores)
+from jaxlab.methods.petnet import (Scorer, encode_labels, label_list, match_spikes, pair_counts, reference_scores,
+                                   strict_scores)
 from jaxlab.methods.petnet._metrics import Labels, Spikes
 
 
@@ -25,10 +24,10 @@ LAB = _labels([(0, 3, 50, 0), (0, 40, 50, 0), (0, 7, 120, 1), (0, 33, 120, 1)])
 
 
 @pytest.fixture(scope="module")
-def reduced200():
-    """200 simulated samples of the reduced preset, simulated once for this module's tests."""
-    p = get_preset("reduced")
-    return p, jax.device_get(simulate(jax.random.key(0), p, 200))
+def reduced200(reduced4000):
+    """200 simulated samples of the reduced preset (the first of the shared set)."""
+    p, d = reduced4000
+    return p, d.take(slice(0, 200))
 
 
 def test_f1_is_one_when_prediction_equals_label(reduced200):

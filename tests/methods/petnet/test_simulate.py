@@ -15,9 +15,10 @@ N = 4000
 
 
 @pytest.fixture(scope="module")
-def reduced():
-    p = get_preset("reduced")
-    return p, jax.device_get(simulate(jax.random.key(0), p, N))
+def reduced(reduced4000):
+    p, d = reduced4000
+    assert d.num_samples == N
+    return p, d
 
 
 def _within_3_sigma(value, mean, sd):
