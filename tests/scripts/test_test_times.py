@@ -1,0 +1,61 @@
+"""scripts/test_times.py: per-method sums from a JUnit report, against totals counted by hand."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+XML = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" tests="6">
+  <testcase classname="tests.sparse.test_spmv" name="a" time="1.5"/>
+  <testcase classname="tests.krylov.test_solvers.TestCG" name="b" time="2.25"><failure message="x"/></testcase>
+  <testcase classname="tests.methods.petnet.test_sim" name="c" time="4.0"/>
+  <testcase classname="tests.methods.petnet.test_scw" name="d" time="0.5"><skipped message="y"/></testcase>
+  <testcase classname="tests.timeseries.test_dlinear" name="e" time="3.0"/>
+  <testcase classname="tests.test_doctests" name="f" time="0.25"/>
+</testsuite></testsuites>
+"""
+
+
+@pytest.fixture(scope="module")
+def tt():
+    spec = importlib.util.spec_from_file_location("test_times", ROOT / "scripts" / "test_times.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["test_times"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_groups_and_methods_sum_by_hand(tt, tmp_path):
+    path = tmp_path / "r.xml"
+    path.write_text(XML)
+    s = tt.summarise([path])
+    assert s["groups"]["methods/petnet"] == {"tests": 2, "seconds": 4.5, "failed": 0, "skipped": 1}
+    assert s["groups"]["krylov"]["failed"] == 1
+    assert s["groups"]["(top)"]["seconds"] == 0.25
+    assert s["methods"]["sparse+krylov"]["seconds"] == 3.75  # sparse 1.5 + krylov 2.25
+    assert s["methods"]["tsprune"] == {"dirs": ["methods/tsprune", "timeseries", "prune"], "tests": 1, "seconds": 3.0}
+    assert s["methods"]["petnet"]["seconds"] == 4.5
+    assert s["total_seconds"] == 11.5
+
+
+def test_main_flags_the_methods_over_the_limit_and_writes_json(tt, tmp_path, capsys):
+    path = tmp_path / "r.xml"
+    path.write_text(XML)
+    out = tmp_path / "t.json"
+    assert tt.main([str(path), "--json", str(out), "--limit-s", "4"]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["over_limit"] == {"petnet": 4.5}
+    assert "device_kind" in payload["environment"]
+    assert "over the limit" in capsys.readouterr().out
+
+
+def test_a_report_without_testcases_is_refused(tt, tmp_path):
+    path = tmp_path / "empty.xml"
+    path.write_text("<testsuites/>")
+    with pytest.raises(ValueError, match="junitxml"):
+        tt.summarise([path])
