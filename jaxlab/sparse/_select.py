@@ -10,15 +10,16 @@
   whose COO part is nearly empty (0.43-0.72x SciPy; ELL 0.56-0.83x, ahead only on poisson3d_100 in f32); skewed rows (powerlaw_2M_d16) as SELL-P with rows sorted
   by length (0.83x/0.90x SciPy in f32/f64; CSR 1.6-1.8x, Hybrid 1.6-2.2x: its COO part is a scatter-add).
   Moderately uneven rows (mesh2d_1M, a FEM-like triangulation) also run fastest as Hybrid (0.58x/0.44x SciPy
-  in f32/f64; sorted SELL-P 0.72-1.06x, CSR 1.14-1.26x). Those figures come from runs under load; the
-  committed files are now a re-run on the idle machine (load 1-2), which puts ELL ahead of Hybrid on
+  in f32/f64; sorted SELL-P 0.72-1.06x, CSR 1.14-1.26x). Those figures come from runs under load. A later
+  re-run on the idle machine (load 1-2) put ELL ahead of Hybrid on
   poisson2d_1000 in f32 (0.40x against 0.67x SciPy), poisson3d_100 in f64 (0.61x against 0.73x) and random_1M_r8
   in f64 (0.49x against 0.56x). That run timed each case on its own by wall clock, which on the shared machine
-  moved two identical cases apart by up to 1.6x. The committed files are now the fixed bench (CPU time, the
+  moved two identical cases apart by up to 1.6x. The committed files come from the fixed bench (CPU time, the
   default timed in every round next to each case, three placements of the arrays): there ELL and Hybrid are
   within 1-3% of each other on the stencils and random_1M_r8 (Hybrid with an empty COO part is ELL), and on
   every matrix the default is within 1.03x of our best format but mesh3d_200K in f32 (1.11x, where the best
-  is Hybrid itself and the self-check read 0.90: placement noise). No row of the table moved.
+  is Hybrid itself and the self-check read 0.90: placement noise). No row of the table moved. Those runs were
+  made under load (the files record ``loadavg_start``: 5-12 for mesh3d_200K and powerlaw_2M_d16).
 * GPU (H200, ``bench/results/sparse-gpu-auto.json``, ``sparse-gpu-p2d-f64.json``): stencils as ELL (the XLA
   gather reached 0.87-1.0 of the copy bandwidth, cuSPARSE CSR 0.5), everything else as CSR through cuSPARSE
   (powerlaw_2M_d16: 0.27 ms against 1.7 ms for Hybrid and the XLA forms). The moderate class on GPU is
