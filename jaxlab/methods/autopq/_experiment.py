@@ -62,7 +62,8 @@ class AutoPQConfig:
       forecaster: AutoPQ-default's point forecaster (the reference's example uses the MLP).
       cinn_epochs, cinn_batch_size: the cINN's training (the reference: 100 epochs at batch 512).
       cinn_blocks: its coupling blocks (the reference: 10; fewer only to make smoke tests compile faster).
-      forecaster_epochs, forecaster_patience: the point forecasters' training and early stopping.
+      forecaster_epochs, forecaster_patience: the point forecasters' training and early stopping (sklearn
+        ``MLPRegressor``'s ``max_iter = 200`` and ``n_iter_no_change = 10``, as the reference's MLP).
       sample_size: latent samples per forecast (100).
       search_windows: validation windows the lambda_q searches score (every k-th window).
       qr_windows: validation windows the quantile regressions are fitted on (every k-th window).
@@ -81,7 +82,7 @@ class AutoPQConfig:
     cinn_epochs: int = 100
     cinn_batch_size: int = 512
     cinn_blocks: int = 10
-    forecaster_epochs: int = 50
+    forecaster_epochs: int = 200
     forecaster_patience: int = 10
     sample_size: int = 100
     search_windows: int = 1000

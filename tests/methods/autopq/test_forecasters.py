@@ -35,6 +35,22 @@ def test_search_spaces_are_the_references(data):
         forecaster_config("svr", {}, data)        # the reference's enum maps SVR to the MLP; we refuse it
 
 
+def test_training_defaults_are_sklearn_mlpregressors():
+    """The reference's MLP is sklearn's MLPRegressor with its defaults: up to 200 epochs, patience 10, lr 1e-3
+    (a cap of 50 epochs cut the MLP's training short on taylor)."""
+    from sklearn.neural_network import MLPRegressor
+
+    from jaxlab.methods.autopq import AutoPQConfig
+    from jaxlab.methods.autopq._forecasters import DEFAULTS
+
+    ref = MLPRegressor()
+    settings = ForecasterTraining()
+    assert settings.max_epochs == ref.max_iter and AutoPQConfig().forecaster_epochs == ref.max_iter
+    assert settings.patience == ref.n_iter_no_change and AutoPQConfig().forecaster_patience == ref.n_iter_no_change
+    assert settings.learning_rate == ref.learning_rate_init
+    assert DEFAULTS["mlp"]["hidden"] == ref.hidden_layer_sizes and DEFAULTS["mlp"]["activation"] == ref.activation
+
+
 def test_training_reports_every_epoch_and_keeps_the_best(data, getkey):
     seen = []
     fit = fit_forecaster("dlinear", {"kernel": 5, "batch_size": 32}, data, key=getkey(),
