@@ -12,16 +12,17 @@ import pytest
 from jaxlab import prune
 from jaxlab.core import tolerances
 
+from ..timeseries.zoo_helpers import normal_draws
 
-def _params(key):
-    k1, k2, k3 = jax.random.split(key, 3)
-    return {"a": {"kernel": jax.random.normal(k1, (20, 30)), "bias": jax.random.normal(k2, (30,))},
-            "b": {"kernel": 5.0 * jax.random.normal(k3, (30, 7))}}
+
+def _params(draw):
+    return {"a": {"kernel": draw((20, 30), jnp.float64), "bias": draw((30,), jnp.float64)},
+            "b": {"kernel": 5.0 * draw((30, 7), jnp.float64)}}
 
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.33, 0.9, 0.99])
-def test_global_masks_keep_the_largest_weights_exactly(sparsity, getkey):
-    params = _params(getkey())
+def test_global_masks_keep_the_largest_weights_exactly(sparsity, draw):
+    params = _params(draw)
     masks = prune.magnitude_masks(params, sparsity)
     w = np.concatenate([np.abs(np.asarray(params["a"]["kernel"])).ravel(), np.abs(np.asarray(params["b"]["kernel"])).ravel()])
     keep = w.size - round(sparsity * w.size)
@@ -33,8 +34,8 @@ def test_global_masks_keep_the_largest_weights_exactly(sparsity, getkey):
     assert abs(prune.density(masks, params=params) - (1 - sparsity)) <= 1 / w.size
 
 
-def test_layer_masks_hold_the_sparsity_in_every_layer(getkey):
-    params = _params(getkey())
+def test_layer_masks_hold_the_sparsity_in_every_layer(draw):
+    params = _params(draw)
     masks = prune.magnitude_masks(params, 0.75, scope="layer")
     for name in ("a", "b"):
         m, w = np.asarray(masks[name]["kernel"]), np.abs(np.asarray(params[name]["kernel"]))
@@ -45,20 +46,21 @@ def test_layer_masks_hold_the_sparsity_in_every_layer(getkey):
     assert np.asarray(g["b"]["kernel"]).mean() > 0.6
 
 
-def test_masked_weights_stay_zero_through_optimisers(getkey):
-    params = _params(getkey())
+def test_masked_weights_stay_zero_through_optimisers(draw):
+    params = _params(draw)
     masks = prune.magnitude_masks(params, 0.8)
     params = prune.apply_masks(params, masks)
     loss = lambda p: jnp.sum(jnp.tanh(p["a"]["kernel"] @ p["b"]["kernel"])) + jnp.sum(p["a"]["bias"] ** 2)
+    grad = jax.jit(jax.grad(loss))                    # one compilation for all the steps below
     for inner in (optax.adam(1e-2), optax.sgd(1e-2, momentum=0.9), optax.adamw(1e-2, weight_decay=0.1)):
         tx = prune.masked(inner, masks)
         p, state = params, tx.init(params)
         ref_p, ref_state = params, inner.init(params)
         for _ in range(5):
-            updates, state = tx.update(jax.grad(loss)(p), state, p)
+            updates, state = tx.update(grad(p), state, p)
             p = optax.apply_updates(p, updates)
             # the reference: the inner optimiser on masked gradients, weights re-masked after each step
-            g = jax.tree.map(lambda g, m: jnp.where(m, g, 0.0), jax.grad(loss)(ref_p), masks)
+            g = jax.tree.map(lambda g, m: jnp.where(m, g, 0.0), grad(ref_p), masks)
             u, ref_state = inner.update(g, ref_state, ref_p)
             ref_p = prune.apply_masks(optax.apply_updates(ref_p, u), masks)
         for leaf, m in zip(jax.tree.leaves(p), jax.tree.leaves(masks)):
@@ -122,11 +124,12 @@ class TinyNet:
         )
 
 
-@pytest.fixture
-def tiny(getkey):
+@pytest.fixture(scope="module")
+def tiny():
+    """The net, its variables and a batch, shared by the tests below (none of them changes them)."""
     cfg = TinyNet()
-    x = jax.random.normal(getkey(), (4, cfg.hw, cfg.hw, 2))
-    variables = cfg.module().init(getkey(), x)
+    x = normal_draws(1)((4, cfg.hw, cfg.hw, 2), jnp.float64)
+    variables = jax.jit(cfg.module().init)(jax.random.key(1), x)   # one compilation (eagerly: one per op)
     return cfg, variables, x
 
 
@@ -146,8 +149,8 @@ def test_shrunk_model_equals_the_masked_dense_model(tiny):
     assert small_vars["params"]["hidden"]["kernel"].shape == (9 * 2, 3)
     assert small_vars["params"]["out"]["kernel"].shape == (2, 5)
     masks = prune.structured_masks(cfg, variables, keep)
-    dense = cfg.module().apply(jax.tree.map(lambda v, m: v * m, variables, masks), x)
-    small = small_cfg.module().apply(small_vars, x)
+    dense = jax.jit(cfg.module().apply)(jax.tree.map(lambda v, m: np.asarray(v) * np.asarray(m), variables, masks), x)
+    small = jax.jit(small_cfg.module().apply)(small_vars, x)
     atol, rtol = tolerances(jnp.float64)
     np.testing.assert_allclose(small, dense, atol=atol, rtol=rtol)
     # the shrunk variables are exactly what a fresh init of the small config expects

@@ -1,14 +1,15 @@
 """magnitude_masks with explicit scores (e.g. the modulus of complex weights stored as two real arrays)."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxlab import prune
 
 
-def test_scores_replace_magnitudes_with_exact_counts(getkey):
-    params = {"a": jax.random.normal(getkey(), (10, 10)), "b": jax.random.normal(getkey(), (5, 4))}
+def test_scores_replace_magnitudes_with_exact_counts(draw):
+    params = {"a": draw((10, 10), jnp.float64), "b": draw((5, 4), jnp.float64)}
     scores = jax.tree.map(lambda p: -np.abs(np.asarray(p)), params)      # keep the smallest weights instead
     for scope in ("global", "layer"):
         m = prune.magnitude_masks(params, 0.6, scope=scope, scores=scores)
@@ -23,9 +24,9 @@ def test_scores_replace_magnitudes_with_exact_counts(getkey):
         prune.magnitude_masks(params, 0.5, scores={"a": np.ones(3), "b": np.ones((5, 4))})
 
 
-def test_complex_modulus_scores_keep_pairs_together(getkey):
-    re, im = jax.random.normal(getkey(), (2, 50)), jax.random.normal(getkey(), (2, 50))
-    params = {"w": {"weights_real": re, "weights_imag": im}, "dense": jax.random.normal(getkey(), (10, 10))}
+def test_complex_modulus_scores_keep_pairs_together(draw):
+    re, im = draw((2, 50), jnp.float64), draw((2, 50), jnp.float64)
+    params = {"w": {"weights_real": re, "weights_imag": im}, "dense": draw((10, 10), jnp.float64)}
     pair = {("w", "weights_real"): ("w", "weights_imag"), ("w", "weights_imag"): ("w", "weights_real")}.get
     scores = prune.complex_modulus_scores(params, pair)
     np.testing.assert_allclose(scores["w"]["weights_imag"], np.hypot(re, im), rtol=1e-6)

@@ -2,7 +2,6 @@
 
 from functools import partial
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -39,29 +38,30 @@ def auto_correlation_reference(q, k, v, factor):
 
 
 @pytest.mark.parametrize("s_len", [13, 9, 16])   # keys as long as, shorter than (padded), longer than (cut) the queries
-def test_auto_correlation_matches_the_direct_computation(s_len, getkey):
-    q = jax.random.normal(getkey(), (2, 13, 2, 3), jnp.float64)
-    k, v = (jax.random.normal(getkey(), (2, s_len, 2, 3), jnp.float64) for _ in range(2))
+def test_auto_correlation_matches_the_direct_computation(s_len, draw):
+    q = draw((2, 13, 2, 3), jnp.float64)
+    k, v = (draw((2, s_len, 2, 3), jnp.float64) for _ in range(2))
     got = quick_jit(partial(ts.auto_correlation, factor=2))(q, k, v)
     np.testing.assert_allclose(got, auto_correlation_reference(q, k, v, 2), rtol=1e-9, atol=1e-10)
     assert ts.correlation_topk(13, 2) == 5
 
 
-def test_series_decomposition_is_a_replicated_moving_average(getkey):
-    x = jax.random.normal(getkey(), (2, 30, 4), jnp.float64)
-    seasonal, trend = ts.series_decomposition(x, 7)
+def test_series_decomposition_is_a_replicated_moving_average(draw):
+    x = draw((2, 30, 4), jnp.float64)
+    # and DLinear's (cumulative-sum) moving average, in the same compilation
+    (seasonal, trend), dlinear = quick_jit(lambda x: (ts.series_decomposition(x, 7), jnp.swapaxes(
+        ts.moving_average(jnp.swapaxes(x, 1, 2), 7), 1, 2)))(x)
     np.testing.assert_allclose(trend, uniform_filter1d(np.asarray(x), 7, axis=1, mode="nearest"), rtol=1e-12)
     np.testing.assert_allclose(seasonal + trend, x, rtol=1e-12)
-    # and it agrees with DLinear's (cumulative-sum) moving average
-    np.testing.assert_allclose(trend, jnp.swapaxes(ts.moving_average(jnp.swapaxes(x, 1, 2), 7), 1, 2), rtol=1e-10)
+    np.testing.assert_allclose(trend, dlinear, rtol=1e-10)
     with pytest.raises(ValueError, match="odd"):
         ts.series_decomposition(x, 6)
 
 
-def test_autoformer_shapes_and_structured_shrink(getkey):
+def test_autoformer_shapes_and_structured_shrink(draw):
     cfg = ts.AutoformerConfig(input_len=16, horizon=8, label_len=8, channels=2, d_model=8, n_heads=2, d_ff=8,
                               moving_avg=5, factor=1)
-    x = jax.random.normal(getkey(), (2, 16, 2), jnp.float32)
+    x = draw((2, 16, 2))
     model = cfg.module()
     variables = random_variables(model, x)
     apply = quick_jit(model.apply)

@@ -14,10 +14,10 @@ CFG = ts.CrossformerConfig(input_len=20, horizon=10, channels=3, d_model=8, n_he
                            e_layers=1)
 
 
-def test_crossformer_segments_shapes_and_structured_shrink(getkey):
+def test_crossformer_segments_shapes_and_structured_shrink(draw):
     assert CFG.encoder_segments() == (4,) and CFG.out_segments() == 2       # 20 steps padded to 24
     assert ts.CrossformerConfig(input_len=20, seg_len=6, e_layers=3).encoder_segments() == (4, 2, 1)
-    x = jax.random.normal(getkey(), (2, 20, 3), jnp.float32)
+    x = draw((2, 20, 3))
     model = CFG.module()
     variables = random_variables(model, x)
     apply = quick_jit(model.apply)
@@ -34,9 +34,9 @@ def test_crossformer_segments_shapes_and_structured_shrink(getkey):
     assert_residual_widths(small_vars, 8)
 
 
-def test_two_stage_attention_matches_the_oracle_and_prunes_routers(getkey):
+def test_two_stage_attention_matches_the_oracle_and_prunes_routers(draw):
     tsa = ts.TwoStageAttention(8, 4, 3, (2, 2, 2), 4, (6, 6))
-    x = jax.random.normal(getkey(), (2, 3, 4, 8), jnp.float64)
+    x = draw((2, 3, 4, 8), jnp.float64)
     v = random_variables(tsa, x)
     v = jax.tree.map(lambda a: a.astype(np.float64), v)
     p = jax.tree.map(np.asarray, v["params"])

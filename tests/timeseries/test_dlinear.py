@@ -8,12 +8,14 @@ import pytest
 from jaxlab import timeseries as ts
 from jaxlab.core import tolerances
 
+from .zoo_helpers import quick_jit
+
 
 @pytest.mark.parametrize("individual", [False, True])
-def test_dlinear_matches_numpy(individual, getkey):
+def test_dlinear_matches_numpy(individual, getkey, draw):
     cfg = ts.DLinearConfig(input_len=12, horizon=4, channels=3, kernel=5, individual=individual)
     model, variables = ts.make_forecaster(cfg, key=getkey())
-    x = jax.random.normal(getkey(), (2, 12, 3), jnp.float32)
+    x = draw((2, 12, 3))
     p = jax.tree.map(np.asarray, variables["params"])
     s = np.swapaxes(np.asarray(x), 1, 2)
     trend = ts.moving_average_reference(s, 5)
@@ -23,11 +25,12 @@ def test_dlinear_matches_numpy(individual, getkey):
     else:
         ref = sum(part @ p[n]["kernel"] + p[n]["bias"] for n, part in (("trend", trend), ("season", s - trend)))
     atol, rtol = tolerances(jnp.float32)
-    np.testing.assert_allclose(jax.jit(model.apply)(variables, x), np.swapaxes(ref, 1, 2), atol=atol, rtol=rtol)
+    np.testing.assert_allclose(quick_jit(model.apply)(variables, x), np.swapaxes(ref, 1, 2), atol=atol, rtol=rtol)
 
 
-def test_moving_average_matches_loop_and_refuses_even_kernels(getkey):
-    x = jax.random.normal(getkey(), (3, 20))
-    np.testing.assert_allclose(ts.moving_average(x, 7), ts.moving_average_reference(np.asarray(x), 7), rtol=1e-12)
+def test_moving_average_matches_loop_and_refuses_even_kernels(draw):
+    x = draw((3, 20), jnp.float64)
+    got = quick_jit(ts.moving_average, static_argnums=1)(x, 7)
+    np.testing.assert_allclose(got, ts.moving_average_reference(np.asarray(x), 7), rtol=1e-12)
     with pytest.raises(ValueError, match="odd"):
         ts.moving_average(x, 4)

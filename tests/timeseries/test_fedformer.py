@@ -2,7 +2,6 @@
 
 from functools import partial
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -63,18 +62,18 @@ def fourier_cross_reference(q, k, wr, wi, index_q, index_kv, scale):
 
 
 @pytest.mark.parametrize("length", [16, 15])
-def test_fourier_block_matches_a_dense_dft(length, getkey):
-    q = jax.random.normal(getkey(), (2, length, 2, 3), jnp.float64)
+def test_fourier_block_matches_a_dense_dft(length, draw):
+    q = draw((2, length, 2, 3), jnp.float64)
     index = (0, 2, 5, 7)
-    wr, wi = (jax.random.normal(getkey(), (2, 3, 3, 4), jnp.float64) for _ in range(2))
+    wr, wi = (draw((2, 3, 3, 4), jnp.float64) for _ in range(2))
     got = quick_jit(partial(ts.fourier_block, index=index))(q, wr, wi)
     np.testing.assert_allclose(got, fourier_block_reference(q, wr, wi, index), rtol=1e-9, atol=1e-10)
 
 
-def test_fourier_cross_attention_matches_a_dense_dft(getkey):
-    q = jax.random.normal(getkey(), (2, 14, 2, 3), jnp.float64)
-    k = jax.random.normal(getkey(), (2, 10, 2, 3), jnp.float64)
-    wr, wi = (jax.random.normal(getkey(), (2, 3, 3, 3), jnp.float64) for _ in range(2))
+def test_fourier_cross_attention_matches_a_dense_dft(draw):
+    q = draw((2, 14, 2, 3), jnp.float64)
+    k = draw((2, 10, 2, 3), jnp.float64)
+    wr, wi = (draw((2, 3, 3, 3), jnp.float64) for _ in range(2))
     got = quick_jit(partial(ts.fourier_cross_attention, index_q=(1, 3, 6), index_kv=(0, 2, 4, 5), scale=0.25))(
         q, k, wr, wi)
     np.testing.assert_allclose(got, fourier_cross_reference(q, k, wr, wi, (1, 3, 6), (0, 2, 4, 5), 0.25),
@@ -91,10 +90,10 @@ def test_mode_selection():
         ts.select_modes(10, 3, "high", 0)
 
 
-def test_fedformer_shapes_modulus_pruning_and_structured_shrink(getkey):
+def test_fedformer_shapes_modulus_pruning_and_structured_shrink(draw):
     cfg = ts.FEDformerConfig(input_len=16, horizon=8, label_len=8, channels=2, d_model=8, n_heads=2, d_ff=8,
                              moving_avg=5, modes=4)
-    x = jax.random.normal(getkey(), (2, 16, 2), jnp.float32)
+    x = draw((2, 16, 2))
     model = cfg.module()
     variables = random_variables(model, x)
     apply = quick_jit(model.apply)

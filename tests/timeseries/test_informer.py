@@ -16,8 +16,8 @@ from .zoo_helpers import quick_jit, random_variables
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_probsparse_equals_full_attention_when_every_query_is_active(causal, getkey):
-    q, k, v = (jax.random.normal(getkey(), (2, 9, 3, 4), jnp.float32) for _ in range(3))
+def test_probsparse_equals_full_attention_when_every_query_is_active(causal, getkey, draw):
+    q, k, v = (draw((2, 9, 3, 4)) for _ in range(3))
     assert ts.prob_sizes(9, 9, 5) == (9, 9)                   # u = min(5 ceil(ln 9), 9) = L
     got = quick_jit(partial(ts.prob_attention, factor=5, causal=causal))(q, k, v, key=getkey())
     atol, rtol = tolerances(jnp.float32)
@@ -25,8 +25,8 @@ def test_probsparse_equals_full_attention_when_every_query_is_active(causal, get
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_probsparse_lazy_queries_get_the_mean_of_the_visible_values(causal, getkey):
-    q, k, v = (jax.random.normal(getkey(), (2, 20, 2, 4), jnp.float32) for _ in range(3))
+def test_probsparse_lazy_queries_get_the_mean_of_the_visible_values(causal, getkey, draw):
+    q, k, v = (draw((2, 20, 2, 4)) for _ in range(3))
     u, big_u = ts.prob_sizes(20, 20, 1)
     assert (u, big_u) == (3, 3)
     attend = quick_jit(partial(ts.prob_attention, factor=1, causal=causal))
@@ -47,12 +47,12 @@ def test_probsparse_lazy_queries_get_the_mean_of_the_visible_values(causal, getk
     assert any(not np.allclose(o, again) for o in other)
 
 
-def test_informer_distils_and_shrinks_exactly(getkey):
+def test_informer_distils_and_shrinks_exactly(draw):
     cfg = ts.InformerConfig(input_len=16, horizon=6, label_len=6, channels=2, d_model=8, n_heads=2, d_ff=8,
                             e_layers=2, factor=1)
     assert cfg.encoder_lengths() == (16, 9)
     assert ts.InformerConfig(input_len=16, e_layers=3).encoder_lengths() == (16, 9, 6)
-    x = jax.random.normal(getkey(), (3, 16, 2), jnp.float32)
+    x = draw((3, 16, 2))
     model = cfg.module()
     variables = random_variables(model, x)
     apply = quick_jit(model.apply)

@@ -1,6 +1,5 @@
 """The MLP forecaster against the same dense layers in NumPy, with and without horizon covariates."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -12,15 +11,15 @@ from .zoo_helpers import quick_jit, random_variables
 
 
 @pytest.mark.parametrize("future_features", [0, 3])
-def test_mlp_forecaster_matches_numpy(future_features, getkey):
+def test_mlp_forecaster_matches_numpy(future_features, getkey, draw):
     cfg = ts.MLPForecasterConfig(input_len=8, horizon=4, channels=2, hidden=(5, 7), activation="tanh",
                                  future_features=future_features)
     model, variables = ts.make_forecaster(cfg, key=getkey())
-    x = jax.random.normal(getkey(), (3, 8, 2), jnp.float32)
+    x = draw((3, 8, 2))
     kw = {}
     h = np.asarray(x).reshape(3, -1)
     if future_features:
-        f = jax.random.normal(getkey(), (3, 4, future_features), jnp.float32)
+        f = draw((3, 4, future_features))
         kw["future"] = f
         h = np.concatenate([h, np.asarray(f).reshape(3, -1)], -1)
     p = variables["params"]["MLP_0"]

@@ -1,15 +1,13 @@
 """Persistence and the seasonal-mean profile against a loop oracle."""
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxlab import timeseries as ts
 
 
-def test_profile_and_persistence_match_the_loop(getkey):
-    x = jax.random.normal(getkey(), (3, 30, 2), jnp.float32)
+def test_profile_and_persistence_match_the_loop(getkey, draw):
+    x = draw((3, 30, 2))
     model, variables = ts.make_forecaster(ts.ProfileConfig(input_len=30, horizon=4, channels=2, period=6, cycles=3),
                                           key=getkey())
     np.testing.assert_allclose(model.apply(variables, x), ts.profile_reference(x, 4, 6, 3), rtol=1e-6, atol=1e-6)

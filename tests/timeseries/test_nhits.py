@@ -1,6 +1,5 @@
 """N-HiTS against a NumPy forward pass; its interpolation against np.interp; pytorch-forecasting's defaults."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -11,8 +10,8 @@ from jaxlab.core import tolerances
 from .zoo_helpers import quick_jit, random_variables
 
 
-def test_interpolation_matches_np_interp(getkey):
-    knots = jax.random.normal(getkey(), (2, 3, 5))
+def test_interpolation_matches_np_interp(draw):
+    knots = draw((2, 3, 5), jnp.float64)
     np.testing.assert_allclose(ts.interpolate_linear(knots, 17), ts.interpolate_linear_reference(knots, 17),
                                atol=1e-12)
     np.testing.assert_allclose(ts.interpolate_linear(knots, 5), knots, atol=1e-12)
@@ -27,12 +26,12 @@ def test_default_pooling_is_pytorch_forecastings():
 
 
 @pytest.mark.parametrize("future_features", [0, 2])
-def test_nhits_matches_numpy(future_features, getkey):
+def test_nhits_matches_numpy(future_features, draw):
     cfg = ts.NHiTSConfig(input_len=14, horizon=6, channels=2, hidden=9, layers=2, pooling=(3, 2, 1),
                          frequencies=(3, 2, 1), future_features=future_features)
     model = cfg.module()
-    x = jax.random.normal(getkey(), (3, 14, 2), jnp.float32)
-    f = jax.random.normal(getkey(), (3, 6, 2), jnp.float32) if future_features else None
+    x = draw((3, 14, 2))
+    f = draw((3, 6, 2)) if future_features else None
     variables = random_variables(model, x, future=f)      # init's tree without compiling init
     y = quick_jit(model.apply)(variables, x, future=f)
     ref = ts.nhits_reference(variables["params"], x, horizon=6, pooling=(3, 2, 1), frequencies=(3, 2, 1),

