@@ -7,8 +7,8 @@ A test's time is pytest's "total" duration (setup + call + teardown), so a modul
 first test that uses it. Each group's figure is the sum over its tests: the time one worker spends on them,
 which is what the 2-minute rule bounds (with two workers the suite's wall time is about half the sum). Groups:
 each directory under ``tests/`` (and each method under ``tests/methods/``), and the methods' layers counted
-with the method that owns them (``METHOD_GROUPS``). The load average at the end of the run is recorded, since
-the figures are wall times on a shared machine.
+with the method that owns them (``METHOD_GROUPS``). The load average when the file is written is recorded, since
+the figures are wall times on a shared machine: run it right after the tests for that figure to mean anything.
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("xml", nargs="+", help="pytest --junitxml report(s)")
     p.add_argument("--json", help="write the summary with the environment here")
     p.add_argument("--limit-s", type=float, default=120.0, help="flag methods whose summed time exceeds this")
+    p.add_argument("--commit", help="the commit the tests ran at (default: this checkout's HEAD)")
+    p.add_argument("--note", default="", help="free text stored with the figures (host, command, wall time)")
     args = p.parse_args(argv)
     summary = summarise(args.xml)
     over = {m: v["seconds"] for m, v in summary["methods"].items() if v["seconds"] > args.limit_s}
@@ -90,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{summary['total_seconds']:8.1f} s (one worker's time; two workers take about half)")
     if args.json:
         from jaxlab.core import environment_info
-        payload = {"benchmark": "test-times", "environment": environment_info(),
-                   "load_average_at_end": list(os.getloadavg()), "limit_s": args.limit_s,
+        env = environment_info()
+        payload = {"benchmark": "test-times", "environment": env, "tests_commit": args.commit or env["git_sha"],
+                   "note": args.note,
+                   "load_average_when_written": list(os.getloadavg()), "limit_s": args.limit_s,
                    "over_limit": over, **summary}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

@@ -47,8 +47,9 @@ def test_main_flags_the_methods_over_the_limit_and_writes_json(tt, tmp_path, cap
     path = tmp_path / "r.xml"
     path.write_text(XML)
     out = tmp_path / "t.json"
-    assert tt.main([str(path), "--json", str(out), "--limit-s", "4"]) == 0
+    assert tt.main([str(path), "--json", str(out), "--limit-s", "4", "--commit", "abc123"]) == 0
     payload = json.loads(out.read_text())
+    assert payload["tests_commit"] == "abc123"
     assert payload["over_limit"] == {"petnet": 4.5}
     assert "device_kind" in payload["environment"]
     assert "over the limit" in capsys.readouterr().out
