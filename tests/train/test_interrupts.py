@@ -25,6 +25,15 @@ def _ctrl_c():
     os.kill(os.getpid(), signal.SIGINT)
 
 
+def _until_raised(timeout=10.0):
+    """Outside a block the handler raises once the kernel has handed the signal to some thread, which on a
+    loaded machine can take a while: wait for it (the sleep is what the KeyboardInterrupt cuts short)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.001)
+    raise AssertionError("the signal never raised")
+
+
 def _until_pending(timeout=10.0):
     """Inside a block the main thread masks the signal; another thread receives it, then the handler runs."""
     deadline = time.monotonic() + timeout
@@ -46,13 +55,13 @@ def test_a_signal_inside_the_block_is_raised_at_its_end_and_outside_at_once():
     with pytest.raises(KeyboardInterrupt):
         with defer_interrupts():
             _ctrl_c()
-            reached.append("after the signal")  # not cut short
+            _until_pending()  # the handler ran (it only recorded the signal)...
+            reached.append("after the signal")  # ...and the block was not cut short
     assert reached == ["after the signal"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     with pytest.raises(KeyboardInterrupt):
         _ctrl_c()
-        for _ in range(1000):  # the handler runs within a few bytecodes
-            pass
+        _until_raised()
 
 
 def test_nested_blocks_raise_only_at_the_outermost_end():
@@ -61,6 +70,7 @@ def test_nested_blocks_raise_only_at_the_outermost_end():
         with defer_interrupts():
             with defer_interrupts():
                 _ctrl_c()
+                _until_pending()
             reached.append("inner block ended")
     assert reached == ["inner block ended"]
 
@@ -95,8 +105,9 @@ def test_a_handler_installed_by_someone_else_is_left_alone():
     signal.signal(signal.SIGINT, lambda s, f: calls.append(s))
     with defer_interrupts():
         _ctrl_c()
-        for _ in range(1000):
-            pass
+        deadline = time.monotonic() + 10
+        while not calls and time.monotonic() < deadline:  # the kernel hands the signal over when it can
+            time.sleep(0.001)
     assert calls == [signal.SIGINT]
 
 
@@ -107,6 +118,7 @@ def test_a_record_is_written_whole_when_ctrl_c_arrives_while_it_is_written(tmp_p
 
     def dumps_with_ctrl_c(obj, *a, **k):
         _ctrl_c()  # Ctrl-C in the middle of MetricsWriter.write
+        _until_pending()
         return real(obj, *a, **k)
 
     monkeypatch.setattr(json, "dumps", dumps_with_ctrl_c)
@@ -124,6 +136,7 @@ def test_a_checkpoint_is_complete_when_ctrl_c_arrives_during_its_save(tmp_path):
 
     def save_with_ctrl_c(*a, **k):
         _ctrl_c()  # inside orbax's save: threads are being started
+        _until_pending()
         return manager_save(*a, **k)
 
     ckpt._manager.save = save_with_ctrl_c
@@ -151,6 +164,7 @@ def test_train_loop_ctrl_c_during_a_periodic_save_keeps_it_and_stops(tmp_path, m
     def save_with_ctrl_c(self, s, st, **k):
         if s == 4:
             _ctrl_c()
+            _until_pending()  # train_loop's save is a deferred block: the signal waits for its end
         return real_save(self, s, st, **k)
 
     monkeypatch.setattr(Checkpointer, "save", save_with_ctrl_c)
