@@ -22,19 +22,11 @@ from jaxlab.core import environment_info, to_jsonable, write_json
 from jaxlab.methods.autopq._forecasters import ForecasterTraining, fit_forecaster
 from jaxlab.methods.autopq._windows import load_windows
 
+from autopq_diagnosis import with_history  # the sibling script (scripts/ is sys.path[0] when run as a script)
+
 
 def roughness(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.diff(x, n=2, axis=-1) ** 2)))
-
-
-def with_history(d, length):
-    """The windows with the point forecasters' history cut to its last ``length`` steps."""
-    if length is None:
-        return d
-    import dataclasses
-
-    return d._replace(spec=dataclasses.replace(d.spec, history=length),
-                      splits={k: w._replace(history=w.history[:, -length:]) for k, w in d.splits.items()})
 
 
 def main(argv=None) -> int:
