@@ -45,6 +45,21 @@ def smooth(x: np.ndarray, k: int) -> np.ndarray:
     return np.stack([pad[..., i : i + x.shape[-1]] for i in range(k)]).mean(0)
 
 
+def roughness(x: np.ndarray) -> float:
+    """RMS second difference along the horizon (how jagged the curves are)."""
+    return float(np.sqrt(np.mean(np.diff(x, n=2, axis=-1) ** 2)))
+
+
+def write_result(out: dict, path, script: str, argv, t0: float, load0) -> None:
+    """Adds wall time, load, the command and the environment to ``out`` and writes it as JSON to ``path``."""
+    out["wall_s"] = time.perf_counter() - t0
+    out["loadavg_start"], out["loadavg_end"] = load0, os.getloadavg()
+    out["command"] = f"python scripts/{script} " + " ".join(argv if argv is not None else os.sys.argv[1:])
+    out["environment"] = environment_info()
+    write_json(path, to_jsonable(out))
+    print(f"wrote {path} ({out['wall_s']:.0f} s)")
+
+
 def with_history(d, length):
     """The windows with the point forecasters' history cut to its last ``length`` steps."""
     if length is None:
@@ -101,8 +116,7 @@ def main(argv=None) -> int:
                      "z_true_abs_median": float(np.median(np.abs(z_true))),
                      "z_forecast_abs_median": float(np.median(np.abs(z_fc))),
                      "round_trip_max_abs_scaled": float(np.max(np.abs(back - y_b)))}
-    rough = lambda x: float(np.sqrt(np.mean(np.diff(units(x), n=2, axis=-1) ** 2)))  # noqa: E731
-    out["roughness_B"] = {"forecast": rough(f_b), "truth": rough(y_b)}
+    out["roughness_B"] = {"forecast": roughness(units(f_b)), "truth": roughness(units(y_b))}
     out["val_residual_rms_B_scaled"] = float(np.sqrt(np.mean((f_b - y_b) ** 2)))
     scorer = SampleScorer(cinn.model, off, sc, lim, QUANTILES)
     noise_a = np.asarray(standard_noise(k_a, (a_idx.size, h), 100))
@@ -140,12 +154,7 @@ def main(argv=None) -> int:
                        "sigma_median": float(np.median(sigma * sc))}
     print("gaussian", {k: out["gaussian"][k] for k in ("crps_quantile", "coverage_80")}, flush=True)
     out["gap_multiplicative_vs_gaussian"] = out["multiplicative"]["crps_quantile"] / out["gaussian"]["crps_quantile"] - 1
-    out["wall_s"] = time.perf_counter() - t0
-    out["loadavg_start"], out["loadavg_end"] = load0, os.getloadavg()
-    out["command"] = "python scripts/autopq_diagnosis.py " + " ".join(argv if argv is not None else os.sys.argv[1:])
-    out["environment"] = environment_info()
-    write_json(args.out, to_jsonable(out))
-    print(f"wrote {args.out} ({out['wall_s']:.0f} s)")
+    write_result(out, args.out, "autopq_diagnosis.py", argv, t0, load0)
     return 0
 
 

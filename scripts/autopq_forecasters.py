@@ -18,15 +18,10 @@ import time
 import jax
 import numpy as np
 
-from jaxlab.core import environment_info, to_jsonable, write_json
 from jaxlab.methods.autopq._forecasters import ForecasterTraining, fit_forecaster
 from jaxlab.methods.autopq._windows import load_windows
 
-from autopq_diagnosis import with_history  # the sibling script (scripts/ is sys.path[0] when run as a script)
-
-
-def roughness(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.diff(x, n=2, axis=-1) ** 2)))
+from autopq_diagnosis import roughness, with_history, write_result  # the sibling script (scripts/ is sys.path[0] when run as a script)
 
 
 def main(argv=None) -> int:
@@ -59,12 +54,7 @@ def main(argv=None) -> int:
         out["rows"].append(row)
         print({k: row[k] for k in ("forecaster", "max_epochs", "epochs_run", "best_epoch", "val_mae",
                                    "forecast_roughness")}, flush=True)
-    out["wall_s"] = time.perf_counter() - t0
-    out["loadavg_start"], out["loadavg_end"] = load0, os.getloadavg()
-    out["command"] = "python scripts/autopq_forecasters.py " + " ".join(argv if argv is not None else os.sys.argv[1:])
-    out["environment"] = environment_info()
-    write_json(args.out, to_jsonable(out))
-    print(f"wrote {args.out} ({out['wall_s']:.0f} s)")
+    write_result(out, args.out, "autopq_forecasters.py", argv, t0, load0)
     return 0
 
 
