@@ -18,6 +18,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxlab import prune
 from jaxlab.core import tolerances
@@ -154,3 +155,16 @@ def assert_residual_widths(variables, d_model):
             assert leaf.shape[-1] == d_model, keys
         if keys[-2:] in (["query", "kernel"], ["key", "kernel"], ["value", "kernel"], ["conv1", "kernel"]):
             assert leaf.shape[0] == d_model, keys
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _quick_compiles():
+    """Every compile of the package's tests at backend level 0 (imported into the conftests that want it)."""
+    with fewer_optimizations():
+        yield
+
+
+@pytest.fixture
+def draw():
+    """``draw(shape, dtype=float32)``: fresh standard normal arrays from a fixed seed (compiles nothing)."""
+    return normal_draws(0)
