@@ -16,6 +16,9 @@ Outside a block the signal raises at once as before, so user code (a slow ``get_
 stays interruptible. A further signal while one is pending raises at once: pressing Ctrl-C again still stops
 a save that hangs.
 
+The kernel may hand the signal to a thread a little late (on a loaded machine, after the block has ended):
+then it raises right after the block, as outside any block. Nothing is lost, and no save is cut short.
+
 Standard library only: ``jaxlab.cli`` installs :func:`on_signal` before jax is imported.
 """
 
