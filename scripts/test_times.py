@@ -28,6 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 METHOD_GROUPS: dict[str, tuple[str, ...]] = {
     "sparse+krylov": ("sparse", "krylov", "pallas_kernels"),
     "tsprune": ("methods/tsprune", "timeseries", "prune"),
+    "fwdgrad": ("methods/fwdgrad", "fwdgrad"),
+    "weathermixer": ("methods/weathermixer", "parallel"),
+    "energy_scaling": ("methods/energy_scaling", "energy"),
 }
 
 

@@ -10,13 +10,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 XML = """<?xml version="1.0" encoding="utf-8"?>
-<testsuites><testsuite name="pytest" tests="6">
+<testsuites><testsuite name="pytest" tests="8">
   <testcase classname="tests.sparse.test_spmv" name="a" time="1.5"/>
   <testcase classname="tests.krylov.test_solvers.TestCG" name="b" time="2.25"><failure message="x"/></testcase>
   <testcase classname="tests.methods.petnet.test_sim" name="c" time="4.0"/>
   <testcase classname="tests.methods.petnet.test_scw" name="d" time="0.5"><skipped message="y"/></testcase>
   <testcase classname="tests.timeseries.test_dlinear" name="e" time="3.0"/>
   <testcase classname="tests.test_doctests" name="f" time="0.25"/>
+  <testcase classname="tests.fwdgrad.test_fwdgrad" name="g" time="2.0"/>
+  <testcase classname="tests.methods.fwdgrad.test_mlp" name="h" time="1.0"/>
 </testsuite></testsuites>
 """
 
@@ -40,7 +42,8 @@ def test_groups_and_methods_sum_by_hand(tt, tmp_path):
     assert s["methods"]["sparse+krylov"]["seconds"] == 3.75  # sparse 1.5 + krylov 2.25
     assert s["methods"]["tsprune"] == {"dirs": ["methods/tsprune", "timeseries", "prune"], "tests": 1, "seconds": 3.0}
     assert s["methods"]["petnet"]["seconds"] == 4.5
-    assert s["total_seconds"] == 11.5
+    assert s["methods"]["fwdgrad"]["seconds"] == 3.0  # the layer's tests (tests/fwdgrad) count with the method
+    assert s["total_seconds"] == 14.5
 
 
 def test_main_flags_the_methods_over_the_limit_and_writes_json(tt, tmp_path, capsys):
