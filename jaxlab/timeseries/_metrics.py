@@ -1,8 +1,10 @@
 """Forecast metrics: point errors, the pinball loss, CRPS and interval coverage.
 
-CRPS comes from scoringrules (``crps_ensemble``, ``crps_quantile``), on its JAX backend, so the metrics
-run inside jit; the rest are one-line jnp expressions. Every function averages over all entries and
-returns a scalar.
+CRPS comes from scoringrules (``crps_ensemble``, ``crps_quantile``), on its JAX backend; the rest are
+one-line jnp expressions. All of them run inside jit except :func:`crps_quantile`: scoringrules checks the
+levels with a Python ``if``, which cannot read a traced value (call it outside jit, or use
+:func:`pinball`, which is half of it and traces). Every function averages over all entries and returns a
+scalar.
 """
 
 from __future__ import annotations
@@ -73,7 +75,11 @@ def crps(samples: Array, target: Array) -> Array:
 
 
 def crps_quantile(quantiles: Array, target: Array, qs) -> Array:
-    """Mean quantile-based CRPS (scoringrules ``crps_quantile``: 2 x the mean pinball over the levels)."""
+    """Mean quantile-based CRPS (scoringrules ``crps_quantile``: 2 x the mean pinball over the levels).
+
+    Not traceable: scoringrules checks that the levels lie in (0, 1) with a Python ``if``, so inside jit it
+    raises ``TracerBoolConversionError``. Under jit use ``2 * pinball(quantiles, target, qs)``.
+    """
     import scoringrules as sr
 
     return jnp.mean(sr.crps_quantile(target, quantiles, jnp.asarray(qs, jnp.result_type(quantiles)), m_axis=-1,
