@@ -15,6 +15,8 @@ from jaxlab.core import tolerances
 from jaxlab.core._groups import Axis, unit_view
 from jaxlab.nn import MLP, VGG, ResNet18, ResNet50, SmallCNN
 
+from ..timeseries.zoo_helpers import quick_jit
+
 
 def random_variables(config, x, kw, seed):
     """Random float32 NumPy variables of ``config`` (no init compilation; NumPy arrays take NumPy's fast paths):
@@ -69,8 +71,8 @@ def test_shrunk_model_is_the_masked_model(name):
     masked = jax.tree.map(lambda v, m: v * m, variables, masks)
     atol, rtol = tolerances(jnp.float32)
     # jitted: one compilation per model instead of one per operation
-    np.testing.assert_allclose(jax.jit(lambda v: small_config.apply(v, x, **kw))(small),
-                               jax.jit(lambda v: config.apply(v, x, **kw))(masked), atol=10 * atol, rtol=10 * rtol)
+    np.testing.assert_allclose(quick_jit(lambda v: small_config.apply(v, x, **kw))(small),
+                               quick_jit(lambda v: config.apply(v, x, **kw))(masked), atol=10 * atol, rtol=10 * rtol)
     fresh = jax.eval_shape(lambda k: small_config.init(k, x, **kw), jax.random.key(0))
     assert jax.tree.map(jnp.shape, fresh) == jax.tree.map(jnp.shape, small)
     # every parameter and statistic of the model is spanned by some group, except the output layer's outputs
@@ -79,16 +81,16 @@ def test_shrunk_model_is_the_masked_model(name):
     assert flat - spanned <= {p for p in flat if p[-2] in ("dense_2", "Dense_1", "Dense_0", "classifier")}
 
 
-def test_mlp_without_bias_has_no_bias_and_matches_plain_jnp(getkey):
+def test_mlp_without_bias_has_no_bias_and_matches_plain_jnp(getkey, draw):
     model = MLP(features=(4, 3), use_bias=False)
-    x = jax.random.normal(getkey(), (2, 5))
-    v = model.init(getkey(), x)
+    x = draw((2, 5))
+    v = quick_jit(model.init)(getkey(), x)
     assert set(v["params"]["dense_0"]) == {"kernel"}
     p = v["params"]
-    ref = jax.nn.relu(x @ p["dense_0"]["kernel"]) @ p["dense_1"]["kernel"]
-    np.testing.assert_allclose(model.apply(v, x), ref, rtol=1e-6)
+    ref = quick_jit(lambda x: jax.nn.relu(x @ p["dense_0"]["kernel"]) @ p["dense_1"]["kernel"])(x)
+    np.testing.assert_allclose(quick_jit(model.apply)(v, x), ref, rtol=1e-6)
     # the default keeps its biases (unchanged behaviour)
-    assert set(MLP(features=(4, 3)).init(getkey(), x)["params"]["dense_0"]) == {"kernel", "bias"}
+    assert set(jax.eval_shape(MLP(features=(4, 3)).init, getkey(), x)["params"]["dense_0"]) == {"kernel", "bias"}
 
 
 def test_small_cnn_defaults_are_unchanged(getkey):

@@ -11,16 +11,18 @@ from jaxlab.core import tolerances
 from jaxlab.nn import LIF, lif, lif_reference, spike
 from jaxlab.nn._surrogate import atan_surrogate_grad
 
+from ..timeseries.zoo_helpers import quick_jit
 
-_jlif = jax.jit(lif, static_argnames=("threshold", "alpha", "time_axis", "unroll"))
-
-
-def _currents(key, shape=(60, 3, 5)):
-    return 0.4 * jax.random.normal(key, shape, jnp.float64) + 0.3
+_jlif = quick_jit(lif, static_argnames=("threshold", "alpha", "time_axis", "unroll"))
 
 
-def test_trajectory_matches_recurrence(getkey):
-    x = _currents(getkey())
+def _currents(seed, shape=(60, 3, 5)):
+    """float64 input currents drawn with NumPy (no sampler compiled per shape)."""
+    return jnp.asarray(0.4 * np.random.default_rng(seed).normal(size=shape) + 0.3)
+
+
+def test_trajectory_matches_recurrence():
+    x = _currents(0)
     for beta in (0.95, 0.5, 1.3, -0.2):
         s, u = _jlif(x, beta)
         s_ref, u_ref = lif_reference(np.asarray(x), beta)
@@ -29,15 +31,15 @@ def test_trajectory_matches_recurrence(getkey):
         assert s_ref.sum() > 0 and s_ref.sum() < s_ref.size  # the case exercises firing and resets
 
 
-def test_beta_is_clipped_to_unit_interval(getkey):
-    x = _currents(getkey())
+def test_beta_is_clipped_to_unit_interval():
+    x = _currents(1)
     np.testing.assert_array_equal(np.asarray(_jlif(x, 1.3)[1]), np.asarray(_jlif(x, 1.0)[1]))
     np.testing.assert_array_equal(np.asarray(_jlif(x, -0.5)[1]), np.asarray(_jlif(x, 0.0)[1]))
     assert not np.array_equal(np.asarray(_jlif(x, 0.9)[1]), np.asarray(_jlif(x, 1.0)[1]))
 
 
-def test_threshold_time_axis_and_unroll(getkey):
-    x = _currents(getkey())
+def test_threshold_time_axis_and_unroll():
+    x = _currents(2)
     s2, u2 = _jlif(x, 0.9, threshold=0.7)
     s_ref, u_ref = lif_reference(np.asarray(x), 0.9, threshold=0.7)
     np.testing.assert_allclose(np.asarray(u2), u_ref, atol=1e-6)
@@ -70,35 +72,39 @@ def test_surrogate_is_one_at_threshold_and_matches_closed_form():
     assert float(jax.grad(lambda v: spike(v, 5.0))(jnp.array(0.0))) == 2.5
 
 
-def test_reset_is_detached(getkey):
+def test_reset_is_detached():
     # with a detached reset, U_t is linear in the currents for the gradient: dU_t / dI_s = beta^(t - s)
-    x = _currents(getkey(), (30, 1))
+    x = _currents(3, (30, 1))
     beta = 0.8
-    grad = jax.grad(lambda i: lif(i, beta)[1].sum())(x)
+    grad = quick_jit(jax.grad(lambda i: lif(i, beta)[1].sum()))(x)
     t = x.shape[0]
     want = np.array([sum(beta ** (k - s) for k in range(s, t)) for s in range(t)])[:, None]
-    assert float(lif(x, beta)[0].sum()) > 0  # resets happened
+    assert float(_jlif(x, beta)[0].sum()) > 0  # resets happened
     np.testing.assert_allclose(np.asarray(grad), want, rtol=1e-12)
 
 
-def test_spike_gradient_goes_through_surrogate(getkey):
-    x = _currents(getkey(), (20, 4))
-    g = jax.grad(lambda i: lif(i, 0.9)[0].sum())(x)
-    u = lif(x, 0.9)[1]
-    assert np.all(np.isfinite(np.asarray(g))) and float(jnp.abs(g).sum()) > 0
+def test_spike_gradient_goes_through_surrogate():
+    x = _currents(4, (20, 4))
+    g = np.asarray(quick_jit(jax.grad(lambda i: lif(i, 0.9)[0].sum()))(x))
+    u = _jlif(x, 0.9)[1]
+    assert np.all(np.isfinite(g)) and float(np.abs(g).sum()) > 0
     # last step: dS_T/dI_T is the surrogate at U_T - theta (nothing later depends on I_T)
     np.testing.assert_allclose(np.asarray(g[-1]), np.asarray(atan_surrogate_grad(u[-1] - 1.0)), rtol=1e-12)
 
 
 def test_lif_module_learnable_beta(getkey):
-    x = _currents(getkey(), (25, 2, 3))
+    x = _currents(5, (25, 2, 3))
     layer = LIF(beta_init=0.9)
-    params = layer.init(getkey(), x)
+    params = quick_jit(layer.init)(getkey(), x)
     assert float(params["params"]["beta"]) == pytest.approx(0.9)
-    s, u = layer.apply(params, x)
+
+    @quick_jit  # the forward and the gradient in one program
+    def run(params, x):
+        return layer.apply(params, x), jax.grad(lambda p: layer.apply(p, x)[1].sum())(params)["params"]["beta"]
+
+    (s, u), gb = run(params, x)
     np.testing.assert_allclose(np.asarray(u), lif_reference(np.asarray(x), 0.9)[1], atol=1e-6)
-    gb = jax.grad(lambda p: layer.apply(p, x)[1].sum())(params)["params"]["beta"]
     assert float(gb) != 0.0
     fixed = LIF(beta_init=0.9, learn_beta=False)
-    assert fixed.init(getkey(), x) == {}
-    np.testing.assert_allclose(np.asarray(fixed.apply({}, x)[1]), np.asarray(u), atol=1e-6)
+    assert jax.eval_shape(fixed.init, getkey(), x) == {}
+    np.testing.assert_allclose(np.asarray(quick_jit(fixed.apply)({}, x)[1]), np.asarray(u), atol=1e-6)

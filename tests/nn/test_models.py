@@ -6,15 +6,22 @@ import pytest
 from jaxlab.core import tolerances
 from jaxlab.nn import MLP, SmallCNN
 
+from ..timeseries.zoo_helpers import quick_jit
 
-def test_mlp_matches_plain_jnp():
-    x = jax.random.normal(jax.random.key(0), (3, 2, 2, 1))
+
+def test_mlp_matches_plain_jnp(draw):
+    x = draw((3, 2, 2, 1))
     model = MLP(features=(5, 2))
-    p = model.init(jax.random.key(1), x)["params"]
-    h = jax.nn.relu(x.reshape(3, -1) @ p["dense_0"]["kernel"] + p["dense_0"]["bias"])
-    ref = h @ p["dense_1"]["kernel"] + p["dense_1"]["bias"]
+
+    @quick_jit  # one program instead of one per operation
+    def both(key, x):
+        p = model.init(key, x)["params"]
+        h = jax.nn.relu(x.reshape(3, -1) @ p["dense_0"]["kernel"] + p["dense_0"]["bias"])
+        return model.apply({"params": p}, x), h @ p["dense_1"]["kernel"] + p["dense_1"]["bias"]
+
+    got, ref = both(jax.random.key(1), x)
     atol, rtol = tolerances(jnp.float32)
-    np.testing.assert_allclose(model.apply({"params": p}, x), ref, atol=atol, rtol=rtol)
+    np.testing.assert_allclose(got, ref, atol=atol, rtol=rtol)
 
 
 def test_mlp_needs_layers():
@@ -24,7 +31,8 @@ def test_mlp_needs_layers():
 
 def test_small_cnn_shapes_and_errors():
     model = SmallCNN(num_classes=7)
-    p = model.init(jax.random.key(0), jnp.ones((1, 8, 8, 1)))
-    assert model.apply(p, jnp.ones((2, 8, 8, 1))).shape == (2, 7)
+    # shapes only (eval_shape): the checks are of shapes and of the error, nothing needs to run
+    p = jax.eval_shape(model.init, jax.random.key(0), jnp.ones((1, 8, 8, 1)))
+    assert jax.eval_shape(model.apply, p, jnp.ones((2, 8, 8, 1))).shape == (2, 7)
     with pytest.raises(ValueError, match="batch, H, W, C"):
-        model.apply(p, jnp.ones((2, 8, 8)))
+        jax.eval_shape(model.apply, p, jnp.ones((2, 8, 8)))

@@ -9,6 +9,8 @@ from jaxlab.core import tolerances
 from jaxlab.nn import VGG
 from jaxlab.nn._vgg import adaptive_avg_pool
 
+from ..timeseries.zoo_helpers import quick_jit
+
 
 def _count(model, shape):
     variables = jax.eval_shape(lambda k: model.init(k, jnp.zeros(shape), train=False), jax.random.key(0))
@@ -45,18 +47,23 @@ def _vgg_reference(params, layers, x):
     return x @ params["classifier"]["kernel"] + params["classifier"]["bias"]
 
 
-def test_forward_matches_plain_lax(getkey):
+def test_forward_matches_plain_lax(draw):
     model = VGG(10, layers=(8, "M", 16, 16, "M"), batch_norm=False)
-    x = jax.random.normal(getkey(), (3, 8, 8, 2), jnp.float32)
-    params = jax.jit(model.init)(getkey(), x)["params"]
+    x = draw((3, 8, 8, 2))
+
+    @quick_jit  # init, model and reference in one program
+    def both(key, x):
+        params = model.init(key, x)["params"]
+        return model.apply({"params": params}, x), _vgg_reference(params, model.layers, x)
+
+    got, want = both(jax.random.key(1), x)
     atol, rtol = tolerances(jnp.float32)
-    np.testing.assert_allclose(jax.jit(model.apply)({"params": params}, x),
-                               jax.jit(_vgg_reference, static_argnums=1)(params, model.layers, x), atol=atol, rtol=rtol)
+    np.testing.assert_allclose(got, want, atol=atol, rtol=rtol)
 
 
-def test_timm_head_and_batchnorm_train_mode(getkey):
+def test_timm_head_and_batchnorm_train_mode(getkey, draw):
     model = VGG.vgg11(5, width=1 / 16, head="timm", fc_width=32, dropout=0.5)
-    x = jax.random.normal(getkey(), (2, 32, 32, 3), jnp.float32)
+    x = draw((2, 32, 32, 3))
     variables = jax.eval_shape(lambda k: model.init(k, x, train=False), getkey())
     y, updates = jax.eval_shape(lambda v, k: model.apply(v, x, train=True, mutable=["batch_stats"],
                                                          rngs={"dropout": k}), variables, getkey())
@@ -76,9 +83,10 @@ def _adaptive_reference(x, size):
 
 
 @pytest.mark.parametrize("hw", [(1, 1), (2, 3), (7, 7), (9, 14)])
-def test_adaptive_avg_pool_matches_loop(hw, getkey):
-    x = np.asarray(jax.random.normal(getkey(), (2, *hw, 3)))
-    np.testing.assert_allclose(adaptive_avg_pool(jnp.asarray(x), (7, 7)), _adaptive_reference(x, (7, 7)), rtol=1e-12)
+def test_adaptive_avg_pool_matches_loop(hw):
+    x = np.random.default_rng(0).normal(size=(2, *hw, 3))  # float64
+    got = quick_jit(adaptive_avg_pool, static_argnums=1)(x, (7, 7))
+    np.testing.assert_allclose(got, _adaptive_reference(x, (7, 7)), rtol=1e-12)
 
 
 def test_errors_name_the_problem():

@@ -10,7 +10,8 @@ from jax.sharding import PartitionSpec as P
 from jaxlab import parallel as jp
 from jaxlab.core import tolerances
 
-FAST = {"xla_backend_optimization_level": 0}
+from ..timeseries.zoo_helpers import quick_jit
+
 X_SPEC = P("data", "space", "tensor")
 
 
@@ -22,32 +23,32 @@ def _reference(x, wc, bc, wt, bt, g, b):
     return jnp.sum(jnp.sin(n))
 
 
-def test_layer_norm_reference_matches_flax(getkey):
-    x = jax.random.normal(getkey(), (2, 5, 12), jnp.float32)
-    g = jax.random.normal(getkey(), (12,), jnp.float32)
-    b = jax.random.normal(getkey(), (12,), jnp.float32)
-    (ours,) = jp.LocalOps().layer_norm([x], [g], [b], 1e-5)
-    theirs = nn.LayerNorm(epsilon=1e-5).apply({"params": {"scale": g, "bias": b}}, x)
+def test_layer_norm_reference_matches_flax(draw):
+    x, g, b = draw((2, 5, 12)), draw((12,)), draw((12,))
+
+    @quick_jit  # one program for the three LayerNorms (eagerly: one compilation per operation)
+    def norms(x, g, b):
+        (ours,) = jp.LocalOps().layer_norm([x], [g], [b], 1e-5)
+        theirs = nn.LayerNorm(epsilon=1e-5).apply({"params": {"scale": g, "bias": b}}, x)
+        a, c = jp.LocalOps().layer_norm([x[..., :5], x[..., 5:]], [g[:5], g[5:]], [b[:5], b[5:]], 1e-5)
+        return ours, theirs, a, c
+
+    ours, theirs, a, c = norms(x, g, b)
     atol, rtol = tolerances(jnp.float32)
     np.testing.assert_allclose(ours, theirs, atol=atol, rtol=rtol)
     # a LayerNorm over two parts is the LayerNorm of their concatenation
-    a, c = jp.LocalOps().layer_norm([x[..., :5], x[..., 5:]], [g[:5], g[5:]], [b[:5], b[5:]], 1e-5)
-    np.testing.assert_allclose(jnp.concatenate([a, c], -1), theirs, atol=atol, rtol=rtol)
+    np.testing.assert_allclose(np.concatenate([a, c], -1), theirs, atol=atol, rtol=rtol)
 
 
 @pytest.mark.parametrize("sizes", [(2, 2, 2)], ids=lambda s: "x".join(map(str, s)))
-def test_jigsaw_layers_match_dense(getkey, sizes):
+def test_jigsaw_layers_match_dense(sizes):
     mesh = jp.make_mesh(*sizes)
     d, s, t = sizes
     b_, tok, din, dout, th = 2 * d, 16, 8, 16, 8
-    x = jax.random.normal(getkey(), (b_, tok, din), jnp.float32)
-    wc = jax.random.normal(getkey(), (din, dout), jnp.float32)
-    bc = jax.random.normal(getkey(), (dout,), jnp.float32)
-    wt = jax.random.normal(getkey(), (tok, th), jnp.float32)
-    bt = jax.random.normal(getkey(), (th,), jnp.float32)
-    g = jax.random.normal(getkey(), (dout,), jnp.float32)
-    b = jax.random.normal(getkey(), (dout,), jnp.float32)
-    args = (x, wc, bc, wt, bt, g, b)
+    # NumPy inputs: nothing compiled to draw them or to slice them onto the mesh
+    rng = np.random.default_rng(0)
+    shapes = [(b_, tok, din), (din, dout), (dout,), (tok, th), (th,), (dout,), (dout,)]
+    args = tuple(rng.normal(size=shape).astype(np.float32) for shape in shapes)
     specs = (X_SPEC, jp.CHANNEL_KERNEL, jp.CHANNEL_VECTOR, jp.TOKEN_KERNEL, jp.TOKEN_VECTOR,
              jp.CHANNEL_VECTOR, jp.CHANNEL_VECTOR)
 
@@ -68,12 +69,12 @@ def test_jigsaw_layers_match_dense(getkey, sizes):
         return [jax.value_and_grad(sharded(r), argnums=tuple(range(7)))(*a) for r in (True, False)]
 
     placed = [jax.device_put(a, jax.sharding.NamedSharding(mesh, sp)) for a, sp in zip(args, specs)]
-    results = jax.jit(both).lower(*placed).compile(FAST)(*placed)
-    want_v, want_g = jax.value_and_grad(_reference, argnums=tuple(range(7)))(*args)
+    results = jax.device_get(quick_jit(both)(*placed))
+    want_v, want_g = jax.device_get(quick_jit(jax.value_and_grad(_reference, argnums=tuple(range(7))))(*args))
     _, rtol = tolerances(jnp.float32)
     # gradients that vanish analytically (the token bias before a LayerNorm) are compared on the
     # scale of the largest gradient
-    scale = max(float(jnp.max(jnp.abs(w))) for w in want_g)
+    scale = max(float(np.max(np.abs(w))) for w in want_g)
     for v, grads in results:
         np.testing.assert_allclose(v, want_v, rtol=rtol)
         for got, want in zip(grads, want_g):

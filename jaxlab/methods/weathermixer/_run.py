@@ -10,6 +10,8 @@ from typing import ClassVar, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxlab.core import Constraint, each, in_range, nonnegative, positive, write_json
 from jaxlab.data import SyntheticDynamics, global_batch, load_navy_winds
@@ -112,8 +114,10 @@ def run(config: WeatherMixerConfig, workdir: str | Path, *, progress: bool = Tru
     k_init, k_train = jax.random.split(key)
     params = init_params(model, key=k_init, mesh=mesh)
     tx = make_optimizer(config.learning_rate, io_learning_rate=config.io_learning_rate, clip_norm=config.clip_norm)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=init_opt_state(tx, params, mesh),
-                       model_state={})
+    # the step counter replicated on the mesh, as the step returns it: a one-device counter would make the
+    # second call compile the train step again
+    step0 = to_global(np.zeros((), np.int32), NamedSharding(mesh, P()))
+    state = TrainState(step=step0, params=params, opt_state=init_opt_state(tx, params, mesh), model_state={})
     step = make_train_step(make_loss_fn(model, mesh), tx)
     s_shard = state_sharding(mesh)
     lat_w = to_global(np.asarray(jnp.asarray(latitude_weights(src.lat))), lat_sharding(mesh))  # across processes

@@ -21,6 +21,8 @@ from jaxlab.methods.abtrain._experiment import _batches, load_data
 from jaxlab.methods.abtrain._models import pad_images
 from jaxlab.nn import SmallCNN
 
+from ...timeseries.zoo_helpers import quick_jit
+
 KEPT = {"mlp": {"dense_2"}, "vgg16_cifar": {"conv_0", "classifier"}, "vgg16_timm": {"conv_0", "classifier"},
         "resnet18": {"conv_init", "Dense_0"}, "cnn": {"Dense_1"}}
 
@@ -36,14 +38,14 @@ def _model(name):
                                   pytest.param("resnet18", marks=pytest.mark.slow)])
 def test_models_give_the_same_logits_with_factors(name):
     model = _model(name)
-    params, model_state = model.init(jax.random.key(0))
+    params, model_state = quick_jit(model.init)(jax.random.key(0))  # one program, not one per operation
     layout = model.layout(params)
     kept = {k.split("/")[0] for k in layout.full_rank if k.endswith("kernel")}
     assert kept == KEPT[name]
     assert len(layout.paths) >= 2
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, *model.input_shape)), jnp.float32)
 
-    @jax.jit
+    @quick_jit
     def both(params, x):
         ab = {k: abtrain.decompose(v) if k in layout.paths else v for k, v in params.items()}
         full, _ = model.apply(params, model_state, x, layout=layout, train=False)

@@ -12,6 +12,8 @@ from jaxlab import prune
 from jaxlab.methods import transplant as nt
 from jaxlab.nn import MLP, VGG, ResNet18, SmallCNN
 
+from ...timeseries.zoo_helpers import quick_jit
+
 
 def random_variables(config, x, kw, seed, shapes=None):
     """Random float32 NumPy variables of ``config`` (no init compilation; NumPy arrays take NumPy's fast paths):
@@ -54,12 +56,12 @@ def _members(name, k, seed=0):
 
 def _apply(config, variables, x, kw):
     """One jitted forward pass (one compilation per model instead of one per operation)."""
-    return jax.jit(lambda v: config.apply(v, x, **kw))(variables)
+    return quick_jit(lambda v: config.apply(v, x, **kw))(variables)
 
 
 def _apply_all(config, members, x, kw):
     """Logits of every member (one compilation: members share one shape; a vmapped conv compiles slower)."""
-    f = jax.jit(lambda v: config.apply(v, x, **kw))
+    f = quick_jit(lambda v: config.apply(v, x, **kw))
     return jnp.stack([f(v) for _, v in members])
 
 

@@ -12,6 +12,8 @@ from jaxlab.methods import transplant as nt
 from jaxlab.methods.transplant import _experiment
 from jaxlab.nn import MLP, BasicBlock, ResNet
 
+from ...timeseries.zoo_helpers import quick_jit
+
 
 def distill_loss_reference(student, teacher, labels, temperature, alpha):
     """The reference's train_distill_ensemble loss in NumPy (float64)."""
@@ -40,12 +42,12 @@ def test_recalibration_is_the_mean_of_batch_statistics():
     # a one-block ResNet: its stem and residual BatchNorms, cheap to compile
     model = ResNet(stage_sizes=(1,), block_cls=BasicBlock, num_classes=3, num_filters=2, small_inputs=True)
     x = np.random.default_rng(0).normal(size=(48, 6, 6, 3)).astype(np.float32)
-    variables = jax.jit(lambda k: model.init(k, x[:1], train=False))(jax.random.key(0))
+    variables = quick_jit(lambda k: model.init(k, x[:1], train=False))(jax.random.key(0))
     stacked = jax.tree.map(lambda a: a[None], variables)
     got = nt.recalibrate_bn(model, stacked, x, batch_size=16, num_batches=3, seed=0)
     idx = np.random.default_rng(0).permutation(48)[:48].reshape(3, 16)
     zero_momentum = model.clone(bn_momentum=0.0)
-    step = jax.jit(lambda v, xb: zero_momentum.apply(v, xb, train=True, mutable=["batch_stats"])[1]["batch_stats"])
+    step = quick_jit(lambda v, xb: zero_momentum.apply(v, xb, train=True, mutable=["batch_stats"])[1]["batch_stats"])
     per_batch = [step(variables, x[i]) for i in idx]
     expect = jax.tree.map(lambda *a: sum(a) / 3, *per_batch)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b, rtol=1e-4, atol=1e-5), got["batch_stats"], expect)

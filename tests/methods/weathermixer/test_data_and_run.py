@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding
@@ -64,8 +65,20 @@ def test_tiny_run(tmp_path):
     cfg_mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cfg_mod)
     config = cfg_mod.get_config("tiny")
-    summary = cfg_mod.run(config, tmp_path, progress=False)
+    compiled = []
+
+    def listener(event, duration, fun_name=None, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(fun_name)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        summary = cfg_mod.run(config, tmp_path, progress=False)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
     assert summary["status"] == "completed" and summary["step"] == config.num_steps
+    # the train step compiles once: the initial state is laid out as the step returns it
+    assert config.num_steps >= 2 and compiled.count("jit(step)") == 1, compiled
     assert summary["mesh"] == {"data": 1, "space": 2, "tensor": 2}
     assert np.isfinite(summary["test_rmse"]) and summary["table"] == []  # tiny: no rollout table
     saved = json.loads((tmp_path / "summary.json").read_text())

@@ -8,10 +8,12 @@ import pytest
 from jaxlab.core import tolerances
 from jaxlab.methods import weathermixer as wm
 
-FAST = {"xla_backend_optimization_level": 0}
+from ...timeseries.zoo_helpers import quick_jit
+
+
 def _run(f, *args):
-    """jit + compile at the fast CPU codegen level (tests compile many small programs)."""
-    return jax.jit(f).lower(*args).compile(FAST)(*args)
+    """jit with the quick compile options (tests compile many small programs)."""
+    return quick_jit(f)(*args)
 
 
 MODEL = wm.WeatherMixer(grid=(8, 12), channels=8, patch=3, hidden=16, token_hidden=16, channel_hidden=16,
@@ -27,11 +29,11 @@ def test_patchify_layout_and_roundtrip():
     np.testing.assert_array_equal(wm.unpatchify(t, 4, 6, 2), x)
 
 
-def test_latitude_weighted_losses(getkey):
+def test_latitude_weighted_losses(draw):
     w = wm.latitude_weights(wm.grid_latitudes(8))
     assert w.dtype == np.float32 and abs(float(w.mean()) - 1.0) < 1e-6
-    p = jax.random.normal(getkey(), (2, 8, 12, 3), jnp.float32)
-    t = jax.random.normal(getkey(), (2, 8, 12, 3), jnp.float32)
+    p = draw((2, 8, 12, 3))
+    t = draw((2, 8, 12, 3))
     atol, rtol = tolerances(jnp.float32)
     np.testing.assert_allclose(float(_run(wm.weighted_mse, p, t, jnp.asarray(w))),
                                wm.weighted_mse_reference(p, t, w), rtol=rtol)
@@ -45,8 +47,8 @@ def params():
     return wm.init_params(MODEL, key=jax.random.key(7))
 
 
-def test_model_shapes_heads_and_rollout(params, getkey):
-    x = jax.random.normal(getkey(), (1, 8, 12, 8), jnp.float32)
+def test_model_shapes_heads_and_rollout(params, draw):
+    x = draw((1, 8, 12, 8))
     assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(params))  # also with x64 enabled
     apply = wm.make_apply(MODEL)
     add = MODEL.clone(linear_residual=False)
