@@ -130,3 +130,16 @@ def test_torch_init_and_gains(getkey):
     assert np.abs(np.asarray(pg["fc1"]["kernel"])).max() > 0.3 and not np.asarray(pg["fc1"]["bias"]).any()
     with pytest.raises(ValueError, match="one per layer"):
         PETNet(num_outputs=5, num_layers=3, weight_gain=(1.0, 2.0)).init(getkey(), jnp.zeros((1, 4, 100)))
+
+
+def test_init_params_compiles_once_per_network():
+    """Seeds of one set-up share one compiled ``net.init`` (a fresh ``jax.jit`` per call compiled it again)."""
+    from jaxlab.methods.petnet import get_preset
+    from jaxlab.methods.petnet._train import TrainSettings, Variant, _jitted_init, init_params
+
+    preset, settings = get_preset("reduced"), TrainSettings(hidden=16)     # the smoke config's network
+    net, a = init_params(preset, Variant(), settings, key=jax.random.key(0))
+    net2, b = init_params(preset, Variant(), settings, key=jax.random.key(1))
+    assert net2 == net and _jitted_init(net2) is _jitted_init(net) and _jitted_init(net)._cache_size() == 1
+    assert a["params"]["fc1"]["kernel"].shape == (2 * preset.num_crystals, 16)
+    assert not np.array_equal(a["params"]["fc1"]["kernel"], b["params"]["fc1"]["kernel"])   # the key is used
