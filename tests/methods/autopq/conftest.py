@@ -1,10 +1,18 @@
-"""Shared pieces of the AutoPQ tests: a scripted energy meter and a zero-parameter cINN."""
+"""Shared pieces of the AutoPQ tests: a scripted energy meter and a zero-parameter cINN.
+
+Every compile of these tests runs at XLA's backend level 0 (``_quick_compiles``, see
+tests/timeseries/zoo_helpers.py): the programs are small and run a few times each, so XLA's CPU optimisations
+cost more than they save; what the tests check (inverses, log-determinants, quantiles, searches) does not
+depend on them.
+"""
 
 import jax
 import jax.numpy as jnp
 import pytest
 
 from jaxlab.methods.autopq import CINN
+
+from ...timeseries.zoo_helpers import _quick_compiles  # noqa: F401  (an autouse fixture for this package)
 
 
 class FixedMeter:
