@@ -167,14 +167,16 @@ def apply_masks(params: PyTree, masks: PyTree) -> PyTree:
     """``params`` with the masked-out weights set to exactly zero.
 
     Concrete arrays are masked on the host (``np.where``: nothing compiles) and come back as ``jax.Array``
-    with their sharding; traced ones (inside ``jax.jit``) with ``jnp.where``.
+    (committed ones with their sharding); traced ones (inside ``jax.jit``) with ``jnp.where``.
     """
     if _traced(params, masks) or not all(isinstance(p, (jax.Array, np.ndarray)) for p in jax.tree.leaves(params)):
         return jax.tree.map(lambda p, m: jnp.where(m, p, jnp.zeros_like(p)), params, masks)
 
     def host(p, m):
         out = np.where(np.asarray(m), np.asarray(p), np.zeros((), np.asarray(p).dtype))
-        return jax.device_put(out, p.sharding) if isinstance(p, jax.Array) else jax.device_put(out)
+        # a committed (placed or sharded) input keeps its placement; an uncommitted one stays uncommitted
+        committed = isinstance(p, jax.Array) and p.committed
+        return jax.device_put(out, p.sharding) if committed else jax.device_put(out)
 
     return jax.tree.map(host, params, masks)
 

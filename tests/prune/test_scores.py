@@ -82,3 +82,9 @@ def test_host_masks_equal_the_traced_path_and_the_plain_rule(draw):
         np.testing.assert_array_equal(np.asarray(get(applied, k)), np.where(get(g, k), get(params, k), 0.0))
     assert np.all(np.asarray(g["bias"])) and np.all(np.asarray(lay["bias"]))
     assert np.sum(np.asarray(g["f"]["weights_real"]) != np.asarray(g["f"]["weights_imag"])) <= 1
+    # placement: an uncommitted input stays uncommitted, one placed on a device (or sharded) keeps its place
+    assert not applied["a"].committed
+    dev = jax.devices()[-1]
+    placed = prune.apply_masks({"a": jax.device_put(params["a"], dev)}, {"a": g["a"]})["a"]
+    assert placed.committed and placed.devices() == {dev}
+    np.testing.assert_array_equal(placed, applied["a"])
