@@ -44,3 +44,15 @@ def permutation_cinn():
     model = CINN(horizon=4, num_blocks=2)
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 4)), jnp.zeros((1, 2)))
     return model, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+@pytest.fixture
+def full_optimizations():
+    """XLA's usual optimisations for one test whose time goes into running its programs (tens of calls on
+    200k samples), not into compiling them: there backend level 0 costs more than it saves."""
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", before)
