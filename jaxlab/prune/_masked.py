@@ -10,6 +10,8 @@ import optax
 
 from jaxlab.core import PyTree
 
+from ._masks import apply_masks
+
 
 class MaskedState(NamedTuple):
     """The inner optimiser's state (the masks are static, held by the transformation)."""
@@ -41,7 +43,7 @@ def masked(inner: optax.GradientTransformation, masks: PyTree) -> optax.Gradient
     """
 
     def init_fn(params):
-        return MaskedState(inner.init(jax.tree.map(lambda p, m: jnp.where(m, p, jnp.zeros_like(p)), params, masks)))
+        return MaskedState(inner.init(apply_masks(params, masks)))     # on the host when params are concrete
 
     def update_fn(updates, state, params=None):
         if params is None:

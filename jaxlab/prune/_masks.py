@@ -5,6 +5,11 @@ are not prunable (by default: anything that is not a floating array of rank >= 2
 scalars stay dense) get an all-``True`` mask. Counts are exact: with ``n`` prunable weights and sparsity
 ``s``, ``n - round(s n)`` weights are kept (globally, or in every layer), ties broken by position,
 so the density is ``1 - s`` to within one weight per tensor.
+
+Masks are computed on the host with NumPy when the params are concrete arrays (a sort and a scatter per
+leaf shape would otherwise compile 20-90 small XLA programs per call, for every model and sparsity of a
+sweep), and with ``jax.numpy`` when they are traced (inside ``jax.jit``): both give the same masks, and the
+result is a pytree of ``jax.Array`` either way.
 """
 
 from __future__ import annotations
@@ -35,10 +40,34 @@ def _leaves(params: PyTree, include: Include):
     return flat, treedef, chosen
 
 
-def _keep_top(scores: jax.Array, keep: int) -> jax.Array:
-    order = jnp.argsort(-scores, stable=True)
-    mask = jnp.zeros(scores.shape, bool)
-    return mask.at[order[:keep]].set(True)
+def _traced(*trees) -> bool:
+    """Whether any leaf is a tracer (then the jnp path runs, inside the caller's trace)."""
+    return any(isinstance(x, jax.core.Tracer) for t in trees for x in jax.tree.leaves(t))
+
+
+def _keep_top(scores, keep: int, xp):
+    """A flat boolean mask of the ``keep`` highest scores, ties to the lower position (a stable sort)."""
+    if xp is jnp:
+        order = jnp.argsort(-scores, stable=True)
+        return jnp.zeros(scores.shape, bool).at[order[:keep]].set(True)
+    order = np.argsort(-scores, kind="stable")
+    mask = np.zeros(scores.shape, bool)
+    mask[order[:keep]] = True
+    return mask
+
+
+def _asarray(x, xp):
+    """``x`` as an array of ``xp`` in the dtype jax would compute in (float64 only with ``jax_enable_x64``),
+    so the host path ranks in the same precision as the jnp path."""
+    if xp is jnp:
+        return jnp.asarray(x)
+    x = np.asarray(x)
+    return x.astype(jax.dtypes.canonicalize_dtype(x.dtype), copy=False)
+
+
+def _as_jax(tree: PyTree) -> PyTree:
+    """Host results as ``jax.Array`` (a transfer, nothing compiled), so both paths return the same types."""
+    return jax.device_put(tree)
 
 
 def magnitude_masks(params: PyTree, sparsity: float, *, scope: str = "global",
@@ -70,32 +99,36 @@ def magnitude_masks(params: PyTree, sparsity: float, *, scope: str = "global",
     flat, treedef, chosen = _leaves(params, include or default_include)
     if not any(chosen):
         raise ValueError("no prunable leaves: every leaf was excluded by `include`")
+    xp = jnp if _traced(params, scores) else np
     if scores is None:
-        score_leaves = [jnp.abs(leaf) for _, leaf in flat]
+        score_leaves = [xp.abs(_asarray(leaf, xp)) for _, leaf in flat]
     else:
         score_leaves = treedef.flatten_up_to(scores)
         for (path, leaf), sc in zip(flat, score_leaves):
-            if jnp.shape(sc) != jnp.shape(leaf):
-                raise ValueError(f"scores of {'/'.join(_path_keys(path))} have shape {jnp.shape(sc)}, the "
-                                 f"parameter {jnp.shape(leaf)}; give one score per weight")
-    masks = [jnp.ones(jnp.shape(leaf), bool) for _, leaf in flat]
+            if np.shape(sc) != np.shape(leaf):
+                raise ValueError(f"scores of {'/'.join(_path_keys(path))} have shape {np.shape(sc)}, the "
+                                 f"parameter {np.shape(leaf)}; give one score per weight")
+        score_leaves = [_asarray(sc, xp) for sc in score_leaves]
+    masks = [xp.ones(np.shape(leaf), bool) for _, leaf in flat]
     if scope == "layer":
         for i, ((_, leaf), c) in enumerate(zip(flat, chosen)):
             if c:
-                n = int(np.prod(jnp.shape(leaf)))
-                masks[i] = _keep_top(jnp.ravel(score_leaves[i]), n - round(sparsity * n)).reshape(jnp.shape(leaf))
+                n = int(np.prod(np.shape(leaf)))
+                masks[i] = _keep_top(xp.ravel(score_leaves[i]), n - round(sparsity * n), xp).reshape(np.shape(leaf))
     else:
+        # one threshold over leaves of any float dtypes: the scores are compared in float32 (both paths)
         idx = [i for i, c in enumerate(chosen) if c]
-        cat = jnp.concatenate([jnp.ravel(score_leaves[i]).astype(jnp.float32) for i in idx])
+        cat = xp.concatenate([xp.ravel(score_leaves[i]).astype(xp.float32) for i in idx])
         n = cat.shape[0]
-        keep = _keep_top(cat, n - round(sparsity * n))
+        keep = _keep_top(cat, n - round(sparsity * n), xp)
         start = 0
         for i in idx:
-            shape = jnp.shape(flat[i][1])
+            shape = np.shape(flat[i][1])
             size = int(np.prod(shape))
             masks[i] = keep[start:start + size].reshape(shape)
             start += size
-    return jax.tree_util.tree_unflatten(treedef, masks)
+    out = jax.tree_util.tree_unflatten(treedef, masks)
+    return out if xp is jnp else _as_jax(out)
 
 
 def complex_modulus_scores(params: PyTree, pairs: Callable[[tuple[str, ...]], tuple[str, ...] | None]) -> PyTree:
@@ -113,23 +146,39 @@ def complex_modulus_scores(params: PyTree, pairs: Callable[[tuple[str, ...]], tu
       >>> [round(v, 4) for v in complex_modulus_scores(p, pair)["im"].tolist()]
       [5.0, 0.1414]
     """
+    xp = jnp if _traced(params) else np
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
-    by_path = {_path_keys(p): leaf for p, leaf in flat}
+    by_path = {_path_keys(p): _asarray(leaf, xp) for p, leaf in flat}
     out = []
     for p, leaf in flat:
         other = pairs(_path_keys(p))
+        leaf = by_path[_path_keys(p)]
         if other is None:
-            out.append(jnp.abs(leaf))
+            out.append(xp.abs(leaf))
         else:
             if other not in by_path:
                 raise KeyError(f"the partner {'/'.join(other)} of {'/'.join(_path_keys(p))} is not in the params")
-            out.append(jnp.sqrt(jnp.square(leaf) + jnp.square(by_path[other])))
-    return jax.tree_util.tree_unflatten(treedef, out)
+            out.append(xp.sqrt(xp.square(leaf) + xp.square(by_path[other])))
+    out = jax.tree_util.tree_unflatten(treedef, out)
+    return out if xp is jnp else _as_jax(out)
 
 
 def apply_masks(params: PyTree, masks: PyTree) -> PyTree:
-    """``params`` with the masked-out weights set to exactly zero."""
-    return jax.tree.map(lambda p, m: jnp.where(m, p, jnp.zeros_like(p)), params, masks)
+    """``params`` with the masked-out weights set to exactly zero.
+
+    Concrete arrays are masked on the host (``np.where``: nothing compiles) and come back as ``jax.Array``
+    (committed ones with their sharding); traced ones (inside ``jax.jit``) with ``jnp.where``.
+    """
+    if _traced(params, masks) or not all(isinstance(p, (jax.Array, np.ndarray)) for p in jax.tree.leaves(params)):
+        return jax.tree.map(lambda p, m: jnp.where(m, p, jnp.zeros_like(p)), params, masks)
+
+    def host(p, m):
+        out = np.where(np.asarray(m), np.asarray(p), np.zeros((), np.asarray(p).dtype))
+        # a committed (placed or sharded) input keeps its placement; an uncommitted one stays uncommitted
+        committed = isinstance(p, jax.Array) and p.committed
+        return jax.device_put(out, p.sharding) if committed else jax.device_put(out)
+
+    return jax.tree.map(host, params, masks)
 
 
 def density(masks: PyTree, *, params: PyTree | None = None, include: Include | None = None) -> float:
@@ -140,6 +189,6 @@ def density(masks: PyTree, *, params: PyTree | None = None, include: Include | N
         flat_m = jax.tree.leaves(masks)
         _, _, chosen = _leaves(params, include or default_include)
         leaves = [m for m, c in zip(flat_m, chosen) if c]
-    kept = sum(int(jnp.sum(m)) for m in leaves)
-    total = sum(int(np.prod(jnp.shape(m))) for m in leaves)
+    kept = sum(int(np.count_nonzero(np.asarray(m))) for m in leaves)     # on the host: nothing compiles
+    total = sum(int(np.prod(np.shape(m))) for m in leaves)
     return kept / total

@@ -60,11 +60,19 @@ def make_net(preset: Preset, variant: Variant, settings: TrainSettings) -> PETNe
                   weight_gain=settings.weight_gain, bias_gain=settings.bias_gain)
 
 
+@functools.lru_cache(maxsize=16)
+def _jitted_init(net: PETNet) -> Callable:
+    """``jax.jit(net.init)``, one per network (equal networks are equal modules): a new ``jax.jit`` of a new
+    bound method per call would miss jit's cache and compile the init again for every seed and variant."""
+    return jax.jit(net.init)
+
+
 def init_params(preset: Preset, variant: Variant, settings: TrainSettings, *, key):
-    """The network and its initial parameters (``net.init`` as one jitted program)."""
+    """The network and its initial parameters (``net.init`` as one jitted program, compiled once per network
+    and input width)."""
     net = make_net(preset, variant, settings)
     c_in = preset.num_crystals * (2 if variant.geometry else 1)
-    return net, jax.jit(net.init)(key, jnp.zeros((1, preset.num_steps, c_in), jnp.float32))
+    return net, _jitted_init(net)(key, jnp.zeros((1, preset.num_steps, c_in), jnp.float32))
 
 
 @jax.jit

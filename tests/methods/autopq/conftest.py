@@ -1,10 +1,18 @@
-"""Shared pieces of the AutoPQ tests: a scripted energy meter and a zero-parameter cINN."""
+"""Shared pieces of the AutoPQ tests: a scripted energy meter and a zero-parameter cINN.
+
+Every compile of these tests runs at XLA's backend level 0 (``_quick_compiles``, see
+tests/timeseries/zoo_helpers.py): the programs are small and run a few times each, so XLA's CPU optimisations
+cost more than they save; what the tests check (inverses, log-determinants, quantiles, searches) does not
+depend on them.
+"""
 
 import jax
 import jax.numpy as jnp
 import pytest
 
 from jaxlab.methods.autopq import CINN
+
+from ...timeseries.zoo_helpers import _quick_compiles  # noqa: F401  (an autouse fixture for this package)
 
 
 class FixedMeter:
@@ -36,3 +44,15 @@ def permutation_cinn():
     model = CINN(horizon=4, num_blocks=2)
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 4)), jnp.zeros((1, 2)))
     return model, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+@pytest.fixture
+def full_optimizations():
+    """XLA's usual optimisations for one test whose time goes into running its programs (tens of calls on
+    200k samples), not into compiling them: there backend level 0 costs more than it saves."""
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", before)

@@ -17,7 +17,8 @@ from jaxlab.methods.autopq import (CINN, QUANTILES, SampleScorer, init_cinn, per
 
 def test_rule_reproduces_the_loop_oracle(getkey):
     model = CINN(horizon=6, num_blocks=3)
-    x, c = jax.random.normal(getkey(), (5, 6)), jax.random.normal(getkey(), (5, 3))
+    rng = np.random.default_rng(0)          # NumPy draws (float64, as jax.random's under x64): nothing compiles
+    x, c = jax.device_put((rng.normal(size=(5, 6)), rng.normal(size=(5, 3))))
     params = jax.tree.map(lambda a: jnp.asarray(20 * np.asarray(a)), init_cinn(model, getkey(), x, c))  # nonlinear
     z = jax.jit(model.apply)(params, x, c)[0]
     noise = standard_noise(getkey(), (5, 6), 50)
@@ -31,8 +32,8 @@ def test_rule_reproduces_the_loop_oracle(getkey):
         assert np.ptp(ref, axis=-1).min() > 0.01          # the samples spread
 
 
-def test_quantiles_are_monotone_and_match_scipy(getkey):
-    s = jax.random.normal(getkey(), (7, 3, 100)) ** 3
+def test_quantiles_are_monotone_and_match_scipy():
+    s = jax.device_put(np.random.default_rng(1).normal(size=(7, 3, 100)) ** 3)
     q = np.asarray(sample_quantiles(s))
     assert q.shape == (7, 3, len(QUANTILES))
     assert np.all(np.diff(q, axis=-1) >= 0)
@@ -53,15 +54,16 @@ def test_multiplicative_noise_collapses_at_zero_and_additive_does_not():
 
 def test_crps_of_gaussian_samples_matches_the_closed_form(getkey, permutation_cinn):
     # many stratified normal samples: the ensemble CRPS converges to crps_normal
-    mu, sigma = jax.random.normal(getkey(), (40,)), jnp.exp(jax.random.normal(getkey(), (40,)))
-    y = mu + sigma * jax.random.normal(getkey(), (40,))
+    rng = np.random.default_rng(2)          # NumPy draws: nothing compiles
+    mu, sigma = rng.normal(size=40), np.exp(rng.normal(size=40))
+    y = mu + sigma * rng.normal(size=40)
     grid = stats.norm.ppf((np.arange(4000) + 0.5) / 4000)
     samples = mu[:, None] + sigma[:, None] * grid[None]
     np.testing.assert_allclose(ts.crps(samples, y), np.mean(sr.crps_normal(y, mu, sigma, backend="numpy")), rtol=2e-3)
     # the scorer: a permutation cINN with additive noise gives N(forecast, lambda^2) samples in scaled units
     model, params = permutation_cinn
-    forecast = jax.random.normal(getkey(), (200, 4))
-    target = forecast + 0.7 * jax.random.normal(getkey(), (200, 4))
+    forecast = rng.normal(size=(200, 4))
+    target = forecast + 0.7 * rng.normal(size=(200, 4))
     noise = standard_noise(getkey(), (200, 4), 1000)
     scorer = SampleScorer(model, offset=10.0, scale=3.0, chunk=200)
     crps, q = scorer.evaluate(params, forecast, jnp.zeros((200, 2)), noise, target, 0.7, "additive")

@@ -59,7 +59,7 @@ def test_lognormal_prior_is_fitted_to_logs_and_bounds_the_search(fixed_meter):
     assert np.ptp([r["lambda_q"] for r in uniform.trials]) > 1.0
 
 
-def test_default_search_recovers_a_synthetic_optimal_lambda(permutation_cinn, fixed_meter):
+def test_default_search_recovers_a_synthetic_optimal_lambda(permutation_cinn, fixed_meter, full_optimizations):
     # with a zero-parameter cINN, z = P y_hat and the rule's samples are y_hat (1 + lambda eps): targets
     # drawn as y_hat (1 + 0.4 xi) make lambda_q = 0.4 the CRPS-optimal value
     model, params = permutation_cinn

@@ -112,21 +112,36 @@ def _loop_reference(params, x, num_layers):
 def test_petnet_equals_step_loop(getkey, num_layers):
     net = PETNet(num_outputs=5, hidden=12, num_layers=num_layers, weight_gain=6.0, bias_gain=0.0)
     x = _trains(getkey(), (2, 30, 10), 0.3)
-    params = jax.jit(net.init)(getkey(), x)
+    # init and forward as one program: one compilation (the init traces the forward anyway)
+    params, out = jax.jit(lambda k, x: (v := net.init(k, x), net.apply(v, x)))(getkey(), x)
     assert sorted(params["params"]) == sorted([f"fc{i + 1}" for i in range(num_layers)] +
                                               [f"lif{i + 1}" for i in range(num_layers)])
-    out = np.asarray(jax.jit(net.apply)(params, x))
+    out = np.asarray(out)
     np.testing.assert_array_equal(out, _loop_reference(params, x, num_layers))
     assert out.shape == (2, 30, 5) and out.sum() > 0
 
 
 def test_torch_init_and_gains(getkey):
     net = PETNet(num_outputs=5, hidden=64, num_layers=3)
-    params = jax.jit(net.init)(getkey(), jnp.zeros((1, 4, 100)))["params"]
+    g = PETNet(num_outputs=5, hidden=64, num_layers=3, weight_gain=(4.0, 1.0, 1.0), bias_gain=0.0)
+    x = jnp.zeros((1, 4, 100))
+    # both inits as one program: one compilation
+    params, pg = jax.jit(lambda k1, k2: (net.init(k1, x)["params"], g.init(k2, x)["params"]))(getkey(), getkey())
     w, b = np.asarray(params["fc1"]["kernel"]), np.asarray(params["fc1"]["bias"])
     assert np.abs(w).max() <= 0.1 and np.abs(w).max() > 0.09 and np.abs(b).max() <= 0.1
-    g = PETNet(num_outputs=5, hidden=64, num_layers=3, weight_gain=(4.0, 1.0, 1.0), bias_gain=0.0)
-    pg = jax.jit(g.init)(getkey(), jnp.zeros((1, 4, 100)))["params"]
     assert np.abs(np.asarray(pg["fc1"]["kernel"])).max() > 0.3 and not np.asarray(pg["fc1"]["bias"]).any()
-    with pytest.raises(ValueError, match="one per layer"):
-        PETNet(num_outputs=5, num_layers=3, weight_gain=(1.0, 2.0)).init(getkey(), jnp.zeros((1, 4, 100)))
+    with pytest.raises(ValueError, match="one per layer"):     # raised while tracing: nothing compiles
+        jax.eval_shape(PETNet(num_outputs=5, num_layers=3, weight_gain=(1.0, 2.0)).init, getkey(), x)
+
+
+def test_init_params_compiles_once_per_network():
+    """Seeds of one set-up share one compiled ``net.init`` (a fresh ``jax.jit`` per call compiled it again)."""
+    from jaxlab.methods.petnet import get_preset
+    from jaxlab.methods.petnet._train import TrainSettings, Variant, _jitted_init, init_params
+
+    preset, settings = get_preset("reduced"), TrainSettings(hidden=16)     # the smoke config's network
+    net, a = init_params(preset, Variant(), settings, key=jax.random.key(0))
+    net2, b = init_params(preset, Variant(), settings, key=jax.random.key(1))
+    assert net2 == net and _jitted_init(net2) is _jitted_init(net) and _jitted_init(net)._cache_size() == 1
+    assert a["params"]["fc1"]["kernel"].shape == (2 * preset.num_crystals, 16)
+    assert not np.array_equal(a["params"]["fc1"]["kernel"], b["params"]["fc1"]["kernel"])   # the key is used

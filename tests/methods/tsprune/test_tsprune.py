@@ -134,7 +134,7 @@ def test_quick_config_runs_and_records(tmp_path, quick_compiles):
     config, module = load_config("configs/tsprune/study.py:quick")
     # 3 one-step epochs with the plateau rule: the rate halves only after an epoch without a new best
     config = dataclasses.replace(config, datasets=("taylor",), max_train_windows=32, max_val_windows=32, epochs=3,
-                                 patience=3, lr_decay="plateau")
+                                 patience=3, lr_decay="plateau", eval_batch=32)
     summary = module.run(config, tmp_path, progress=False)
     dense = next(r for r in summary_records(tmp_path) if r["kind"] == "dense")
     val, lr = dense["val_history"], dense["lr_history"]
