@@ -5,6 +5,8 @@ one row, one very long row, rows not a multiple of the block, an all-zero matrix
 same kernels (Triton lowering) are marked ``gpu``.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,6 +46,12 @@ CASES = ["mixed", pytest.param("one_row", marks=pytest.mark.slow), "all_zero",
          pytest.param("stored_zeros", marks=pytest.mark.slow)]
 
 
+def _kernel_and_reference(kernel, reference, *args):
+    """The interpret-mode kernel and its jnp reference on the same arguments, in one compiled program (each
+    called eagerly compiled its own, and the kernels' wrappers ran op by op)."""
+    return jax.jit(lambda *a: (kernel(*a), reference(*a)))(*args)
+
+
 def _check(y, S, x, dtype):
     atol, rtol = tolerances(dtype)
     np.testing.assert_allclose(np.asarray(y), S @ np.asarray(x), atol=atol, rtol=rtol)
@@ -54,9 +62,11 @@ def test_ell_kernel(case):
     S = _matrix(case)
     A = jsparse.ELL.from_scipy(S)
     x = jnp.asarray(np.random.default_rng(1).standard_normal(S.shape[1]))
-    y = ek.ell_spmv(A.data, A.col, x, block_sizes=ek.BlockSizes(block_rows=4), interpret=True)
+    y, ref = _kernel_and_reference(
+        functools.partial(ek.ell_spmv, block_sizes=ek.BlockSizes(block_rows=4), interpret=True),
+        ek.ell_spmv_reference, A.data, A.col, x)
     _check(y, S, x, "float64")
-    _check(ek.ell_spmv_reference(A.data, A.col, x), S, x, "float64")
+    _check(ref, S, x, "float64")
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -65,9 +75,11 @@ def test_sellp_kernel(case):
     A = jsparse.SELLP.from_scipy(S, slice_size=4, uniform_width=False)
     x = jnp.asarray(np.random.default_rng(1).standard_normal(S.shape[1]))
     args = (A.data, A.col, A.slice_lengths, A.slice_sets, x)
-    y = sk.sellp_spmv(*args, num_rows=S.shape[0], slice_size=4, interpret=True)
+    y, ref = _kernel_and_reference(
+        functools.partial(sk.sellp_spmv, num_rows=S.shape[0], slice_size=4, interpret=True),
+        functools.partial(sk.sellp_spmv_reference, num_rows=S.shape[0], slice_size=4), *args)
     _check(y, S, x, "float64")
-    _check(sk.sellp_spmv_reference(*args, num_rows=S.shape[0], slice_size=4), S, x, "float64")
+    _check(ref, S, x, "float64")
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -76,10 +88,11 @@ def test_csr_vector_kernel(case):
     A = jsparse.CSR.from_scipy(S)
     x = jnp.asarray(np.random.default_rng(1).standard_normal(S.shape[1]))
     sg = cv.subgroup_size(A.meta.max_row_length)
-    y = cv.csr_vector_spmv(A.data, A.indices, A.indptr, x, subgroup=sg,
-                           block_sizes=cv.BlockSizes(tile=16), interpret=True)
+    y, ref = _kernel_and_reference(
+        functools.partial(cv.csr_vector_spmv, subgroup=sg, block_sizes=cv.BlockSizes(tile=16), interpret=True),
+        cv.csr_spmv_reference, A.data, A.indices, A.indptr, x)
     _check(y, S, x, "float64")
-    _check(cv.csr_spmv_reference(A.data, A.indices, A.indptr, x), S, x, "float64")
+    _check(ref, S, x, "float64")
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -87,11 +100,12 @@ def test_csr_balanced_kernel(case):
     S = _matrix(case)
     A = jsparse.CSR.from_scipy(S)
     x = jnp.asarray(np.random.default_rng(1).standard_normal(S.shape[1]))
-    y = cb.csr_balanced_spmv(A.data, A.indices, A.row_ids, x, num_rows=S.shape[0],
-                             block_sizes=cb.BlockSizes(chunk=8), interpret=True)
+    y, ref = _kernel_and_reference(
+        functools.partial(cb.csr_balanced_spmv, num_rows=S.shape[0], block_sizes=cb.BlockSizes(chunk=8),
+                          interpret=True),
+        functools.partial(cb.csr_balanced_spmv_reference, num_rows=S.shape[0]), A.data, A.indices, A.row_ids, x)
     _check(y, S, x, "float64")
-    _check(cb.csr_balanced_spmv_reference(A.data, A.indices, A.row_ids, x, num_rows=S.shape[0]),
-           S, x, "float64")
+    _check(ref, S, x, "float64")
 
 
 @pytest.mark.parametrize("fmt,opts", [pytest.param("csr", {"strategy": "load_balance"}, marks=pytest.mark.slow),
@@ -122,10 +136,12 @@ def test_csr_merge_path_kernel(case):
         S = _matrix(case)
     A = jsparse.CSR.from_scipy(S)
     x = jnp.asarray(np.random.default_rng(1).standard_normal(S.shape[1]))
-    y = cm.csr_merge_spmv(A.data, A.indices, A.indptr, A.row_ids, x, num_rows=S.shape[0],
-                          block_sizes=cm.BlockSizes(chunk=8), interpret=True)
+    y, ref = _kernel_and_reference(
+        lambda d, i, p, r, v: cm.csr_merge_spmv(d, i, p, r, v, num_rows=S.shape[0],
+                                                block_sizes=cm.BlockSizes(chunk=8), interpret=True),
+        lambda d, i, p, r, v: cm.csr_merge_spmv_reference(d, i, p, v), A.data, A.indices, A.indptr, A.row_ids, x)
     _check(y, S, x, "float64")
-    _check(cm.csr_merge_spmv_reference(A.data, A.indices, A.indptr, x), S, x, "float64")
+    _check(ref, S, x, "float64")
 
 
 def _merge_path_reference(indptr, chunk):
