@@ -9,6 +9,9 @@ from jax.sharding import PartitionSpec as P
 
 from jaxlab import fwdgrad
 
+# Numerical checks only: compile at backend level 0 (see conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_compiles")
+
 
 def _loss(p, x):
     h = jax.nn.relu(x @ p[0]["w"] + p[0]["b"])

@@ -43,6 +43,7 @@ def _mixed_params():
             "only_params": jnp.arange(5.0, dtype=jnp.float32)}
 
 
+@pytest.mark.usefixtures("quick_compiles")  # numerical checks: backend level 0 (see conftest.py)
 @pytest.mark.parametrize("sampler", ["normal", "rademacher"])
 def test_generated_tangent_jvp_equals_jax_jvp_bit_for_bit(getkey, sampler):
     p = _mixed_params()
@@ -68,6 +69,7 @@ def test_generated_tangent_jvp_equals_jax_jvp_bit_for_bit(getkey, sampler):
         assert int(n_gen) == int(n_ref) == 3
 
 
+@pytest.mark.usefixtures("quick_compiles")
 def test_streaming_estimate_of_mixed_pytree_matches_the_held_one(getkey):
     p = _mixed_params()
     x = jnp.arange(8.0, dtype=jnp.float32).reshape(2, 4) / 8
@@ -88,6 +90,7 @@ def test_streaming_estimate_of_mixed_pytree_matches_the_held_one(getkey):
                 np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.usefixtures("quick_compiles")
 @pytest.mark.parametrize("tx", [optax.sgd(0.1), optax.adam(1e-2)], ids=["sgd", "adam"])
 def test_streaming_train_step_gives_the_same_parameters_as_the_held_one(getkey, tx):
     params = _mlp_params(getkey(), depth=3, width=8)

@@ -76,23 +76,33 @@ def _estimate(fn, x, key, k, angle, aggregation):
     return fwdgrad.aggregate(v, d, aggregation)
 
 
+def _check_angles(angles) -> None:
+    # A traced angle is not checked by sample_equiangular_tangents: check the Python values here.
+    for angle in angles:
+        if not 0.0 < angle <= 90.0:
+            raise ValueError(f"angle_deg must be in (0, 90] degrees, got {angle}")
+
+
 def approximation_cosines(config: AnglesConfig) -> list[dict]:
     """Mean cosine (and std) of mean and projection to a fixed random gradient per (k, angle)."""
     g = jax.random.normal(jax.random.key(config.seed + 7919), (config.n,), jnp.float32)
     loss = lambda w: jnp.dot(g, w)  # noqa: E731  (its gradient is g everywhere)
     x = jnp.zeros(config.n, jnp.float32)
+    _check_angles(config.angles)
     rows = []
     for k in config.tangents:
         keys = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), k), config.samples)
-        for angle in config.angles:
-            @jax.jit
-            def cosines(keys, k=k, angle=angle):
-                def one(key):
-                    out = [_estimate(loss, x, key, k, angle, a) for a in ("mean", "projection")]
-                    return jnp.stack([jnp.dot(e, g) / (jnp.linalg.norm(e) * jnp.linalg.norm(g)) for e in out])
-                return jax.lax.map(one, keys, batch_size=min(config.samples, 250))
 
-            c = np.asarray(cosines(keys), np.float64)
+        # The angle is traced: one compilation per k serves every angle.
+        @jax.jit
+        def cosines(keys, angle, k=k):
+            def one(key):
+                out = [_estimate(loss, x, key, k, angle, a) for a in ("mean", "projection")]
+                return jnp.stack([jnp.dot(e, g) / (jnp.linalg.norm(e) * jnp.linalg.norm(g)) for e in out])
+            return jax.lax.map(one, keys, batch_size=min(config.samples, 250))
+
+        for angle in config.angles:
+            c = np.asarray(cosines(keys, jnp.float32(angle)), np.float64)
             rows.append({"k": k, "angle": angle,
                          "cos_mean": float(c[:, 0].mean()), "cos_mean_std": float(c[:, 0].std()),
                          "cos_projection": float(c[:, 1].mean()), "cos_projection_std": float(c[:, 1].std()),
@@ -102,18 +112,22 @@ def approximation_cosines(config: AnglesConfig) -> list[dict]:
 
 def optimize_at_angles(config: AnglesConfig) -> list[dict]:
     """Tuned descent on ``config.function`` per (k, angle, aggregation)."""
+    _check_angles(config.angles)
     fn, n = FUNCTIONS[config.function], config.n
     keys = jax.random.split(jax.random.key(n), config.seeds)
     x0 = jax.vmap(lambda kk: jax.random.uniform(kk, (n,), jnp.float32, -2.0, 2.0))(keys)
     rows = []
     for k in config.opt_tangents:
         steps = max(config.min_steps, steps_for(n, k, config.steps_per_dim))
+        # The angle is a traced argument: one compilation per (k, aggregation) serves every angle.
+        programs = {agg: descent_program(fn, lambda x, key, angle, k=k, agg=agg: _estimate(fn, x, key, k, angle, agg),
+                                         steps, MINIMA[config.function](n), config.threshold)
+                    for agg in ("mean", "projection")}
         for angle in config.angles:
             for agg in ("mean", "projection"):
                 lrs = method_lrs(config, agg)
-                est = lambda x, key, k=k, angle=angle, agg=agg: _estimate(fn, x, key, k, angle, agg)  # noqa: E731
-                program = descent_program(fn, est, steps, MINIMA[config.function](n), config.threshold)
-                gaps, hits = (np.asarray(a) for a in program(x0, jnp.asarray(lrs, jnp.float32), keys))
+                gaps, hits = (np.asarray(a) for a in programs[agg](x0, jnp.asarray(lrs, jnp.float32), keys,
+                                                                   jnp.float32(angle)))
                 scores = scores_from(gaps, hits, steps, config.threshold)
                 best = tune(scores)
                 rows.append({"k": k, "angle": angle, "aggregation": agg, "steps": steps, "lr": lrs[best],

@@ -109,18 +109,20 @@ def method_lrs(config, method: str) -> list[float]:
 
 
 def descent_program(fn: Callable, estimator: Callable, steps: int, fmin: float, threshold: float):
-    """Jitted ``run(x0s (S, n), lrs (L,), keys (S,)) -> (gaps (L, S, steps), first_hit (L, S))``.
+    """Jitted ``run(x0s (S, n), lrs (L,), keys (S,), *extra) -> (gaps (L, S, steps), first_hit (L, S))``.
 
-    ``estimator(x, key) -> gradient estimate``. ``gaps[..., t]`` is the relative gap after step t + 1;
-    ``first_hit`` the first step (1-based) with gap <= threshold, or ``steps + 1``.
+    ``estimator(x, key, *extra) -> gradient estimate``; ``extra`` are traced arguments shared by every run
+    (the angle of the fixed-angle experiment: one compilation serves every value). ``gaps[..., t]`` is the
+    relative gap after step t + 1; ``first_hit`` the first step (1-based) with gap <= threshold, or
+    ``steps + 1``.
     """
 
-    def descend(x0, lr, key):
+    def descend(x0, lr, key, *extra):
         f0 = fn(x0)
 
         def body(carry, t):
             x, hit = carry
-            x = x - lr * estimator(x, jax.random.fold_in(key, t))
+            x = x - lr * estimator(x, jax.random.fold_in(key, t), *extra)
             gap = (fn(x) - fmin) / (f0 - fmin)
             hit = jnp.where((hit > steps) & (gap <= threshold), t + 1, hit)
             return (x, hit), gap
@@ -128,7 +130,11 @@ def descent_program(fn: Callable, estimator: Callable, steps: int, fmin: float, 
         (_, hit), gaps = jax.lax.scan(body, (x0, jnp.int32(steps + 1)), jnp.arange(steps, dtype=jnp.int32))
         return gaps, hit
 
-    return jax.jit(jax.vmap(jax.vmap(descend, in_axes=(0, None, 0)), in_axes=(None, 0, None)))
+    def run(x0s, lrs, keys, *extra):
+        per_seed = jax.vmap(lambda x0, lr, key: descend(x0, lr, key, *extra), in_axes=(0, None, 0))
+        return jax.vmap(per_seed, in_axes=(None, 0, None))(x0s, lrs, keys)
+
+    return jax.jit(run)
 
 
 def scores_from(gaps: np.ndarray, hits: np.ndarray, steps: int, threshold: float) -> np.ndarray:

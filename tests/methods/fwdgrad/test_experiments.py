@@ -1,8 +1,10 @@
 """Smoke runs of the approximation, closed-form-function and fixed-angle experiments, with their claims."""
 
 import importlib.util
+import logging
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -51,10 +53,14 @@ def test_functions_with_k_equal_n_projection_is_gradient_descent(tmp_path):
     assert verdict["sign_test_p"] == pytest.approx(0.25) and cells[0]["winner"] == "projection"
 
 
-def test_fixed_angle_projection_is_the_same_at_every_angle(tmp_path):
+def test_fixed_angle_projection_is_the_same_at_every_angle(tmp_path, caplog):
     config = AnglesConfig(n=12, tangents=(4,), angles=(20.0, 90.0), samples=30, opt_tangents=(4,), seeds=2,
                           lr_per_decade=1, min_steps=5, steps_per_dim=1.0)
-    s = run_angles(config, tmp_path)
+    with jax.log_compiles(), caplog.at_level(logging.WARNING):
+        s = run_angles(config, tmp_path)
+    # The angle is traced: one program per k for the cosines, one per (k, aggregation) for the descent.
+    compiled = [r.getMessage() for r in caplog.records if "Finished XLA compilation of" in r.getMessage()]
+    assert sum("jit(cosines)" in m for m in compiled) == 1 and sum("jit(run)" in m for m in compiled) == 2
     assert s["projection_cosine_independent_of_angle"] and s["mean_cosine_falls_as_angle_shrinks"]["4"]
     at = {r["angle"]: r for r in s["approximation"]}
     assert at[90.0]["cos_mean"] == pytest.approx(at[90.0]["cos_projection"], abs=1e-4)  # orthonormal: same direction
