@@ -1,9 +1,15 @@
-"""Runs the ``Examples:`` of every public docstring in jaxlab as doctests."""
+"""Runs the ``Examples:`` of every public docstring in jaxlab as doctests.
+
+They compile at XLA's backend level 0 (``jax_disable_most_optimizations``): each example runs its
+programs once on toy inputs, so optimising them costs more than it saves; the functions computed,
+and the printed values, are the same.
+"""
 
 import doctest
 import importlib
 import pkgutil
 
+import jax
 import pytest
 
 import jaxlab
@@ -14,8 +20,16 @@ MODULES = sorted(
 )
 
 
+@pytest.fixture
+def fewer_optimizations():
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
+
+
 @pytest.mark.parametrize("name", MODULES)
-def test_docstring_examples(name):
+def test_docstring_examples(name, fewer_optimizations):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
     assert result.failed == 0, f"{result.failed} doctest(s) failed in {name}"

@@ -8,6 +8,8 @@ import pytest
 
 from jaxlab.cli import main
 
+from .quick_env import quick_compile_env
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "configs" / "examples" / "mlp_digits.py")
 
@@ -16,7 +18,7 @@ def _env():
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["XLA_FLAGS"] = ""
-    return env
+    return quick_compile_env(env)
 
 
 def _jaxlab(*args, **kw):

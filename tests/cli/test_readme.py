@@ -22,6 +22,8 @@ from jaxlab import cli
 from jaxlab._registry import BENCHMARKS
 from jaxlab.core import apply_overrides, load_config
 
+from .quick_env import quick_compile_env
+
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 _ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -153,12 +155,13 @@ sys.exit(1 if failures else 0)
 def test_readme_python_examples_run(tmp_path):
     """Each example in its own namespace (its own imports, nothing carried over), in an empty folder.
 
-    One interpreter runs them all, to pay jax's import once.
+    One interpreter runs them all, to pay jax's import once; it compiles at backend level 0 (quick_env.py):
+    44 -> 18.5 CPU-s (measured on an idle host; the Informer example alone compiles 287 small programs).
     """
     import json
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    env = quick_compile_env(dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+                                 XLA_FLAGS="", JAX_PLATFORMS="cpu"))
     r = subprocess.run([sys.executable, "-c", _RUNNER], input=json.dumps(readme_python_examples()), cwd=tmp_path,
                        env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]

@@ -1,4 +1,8 @@
-"""Starting local multi-process runs for the tests: two processes on 127.0.0.1, 4 fake CPU devices each."""
+"""Starting local multi-process runs for the tests: two processes on 127.0.0.1, 4 fake CPU devices each.
+
+Every process compiles at backend level 0 (:func:`tests.cli.quick_env.quick_compile_env`), the single-process
+reference runs too, so that the losses compared are those of the same programs.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tests.cli.quick_env import quick_compile_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +33,7 @@ def env(devices: int) -> dict[str, str]:
     e["JAX_PLATFORMS"] = "cpu"
     e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
     e.pop("JAX_ENABLE_X64", None)
-    return e
+    return quick_compile_env(e)
 
 
 def start(args: list[str], log: Path, *, devices: int) -> subprocess.Popen:
