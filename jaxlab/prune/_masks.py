@@ -173,7 +173,8 @@ def apply_masks(params: PyTree, masks: PyTree) -> PyTree:
         return jax.tree.map(lambda p, m: jnp.where(m, p, jnp.zeros_like(p)), params, masks)
 
     def host(p, m):
-        out = np.where(np.asarray(m), np.asarray(p), np.zeros((), np.asarray(p).dtype))
+        value = np.asarray(p)  # one transfer per leaf
+        out = np.where(np.asarray(m), value, np.zeros((), value.dtype))
         # a committed (placed or sharded) input keeps its placement; an uncommitted one stays uncommitted
         committed = isinstance(p, jax.Array) and p.committed
         return jax.device_put(out, p.sharding) if committed else jax.device_put(out)

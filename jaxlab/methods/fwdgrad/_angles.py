@@ -29,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab import fwdgrad
-from jaxlab.core import Constraint, Rule, each, in_range, nonempty, nonnegative, one_of, positive, write_json
+from jaxlab.core import (Constraint, Rule, each, in_range, nonempty, nonnegative, one_of, positive, validate_config,
+                         write_json)
 
 from ._functions import FUNCTIONS, MINIMA, descent_program, method_lrs, scores_from, steps_for, tune
 
@@ -76,19 +77,12 @@ def _estimate(fn, x, key, k, angle, aggregation):
     return fwdgrad.aggregate(v, d, aggregation)
 
 
-def _check_angles(angles) -> None:
-    # A traced angle is not checked by sample_equiangular_tangents: check the Python values here.
-    for angle in angles:
-        if not 0.0 < angle <= 90.0:
-            raise ValueError(f"angle_deg must be in (0, 90] degrees, got {angle}")
-
-
 def approximation_cosines(config: AnglesConfig) -> list[dict]:
     """Mean cosine (and std) of mean and projection to a fixed random gradient per (k, angle)."""
     g = jax.random.normal(jax.random.key(config.seed + 7919), (config.n,), jnp.float32)
     loss = lambda w: jnp.dot(g, w)  # noqa: E731  (its gradient is g everywhere)
     x = jnp.zeros(config.n, jnp.float32)
-    _check_angles(config.angles)
+    validate_config(config)  # the angles are traced below, where sample_equiangular_tangents cannot check them
     rows = []
     for k in config.tangents:
         keys = jax.random.split(jax.random.fold_in(jax.random.key(config.seed), k), config.samples)
@@ -112,7 +106,7 @@ def approximation_cosines(config: AnglesConfig) -> list[dict]:
 
 def optimize_at_angles(config: AnglesConfig) -> list[dict]:
     """Tuned descent on ``config.function`` per (k, angle, aggregation)."""
-    _check_angles(config.angles)
+    validate_config(config)  # the angles are traced below, where sample_equiangular_tangents cannot check them
     fn, n = FUNCTIONS[config.function], config.n
     keys = jax.random.split(jax.random.key(n), config.seeds)
     x0 = jax.vmap(lambda kk: jax.random.uniform(kk, (n,), jnp.float32, -2.0, 2.0))(keys)
