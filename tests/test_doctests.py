@@ -9,10 +9,11 @@ import doctest
 import importlib
 import pkgutil
 
-import jax
 import pytest
 
 import jaxlab
+
+from .compile_helpers import quick_compiles  # noqa: F401  (a fixture)
 
 MODULES = sorted(
     m.name for m in pkgutil.walk_packages(jaxlab.__path__, "jaxlab.")
@@ -20,16 +21,8 @@ MODULES = sorted(
 )
 
 
-@pytest.fixture
-def fewer_optimizations():
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
-
-
 @pytest.mark.parametrize("name", MODULES)
-def test_docstring_examples(name, fewer_optimizations):
+def test_docstring_examples(name, quick_compiles):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
     assert result.failed == 0, f"{result.failed} doctest(s) failed in {name}"

@@ -12,25 +12,12 @@ messages, multi-process against single-process losses, all compiled the same way
 
 from __future__ import annotations
 
-import functools
 import os
+
+from ..compile_helpers import fusion_emitter_option
 
 #: Turns the older (non-MLIR) CPU fusion emitters on: they compile these small programs 30-50% faster.
 FUSION_EMITTERS_OFF = "--xla_cpu_use_fusion_emitters=false"
-
-
-@functools.cache
-def _xla_has_fusion_emitter_flag() -> bool:
-    """Whether this XLA knows the flag (an unknown flag in XLA_FLAGS aborts the process that reads it)."""
-    import jax
-    import numpy as np
-
-    try:
-        jax.jit(lambda a: a + 1, compiler_options={"xla_cpu_use_fusion_emitters": False}).lower(
-            np.float32(0)).compile()
-    except Exception:  # noqa: BLE001  (XlaRuntimeError or ValueError, depending on the version)
-        return False
-    return True
 
 
 def quick_compile_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -38,6 +25,6 @@ def quick_compile_env(env: dict[str, str] | None = None) -> dict[str, str]:
     out = dict(os.environ if env is None else env)
     out["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
     flags = out.get("XLA_FLAGS", "")
-    if _xla_has_fusion_emitter_flag() and "xla_cpu_use_fusion_emitters" not in flags:
+    if fusion_emitter_option() and "xla_cpu_use_fusion_emitters" not in flags:
         out["XLA_FLAGS"] = f"{flags} {FUSION_EMITTERS_OFF}".strip()
     return out

@@ -1,3 +1,3 @@
-"""These tests compile at backend level 0 (see tests/sparse/quick_compile)."""
+"""These tests compile at backend level 0 (tests/compile_helpers.py; see tests/sparse/conftest.py)."""
 
-from ..sparse.quick_compile import _quick_compiles  # noqa: F401  (an autouse fixture of this package)
+from ..compile_helpers import _quick_compiles  # noqa: F401  (an autouse fixture of this package)

@@ -3,17 +3,13 @@ compiles, random inputs and variables without compiling a sampler, and the check
 
 Compiling is the slow part of these tests (a few hundred XLA programs, run once or twice each), so:
 
-- :func:`quick_jit` compiles with :data:`QUICK_COMPILE`;
-- :func:`fewer_optimizations` (the directories' ``conftest.py`` turn it on for their tests) gives the eager
-  ops the same backend level 0;
+- :func:`quick_jit`, :func:`fewer_optimizations` and the ``_quick_compiles`` fixture come from
+  ``tests/compile_helpers.py`` (re-exported here for this layer's tests and those that import them from here);
 - :func:`normal_draws` and :func:`random_variables` draw with NumPy: ``jax.random.normal`` compiles a sampler
   for every shape (about 3 CPU-s each at the default level, 0.6 s at level 0).
 
 None of these changes the function computed, only how much work XLA spends on optimising it.
 """
-
-import contextlib
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -23,44 +19,7 @@ import pytest
 from jaxlab import prune
 from jaxlab.core import tolerances
 
-# These tiny models run once or twice per test, so XLA's CPU backend optimisations cost more time than they
-# save: compiling at backend level 0 roughly halves the compile time and computes the same function. The
-# older (non-MLIR) fusion emitters, where this XLA still has them, compile the zoo models in a further 40-60%
-# less time (Crossformer 4.9 -> 2.8 CPU-s); see _fusion_emitter_option.
-QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-
-
-@functools.cache
-def _fusion_emitter_option():
-    """``{"xla_cpu_use_fusion_emitters": False}`` where this XLA accepts the option, else ``{}``.
-
-    The option is not part of JAX's API: an XLA without it refuses to compile ("No such compile option"), so
-    it is tried once on a trivial program.
-    """
-    option = {"xla_cpu_use_fusion_emitters": False}
-    try:
-        jax.jit(lambda a: a + 1, compiler_options=option).lower(np.float32(0)).compile()
-    except Exception:  # noqa: BLE001  (XlaRuntimeError or ValueError, depending on the version)
-        return {}
-    return option
-
-
-def quick_jit(fn=None, **kwargs):
-    """``jax.jit(fn)`` compiled with :data:`QUICK_COMPILE` (for one-shot calls in tests); also a decorator."""
-    if fn is None:
-        return functools.partial(quick_jit, **kwargs)
-    return jax.jit(fn, compiler_options={**QUICK_COMPILE, **_fusion_emitter_option()}, **kwargs)
-
-
-@contextlib.contextmanager
-def fewer_optimizations():
-    """Every compile inside (the eager ops' too) at backend level 0 (``jax_disable_most_optimizations``)."""
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", before)
+from ..compile_helpers import QUICK_COMPILE, _quick_compiles, fewer_optimizations, quick_jit  # noqa: F401  (re-exported)
 
 
 def normal_draws(seed=0):
@@ -155,13 +114,6 @@ def assert_residual_widths(variables, d_model):
             assert leaf.shape[-1] == d_model, keys
         if keys[-2:] in (["query", "kernel"], ["key", "kernel"], ["value", "kernel"], ["conv1", "kernel"]):
             assert leaf.shape[0] == d_model, keys
-
-
-@pytest.fixture(scope="package", autouse=True)
-def _quick_compiles():
-    """Every compile of the package's tests at backend level 0 (imported into the conftests that want it)."""
-    with fewer_optimizations():
-        yield
 
 
 @pytest.fixture

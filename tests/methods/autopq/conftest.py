@@ -1,7 +1,7 @@
 """Shared pieces of the AutoPQ tests: a scripted energy meter and a zero-parameter cINN.
 
 Every compile of these tests runs at XLA's backend level 0 (``_quick_compiles``, see
-tests/timeseries/zoo_helpers.py): the programs are small and run a few times each, so XLA's CPU optimisations
+tests/compile_helpers.py): the programs are small and run a few times each, so XLA's CPU optimisations
 cost more than they save; what the tests check (inverses, log-determinants, quantiles, searches) does not
 depend on them.
 """
@@ -12,7 +12,8 @@ import pytest
 
 from jaxlab.methods.autopq import CINN
 
-from ...timeseries.zoo_helpers import _quick_compiles  # noqa: F401  (an autouse fixture for this package)
+from ... import compile_helpers
+from ...compile_helpers import _quick_compiles  # noqa: F401  (an autouse fixture for this package)
 
 
 class FixedMeter:
@@ -50,9 +51,5 @@ def permutation_cinn():
 def full_optimizations():
     """XLA's usual optimisations for one test whose time goes into running its programs (tens of calls on
     200k samples), not into compiling them: there backend level 0 costs more than it saves."""
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", False)
-    try:
+    with compile_helpers.full_optimizations():
         yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", before)

