@@ -820,9 +820,11 @@ def _supervise(argv: Sequence[str], args: argparse.Namespace) -> int:
     import collections
     import subprocess
 
-    from jaxlab.train._distributed import check_arguments
+    from jaxlab.train._distributed import check_arguments, detect_cluster
 
     check_arguments(args.coordinator, args.num_processes, args.process_id)  # before a worker starts
+    if args.auto_cluster and args.coordinator is None:
+        detect_cluster()  # no cluster: one line now, not after a worker has started
     if args.peer_timeout is not None and not (math.isfinite(args.peer_timeout) and args.peer_timeout >= 1):
         raise CLIError(f"--peer-timeout must be a number of seconds >= 1, got {args.peer_timeout!r}")
     env = dict(os.environ, **{WORKER_ENV: "1"})
