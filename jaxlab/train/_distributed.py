@@ -21,7 +21,6 @@ import os
 import re
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -178,9 +177,17 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
         import atexit
 
         PeerWatchdog.finished.clear()
-        atexit.register(PeerWatchdog.finished.set)  # runs before jax's own shutdown (registered earlier)
-        PeerWatchdog().start()
+        dog = PeerWatchdog()
+        dog.start()
+        atexit.register(_stop_watchdog, dog)  # runs before jax's own shutdown (registered earlier)
     return True
+
+
+def _stop_watchdog(dog: "PeerWatchdog", timeout_s: float = 5.0) -> None:
+    """At exit: ends the watchdog's polling and waits for it. A daemon thread still inside the runtime's
+    client (C++) when the interpreter finalizes aborts the process ("FATAL: exception not rethrown")."""
+    PeerWatchdog.finished.set()
+    dog.join(timeout_s)
 
 
 def is_writer() -> bool:
@@ -255,7 +262,7 @@ class PeerWatchdog(threading.Thread):
                            "heartbeat within the peer timeout): the run stops here. Restart all processes with "
                            "the same command to resume from the last checkpoint.")
                 return
-            time.sleep(self.interval_s)
+            PeerWatchdog.finished.wait(self.interval_s)  # wakes at once when the run is over
 
 
 def to_global(tree: Any, sharding: jax.sharding.Sharding) -> Any:
