@@ -88,6 +88,7 @@ def test_energy_of_processes_side_by_side_adds_energies_and_keeps_the_longest_wa
     write_json(process_energy_path(tmp_path, 0), {**base, "energy_j": {"cpu": 10.0}, "wall_s": 4.0})
     write_json(process_energy_path(tmp_path, 1), {**base, "energy_j": {"cpu": 5.0}, "wall_s": 6.0})
     total = combine_process_energy(tmp_path, 2)
+    assert total is not None
     assert total["energy_j"]["cpu"] == pytest.approx(15.0)
     assert total["wall_s"] == pytest.approx(6.0)
     assert len(total["per_process"]) == 2
