@@ -88,7 +88,10 @@ def worker_of(p: subprocess.Popen) -> int:
     """The pid of the worker that the supervising ``jaxlab run`` ``p`` of a multi-process run started (Linux)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        kids = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
+        try:
+            kids = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
+        except OSError:
+            raise AssertionError(f"process {p.pid} ended (or this is not Linux): no worker to find") from None
         if kids:
             return int(kids[0])
         time.sleep(0.05)
