@@ -13,6 +13,7 @@ import datetime
 import json
 import math
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -798,6 +799,22 @@ LOST_PEER_EXIT = 75
 _PEER_WORDS = ("gloo", "distributed service", "coordination service", "nccl", "heartbeat")
 
 
+#: What the runtime's last lines say when this process could not reach the coordination service (process 0):
+#: a refused or closed connection (process 0 died) or heartbeats past their deadline (it stopped answering).
+_COORDINATOR_LOST = re.compile(r"failed to send rpc to coordination service|leader task was preempted|"
+                               r"deadline_exceeded[^\n]*\n(?:[^\n]*\n){0,3}[^\n]*coordinationservice/heartbeat",
+                               re.IGNORECASE)
+
+
+def _runtime_cause(lines: Sequence[str]) -> str:
+    """The status that the runtime's fatal line gives (XLA's ``absl::Status: ...``), without the stack trace."""
+    body = [l.strip() for l in lines if l.strip() and not l.lstrip().startswith(("@", "***"))]
+    for i, line in enumerate(body):
+        if "absl::Status:" in line:
+            return " ".join([line.split("absl::Status:", 1)[1].strip(), *body[i + 1:i + 3]])
+    return next((l for l in reversed(body) if any(w in l.lower() for w in _PEER_WORDS)), "")
+
+
 def _die_with_parent() -> None:
     """In the worker, before exec: the system kills it when the supervisor dies (Linux), as a lost machine would."""
     if sys.platform.startswith("linux"):
@@ -820,9 +837,11 @@ def _supervise(argv: Sequence[str], args: argparse.Namespace) -> int:
     import collections
     import subprocess
 
-    from jaxlab.train._distributed import check_arguments
+    from jaxlab.train._distributed import check_arguments, detect_cluster
 
     check_arguments(args.coordinator, args.num_processes, args.process_id)  # before a worker starts
+    if args.auto_cluster and args.coordinator is None:
+        detect_cluster()  # no cluster: one line now, not after a worker has started
     if args.peer_timeout is not None and not (math.isfinite(args.peer_timeout) and args.peer_timeout >= 1):
         raise CLIError(f"--peer-timeout must be a number of seconds >= 1, got {args.peer_timeout!r}")
     env = dict(os.environ, **{WORKER_ENV: "1"})
@@ -859,7 +878,13 @@ def _supervise(argv: Sequence[str], args: argparse.Namespace) -> int:
     if -rc in (signal.SIGINT, signal.SIGTERM):
         return 128 - rc
     if any(w in text.lower() for w in _PEER_WORDS):
-        cause = next((l.strip() for l in reversed(last) if any(w in l.lower() for w in _PEER_WORDS)), "")
+        cause = _runtime_cause(list(last))
+        if args.process_id != 0 and _COORDINATOR_LOST.search(text):
+            at = f" at {args.coordinator}" if args.coordinator else ""
+            print(f"jaxlab: error: {who} of the multi-process run lost the coordinator (process 0{at}): it died or "
+                  f"stopped answering for --peer-timeout ({how}: {_one_line(cause, 240)}). Restart all processes "
+                  "with the same command to resume from the last checkpoint.", file=sys.stderr)
+            return LOST_PEER_EXIT
         print(f"jaxlab: error: {who} of the multi-process run lost a peer: its collectives aborted ({how}: "
               f"{_one_line(cause, 240)}). Restart all processes with the same command to resume from the last "
               "checkpoint.", file=sys.stderr)

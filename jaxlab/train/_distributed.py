@@ -21,7 +21,6 @@ import os
 import re
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -68,6 +67,56 @@ def check_arguments(coordinator: str | None, num_processes: int | None, process_
                                f"got {process_id!r}")
 
 
+def _slurm_variables() -> tuple[str, ...]:
+    """The variables JAX's SLURM detection needs all of (read from the installed JAX, whose names they are)."""
+    try:
+        from jax._src.clusters import slurm_cluster as s
+
+        return (s._JOBID_PARAM, s._NODE_LIST, s._PROCESS_COUNT, s._PROCESS_ID, s._LOCAL_PROCESS_ID)
+    except (ImportError, AttributeError):  # another JAX layout: the names of JAX 0.4-0.11
+        return ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID")
+
+
+def detect_cluster() -> str:
+    """The name of the cluster environment JAX's auto-detection finds here (``"slurm"``, ``"ompi"``, ...).
+
+    It asks JAX's own cluster classes, in JAX's order and leaving out the opt-in ones (mpi4py), as
+    ``jax.distributed.initialize`` does without arguments.
+
+    Raises:
+      DistributedError: when there is none: it names what SLURM and Open MPI lack here and says to give
+        the explicit flags instead.
+    """
+    try:
+        from jax._src.clusters import ClusterEnv
+    except ImportError:  # no detection in this JAX: let jax.distributed.initialize say what it lacks
+        return "unknown"
+    for env in ClusterEnv._cluster_types:
+        if getattr(env, "opt_in_only_method", False):
+            continue
+        try:
+            present = env.is_env_present()
+        except Exception:  # noqa: BLE001 - a detector that cannot run here (no metadata server, ...)
+            present = False
+        if present:
+            return str(getattr(env, "name", "") or env.__name__)
+    try:
+        from jax._src.clusters import ompi_cluster
+
+        ompi = str(ompi_cluster._ORTE_URI)
+    except (ImportError, AttributeError):
+        ompi = "OMPI_MCA_orte_hnp_uri"
+    slurm = _slurm_variables()
+    missing = [v for v in slurm if v not in os.environ]
+    have = [v for v in slurm if v in os.environ]
+    slurm_part = (f"SLURM lacks {', '.join(missing)} (it has {', '.join(have)}: start each process as a task of a job "
+                  "step, with srun)" if have else f"no SLURM variables ({', '.join(slurm)})")
+    raise DistributedError(
+        f"--auto-cluster found no cluster environment that JAX detects: {slurm_part}, no Open MPI "
+        f"({ompi}, set by mpirun), no Kubernetes or Cloud TPU. Start the processes under the cluster's "
+        "launcher, or give --coordinator HOST:PORT --num-processes N --process-id I instead of --auto-cluster.")
+
+
 def _client() -> Any:
     from jax._src import distributed as _dist  # the runtime's client: barriers and liveness with timeouts
 
@@ -93,11 +142,13 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
       watchdog: start a :class:`PeerWatchdog` that ends this process with a clear line when a peer is lost.
 
     Raises:
-      DistributedError: bad arguments, or the processes did not all join within ``init_timeout_s``.
+      DistributedError: bad arguments, ``auto`` where JAX detects no cluster (:func:`detect_cluster`), or the
+        processes did not all join within ``init_timeout_s``.
     """
     check_arguments(coordinator, num_processes, process_id)
     if coordinator is None and not auto:
         return False
+    cluster = detect_cluster() if coordinator is None else None
     if not (peer_timeout_s >= 1 and init_timeout_s >= 1):
         raise DistributedError(f"timeouts must be >= 1 s, got peer {peer_timeout_s!r}, init {init_timeout_s!r}")
     if num_processes == 1:
@@ -111,19 +162,32 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
     try:
         jax.distributed.initialize(**kwargs)
     except Exception as e:  # noqa: BLE001 - the runtime raises RuntimeError/ValueError/XlaRuntimeError
-        where = f"coordinator {coordinator}" if coordinator else "the auto-detected cluster"
+        cause = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+        if coordinator is not None:
+            raise DistributedError(
+                f"cannot start process {process_id} of a multi-process run with coordinator {coordinator} ({cause}). "
+                f"Start every process within {init_timeout_s:g} s, with the same --coordinator and --num-processes "
+                "and a different --process-id.") from None
         raise DistributedError(
-            f"cannot start process {process_id if process_id is not None else '?'} of a multi-process run with "
-            f"{where} ({type(e).__name__}: {' '.join(str(e).split())[:300]}). Start every process within "
-            f"{init_timeout_s:g} s, with the same --coordinator and --num-processes and a different --process-id."
+            f"cannot start a multi-process run on the cluster that --auto-cluster detected ({cluster}): {cause}. "
+            f"Start every process of the job (under SLURM: one task per process, with srun) within "
+            f"{init_timeout_s:g} s, or give --coordinator HOST:PORT --num-processes N --process-id I instead."
         ) from None
     if watchdog and jax.process_count() > 1:
         import atexit
 
         PeerWatchdog.finished.clear()
-        atexit.register(PeerWatchdog.finished.set)  # runs before jax's own shutdown (registered earlier)
-        PeerWatchdog().start()
+        dog = PeerWatchdog()
+        dog.start()
+        atexit.register(_stop_watchdog, dog)  # runs before jax's own shutdown (registered earlier)
     return True
+
+
+def _stop_watchdog(dog: "PeerWatchdog", timeout_s: float = 5.0) -> None:
+    """At exit: ends the watchdog's polling and waits for it. A daemon thread still inside the runtime's
+    client (C++) when the interpreter finalizes aborts the process ("FATAL: exception not rethrown")."""
+    PeerWatchdog.finished.set()
+    dog.join(timeout_s)
 
 
 def is_writer() -> bool:
@@ -198,7 +262,7 @@ class PeerWatchdog(threading.Thread):
                            "heartbeat within the peer timeout): the run stops here. Restart all processes with "
                            "the same command to resume from the last checkpoint.")
                 return
-            time.sleep(self.interval_s)
+            PeerWatchdog.finished.wait(self.interval_s)  # wakes at once when the run is over
 
 
 def to_global(tree: Any, sharding: jax.sharding.Sharding) -> Any:

@@ -7,6 +7,7 @@ reference runs too, so that the losses compared are those of the same programs.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -27,8 +28,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def env(devices: int) -> dict[str, str]:
-    e = dict(os.environ)
+#: JAX's SLURM detection puts the coordinator on port SLURM_JOB_ID % 4096 + SLURM_PORT_BASE.
+SLURM_PORT_BASE = 65535 - 2**12 + 1
+
+
+def slurm_env(process_id: int, num_processes: int = 2) -> dict[str, str]:
+    """What ``srun --ntasks=N`` on one node sets for task ``process_id`` (the variables JAX's SlurmCluster reads),
+    with the node 127.0.0.1 and a job id whose derived coordinator port is free now."""
+    for port in random.Random().sample(range(SLURM_PORT_BASE, 65536), 64):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        break
+    else:
+        raise AssertionError(f"no free port in {SLURM_PORT_BASE}-65535 for the fake SLURM job")
+    job = 4096 * 731 + port - SLURM_PORT_BASE
+    return {"SLURM_JOB_ID": str(job), "SLURM_STEP_NODELIST": "127.0.0.1", "SLURM_NTASKS": str(num_processes),
+            "SLURM_PROCID": str(process_id), "SLURM_LOCALID": str(process_id), "SLURM_NODEID": "0",
+            "SLURM_STEP_NUM_NODES": "1", "SLURM_STEP_TASKS_PER_NODE": str(num_processes)}
+
+
+def env(devices: int, extra: dict[str, str] | None = None) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "JAX_COORDINATOR"))}
+    e.update(extra or {})
     e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     e["JAX_PLATFORMS"] = "cpu"
     e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
@@ -36,10 +60,10 @@ def env(devices: int) -> dict[str, str]:
     return quick_compile_env(e)
 
 
-def start(args: list[str], log: Path, *, devices: int) -> subprocess.Popen:
+def start(args: list[str], log: Path, *, devices: int, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     """``python -m jaxlab ARGS`` in the background, stdout and stderr to ``log``."""
     f = open(log, "w", encoding="utf-8")
-    p = subprocess.Popen([sys.executable, "-m", "jaxlab", *args], cwd=ROOT, env=env(devices), stdout=f,
+    p = subprocess.Popen([sys.executable, "-m", "jaxlab", *args], cwd=ROOT, env=env(devices, extra_env), stdout=f,
                          stderr=subprocess.STDOUT)
     p.log_path = log  # type: ignore[attr-defined]
     f.close()
@@ -51,6 +75,27 @@ def start_pair(args: list[str], logs: Path, name: str, *, peer_timeout: float = 
     port = free_port()
     return [start([*args, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i),
                    "--peer-timeout", str(peer_timeout)], logs / f"{name}.p{i}.log", devices=4) for i in range(2)]
+
+
+def start_slurm_pair(args: list[str], logs: Path, name: str, *, peer_timeout: float = 5.0) -> list[subprocess.Popen]:
+    """Two processes of one run as two tasks of a fake SLURM job step on 127.0.0.1, with ``--auto-cluster``."""
+    job = slurm_env(0)
+    return [start([*args, "--auto-cluster", "--peer-timeout", str(peer_timeout)], logs / f"{name}.p{i}.log",
+                  devices=4, extra_env={**job, "SLURM_PROCID": str(i), "SLURM_LOCALID": str(i)}) for i in range(2)]
+
+
+def worker_of(p: subprocess.Popen) -> int:
+    """The pid of the worker that the supervising ``jaxlab run`` ``p`` of a multi-process run started (Linux)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            kids = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
+        except OSError:
+            raise AssertionError(f"process {p.pid} ended (or this is not Linux): no worker to find") from None
+        if kids:
+            return int(kids[0])
+        time.sleep(0.05)
+    raise AssertionError(f"process {p.pid} started no worker")
 
 
 def wait(procs: list[subprocess.Popen], timeout: float = PROCESS_TIMEOUT_S) -> list[int]:
