@@ -47,7 +47,6 @@ N = 9
 _value_and_grad = quick_jit(jax.value_and_grad(_loss))
 
 
-
 @quick_jit(static_argnames=("specs",))
 def _estimates(p, x, key, specs):
     """Several ``forward_gradient`` calls in one compilation (compiling is the tests' main cost).
