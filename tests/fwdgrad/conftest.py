@@ -4,7 +4,9 @@ Compiling is most of these tests' cost: small programs that run once, where XLA'
 optimisations cost more time than they save. ``quick_compiles`` (tests/compile_helpers.py) compiles at backend
 level 0, which computes the same function. It is for the numerical tests only: the tests of compiled memory
 and FLOPs (test_streaming_memory's memory test, test_schedule, test_bench) compile at the default level, as
-users do.
+users do. The numerical tests also compile their own programs through ``quick_jit`` (the same level, plus
+the older fusion emitters where this XLA has them), and build their inputs with NumPy: an eager ``jax.random``
+draw or ``jnp`` build is one more compilation per operation and shape.
 """
 
 from ..compile_helpers import quick_compiles  # noqa: F401  (a fixture: the numerical tests use it)

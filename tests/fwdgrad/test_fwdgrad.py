@@ -1,6 +1,5 @@
 """Tests of jaxlab.fwdgrad against jax.grad, NumPy oracles and closed-form statistics."""
 
-import functools
 import math
 
 import jax
@@ -12,6 +11,8 @@ from scipy.special import gamma
 
 from jaxlab import fwdgrad
 from jaxlab.core import tolerances
+
+from ..compile_helpers import quick_jit
 
 # Numerical checks only: compile at backend level 0 (see conftest.py).
 pytestmark = pytest.mark.usefixtures("quick_compiles")
@@ -42,9 +43,11 @@ def _assert_close(a, b, dtype=jnp.float64, scale=1.0):
 
 N = 9
 
+#: ``(loss, gradient)`` of ``_loss`` by backprop, compiled once (eagerly, every operation is a compilation).
+_value_and_grad = quick_jit(jax.value_and_grad(_loss))
 
 
-@functools.partial(jax.jit, static_argnames=("specs",))
+@quick_jit(static_argnames=("specs",))
 def _estimates(p, x, key, specs):
     """Several ``forward_gradient`` calls in one compilation (compiling is the tests' main cost).
 
@@ -60,17 +63,17 @@ def _spec(name, **opts):
 def test_projection_with_k_equals_n_is_the_gradient(getkey):
     # Rademacher tangents are left out: n random sign vectors in R^n are singular with sizable probability.
     p = _params()
-    g = jax.grad(_loss)(p, X)
+    value, g = _value_and_grad(p, X)
     specs = tuple(_spec(f"{s}-{m}", num_tangents=N, sampler=s, mode=m)
                   for s in ("normal", "orthonormal") for m in ("jvp", "simulated"))
     for est, loss in _estimates(p, X, getkey(), specs).values():
         _assert_close(est, g, scale=100.0)  # the Gram solve loses a few digits at k = n
-        np.testing.assert_allclose(loss, _loss(p, X))
+        np.testing.assert_allclose(loss, value)
 
 
 def test_projection_with_k_greater_than_n_keeps_n_tangents(getkey):
     p = _params()
-    g = jax.grad(_loss)(p, X)
+    _, g = _value_and_grad(p, X)
     specs = tuple(_spec(s, num_tangents=N + 3, selection=s) for s in ("first_n", "max"))
     for est, _ in _estimates(p, X, getkey(), specs).values():
         _assert_close(est, g, scale=100.0)
@@ -88,7 +91,7 @@ def test_every_aggregation_matches_the_numpy_reference(getkey):
 def test_projection_per_leaf_is_exact_only_for_a_single_leaf(getkey):
     p = {"w": jnp.linspace(-1.0, 1.0, 5)}
     loss = lambda q: jnp.sum(jnp.sin(q["w"]) * jnp.arange(5.0))  # noqa: E731
-    est, _ = jax.jit(lambda q, key: fwdgrad.forward_gradient(loss, q, key=key, num_tangents=5,
+    est, _ = quick_jit(lambda q, key: fwdgrad.forward_gradient(loss, q, key=key, num_tangents=5,
                                                              aggregation="projection_per_leaf"))(p, getkey())
     _assert_close(est, jax.grad(loss)(p), scale=100.0)
 
@@ -132,9 +135,9 @@ def test_single_tangent_mean_is_unbiased(getkey):
     p = _params()
     g = _flat(jax.grad(_loss)(p, X))
     m = 20000
-    keys = jax.random.split(getkey(), m)
-    est = jax.jit(jax.vmap(lambda k: fwdgrad.forward_gradient(_loss, p, X, key=k, num_tangents=1,
-                                                              aggregation="mean", mode="simulated")[0]))(keys)
+    est = quick_jit(lambda key: jax.vmap(lambda k: fwdgrad.forward_gradient(
+        _loss, p, X, key=k, num_tangents=1, aggregation="mean", mode="simulated")[0])(jax.random.split(key, m)))(
+        getkey())
     mean = np.concatenate([np.asarray(a).reshape(m, -1) for a in jax.tree_util.tree_leaves(est)], axis=1).mean(0)
     bound = 5 * np.sqrt((np.sum(g ** 2) + g ** 2) / m)
     assert np.all(np.abs(mean - g) < bound), (mean, g, bound)
@@ -148,7 +151,7 @@ def test_cosine_similarity_matches_theory_and_rises_with_k(getkey):
     loss = lambda w: jnp.dot(g, w)  # noqa: E731
     key = getkey()
 
-    @jax.jit  # every k in one compilation
+    @quick_jit  # every k in one compilation
     def estimates(key):
         return [jax.vmap(lambda kk, k=k: fwdgrad.forward_gradient(loss, jnp.zeros(n), key=kk, num_tangents=k,
                                                                   mode="simulated")[0])(
@@ -184,43 +187,49 @@ def test_length_correction_factors_match_the_closed_forms():
 def test_length_corrected_projection_has_about_unit_norm_ratio(getkey):
     n, k, m = 64, 8, 2000
     g = jnp.cos(jnp.arange(n, dtype=jnp.float64))
-    keys = jax.random.split(getkey(), m)
-    est = jax.jit(jax.vmap(lambda kk: fwdgrad.forward_gradient(lambda w: jnp.dot(g, w), jnp.zeros(n), key=kk,
-                                                               num_tangents=k, mode="simulated",
-                                                               length_correction=True)[0]))(keys)
+    est = quick_jit(lambda key: jax.vmap(lambda kk: fwdgrad.forward_gradient(
+        lambda w: jnp.dot(g, w), jnp.zeros(n), key=kk, num_tangents=k, mode="simulated",
+        length_correction=True)[0])(jax.random.split(key, m)))(getkey())
     ratio = jnp.linalg.norm(est, axis=1) / jnp.linalg.norm(g)
     assert abs(float(jnp.mean(ratio)) - 1.0) < 0.02
 
 
 def test_samplers(getkey):
-    sample = jax.jit(fwdgrad.sample_tangents, static_argnums=(2,), static_argnames=("sampler", "normalize"))
     key, p = getkey(), {"a": jnp.zeros((40, 50)), "b": jnp.zeros(10)}
+    small = {"w": jnp.zeros(4)}
+
+    @quick_jit  # every draw in one compilation (it was 5 programs and ~60 eager ops)
+    def draws(key):
+        return dict(v=fwdgrad.sample_tangents(key, p, 3), r=fwdgrad.sample_tangents(key, p, 2, sampler="rademacher"),
+                    u_norms=fwdgrad.tangent_sq_norms(fwdgrad.sample_tangents(key, p, 5, normalize=True)),
+                    q=fwdgrad.sample_tangents(key, small, 6, sampler="orthonormal")["w"],  # groups of n = 4, then 2
+                    gram=fwdgrad.gram_matrix(fwdgrad.sample_tangents(key, p, 4, sampler="orthonormal")))
+
+    out = draws(key)
     n = fwdgrad.num_parameters(p)
-    v = sample(key, p, 3)
+    v = out["v"]
     assert v["a"].shape == (3, 40, 50) and v["b"].shape == (3, 10)
-    one = fwdgrad.sample_tangent(key, p, 2)
+    # sample_tangent on its own (a separate program: the jit that sample_tangents_reference compiles).
+    one = jax.jit(fwdgrad.sample_tangent, static_argnames="sampler")(key, p, 2, sampler="normal")
     np.testing.assert_array_equal(one["a"], v["a"][2])
     np.testing.assert_array_equal(fwdgrad.sample_tangents_reference(key, p, 3)[1], _flat(jax.tree_util.tree_map(
         lambda t: t[1], v)))
     flat = np.concatenate([np.asarray(v["a"]).reshape(3, -1), np.asarray(v["b"]).reshape(3, -1)], axis=1)
     assert abs(flat.mean()) < 0.05 and abs(flat.std() - 1) < 0.05
     assert np.all(np.abs(np.corrcoef(flat)[np.triu_indices(3, 1)]) < 0.1)
-    r = sample(key, p, 2, sampler="rademacher")
-    assert set(np.unique(np.asarray(r["a"]))) == {-1.0, 1.0}
-    u = sample(key, p, 5, normalize=True)
-    np.testing.assert_allclose(fwdgrad.tangent_sq_norms(u), 1.0, rtol=1e-12)
-    small = {"w": jnp.zeros(4)}
-    q = sample(key, small, 6, sampler="orthonormal")["w"]  # groups of n = 4, then 2
+    assert set(np.unique(np.asarray(out["r"]["a"]))) == {-1.0, 1.0}
+    np.testing.assert_allclose(out["u_norms"], 1.0, rtol=1e-12)
+    q = out["q"]
     np.testing.assert_allclose(q[:4] @ q[:4].T, np.eye(4), atol=1e-12)
     np.testing.assert_allclose(q[4:] @ q[4:].T, np.eye(2), atol=1e-12)
-    assert np.all(np.abs(fwdgrad.gram_matrix(sample(key, p, 4, sampler="orthonormal"))
-                         - np.eye(4)) < 1e-12) and n == 2010
+    assert np.all(np.abs(out["gram"] - np.eye(4)) < 1e-12) and n == 2010
 
 
 def test_equiangular_tangents_have_the_angle_and_the_orthonormal_span(getkey):
     key, p = getkey(), {"a": jnp.zeros((3, 4)), "b": jnp.zeros(2)}  # n = 14
-    draw = jax.jit(fwdgrad.sample_equiangular_tangents, static_argnums=(2,))  # one compilation for every angle
-    q = _flat_stack(fwdgrad.sample_tangents(key, p, 5, sampler="orthonormal"))
+    draw = quick_jit(fwdgrad.sample_equiangular_tangents, static_argnums=(2,))  # one compilation for every angle
+    q = _flat_stack(quick_jit(fwdgrad.sample_tangents, static_argnums=(2,), static_argnames="sampler")(
+        key, p, 5, sampler="orthonormal"))
     for angle in (15.0, 60.0, 90.0):
         v = _flat_stack(draw(key, p, 5, angle_deg=angle))
         c = np.cos(np.radians(angle))
@@ -244,7 +253,7 @@ def test_works_under_jit_without_recompiling(getkey):
     p = _params(jnp.float32)
     x = X.astype(jnp.float32)
 
-    @jax.jit
+    @quick_jit
     def f(p, x, key):
         return fwdgrad.forward_gradient(_loss, p, x, key=key, num_tangents=3)
 
@@ -278,7 +287,7 @@ def test_grad_fn_plugs_into_jaxlab_train_and_descends(getkey):
 
 def test_has_aux_returns_the_aux(getkey):
     loss = lambda w: (jnp.sum(w ** 2), {"n": w.shape[0]})  # noqa: E731
-    g, (l, aux) = jax.jit(lambda w, key: fwdgrad.forward_gradient(loss, w, key=key, num_tangents=3, has_aux=True))(
+    g, (l, aux) = quick_jit(lambda w, key: fwdgrad.forward_gradient(loss, w, key=key, num_tangents=3, has_aux=True))(
         jnp.ones(3), getkey())
     _assert_close(g, 2 * jnp.ones(3), scale=100.0)
     assert float(l) == 3.0 and int(aux["n"]) == 3
@@ -294,8 +303,8 @@ def test_clear_errors(getkey):
         fwdgrad.forward_gradient(_loss, p, X, key=key, mode="backprop")
     with pytest.raises(ValueError, match="num_tangents"):
         fwdgrad.forward_gradient(_loss, p, X, key=key, num_tangents=0)
-    with pytest.raises(ValueError, match="scalar"):
-        fwdgrad.forward_gradient(lambda q: q["scale"][0] * jnp.ones(2), p, key=key)
+    with pytest.raises(ValueError, match="scalar"):  # raised while tracing: nothing is compiled
+        jax.jit(lambda q, key: fwdgrad.forward_gradient(lambda q: q["scale"][0] * jnp.ones(2), q, key=key))(p, key)
     with pytest.raises(ValueError, match="floating point"):
         fwdgrad.forward_gradient(lambda q: jnp.sum(q), jnp.arange(3), key=key)
     with pytest.raises(ValueError, match="multiple"):

@@ -11,11 +11,14 @@ from jaxlab.fwdgrad._lazy_jvp import jvp_along_generated_tangent
 from jaxlab.fwdgrad._samplers import leaf_tangent_from_seeds, tangent_seeds
 from jaxlab.train import TrainState, make_train_step
 
+from ..compile_helpers import quick_jit
 
-def _mlp_params(key, depth, width, dtype=jnp.float32):
-    keys = jax.random.split(key, depth)
-    return [{"w": (jax.random.normal(k, (width, width)) / np.sqrt(width)).astype(dtype),
-             "b": jnp.full((width,), 0.01, dtype)} for k in keys]
+
+def _mlp_params(seed, depth, width, dtype=np.float32):
+    # NumPy draws: a jax.random sampler would be compiled once per shape (at the default level in the memory test).
+    rng = np.random.default_rng(seed)
+    return [{"w": (rng.standard_normal((width, width)) / np.sqrt(width)).astype(dtype),
+             "b": np.full((width,), 0.01, dtype)} for _ in range(depth)]
 
 
 def _mlp_loss(params, model_state, batch, key):
@@ -37,23 +40,24 @@ def _mixed_loss(p, x):
 
 
 def _mixed_params():
-    return {"w": jnp.linspace(-1.0, 1.0, 12, dtype=jnp.float32).reshape(4, 3),
-            "b": jnp.array([0.1, -0.2, 0.3], jnp.float64),
-            "scale": jnp.asarray(1.5, jnp.float32),
-            "only_params": jnp.arange(5.0, dtype=jnp.float32)}
+    # NumPy leaves: built eagerly with jnp, each would be one more compilation.
+    return {"w": np.linspace(-1.0, 1.0, 12, dtype=np.float32).reshape(4, 3),
+            "b": np.array([0.1, -0.2, 0.3], np.float64),
+            "scale": np.asarray(1.5, np.float32),
+            "only_params": np.arange(5.0, dtype=np.float32)}
 
 
 @pytest.mark.usefixtures("quick_compiles")  # numerical checks: backend level 0 (see conftest.py)
 @pytest.mark.parametrize("sampler", ["normal", "rademacher"])
 def test_generated_tangent_jvp_equals_jax_jvp_bit_for_bit(getkey, sampler):
     p = _mixed_params()
-    x = jnp.arange(8.0, dtype=jnp.float32).reshape(2, 4) / 8
+    x = np.arange(8.0, dtype=np.float32).reshape(2, 4) / 8
     leaves, treedef = jax.tree_util.tree_flatten(p)
-    seeds = tangent_seeds(getkey(), jnp.arange(2, dtype=jnp.uint32), len(leaves))
     f = lambda xs: _mixed_loss(jax.tree_util.tree_unflatten(treedef, xs), x)  # noqa: E731
 
-    @jax.jit
-    def both(leaves, seeds):
+    @quick_jit
+    def both(leaves, key):
+        seeds = tangent_seeds(key, jnp.arange(2, dtype=jnp.uint32), len(leaves))
         out = []
         for s in seeds:
             tangent = [leaf_tangent_from_seeds(s[l], v.shape, v.dtype, sampler) for l, v in enumerate(leaves)]
@@ -63,7 +67,7 @@ def test_generated_tangent_jvp_equals_jax_jvp_bit_for_bit(getkey, sampler):
             out.append((l_ref, t_ref, aux_ref["n"], l_gen, t_gen, aux_gen["n"]))
         return out
 
-    for l_ref, t_ref, n_ref, l_gen, t_gen, n_gen in both(leaves, seeds):
+    for l_ref, t_ref, n_ref, l_gen, t_gen, n_gen in both(leaves, getkey()):
         np.testing.assert_array_equal(l_gen, l_ref)
         np.testing.assert_array_equal(t_gen, t_ref)
         assert int(n_gen) == int(n_ref) == 3
@@ -72,9 +76,9 @@ def test_generated_tangent_jvp_equals_jax_jvp_bit_for_bit(getkey, sampler):
 @pytest.mark.usefixtures("quick_compiles")
 def test_streaming_estimate_of_mixed_pytree_matches_the_held_one(getkey):
     p = _mixed_params()
-    x = jnp.arange(8.0, dtype=jnp.float32).reshape(2, 4) / 8
+    x = np.arange(8.0, dtype=np.float32).reshape(2, 4) / 8
 
-    @jax.jit
+    @quick_jit
     def estimates(p, key):
         kw = dict(num_tangents=4, has_aux=True, key=key)
         return [fwdgrad.forward_gradient(_mixed_loss, p, x, aggregation=a, tangent_batch_size=tb,
@@ -93,14 +97,14 @@ def test_streaming_estimate_of_mixed_pytree_matches_the_held_one(getkey):
 @pytest.mark.usefixtures("quick_compiles")
 @pytest.mark.parametrize("tx", [optax.sgd(0.1), optax.adam(1e-2)], ids=["sgd", "adam"])
 def test_streaming_train_step_gives_the_same_parameters_as_the_held_one(getkey, tx):
-    params = _mlp_params(getkey(), depth=3, width=8)
-    batch = (jax.random.normal(getkey(), (4, 8), jnp.float32), jnp.zeros((4, 8), jnp.float32))
+    params = _mlp_params(1, depth=3, width=8)
+    batch = (np.random.default_rng(2).standard_normal((4, 8)).astype(np.float32), np.zeros((4, 8), np.float32))
     key = getkey()
     new = {}
     for tb, fuse in ((None, False), (1, False), (1, True)):
         gf = fwdgrad.make_grad_fn(num_tangents=4, aggregation="projection", tangent_batch_size=tb,
                                   fuse_combination=fuse)
-        step = make_train_step(_mlp_loss, tx, grad_fn=gf)
+        step = quick_jit(make_train_step(_mlp_loss, tx, grad_fn=gf, jit=False), donate_argnums=(0,))  # as jit=True
         state = TrainState.create(params=jax.tree_util.tree_map(jnp.copy, params), tx=tx)  # the step donates it
         for i in range(2):
             state, metrics = step(state, batch, jax.random.fold_in(key, i))
@@ -128,12 +132,12 @@ def test_streaming_step_working_memory_does_not_grow_with_depth():
     # tangent and activations, and (fuse_combination, SGD) the estimate is formed inside the in-place update.
     width, batch = 128, 32
     tx = optax.sgd(1e-3)
-    data = (jnp.ones((batch, width), jnp.float32), jnp.zeros((batch, width), jnp.float32))
+    data = (np.ones((batch, width), np.float32), np.zeros((batch, width), np.float32))
     grad_fn = fwdgrad.make_grad_fn(num_tangents=4, aggregation="projection", tangent_batch_size=1,
                                    fuse_combination=True)
 
     def temp_bytes(depth, grad_fn):
-        state = TrainState.create(params=_mlp_params(jax.random.key(0), depth, width), tx=tx)
+        state = TrainState.create(params=_mlp_params(0, depth, width), tx=tx)
         step = jax.jit(make_train_step(_plain_mlp_loss, tx, grad_fn=grad_fn, jit=False), donate_argnums=(0,))
         return step.lower(state, data, jax.random.key(1)).compile().memory_analysis().temp_size_in_bytes
 
