@@ -75,6 +75,40 @@ def test_masked_weights_stay_zero_through_optimisers(draw):
         assert not np.allclose(np.asarray(p["b"]["kernel"]), np.asarray(params["b"]["kernel"]))
 
 
+@pytest.mark.parametrize("name, inner", [("adamw", optax.adamw(1e-2, weight_decay=0.1)),
+                                         ("sgd_momentum_wd", optax.chain(optax.add_decayed_weights(0.05),
+                                                                         optax.sgd(1e-2, momentum=0.9)))])
+def test_masked_pins_unmasked_params_to_zero_from_the_first_step(name, inner, draw):
+    """From params that are *not* masked yet (the masks of a first pruning step), with optimisers that move a
+    weight whose gradient is zero (weight decay, momentum): the masked weights are exactly zero after each step,
+    and the kept ones follow plain optax on the masked problem (params and gradients masked). Without the
+    ``-param`` update the weight decay would only shrink the masked weights, never zero them."""
+    params = _params(draw)
+    masks = prune.magnitude_masks(params, 0.7)
+    assert any(np.any(np.asarray(p)[~np.asarray(m)] != 0.0) for p, m in zip(jax.tree.leaves(params),
+                                                                           jax.tree.leaves(masks)))
+    loss = lambda p: jnp.sum(jnp.tanh(p["a"]["kernel"] @ p["b"]["kernel"])) + jnp.sum(p["a"]["bias"] ** 2)
+    tx = prune.masked(inner, masks)
+
+    @jax.jit  # one compilation (eagerly: one per op)
+    def steps(p, state, ref_p, ref_state):
+        grads = jax.grad(loss)(p)  # both see the same gradients (p == ref_p after the first step)
+        updates, state = tx.update(grads, state, p)
+        u, ref_state = inner.update(jax.tree.map(lambda g, m: jnp.where(m, g, 0.0), grads, masks), ref_state, ref_p)
+        return optax.apply_updates(p, updates), state, optax.apply_updates(ref_p, u), ref_state
+
+    ref_p = prune.apply_masks(params, masks)  # the masked problem: plain optax from the masked params
+    p, state, ref_state = params, tx.init(params), inner.init(ref_p)
+    for _ in range(3):
+        p, state, ref_p, ref_state = steps(p, state, ref_p, ref_state)
+        for leaf, ref, m in zip(jax.tree.leaves(p), jax.tree.leaves(ref_p), jax.tree.leaves(masks)):
+            leaf, ref, m = np.asarray(leaf), np.asarray(ref), np.asarray(m)
+            assert np.all(leaf[~m] == 0.0), name
+            np.testing.assert_array_equal(leaf[m], ref[m], err_msg=name)  # elementwise: the same rounding
+    kept = np.asarray(masks["b"]["kernel"])
+    assert not np.allclose(np.asarray(p["b"]["kernel"])[kept], np.asarray(params["b"]["kernel"])[kept])  # trained
+
+
 def test_cubic_schedule_matches_zhu_gupta():
     s = prune.cubic_schedule(0.8, 10, 110, initial_sparsity=0.1, frequency=10)
     for t in range(0, 130, 5):
