@@ -59,11 +59,11 @@ def test_models_give_the_same_logits_with_factors(name):
     np.testing.assert_allclose(np.asarray(low), np.asarray(full), atol=1e-4 * max(scale, 1e-3), rtol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn"])
-def test_init_compiles_one_program_with_the_eager_values(name):
+def test_init_compiles_one_program_with_the_eager_values():
     """``ModelDef.init`` is one jitted program (eagerly, its initialisers and dummy forward pass compiled 25
-    programs for the MLP) and gives the eager ``module.init``'s variables bit for bit."""
-    model = _model(name)
+    programs for the MLP) and gives the eager ``module.init``'s variables bit for bit (checked here for the MLP:
+    the eager reference of a conv net costs a compilation per operation)."""
+    model = _model("mlp")
     key = jax.random.key(4)
     with compiled_programs() as compiled:
         params, model_state = model.init(key)
