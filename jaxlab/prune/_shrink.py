@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from jaxlab.core._groups import Group, Prunable, unit_merge, unit_view
 
@@ -132,7 +133,7 @@ def shrink(config: Prunable, variables: Mapping, keep: Mapping[str, Any]) -> tup
         group = groups[name]
         kept = _kept(group, indices)
         for ax in _present(tree, group):
-            arr = get_path(tree, ax.path)
+            arr: Any = get_path(tree, ax.path)
             if _on_host(arr) and ax.path not in placed:
                 placed[ax.path] = arr.sharding if arr.committed else None
                 arr = np.asarray(arr)  # one transfer per leaf, however many groups take from it
@@ -152,7 +153,7 @@ def _on_host(arr) -> bool:
     (so its placement fits the smaller shape too). The ``jnp`` path (a reshape, a take and a reshape per array
     and group) compiles three small programs per leaf, 24 for an Informer on every call; NumPy's take copies
     the same elements. Tracers (inside ``jax.jit``) and sharded arrays take the ``jnp`` path."""
-    return (isinstance(arr, jax.Array) and not isinstance(arr, jax.core.Tracer) and arr.is_fully_addressable
+    return (isinstance(arr, jax.Array) and not isinstance(arr, Tracer) and arr.is_fully_addressable
             and arr.sharding.is_fully_replicated)
 
 

@@ -16,9 +16,9 @@ def compiled_programs():
     """Yields a list that collects the name of every program compiled inside the block (``"jit(step)"``...)."""
     names: list = []
 
-    def listener(event, duration, **kw):
+    def listener(event: str, duration_secs: float, **kwargs: str | int) -> None:
         if event == COMPILE_EVENT:
-            names.append(kw.get("fun_name"))
+            names.append(kwargs.get("fun_name"))
 
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:

@@ -400,7 +400,7 @@ def make_side_step(model: ModelDef, plan: Plan, side: str, tx: optax.GradientTra
 
 # ----------------------------------------------------------------------------------------------- sync, svd, to_groups
 
-def _group_mean(x: Array, w: Array, group_size: int) -> Array:
+def _group_mean(x: Array, w: Array | np.ndarray, group_size: int) -> Array:
     """Inside shard_map: ``sum_g w[g] x_g`` of a full array over the group axis, replicated; hierarchical: each
     member reduces its ``1/group_size`` slice across groups, then the slices are all-gathered in the group."""
     if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -410,7 +410,7 @@ def _group_mean(x: Array, w: Array, group_size: int) -> Array:
     return gather_blocks(red, x.shape)
 
 
-def _block_mean(x: Array, w: Array) -> Array:
+def _block_mean(x: Array, w: Array | np.ndarray) -> Array:
     """Inside shard_map: ``sum_g w[g] x_g`` of a member-sharded block (optimiser state) across groups."""
     if not jnp.issubdtype(x.dtype, jnp.floating):
         return lax.pmax(x, GROUP)

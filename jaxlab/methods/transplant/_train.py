@@ -136,7 +136,7 @@ def make_logits_fn(model, *, batch_size: int = 1000, vectorize: str = "vmap") ->
 def accuracies(logits: jax.Array, y) -> np.ndarray:
     """Accuracy of each model of a ``(M, N, C)`` stack of logits (on the host: nothing compiles; exact in
     float64, where jnp's mean was float32 without x64)."""
-    return np.mean(np.argmax(np.asarray(logits), -1) == np.asarray(y)[None], axis=-1, dtype=np.float64)
+    return np.asarray(np.mean(np.argmax(np.asarray(logits), -1) == np.asarray(y)[None], axis=-1, dtype=np.float64))
 
 
 def recalibrate_bn(model, stacked, x: np.ndarray, *, batch_size: int = 256, num_batches: int = 20, seed: int = 0):
@@ -257,7 +257,7 @@ def train_stack(model, stacked, splits: Splits, *, epochs: int, lr: float, momen
     if teachers is None:
         if np.any(alpha != 0):
             raise ValueError("alpha > 0 (distillation) needs teacher logits")
-        teachers = np.zeros((1, 1, splits.num_classes), np.float32)
+        teachers = jax.device_put(np.zeros((1, 1, splits.num_classes), np.float32))
         teacher_index = np.zeros(m, np.int32)
         use_teacher = False
     else:
