@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from jaxlab.core._groups import Group, Prunable, unit_merge, unit_view
 
@@ -127,17 +128,33 @@ def shrink(config: Prunable, variables: Mapping, keep: Mapping[str, Any]) -> tup
         raise ValueError(f"unknown dependency groups {unknown}; {type(config).__name__} declares {sorted(groups)}")
     tree, bare = _wrap(variables)
     new_config = config
+    placed: dict[tuple[str, ...], Any] = {}  # leaves taken to the host: path -> sharding (None: uncommitted)
     for name, indices in keep.items():
         group = groups[name]
         kept = _kept(group, indices)
         for ax in _present(tree, group):
-            arr = get_path(tree, ax.path)
+            arr: Any = get_path(tree, ax.path)
+            if _on_host(arr) and ax.path not in placed:
+                placed[ax.path] = arr.sharding if arr.committed else None
+                arr = np.asarray(arr)  # one transfer per leaf, however many groups take from it
             view = unit_view(arr, ax, group.size)
             take = jnp.take if isinstance(arr, jax.Array) else np.take
             taken = take(view, kept, axis=ax.axis % arr.ndim + 1)
             tree = set_path(tree, ax.path, unit_merge(taken, ax, arr.ndim))
         new_config = group.resize(new_config, kept)
+    for path, sharding in placed.items():  # back as jax.Array: a committed leaf keeps its placement
+        value = get_path(tree, path)
+        tree = set_path(tree, path, jax.device_put(value) if sharding is None else jax.device_put(value, sharding))
     return new_config, (tree["params"] if bare else tree)
+
+
+def _on_host(arr) -> bool:
+    """Whether ``shrink`` takes ``arr``'s units on the host: a concrete ``jax.Array`` on one device or replicated
+    (so its placement fits the smaller shape too). The ``jnp`` path (a reshape, a take and a reshape per array
+    and group) compiles three small programs per leaf, 24 for an Informer on every call; NumPy's take copies
+    the same elements. Tracers (inside ``jax.jit``) and sharded arrays take the ``jnp`` path."""
+    return (isinstance(arr, jax.Array) and not isinstance(arr, Tracer) and arr.is_fully_addressable
+            and arr.sharding.is_fully_replicated)
 
 
 def structured_masks(config: Prunable, variables: Mapping, keep: Mapping[str, Any]):

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxlab.core import PRNGKey
 
@@ -54,10 +55,10 @@ def make_forecaster(config: ForecasterConfig, *, key: PRNGKey, dtype: Any = jnp.
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}")
     model = config.module()
-    x = jnp.zeros((1, config.input_len, config.channels), dtype)
+    x = np.zeros((1, config.input_len, config.channels), dtype)  # a host array: no program compiled
     future_features = getattr(config, "future_features", 0)  # optional part of the protocol
     if future_features:
-        future = jnp.zeros((1, config.horizon, future_features), dtype)
+        future = np.zeros((1, config.horizon, future_features), dtype)
         return model, jax.jit(lambda k: model.init(k, x, future=future))(key)
     variables = jax.jit(model.init)(key, x)
     return model, variables

@@ -13,6 +13,7 @@ from jaxlab import prune
 from jaxlab.core import tolerances
 
 from ..timeseries.zoo_helpers import normal_draws
+from .compile_counts import compiled_programs
 
 
 def _params(draw):
@@ -73,6 +74,40 @@ def test_masked_weights_stay_zero_through_optimisers(draw):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=atol, rtol=rtol), p, ref_p)
         # and the kept weights did train
         assert not np.allclose(np.asarray(p["b"]["kernel"]), np.asarray(params["b"]["kernel"]))
+
+
+@pytest.mark.parametrize("name, inner", [("adamw", optax.adamw(1e-2, weight_decay=0.1)),
+                                         ("sgd_momentum_wd", optax.chain(optax.add_decayed_weights(0.05),
+                                                                         optax.sgd(1e-2, momentum=0.9)))])
+def test_masked_pins_unmasked_params_to_zero_from_the_first_step(name, inner, draw):
+    """From params that are *not* masked yet (the masks of a first pruning step), with optimisers that move a
+    weight whose gradient is zero (weight decay, momentum): the masked weights are exactly zero after each step,
+    and the kept ones follow plain optax on the masked problem (params and gradients masked). Without the
+    ``-param`` update the weight decay would only shrink the masked weights, never zero them."""
+    params = _params(draw)
+    masks = prune.magnitude_masks(params, 0.7)
+    assert any(np.any(np.asarray(p)[~np.asarray(m)] != 0.0) for p, m in zip(jax.tree.leaves(params),
+                                                                           jax.tree.leaves(masks)))
+    loss = lambda p: jnp.sum(jnp.tanh(p["a"]["kernel"] @ p["b"]["kernel"])) + jnp.sum(p["a"]["bias"] ** 2)
+    tx = prune.masked(inner, masks)
+
+    @jax.jit  # one compilation (eagerly: one per op)
+    def steps(p, state, ref_p, ref_state):
+        grads = jax.grad(loss)(p)  # both see the same gradients (p == ref_p after the first step)
+        updates, state = tx.update(grads, state, p)
+        u, ref_state = inner.update(jax.tree.map(lambda g, m: jnp.where(m, g, 0.0), grads, masks), ref_state, ref_p)
+        return optax.apply_updates(p, updates), state, optax.apply_updates(ref_p, u), ref_state
+
+    ref_p = prune.apply_masks(params, masks)  # the masked problem: plain optax from the masked params
+    p, state, ref_state = params, tx.init(params), inner.init(ref_p)
+    for _ in range(3):
+        p, state, ref_p, ref_state = steps(p, state, ref_p, ref_state)
+        for leaf, ref, m in zip(jax.tree.leaves(p), jax.tree.leaves(ref_p), jax.tree.leaves(masks)):
+            leaf, ref, m = np.asarray(leaf), np.asarray(ref), np.asarray(m)
+            assert np.all(leaf[~m] == 0.0), name
+            np.testing.assert_array_equal(leaf[m], ref[m], err_msg=name)  # elementwise: the same rounding
+    kept = np.asarray(masks["b"]["kernel"])
+    assert not np.allclose(np.asarray(p["b"]["kernel"])[kept], np.asarray(params["b"]["kernel"])[kept])  # trained
 
 
 def test_cubic_schedule_matches_zhu_gupta():
@@ -191,3 +226,56 @@ def test_shrink_errors_name_the_group(tiny):
         prune.shrink(dataclasses.replace(cfg, hidden=7), variables, {"hidden": [0]})
     with pytest.raises(ValueError, match="sparsity"):
         prune.magnitude_masks(variables["params"], 1.0)
+
+
+def test_shrink_cuts_concrete_arrays_on_the_host_as_the_jitted_path_does(tiny):
+    """Concrete arrays are cut with NumPy (nothing compiles) and come back as ``jax.Array`` where they were, with
+    the values of the traced ``jnp`` path (the implementation before the host path, exercised under jit)."""
+    cfg, variables, _ = tiny
+    keep = {"conv": [0, 3], "hidden": [1, 2, 5], "heads": [2]}
+    jitted = jax.jit(lambda v: prune.shrink(cfg, v, keep)[1])(variables)
+    devices = jax.devices()
+    replicated = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), ("d",)), jax.sharding.PartitionSpec())
+    q_split = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices[:2]), ("d",)),
+                                         jax.sharding.PartitionSpec("d", None))
+    placed = {"uncommitted": variables,
+              "device 1": jax.device_put(variables, devices[1]),
+              "replicated": jax.device_put(variables, replicated)}
+    # a sharded leaf (rows split over 2 devices) takes the jnp path; the rest of the tree the host path
+    placed["sharded q"] = {**variables, "params": {**variables["params"], "q": {
+        "kernel": jax.device_put(variables["params"]["q"]["kernel"], q_split)}}}
+    for name, tree in placed.items():
+        with compiled_programs() as compiled:
+            _, small = prune.shrink(cfg, tree, keep)
+        if name != "sharded q":
+            assert compiled == [], (name, compiled)
+        for (path, got), want, before in zip(jax.tree_util.tree_leaves_with_path(small), jax.tree.leaves(jitted),
+                                             jax.tree.leaves(tree)):
+            assert isinstance(got, jax.Array), (name, path)
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} {path}")
+            if name != "sharded q" or "q" not in jax.tree_util.keystr(path):
+                assert got.committed == before.committed and got.sharding == before.sharding, (name, path)
+
+
+def test_readme_informer_pruning_compiles_the_init_alone():
+    """The README's Informer example (sizes as there): making the forecaster compiles its jitted init and
+    nothing else, importance, kept units and shrink compile nothing (they compiled 2 + 24 small programs), and
+    the shrunk variables are those of the traced path."""
+    from jaxlab import timeseries as ts
+
+    cfg = ts.InformerConfig(input_len=96, horizon=96, channels=21, d_model=64, n_heads=8, d_ff=256)
+    key = jax.random.key(0)
+    with compiled_programs() as init:
+        _, variables = ts.make_forecaster(cfg, key=key)
+    with compiled_programs() as pruning:
+        keep = {g.name: prune.top_units(prune.group_importance(variables, g), g.size // 2)
+                for g in cfg.dependency_groups()}
+        small_cfg, small = prune.shrink(cfg, variables, keep)
+    # (the jitted init is not compiled again where an earlier test of this process initialised the same model)
+    assert init in (["jit(init)"], []) and pruning == [], (init, pruning)
+    assert small_cfg.d_model == cfg.d_model and small_cfg.d_ff == (cfg.d_ff // 2,) * 3  # half of every FFN
+    jitted = jax.jit(lambda v: prune.shrink(cfg, v, keep)[1])(variables)
+    assert jax.tree.structure(small) == jax.tree.structure(jitted)
+    for (path, got), want in zip(jax.tree_util.tree_leaves_with_path(small), jax.tree.leaves(jitted)):
+        assert isinstance(got, jax.Array) and not got.committed, path
+        np.testing.assert_array_equal(got, want, err_msg=jax.tree_util.keystr(path))

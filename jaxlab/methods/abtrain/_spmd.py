@@ -400,21 +400,21 @@ def make_side_step(model: ModelDef, plan: Plan, side: str, tx: optax.GradientTra
 
 # ----------------------------------------------------------------------------------------------- sync, svd, to_groups
 
-def _group_mean(x: Array, w: Array, group_size: int) -> Array:
+def _group_mean(x: Array, w: Array | np.ndarray, group_size: int) -> Array:
     """Inside shard_map: ``sum_g w[g] x_g`` of a full array over the group axis, replicated; hierarchical: each
     member reduces its ``1/group_size`` slice across groups, then the slices are all-gathered in the group."""
     if not jnp.issubdtype(x.dtype, jnp.floating):
         return lax.pmax(x, GROUP)
     flat = flat_pad(x, flat_len(x.shape, group_size))
-    red = lax.psum(member_block(flat, group_size) * w[lax.axis_index(GROUP)].astype(x.dtype), GROUP)
+    red = lax.psum(member_block(flat, group_size) * jnp.asarray(w)[lax.axis_index(GROUP)].astype(x.dtype), GROUP)
     return gather_blocks(red, x.shape)
 
 
-def _block_mean(x: Array, w: Array) -> Array:
+def _block_mean(x: Array, w: Array | np.ndarray) -> Array:
     """Inside shard_map: ``sum_g w[g] x_g`` of a member-sharded block (optimiser state) across groups."""
     if not jnp.issubdtype(x.dtype, jnp.floating):
         return lax.pmax(x, GROUP)
-    return lax.psum(x * w[lax.axis_index(GROUP)].astype(x.dtype), GROUP)
+    return lax.psum(x * jnp.asarray(w)[lax.axis_index(GROUP)].astype(x.dtype), GROUP)
 
 
 def make_sync(plan: Plan, mesh: Mesh) -> Callable:
@@ -433,8 +433,8 @@ def make_sync(plan: Plan, mesh: Mesh) -> Callable:
     own). The full weights' optimiser states (``parked_w``, unused in the AB phase) pass through.
     """
     layout, gsz = plan.layout, plan.group_size
-    w_all = jnp.asarray(plan.weights(None))
-    w_side = {s: jnp.asarray(plan.weights(s)) for s in plan.trained}
+    w_all = plan.weights(None)  # NumPy: constants of the program
+    w_side = {s: plan.weights(s) for s in plan.trained}
 
     def local(groups: GroupState, parked_w, constants, step):
         params = {k: v[0] for k, v in groups.params.items()}
@@ -587,9 +587,15 @@ def make_eval(model: ModelDef, layout: Layout) -> Callable:
 
 
 def init_full_state(params: FlatParams, model_state: dict, tx: optax.GradientTransformation, d: int) -> FullState:
-    """Step 0: the params and a fresh optimiser state per leaf in the flat layout (see the module docstring)."""
-    opt = {k: init_opt_flat(tx, tuple(v.shape), d) for k, v in params.items()}
-    return FullState(jnp.zeros((), jnp.int32), params, opt, model_state)
+    """Step 0: the params and a fresh optimiser state per leaf in the flat layout (see the module docstring).
+
+    One jitted program (eagerly, every leaf's ``tx.init`` compiled its zeros)."""
+
+    def init(params, model_state):
+        opt = {k: init_opt_flat(tx, tuple(v.shape), d) for k, v in params.items()}
+        return FullState(jnp.zeros((), jnp.int32), params, opt, model_state)
+
+    return jax.jit(init)(params, model_state)
 
 
 def abstract(tree: PyTree, shardings_tree: PyTree) -> PyTree:

@@ -34,7 +34,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ._concat import Member, _structure
-from ._layout import Path, flatten, groups_of, is_jax, unflatten, unit_axes, view_shape
+from ._layout import Path, flatten, groups_of, host_value, is_jax, unflatten, unit_axes, view_shape
 
 
 def _take_units(x, path: Path, axes, sizes, perms: Mapping[str, np.ndarray], skip: str | None = None):
@@ -43,12 +43,13 @@ def _take_units(x, path: Path, axes, sizes, perms: Mapping[str, np.ndarray], ski
             if u.group in perms and u.group != skip]
     if not todo:
         return x
+    x, back = host_value(x)
     xp = jnp if is_jax(x) else np
     shape = np.shape(x)
     v = x.reshape(view_shape(shape, axes, sizes, path)[0])
     for u, d in todo:
         v = xp.take(v, xp.asarray(perms[u.group]), axis=d)
-    return v.reshape(shape)
+    return back(v.reshape(shape))
 
 
 def permute(config: Any, variables: Mapping, perms: Mapping[str, Sequence[int]]):
@@ -84,10 +85,13 @@ def average(members: Sequence[Member], *, weights: Sequence[float] | None = None
     w = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, np.float64)
     out = {}
     for path in leaves[0]:
-        xs = [lv[path] for lv in leaves]
+        host = [host_value(lv[path]) for lv in leaves]
+        back = host[0][1] if all(x is not lv[path] for (x, _), lv in zip(host, leaves)) else None
+        xs = [x for x, _ in host] if back is not None else [lv[path] for lv in leaves]
         xp = jnp if is_jax(xs[0]) else np
         dtype = xs[0].dtype
-        out[path] = sum(xp.asarray(wi, dtype) * x for wi, x in zip(w, xs))
+        total = sum(xp.asarray(wi, dtype) * x for wi, x in zip(w, xs))  # the same products and sums on either side
+        out[path] = total if back is None else back(total)
     return members[0][0], unflatten(out, bare)
 
 

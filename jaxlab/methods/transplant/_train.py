@@ -67,15 +67,19 @@ def distill_loss(student, teacher, labels, *, temperature: float = 2.0, alpha=1.
 def init_stack(model, keys: jax.Array, example: jax.Array):
     """Variables of ``len(keys)`` fresh models, stacked on a leading axis."""
     kw = {"train": False} if takes_train(model) else {}
-    return jax.vmap(lambda k: model.init(k, example, **kw))(keys)
+    return jax.jit(jax.vmap(lambda k: model.init(k, example, **kw)))(keys)   # one program (eagerly: one per op)
 
 
+# stack and unstack copy on the host: eagerly, jnp.stack and the indexing compiled a program per leaf shape
 def stack(trees: Sequence[Any]):
-    return jax.tree.map(lambda *a: jnp.stack([jnp.asarray(x) for x in a]), *trees)
+    """The trees' leaves stacked on a new leading axis (``jax.Array`` leaves)."""
+    return jax.tree.map(lambda *a: jax.device_put(np.stack([np.asarray(x) for x in a])), *trees)
 
 
 def unstack(tree, n: int) -> list:
-    return [jax.tree.map(lambda a: a[i], tree) for i in range(n)]
+    """The ``n`` trees of a stack (inverse of :func:`stack`; ``jax.Array`` leaves)."""
+    host = jax.tree.map(np.asarray, tree)  # one transfer per leaf
+    return [jax.tree.map(lambda a: jax.device_put(a[i]), host) for i in range(n)]
 
 
 def _chunks(x: np.ndarray, size: int):
@@ -123,14 +127,16 @@ def make_logits_fn(model, *, batch_size: int = 1000, vectorize: str = "vmap") ->
 
     def logits(stacked, x):
         xc, n = _chunks(np.asarray(x), batch_size)
-        return jnp.concatenate([chunk(stacked, jnp.asarray(xb)) for xb in xc], axis=1)[:, :n]
+        outs = [chunk(stacked, xb) for xb in xc]  # dispatched back to back, then joined on the host
+        return jax.device_put(np.concatenate([np.asarray(o) for o in outs], axis=1)[:, :n])
 
     return logits
 
 
 def accuracies(logits: jax.Array, y) -> np.ndarray:
-    """Accuracy of each model of a ``(M, N, C)`` stack of logits."""
-    return np.asarray(jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(y)[None], axis=-1), np.float64)
+    """Accuracy of each model of a ``(M, N, C)`` stack of logits (on the host: nothing compiles; exact in
+    float64, where jnp's mean was float32 without x64)."""
+    return np.asarray(np.mean(np.argmax(np.asarray(logits), -1) == np.asarray(y)[None], axis=-1, dtype=np.float64))
 
 
 def recalibrate_bn(model, stacked, x: np.ndarray, *, batch_size: int = 256, num_batches: int = 20, seed: int = 0):
@@ -251,7 +257,7 @@ def train_stack(model, stacked, splits: Splits, *, epochs: int, lr: float, momen
     if teachers is None:
         if np.any(alpha != 0):
             raise ValueError("alpha > 0 (distillation) needs teacher logits")
-        teachers = jnp.zeros((1, 1, splits.num_classes), jnp.float32)
+        teachers = jax.device_put(np.zeros((1, 1, splits.num_classes), np.float32))
         teacher_index = np.zeros(m, np.int32)
         use_teacher = False
     else:
@@ -259,13 +265,14 @@ def train_stack(model, stacked, splits: Splits, *, epochs: int, lr: float, momen
         use_teacher = True
     epoch_fn, tx = _epoch_program(model, float(lr), float(momentum), float(weight_decay), n, nb, batch_size,
                                   use_teacher, float(temperature), splits.num_classes, vectorize)
-    x_train, y_train = jnp.asarray(splits.x_train), jnp.asarray(splits.y_train)
-    keys = jnp.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
-    t_idx, a_arr = jnp.asarray(teacher_index), jnp.asarray(alpha, jnp.float32)
+    # transfers, not programs (jnp.asarray of a NumPy array compiles a copy per shape)
+    x_train, y_train = jax.device_put(np.asarray(splits.x_train)), jax.device_put(np.asarray(splits.y_train))
+    keys = jax.device_put(np.stack([np.asarray(jax.random.key_data(jax.random.key(int(s)))) for s in seeds]))
+    t_idx, a_arr = jax.device_put(teacher_index), jax.device_put(np.asarray(alpha, np.float32))
 
     params = stacked["params"]
     model_state = {k: v for k, v in stacked.items() if k != "params"}
-    states = jax.vmap(lambda p, s: TrainState.create(params=p, tx=tx, model_state=s))(params, model_state)
+    states = jax.jit(jax.vmap(lambda p, s: TrainState.create(params=p, tx=tx, model_state=s)))(params, model_state)
     logits_fn = make_logits_fn(model, vectorize=vectorize)
 
     def evaluate(states):

@@ -263,7 +263,7 @@ def _run(config, args, shapes, bare, k, width, weights, p, *, stacked):
         leaves = {path: jnp.asarray(v) for path, v in args[0].items()}
     else:
         leaves = tuple({path: jnp.asarray(v) for path, v in m.items()} for m in args)
-    fused, kept, _ = _compiled(spec, stacked)(leaves, jnp.asarray(c, jnp.float32))
+    fused, kept, _ = _compiled(spec, stacked)(leaves, np.asarray(c, np.float32))  # a NumPy argument: no copy program
     keep = {name: np.asarray(i) for name, i in kept.items()}
     for g in groups:
         config = g.resize(config, keep[g.name])

@@ -19,8 +19,10 @@ from jaxlab.data import DataNotFoundError
 from jaxlab.methods import abtrain
 from jaxlab.methods.abtrain._experiment import _batches, load_data
 from jaxlab.methods.abtrain._models import pad_images
+from jaxlab.methods.abtrain._params import flatten
 from jaxlab.nn import SmallCNN
 
+from ...prune.compile_counts import compiled_programs
 from ...timeseries.zoo_helpers import quick_jit
 
 KEPT = {"mlp": {"dense_2"}, "vgg16_cifar": {"conv_0", "classifier"}, "vgg16_timm": {"conv_0", "classifier"},
@@ -55,6 +57,24 @@ def test_models_give_the_same_logits_with_factors(name):
     full, low = both(params, x)
     scale = float(jnp.max(jnp.abs(full)))
     np.testing.assert_allclose(np.asarray(low), np.asarray(full), atol=1e-4 * max(scale, 1e-3), rtol=1e-3)
+
+
+def test_init_compiles_one_program_with_the_eager_values():
+    """``ModelDef.init`` is one jitted program (eagerly, its initialisers and dummy forward pass compiled 25
+    programs for the MLP) and gives the eager ``module.init``'s variables bit for bit (checked here for the MLP:
+    the eager reference of a conv net costs a compilation per operation)."""
+    model = _model("mlp")
+    key = jax.random.key(4)
+    with compiled_programs() as compiled:
+        params, model_state = model.init(key)
+    assert compiled == ["jit(init)"], compiled
+    kwargs = {"train": False} if model.takes_train else {}
+    eager = model.module.init(key, jnp.zeros((2, *model.input_shape), jnp.float32), **kwargs)
+    assert {k: v for k, v in eager.items() if k != "params"}.keys() == model_state.keys()
+    for k, v in flatten(eager["params"]).items():
+        assert params[k].dtype == jnp.float32
+        np.testing.assert_array_equal(params[k], np.asarray(v, np.float32), err_msg=k)
+    jax.tree.map(np.testing.assert_array_equal, model_state, {k: v for k, v in eager.items() if k != "params"})
 
 
 def test_timm_vgg16_has_134m_parameters_and_a_102m_fc1():
@@ -112,9 +132,15 @@ def test_mlp_smoke_config_runs(tmp_path):
     # curve_eval_size: the evaluation at the sync (step 2) sees 64 of the 128 test images, the final one all
     config = dataclasses.replace(load_config("configs/abtrain/mlp_fashion.py:smoke")[0], test_size=128,
                                  curve_eval_size=64)
-    summary = abtrain.run(config, tmp_path, progress=False)
+    with compiled_programs() as compiled:
+        summary = abtrain.run(config, tmp_path, progress=False)
     assert summary["status"] == "completed"
     assert 0.0 <= summary["acc_ab_mean"] <= 1.0
+    # every program once: the model's and the optimiser states' init, and the trainer's 8 (svd, cut, to_groups,
+    # sync, eval, and the three steps: full, side a and side b, distinct programs on distinct meshes)
+    assert compiled.count("jit(init)") == 2 and compiled.count("jit(step)") == 3, compiled
+    programs = ("jit(step)", "jit(local)", "jit(to_groups)", "jit(sync)", "jit(fn)")
+    assert sum(compiled.count(p) for p in programs) == 8, compiled
     assert summary["compression_layers_seed0"]["dense_1/kernel"]["rank"] == 16  # decomposed, not truncated yet
     sub = json.loads((tmp_path / "ab_seed0" / "summary.json").read_text())
     phases = sub["traffic"]["phases"]

@@ -23,6 +23,8 @@ from jaxlab.methods.abtrain._spmd import flat_len, make_to_groups
 from jaxlab.parallel import collective_stats
 from jaxlab.train import TrainState, make_train_step
 
+from ...prune.compile_counts import compiled_programs
+
 SCHEDULE = Schedule(14, 4, 6, 1)  # decompose 4, sync 6, truncate 7, sync 12, truncate 13, final sync 14
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
@@ -76,6 +78,17 @@ def run():
     final = {k: np.asarray(v) for k, v in trainer.full.params.items()}
     return {"trainer": trainer, "summary": summary, "compiles": compiles, "final": final, "lr": lr,
             "get_batch": get_batch}
+
+
+def test_construction_compiles_two_programs():
+    """Building a trainer compiles the model's init and the optimiser states' init, one program each (eagerly,
+    every initialiser, layer of the dummy forward pass and leaf's zeros compiled its own: 31 programs)."""
+    lr = LearningRate(3e-2, SCHEDULE.total_steps, rebound_steps=2, schedule=SCHEDULE)
+    key = jax.random.key(0)
+    with compiled_programs() as compiled:
+        trainer = ABTrainer(_model(), _tx(), lr, ABSettings(SCHEDULE, tau=0.3), key=key)
+    assert compiled == ["jit(init)", "jit(init)"], compiled
+    assert trainer.programs == {}  # the trainer's own programs compile when their key first appears
 
 
 def test_matches_the_loop_oracle(run):

@@ -12,6 +12,7 @@ from jaxlab import prune
 from jaxlab.methods import transplant as nt
 from jaxlab.nn import MLP, VGG, ResNet18, SmallCNN
 
+from ...prune.compile_counts import compiled_programs
 from ...timeseries.zoo_helpers import quick_jit
 
 
@@ -265,6 +266,34 @@ def test_average_is_the_mean():
     _, avg = nt.average(members)
     expect = jax.tree.map(lambda *a: sum(a) / 3, *[v for _, v in members])
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), avg, expect)
+
+
+def test_average_and_permute_of_device_arrays_compile_nothing():
+    """Members held as ``jax.Array`` (as the experiment holds them) are averaged and permuted on the host: nothing
+    compiles (eagerly, a product and a sum per leaf and member, and a reshape, a take and a reshape per permuted
+    leaf, each compiled per shape), the values are the eager ``jnp`` ones bit for bit (the implementation before),
+    and the results are ``jax.Array`` where the members were."""
+    members, _, _ = _members("smallcnn", 3)
+    device = jax.devices()[1]
+    on_device = [(c, jax.device_put(v, device)) for c, v in members]
+    with compiled_programs() as compiled:
+        _, avg = nt.average(on_device, weights=[0.5, 0.3, 0.2])
+    assert compiled == [], compiled
+    for got, *xs in zip(jax.tree.leaves(avg), *[jax.tree.leaves(v) for _, v in on_device]):
+        want = sum(jnp.asarray(w, x.dtype) * x for w, x in zip([0.5, 0.3, 0.2], xs))   # eagerly, as before
+        assert isinstance(got, jax.Array) and got.committed and got.sharding == xs[0].sharding
+        np.testing.assert_array_equal(got, want)
+    config, variables = on_device[0]
+    groups = {g.name: g.size for g in config.dependency_groups()}
+    rng = np.random.default_rng(0)
+    perms = {name: rng.permutation(size) for name, size in groups.items()}
+    with compiled_programs() as compiled:
+        permuted = nt.permute(config, variables, perms)
+    assert compiled == [], compiled
+    host = nt.permute(config, members[0][1], perms)   # the NumPy path: the same takes
+    for got, want in zip(jax.tree.leaves(permuted), jax.tree.leaves(host)):
+        assert isinstance(got, jax.Array) and got.committed
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("name", ["mlp", "smallcnn", "vgg11"])

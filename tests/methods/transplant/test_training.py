@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from jaxlab.methods import transplant as nt
-from jaxlab.methods.transplant import _experiment
+from jaxlab.methods.transplant import _experiment, _train
 from jaxlab.nn import MLP, BasicBlock, ResNet
 
+from ...prune.compile_counts import compiled_programs
 from ...timeseries.zoo_helpers import quick_jit
 
 
@@ -93,6 +94,30 @@ def test_a_stack_trains_like_separate_runs_and_resumes(digits, tmp_path):
     np.testing.assert_array_equal(resumed_curves.val, curves.val)
 
 
+def test_stacks_and_accuracies_are_host_copies_that_compile_nothing():
+    """stack, unstack and accuracies of concrete arrays compile nothing (eagerly: a program per leaf shape) and
+    give what jnp.stack, indexing and the jnp mean of the argmax hits gave (the mean within float32)."""
+    rng = np.random.default_rng(0)
+    trees = [{"a": jax.device_put(rng.normal(size=(3, 4)).astype(np.float32)),
+              "b": {"c": jax.device_put(rng.normal(size=(5,)).astype(np.float32))}} for _ in range(3)]
+    logits = jax.device_put(rng.normal(size=(3, 50, 4)).astype(np.float32))
+    y = rng.integers(0, 4, 50)
+    with compiled_programs() as compiled:
+        stacked = _train.stack(trees)
+        back = _train.unstack(stacked, 3)
+        acc = _train.accuracies(logits, y)
+    assert compiled == [], compiled
+    jax.tree.map(np.testing.assert_array_equal, stacked, jax.tree.map(lambda *a: jnp.stack(a), *trees))
+    for got, tree in zip(back, trees):
+        jax.tree.map(np.testing.assert_array_equal, got, tree)
+    assert all(isinstance(v, jax.Array) for v in jax.tree.leaves((stacked, back)))
+    # jnp's mean of the hits was float32 (x64 or not): the host's is the exact fraction, within float32 of it
+    want = np.asarray(jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(y)[None], axis=-1), np.float64)
+    hits = (np.argmax(np.asarray(logits), -1) == y[None]).sum(-1)
+    assert acc.dtype == np.float64 and np.all(acc == hits / 50)
+    np.testing.assert_allclose(acc, want, rtol=np.finfo(np.float32).eps, atol=0)
+
+
 def test_selection_uses_validation_not_test():
     val, test = np.array([0.5, 0.8, 0.8, 0.7]), np.array([0.5, 0.6, 0.9, 0.95])
     sel = _experiment._select(val, test)
@@ -154,8 +179,13 @@ def test_smoke_run_of_the_experiment(tmp_path):
     from jaxlab.core import load_config
 
     config, module = load_config("configs/transplant/mlp.py:smoke")
-    summary = module.run(config, tmp_path)
+    with compiled_programs() as compiled:
+        summary = module.run(config, tmp_path)
     assert summary["status"] == "completed"
+    # each program about once: the stack's init, its TrainState, the chunked logits, the epochs (members and
+    # fine-tuning), the transplant, a few small means, and the energy meter's markers (118 when the stacks,
+    # accuracies, averaging and permutations ran eagerly with jnp)
+    assert len(compiled) <= 32, compiled
     methods = {r["method"] for r in summary["table"]}
     assert {"best_member", "ensemble", "nt", "avg", "ot", "wm", "nt_distill"} <= methods
     nt_row = next(r for r in summary["table"] if r["method"] == "nt" and r["k"] == 2)
