@@ -14,9 +14,9 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.core import Tracer
 
 from jaxlab.core._groups import Group, Prunable, unit_merge, unit_view
+from jaxlab.core._host import host_computable
 
 
 def _wrap(variables: Mapping) -> tuple[dict, bool]:
@@ -149,12 +149,10 @@ def shrink(config: Prunable, variables: Mapping, keep: Mapping[str, Any]) -> tup
 
 
 def _on_host(arr) -> bool:
-    """Whether ``shrink`` takes ``arr``'s units on the host: a concrete ``jax.Array`` on one device or replicated
-    (so its placement fits the smaller shape too). The ``jnp`` path (a reshape, a take and a reshape per array
-    and group) compiles three small programs per leaf, 24 for an Informer on every call; NumPy's take copies
-    the same elements. Tracers (inside ``jax.jit``) and sharded arrays take the ``jnp`` path."""
-    return (isinstance(arr, jax.Array) and not isinstance(arr, Tracer) and arr.is_fully_addressable
-            and arr.sharding.is_fully_replicated)
+    """Whether ``shrink`` takes ``arr``'s units on the host (:func:`jaxlab.core._host.host_computable`). The ``jnp``
+    path (a reshape, a take and a reshape per array and group) compiles three small programs per leaf, 24 for an
+    Informer on every call; NumPy's take copies the same elements."""
+    return host_computable(arr)
 
 
 def structured_masks(config: Prunable, variables: Mapping, keep: Mapping[str, Any]):

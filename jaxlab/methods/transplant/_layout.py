@@ -19,10 +19,10 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import numpy as np
-from jax.core import Tracer
 from flax import traverse_util
 
 from jaxlab.core._groups import Axis, Group, axis_tile
+from jaxlab.core._host import host_computable
 
 Path = tuple[str, ...]
 
@@ -146,8 +146,7 @@ def host_value(x: Any) -> tuple[Any, Callable[[Any], Any]]:
     Per-leaf reshapes, takes and weighted sums computed eagerly with ``jnp`` compile a program per leaf shape
     and operation; the same elementwise arithmetic and copies in NumPy give the same values and compile nothing.
     """
-    if (isinstance(x, jax.Array) and not isinstance(x, Tracer) and x.is_fully_addressable
-            and x.sharding.is_fully_replicated):
+    if host_computable(x):
         sharding = x.sharding if x.committed else None
         return np.asarray(x), (lambda y: jax.device_put(y) if sharding is None else jax.device_put(y, sharding))
     return x, (lambda y: y)
