@@ -102,12 +102,36 @@ def test_solves_equal_the_single_device_solve(mesh, method, make):
     assert sol.x.sharding.is_equivalent_to(A.vector_sharding(), 1)
 
 
+def _compiled_programs(fn):
+    """``fn()`` and the names of the XLA programs it compiled."""
+    names = []
+
+    def listener(event, duration, fun_name=None, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            names.append(fun_name)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        return fn(), names
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
 def test_block_diagonal_matrix_needs_no_communication(mesh):
     S = sp.block_diag([jsparse.poisson2d(4)] * P_DEV, format="csr")
     A = jsparse.shard_rows(S, mesh, "rows")
     assert A.plan.kind == "none" and A.plan.received_entries() == 0
     x = np.arange(S.shape[0], dtype=np.float64)
-    np.testing.assert_allclose(np.asarray(A @ x), S @ x)
+    # An eager product is one compiled program (an eager shard_map ran its body op by op: 84 compilations),
+    # and a second matrix of the same layout reuses it.
+    y, compiled = _compiled_programs(lambda: np.asarray(A @ x))
+    np.testing.assert_allclose(y, S @ x)
+    # The product, and the host-to-device and device-to-host copies of x and y (jit(stage), jit(_multi_slice)).
+    assert compiled.count("jit(_sharded_matvec)") == 1 and len(compiled) <= 4, compiled
+    B = jsparse.shard_rows(2 * S, mesh, "rows")
+    y2, compiled = _compiled_programs(lambda: np.asarray(B @ x))
+    np.testing.assert_allclose(y2, 2 * (S @ x))
+    assert compiled == [], compiled
     assert _bytes(A, A.shard_vector(x)) == 0
 
 
