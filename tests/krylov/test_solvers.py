@@ -9,6 +9,7 @@ import scipy.sparse.linalg as spla
 
 from jaxlab import krylov
 
+from ..compile_helpers import quick_jit
 from .cases import (CASES, N, Case, convection_diffusion, matrix_of, poisson2d, rhs, scipy_iterations, structure,
                     tolerance)
 
@@ -68,7 +69,7 @@ def test_gmres_row_blocks_give_the_whole_basis_iterates():
     # The blocked loop has one switch per product (three branches: 4, 8 and 11 rows), the whole one none.
     assert str(jax.make_jaxpr(lambda: loop(4))()).count("cond[") == str(jax.make_jaxpr(lambda: loop(None))()).count(
         "cond[") + 2
-    run = jax.jit(loop, static_argnums=0)
+    run = quick_jit(loop, static_argnums=0)
     (x_whole, k_whole), (x_block, k_block) = run(None), run(4)
     assert int(k_whole) == int(k_block) == 20
     np.testing.assert_allclose(x_block, x_whole, rtol=1e-12, atol=1e-12)
@@ -102,7 +103,7 @@ def test_batched_systems_by_vmap_over_values_have_their_own_flags():
     scales = jnp.asarray([1.0, 2.0, -1.0])  # the last system is negative definite: CG must not claim success
     As = jnp.asarray(A)[None] * scales[:, None, None]
     b = jnp.asarray(rhs(N))
-    sol = jax.jit(jax.vmap(lambda M: krylov.cg(M, b, rtol=1e-10, maxiter=200)))(As)
+    sol = quick_jit(jax.vmap(lambda M: krylov.cg(M, b, rtol=1e-10, maxiter=200)))(As)
     assert sol.converged.tolist() == [True, True, False]
     assert int(sol.status[2]) == krylov.Status.BREAKDOWN
     np.testing.assert_allclose(sol.x[1], np.linalg.solve(2 * A, np.asarray(b)), rtol=1e-7)
@@ -111,7 +112,7 @@ def test_batched_systems_by_vmap_over_values_have_their_own_flags():
 def test_inside_jit_with_history():
     A = jnp.asarray(structure("spd", "float64").toarray())
     b = jnp.asarray(rhs(N))
-    sol = jax.jit(lambda A, b: krylov.cg(A, b, rtol=1e-8, maxiter=100, history=True))(A, b)
+    sol = quick_jit(lambda A, b: krylov.cg(A, b, rtol=1e-8, maxiter=100, history=True))(A, b)
     k = int(sol.iterations)
     assert sol.history.shape == (101,)
     assert np.isfinite(sol.history[: k + 1]).all() and np.isnan(sol.history[k + 1:]).all()

@@ -8,6 +8,7 @@ import pytest
 import jaxlab.sparse as jsparse
 from jaxlab import krylov
 
+from ..compile_helpers import quick_jit
 from .cases import N, rhs, structure
 
 NS = structure("nonsym", "float64")
@@ -39,6 +40,6 @@ def test_scipy_input_is_converted():
 def test_batched_values_sharing_a_pattern():
     A = jsparse.from_scipy(SPD, format="csr")
     vals = jnp.stack([A.data, 3.0 * A.data])
-    sol = jax.jit(jax.vmap(lambda d: krylov.cg(A.with_data(d), B, preconditioner="jacobi", rtol=1e-12)))(vals)
+    sol = quick_jit(jax.vmap(lambda d: krylov.cg(A.with_data(d), B, preconditioner="jacobi", rtol=1e-12)))(vals)
     assert sol.converged.tolist() == [True, True]
     np.testing.assert_allclose(sol.x[1], sol.x[0] / 3.0, rtol=1e-9)
