@@ -18,14 +18,27 @@ def _relres(S, x, b):
     return np.linalg.norm(S @ np.asarray(x) - b) / np.linalg.norm(b)
 
 
+# Set up on the host from the matrix's values (a traced matrix is refused): their cases solve eagerly.
+_HOST_SETUP = ("ilu0", "ic0", "isai", "block_jacobi")
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_case_list_matches_dense_solve(case: Case):
+    """The other cases solve inside one quick_jit program: the same solver, compiled 2.5-3x cheaper than
+    the eager call's own jit (the older fusion emitters); eager solves of every method are checked in
+    test_preconditioner_kinds.py and below."""
     with jax.enable_x64(case.x64):
         S, A = matrix_of(case)
         b = rhs(N, dtype=case.dtype)
         rtol, cmp = tolerance(case.dtype)
-        sol = krylov.solve(A, jnp.asarray(b), method=case.method, preconditioner=case.preconditioner, rtol=rtol,
-                           **case.options)
+        run = lambda A, b: krylov.solve(A, b, method=case.method, preconditioner=case.preconditioner,  # noqa: E731
+                                        rtol=rtol, **case.options)
+        if case.preconditioner in _HOST_SETUP:
+            sol = run(A, jnp.asarray(b))
+        elif callable(A):  # matrix-free: the function is closed over
+            sol = quick_jit(lambda b: run(A, b))(b)
+        else:
+            sol = quick_jit(run)(A, b)
         assert sol.x.dtype == np.dtype(case.dtype)
         assert int(sol.status) == krylov.Status.CONVERGED, krylov.status_name(sol.status)
         assert _relres(S, sol.x, b) < 10 * rtol
