@@ -55,14 +55,14 @@ _WELL = {"spd": poisson2d(8, shift=0.3), "nonsym": convection_diffusion(8)}
 def test_iterations_match_scipy(method, peer):
     S = _WELL["spd" if method == "cg" else "nonsym"]
     b = rhs(S.shape[0])
-    sol = krylov.solve(jnp.asarray(S.toarray()), jnp.asarray(b), method=method, rtol=1e-10)
+    sol = quick_jit(lambda A, b: krylov.solve(A, b, method=method, rtol=1e-10))(S.toarray(), b)
     assert int(sol.iterations) == scipy_iterations(peer, S, b, rtol=1e-10)
 
 
 def test_gmres_iterations_match_scipy_inner_count():
     S = _WELL["nonsym"]
     b = rhs(S.shape[0])
-    sol = krylov.gmres(jnp.asarray(S.toarray()), jnp.asarray(b), rtol=1e-8, restart=5)
+    sol = quick_jit(lambda A, b: krylov.gmres(A, b, rtol=1e-8, restart=5))(S.toarray(), b)
     ref = scipy_iterations(spla.gmres, S, b, rtol=1e-8, restart=5, callback_type="pr_norm")
     assert bool(sol.converged)
     assert abs(int(sol.iterations) - ref) <= max(1, 0.05 * ref)
@@ -92,10 +92,11 @@ def test_jacobi_on_a_varying_diagonal_cuts_iterations_as_scipys():
     """D A D with D over two decades: the right diagonal helps, the reversed one does not, and the count is
     SciPy's with the same preconditioner."""
     S = structure("spd", "float64")
-    A, b = jnp.asarray(S.toarray()), jnp.asarray(rhs(N))
-    plain = krylov.cg(A, b, rtol=1e-10)
-    jac = krylov.cg(A, b, preconditioner="jacobi", rtol=1e-10)
-    wrong = krylov.cg(A, b, preconditioner=krylov.Jacobi(jnp.asarray(1 / S.diagonal()[::-1])), rtol=1e-10)
+    A, b = S.toarray(), rhs(N)
+    # The three solves in one program.
+    plain, jac, wrong = quick_jit(lambda A, b, reversed_: [
+        krylov.cg(A, b, preconditioner=M, rtol=1e-10) for M in (None, "jacobi", krylov.Jacobi(reversed_))])(
+        A, b, 1 / S.diagonal()[::-1])
     assert int(jac.iterations) < int(plain.iterations) < int(wrong.iterations)
     M = spla.LinearOperator(S.shape, matvec=lambda r: r / S.diagonal())
     assert int(jac.iterations) == scipy_iterations(spla.cg, S, np.asarray(b), rtol=1e-10, M=M)
@@ -105,7 +106,7 @@ def test_multiple_right_hand_sides_each_converge():
     S = structure("spd", "float64")
     B = rhs(N, k=3)
     B[:, 2] *= 1e-3  # different scales: each column has its own stopping point
-    sol = krylov.cg(jnp.asarray(S.toarray()), jnp.asarray(B), rtol=1e-10)
+    sol = quick_jit(lambda A, B: krylov.cg(A, B, rtol=1e-10))(S.toarray(), B)
     assert sol.x.shape == (N, 3) and sol.iterations.shape == (3,)
     assert bool(sol.converged.all())
     np.testing.assert_allclose(sol.x, np.linalg.solve(S.toarray(), B), rtol=1e-7, atol=1e-12)
@@ -140,15 +141,15 @@ def test_maxiter_reached_status():
 
 
 def test_zero_rhs_converges_immediately():
-    sol = krylov.bicgstab(jnp.asarray(structure("nonsym", "float64").toarray()), jnp.zeros(N))
+    sol = krylov.bicgstab(jnp.asarray(structure("nonsym", "float64").toarray()), jnp.asarray(np.zeros(N)))
     assert bool(sol.converged) and int(sol.iterations) == 0 and float(jnp.abs(sol.x).max()) == 0
 
 
 def test_ir_reaches_float64_accuracy_with_float32_inner_solves():
     S = structure("nonsym", "float64")
     b = rhs(N)
-    sol = krylov.ir(jnp.asarray(S.toarray()), jnp.asarray(b), rtol=1e-12, inner="bicgstab",
-                    inner_dtype=jnp.float32, inner_rtol=1e-3)
+    sol = quick_jit(lambda A, b: krylov.ir(A, b, rtol=1e-12, inner="bicgstab", inner_dtype=jnp.float32,
+                                           inner_rtol=1e-3))(S.toarray(), b)
     assert bool(sol.converged) and sol.x.dtype == jnp.float64
     assert _relres(S, sol.x, b) < 1e-11
 
@@ -157,6 +158,6 @@ def test_gmres_happy_breakdown_stops_with_the_exact_solution():
     # b lies in a 3-dimensional invariant subspace: the fourth Krylov vector is zero.
     b = np.zeros(N)
     b[:3] = 1.0
-    sol = krylov.gmres(jnp.asarray(np.diag(np.arange(1.0, N + 1))), jnp.asarray(b), rtol=1e-14, restart=10)
+    sol = quick_jit(lambda A, b: krylov.gmres(A, b, rtol=1e-14, restart=10))(np.diag(np.arange(1.0, N + 1)), b)
     assert bool(sol.converged) and int(sol.iterations) == 3
     np.testing.assert_allclose(sol.x[:3], [1.0, 0.5, 1 / 3], rtol=1e-12)
