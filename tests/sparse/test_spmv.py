@@ -64,7 +64,7 @@ def test_grad_values_and_x(fmt):
     loss_ref = lambda d, v: jnp.sum(jnp.sin(A.with_data(d).todense() @ v))
     # Both gradients in one compiled program (eager, each op of the backward pass compiled on its own: 110
     # compilations over the formats, 2.5x the CPU time); eager gradients: test_transformations.
-    grads = jax.jit(lambda d, v: (jax.grad(loss, (0, 1))(d, v), jax.grad(loss_ref, (0, 1))(d, v)))
+    grads = quick_jit(lambda d, v: (jax.grad(loss, (0, 1))(d, v), jax.grad(loss_ref, (0, 1))(d, v)))
     for got, want in zip(*grads(A.data, x)):
         _close(got, want, "float64")
 
