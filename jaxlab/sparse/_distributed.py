@@ -24,6 +24,7 @@ Gradients through a solve with a sharded matrix are not provided (there is no tr
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -118,26 +119,8 @@ class ShardedRows:
         x = jnp.asarray(x)
         if x.shape != (self.shape[1],):
             raise ValueError(f"a ShardedRows matrix multiplies vectors of shape ({self.shape[1]},), got {x.shape}")
-        plan, axis = self.plan, self.axis
-        spec = P(axis)
-        block = P(axis, None, None)
-
-        def local(values, columns, send, xl):
-            if plan.kind == "ppermute":
-                w, n_sh = plan.width, plan.num_shards
-                left = lax.ppermute(xl[-w:], axis, perm=[(i, i + 1) for i in range(n_sh - 1)])
-                right = lax.ppermute(xl[:w], axis, perm=[(i + 1, i) for i in range(n_sh - 1)])
-                ext = jnp.concatenate([left, xl, right])
-            elif plan.kind == "gather":
-                packs = lax.all_gather(xl[send[0]], axis, tiled=True)
-                ext = jnp.concatenate([xl, packs])
-            else:
-                ext = xl
-            # Column-major ELL through the format's own XLA product (padding: value 0 at column 0).
-            return ell_matvec(values[0], columns[0], ext, values.shape[1])
-
-        f = _shard_map(local, self.mesh, in_specs=(block, block, P(axis, None), spec), out_specs=spec)
-        return f(self.values, self.columns, self.send, x)
+        return _sharded_matvec(self.values, self.columns, self.send, x, plan=self.plan, axis=self.axis,
+                               mesh=self.mesh)
 
     def todense(self) -> np.ndarray:
         """The matrix as a dense NumPy array (for tests and small cases)."""
@@ -152,6 +135,32 @@ class ShardedRows:
                     if v != 0:
                         out[p * m + i, glob[c]] += v
         return out
+
+
+@functools.partial(jax.jit, static_argnames=("plan", "axis", "mesh"))
+def _sharded_matvec(values, columns, send, x, *, plan: HaloPlan, axis: str, mesh: Mesh):
+    """``A @ x`` as one ``shard_map``, jitted: called eagerly, a ``shard_map`` runs its body op by op (84 XLA
+    compilations for one product of a block-diagonal matrix); jitted it is one program, compiled once per layout
+    and shape. Inside a caller's jit it is inlined."""
+    spec = P(axis)
+    block = P(axis, None, None)
+
+    def local(values, columns, send, xl):
+        if plan.kind == "ppermute":
+            w, n_sh = plan.width, plan.num_shards
+            left = lax.ppermute(xl[-w:], axis, perm=[(i, i + 1) for i in range(n_sh - 1)])
+            right = lax.ppermute(xl[:w], axis, perm=[(i + 1, i) for i in range(n_sh - 1)])
+            ext = jnp.concatenate([left, xl, right])
+        elif plan.kind == "gather":
+            packs = lax.all_gather(xl[send[0]], axis, tiled=True)
+            ext = jnp.concatenate([xl, packs])
+        else:
+            ext = xl
+        # Column-major ELL through the format's own XLA product (padding: value 0 at column 0).
+        return ell_matvec(values[0], columns[0], ext, values.shape[1])
+
+    f = _shard_map(local, mesh, in_specs=(block, block, P(axis, None), spec), out_specs=spec)
+    return f(values, columns, send, x)
 
 
 def _ext_to_global(plan: HaloPlan, p: int, send: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from jax.tree_util import Partial
 import jaxlab.sparse as jsparse
 from jaxlab import krylov
 
+from ..compile_helpers import quick_jit
 from .cases import N, rhs, structure
 
 _METHODS = ["cg", "fcg", "bicgstab", "cgs", "gmres", "ir"]
@@ -38,7 +39,7 @@ def test_callable_preconditioners_in_every_method(method, mode):
     if mode == "eager":
         sols = [krylov.solve(A, b, method, M, **opts) for M in (fn, P, J)]
     else:  # a plain function is no jit argument: it is closed over; the Partial and the object are arguments
-        sols = jax.jit(lambda A, b, P, J: [krylov.solve(A, b, method, M, **opts) for M in (fn, P, J)])(A, b, P, J)
+        sols = quick_jit(lambda A, b, P, J: [krylov.solve(A, b, method, M, **opts) for M in (fn, P, J)])(A, b, P, J)
     want = np.linalg.solve(S.toarray(), np.asarray(b))
     ref = krylov.solve(A, b, method, "jacobi", **opts) if method != "ir" else None
     for kind, sol in zip(KINDS, sols):

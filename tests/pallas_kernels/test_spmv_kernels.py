@@ -22,6 +22,8 @@ from pallas_kernels import ell_spmv as ek
 from pallas_kernels import sellp_spmv as sk
 from pallas_kernels._tuning import array_device_kind, lookup, next_pow2
 
+from ..compile_helpers import quick_jit
+
 
 def _matrix(case):
     rng = np.random.default_rng(0)
@@ -49,7 +51,7 @@ CASES = ["mixed", pytest.param("one_row", marks=pytest.mark.slow), "all_zero",
 def _kernel_and_reference(kernel, reference, *args):
     """The interpret-mode kernel and its jnp reference on the same arguments, in one compiled program (each
     called eagerly compiled its own, and the kernels' wrappers ran op by op)."""
-    return jax.jit(lambda *a: (kernel(*a), reference(*a)))(*args)
+    return quick_jit(lambda *a: (kernel(*a), reference(*a)))(*args)
 
 
 def _check(y, S, x, dtype):
@@ -120,7 +122,7 @@ def test_dispatch_agrees_with_xla_f32_and_grad(fmt, opts):
     y_p = jsparse.spmv(A, X, impl="pallas_interpret")
     np.testing.assert_allclose(y_p, jsparse.spmv(A, X, impl="xla"), atol=atol, rtol=rtol)
     # Both gradients in one compiled program (eager, the backward pass compiles op by op).
-    g, g_ref = jax.jit(lambda d: (
+    g, g_ref = quick_jit(lambda d: (
         jax.grad(lambda d: jnp.sum(jsparse.spmv(A.with_data(d), X, impl="pallas_interpret") ** 2))(d),
         jax.grad(lambda d: jnp.sum(jsparse.spmv(A.with_data(d), X, impl="xla") ** 2))(d)))(A.data)
     np.testing.assert_allclose(g, g_ref, atol=10 * atol, rtol=rtol)
@@ -162,7 +164,7 @@ def _merge_path_reference(indptr, chunk):
 @pytest.mark.parametrize("case", ["mixed", "one_row", "all_zero"])
 def test_merge_path_partition_matches_a_step_by_step_walk(case):
     indptr = _matrix(case).indptr
-    rows, nzs = cm.merge_path_partition(jnp.asarray(indptr, jnp.int32), 4, int(indptr[-1]))
+    rows, nzs = quick_jit(lambda p: cm.merge_path_partition(p, 4, int(indptr[-1])))(indptr.astype(np.int32))
     ref = _merge_path_reference(indptr, 4)
     np.testing.assert_array_equal(np.stack([rows, nzs], axis=1), ref)
 

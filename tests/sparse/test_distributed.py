@@ -12,6 +12,8 @@ import jaxlab.sparse as jsparse
 from jaxlab import krylov
 from jaxlab.parallel import collective_stats
 
+from ..compile_helpers import quick_jit
+
 P_DEV = 8
 
 
@@ -91,10 +93,9 @@ def test_solves_equal_the_single_device_solve(mesh, method, make):
     n = S.shape[0]
     b = np.random.default_rng(3).normal(size=n)
     A = jsparse.shard_rows(S, mesh, "rows")
-    run = jax.jit(lambda A, b: krylov.solve(A, b, method=method, rtol=1e-11, maxiter=2000))
+    run = quick_jit(lambda A, b: krylov.solve(A, b, method=method, rtol=1e-11, maxiter=2000))
     sol = run(A, A.shard_vector(b))
-    ref = krylov.solve(jsparse.from_scipy(S, format="csr"), jnp.asarray(b), method=method, rtol=1e-11,
-                       maxiter=2000)
+    ref = run(jsparse.from_scipy(S, format="csr"), jnp.asarray(b))  # the single-device solve
     assert bool(sol.converged) and bool(ref.converged)
     assert int(sol.iterations) == int(ref.iterations)
     x, xr = np.asarray(sol.x), np.asarray(ref.x)
@@ -102,12 +103,36 @@ def test_solves_equal_the_single_device_solve(mesh, method, make):
     assert sol.x.sharding.is_equivalent_to(A.vector_sharding(), 1)
 
 
+def _compiled_programs(fn):
+    """``fn()`` and the names of the XLA programs it compiled."""
+    names = []
+
+    def listener(event, duration, fun_name=None, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            names.append(fun_name)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        return fn(), names
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
 def test_block_diagonal_matrix_needs_no_communication(mesh):
     S = sp.block_diag([jsparse.poisson2d(4)] * P_DEV, format="csr")
     A = jsparse.shard_rows(S, mesh, "rows")
     assert A.plan.kind == "none" and A.plan.received_entries() == 0
     x = np.arange(S.shape[0], dtype=np.float64)
-    np.testing.assert_allclose(np.asarray(A @ x), S @ x)
+    # An eager product is one compiled program (an eager shard_map ran its body op by op: 84 compilations),
+    # and a second matrix of the same layout reuses it.
+    y, compiled = _compiled_programs(lambda: np.asarray(A @ x))
+    np.testing.assert_allclose(y, S @ x)
+    # The product, and the host-to-device and device-to-host copies of x and y (jit(stage), jit(_multi_slice)).
+    assert compiled.count("jit(_sharded_matvec)") == 1 and len(compiled) <= 4, compiled
+    B = jsparse.shard_rows(2 * S, mesh, "rows")
+    y2, compiled = _compiled_programs(lambda: np.asarray(B @ x))
+    np.testing.assert_allclose(y2, 2 * (S @ x))
+    assert compiled == [], compiled
     assert _bytes(A, A.shard_vector(x)) == 0
 
 

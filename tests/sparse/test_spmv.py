@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 import jaxlab.sparse as jsparse
 from jaxlab.core import tolerances
 
+from ..compile_helpers import quick_jit
+
 from .sparse_cases import CASES, FORMAT_OPTIONS
 
 FORMATS = sorted(FORMAT_OPTIONS)
@@ -35,12 +37,15 @@ def test_spmv_matches_scipy(fmt, case, dtype):
     x = rng.standard_normal(n).astype(dtype)
     X = rng.standard_normal((n, 3)).astype(dtype)
     z = rng.standard_normal(m).astype(dtype)
-    y = A @ x
+    y = A @ x  # eager
     assert y.shape == (m,) and y.dtype == dtype
     _close(y, S @ x, dtype)
-    _close(jsparse.spmv(A, X), S @ X, dtype)
-    _close(A.T @ z, S.T @ z, dtype)
-    _close(jsparse.spmv_reference(A, x), S @ x, dtype)
+    # The other products in one program (eager, each compiled its own and the reference ran op by op).
+    yX, yT, y_ref = quick_jit(lambda A, X, z, x: (jsparse.spmv(A, X), A.T @ z, jsparse.spmv_reference(A, x)))(
+        A, X, z, x)
+    _close(yX, S @ X, dtype)
+    _close(yT, S.T @ z, dtype)
+    _close(y_ref, S @ x, dtype)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -59,7 +64,7 @@ def test_grad_values_and_x(fmt):
     loss_ref = lambda d, v: jnp.sum(jnp.sin(A.with_data(d).todense() @ v))
     # Both gradients in one compiled program (eager, each op of the backward pass compiled on its own: 110
     # compilations over the formats, 2.5x the CPU time); eager gradients: test_transformations.
-    grads = jax.jit(lambda d, v: (jax.grad(loss, (0, 1))(d, v), jax.grad(loss_ref, (0, 1))(d, v)))
+    grads = quick_jit(lambda d, v: (jax.grad(loss, (0, 1))(d, v), jax.grad(loss_ref, (0, 1))(d, v)))
     for got, want in zip(*grads(A.data, x)):
         _close(got, want, "float64")
 
@@ -86,8 +91,8 @@ def test_transformations(fmt):
     m, n = S.shape
     D = S.toarray()
     rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.standard_normal(n))
-    X = jnp.asarray(rng.standard_normal((4, n)))
+    x = rng.standard_normal(n)
+    X = rng.standard_normal((4, n))
 
     # jit, and no recompilation for new values of the same pattern.
     f = jax.jit(lambda A, x: A @ x)
@@ -95,9 +100,11 @@ def test_transformations(fmt):
     f(A.with_data(2 * A.data), x)
     assert f._cache_size() == 1
 
-    # vmap over x, and over the values of matrices sharing the pattern.
+    # vmap over x, and over the values of matrices sharing the pattern. (The inputs are NumPy arrays and the
+    # dense references one jitted program: only the products under test run eagerly, op by op.)
+    data = np.asarray(A.data)
+    vals = np.stack([data, -3 * data])
     _close(jax.vmap(lambda v: A @ v)(X), X @ D.T, "float64")
-    vals = jnp.stack([A.data, -3 * A.data])
     out = jax.vmap(lambda d: A.with_data(d) @ x)(vals)
     _close(out, np.stack([D @ x, -3 * (D @ x)]), "float64")
     out = jax.vmap(lambda d, v: A.with_data(d) @ v)(vals[:1].repeat(4, 0), X)
@@ -108,19 +115,21 @@ def test_transformations(fmt):
     # grad w.r.t. x and the values, against the dense formulation.
     loss = lambda d, v: jnp.sum(jnp.sin(A.with_data(d) @ v))
     loss_ref = lambda d, v: jnp.sum(jnp.sin(A.with_data(d).todense() @ v))
+    ones = np.ones(m)
+    (rd, rx), gt_ref = quick_jit(lambda d, v, vals: (
+        jax.grad(loss_ref, argnums=(0, 1))(d, v),
+        jax.vmap(jax.grad(lambda d: jnp.sum((A.with_data(d).todense().T @ ones) ** 2)))(vals)))(data, x, vals)
     gd, gx = jax.grad(loss, argnums=(0, 1))(A.data, x)
-    rd, rx = jax.grad(loss_ref, argnums=(0, 1))(A.data, x)
     _close(gd, rd, "float64")
     _close(gx, rx, "float64")
     # grad through the transposed product, batched over values.
-    gt = jax.vmap(jax.grad(lambda d: jnp.sum((A.with_data(d).T @ jnp.ones(m)) ** 2)))(vals)
-    gt_ref = jax.vmap(jax.grad(lambda d: jnp.sum((A.with_data(d).todense().T @ jnp.ones(m)) ** 2)))(vals)
+    gt = jax.vmap(jax.grad(lambda d: jnp.sum((A.with_data(d).T @ ones) ** 2)))(vals)
     _close(gt, gt_ref, "float64")
 
     # jvp in both arguments, and the linear transpose in x.
     _, t = jax.jvp(lambda d, v: A.with_data(d) @ v, (A.data, x), (A.data, x))
     _close(t, 2 * (D @ x), "float64")
-    (xt,) = jax.linear_transpose(lambda v: A @ v, x)(jnp.ones(m))
+    (xt,) = jax.linear_transpose(lambda v: A @ v, x)(ones)
     _close(xt, D.T @ np.ones(m), "float64")
 
 
