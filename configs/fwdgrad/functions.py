@@ -6,10 +6,12 @@ grid of learning rates with 4 points a decade.
 Command:  PYTHONPATH=. jaxlab run configs/fwdgrad/functions.py --workdir runs/fwdgrad_functions
           (quick: configs/fwdgrad/functions.py:quick)
 Hardware: CPU.
-Runtime:  see bench/results/fwdgrad/functions/summary.json (`wall_s`, 84 compiled programs); quick: about 30 s.
+Runtime:  175 s measured on 2 shared CPU cores (bench/results/fwdgrad/functions/summary.json `wall_s`, 84
+          compiled programs); quick: about 30 s.
 Expected: in the cells with k / n >= 1/64 the projection has the lower median gap in at least 75% of them, with
           a one-sided sign test over the cells at p < 0.05 (summary.json `projection_passes`, `cells`).
-          Plot: functions.png.
+          Measured: 23 of 27 such cells (85%), p = 1.6e-4; the mean wins at Rosenbrock n = 64, k = 4 and
+          Styblinski-Tang (n, k) = (16, 2), (256, 4), (1024, 16). Plot: functions.png.
 """
 
 from jaxlab.methods.fwdgrad import FunctionsConfig

@@ -33,6 +33,7 @@ from jaxlab.core import (Constraint, Rule, each, in_range, nonempty, nonnegative
                          write_json)
 
 from ._functions import FUNCTIONS, MINIMA, descent_program, method_lrs, scores_from, steps_for, tune
+from ._serial import key_after, map_in_batches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,9 +92,13 @@ def approximation_cosines(config: AnglesConfig) -> list[dict]:
         @jax.jit
         def cosines(keys, angle, k=k):
             def one(key):
-                out = [_estimate(loss, x, key, k, angle, a) for a in ("mean", "projection")]
+                # The projection's tangents are drawn (Cholesky) once the mean's estimate exists, and no
+                # remainder batch runs beside the scan: batched LAPACK calls side by side deadlock XLA's
+                # CPU runtime (see _serial.py).
+                mean = _estimate(loss, x, key, k, angle, "mean")
+                out = [mean, _estimate(loss, x, key_after(key, mean), k, angle, "projection")]
                 return jnp.stack([jnp.dot(e, g) / (jnp.linalg.norm(e) * jnp.linalg.norm(g)) for e in out])
-            return jax.lax.map(one, keys, batch_size=min(config.samples, 250))
+            return map_in_batches(one, keys, min(config.samples, 250))
 
         for angle in config.angles:
             c = np.asarray(cosines(keys, jnp.float32(angle)), np.float64)

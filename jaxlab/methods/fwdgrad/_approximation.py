@@ -22,6 +22,8 @@ import numpy as np
 from jaxlab import fwdgrad
 from jaxlab.core import each, in_range, nonempty, nonnegative, one_of, positive, write_json
 
+from ._serial import key_after, map_in_batches
+
 
 @dataclasses.dataclass(frozen=True)
 class ApproximationConfig:
@@ -54,7 +56,11 @@ def _metrics_fn(n: int, k: int, config: ApproximationConfig):
 
     def one(key):
         out = {}
+        est = None
         for agg in config.aggregations:  # the same key: every aggregation sees the same tangents
+            # ... drawn only once the previous estimate exists: two batched solves (or QRs) side by side
+            # deadlock XLA's CPU runtime (see _serial.py).
+            key = key if est is None else key_after(key, est)
             est, _ = fwdgrad.forward_gradient(lambda w: jnp.dot(g, w), jnp.zeros(n, jnp.float32), key=key,
                                               num_tangents=k, aggregation=agg, sampler=config.sampler,
                                               mode="simulated")
@@ -65,9 +71,10 @@ def _metrics_fn(n: int, k: int, config: ApproximationConfig):
 
     @jax.jit
     def run(keys):
-        # Sequential batches of samples bound the memory at k x n x batch.
+        # Sequential batches of samples bound the memory at k x n x batch; no remainder batch runs beside
+        # them (its solves would run side by side with the scan's: a deadlock, see _serial.py).
         batch = max(1, min(config.samples, (1 << 22) // max(k * n, 1)))
-        return jax.lax.map(one, keys, batch_size=batch)
+        return map_in_batches(one, keys, batch)
 
     return run
 

@@ -1,0 +1,94 @@
+"""Sample loops without side-by-side batched LAPACK calls (_serial.py): the approximation experiment's hang."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab.methods.fwdgrad._serial import batch_plan, key_after, map_in_batches
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize("num, size, want", [(1000, 512, (500, 1000)), (1000, 4, (4, 1000)), (10, 3, (3, 12)),
+                                             (5, 100, (5, 5)), (7, 7, (7, 7)), (1, 1, (1, 1))])
+def test_batch_plan(num, size, want):
+    batch, padded = batch_plan(num, size)
+    assert (batch, padded) == want
+    assert batch <= size and padded >= num and padded % batch == 0 and padded - num < padded // batch
+
+
+def test_batch_plan_rejects_empty():
+    with pytest.raises(ValueError, match="num >= 1"):
+        batch_plan(0, 4)
+
+
+@pytest.mark.parametrize("num, size", [(10, 3), (12, 4), (5, 100)])
+def test_map_in_batches_matches_lax_map_and_has_no_remainder_branch(num, size):
+    keys = jax.random.split(jax.random.key(3), num)
+    f = lambda k: {"a": jax.random.normal(k, (4,)), "b": jax.random.uniform(k)}  # noqa: E731
+    got = map_in_batches(f, keys, size)
+    want = jax.lax.map(f, keys, batch_size=size)
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(want[name]))
+    # f is traced once (the scan's batch); jax.lax.map traces it a second time for a remainder's vmap,
+    # which runs beside the scan.
+    once = str(jax.make_jaxpr(f)(keys[0])).count("random_bits")
+    assert str(jax.make_jaxpr(lambda k: map_in_batches(f, k, size))(keys)).count("random_bits") == once
+    if num % size and num > size:
+        assert str(jax.make_jaxpr(lambda k: jax.lax.map(f, k, batch_size=size))(keys)).count("random_bits") == 2 * once
+
+
+def test_key_after_is_the_same_key_and_depends_on_the_values():
+    key = jax.random.key(11)
+    v = jnp.arange(3.0)
+    k2 = key_after(key, v)
+    np.testing.assert_array_equal(np.asarray(jax.random.key_data(k2)), np.asarray(jax.random.key_data(key)))
+    np.testing.assert_array_equal(np.asarray(jax.random.normal(k2, (5,))), np.asarray(jax.random.normal(key, (5,))))
+    jaxpr = jax.make_jaxpr(lambda x: jax.random.key_data(key_after(key, x)))(v)
+    assert jaxpr.jaxpr.outvars[0] not in jaxpr.jaxpr.invars and "xor" in str(jaxpr)  # computed from x
+
+
+_HANG_SCRIPT = textwrap.dedent("""
+    import os, sys
+    os.sched_setaffinity(0, [int(c) for c in sys.argv[1:]])  # before jax starts its thread pools
+    import jax, numpy as np
+    from jaxlab.methods.fwdgrad import ApproximationConfig
+    from jaxlab.methods.fwdgrad._approximation import _metrics_fn
+    # n = 128, k = 64, 1000 samples: batches of 512 (+ a remainder of 488 with jax.lax.map): the cell where
+    # `jaxlab run configs/fwdgrad/approximation.py` hung.
+    f = _metrics_fn(128, 64, ApproximationConfig(samples=1000))
+    keys = jax.random.split(jax.random.key(0), 1000)
+    for _ in range(3):
+        m = np.asarray(f(keys)["projection"])
+    assert m.shape == (1000, 3) and np.isfinite(m).all()
+    print("done")
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs 2 CPUs to pin XLA's intra-op pool to 2 threads")
+def test_approximation_cell_does_not_deadlock_on_two_cpus():
+    """On 2 CPUs XLA's intra-op pool has 2 threads; two batched LU kernels side by side block both for good.
+
+    The old ``jax.lax.map(one, keys, batch_size=512)`` over 1000 samples hung on the first call (0 CPU,
+    checked with JAX 0.10.2); with ``map_in_batches`` and ``key_after`` the three calls take a few seconds.
+    """
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    try:
+        out = subprocess.run([sys.executable, "-c", _HANG_SCRIPT, *map(str, cpus)], env=env, capture_output=True,
+                             text=True, timeout=150, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the approximation cell (n=128, k=64, 1000 samples) did not finish in 150 s on 2 CPUs: "
+                    "batched LAPACK calls ran side by side and deadlocked XLA's CPU thread pool")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "done" in out.stdout
