@@ -13,7 +13,7 @@ from jaxlab import prune
 from jaxlab.core import tolerances
 
 from ..timeseries.zoo_helpers import normal_draws
-from .compile_counts import compiled_programs
+from ..compile_helpers import compiled_programs
 
 
 def _params(draw):
