@@ -9,16 +9,23 @@ default level, as users do, and so do the benchmarks.
   them), for one-shot calls;
 - :func:`fewer_optimizations` / :func:`full_optimizations`: every compile inside (the eager ops' too) at backend
   level 0, or at the default level;
+- :func:`compiled_programs`: the names of the programs compiled inside a block (for tests that count compiles);
 - the fixtures ``_quick_compiles`` (package-scoped, autouse: import it into a package's ``conftest.py``) and
   ``quick_compiles`` (one test: ``pytest.mark.usefixtures("quick_compiles")``).
 """
 
 import contextlib
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
 import pytest
+
+#: The monitoring event of every backend compilation: jitted functions, ahead-of-time ``lower().compile()`` and
+#: each eagerly dispatched op alike.
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 #: Compiling at backend level 0 roughly halves the compile time of these tiny programs. The older (non-MLIR)
 #: fusion emitters, where this XLA still has them, compile the zoo models in a further 40-60% less time
@@ -80,3 +87,25 @@ def quick_compiles():
     """Every compile of one test at backend level 0."""
     with fewer_optimizations():
         yield
+
+
+@contextlib.contextmanager
+def compiled_programs(record: Callable[[str | None], Any] | None = None):
+    """Yields a list that collects the name of every program compiled inside the block (``"jit(step)"``...).
+
+    Args:
+      record: what to collect per compile instead of its name, as a function of the name (e.g. the step a
+        trainer is at: ``record=lambda name: trainer.t``).
+    """
+    found: list = []
+
+    def listener(event: str, duration_secs: float, **kwargs: str | int) -> None:
+        if event == COMPILE_EVENT:
+            name = kwargs.get("fun_name")
+            found.append(name if record is None else record(name))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield found
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)

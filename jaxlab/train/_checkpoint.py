@@ -174,6 +174,33 @@ def state_digests(state: Any, *, method: str = "auto",
 # The checkpointer.
 
 
+def _item_handler() -> tuple[Any, bool]:
+    """``(handler, is_pytree)``: in a single-process run, a PyTreeCheckpointHandler whose jax.Array handler saves
+    without replica parallelism.
+
+    Orbax's default ArrayHandler splits each replicated array among its replicas so that each writes a slice
+    ("replica-parallel" saving); the slicing runs eagerly and compiles one small program per array and save
+    (about 24 compiles for six replicated arrays). Without it, replica 0 of every shard writes it, as orbax
+    did before; the checkpoint reads the same (either way restores the other's checkpoints). Orbax's default
+    handlers stay for the other leaf types (NumPy arrays, scalars, strings), and the array metadata store
+    (PRNG key types) is kept. In a multi-process run replica parallelism stays on: it is what divides the
+    writing of arrays replicated over the processes among them (else process 0 writes them all). Where this
+    orbax lacks the names used, orbax's StandardCheckpointHandler (``is_pytree`` False) saves as before.
+    """
+    if jax.process_count() > 1:
+        return ocp.StandardCheckpointHandler(), False
+    try:
+        from orbax.checkpoint._src.metadata import array_metadata_store  # the store orbax's default handler uses
+
+        th = ocp.type_handlers
+        arrays = th.ArrayHandler(use_replica_parallel=False, array_metadata_store=array_metadata_store.Store())
+        others = [(ty, th.get_type_handler(ty)) for ty in th.supported_types() if ty is not jax.Array]
+        registry = th.create_type_handler_registry(*others, (jax.Array, arrays))
+        return ocp.PyTreeCheckpointHandler(type_handler_registry=registry), True
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return ocp.StandardCheckpointHandler(), False
+
+
 class Checkpointer:
     """Saves and restores a pytree state every N steps in ``directory``, keeping the last ``keep``.
 
@@ -194,11 +221,12 @@ class Checkpointer:
         if self.directory.exists() and not self.directory.is_dir():
             raise CheckpointError(f"{str(self.directory)!r} is a file, not a checkpoint folder; move it away "
                                   "or use another --workdir")
+        handler, self._pytree = _item_handler()
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
             # Named up front, so that item_metadata() can read a checkpoint before anything is restored.
-            item_handlers=ocp.StandardCheckpointHandler(),
+            item_handlers=handler,
         )
         self._closed = False
 
@@ -230,7 +258,8 @@ class Checkpointer:
             return
         if digests is None:
             digests, _ = state_digests(state)
-        self._manager.save(step, args=ocp.args.StandardSave(state), custom_metadata={DIGESTS_KEY: digests})
+        args = ocp.args.PyTreeSave(state) if self._pytree else ocp.args.StandardSave(state)
+        self._manager.save(step, args=args, custom_metadata={DIGESTS_KEY: digests})
 
     # -- restore ------------------------------------------------------------------------------
 
@@ -273,7 +302,12 @@ class Checkpointer:
         path = self.path(step)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         try:
-            state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            if self._pytree:
+                args = ocp.args.PyTreeRestore(abstract,
+                                              restore_args=ocp.checkpoint_utils.construct_restore_args(abstract))
+            else:
+                args = ocp.args.StandardRestore(abstract)
+            state = self._manager.restore(step, args=args)
         except Exception as e:  # noqa: BLE001 - orbax raises many types for truncated or foreign files
             raise CheckpointError(
                 f"checkpoint {str(path)!r} cannot be read ({type(e).__name__}: {_reason(e)}); it is truncated "

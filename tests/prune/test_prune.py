@@ -13,7 +13,7 @@ from jaxlab import prune
 from jaxlab.core import tolerances
 
 from ..timeseries.zoo_helpers import normal_draws
-from .compile_counts import compiled_programs
+from ..compile_helpers import compiled_programs
 
 
 def _params(draw):
@@ -279,3 +279,20 @@ def test_readme_informer_pruning_compiles_the_init_alone():
     for (path, got), want in zip(jax.tree_util.tree_leaves_with_path(small), jax.tree.leaves(jitted)):
         assert isinstance(got, jax.Array) and not got.committed, path
         np.testing.assert_array_equal(got, want, err_msg=jax.tree_util.keystr(path))
+
+
+def test_the_readme_informer_example_compiles_a_few_programs():
+    """The README's Informer example, run as written there, compiles at most its key, init, shrink's staging and
+    one forecast: 4 programs (with the eager ``apply`` it showed before, about 270)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    examples = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "InformerConfig" in b]
+    assert len(examples) == 1, f"expected one README example with InformerConfig, found {len(examples)}"
+    namespace = {"__name__": "__main__"}
+    with compiled_programs() as compiled:
+        exec(compile(examples[0], "README's Informer example", "exec"), namespace)
+    assert len(compiled) <= 4, (len(compiled), compiled[:12])
+    y = np.asarray(namespace["y"])
+    assert y.shape == (1, 96, 21) and np.all(np.isfinite(y))

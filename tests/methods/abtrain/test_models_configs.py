@@ -22,7 +22,7 @@ from jaxlab.methods.abtrain._models import pad_images
 from jaxlab.methods.abtrain._params import flatten
 from jaxlab.nn import SmallCNN
 
-from ...prune.compile_counts import compiled_programs
+from ...compile_helpers import compiled_programs
 from ...timeseries.zoo_helpers import quick_jit
 
 KEPT = {"mlp": {"dense_2"}, "vgg16_cifar": {"conv_0", "classifier"}, "vgg16_timm": {"conv_0", "classifier"},

@@ -23,10 +23,9 @@ from jaxlab.methods.abtrain._spmd import flat_len, make_to_groups
 from jaxlab.parallel import collective_stats
 from jaxlab.train import TrainState, make_train_step
 
-from ...prune.compile_counts import compiled_programs
+from ...compile_helpers import compiled_programs
 
 SCHEDULE = Schedule(14, 4, 6, 1)  # decompose 4, sync 6, truncate 7, sync 12, truncate 13, final sync 14
-COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
 def _data():
@@ -63,18 +62,9 @@ def run():
     x, y, get_batch = _data()
     lr = LearningRate(3e-2, SCHEDULE.total_steps, rebound_steps=2, schedule=SCHEDULE)
     trainer = ABTrainer(_model(), _tx(), lr, ABSettings(SCHEDULE, tau=0.3), key=jax.random.key(0))
-    compiles: list[int] = []
-
-    def listener(event, duration, **kw):
-        if event == COMPILE_EVENT:
-            compiles.append(trainer.t)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with compiled_programs(record=lambda name: trainer.t) as compiles:  # the step of every compile
         summary = trainer.fit(get_batch, key=jax.random.key(1), eval_data=(x, y), eval_batch=256, progress=False,
                               log_every=2)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     final = {k: np.asarray(v) for k, v in trainer.full.params.items()}
     return {"trainer": trainer, "summary": summary, "compiles": compiles, "final": final, "lr": lr,
             "get_batch": get_batch}

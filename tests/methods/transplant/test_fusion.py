@@ -12,7 +12,7 @@ from jaxlab import prune
 from jaxlab.methods import transplant as nt
 from jaxlab.nn import MLP, VGG, ResNet18, SmallCNN
 
-from ...prune.compile_counts import compiled_programs
+from ...compile_helpers import compiled_programs
 from ...timeseries.zoo_helpers import quick_jit
 
 

@@ -12,7 +12,7 @@ from jaxlab.methods import transplant as nt
 from jaxlab.methods.transplant import _experiment, _train
 from jaxlab.nn import MLP, BasicBlock, ResNet
 
-from ...prune.compile_counts import compiled_programs
+from ...compile_helpers import compiled_programs
 from ...timeseries.zoo_helpers import quick_jit
 
 

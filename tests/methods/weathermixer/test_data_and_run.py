@@ -11,6 +11,8 @@ from jaxlab.data import DataNotFoundError, SyntheticDynamics, global_batch, load
 from jaxlab.methods import weathermixer as wm
 from jaxlab.parallel import make_mesh
 
+from ...compile_helpers import compiled_programs
+
 
 def test_synthetic_slabs_and_targets():
     src = SyntheticDynamics((8, 16), 4, num_steps=10, seed=3)
@@ -65,17 +67,8 @@ def test_tiny_run(tmp_path):
     cfg_mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cfg_mod)
     config = cfg_mod.get_config("tiny")
-    compiled = []
-
-    def listener(event, duration, fun_name=None, **kw):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiled.append(fun_name)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with compiled_programs() as compiled:
         summary = cfg_mod.run(config, tmp_path, progress=False)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     assert summary["status"] == "completed" and summary["step"] == config.num_steps
     # the train step compiles once: the initial state is laid out as the step returns it
     assert config.num_steps >= 2 and compiled.count("jit(step)") == 1, compiled
