@@ -36,6 +36,9 @@ Variants (`get_config(arg)`):
            the 10-epoch cap (best epoch 8-10), so the cap, not early stopping, ended training;
            result: bench/results/tsprune-converged/ (density 0.5 within 1.05x of dense for 4 of 5
            models on both datasets).
+           With `--set epochs=20` (820 s on the 2 cores at load ~2): 7 of the 10 dense models end by
+           early stopping; density 0.5 still within 1.05x of dense for 4 of 5 models on both datasets;
+           result: bench/results/tsprune-converged20/.
   quick    the Transformer (1 encoder layer, d_model 16) on elecdemand at sparsities {0, .5}, no structured
            or latency part: seconds on idle cores (`jaxlab reproduce --quick`).
 
