@@ -35,6 +35,7 @@ import numpy as np
 from jaxlab.core import Array, PyTree
 
 from ._samplers import tangent_sq_norms
+from ._schedule import after
 
 AGGREGATIONS: tuple[str, ...] = ("sum", "mean", "max", "max_normalized", "projection", "projection_per_leaf")
 #: How to keep n of k > n tangents for the projection (scores are |d_i| / ||v_i||).
@@ -130,7 +131,13 @@ def aggregation_coefficients(d: Array, aggregation: str, *, gram: Array | None =
         if gram is None:
             gram = sum(leaf_grams)
         return _projection_coefficients(d, gram, int(sum(leaf_sizes)), selection)
-    return jnp.stack([_projection_coefficients(d, g, int(s), selection) for g, s in zip(leaf_grams, leaf_sizes)])
+    # One leaf's solve after another: under vmap each is a batched LAPACK kernel, and independent ones side by
+    # side deadlock XLA's CPU runtime once as many run as its intra-op pool has threads (jaxlib 0.10.2: each
+    # blocks its pool thread on chunks queued behind the others; 2 threads on a 2-core machine).
+    out: list[Array] = []
+    for g, s in zip(leaf_grams, leaf_sizes):
+        out.append(_projection_coefficients(d, after(g, out[-1]) if out else g, int(s), selection))
+    return jnp.stack(out)
 
 
 def combine_tangents(tangents: PyTree, coefficients: Array) -> PyTree:

@@ -1,19 +1,12 @@
 """Sample loops without side-by-side batched LAPACK calls (_serial.py): the approximation experiment's hang."""
 
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxlab.methods.fwdgrad._serial import batch_plan, key_after, map_in_batches
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests.two_cpus import needs_two_cpus, run_on_two_cpus
 
 
 @pytest.mark.parametrize("num, size, want", [(1000, 512, (500, 1000)), (1000, 4, (4, 1000)), (10, 3, (3, 12)),
@@ -55,9 +48,7 @@ def test_key_after_is_the_same_key_and_depends_on_the_values():
     assert jaxpr.jaxpr.outvars[0] not in jaxpr.jaxpr.invars and "xor" in str(jaxpr)  # computed from x
 
 
-_HANG_SCRIPT = textwrap.dedent("""
-    import os, sys
-    os.sched_setaffinity(0, [int(c) for c in sys.argv[1:]])  # before jax starts its thread pools
+_HANG_SCRIPT = """
     import jax, numpy as np
     from jaxlab.methods.fwdgrad import ApproximationConfig
     from jaxlab.methods.fwdgrad._approximation import _metrics_fn
@@ -69,26 +60,15 @@ _HANG_SCRIPT = textwrap.dedent("""
         m = np.asarray(f(keys)["projection"])
     assert m.shape == (1000, 3) and np.isfinite(m).all()
     print("done")
-""")
+"""
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs 2 CPUs to pin XLA's intra-op pool to 2 threads")
+@needs_two_cpus
 def test_approximation_cell_does_not_deadlock_on_two_cpus():
     """On 2 CPUs XLA's intra-op pool has 2 threads; two batched LU kernels side by side block both for good.
 
     The old ``jax.lax.map(one, keys, batch_size=512)`` over 1000 samples hung on the first call (0 CPU,
     checked with JAX 0.10.2); with ``map_in_batches`` and ``key_after`` the three calls take a few seconds.
     """
-    cpus = sorted(os.sched_getaffinity(0))[:2]
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
-    try:
-        out = subprocess.run([sys.executable, "-c", _HANG_SCRIPT, *map(str, cpus)], env=env, capture_output=True,
-                             text=True, timeout=150, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the approximation cell (n=128, k=64, 1000 samples) did not finish in 150 s on 2 CPUs: "
-                    "batched LAPACK calls ran side by side and deadlocked XLA's CPU thread pool")
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "done" in out.stdout
+    out = run_on_two_cpus(_HANG_SCRIPT, timeout=150, what="the approximation cell (n=128, k=64, 1000 samples)")
+    assert "done" in out

@@ -1,0 +1,37 @@
+"""Running a script with XLA's CPU thread pools at two threads: the size at which independent batched LAPACK
+kernels side by side deadlock jaxlib 0.10.2's CPU runtime (each blocks its pool thread on chunks queued behind
+the others). Tests of code that must not put such kernels side by side run it here, with a time limit."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+needs_two_cpus = pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                                    reason="needs 2 CPUs to pin XLA's intra-op pool to 2 threads")
+
+_PIN = "import os, sys\nos.sched_setaffinity(0, [int(c) for c in sys.argv[1:]])  # before jax starts its pools\n"
+
+
+def run_on_two_cpus(script: str, *, timeout: float, what: str) -> str:
+    """Runs ``script`` (Python source) pinned to two CPUs, on the CPU backend, one device; returns its stdout.
+
+    Fails the test, saying ``what`` deadlocked, if it does not finish within ``timeout`` seconds.
+    """
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    try:
+        out = subprocess.run([sys.executable, "-c", _PIN + textwrap.dedent(script), *map(str, cpus)], env=env,
+                             capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{what} did not finish in {timeout:g} s on 2 CPUs: batched LAPACK calls ran side by side and "
+                    "deadlocked XLA's CPU thread pool")
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
