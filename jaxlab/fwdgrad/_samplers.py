@@ -23,6 +23,8 @@ import numpy as np
 
 from jaxlab.core import Array, PRNGKey, PyTree
 
+from ._schedule import after
+
 #: Samplers drawn element by element (they can be regenerated block by block).
 ELEMENTWISE_SAMPLERS: tuple[str, ...] = ("normal", "rademacher")
 #: All samplers.
@@ -149,6 +151,8 @@ def _orthonormal(key: PRNGKey, params: PyTree, num_tangents: int) -> PyTree:
     for g, start in enumerate(range(0, num_tangents, n)):
         size = min(n, num_tangents - start)
         raw = leaf_tangent(key, g, 0, (size, n), dtype, "normal").T
+        if groups:  # one group's QR after another: under vmap, batched QRs side by side deadlock XLA's CPU pool
+            raw = after(raw, groups[-1])
         q, r = jnp.linalg.qr(raw)
         # Fix the signs so the result is a deterministic function of `raw` (Haar distributed).
         q = q * jnp.where(jnp.diagonal(r) < 0, -1.0, 1.0).astype(dtype)

@@ -30,3 +30,25 @@ def test_per_leaf_projection_under_vmap_does_not_deadlock_on_two_cpus():
     out = run_on_two_cpus(_PER_LEAF.replace("ROUNDS", "10"), timeout=60,
                           what="vmap of projection_per_leaf (3 leaves, batch 512, k = n = 64)")
     assert "done" in out
+
+
+_ORTHONORMAL = """
+    import jax, jax.numpy as jnp, numpy as np
+    from jaxlab.fwdgrad import sample_tangents
+    params = {"w": jnp.zeros((32,)), "b": jnp.zeros((32,))}  # n = 64: k = 192 tangents are 3 QR groups
+    f = jax.jit(jax.vmap(lambda key: sample_tangents(key, params, 192, sampler="orthonormal")))
+    keys = jax.random.split(jax.random.key(0), 512)
+    for _ in range(10):
+        t = f(keys)
+    flat = np.concatenate([np.asarray(t["b"][0]), np.asarray(t["w"][0])], axis=1)  # (192, 64) of one sample
+    for g in range(3):  # each group orthonormal
+        np.testing.assert_allclose(flat[64 * g:64 * (g + 1)] @ flat[64 * g:64 * (g + 1)].T, np.eye(64), atol=1e-4)
+    print("done")
+"""
+
+
+@needs_two_cpus
+def test_orthonormal_groups_under_vmap_do_not_deadlock_on_two_cpus():
+    """k > n orthonormal tangents are QR'd in groups; side by side, the groups' batched QRs hung (jaxlib 0.10.2)."""
+    out = run_on_two_cpus(_ORTHONORMAL, timeout=60, what="vmap of the orthonormal sampler (3 QR groups, batch 512)")
+    assert "done" in out
