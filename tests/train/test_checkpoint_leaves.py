@@ -84,10 +84,13 @@ def test_a_different_key_is_a_different_model(tmp_path, change, needle):
 def test_a_key_of_another_kind_is_refused_without_the_saved_dtypes(tmp_path, monkeypatch):
     """A checkpoint without jaxlab's digests (orbax's metadata lists only key data): raw key data restored into a
     typed key comes back as uint32, which is refused after the restore."""
-    monkeypatch.setattr(Checkpointer, "_stored_digests", lambda self, step: {})
     state = {"k": jax.random.PRNGKey(0)}
-    with pytest.raises(CheckpointError, match=r"different model: k was restored as uint32, not as key<fry>"):
-        _saved(tmp_path, state, like={"k": jax.random.key(0)})
+    with Checkpointer(tmp_path / "ck") as c:
+        c.save(1, state)
+        c.wait()
+        monkeypatch.setattr(ck, "DIGESTS_KEY", "no_digests_here")  # read as a checkpoint saved without them
+        with pytest.raises(CheckpointError, match=r"different model: k was restored as uint32, not as key<fry>"):
+            c.restore(1, {"k": jax.random.key(0)})
 
 
 def test_numpy_scalars_restore_as_the_same_type_and_value(tmp_path, handler):
@@ -128,3 +131,11 @@ def test_a_run_with_a_key_in_its_state_resumes_as_it_ran(tmp_path):
     assert back.model_state["key"].dtype == ref.model_state["key"].dtype
     np.testing.assert_array_equal(jax.random.key_data(back.model_state["key"]),
                                   jax.random.key_data(ref.model_state["key"]))
+
+
+def test_python_numbers_restore_as_saved(tmp_path, handler):
+    """Orbax lists a Python number's metadata as a () array; the number itself has no shape to compare."""
+    state = {"lr": 1e-3, "n": 3, "w": jnp.ones(2, jnp.float32)}
+    back = _saved(tmp_path, state)
+    assert back["lr"] == 1e-3 and back["n"] == 3 and type(back["lr"]) is float and type(back["n"]) is int
+    np.testing.assert_array_equal(back["w"], state["w"])
