@@ -257,7 +257,8 @@ class Checkpointer:
     folder, which orbax ignores, so the previous checkpoint stays usable. Each checkpoint carries a
     checksum of every array (:func:`state_digests`); :meth:`restore` checks the shapes against the
     checkpoint's metadata before reading and the checksums after, and refuses a checkpoint that
-    fails either, naming its folder and the newest intact one. Use it as a context manager, or call
+    fails either, naming its folder and the newest intact one. Typed PRNG keys (``jax.random.key``) come back
+    with their implementation and key data, NumPy scalars as NumPy scalars. Use it as a context manager, or call
     :meth:`close`: an unclosed orbax manager prints pages of "Event loop is closed" at exit.
     """
 
@@ -378,7 +379,8 @@ class Checkpointer:
                 f"checkpoint {str(path)!r} cannot be read ({type(e).__name__}: {_reason(e)}); it is truncated "
                 "or corrupt."
             ) from None
-        state = jax.tree.map(_as_scalar_like, state, like)
+        if any(_is_numpy_scalar(x) for x in jax.tree.leaves(like)):
+            state = jax.tree.map(_as_scalar_like, state, like)
         changed = _dtype_changes(state, like)  # a typed key restored from raw key data, or back
         if changed:
             p, got, want = changed[0]
