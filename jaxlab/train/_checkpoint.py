@@ -201,6 +201,55 @@ def _item_handler() -> tuple[Any, bool]:
         return ocp.StandardCheckpointHandler(), False
 
 
+def _is_key(x: Any) -> bool:
+    return jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _stored_forms(x: Any) -> list[tuple[tuple[int, ...], str]]:
+    """The ``(shape, dtype)`` under which orbax's metadata may list the leaf ``x``: its own and, for a typed PRNG
+    key, that of its key data (``key<fry>`` of shape ``(4,)`` is stored as ``(4, 2) uint32``)."""
+    forms = [(tuple(x.shape), str(x.dtype))]
+    if _is_key(x):
+        data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(x.shape, x.dtype))
+        forms.append((tuple(data.shape), str(data.dtype)))
+    return forms
+
+
+def _describe(form: tuple[tuple[int, ...], str]) -> str:
+    return f"{form[0]} {form[1]}"
+
+
+def _dtype_changes(state: Any, like: Any) -> list[tuple[str, str, str]]:
+    """``[(path, restored dtype, wanted dtype)]`` for the arrays that came back with another dtype than ``like``'s."""
+    wanted = {p: str(x.dtype) for p, x in leaf_paths(like) if hasattr(x, "shape") and hasattr(x, "dtype")}
+    return [(p, str(x.dtype), wanted[p]) for p, x in leaf_paths(state)
+            if p in wanted and hasattr(x, "dtype") and str(x.dtype) != wanted[p]]
+
+
+def _is_numpy_scalar(x: Any) -> bool:
+    # np.str_ and np.bytes_ are str and bytes, which orbax saves as such; np.datetime64 has no storage type.
+    return isinstance(x, (np.number, np.bool_))
+
+
+def _as_array_if_scalar(x: Any) -> Any:
+    """A NumPy scalar as a 0-d NumPy array, which both of orbax's handlers save (the pytree handler's scalar
+    handler takes no ``np.bool_``, and orbax cannot build restore arguments for NumPy scalars)."""
+    return np.asarray(x) if _is_numpy_scalar(x) else x
+
+
+def _abstract(x: Any) -> Any:
+    if _is_numpy_scalar(x):  # restored as a 0-d NumPy array (see _as_scalar_like)
+        return jax.ShapeDtypeStruct((), np.asarray(x).dtype)
+    return ocp.utils.to_shape_dtype_struct(x)
+
+
+def _as_scalar_like(restored: Any, like: Any) -> Any:
+    """``restored`` as a NumPy scalar where ``like`` is one (orbax gives back a 0-d array)."""
+    if _is_numpy_scalar(like) and isinstance(restored, np.ndarray) and restored.shape == ():
+        return restored[()]
+    return restored
+
+
 class Checkpointer:
     """Saves and restores a pytree state every N steps in ``directory``, keeping the last ``keep``.
 
@@ -208,7 +257,8 @@ class Checkpointer:
     folder, which orbax ignores, so the previous checkpoint stays usable. Each checkpoint carries a
     checksum of every array (:func:`state_digests`); :meth:`restore` checks the shapes against the
     checkpoint's metadata before reading and the checksums after, and refuses a checkpoint that
-    fails either, naming its folder and the newest intact one. Use it as a context manager, or call
+    fails either, naming its folder and the newest intact one. Typed PRNG keys (``jax.random.key``) come back
+    with their implementation and key data, NumPy scalars as NumPy scalars. Use it as a context manager, or call
     :meth:`close`: an unclosed orbax manager prints pages of "Event loop is closed" at exit.
     """
 
@@ -258,10 +308,19 @@ class Checkpointer:
             return
         if digests is None:
             digests, _ = state_digests(state)
+        state = jax.tree.map(_as_array_if_scalar, state)
         args = ocp.args.PyTreeSave(state) if self._pytree else ocp.args.StandardSave(state)
         self._manager.save(step, args=args, custom_metadata={DIGESTS_KEY: digests})
 
     # -- restore ------------------------------------------------------------------------------
+
+    def _stored_digests(self, step: int) -> dict[str, Any]:
+        """The checksums (with each array's shape and dtype as saved) of checkpoint ``step``; {} if none."""
+        try:
+            stored = (self._manager.metadata(step).custom_metadata or {}).get(DIGESTS_KEY)
+        except Exception:  # noqa: BLE001
+            stored = None
+        return stored if isinstance(stored, dict) else {}
 
     def _check_shapes(self, step: int, like: Any) -> None:
         path = self.path(step)
@@ -276,20 +335,27 @@ class Checkpointer:
         if tree is None:  # no metadata to compare with: the restore itself will tell
             return
         there = {p: m for p, m in leaf_paths(tree) if hasattr(m, "shape")}
-        here = {p: x for p, x in leaf_paths(like) if hasattr(x, "shape")}
+        leaves = dict(leaf_paths(like))
+        here = {p: x for p, x in leaves.items() if hasattr(x, "shape")}
+        # The shapes and dtypes as saved, typed PRNG keys included (orbax's metadata has only their key data).
+        saved = {p: (tuple(d["shape"]), str(d["dtype"])) for p, d in self._stored_digests(step).items()
+                 if isinstance(d, dict) and isinstance(d.get("shape"), list) and "dtype" in d}
         problems = []
         for p in sorted(set(there) | set(here)):
             if p not in there:
                 problems.append(f"{p} is missing there")
-            elif p not in here:
+            elif p not in leaves:
                 problems.append(f"{p} is only there")
+            elif p not in here:  # a Python number, whose metadata orbax lists as a () array
+                continue
             else:
                 a, b = there[p], here[p]
-                shape_a, shape_b = tuple(a.shape), tuple(b.shape)
-                dtype_a = str(getattr(a, "dtype", "?"))
-                dtype_b = str(b.dtype)
-                if shape_a != shape_b or (dtype_a != "?" and dtype_a != dtype_b):
-                    problems.append(f"{p} is {shape_a} {dtype_a} there and {shape_b} {dtype_b} here")
+                stored = (tuple(a.shape), str(getattr(a, "dtype", "?")))
+                wanted = (tuple(b.shape), str(b.dtype))
+                if p in saved and saved[p] != wanted:
+                    problems.append(f"{p} is {_describe(saved[p])} there and {_describe(wanted)} here")
+                elif not any(stored[0] == shape and stored[1] in ("?", dtype) for shape, dtype in _stored_forms(b)):
+                    problems.append(f"{p} is {_describe(saved.get(p, stored))} there and {_describe(wanted)} here")
         if problems:
             more = f" (and {len(problems) - 1} more differences)" if len(problems) > 1 else ""
             raise CheckpointError(
@@ -300,7 +366,7 @@ class Checkpointer:
     def _read(self, step: int, like: Any) -> Any:
         """Restores ``step`` and verifies it; CheckpointError (without suggestions) if it fails."""
         path = self.path(step)
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        abstract = jax.tree.map(_abstract, like)
         try:
             if self._pytree:
                 args = ocp.args.PyTreeRestore(abstract,
@@ -313,10 +379,16 @@ class Checkpointer:
                 f"checkpoint {str(path)!r} cannot be read ({type(e).__name__}: {_reason(e)}); it is truncated "
                 "or corrupt."
             ) from None
-        try:
-            stored = (self._manager.metadata(step).custom_metadata or {}).get(DIGESTS_KEY)
-        except Exception:  # noqa: BLE001
-            stored = None
+        if any(_is_numpy_scalar(x) for x in jax.tree.leaves(like)):
+            state = jax.tree.map(_as_scalar_like, state, like)
+        changed = _dtype_changes(state, like)  # a typed key restored from raw key data, or back
+        if changed:
+            p, got, want = changed[0]
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} holds a different model: {p} was restored as {got}, not as {want}. "
+                "Use another --workdir, or rerun with --fresh to move the old run aside and start over."
+            )
+        stored = self._stored_digests(step)
         if stored:
             digests, _ = state_digests(state, methods={p: d.get("method", "sum64") for p, d in stored.items()})
             bad = sorted(p for p in set(stored) | set(digests)
