@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
+import numpy as np
 from jax.core import Tracer
 
 
@@ -18,3 +19,13 @@ def host_computable(x: Any) -> bool:
     """
     return (isinstance(x, jax.Array) and not isinstance(x, Tracer) and x.is_fully_addressable
             and x.sharding.is_fully_replicated)
+
+
+def host_value(x: Any) -> tuple[Any, Callable[[Any], Any]]:
+    """``(a NumPy copy of x, back)`` where :func:`host_computable` holds, with ``back(y)`` putting a result where
+    ``x`` was (committed with its sharding, or uncommitted); ``(x, identity)`` for anything else (NumPy arrays,
+    tracers, sharded arrays), which the caller computes with as before (``jnp``)."""
+    if host_computable(x):
+        sharding = x.sharding if x.committed else None
+        return np.asarray(x), (lambda y: jax.device_put(y) if sharding is None else jax.device_put(y, sharding))
+    return x, (lambda y: y)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.core._groups import Group, Prunable, unit_merge, unit_view
-from jaxlab.core._host import host_computable
+from jaxlab.core._host import host_value
 
 
 def _wrap(variables: Mapping) -> tuple[dict, bool]:
@@ -128,31 +128,25 @@ def shrink(config: Prunable, variables: Mapping, keep: Mapping[str, Any]) -> tup
         raise ValueError(f"unknown dependency groups {unknown}; {type(config).__name__} declares {sorted(groups)}")
     tree, bare = _wrap(variables)
     new_config = config
-    placed: dict[tuple[str, ...], Any] = {}  # leaves taken to the host: path -> sharding (None: uncommitted)
+    # Concrete one-device or replicated leaves are cut with NumPy (the jnp path, a reshape, a take and a reshape
+    # per array and group, compiled three small programs per leaf: 24 for an Informer on every call) and put back
+    # where they were at the end; one transfer per leaf, however many groups take from it.
+    placed: dict[tuple[str, ...], Any] = {}  # path -> back
     for name, indices in keep.items():
         group = groups[name]
         kept = _kept(group, indices)
         for ax in _present(tree, group):
             arr: Any = get_path(tree, ax.path)
-            if _on_host(arr) and ax.path not in placed:
-                placed[ax.path] = arr.sharding if arr.committed else None
-                arr = np.asarray(arr)  # one transfer per leaf, however many groups take from it
+            if ax.path not in placed:
+                arr, placed[ax.path] = host_value(arr)
             view = unit_view(arr, ax, group.size)
             take = jnp.take if isinstance(arr, jax.Array) else np.take
             taken = take(view, kept, axis=ax.axis % arr.ndim + 1)
             tree = set_path(tree, ax.path, unit_merge(taken, ax, arr.ndim))
         new_config = group.resize(new_config, kept)
-    for path, sharding in placed.items():  # back as jax.Array: a committed leaf keeps its placement
-        value = get_path(tree, path)
-        tree = set_path(tree, path, jax.device_put(value) if sharding is None else jax.device_put(value, sharding))
+    for path, back in placed.items():
+        tree = set_path(tree, path, back(get_path(tree, path)))
     return new_config, (tree["params"] if bare else tree)
-
-
-def _on_host(arr) -> bool:
-    """Whether ``shrink`` takes ``arr``'s units on the host (:func:`jaxlab.core._host.host_computable`). The ``jnp``
-    path (a reshape, a take and a reshape per array and group) compiles three small programs per leaf, 24 for an
-    Informer on every call; NumPy's take copies the same elements."""
-    return host_computable(arr)
 
 
 def structured_masks(config: Prunable, variables: Mapping, keep: Mapping[str, Any]):

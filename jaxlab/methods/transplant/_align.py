@@ -33,8 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from jaxlab.core._host import host_computable, host_value
+
 from ._concat import Member, _structure
-from ._layout import Path, flatten, groups_of, host_value, is_jax, unflatten, unit_axes, view_shape
+from ._layout import Path, flatten, groups_of, is_jax, unflatten, unit_axes, view_shape
 
 
 def _take_units(x, path: Path, axes, sizes, perms: Mapping[str, np.ndarray], skip: str | None = None):
@@ -85,13 +87,13 @@ def average(members: Sequence[Member], *, weights: Sequence[float] | None = None
     w = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, np.float64)
     out = {}
     for path in leaves[0]:
-        host = [host_value(lv[path]) for lv in leaves]
-        back = host[0][1] if all(x is not lv[path] for (x, _), lv in zip(host, leaves)) else None
-        xs = [x for x, _ in host] if back is not None else [lv[path] for lv in leaves]
+        xs = [lv[path] for lv in leaves]
+        back = lambda y: y  # noqa: E731
+        if all(host_computable(x) for x in xs):  # the same products and sums, in NumPy, put back like member 0's
+            (xs[0], back), xs[1:] = host_value(xs[0]), [np.asarray(x) for x in xs[1:]]
         xp = jnp if is_jax(xs[0]) else np
         dtype = xs[0].dtype
-        total = sum(xp.asarray(wi, dtype) * x for wi, x in zip(w, xs))  # the same products and sums on either side
-        out[path] = total if back is None else back(total)
+        out[path] = back(sum(xp.asarray(wi, dtype) * x for wi, x in zip(w, xs)))
     return members[0][0], unflatten(out, bare)
 
 

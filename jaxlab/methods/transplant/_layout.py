@@ -15,14 +15,13 @@ and is refused.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import jax
 import numpy as np
 from flax import traverse_util
 
 from jaxlab.core._groups import Axis, Group, axis_tile
-from jaxlab.core._host import host_computable
 
 Path = tuple[str, ...]
 
@@ -136,18 +135,3 @@ def tiles(shape: Sequence[int], axes: Sequence[UnitAxis], sizes: Mapping[str, in
 
 def is_jax(x: Any) -> bool:
     return isinstance(x, jax.Array)
-
-
-def host_value(x: Any) -> tuple[Any, Callable[[Any], Any]]:
-    """``(a NumPy copy of x, back)`` for a concrete ``jax.Array`` on one device or replicated, where ``back(y)``
-    puts a result where ``x`` was (committed with its sharding, or uncommitted); ``(x, identity)`` for anything
-    else (NumPy arrays, tracers inside ``jax.jit``, sharded arrays), which the caller computes with as before.
-
-    Per-leaf reshapes, takes and weighted sums computed eagerly with ``jnp`` compile a program per leaf shape
-    and operation; the same elementwise arithmetic and copies in NumPy give the same values and compile nothing.
-    """
-    if host_computable(x):
-        sharding = x.sharding if x.committed else None
-        return np.asarray(x), (lambda y: jax.device_put(y) if sharding is None else jax.device_put(y, sharding))
-    return x, (lambda y: y)
-
