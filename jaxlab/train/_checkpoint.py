@@ -322,7 +322,7 @@ class Checkpointer:
             stored = None
         return stored if isinstance(stored, dict) else {}
 
-    def _check_shapes(self, step: int, like: Any) -> None:
+    def _check_shapes(self, step: int, like: Any, stored: dict[str, Any]) -> None:
         path = self.path(step)
         try:
             meta = self._manager.item_metadata(step)
@@ -338,7 +338,7 @@ class Checkpointer:
         leaves = dict(leaf_paths(like))
         here = {p: x for p, x in leaves.items() if hasattr(x, "shape")}
         # The shapes and dtypes as saved, typed PRNG keys included (orbax's metadata has only their key data).
-        saved = {p: (tuple(d["shape"]), str(d["dtype"])) for p, d in self._stored_digests(step).items()
+        saved = {p: (tuple(d["shape"]), str(d["dtype"])) for p, d in stored.items()
                  if isinstance(d, dict) and isinstance(d.get("shape"), list) and "dtype" in d}
         problems = []
         for p in sorted(set(there) | set(here)):
@@ -363,8 +363,9 @@ class Checkpointer:
                 "or rerun with --fresh to move the old run aside and start over."
             )
 
-    def _read(self, step: int, like: Any) -> Any:
-        """Restores ``step`` and verifies it; CheckpointError (without suggestions) if it fails."""
+    def _read(self, step: int, like: Any, stored: dict[str, Any] | None = None) -> Any:
+        """Restores ``step`` and verifies it against ``stored`` (its checksums, read here if None);
+        CheckpointError (without suggestions) if it fails."""
         path = self.path(step)
         abstract = jax.tree.map(_abstract, like)
         try:
@@ -388,7 +389,8 @@ class Checkpointer:
                 f"checkpoint {str(path)!r} holds a different model: {p} was restored as {got}, not as {want}. "
                 "Use another --workdir, or rerun with --fresh to move the old run aside and start over."
             )
-        stored = self._stored_digests(step)
+        if stored is None:
+            stored = self._stored_digests(step)
         if stored:
             digests, _ = state_digests(state, methods={p: d.get("method", "sum64") for p, d in stored.items()})
             bad = sorted(p for p in set(stored) | set(digests)
@@ -423,9 +425,10 @@ class Checkpointer:
             or a truncated or corrupt checkpoint (checksums differ); the message names the folder and
             the newest intact checkpoint, if any.
         """
-        self._check_shapes(step, like)
+        stored = self._stored_digests(step)  # read once: the shape check and the checksums both use it
+        self._check_shapes(step, like, stored)
         try:
-            return self._read(step, like)
+            return self._read(step, like, stored)
         except CheckpointError as e:
             raise CheckpointError(str(e) + self._offer(step, like)) from None
 
