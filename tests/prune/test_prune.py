@@ -284,11 +284,9 @@ def test_readme_informer_pruning_compiles_the_init_alone():
 def test_the_readme_informer_example_compiles_a_few_programs():
     """The README's Informer example, run as written there, compiles at most its key, init, shrink's staging and
     one forecast: 4 programs (with the eager ``apply`` it showed before, about 270)."""
-    import re
-    from pathlib import Path
+    from tests.cli.test_readme import readme_python_examples  # the README's own parser
 
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    examples = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "InformerConfig" in b]
+    examples = [b for b in readme_python_examples() if "InformerConfig" in b]
     assert len(examples) == 1, f"expected one README example with InformerConfig, found {len(examples)}"
     namespace = {"__name__": "__main__"}
     with compiled_programs() as compiled:
