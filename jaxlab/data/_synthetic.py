@@ -27,8 +27,9 @@ def _classification_draws(key, *, num_train: int, num_test: int, dim: int, num_c
 def _scatter(centre, noise, z) -> np.ndarray:
     """``centre + noise * z`` in NumPy, in the dtype JAX drew ``z`` in, then float32.
 
-    On the host because XLA fuses the product and the sum into one multiply-add, which rounds float32
-    differently in the last bit from the eager ops that drew these data before; NumPy keeps them bit for bit.
+    On the host because, jitted, the product and the sum round float32 differently in the last bit (in about
+    29% of the elements; a fused multiply-add is the likely cause, not confirmed) from the eager ops that drew
+    these data before; NumPy keeps them bit for bit.
     """
     z = np.asarray(z)
     return np.asarray(np.asarray(centre) + np.asarray(noise, z.dtype) * z, np.float32)
