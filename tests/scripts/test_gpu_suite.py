@@ -69,8 +69,9 @@ def _run_tiny(tmp_path):
     return summary
 
 
-# Every check at toy sizes, end to end with real subprocesses, their JSONs and the summary (42 s of one worker on
-# the idle 2-core machine, issue 22's "--tiny in CI in under 2 minutes"): the suite cannot rot between GPU runs.
+# Every check at toy sizes, end to end with real subprocesses, their JSONs and the summary (issue 22's "--tiny in
+# CI in under 2 minutes": all of tests/scripts took 56.5 s of one worker in bench/results/test-times-cpu-282c4b6.json):
+# the suite cannot rot between GPU runs.
 def test_tiny_suite_runs_every_check(tmp_path):
     summary = _run_tiny(tmp_path)
     assert {r["check"] for r in summary["checks"]} == {c.name for c in _suite().checks()}
