@@ -39,6 +39,12 @@ Variants (`get_config(arg)`):
            With `--set epochs=20` (820 s on the 2 cores at load ~2): 7 of the 10 dense models end by
            early stopping; density 0.5 still within 1.05x of dense for 4 of 5 models on both datasets;
            result: bench/results/tsprune-converged20/.
+  full     issue 16's whole sweep at the CPU width: `converged`'s training with the 20-epoch cap, the
+           whole sparsity grid {0, .2, .4, .5, .6, .7, .8, .9, .95, .99} with and without 2 epochs of
+           masked fine-tuning, seeds 0, 1, 2, structured pruning of 50% of the heads and FFN units
+           (fine-tuned the same way), and width-matched dense models at densities 0.5 and 0.1 (seed 0);
+           no latency part (the latency goal has its own benchmark, scripts/bench_tsprune.py).
+           `nice -n 5 jaxlab run configs/tsprune/study.py:full --workdir runs/tsprune-full` (resumable).
   quick    the Transformer (1 encoder layer, d_model 16) on elecdemand at sparsities {0, .5}, no structured
            or latency part: seconds on idle cores (`jaxlab reproduce --quick`).
 
@@ -78,10 +84,15 @@ def get_config(arg: str | None = None) -> TsPruneConfig:
                                    epochs=10, patience=3, lr_decay="plateau", max_train_windows=1024,
                                    max_val_windows=512, eval_batch=128, finetune_epochs=2,
                                    finetune_learning_rate=2.5e-4)
+    if arg == "full":
+        converged = get_config("converged")
+        return dataclasses.replace(converged, epochs=20, sparsities=config.sparsities, seeds=config.seeds,
+                                   structured_fraction=config.structured_fraction,
+                                   matched_densities=config.matched_densities)
     if arg == "quick":
         return dataclasses.replace(config, datasets=("elecdemand",), models=("transformer",), d_model=16,
                                    n_heads=2, d_ff=16, e_layers=1, epochs=1, max_train_windows=128,
                                    max_val_windows=64, eval_batch=256, sparsities=(0.0, 0.5), seeds=(0,),
                                    finetune_epochs=1, structured_fraction=0.0, matched_densities=(),
                                    latency_batches=())
-    raise ValueError(f"unknown argument {arg!r}; use 'paper', 'ci', 'sweep', 'converged', 'quick' or nothing")
+    raise ValueError(f"unknown argument {arg!r}; use 'paper', 'ci', 'sweep', 'converged', 'full', 'quick' or nothing")
