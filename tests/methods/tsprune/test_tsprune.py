@@ -175,7 +175,7 @@ def test_measurement_helpers():
 def test_every_config_variant_is_valid():
     from jaxlab.core import load_config
 
-    for arg in (None, "paper", "ci", "sweep", "converged", "quick"):
+    for arg in (None, "paper", "ci", "sweep", "converged", "full", "quick"):
         spec = "configs/tsprune/study.py" + (f":{arg}" if arg else "")
         config, _ = load_config(spec)
         config.check()
@@ -192,6 +192,10 @@ def test_every_config_variant_is_valid():
     assert sweep.models == tsprune.MODELS and len(tsprune.MODELS) >= 5
     assert sweep.datasets == ("elecdemand", "nyc_weather") and 1 <= sweep.finetune_epochs <= 3
     assert not (sweep.structured_fraction or sweep.matched_densities or sweep.latency_batches)
+    full, _ = load_config("configs/tsprune/study.py:full")            # issue 16's whole sweep
+    assert full.sparsities == tsprune.SPARSITIES and len(full.sparsities) == 10 and full.seeds == (0, 1, 2)
+    assert not full.seed_sparsities and full.epochs == 20 and full.lr_decay == "plateau"
+    assert full.structured_fraction == 0.5 and full.matched_densities and not full.latency_batches
     # the declared constraints refuse bad overrides before a run starts (jaxlab run --set)
     from jaxlab.core import ConfigError, apply_overrides, validate_config
 
