@@ -204,3 +204,13 @@ def test_every_config_variant_is_valid():
                        ("models=lstm", "models"), ("latency_repeats=5", "latency_repeats")):
         with pytest.raises(ConfigError, match=field):
             apply_overrides(paper, [bad])
+
+
+def test_study_order_is_seed_major():
+    from jaxlab.methods.tsprune._experiment import study_order
+
+    config = dataclasses.replace(tsprune.TsPruneConfig(), seeds=(0, 1), models=("informer", "transformer"))
+    order = study_order(config, ["elecdemand", "nyc_weather"])
+    assert order[:4] == [(0, "elecdemand", "informer"), (0, "elecdemand", "transformer"),
+                         (0, "nyc_weather", "informer"), (0, "nyc_weather", "transformer")]
+    assert [seed for seed, _, _ in order] == [0] * 4 + [1] * 4 and len(set(order)) == 8
