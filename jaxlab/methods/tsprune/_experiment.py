@@ -52,6 +52,10 @@ from ._train import Forecaster, TrainSettings
 from ._zoo import MODELS, ZooSizes, count_nonzero, count_params, magnitude_masks, prunable, structured_keep
 from ._zoo import zoo_config
 
+#: What a killed run resumes from besides top-level checkpoints (workdir-relative globs), for
+#: ``jaxlab run``'s interrupt message.
+RESUME_RECORDS = ("records.jsonl",)
+
 SPARSITIES: tuple[float, ...] = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 DATASETS: dict[str, Callable[[], jdata.TimeSeries]] = {
     "elecdemand": jdata.load_elecdemand,

@@ -143,6 +143,10 @@ def test_quick_config_runs_and_records(tmp_path, quick_compiles):
     assert summary["windows"]["taylor"]["test"] == 4032 - 3225 - 96 + 1
     assert (tmp_path / "records.jsonl").is_file() and (tmp_path / "mse_vs_density_taylor.png").is_file()
     assert (tmp_path / "sweep_taylor.md").read_text().startswith("| model | fine-tuned |")
+    from jaxlab.cli import _interrupt_message        # a killed run's message counts the recorded cells
+
+    msg = _interrupt_message(tmp_path, "interrupted", module.run.__globals__["RESUME_RECORDS"])
+    assert f"{len(summary_records(tmp_path))} finished part(s) recorded in {tmp_path / 'records.jsonl'}" in msg, msg
     # a second run resumes: everything is recorded, nothing is trained again
     again = module.run(config, tmp_path, progress=False)
     assert again["table"] == summary["table"]
