@@ -103,3 +103,12 @@ def test_default_projection_per_sample_cosine_is_never_below_the_means_at_n2_k16
 def test_unknown_selection_is_named():
     with pytest.raises(ValueError, match="'pivot'.*pivoted"):
         fwdgrad.aggregate({"w": jnp.eye(2)}, jnp.ones(2), "projection", selection="pivot")
+
+
+def test_pivoted_projection_makes_no_lapack_call_that_could_run_beside_another():
+    # Batched LAPACK kernels side by side deadlock XLA CPU's 2-thread pool (jaxlib 0.10.2, tests/two_cpus.py):
+    # the pivoted path is loops of vector operations, while the first_n path's solve is a LAPACK custom call.
+    V, g = np.ones((4, 10, 3), np.float32), np.ones((4, 3), np.float32)
+    text = {s: jax.jit(jax.vmap(lambda v, x, s=s: _projection(v, x, s))).lower(V, g).as_text()
+            for s in ("first_n", "pivoted")}
+    assert "custom_call" in text["first_n"] and "custom_call" not in text["pivoted"]
