@@ -23,9 +23,12 @@ does, and the global form applies the k > n selection once for the whole paramet
 ``pivoted`` (``_pivoted``: a pivoted Cholesky's well-conditioned n of the k tangents) rather than the
 reference's ``first_n``. Both give the gradient itself in exact arithmetic when the k tangents span
 R^n, but in float32 the first n can be nearly dependent (n <= 16): their ridged solve shortens the
-estimate, in some samples below the plain mean's cosine to the gradient (n = 2, k = 16), where the
-pivoted choice keeps the cosine at 1 to rounding (tests/fwdgrad/test_selection.py). In the
-per-leaf form, with the global ``d``, the kept subset changes the result even in exact arithmetic,
+estimate, in some samples below the plain mean's cosine to the gradient (n = 2, k = 16), and Rademacher
+tangents repeat (the first n are then exactly dependent). The pivoted choice keeps the cosine at 1 to
+rounding: bench/results/fwdgrad/selection-cpu.json (n 2-16, k 16-256, 200 samples each, float32) has its
+minimum cosine 0.9999999 and no sample below the mean's, against 534 samples below for ``first_n``
+(all Rademacher; normal tangents: minimum 0.9977 there, and below the mean only in rare samples, such as
+those of tests/fwdgrad/test_selection.py at n = 2, k = 16). In the per-leaf form, with the global ``d``, the kept subset changes the result even in exact arithmetic,
 so there the default stays the reference's.
 """
 
