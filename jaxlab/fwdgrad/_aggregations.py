@@ -28,8 +28,8 @@ tangents repeat (the first n are then exactly dependent). The pivoted choice kee
 rounding: bench/results/fwdgrad/selection-cpu.json (n 2-16, k 16-256, 200 samples each, float32) has its
 minimum cosine 0.9999999 and no sample below the mean's, against 534 samples below for ``first_n``
 (all Rademacher; normal tangents: minimum 0.9977 there, and below the mean only in rare samples, such as
-those of tests/fwdgrad/test_selection.py at n = 2, k = 16). In the per-leaf form, with the global ``d``, the kept subset changes the result even in exact arithmetic,
-so there the default stays the reference's.
+those of tests/fwdgrad/test_selection.py at n = 2, k = 16). In the per-leaf form, with the global ``d``,
+the kept subset changes the result even in exact arithmetic, so there the default stays the reference's.
 """
 
 from __future__ import annotations

@@ -231,7 +231,8 @@ def _streaming_forward_gradient(f, params, key, k, b, aggregation, sampler, mode
         raise ValueError(f"tangent_batch_size needs an elementwise sampler {ELEMENTWISE_SAMPLERS}, got {sampler!r}; "
                          "pass tangent_batch_size=None for the orthonormal sampler")
 
-    want_norms = normalize or aggregation == "max_normalized" or (needs_gram(aggregation) and selection in ("max", "min"))
+    want_norms = (normalize or aggregation == "max_normalized"
+                  or (needs_gram(aggregation) and selection in ("max", "min")))
     leaves = jax.tree_util.tree_leaves(params)
     d_dtype = jnp.result_type(*leaves)
     if mode == "simulated":

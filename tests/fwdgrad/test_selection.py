@@ -74,7 +74,8 @@ def test_pivoted_factorisation_stops_cleanly_on_a_rank_deficient_gram(dtype):
     assert np.all(np.isfinite(factor)) and np.all(np.asarray(factor)[3:] == 0)
     np.testing.assert_allclose(factor[:3] @ factor[:3].T, (Vd @ Vd.T)[np.ix_(idx[:3], idx[:3])], rtol=1e-5)
     zero = np.zeros_like(Vd)  # no independent tangent at all: zero coefficients
-    est, est_zero = quick_jit(lambda v, x, z: (_projection(v, x, "pivoted"), _projection(z, x, "pivoted")))(Vd, gd, zero)
+    both = quick_jit(lambda v, x, z: (_projection(v, x, "pivoted"), _projection(z, x, "pivoted")))
+    est, est_zero = both(Vd, gd, zero)
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(est, ref, rtol=tol, atol=tol)
     np.testing.assert_array_equal(est_zero, np.zeros(6))
