@@ -12,6 +12,8 @@ below the mean's. A zero estimate counts as cosine 0 (with ``g = ones``, the Rad
 
 Usage: PYTHONPATH=. python scripts/bench_fwdgrad_selection.py [--dims 2,4,8,16 --ks 16,64,256 --samples 200]
        Writes bench/results/fwdgrad/selection-<backend>.json (``--json`` to choose).
+       ``--time 16:256,128:256 --samples 1000`` times the coefficients instead (first_n against pivoted, the
+       median of ``--repeats`` calls after a warm-up): bench/results/fwdgrad/selection-time-<backend>.json.
 """
 
 from __future__ import annotations
@@ -52,6 +54,23 @@ def cosines(n: int, k: int, sampler: str, samples: int, seed: int) -> np.ndarray
     return np.asarray(jax.jit(jax.vmap(one))(keys), np.float64)
 
 
+def time_coefficients(n: int, k: int, batch: int, selection: str, repeats: int) -> dict:
+    """Median seconds of the jitted, vmapped projection coefficients of ``batch`` random (k, n) tangent sets."""
+    rng = np.random.default_rng(0)
+    V = rng.standard_normal((batch, k, n)).astype(np.float32)
+    d, gram = V @ np.ones(n, np.float32), V @ V.transpose(0, 2, 1)
+    f = jax.jit(jax.vmap(lambda d, g: fwdgrad.aggregation_coefficients(d, "projection", gram=g, leaf_sizes=[n],
+                                                                      selection=selection)))
+    jax.block_until_ready(f(d, gram))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(d, gram))
+        times.append(time.perf_counter() - t0)
+    return {"n": n, "k": k, "batch": batch, "selection": selection, "median_s": float(np.median(times)),
+            "repeats": repeats}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dims", default="2,4,8,16")
@@ -60,7 +79,22 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--time", default=None, help="n:k[,n:k...]: time the coefficients instead (batch --samples)")
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
+    if args.time:
+        load_before = os.getloadavg()
+        recs = [time_coefficients(int(c.split(":")[0]), int(c.split(":")[1]), args.samples, s, args.repeats)
+                for c in args.time.split(",") for s in ("first_n", "pivoted")]
+        for r in recs:
+            print(r)
+        path = save_benchmark("fwdgrad_selection_time", recs,
+                              args.json or f"bench/results/fwdgrad/selection-time-{jax.default_backend()}.json",
+                              command=f"PYTHONPATH=. python scripts/bench_fwdgrad_selection.py --time {args.time} "
+                                      f"--samples {args.samples} --repeats {args.repeats}",
+                              load_average_before=load_before, load_average_after=os.getloadavg())
+        print(f"wrote {path}")
+        return
     dims, ks = [int(x) for x in args.dims.split(",")], [int(x) for x in args.ks.split(",")]
     load_before = os.getloadavg()
     start = time.perf_counter()
