@@ -72,7 +72,7 @@ def time_coefficients(n: int, k: int, batch: int, selection: str, repeats: int) 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--dims", default="2,4,8,16")
     ap.add_argument("--ks", default="16,64,256")
     ap.add_argument("--samplers", default="normal,rademacher")
