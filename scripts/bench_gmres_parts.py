@@ -10,7 +10,11 @@ Gram-Schmidt: ``col + 1`` dots and axpys for ``col = 0..29``, averaged over a cy
 - ``not_matvec``: ``full - matvec`` (orthogonalisation, Givens rotations, loop; for SciPy also split into
   ``ortho``, its MGS sweep, and ``rest``);
 - ``ours_row_block``: our solver reading only the leading blocks of ``--row-block`` basis rows that hold rows
-  ``0..j`` (``gmres_loop(row_block=...)``) instead of the whole ``(restart + 1) x n`` basis.
+  ``0..j`` (``gmres_loop(row_block=...)``) instead of the whole ``(restart + 1) x n`` basis;
+- ``ours_blocked``: the same with the basis kept as column blocks of ``--column-block`` columns
+  (``gmres_loop(row_block=..., column_block=...)``).
+Each part is reported as wall time (``*_ms_per_iter``) and as this process's CPU time (``*_cpu_ms_per_iter``),
+which a shared, loaded host perturbs less (for one-threaded parts).
 All figures are medians of ``repeats`` interleaved runs in one process: the ratios are the figures to quote.
 Result: bench/results/krylov-cpu-gmres-parts.json.
 """
@@ -54,8 +58,10 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=60, help="iterations per timed run (a multiple of 30)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--row-block", type=int, default=8, help="gmres_loop's row_block for the ours_row_block runs")
+    ap.add_argument("--column-block", type=int, default=16384, help="gmres_loop's column_block for ours_blocked")
     ap.add_argument("--json", default="bench/results/krylov-cpu-gmres-parts.json")
     args = ap.parse_args()
+    loadavg_start = list(os.getloadavg())
     m, iters = 30, args.iters
     S, _ = problem(args.problem)
     n = S.shape[0]
@@ -76,11 +82,11 @@ def main() -> None:
     def matvecs(A, x):
         return lax.fori_loop(0, iters, lambda i, x: A @ x * 0.25, x)
 
-    def solve_with(block):
-        """krylov.solve compiled ahead of time with gmres_loop's row_block set (the caches cleared first, so
-        that no trace of the other variant is reused)."""
+    def solve_with(block, columns=None):
+        """krylov.solve compiled ahead of time with gmres_loop's row_block and column_block set (the caches
+        cleared first, so that no trace of the other variant is reused)."""
         orig = _solve.gmres_loop
-        _solve.gmres_loop = functools.partial(_gmres.gmres_loop, row_block=block)  # None: the default
+        _solve.gmres_loop = functools.partial(_gmres.gmres_loop, row_block=block, column_block=columns)
         try:
             jax.clear_caches()
             return jax.jit(lambda A, b: krylov.solve(A, b, method="gmres", restart=m, rtol=0.0,
@@ -105,22 +111,37 @@ def main() -> None:
         spla.gmres(S, b, rtol=0.0, atol=0.0, restart=m, maxiter=iters // m)
 
     whole, blocked = solve_with(None), solve_with(args.row_block)
+    both = solve_with(args.row_block, args.column_block)
+    orig = _solve.gmres_loop  # the blocked variant's own count to rtol = 1e-8 (SciPy's, if the blocks keep it)
+    _solve.gmres_loop = functools.partial(_gmres.gmres_loop, row_block=args.row_block, column_block=args.column_block)
+    try:
+        jax.clear_caches()
+        check["blocked_iterations"] = int(krylov.solve(A, bj, method="gmres", restart=m, rtol=1e-8,
+                                                       maxiter=20 * n).iterations)
+    finally:
+        _solve.gmres_loop = orig
     fns = {("ours", "full"): lambda: jax.block_until_ready(whole(A, bj)),
            ("ours", "matvec"): lambda: jax.block_until_ready(matvecs(A, bj)),
            ("ours_row_block", "full"): lambda: jax.block_until_ready(blocked(A, bj)),
+           ("ours_blocked", "full"): lambda: jax.block_until_ready(both(A, bj)),
            ("scipy", "full"): scipy_full, ("scipy", "matvec"): scipy_matvecs, ("scipy", "ortho"): scipy_mgs}
     for f in fns.values():
         f()  # compile and warm up
     times = {key: [] for key in fns}
+    cpu = {key: [] for key in fns}
     for _ in range(args.repeats):  # interleaved, so load changes hit every part alike
         for key, f in fns.items():
+            c0 = time.process_time()
             times[key].append(_time(f) / iters)
+            cpu[key].append((time.process_time() - c0) / iters)
     med = {key: 1e3 * statistics.median(t) for key, t in times.items()}
+    med_cpu = {key: 1e3 * statistics.median(t) for key, t in cpu.items()}
     rec = {"problem": args.problem, "n": n, "nnz": int(S.nnz), "dtype": "float64", "restart": m, "iters": iters,
-           "repeats": args.repeats, "row_block": args.row_block, **check}
+           "repeats": args.repeats, "row_block": args.row_block, "column_block": args.column_block, **check}
     for (who, part), v in med.items():
         rec[f"{who}_{part}_ms_per_iter"] = v
-    for who in ("ours", "ours_row_block"):  # everything but the matvec: orthogonalisation, Givens, loop
+        rec[f"{who}_{part}_cpu_ms_per_iter"] = med_cpu[(who, part)]
+    for who in ("ours", "ours_row_block", "ours_blocked"):  # everything but the matvec: orthogonalisation, Givens, loop
         rec[f"{who}_not_matvec_ms_per_iter"] = med[(who, "full")] - med[("ours", "matvec")]
     rec["scipy_not_matvec_ms_per_iter"] = med[("scipy", "full")] - med[("scipy", "matvec")]
     rec["scipy_rest_ms_per_iter"] = rec["scipy_not_matvec_ms_per_iter"] - med[("scipy", "ortho")]
@@ -129,12 +150,16 @@ def main() -> None:
         rec[f"ratio_row_block_{part}"] = (rec[f"ours_row_block_{part}_ms_per_iter"] / rec[f"scipy_{part}_ms_per_iter"]
                                           if part != "matvec" else rec["ratio_matvec"])
     rec["ratio_row_block_full_to_ours"] = med[("ours_row_block", "full")] / med[("ours", "full")]
+    rec["ratio_blocked_full"] = med[("ours_blocked", "full")] / med[("scipy", "full")]
+    rec["ratio_blocked_full_to_ours"] = med[("ours_blocked", "full")] / med[("ours", "full")]
+    rec["ratio_blocked_full_to_ours_cpu"] = med_cpu[("ours_blocked", "full")] / med_cpu[("ours", "full")]
+    rec["ratio_full_cpu"] = med_cpu[("ours", "full")] / med_cpu[("scipy", "full")]
     for k, v in rec.items():
         print(f"{k:>28}: {v:.4g}" if isinstance(v, float) else f"{k:>28}: {v}")
     path = save_benchmark("krylov-gmres-parts", [rec], args.json,
                           command=" ".join(["scripts/bench_gmres_parts.py", *sys.argv[1:]]),
                           openblas_num_threads=os.environ.get("OPENBLAS_NUM_THREADS"),
-                          loadavg=list(os.getloadavg()))
+                          loadavg_start=loadavg_start, loadavg=list(os.getloadavg()))
     print(f"wrote {path}")
 
 
