@@ -19,13 +19,15 @@ triangular factor ``Qt H`` is formed once per cycle, so an iteration rotates two
 else (78 fusions for the whole solver at n = 16 against 90 with rotated copies of H and g and the third pass,
 half the compile time).
 
-``gmres_loop(column_block=c)`` keeps the basis as column blocks instead, a tuple of ``(restart + 1) x c``
-arrays, and makes both products block by block: the blocks are separate buffers, so no slice of the basis is
-copied, and one block's slice of the two projected vectors (``2 x c`` floats; ``"auto"``: 512 KiB) can stay in
-the 2 MiB L2 while the basis streams past it. With ``row_block=8`` as well, measured 15 % less CPU time per
-iteration than the default on convdiff_300 (n = 90000) on the shared 2-core host; the wall-clock gain
-could not be settled under its load, so both stay options (``scripts/bench_gmres_parts.py``,
-``ours_blocked``, times them against the default; ``bench/results/krylov-cpu-gmres-parts-s11.json``).
+Memory layout on the CPU (``layout="auto"`` there; one product over the whole basis elsewhere): the basis is
+kept as column blocks, a tuple of ``(restart + 1) x c`` arrays (``c``: 16384 in float64, so that one block's
+slice of the two projected vectors, 256 KiB, stays in the 2 MiB L2 while the basis streams past it; separate
+buffers, so no slice of the basis is ever copied), each product reads only the leading blocks of 8 rows that
+hold rows ``0..j`` (``row_block``), and the two projected vectors (and the two updated ones) are multiplied as
+separate matrix-vector products, which XLA's CPU dot runs faster than one product with two columns. Together
+0.66-0.69x the CPU time per iteration of one product over the whole basis on convdiff_300 (n = 90000), the
+same 911 iterations as SciPy (``bench/results/krylov-cpu-gmres-parts-s11b.json``). The two passes over the
+basis remain: their coefficients depend on the whole projection, so they cannot be fused.
 
 Differences from ``jax.scipy.sparse.linalg.gmres``: ``maxiter`` counts inner iterations over all restarts
 (as Ginkgo does; SciPy counts restart cycles), the residual at the end of each cycle is recomputed as
@@ -105,9 +107,9 @@ def _leading_rows(j, total: int, block: int, fn, *operands):
     covers the rows ``0..j`` of the basis, chosen by ``lax.switch``; ``block >= total``: ``fn(total, ...)``.
 
     Rows ``> j`` of the basis are zero, so reading only the leading blocks reads fewer bytes (``block = 8``,
-    ``m = 30``: 19.2 rows on average instead of 31). Measured slower on the 2-core CPU all the same
-    (``bench/results/krylov-cpu-gmres-parts.json``, ``ours_row_block_*``), so ``gmres_loop`` reads the whole
-    basis by default; ``scripts/bench_gmres_parts.py`` times both.
+    ``m = 30``: 19.2 rows on average instead of 31). The slices ``V[:r]`` are copied before each product, so
+    alone this was measured slower on the 2-core CPU (``bench/results/krylov-cpu-gmres-parts.json``); on
+    column blocks with split products it is part of the faster CPU layout (see the module docstring).
     """
     sizes = sorted({min(block * (i + 1), total) for i in range(-(-total // block))})
     if len(sizes) == 1:
@@ -116,21 +118,26 @@ def _leading_rows(j, total: int, block: int, fn, *operands):
     return lax.switch(index, [functools.partial(fn, r) for r in sizes], *operands)
 
 
-_COLUMN_BLOCK_BYTES = 1 << 19  # one block's slice of the two projected vectors: a quarter of a 2 MiB L2
+_COLUMN_BLOCK_BYTES = 1 << 18  # one block's slice of the two projected vectors: an eighth of a 2 MiB L2
+_CPU_ROW_BLOCK = 8
+
+
+def _on_cpu() -> bool:
+    """The layout is chosen at trace time, where tracers carry no device: the default backend decides."""
+    return jax.default_backend() == "cpu"
 
 
 def column_edges(n: int, dtype, column_block: int | str | None = "auto") -> tuple[int, ...]:
     """Static edges ``0 = e_0 < ... < e_k = n`` of the basis' column blocks (near-equal widths).
 
     ``column_block``: the widest block in columns; ``None`` or ``0``: one block (the whole basis); ``"auto"``:
-    ``512 KiB / (2 * itemsize)`` columns on the CPU backend and one block elsewhere (a GPU reads the basis
-    best in one product).
+    ``256 KiB / (2 * itemsize)`` columns on the CPU backend and one block elsewhere.
     """
     if isinstance(column_block, str):
         if column_block != "auto":
             raise ValueError(f"column_block must be a positive int, None or 'auto', got {column_block!r}")
         column_block = (_COLUMN_BLOCK_BYTES // (2 * jnp.dtype(dtype).itemsize)
-                        if jax.default_backend() == "cpu" else None)
+                        if _on_cpu() else None)
     if column_block is not None and int(column_block) < 0:
         raise ValueError(f"column_block must be a positive int, None or 'auto', got {column_block!r}")
     k = max(1, -(-n // int(column_block))) if column_block else 1
@@ -150,8 +157,19 @@ def _join(parts):
 
 
 def gmres_loop(matvec, b, x0, precond, tol, maxiter: int, history: bool, restart: int,
-               row_block: int | None = None, column_block: int | str | None = None):
+               row_block: int | str | None = "auto", column_block: int | str | None = "auto",
+               split_products: bool | str = "auto"):
+    """Restarted GMRES; ``row_block``, ``column_block`` and ``split_products`` set the memory layout (see the
+    module docstring; ``"auto"``: the CPU layout on the CPU backend, ``None``/``False`` elsewhere)."""
     n = b.shape[0]
+    if isinstance(row_block, str):
+        if row_block != "auto":
+            raise ValueError(f"row_block must be a positive int, None or 'auto', got {row_block!r}")
+        row_block = _CPU_ROW_BLOCK if _on_cpu() else None
+    if isinstance(split_products, str):
+        if split_products != "auto":
+            raise ValueError(f"split_products must be a bool or 'auto', got {split_products!r}")
+        split_products = _on_cpu()
     m = int(min(restart, max(n, 1)))
     dtype = b.dtype
     eps = jnp.finfo(dtype).eps
@@ -175,6 +193,9 @@ def gmres_loop(matvec, b, x0, precond, tol, maxiter: int, history: bool, restart
         # One product with the basis: Q^H u (delayed reorthogonalisation), u^H u, Q^H w, u^H w (with row_block,
         # only the leading blocks of V that hold rows 0..j), summed over the column blocks.
         def project(r, V, W):
+            if split_products:
+                return jnp.zeros((m + 1, 2), dtype).at[:r].set(
+                    jnp.stack([_dot_h(V[:r], W[:, 0]), _dot_h(V[:r], W[:, 1])], axis=1))
             return jnp.zeros((m + 1, 2), dtype).at[:r].set(_dot_h(V[:r], W))
 
         P = functools.reduce(jnp.add, [_leading_rows(j, m + 1, block, project, V, jnp.stack([ui, wi], axis=1))
@@ -210,8 +231,12 @@ def gmres_loop(matvec, b, x0, precond, tol, maxiter: int, history: bool, restart
         d = Hc * inv + h
         coef = jnp.stack([c * inv, (d - d[j] * inv * c).at[j].set(d[j] * inv)])
         # (2, m + 1) @ (m + 1, n): contracting V's leading axis needs no transposed copy of V.
-        outs = [jnp.stack([ui, wi]) * inv - _leading_rows(j, m + 1, block, lambda r, C, V: C[:, :r] @ V[:r],
-                                                          coef, V)
+        def update(r, C, V):
+            if split_products:
+                return jnp.stack([C[0, :r] @ V[:r], C[1, :r] @ V[:r]])
+            return C[:, :r] @ V[:r]
+
+        outs = [jnp.stack([ui, wi]) * inv - _leading_rows(j, m + 1, block, update, coef, V)
                 for V, ui, wi in zip(t.V, us, ws)]
         vn = norm(outs[0][1]) if len(outs) == 1 else jnp.sqrt(sum(jnp.real(jnp.vdot(o[1], o[1])) for o in outs))
         happy = proceed & (vn <= eps * jnp.maximum(norm(h), 1))
