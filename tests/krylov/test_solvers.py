@@ -95,9 +95,9 @@ def test_gmres_column_blocks_give_the_one_block_iterates():
     from jaxlab.krylov._common import tolerance
     from jaxlab.krylov._gmres import column_edges, gmres_loop
 
-    S = _WELL["nonsym"]
-    n = S.shape[0]
-    A, b = jnp.asarray(S.toarray()), jnp.asarray(rhs(n))
+    A = jnp.asarray(_WELL["nonsym"].toarray())
+    n = A.shape[0]
+    b = jnp.asarray(rhs(n))
     loop = lambda cols: gmres_loop(lambda v: A @ v, b, jnp.zeros_like(b), lambda v: v,  # noqa: E731
                                    tolerance(b, 0.0, 0.0), 20, False, 10, None, cols, False)[:2]
     blocks = len(column_edges(n, b.dtype, 30)) - 1
@@ -117,8 +117,8 @@ def test_gmres_split_products_give_the_two_column_iterates():
     from jaxlab.krylov._common import tolerance
     from jaxlab.krylov._gmres import gmres_loop
 
-    S = _WELL["nonsym"]
-    A, b = jnp.asarray(S.toarray()), jnp.asarray(rhs(S.shape[0]))
+    A = jnp.asarray(_WELL["nonsym"].toarray())
+    b = jnp.asarray(rhs(A.shape[0]))
     loop = lambda split: gmres_loop(lambda v: A @ v, b, jnp.zeros_like(b), lambda v: v,  # noqa: E731
                                     tolerance(b, 0.0, 0.0), 20, False, 10, None, None, split)[:2]
     dots = lambda split: str(jax.make_jaxpr(lambda: loop(split))()).count("dot_general[")  # noqa: E731
