@@ -207,17 +207,18 @@ def _finished_parts(workdir: Path, patterns: Sequence[str]) -> tuple[int, list[s
     ``.jsonl`` file, one per other file. Returns ``(count, names of the files or folders holding them)``."""
     count, names = 0, []
     for pattern in patterns:
-        found = 0
         for p in sorted(workdir.glob(pattern)):
             if not p.is_file():
                 continue
             if p.suffix == ".jsonl":
-                found += sum(1 for line in p.read_bytes().split(b"\n")[:-1] if line.strip())
+                found = sum(1 for line in p.read_bytes().split(b"\n")[:-1] if line.strip())
             else:
-                found += 1
-        if found:
-            count += found
-            names.append(pattern.split("/")[0])
+                found = 1
+            top = p.relative_to(workdir).parts[0]     # the file, or the top folder holding it
+            if found:
+                count += found
+                if top not in names:
+                    names.append(top)
     return count, names
 
 

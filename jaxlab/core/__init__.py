@@ -1,4 +1,4 @@
-"""Shared pieces: types, tolerances, timing, metrics log, environment info."""
+"""Shared pieces: types, tolerances, timing, schedule ordering (``after``), metrics log, environment info."""
 
 from ._environment import environment_info as environment_info
 from ._environment import git_sha as git_sha
@@ -8,6 +8,8 @@ from ._metrics import iter_metrics as iter_metrics
 from ._metrics import read_metrics as read_metrics
 from ._metrics import to_jsonable as to_jsonable
 from ._metrics import write_json as write_json
+from ._schedule import after as after
+from ._schedule import zero_from as zero_from
 from ._timing import Timing as Timing
 from ._timing import time_fn as time_fn
 from ._tolerances import tolerances as tolerances

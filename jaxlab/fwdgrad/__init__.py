@@ -6,6 +6,7 @@
 """
 
 from ._aggregations import AGGREGATIONS as AGGREGATIONS
+from ._aggregations import DEFAULT_SELECTIONS as DEFAULT_SELECTIONS
 from ._aggregations import SELECTIONS as SELECTIONS
 from ._aggregations import aggregate as aggregate
 from ._aggregations import aggregate_reference as aggregate_reference

@@ -231,7 +231,8 @@ def _streaming_forward_gradient(f, params, key, k, b, aggregation, sampler, mode
         raise ValueError(f"tangent_batch_size needs an elementwise sampler {ELEMENTWISE_SAMPLERS}, got {sampler!r}; "
                          "pass tangent_batch_size=None for the orthonormal sampler")
 
-    want_norms = normalize or aggregation == "max_normalized" or (needs_gram(aggregation) and selection != "first_n")
+    want_norms = (normalize or aggregation == "max_normalized"
+                  or (needs_gram(aggregation) and selection in ("max", "min")))
     leaves = jax.tree_util.tree_leaves(params)
     d_dtype = jnp.result_type(*leaves)
     if mode == "simulated":
@@ -273,7 +274,7 @@ def _streaming_forward_gradient(f, params, key, k, b, aggregation, sampler, mode
 
 def forward_gradient(loss_fn: Callable, params: PyTree, *args: Any, key: PRNGKey, num_tangents: int = 1,
                      aggregation: str = "projection", sampler: str = "normal", mode: str = "jvp",
-                     normalize: bool = False, length_correction: bool = False, selection: str = "first_n",
+                     normalize: bool = False, length_correction: bool = False, selection: str | None = None,
                      has_aux: bool = False, tangent_batch_size: int | None = None,
                      gram_block_elements: int = 1 << 20, fuse_combination: bool = False):
     """Estimates the gradient of ``loss_fn`` at ``params`` from ``num_tangents`` directional derivatives.
@@ -298,7 +299,10 @@ def forward_gradient(loss_fn: Callable, params: PyTree, *args: Any, key: PRNGKey
       normalize: use unit-length tangents.
       length_correction: multiply by the paper's scaling correction (``length_correction_factor``;
         "projection", "mean" and "sum" only) so the estimate's expected length matches the gradient's.
-      selection: "first_n" (default), "max" or "min": which n tangents the projection keeps if k > n.
+      selection: which n tangents the projection keeps if k > n: "first_n", "max" or "min" (by
+        |d_i| / ||v_i||) or "pivoted" (a pivoted Cholesky's well-conditioned ones; exact in float32 where
+        the first n are nearly dependent); None (default): "pivoted" for ``projection``, "first_n" (the
+        reference's) for ``projection_per_leaf``.
       has_aux: ``loss_fn`` returns ``(loss, aux)``.
       tangent_batch_size: None (hold all k tangents) or b dividing k: stream the tangents b at a time
         and regenerate them from ``key`` (normal and rademacher samplers); memory no longer grows with k

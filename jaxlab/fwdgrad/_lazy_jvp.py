@@ -11,7 +11,7 @@ elementwise sampler. The seeds of leaf ``l`` are made to depend on the non-param
 activations) of the first operation that combines leaf ``l`` with them, so the tangent of layer
 ``l`` cannot be drawn before layer ``l`` runs, and it is consumed right after. The dependency is an
 ``optimization_barrier`` (honoured by schedulers that see it) plus a true data dependency that is
-always zero (:func:`jaxlab.fwdgrad._schedule.after`), because XLA on CPU expands barriers before it
+always zero (:func:`jaxlab.core.after`), because XLA on CPU expands barriers before it
 schedules, and schedules breadth first. Operations that depend on parameters only (``w.T``, casts) are
 evaluated lazily, after that point. The JVP is bit-for-bit the same as with an explicit tangent.
 

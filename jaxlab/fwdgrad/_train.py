@@ -17,7 +17,7 @@ GradFn = Callable[[Callable, PyTree, Any, Any, PRNGKey], tuple[tuple[Any, Any], 
 
 def make_grad_fn(*, num_tangents: int = 1, aggregation: str = "projection", sampler: str = "normal",
                  mode: str = "jvp", normalize: bool = False, length_correction: bool = False,
-                 selection: str = "first_n", tangent_batch_size: int | None = None,
+                 selection: str | None = None, tangent_batch_size: int | None = None,
                  fuse_combination: bool = False) -> GradFn:
     """A ``grad_fn`` that replaces ``jax.value_and_grad`` by a forward-gradient estimate.
 

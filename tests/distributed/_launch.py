@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from unittest import mock
 from pathlib import Path
 
 from tests.cli.quick_env import quick_compile_env
@@ -28,26 +29,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-#: JAX's SLURM detection puts the coordinator on port SLURM_JOB_ID % 4096 + SLURM_PORT_BASE.
-SLURM_PORT_BASE = 65535 - 2**12 + 1
+def _slurm_coordinator_port(variables: dict[str, str]) -> int:
+    """The coordinator port JAX's own SLURM detection derives from ``variables`` (read from the installed
+    JAX, as ``--auto-cluster`` does, instead of a copy of its formula)."""
+    from jax._src.clusters import SlurmCluster
+
+    with mock.patch.dict(os.environ, variables):
+        return int(SlurmCluster.get_coordinator_address(None, None).rsplit(":", 1)[1])
 
 
 def slurm_env(process_id: int, num_processes: int = 2) -> dict[str, str]:
     """What ``srun --ntasks=N`` on one node sets for task ``process_id`` (the variables JAX's SlurmCluster reads),
     with the node 127.0.0.1 and a job id whose derived coordinator port is free now."""
-    for port in random.Random().sample(range(SLURM_PORT_BASE, 65536), 64):
+    rng = random.Random()
+    for _ in range(64):
+        job = {"SLURM_JOB_ID": str(rng.randrange(10**6, 10**7)), "SLURM_STEP_NODELIST": "127.0.0.1",
+               "SLURM_NTASKS": str(num_processes), "SLURM_PROCID": str(process_id),
+               "SLURM_LOCALID": str(process_id), "SLURM_NODEID": "0", "SLURM_STEP_NUM_NODES": "1",
+               "SLURM_STEP_TASKS_PER_NODE": str(num_processes)}
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
-                s.bind(("127.0.0.1", port))
+                s.bind(("127.0.0.1", _slurm_coordinator_port(job)))
             except OSError:
                 continue
-        break
-    else:
-        raise AssertionError(f"no free port in {SLURM_PORT_BASE}-65535 for the fake SLURM job")
-    job = 4096 * 731 + port - SLURM_PORT_BASE
-    return {"SLURM_JOB_ID": str(job), "SLURM_STEP_NODELIST": "127.0.0.1", "SLURM_NTASKS": str(num_processes),
-            "SLURM_PROCID": str(process_id), "SLURM_LOCALID": str(process_id), "SLURM_NODEID": "0",
-            "SLURM_STEP_NUM_NODES": "1", "SLURM_STEP_TASKS_PER_NODE": str(num_processes)}
+        return job
+    raise AssertionError("64 fake SLURM job ids in a row derived a coordinator port in use")
 
 
 def env(devices: int, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -10,8 +10,15 @@ from jax.sharding import PartitionSpec as P
 
 from jaxlab import fwdgrad
 from jaxlab.fwdgrad._samplers import leaf_tangent_from_seeds
-from jaxlab.fwdgrad._schedule import after, zero_from
+from jaxlab.core import after, zero_from
 from jaxlab.train import TrainState, make_train_step
+
+
+def test_schedule_helper_is_public_in_core_and_keeps_its_old_private_path():
+    from jaxlab.fwdgrad import _schedule
+    from jaxlab.methods.fwdgrad import _serial
+
+    assert _schedule.after is after and _schedule.zero_from is zero_from and _serial.after is after
 
 
 def test_schedule_helper_keeps_every_bit_and_handles_explicit_sharding():

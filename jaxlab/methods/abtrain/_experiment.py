@@ -46,6 +46,10 @@ from ._schedule import LearningRate, Schedule
 from ._spmd import SYNC_MODES
 from ._trainer import ABSettings, ABTrainer
 
+#: What a killed run resumes from besides top-level checkpoints (workdir-relative globs), for
+#: ``jaxlab run``'s interrupt message.
+RESUME_RECORDS = ("*_seed*/summary.json", "*_seed*/checkpoints/*/_CHECKPOINT_METADATA")
+
 
 @dataclasses.dataclass(frozen=True)
 class ABTrainConfig:

@@ -14,7 +14,7 @@ independent batched solves:
   extra item per batch), so there is only the scan;
 * a body that computes several estimates from the same key (mean and projection, or two Cholesky
   draws of equiangular tangents): :func:`key_after` makes the next one's key depend on the previous
-  estimate (``jaxlab.fwdgrad._schedule.after``: bit for bit the same key).
+  estimate (``jaxlab.core.after``: bit for bit the same key).
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jaxlab.core import PRNGKey
-from jaxlab.fwdgrad._schedule import after
+from jaxlab.core import PRNGKey, after
 
 
 def batch_plan(num: int, batch_size: int) -> tuple[int, int]:

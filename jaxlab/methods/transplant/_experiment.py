@@ -51,6 +51,10 @@ from ._train import (Splits, accuracies, init_stack, make_logits_fn, recalibrate
                      train_stack, unstack)
 from ._transplant import transplant, transplant_hierarchical, transplant_iterative
 
+#: What a killed run resumes from besides top-level checkpoints (workdir-relative globs), for
+#: ``jaxlab run``'s interrupt message.
+RESUME_RECORDS = ("*/result.json", "*/ckpt_*/*/_CHECKPOINT_METADATA")
+
 MODELS = ("mlp", "smallcnn", "resnet18", "vgg11")
 DATASETS = ("fashion_mnist", "mnist5k", "digits")
 FUSIONS = ("nt", "nt_iterative", "nt_hierarchical", "avg", "ot", "wm")

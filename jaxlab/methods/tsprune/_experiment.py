@@ -33,7 +33,7 @@ import math
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +51,10 @@ from ._measure import compare_latency, xla_flops
 from ._train import Forecaster, TrainSettings
 from ._zoo import MODELS, ZooSizes, count_nonzero, count_params, magnitude_masks, prunable, structured_keep
 from ._zoo import zoo_config
+
+#: What a killed run resumes from besides top-level checkpoints (workdir-relative globs), for
+#: ``jaxlab run``'s interrupt message.
+RESUME_RECORDS = ("records.jsonl",)
 
 SPARSITIES: tuple[float, ...] = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 DATASETS: dict[str, Callable[[], jdata.TimeSeries]] = {
@@ -609,6 +613,15 @@ def _plots(config: TsPruneConfig, summary: dict, workdir: Path) -> list[str]:
 # ----------------------------------------------------------------------------- run
 
 
+def study_order(config: TsPruneConfig, studies: Sequence[Any]) -> list[tuple[int, Any, str]]:
+    """The order of a study's cells: seed-major, then each (dataset, horizon) study, then each model.
+
+    A run stopped part way (it resumes cell by cell) thus holds whole seeds: every dataset, horizon and
+    model of seed 0 before any of seed 1.
+    """
+    return [(seed, study, name) for seed in config.seeds for study in studies for name in config.models]
+
+
 def run(config: TsPruneConfig, workdir: str | Path, *, progress: bool = True, meter=None,
         series: dict[str, jdata.TimeSeries] | None = None) -> dict[str, Any]:
     """Runs the study (resumable) and writes ``summary.json``, ``records.jsonl`` and the plots.
@@ -632,6 +645,7 @@ def run(config: TsPruneConfig, workdir: str | Path, *, progress: bool = True, me
     meter.start()
     windows_by_ds = {}
     forecasters = _Forecasters()
+    studies = []
     for ds in config.datasets:
         s = series[ds] if series and ds in series else DATASETS[ds]()
         for horizon in config.horizons:
@@ -643,9 +657,9 @@ def run(config: TsPruneConfig, workdir: str | Path, *, progress: bool = True, me
                                      train_stride=_stride(w.num_windows("train"), config.max_train_windows),
                                      val_stride=_stride(w.num_windows("val"), config.max_val_windows),
                                      eval_batch=config.eval_batch)
-            for seed in config.seeds:          # seed-major: a partial run covers every model
-                for name in config.models:
-                    _study_one(config, name, ds, horizon, seed, w, records, workdir, settings, say, forecasters)
+            studies.append((ds, horizon, w, settings))
+    for seed, (ds, horizon, w, settings), name in study_order(config, studies):
+        _study_one(config, name, ds, horizon, seed, w, records, workdir, settings, say, forecasters)
     study_energy = meter.stop()
     if config.latency_batches:
         _latency_section(config, records, workdir, windows_by_ds, meter, say)

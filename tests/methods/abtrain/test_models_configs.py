@@ -147,6 +147,11 @@ def test_mlp_smoke_config_runs(tmp_path):
     assert set(phases) == {"warmup", "decompose", "ab", "sync", "full"}
     assert phases["ab"]["inter_bytes"] == 0 and phases["warmup"]["inter_bytes"] > 0
     assert (tmp_path / "tables.md").is_file() and (tmp_path / "abtrain_curves.png").is_file()
+    # what `jaxlab run` says when a run is killed counts the finished sub-runs it would keep
+    from jaxlab.cli import _interrupt_message
+
+    msg = _interrupt_message(tmp_path, "interrupted", abtrain.run.__globals__["RESUME_RECORDS"])
+    assert "finished part(s) recorded in" in msg and str(tmp_path / "ab_seed0") in msg, msg
     evals = [(r["step"], r["eval_size"]) for r in read_metrics(tmp_path / "ab_seed0" / "metrics.jsonl")
              if r["split"] == "eval"]
     assert evals == [(2, 64), (3, 128)]

@@ -197,6 +197,10 @@ def test_smoke_run_of_the_experiment(tmp_path):
     tables = (tmp_path / "tables.md").read_text()
     assert "### mlp/digits, k = 2" in tables and f"| nt | {100 * nt_row['test_before']:.2f}" in tables
     assert "### mlp/digits: fusion time s / peak memory MiB" in tables
+    from jaxlab.cli import _interrupt_message        # a killed run's message counts the finished experiment
+
+    msg = _interrupt_message(tmp_path, "interrupted", module.run.__globals__["RESUME_RECORDS"])
+    assert "finished part(s) recorded in" in msg and str(tmp_path / "mlp_digits") in msg, msg
     assert f"| nt | {nt_row['fusion_s']:.3f} / {nt_row['fusion_peak_mib']:.1f} (" in tables
     # a rerun reuses the finished experiment
     again = module.run(config, tmp_path)

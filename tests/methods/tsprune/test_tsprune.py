@@ -143,6 +143,10 @@ def test_quick_config_runs_and_records(tmp_path, quick_compiles):
     assert summary["windows"]["taylor"]["test"] == 4032 - 3225 - 96 + 1
     assert (tmp_path / "records.jsonl").is_file() and (tmp_path / "mse_vs_density_taylor.png").is_file()
     assert (tmp_path / "sweep_taylor.md").read_text().startswith("| model | fine-tuned |")
+    from jaxlab.cli import _interrupt_message        # a killed run's message counts the recorded cells
+
+    msg = _interrupt_message(tmp_path, "interrupted", module.run.__globals__["RESUME_RECORDS"])
+    assert f"{len(summary_records(tmp_path))} finished part(s) recorded in {tmp_path / 'records.jsonl'}" in msg, msg
     # a second run resumes: everything is recorded, nothing is trained again
     again = module.run(config, tmp_path, progress=False)
     assert again["table"] == summary["table"]
@@ -175,7 +179,7 @@ def test_measurement_helpers():
 def test_every_config_variant_is_valid():
     from jaxlab.core import load_config
 
-    for arg in (None, "paper", "ci", "sweep", "converged", "quick"):
+    for arg in (None, "paper", "ci", "sweep", "converged", "full", "quick"):
         spec = "configs/tsprune/study.py" + (f":{arg}" if arg else "")
         config, _ = load_config(spec)
         config.check()
@@ -192,6 +196,10 @@ def test_every_config_variant_is_valid():
     assert sweep.models == tsprune.MODELS and len(tsprune.MODELS) >= 5
     assert sweep.datasets == ("elecdemand", "nyc_weather") and 1 <= sweep.finetune_epochs <= 3
     assert not (sweep.structured_fraction or sweep.matched_densities or sweep.latency_batches)
+    full, _ = load_config("configs/tsprune/study.py:full")            # issue 16's whole sweep
+    assert full.sparsities == tsprune.SPARSITIES and len(full.sparsities) == 10 and full.seeds == (0, 1, 2)
+    assert not full.seed_sparsities and full.epochs == 20 and full.lr_decay == "plateau"
+    assert full.structured_fraction == 0.5 and full.matched_densities and not full.latency_batches
     # the declared constraints refuse bad overrides before a run starts (jaxlab run --set)
     from jaxlab.core import ConfigError, apply_overrides, validate_config
 
@@ -200,3 +208,13 @@ def test_every_config_variant_is_valid():
                        ("models=lstm", "models"), ("latency_repeats=5", "latency_repeats")):
         with pytest.raises(ConfigError, match=field):
             apply_overrides(paper, [bad])
+
+
+def test_study_order_is_seed_major():
+    from jaxlab.methods.tsprune._experiment import study_order
+
+    config = dataclasses.replace(tsprune.TsPruneConfig(), seeds=(0, 1), models=("informer", "transformer"))
+    order = study_order(config, ["elecdemand", "nyc_weather"])
+    assert order[:4] == [(0, "elecdemand", "informer"), (0, "elecdemand", "transformer"),
+                         (0, "nyc_weather", "informer"), (0, "nyc_weather", "transformer")]
+    assert [seed for seed, _, _ in order] == [0] * 4 + [1] * 4 and len(set(order)) == 8
