@@ -9,10 +9,14 @@ Gram-Schmidt: ``col + 1`` dots and axpys for ``col = 0..29``, averaged over a cy
 - ``matvec``: ``A @ x`` (ours: the default format; SciPy: CSR);
 - ``not_matvec``: ``full - matvec`` (orthogonalisation, Givens rotations, loop; for SciPy also split into
   ``ortho``, its MGS sweep, and ``rest``);
-- ``ours_row_block``: our solver reading only the leading blocks of ``--row-block`` basis rows that hold rows
-  ``0..j`` (``gmres_loop(row_block=...)``) instead of the whole ``(restart + 1) x n`` basis.
+- ``ours_whole``: our solver with the layout of session 10 (one product with two columns over the whole
+  ``(restart + 1) x n`` basis: ``gmres_loop(row_block=None, column_block=None, split_products=False)``);
+  ``ours`` is the default layout (on the CPU: column blocks of ``--column-block`` columns, leading blocks of
+  ``--row-block`` rows, split products).
+Each part is reported as wall time (``*_ms_per_iter``) and as this process's CPU time (``*_cpu_ms_per_iter``),
+which a shared, loaded host perturbs less (for one-threaded parts).
 All figures are medians of ``repeats`` interleaved runs in one process: the ratios are the figures to quote.
-Result: bench/results/krylov-cpu-gmres-parts.json.
+Result: bench/results/krylov-cpu-gmres-parts.json (session 11: krylov-cpu-gmres-parts-s11b.json).
 """
 
 from __future__ import annotations
@@ -53,9 +57,15 @@ def main() -> None:
     ap.add_argument("--problem", default="convdiff_300")
     ap.add_argument("--iters", type=int, default=60, help="iterations per timed run (a multiple of 30)")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--row-block", type=int, default=8, help="gmres_loop's row_block for the ours_row_block runs")
+    ap.add_argument("--row-block", default="auto", help="gmres_loop's row_block for the ours runs")
+    ap.add_argument("--column-block", default="auto", help="gmres_loop's column_block for the ours runs")
     ap.add_argument("--json", default="bench/results/krylov-cpu-gmres-parts.json")
     args = ap.parse_args()
+    rows_arg = args.row_block if args.row_block == "auto" else int(args.row_block)
+    cols_arg = args.column_block if args.column_block == "auto" else int(args.column_block)
+    ours_layout = {"row_block": rows_arg, "column_block": cols_arg}
+    whole_layout = {"row_block": None, "column_block": None, "split_products": False}
+    loadavg_start = list(os.getloadavg())
     m, iters = 30, args.iters
     S, _ = problem(args.problem)
     n = S.shape[0]
@@ -66,25 +76,22 @@ def main() -> None:
     V = jnp.asarray(np.linalg.qr(rng.standard_normal((n, m + 1)))[0].T.copy())  # (m + 1, n) orthonormal rows
     Vnp = np.asarray(V)
 
-    sol = krylov.solve(A, bj, method="gmres", restart=m, rtol=1e-8, maxiter=20 * n)
     count = [0]
     spla.gmres(S, b, rtol=1e-8, restart=m, maxiter=20 * n, callback_type="pr_norm",
                callback=lambda *_: count.__setitem__(0, count[0] + 1))
-    check = {"iterations": int(sol.iterations), "scipy_iterations": count[0]}
-
     @jax.jit
     def matvecs(A, x):
         return lax.fori_loop(0, iters, lambda i, x: A @ x * 0.25, x)
 
-    def solve_with(block):
-        """krylov.solve compiled ahead of time with gmres_loop's row_block set (the caches cleared first, so
-        that no trace of the other variant is reused)."""
+    def solve_with(layout, rtol=0.0, maxiter=iters):
+        """krylov.solve compiled ahead of time with gmres_loop's layout options set (the caches cleared
+        first, so that no trace of the other variant is reused)."""
         orig = _solve.gmres_loop
-        _solve.gmres_loop = functools.partial(_gmres.gmres_loop, row_block=block)  # None: the default
+        _solve.gmres_loop = functools.partial(_gmres.gmres_loop, **layout)
         try:
             jax.clear_caches()
-            return jax.jit(lambda A, b: krylov.solve(A, b, method="gmres", restart=m, rtol=0.0,
-                                                     maxiter=iters).x).lower(A, bj).compile()
+            return jax.jit(lambda A, b: krylov.solve(A, b, method="gmres", restart=m, rtol=rtol,
+                                                     maxiter=maxiter)).lower(A, bj).compile()
         finally:
             _solve.gmres_loop = orig
 
@@ -104,37 +111,46 @@ def main() -> None:
     def scipy_full():
         spla.gmres(S, b, rtol=0.0, atol=0.0, restart=m, maxiter=iters // m)
 
-    whole, blocked = solve_with(None), solve_with(args.row_block)
-    fns = {("ours", "full"): lambda: jax.block_until_ready(whole(A, bj)),
+    check = {"scipy_iterations": count[0]}
+    for name, layout in (("iterations", ours_layout), ("whole_iterations", whole_layout)):
+        check[name] = int(solve_with(layout, 1e-8, 20 * n)(A, bj).iterations)
+    ours_c, whole_c = solve_with(ours_layout), solve_with(whole_layout)
+    fns = {("ours", "full"): lambda: jax.block_until_ready(ours_c(A, bj).x),
            ("ours", "matvec"): lambda: jax.block_until_ready(matvecs(A, bj)),
-           ("ours_row_block", "full"): lambda: jax.block_until_ready(blocked(A, bj)),
+           ("ours_whole", "full"): lambda: jax.block_until_ready(whole_c(A, bj).x),
            ("scipy", "full"): scipy_full, ("scipy", "matvec"): scipy_matvecs, ("scipy", "ortho"): scipy_mgs}
     for f in fns.values():
         f()  # compile and warm up
     times = {key: [] for key in fns}
+    cpu = {key: [] for key in fns}
     for _ in range(args.repeats):  # interleaved, so load changes hit every part alike
         for key, f in fns.items():
+            c0 = time.process_time()
             times[key].append(_time(f) / iters)
+            cpu[key].append((time.process_time() - c0) / iters)
     med = {key: 1e3 * statistics.median(t) for key, t in times.items()}
+    med_cpu = {key: 1e3 * statistics.median(t) for key, t in cpu.items()}
     rec = {"problem": args.problem, "n": n, "nnz": int(S.nnz), "dtype": "float64", "restart": m, "iters": iters,
-           "repeats": args.repeats, "row_block": args.row_block, **check}
+           "repeats": args.repeats, "row_block": args.row_block, "column_block": args.column_block, **check}
     for (who, part), v in med.items():
         rec[f"{who}_{part}_ms_per_iter"] = v
-    for who in ("ours", "ours_row_block"):  # everything but the matvec: orthogonalisation, Givens, loop
+        rec[f"{who}_{part}_cpu_ms_per_iter"] = med_cpu[(who, part)]
+    for who in ("ours", "ours_whole"):  # everything but the matvec: orthogonalisation, Givens, loop
         rec[f"{who}_not_matvec_ms_per_iter"] = med[(who, "full")] - med[("ours", "matvec")]
     rec["scipy_not_matvec_ms_per_iter"] = med[("scipy", "full")] - med[("scipy", "matvec")]
     rec["scipy_rest_ms_per_iter"] = rec["scipy_not_matvec_ms_per_iter"] - med[("scipy", "ortho")]
     for part in ("full", "matvec", "not_matvec"):
         rec[f"ratio_{part}"] = rec[f"ours_{part}_ms_per_iter"] / rec[f"scipy_{part}_ms_per_iter"]
-        rec[f"ratio_row_block_{part}"] = (rec[f"ours_row_block_{part}_ms_per_iter"] / rec[f"scipy_{part}_ms_per_iter"]
-                                          if part != "matvec" else rec["ratio_matvec"])
-    rec["ratio_row_block_full_to_ours"] = med[("ours_row_block", "full")] / med[("ours", "full")]
+    rec["ratio_whole_full"] = med[("ours_whole", "full")] / med[("scipy", "full")]
+    rec["ratio_full_to_whole"] = med[("ours", "full")] / med[("ours_whole", "full")]
+    rec["ratio_full_to_whole_cpu"] = med_cpu[("ours", "full")] / med_cpu[("ours_whole", "full")]
+    rec["ratio_full_cpu"] = med_cpu[("ours", "full")] / med_cpu[("scipy", "full")]
     for k, v in rec.items():
         print(f"{k:>28}: {v:.4g}" if isinstance(v, float) else f"{k:>28}: {v}")
     path = save_benchmark("krylov-gmres-parts", [rec], args.json,
                           command=" ".join(["scripts/bench_gmres_parts.py", *sys.argv[1:]]),
                           openblas_num_threads=os.environ.get("OPENBLAS_NUM_THREADS"),
-                          loadavg=list(os.getloadavg()))
+                          loadavg_start=loadavg_start, loadavg=list(os.getloadavg()))
     print(f"wrote {path}")
 
 

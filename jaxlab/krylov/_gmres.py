@@ -19,6 +19,17 @@ triangular factor ``Qt H`` is formed once per cycle, so an iteration rotates two
 else (78 fusions for the whole solver at n = 16 against 90 with rotated copies of H and g and the third pass,
 half the compile time).
 
+Memory layout on the CPU (``layout="auto"`` there; one product over the whole basis elsewhere): the basis is
+kept as column blocks, a tuple of ``(restart + 1) x c`` arrays (``c``: 16384 in float64, so that one block's
+slice of the two projected vectors, 256 KiB, stays in the 2 MiB L2 while the basis streams past it; separate
+buffers, so no slice of the basis is ever copied), each product reads only the leading blocks of 8 rows that
+hold rows ``0..j`` (``row_block``), and the two projected vectors (and the two updated ones) are multiplied as
+separate matrix-vector products, which XLA's CPU dot runs faster than one product with two columns. Together
+0.68x the CPU time (0.50x the wall time) per iteration of one two-column product over the whole basis on
+convdiff_300 (n = 90000) on the loaded 2-core host, the same 911 iterations as SciPy
+(``bench/results/krylov-cpu-gmres-parts-s11b.json``). The two passes over the
+basis remain: their coefficients depend on the whole projection, so they cannot be fused.
+
 Differences from ``jax.scipy.sparse.linalg.gmres``: ``maxiter`` counts inner iterations over all restarts
 (as Ginkgo does; SciPy counts restart cycles), the residual at the end of each cycle is recomputed as
 ``b - A x`` so convergence is judged on the true residual, and a cycle that does not reduce the residual is
@@ -50,7 +61,7 @@ class _Outer(NamedTuple):
 
 class _Inner(NamedTuple):
     j: jax.Array  # index of the tentative basis vector (row j of V); columns 0..j-1 of H are final
-    V: jax.Array  # (m + 1, n): rows < j final, row j tentative, rows > j zero
+    V: tuple  # column blocks of the (m + 1, n) basis: rows < j final, row j tentative, rows > j zero
     H: jax.Array  # (m + 1, m) Hessenberg columns: 0..j-2 final, j-1 tentative, the rest zero
     Qt: jax.Array  # (m + 1, m + 1): the product of the Givens rotations so far
     k: jax.Array
@@ -97,9 +108,9 @@ def _leading_rows(j, total: int, block: int, fn, *operands):
     covers the rows ``0..j`` of the basis, chosen by ``lax.switch``; ``block >= total``: ``fn(total, ...)``.
 
     Rows ``> j`` of the basis are zero, so reading only the leading blocks reads fewer bytes (``block = 8``,
-    ``m = 30``: 19.2 rows on average instead of 31). Measured slower on the 2-core CPU all the same
-    (``bench/results/krylov-cpu-gmres-parts.json``, ``ours_row_block_*``), so ``gmres_loop`` reads the whole
-    basis by default; ``scripts/bench_gmres_parts.py`` times both.
+    ``m = 30``: 19.2 rows on average instead of 31). The slices ``V[:r]`` are copied before each product, so
+    alone this was measured slower on the 2-core CPU (``bench/results/krylov-cpu-gmres-parts.json``); on
+    column blocks with split products it is part of the faster CPU layout (see the module docstring).
     """
     sizes = sorted({min(block * (i + 1), total) for i in range(-(-total // block))})
     if len(sizes) == 1:
@@ -108,14 +119,64 @@ def _leading_rows(j, total: int, block: int, fn, *operands):
     return lax.switch(index, [functools.partial(fn, r) for r in sizes], *operands)
 
 
+_COLUMN_BLOCK_BYTES = 1 << 18  # one block's slice of the two projected vectors: an eighth of a 2 MiB L2
+_CPU_ROW_BLOCK = 8
+
+
+def _on_cpu() -> bool:
+    """The layout is chosen at trace time, where tracers carry no device: the default backend decides."""
+    return jax.default_backend() == "cpu"
+
+
+def column_edges(n: int, dtype, column_block: int | str | None = "auto") -> tuple[int, ...]:
+    """Static edges ``0 = e_0 < ... < e_k = n`` of the basis' column blocks (near-equal widths).
+
+    ``column_block``: the widest block in columns; ``None`` or ``0``: one block (the whole basis); ``"auto"``:
+    ``256 KiB / (2 * itemsize)`` columns on the CPU backend and one block elsewhere.
+    """
+    if isinstance(column_block, str):
+        if column_block != "auto":
+            raise ValueError(f"column_block must be a positive int, None or 'auto', got {column_block!r}")
+        column_block = (_COLUMN_BLOCK_BYTES // (2 * jnp.dtype(dtype).itemsize)
+                        if _on_cpu() else None)
+    if column_block is not None and int(column_block) < 0:
+        raise ValueError(f"column_block must be a positive int, None or 'auto', got {column_block!r}")
+    k = max(1, -(-n // int(column_block))) if column_block else 1
+    k = min(k, max(n, 1))
+    return tuple(n * i // k for i in range(k + 1))
+
+
+def _split(x, edges):
+    """The column blocks of ``x`` along its last axis (static slices)."""
+    if len(edges) == 2:
+        return (x,)
+    return tuple(x[..., a:z] for a, z in zip(edges[:-1], edges[1:]))
+
+
+def _join(parts):
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
+
+
 def gmres_loop(matvec, b, x0, precond, tol, maxiter: int, history: bool, restart: int,
-               row_block: int | None = None):
+               row_block: int | str | None = "auto", column_block: int | str | None = "auto",
+               split_products: bool | str = "auto"):
+    """Restarted GMRES; ``row_block``, ``column_block`` and ``split_products`` set the memory layout (see the
+    module docstring; ``"auto"``: the CPU layout on the CPU backend, ``None``/``False`` elsewhere)."""
     n = b.shape[0]
+    if isinstance(row_block, str):
+        if row_block != "auto":
+            raise ValueError(f"row_block must be a positive int, None or 'auto', got {row_block!r}")
+        row_block = _CPU_ROW_BLOCK if _on_cpu() else None
+    if isinstance(split_products, str):
+        if split_products != "auto":
+            raise ValueError(f"split_products must be a bool or 'auto', got {split_products!r}")
+        split_products = _on_cpu()
     m = int(min(restart, max(n, 1)))
     dtype = b.dtype
     eps = jnp.finfo(dtype).eps
     rows = jnp.arange(m + 1)
     block = m + 1 if row_block is None else int(row_block)
+    edges = column_edges(n, dtype, column_block)
     r0 = b - matvec(x0)
     rnorm0 = norm(r0)
     outer = _Outer(x0, r0, jnp.zeros((), jnp.int32), rnorm0, jnp.zeros((), bool),
@@ -126,14 +187,20 @@ def gmres_loop(matvec, b, x0, precond, tol, maxiter: int, history: bool, restart
 
     def inner_body(t: _Inner, beta) -> _Inner:
         j = t.j
-        u = t.V[j]
+        us = tuple(V[j] for V in t.V)
+        u = _join(us)
         w = lax.cond(j < m, lambda v: matvec(precond(v)), jnp.zeros_like, u)
+        ws = _split(w, edges)
         # One product with the basis: Q^H u (delayed reorthogonalisation), u^H u, Q^H w, u^H w (with row_block,
-        # only the leading blocks of V that hold rows 0..j).
+        # only the leading blocks of V that hold rows 0..j), summed over the column blocks.
         def project(r, V, W):
+            if split_products:
+                return jnp.zeros((m + 1, 2), dtype).at[:r].set(
+                    jnp.stack([_dot_h(V[:r], W[:, 0]), _dot_h(V[:r], W[:, 1])], axis=1))
             return jnp.zeros((m + 1, 2), dtype).at[:r].set(_dot_h(V[:r], W))
 
-        P = _leading_rows(j, m + 1, block, project, t.V, jnp.stack([u, w], axis=1))
+        P = functools.reduce(jnp.add, [_leading_rows(j, m + 1, block, project, V, jnp.stack([ui, wi], axis=1))
+                                       for V, ui, wi in zip(t.V, us, ws)])
         before = rows < j
         c = jnp.where(before, P[:, 0], 0)
         z = jnp.where(before, P[:, 1], 0)
@@ -165,21 +232,29 @@ def gmres_loop(matvec, b, x0, precond, tol, maxiter: int, history: bool, restart
         d = Hc * inv + h
         coef = jnp.stack([c * inv, (d - d[j] * inv * c).at[j].set(d[j] * inv)])
         # (2, m + 1) @ (m + 1, n): contracting V's leading axis needs no transposed copy of V.
-        out = jnp.stack([u, w]) * inv - _leading_rows(j, m + 1, block, lambda r, C, V: C[:, :r] @ V[:r],
-                                                      coef, t.V)
-        q, v = out[0], out[1]
-        vn = norm(v)
+        def update(r, C, V):
+            if split_products:
+                return jnp.stack([C[0, :r] @ V[:r], C[1, :r] @ V[:r]])
+            return C[:, :r] @ V[:r]
+
+        outs = [jnp.stack([ui, wi]) * inv - _leading_rows(j, m + 1, block, update, coef, V)
+                for V, ui, wi in zip(t.V, us, ws)]
+        vn = norm(outs[0][1]) if len(outs) == 1 else jnp.sqrt(sum(jnp.real(jnp.vdot(o[1], o[1])) for o in outs))
         happy = proceed & (vn <= eps * jnp.maximum(norm(h), 1))
-        nxt = v * jnp.where(happy | (vn == 0), 0, 1 / jnp.where(vn == 0, 1, vn))
-        V = t.V.at[j].set(jnp.where(proceed, q, u))
-        V = V.at[j + 1].set(jnp.where(proceed, nxt, V[j + 1]))
+        scale = jnp.where(happy | (vn == 0), 0, 1 / jnp.where(vn == 0, 1, vn))
+        V = []
+        for Vi, ui, o in zip(t.V, us, outs):
+            Vi = Vi.at[j].set(jnp.where(proceed, o[0], ui))
+            V.append(Vi.at[j + 1].set(jnp.where(proceed, o[1] * scale, Vi[j + 1])))
+        V = tuple(V)
         H = H.at[:, j].set(jnp.where(proceed, h.at[j + 1].set(vn), H[:, j]))
         # A happy breakdown leaves u_{j+1} = 0: the next pass finalises column j with c = 0 and then stops.
         return _Inner(jnp.where(proceed, j + 1, j), V, H, Qt, k, proceed, happy, hist)
 
     def outer_body(s):
         beta = s.rnorm
-        V = jnp.zeros((m + 1, n), dtype).at[0].set(s.r / jnp.where(beta == 0, 1, beta))
+        V = tuple(jnp.zeros((m + 1, ri.shape[0]), dtype).at[0].set(ri)
+                  for ri in _split(s.r / jnp.where(beta == 0, 1, beta), edges))
         k0 = s.k
         inner = _Inner(jnp.zeros((), jnp.int32), V, jnp.zeros((m + 1, m), dtype), jnp.eye(m + 1, dtype=dtype),
                        s.k, jnp.ones((), bool), jnp.zeros((), bool), s.history)
@@ -188,7 +263,8 @@ def gmres_loop(matvec, b, x0, precond, tol, maxiter: int, history: bool, restart
         used = jnp.arange(m) < t.k - k0
         R = jnp.where(used[:, None] & used[None, :], (t.Qt[:m] @ t.H), jnp.eye(m, dtype=dtype))
         y = jax.scipy.linalg.solve_triangular(R, jnp.where(used, beta * t.Qt[:m, 0], 0), lower=False)
-        x = s.x + precond(jnp.append(y, jnp.zeros((1,), dtype)) @ t.V)
+        ye = jnp.append(y, jnp.zeros((1,), dtype))
+        x = s.x + precond(_join([ye @ V for V in t.V]))
         r = b - matvec(x)
         rnorm = norm(r)
         stagnated = (rnorm >= s.rnorm) & ~done(rnorm, tol)

@@ -88,6 +88,75 @@ def test_gmres_row_blocks_give_the_whole_basis_iterates():
     np.testing.assert_allclose(x_block, x_whole, rtol=1e-12, atol=1e-12)
 
 
+def test_gmres_column_blocks_give_the_one_block_iterates():
+    """gmres_loop(column_block=...) keeps the basis as column blocks (three here, widths 21, 21 and 22 of
+    n = 64 with column_block=30) and sums the projections over them: the same iterates and count as the
+    basis in one block, over two restart cycles, and one product per block and pass in the program."""
+    from jaxlab.krylov._common import tolerance
+    from jaxlab.krylov._gmres import column_edges, gmres_loop
+
+    A = jnp.asarray(_WELL["nonsym"].toarray())
+    n = A.shape[0]
+    b = jnp.asarray(rhs(n))
+    loop = lambda cols: gmres_loop(lambda v: A @ v, b, jnp.zeros_like(b), lambda v: v,  # noqa: E731
+                                   tolerance(b, 0.0, 0.0), 20, False, 10, None, cols, False)[:2]
+    blocks = len(column_edges(n, b.dtype, 30)) - 1
+    assert blocks == -(-n // 30) > 1
+    # Per column block: the projection, the update, the norm of the new vector and the x update.
+    dots = lambda cols: str(jax.make_jaxpr(lambda: loop(cols))()).count("dot_general[")  # noqa: E731
+    assert dots(30) == dots(None) + 4 * (blocks - 1)
+    run = quick_jit(loop, static_argnums=0)
+    (x_one, k_one), (x_cols, k_cols) = run(None), run(30)
+    assert int(k_one) == int(k_cols) == 20
+    np.testing.assert_allclose(x_cols, x_one, rtol=1e-12, atol=1e-12)
+
+
+def test_gmres_split_products_give_the_two_column_iterates():
+    """split_products=True multiplies the two projected (and the two updated) vectors as separate
+    matrix-vector products: two more products per pass in the program, the same iterates and count."""
+    from jaxlab.krylov._common import tolerance
+    from jaxlab.krylov._gmres import gmres_loop
+
+    A = jnp.asarray(_WELL["nonsym"].toarray())
+    b = jnp.asarray(rhs(A.shape[0]))
+    loop = lambda split: gmres_loop(lambda v: A @ v, b, jnp.zeros_like(b), lambda v: v,  # noqa: E731
+                                    tolerance(b, 0.0, 0.0), 20, False, 10, None, None, split)[:2]
+    dots = lambda split: str(jax.make_jaxpr(lambda: loop(split))()).count("dot_general[")  # noqa: E731
+    assert dots(True) == dots(False) + 2
+    run = quick_jit(loop, static_argnums=0)
+    (x_two, k_two), (x_split, k_split) = run(False), run(True)
+    assert int(k_two) == int(k_split) == 20
+    np.testing.assert_allclose(x_split, x_two, rtol=1e-12, atol=1e-12)
+
+
+def test_gmres_layout_options_refuse_unknown_strings():
+    from jaxlab.krylov._gmres import gmres_loop
+
+    b = jnp.ones(4)
+    for kw in ({"row_block": "big"}, {"split_products": "yes"}):
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            gmres_loop(lambda v: v, b, b, lambda v: v, 0.0, 2, False, 2, **kw)
+
+
+def test_gmres_column_edges():
+    from jaxlab.krylov._gmres import column_edges
+
+    assert column_edges(10, jnp.float64, None) == (0, 10)
+    assert column_edges(10, jnp.float64, 0) == (0, 10)
+    assert column_edges(10, jnp.float64, 4) == (0, 3, 6, 10)
+    assert column_edges(3, jnp.float64, 1) == (0, 1, 2, 3)
+    # "auto" on the CPU: 256 KiB for the two vectors' slice, so float32 blocks are twice as wide as float64's.
+    if jax.default_backend() == "cpu":
+        assert column_edges(100_000, jnp.float64) == column_edges(100_000, jnp.float64, 16384)
+        assert column_edges(100_000, jnp.float32) == column_edges(100_000, jnp.float32, 32768)
+    else:
+        assert column_edges(100_000, jnp.float64) == (0, 100_000)
+    with pytest.raises(ValueError, match="column_block"):
+        column_edges(10, jnp.float64, "big")
+    with pytest.raises(ValueError, match="column_block"):
+        column_edges(10, jnp.float64, -1)
+
+
 def test_jacobi_on_a_varying_diagonal_cuts_iterations_as_scipys():
     """D A D with D over two decades: the right diagonal helps, the reversed one does not, and the count is
     SciPy's with the same preconditioner."""
