@@ -491,8 +491,8 @@ def adaptive_conformal_margins(lower: np.ndarray, upper: np.ndarray, target: np.
     if not (lo.shape == hi.shape == y.shape) or not (clo.shape == chi.shape == cy.shape) or lo.shape[1:] != clo.shape[1:]:
         raise ValueError(f"windows {lo.shape} and calibration windows {clo.shape} must be (B, H, ...) alike")
     b, h = lo.shape[:2]
-    delay = h if delay is None else delay
-    if delay < 1:
+    lag = h if delay is None else int(delay)
+    if lag < 1:
         raise ValueError(f"delay must be >= 1 (a window's own targets are unknown at its origin), got {delay}")
     score = _per_lead(np.maximum(lo - y, y - hi)).reshape(h, b, -1)       # (H, B, D')
     calib = _per_lead(np.maximum(clo - cy, cy - chi))                     # (H, n0)
@@ -500,7 +500,7 @@ def adaptive_conformal_margins(lower: np.ndarray, upper: np.ndarray, target: np.
     out, alphas = np.empty((b, h)), np.empty((b, h))
     err = np.empty((b, h))
     for t in range(b):
-        s = max(t - delay + 1, 0)                                          # windows 0..s-1 are known
+        s = max(t - lag + 1, 0)                                            # windows 0..s-1 are known
         alpha_t = a0 + gamma * (s * a0 - err[:s].sum(axis=0))
         pool = np.sort(np.concatenate([calib, score[:, :s].reshape(h, -1)], axis=1), axis=1)
         out[t] = [_aci_margin(pool[j], float(alpha_t[j]), saturate) for j in range(h)]
@@ -510,18 +510,19 @@ def adaptive_conformal_margins(lower: np.ndarray, upper: np.ndarray, target: np.
 
 
 def adaptive_conformal_margins_reference(lower, upper, target, coverage, *, calib_lower, calib_upper,
-                                         calib_target, gamma=0.005, delay=None, saturate="inf") -> np.ndarray:
+                                         calib_target, gamma: float = 0.005, delay: int | None = None,
+                                         saturate: str = "inf") -> np.ndarray:
     """Loop oracle for :func:`adaptive_conformal_margins`: the level updated one known window at a time, each
     margin by :func:`conformal_margins` on the concatenated windows of one lead."""
     lo, hi, y = (np.asarray(a, np.float64) for a in (lower, upper, target))
     b, h = lo.shape[:2]
-    delay = h if delay is None else delay
+    lag = h if delay is None else delay
     a0 = 1.0 - coverage
     out = np.empty((b, h))
     for j in range(h):
         alpha, errs = a0, []
         for t in range(b):
-            s = max(t - delay + 1, 0)
+            s = max(t - lag + 1, 0)
             alpha = a0
             for e in errs[:s]:
                 alpha = alpha + gamma * (a0 - e)

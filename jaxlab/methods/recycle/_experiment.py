@@ -696,11 +696,12 @@ def _quantile_metrics(sc, sc_val, q_test, y_test, q_val, y_val, qs) -> dict[str,
     roll = ts.rolling_conformal_margins(qt[..., lo], qt[..., hi], yt, qs[hi] - qs[lo], calib_lower=qv[..., lo],
                                         calib_upper=qv[..., hi], calib_target=yv)[..., None]
     calib = dict(calib_lower=qv[..., lo], calib_upper=qv[..., hi], calib_target=yv)
-    aci, aci_alpha = ts.adaptive_conformal_margins(qt[..., lo], qt[..., hi], yt, qs[hi] - qs[lo], gamma=ACI_GAMMA,
-                                                   saturate="max", return_alpha=True, **calib)
+    res = ts.adaptive_conformal_margins(qt[..., lo], qt[..., hi], yt, qs[hi] - qs[lo], gamma=ACI_GAMMA,
+                                        saturate="max", return_alpha=True, **calib)
+    aci, aci_alpha = np.asarray(res[0]), np.asarray(res[1])
     aci_paper = ts.adaptive_conformal_margins(qt[..., lo], qt[..., hi], yt, qs[hi] - qs[lo], gamma=0.005,
                                               saturate="max", **calib)
-    aci, aci_paper = aci[..., None], aci_paper[..., None]
+    aci, aci_paper = aci[..., None], np.asarray(aci_paper)[..., None]
     return {"pinball": float(ts.pinball(qt, yt, qs)),
             "coverage_raw": float(ts.interval_coverage(qt[..., lo], qt[..., hi], yt)),
             "coverage": float(ts.interval_coverage(qt[..., lo] - m_units, qt[..., hi] + m_units, yt)),
