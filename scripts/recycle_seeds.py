@@ -54,12 +54,19 @@ def rule_table(runs: list[dict]) -> list[dict]:
             row["pinball"] = float(np.mean([x["test_pinball"] for x in rows]))
             row["coverage_rolling"] = float(np.mean([x["test_coverage_rolling"] for x in rows]))
             row["coverage_rolling_per_seed"] = [x["test_coverage_rolling"] for x in rows]
+            for k in ("coverage_aci", "interval_width", "interval_width_rolling", "interval_width_aci",
+                      "coverage_aci_paper_gamma", "interval_width_aci_paper_gamma", "aci_saturated_share"):
+                if f"test_{k}" in g:
+                    row[k] = float(np.mean([x[f"test_{k}"] for x in rows]))
+                    row[f"{k}_per_seed"] = [x[f"test_{k}"] for x in rows]
         row["goals"] = {"mean_mae_le_profile": row["mae"] <= float(prof.mean()),
                         "no_seed_2pct_worse": row["max_ratio_to_profile"] <= 1.02,
                         "lead1_le_residual_ar": row["mae_lead1"] <= float(ar1) + 1e-12}
         if "coverage" in row:
             row["goals"]["coverage_80_within_0.75_0.85"] = 0.75 <= row["coverage"] <= 0.85
             row["goals"]["coverage_rolling_80_within_0.75_0.85"] = 0.75 <= row["coverage_rolling"] <= 0.85
+            if "coverage_aci" in row:
+                row["goals"]["coverage_aci_80_within_0.75_0.85"] = 0.75 <= row["coverage_aci"] <= 0.85
         out.append(row)
     return out
 
@@ -99,7 +106,9 @@ def main(argv=None) -> int:
     mean = {m: {k: float(np.mean([by(r, m)[k] for r in runs])) for k in ("mae", "mae_lead1", "val_mae")}
             for m in ROWS}
     for m in ("recycle", "recycle_guarded"):
-        for k in ("pinball", "coverage_raw", "coverage", "coverage_rolling"):
+        for k in ("pinball", "coverage_raw", "coverage", "coverage_rolling", "coverage_aci", "interval_width",
+                  "interval_width_rolling", "interval_width_aci", "coverage_aci_paper_gamma",
+                  "interval_width_aci_paper_gamma", "aci_saturated_share"):
             if k in by(runs[0], m):
                 mean[m][k] = float(np.mean([by(r, m)[k] for r in runs]))
     ratio = {m: [by(r, m)["mae"] / by(r, "profile")["mae"] for r in runs] for m in ("recycle", "recycle_guarded")}
@@ -112,9 +121,16 @@ def main(argv=None) -> int:
     }
     if "coverage" in mean[g]:
         goals["coverage_80_within_0.75_0.85"] = 0.75 <= mean[g]["coverage"] <= 0.85
+    if "coverage_rolling" in mean[g]:
+        goals["coverage_rolling_80_within_0.75_0.85"] = 0.75 <= mean[g]["coverage_rolling"] <= 0.85
+    if "coverage_aci" in mean[g]:
+        goals["coverage_aci_80_within_0.75_0.85"] = 0.75 <= mean[g]["coverage_aci"] <= 0.85
+    per_seed = {k: [by(r, g)[k] for r in runs] for k in ("coverage", "coverage_rolling", "coverage_aci")
+                if k in by(runs[0], g)}  # the guarded row's, per seed
     rules = rule_table(runs)
     out = {"config": args.config, "label": args.label, "seeds": args.seeds, "quantiles": args.quantiles,
            "config_fields": dataclasses.asdict(base), "mean": mean, "ratio_to_profile": ratio, "goals": goals,
+           "guarded_coverage_per_seed": per_seed,
            "guard_rule": base.guard_rule, "guard_ar_leads": base.guard_ar_leads, "guard_rules": rules,
            "runs": runs, "wall_s": time.perf_counter() - t0, "load_average_1_5_15min": load,
            "note": "seeds run one after another on a shared 2-core CPU; wall times are inflated by other jobs",

@@ -97,3 +97,5 @@ from ._step_transformer import EncoderLayer as PostNormEncoderLayer
 from ._step_transformer import VanillaTransformer as VanillaTransformer
 from ._guard import rolling_conformal_margins as rolling_conformal_margins
 from ._guard import rolling_conformal_margins_reference as rolling_conformal_margins_reference
+from ._guard import adaptive_conformal_margins as adaptive_conformal_margins
+from ._guard import adaptive_conformal_margins_reference as adaptive_conformal_margins_reference

@@ -420,3 +420,122 @@ def rolling_conformal_margins_reference(lower, upper, target, coverage, *, calib
         out.append(conformal_margins(cat(calib_lower, lower), cat(calib_upper, upper), cat(calib_target, target),
                                      coverage))
     return np.stack(out)
+
+
+def _aci_margin(pool: np.ndarray, alpha_t: float, saturate: str) -> float:
+    """The conformal quantile of sorted ``pool`` at level ``1 - alpha_t`` (edges: :func:`adaptive_conformal_margins`)."""
+    if alpha_t <= 0:
+        return math.inf if saturate == "inf" else float(pool[-1])
+    n = pool.shape[0]
+    k = min(max(math.ceil((n + 1) * (1.0 - alpha_t)), 1), n)  # alpha_t >= 1: k = 1, the smallest score
+    return float(pool[k - 1])
+
+
+def adaptive_conformal_margins(lower: np.ndarray, upper: np.ndarray, target: np.ndarray, coverage: float, *,
+                               calib_lower: np.ndarray, calib_upper: np.ndarray, calib_target: np.ndarray,
+                               gamma: float = 0.005, delay: int | None = None, saturate: str = "inf",
+                               return_alpha: bool = False):
+    """Adaptive conformal inference (ACI; Gibbs & Candes, NeurIPS 2021): rolling margins at a level that learns.
+
+    Split conformal assumes the calibration and test scores exchangeable; a shift of the test period
+    breaks that, and even :func:`rolling_conformal_margins` (whose pool grows with the test windows
+    already observed) follows a jump only as fast as the new scores outweigh the old. ACI instead
+    moves the miscoverage level itself, per lead ``h``:
+    ``alpha_{t+1} = alpha_t + gamma (alpha - err_t)``, with ``alpha = 1 - coverage``. ``err_t`` is the
+    share of window ``t``'s lead-``h`` entries outside its interval (an indicator when there is one
+    entry per lead, as in the paper); it is known only once ``t``'s targets are observed, so, as in
+    :func:`rolling_conformal_margins`, window ``t``'s level uses the errors of windows
+    ``s <= t - delay``: ``alpha_t = alpha + gamma sum_{s <= t - delay} (alpha - err_s)``. Window
+    ``t``'s margin is the conformal quantile (``ceil((n + 1)(1 - alpha_t)) / n``, clipped to the pool
+    as in :func:`conformal_margins`) of the same pool the rolling margins use: the calibration
+    windows plus the windows ``s <= t - delay``. ``gamma = 0`` gives the rolling margins exactly.
+
+    Edges of the level: ``alpha_t <= 0`` asks for coverage 1, which no finite quantile promises; the
+    paper's interval is then the whole line (``saturate="inf"``: margin ``+inf``, ``err_t = 0``), which
+    keeps its long-run guarantee ``|mean(err) - alpha| <= (max(alpha, 1 - alpha) + gamma) / (gamma T)``.
+    ``saturate="max"`` takes the largest known score instead (finite widths; the guarantee then holds
+    only while the largest score covers). ``alpha_t >= 1`` gives the smallest known score (the
+    level-0 quantile, the narrowest interval the pool supports; the paper's empty set has no interval
+    form), so the margin is monotone in ``alpha_t``.
+
+    Hand-written rather than taken from MAPIE: the update is a few lines on our ``(B, H, ...)``
+    arrays, while MAPIE's ACI (``MapieTimeSeriesRegressor``, ``method="aci"``) wraps a scikit-learn
+    estimator and refits/partially fits it, which the post-hoc interval of a trained JAX model has no
+    use for. The default ``gamma = 0.005`` is the paper's.
+
+    Args:
+      lower, upper, target: ``(B, H, ...)`` the forecast windows (consecutive origins, in time order).
+      coverage: the wanted coverage in ``(0, 1)``.
+      calib_lower, calib_upper, calib_target: ``(n0, H, ...)`` calibration windows (e.g. validation).
+      gamma: the step size, ``>= 0``.
+      delay: windows until a window's targets are all observed; default the number of leads ``H``.
+      saturate: ``"inf"`` or ``"max"``, the margin where ``alpha_t <= 0``.
+      return_alpha: also return the ``(B, H)`` levels ``alpha_t``.
+
+    Returns:
+      ``(B, H)`` margins for ``[lower - m, upper + m]`` (and the levels if ``return_alpha``).
+    """
+    if not 0 < coverage < 1:
+        raise ValueError(f"coverage must be in (0, 1), got {coverage}")
+    try:
+        ok = math.isfinite(float(gamma)) and float(gamma) >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
+    gamma = float(gamma)
+    if saturate not in ("inf", "max"):
+        raise ValueError(f"saturate must be 'inf' or 'max', got {saturate!r}")
+    lo, hi, y = (np.asarray(a, np.float64) for a in (lower, upper, target))
+    clo, chi, cy = (np.asarray(a, np.float64) for a in (calib_lower, calib_upper, calib_target))
+    if not (lo.shape == hi.shape == y.shape) or not (clo.shape == chi.shape == cy.shape) or lo.shape[1:] != clo.shape[1:]:
+        raise ValueError(f"windows {lo.shape} and calibration windows {clo.shape} must be (B, H, ...) alike")
+    b, h = lo.shape[:2]
+    lag = h if delay is None else int(delay)
+    if lag < 1:
+        raise ValueError(f"delay must be >= 1 (a window's own targets are unknown at its origin), got {delay}")
+    score = _per_lead(np.maximum(lo - y, y - hi)).reshape(h, b, -1)       # (H, B, D')
+    calib = _per_lead(np.maximum(clo - cy, cy - chi))                     # (H, n0)
+    a0 = 1.0 - coverage
+    out, alphas = np.empty((b, h)), np.empty((b, h))
+    err = np.empty((b, h))
+    for t in range(b):
+        s = max(t - lag + 1, 0)                                            # windows 0..s-1 are known
+        alpha_t = a0 + gamma * (s * a0 - err[:s].sum(axis=0))
+        pool = np.sort(np.concatenate([calib, score[:, :s].reshape(h, -1)], axis=1), axis=1)
+        out[t] = [_aci_margin(pool[j], float(alpha_t[j]), saturate) for j in range(h)]
+        alphas[t] = alpha_t
+        err[t] = (score[:, t] > out[t][:, None]).mean(axis=1)
+    return (out, alphas) if return_alpha else out
+
+
+def adaptive_conformal_margins_reference(lower, upper, target, coverage, *, calib_lower, calib_upper,
+                                         calib_target, gamma: float = 0.005, delay: int | None = None,
+                                         saturate: str = "inf") -> np.ndarray:
+    """Loop oracle for :func:`adaptive_conformal_margins`: the level updated one known window at a time, each
+    margin by :func:`conformal_margins` on the concatenated windows of one lead."""
+    lo, hi, y = (np.asarray(a, np.float64) for a in (lower, upper, target))
+    b, h = lo.shape[:2]
+    lag = h if delay is None else delay
+    a0 = 1.0 - coverage
+    out = np.empty((b, h))
+    for j in range(h):
+        alpha, errs = a0, []
+        for t in range(b):
+            s = max(t - lag + 1, 0)
+            alpha = a0
+            for e in errs[:s]:
+                alpha = alpha + gamma * (a0 - e)
+            cat = lambda c, x: np.concatenate([np.asarray(c, np.float64)[:, j:j + 1], x[:s, j:j + 1]])  # noqa: E731
+            pool_lo, pool_hi, pool_y = cat(calib_lower, lo), cat(calib_upper, hi), cat(calib_target, y)
+            scores = np.maximum(pool_lo - pool_y, pool_y - pool_hi).ravel()
+            if alpha <= 0:
+                m = math.inf if saturate == "inf" else float(scores.max())
+            elif alpha >= 1:
+                m = float(scores.min())
+            else:
+                m = float(conformal_margins(pool_lo, pool_hi, pool_y, 1.0 - alpha)[0])
+            out[t, j] = m
+            inside = (y[t, j] >= lo[t, j] - m) & (y[t, j] <= hi[t, j] + m)
+            errs.append(1.0 - float(np.mean(inside)))
+    return out

@@ -181,3 +181,59 @@ def test_rolling_conformal_margins_match_the_oracle_and_follow_a_shift():
     assert not np.allclose(ts.rolling_conformal_margins(lo, hi, y, 0.8, delay=10, **kw), m)
     with pytest.raises(ValueError, match="delay"):
         ts.rolling_conformal_margins(lo, hi, y, 0.8, delay=0, **kw)
+
+
+def _shifted(seed, b=400, n0=60, h=2, d=4):
+    """Intervals right for unit noise; the calibration windows and the first half of the test have it, the
+    second half of the test three times as much."""
+    rng = np.random.default_rng(seed)
+    cal = rng.normal(size=(n0, h, d))
+    y = rng.normal(size=(b, h, d)) * np.where(np.arange(b) < b // 2, 1.0, 3.0)[:, None, None]
+    q = 1.2815515655446004  # the 90% normal quantile: [-q, q] covers 80% of unit noise
+    lo, hi = -q * np.ones_like(y), q * np.ones_like(y)
+    kw = dict(calib_lower=-q * np.ones_like(cal), calib_upper=q * np.ones_like(cal), calib_target=cal)
+    return lo, hi, y, kw
+
+
+def _cov(lo, hi, y, m):
+    return float(((y >= lo - m[..., None]) & (y <= hi + m[..., None])).mean())
+
+
+@pytest.mark.parametrize("gamma,delay,saturate", [(0.05, None, "inf"), (0.3, 1, "inf"), (2.0, 3, "inf"), (2.0, 3, "max")])
+def test_adaptive_conformal_margins_match_the_oracle(gamma, delay, saturate):
+    lo, hi, y, kw = _shifted(1, b=40, n0=10)
+    m, alpha = ts.adaptive_conformal_margins(lo, hi, y, 0.8, gamma=gamma, delay=delay, saturate=saturate,
+                                             return_alpha=True, **kw)
+    ref = ts.adaptive_conformal_margins_reference(lo, hi, y, 0.8, gamma=gamma, delay=delay, saturate=saturate, **kw)
+    np.testing.assert_allclose(m, ref)
+    if gamma == 2.0:  # large steps reach both edges of the level: coverage 1 asked, and coverage 0
+        assert (alpha <= 0).any() and (alpha >= 1).any()
+        assert np.isinf(m).any() == (saturate == "inf")
+
+
+def test_adaptive_conformal_margins_recover_nominal_coverage_after_a_jump():
+    lo, hi, y, kw = _shifted(2)
+    static = np.broadcast_to(ts.conformal_margins(kw["calib_lower"], kw["calib_upper"], kw["calib_target"], 0.8),
+                             y.shape[:2])
+    rolling = ts.rolling_conformal_margins(lo, hi, y, 0.8, **kw)
+    aci = ts.adaptive_conformal_margins(lo, hi, y, 0.8, gamma=0.05, **kw)
+    # gamma = 0 is the rolling margins exactly: the adaptation is all in the level's update
+    np.testing.assert_array_equal(ts.adaptive_conformal_margins(lo, hi, y, 0.8, gamma=0.0, **kw), rolling)
+    assert _cov(lo, hi, y, static) < 0.7 and _cov(lo, hi, y, rolling) < 0.75
+    assert abs(_cov(lo, hi, y, aci) - 0.8) <= 0.03
+    # the paper's gamma = 0.005 barely moves the level in 400 windows: the same test would fail with it
+    assert abs(_cov(lo, hi, y, ts.adaptive_conformal_margins(lo, hi, y, 0.8, **kw)) - 0.8) > 0.03
+
+
+def test_adaptive_conformal_margins_reject_bad_inputs():
+    lo, hi, y, kw = _shifted(3, b=10, n0=5)
+    for bad in (-0.1, float("nan"), float("inf"), "0.1x"):
+        with pytest.raises(ValueError, match="gamma"):
+            ts.adaptive_conformal_margins(lo, hi, y, 0.8, gamma=bad, **kw)
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="coverage"):
+            ts.adaptive_conformal_margins(lo, hi, y, bad, **kw)
+    with pytest.raises(ValueError, match="delay"):
+        ts.adaptive_conformal_margins(lo, hi, y, 0.8, delay=0, **kw)
+    with pytest.raises(ValueError, match="saturate"):
+        ts.adaptive_conformal_margins(lo, hi, y, 0.8, saturate="big", **kw)

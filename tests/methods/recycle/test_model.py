@@ -123,6 +123,10 @@ def test_smoke_run_on_a_synthetic_series(tmp_path):
     for r in (by["recycle"], g):
         assert r["interval_level"] == pytest.approx(0.8) and 0 <= r["coverage"] <= 1 and r["pinball"] > 0
         assert 0 <= r["coverage_rolling"] <= 1 and r["interval_width_rolling"] > 0
+        # ACI (the rolling pool at an online level, saturating at the largest score): finite widths
+        assert 0 <= r["coverage_aci"] <= 1 and 0 < r["interval_width_aci"] < np.inf and r["aci_gamma"] == 0.05
+        assert 0 <= r["aci_saturated_share"] <= 1 and 0 <= r["coverage_aci_paper_gamma"] <= 1
+    assert g["coverage_aci"] == pytest.approx(rules[("dm", 1)]["test_coverage_aci"])
     assert summary["residual_ar_mae_lead1"] == by["residual_ar"]["mae_lead1"]
     # the chosen step has the lowest validation MAE of the curve, and is no worse than step 0 (the profile)
     lines = (tmp_path / "metrics_recycle.jsonl").read_text().splitlines()
