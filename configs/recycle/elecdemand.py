@@ -36,6 +36,14 @@ Expected: test MAE (GW) ReCycle 0.197 < profile 0.2375 < DLinear 0.289 < vanilla
           bench/results/recycle_seeds_elecdemand_reference_l1.json; leaks test statistics, 25 test
           windows): ReCycle 0.3114 (1.06-1.24 x RHP), RHP 0.2748, residual AR 0.2750 (lead 1: 0.2151 vs
           RHP 0.2387), guarded (default rule) 0.2748 (= RHP: no lead passes), plain validation fit 0.2564.
+          Rerun 2026-12-03 with ACI intervals (jaxlab.timeseries.adaptive_conformal_margins, step 0.05) on a
+          fresh machine, where the earlier files' MAEs did not reproduce although the code gives the
+          same numbers at 768f729 and now (checked on seed 0), so something outside the code moved them
+          (a guess: an unpinned package such as pandas; result files now record those versions).
+          Univariate (recycle_seeds_elecdemand_univariate_aci.json): guarded 0.2374,
+          80% coverage static / rolling / ACI 0.775 / 0.771 / 0.766.
+          With weather known (recycle_seeds_elecdemand_weather_aci.json): guarded 0.2166,
+          80% coverage static / rolling / ACI 0.710 / 0.726 / 0.757.
 """
 
 import dataclasses
