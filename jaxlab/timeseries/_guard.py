@@ -372,6 +372,24 @@ def choose_alternative_reference(guard_loss, alternative_loss, base_loss, *, lea
                      for j in range(h)])
 
 
+def _online_scores(lower, upper, target, coverage, calib_lower, calib_upper, calib_target,
+                   delay) -> tuple[np.ndarray, np.ndarray, int]:
+    """The checked inputs of the online margins: window scores ``(H, B, D')``, calibration scores ``(H, n0)``
+    (unsorted) and the delay (default ``H``)."""
+    if not 0 < coverage < 1:
+        raise ValueError(f"coverage must be in (0, 1), got {coverage}")
+    lo, hi, y = (np.asarray(a, np.float64) for a in (lower, upper, target))
+    clo, chi, cy = (np.asarray(a, np.float64) for a in (calib_lower, calib_upper, calib_target))
+    if not (lo.shape == hi.shape == y.shape) or not (clo.shape == chi.shape == cy.shape) or lo.shape[1:] != clo.shape[1:]:
+        raise ValueError(f"windows {lo.shape} and calibration windows {clo.shape} must be (B, H, ...) alike")
+    b, h = lo.shape[:2]
+    lag = h if delay is None else int(delay)
+    if lag < 1:
+        raise ValueError(f"delay must be >= 1 (a window's own targets are unknown at its origin), got {delay}")
+    score = _per_lead(np.maximum(lo - y, y - hi)).reshape(h, b, -1)       # (H, B, D')
+    return score, _per_lead(np.maximum(clo - cy, cy - chi)), lag
+
+
 def rolling_conformal_margins(lower: np.ndarray, upper: np.ndarray, target: np.ndarray, coverage: float, *,
                               calib_lower: np.ndarray, calib_upper: np.ndarray, calib_target: np.ndarray,
                               delay: int | None = None) -> np.ndarray:
@@ -386,18 +404,10 @@ def rolling_conformal_margins(lower: np.ndarray, upper: np.ndarray, target: np.n
     Returns:
       ``(B, H)`` margins for ``[lower - m, upper + m]``.
     """
-    if not 0 < coverage < 1:
-        raise ValueError(f"coverage must be in (0, 1), got {coverage}")
-    lo, hi, y = (np.asarray(a, np.float64) for a in (lower, upper, target))
-    clo, chi, cy = (np.asarray(a, np.float64) for a in (calib_lower, calib_upper, calib_target))
-    if not (lo.shape == hi.shape == y.shape) or not (clo.shape == chi.shape == cy.shape) or lo.shape[1:] != clo.shape[1:]:
-        raise ValueError(f"windows {lo.shape} and calibration windows {clo.shape} must be (B, H, ...) alike")
-    b, h = lo.shape[:2]
-    delay = h if delay is None else delay
-    if delay < 1:
-        raise ValueError(f"delay must be >= 1 (a window's own targets are unknown at its origin), got {delay}")
-    score = _per_lead(np.maximum(lo - y, y - hi)).reshape(h, b, -1)       # (H, B, D')
-    calib = np.sort(_per_lead(np.maximum(clo - cy, cy - chi)), axis=1)    # (H, n0)
+    score, calib, delay = _online_scores(lower, upper, target, coverage, calib_lower, calib_upper, calib_target,
+                                         delay)
+    h, b = score.shape[:2]
+    calib = np.sort(calib, axis=1)
     out = np.empty((b, h))
     for t in range(b):
         known = score[:, : max(t - delay + 1, 0)].reshape(h, -1)
@@ -475,8 +485,6 @@ def adaptive_conformal_margins(lower: np.ndarray, upper: np.ndarray, target: np.
     Returns:
       ``(B, H)`` margins for ``[lower - m, upper + m]`` (and the levels if ``return_alpha``).
     """
-    if not 0 < coverage < 1:
-        raise ValueError(f"coverage must be in (0, 1), got {coverage}")
     try:
         ok = math.isfinite(float(gamma)) and float(gamma) >= 0
     except (TypeError, ValueError):
@@ -486,16 +494,9 @@ def adaptive_conformal_margins(lower: np.ndarray, upper: np.ndarray, target: np.
     gamma = float(gamma)
     if saturate not in ("inf", "max"):
         raise ValueError(f"saturate must be 'inf' or 'max', got {saturate!r}")
-    lo, hi, y = (np.asarray(a, np.float64) for a in (lower, upper, target))
-    clo, chi, cy = (np.asarray(a, np.float64) for a in (calib_lower, calib_upper, calib_target))
-    if not (lo.shape == hi.shape == y.shape) or not (clo.shape == chi.shape == cy.shape) or lo.shape[1:] != clo.shape[1:]:
-        raise ValueError(f"windows {lo.shape} and calibration windows {clo.shape} must be (B, H, ...) alike")
-    b, h = lo.shape[:2]
-    lag = h if delay is None else int(delay)
-    if lag < 1:
-        raise ValueError(f"delay must be >= 1 (a window's own targets are unknown at its origin), got {delay}")
-    score = _per_lead(np.maximum(lo - y, y - hi)).reshape(h, b, -1)       # (H, B, D')
-    calib = _per_lead(np.maximum(clo - cy, cy - chi))                     # (H, n0)
+    score, calib, lag = _online_scores(lower, upper, target, coverage, calib_lower, calib_upper, calib_target,
+                                       delay)
+    h, b = score.shape[:2]
     a0 = 1.0 - coverage
     out, alphas = np.empty((b, h)), np.empty((b, h))
     err = np.empty((b, h))
