@@ -121,6 +121,7 @@ def _leading_rows(j, total: int, block: int, fn, *operands):
 
 _COLUMN_BLOCK_BYTES = 1 << 18  # one block's slice of the two projected vectors: an eighth of a 2 MiB L2
 _CPU_ROW_BLOCK = 8
+_CPU_LAYOUT_MIN_BYTES = 1 << 21  # the basis of a 2 MiB L2: below it, "auto" keeps one product over the whole basis
 
 
 def _on_cpu() -> bool:
@@ -161,18 +162,21 @@ def gmres_loop(matvec, b, x0, precond, tol, maxiter: int, history: bool, restart
                row_block: int | str | None = "auto", column_block: int | str | None = "auto",
                split_products: bool | str = "auto"):
     """Restarted GMRES; ``row_block``, ``column_block`` and ``split_products`` set the memory layout (see the
-    module docstring; ``"auto"``: the CPU layout on the CPU backend, ``None``/``False`` elsewhere)."""
+    module docstring; ``"auto"``: the CPU layout on the CPU backend once the basis outgrows the L2
+    (:data:`_CPU_LAYOUT_MIN_BYTES`), ``None``/``False`` elsewhere)."""
     n = b.shape[0]
+    m = int(min(restart, max(n, 1)))
+    dtype = b.dtype
+    # A basis that fits in the cache gains nothing from the CPU layout, whose extra branches only cost compile time.
+    cpu_layout = _on_cpu() and (m + 1) * n * jnp.dtype(dtype).itemsize >= _CPU_LAYOUT_MIN_BYTES
     if isinstance(row_block, str):
         if row_block != "auto":
             raise ValueError(f"row_block must be a positive int, None or 'auto', got {row_block!r}")
-        row_block = _CPU_ROW_BLOCK if _on_cpu() else None
+        row_block = _CPU_ROW_BLOCK if cpu_layout else None
     if isinstance(split_products, str):
         if split_products != "auto":
             raise ValueError(f"split_products must be a bool or 'auto', got {split_products!r}")
-        split_products = _on_cpu()
-    m = int(min(restart, max(n, 1)))
-    dtype = b.dtype
+        split_products = cpu_layout
     eps = jnp.finfo(dtype).eps
     rows = jnp.arange(m + 1)
     block = m + 1 if row_block is None else int(row_block)

@@ -129,6 +129,27 @@ def test_gmres_split_products_give_the_two_column_iterates():
     np.testing.assert_allclose(x_split, x_two, rtol=1e-12, atol=1e-12)
 
 
+def test_gmres_auto_layout_only_for_a_basis_beyond_the_cache():
+    """"auto" picks the CPU layout (leading row blocks, split products) on the CPU backend only once the basis
+    outgrows 2 MiB; a small basis keeps one product over it (fewer branches to compile)."""
+    from jaxlab.krylov._common import tolerance
+    from jaxlab.krylov._gmres import gmres_loop
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("the auto layout differs only on the CPU backend")
+
+    def dots(n, **layout):
+        b = jnp.ones(n, jnp.float32)
+        loop = lambda: gmres_loop(lambda v: 2 * v, b, jnp.zeros_like(b), lambda v: v,  # noqa: E731
+                                  tolerance(b, 0.0, 0.0), 30, False, 30, **layout)[:2]
+        return str(jax.make_jaxpr(loop)()).count("dot_general[")
+
+    plain = dict(row_block=None, column_block=None, split_products=False)
+    assert dots(64) == dots(64, **plain)                                    # 31 x 64 floats: far below 2 MiB
+    big = (1 << 21) // (31 * 4) + 1                                         # just over 2 MiB of float32
+    assert dots(big) == dots(big, row_block=8, split_products=True) > dots(big, **plain)
+
+
 def test_gmres_layout_options_refuse_unknown_strings():
     from jaxlab.krylov._gmres import gmres_loop
 
