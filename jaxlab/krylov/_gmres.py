@@ -19,7 +19,8 @@ triangular factor ``Qt H`` is formed once per cycle, so an iteration rotates two
 else (78 fusions for the whole solver at n = 16 against 90 with rotated copies of H and g and the third pass,
 half the compile time).
 
-Memory layout on the CPU (``layout="auto"`` there; one product over the whole basis elsewhere): the basis is
+Memory layout on the CPU (the options' ``"auto"`` there, for a basis of 2 MiB or more; one product over the
+whole basis elsewhere and for a basis that fits in the cache): the basis is
 kept as column blocks, a tuple of ``(restart + 1) x c`` arrays (``c``: 16384 in float64, so that one block's
 slice of the two projected vectors, 256 KiB, stays in the 2 MiB L2 while the basis streams past it; separate
 buffers, so no slice of the basis is ever copied), each product reads only the leading blocks of 8 rows that
