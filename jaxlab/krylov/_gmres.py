@@ -26,9 +26,10 @@ slice of the two projected vectors, 256 KiB, stays in the 2 MiB L2 while the bas
 buffers, so no slice of the basis is ever copied), each product reads only the leading blocks of 8 rows that
 hold rows ``0..j`` (``row_block``), and the two projected vectors (and the two updated ones) are multiplied as
 separate matrix-vector products, which XLA's CPU dot runs faster than one product with two columns. Together
-0.68x the CPU time (0.50x the wall time) per iteration of one two-column product over the whole basis on
-convdiff_300 (n = 90000) on the loaded 2-core host, the same 911 iterations as SciPy
-(``bench/results/krylov-cpu-gmres-parts-s11b.json``). The two passes over the
+0.74x the CPU time (0.84x the wall time) per iteration of one two-column product over the whole basis on
+convdiff_300 (n = 90000) on the idle 2-core host, interleaved in one process, the same 911 iterations as SciPy
+(``bench/results/krylov-cpu-gmres-parts-idle-s11.json``; under load 6-8 0.68x and 0.50x,
+``krylov-cpu-gmres-parts-s11b.json``). The two passes over the
 basis remain: their coefficients depend on the whole projection, so they cannot be fused.
 
 Differences from ``jax.scipy.sparse.linalg.gmres``: ``maxiter`` counts inner iterations over all restarts
