@@ -25,6 +25,7 @@ inflated by other jobs: compare the ratios within one run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -177,7 +178,20 @@ def main(argv=None):
     p.add_argument("--flop-fractions", default="", help="only a FLOP table for these removed fractions, e.g. 0.5,0.875")
     p.add_argument("--tag", default="", help="suffix of the result file")
     p.add_argument("--json", default=None, help="result file (default bench/results/tsprune-<backend>[-tag].json)")
+    p.add_argument("--plot-from", nargs="+", default=None, metavar="JSON",
+                   help="measure nothing: plot the latency records of these result files (latency against FLOP "
+                        "ratio) into --png")
+    p.add_argument("--png", default=None, help="the plot (default: beside the result file, .png)")
     args = p.parse_args(argv)
+    if args.plot_from:
+        rows = [r for f in args.plot_from for r in json.loads(Path(f).read_text())["records"]
+                if r.get("part") == "latency"]
+        if not rows:
+            p.error(f"no latency records in {args.plot_from}: run the benchmark without --sparse-only first")
+        out = tsprune.plot_latency_vs_flops(rows, args.png or "bench/results/tsprune-latency-vs-flops.png",
+                                            title=f"structured pruning (50% heads + FFN), {len(rows)} points")
+        print(f"wrote {out}")
+        return
     d, h, f = WIDTHS[args.width]
     sizes = tsprune.ZooSizes(d_model=d, n_heads=h, d_ff=f, time_features=ts.NUM_TIME_FEATURES)
     batches = [int(b) for b in args.batches.split(",")]
@@ -207,6 +221,9 @@ def main(argv=None):
                                 "(compare_latency, medians); energy from jaxlab.energy.EnergyMeter "
                                 "(estimated where RAPL is unreadable)")
     print(f"wrote {path}")
+    latency = [r for r in records if r["part"] == "latency"]
+    if latency:
+        print(f"wrote {tsprune.plot_latency_vs_flops(latency, args.png or Path(path).with_suffix('.png'))}")
 
 
 if __name__ == "__main__":

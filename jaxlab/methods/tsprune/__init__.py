@@ -13,6 +13,7 @@ from ._experiment import Records as Records
 from ._experiment import TsPruneConfig as TsPruneConfig
 from ._experiment import goals as goals
 from ._experiment import latency_markdown as latency_markdown
+from ._experiment import plot_latency_vs_flops as plot_latency_vs_flops
 from ._experiment import run as run
 from ._experiment import summarise as summarise
 from ._experiment import sweep_markdown as sweep_markdown

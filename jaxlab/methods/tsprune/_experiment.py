@@ -591,23 +591,47 @@ def _plots(config: TsPruneConfig, summary: dict, workdir: Path) -> list[str]:
         names.append(path.name)
     lat = [r for r in summary["latency"] if r["variant"] != "dense" and r.get("flop_ratio")]
     if lat:
-        fig = Figure(figsize=(5.5, 4.2))
-        ax = fig.subplots()
-        for b in sorted({r["batch"] for r in lat}):
-            pts = [(r["flop_ratio"], r["speedup"]) for r in lat if r["batch"] == b]
-            ax.plot(*zip(*pts), "o", label=f"batch {b}")
-        top = max(r["flop_ratio"] for r in lat) * 1.1
-        ax.plot([1, top], [1, top], "k:", lw=1, label="speed-up = FLOP ratio")
-        ax.axhline(1.0, color="0.6", lw=0.8)
-        ax.set_xlabel("FLOP ratio dense / structured")
-        ax.set_ylabel("latency ratio dense / structured")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        path = workdir / "latency_vs_flops.png"
-        fig.savefig(path, dpi=100)
-        names.append(path.name)
+        names.append(plot_latency_vs_flops(lat, workdir / "latency_vs_flops.png").name)
     return names
+
+
+def plot_latency_vs_flops(rows: Sequence[dict], path: str | Path, *, title: str = "") -> Path:
+    """Latency ratio against FLOP ratio (dense / pruned), one marker per batch size, each point labelled
+    with its ``model`` where rows have one, and the line where the speed-up equals the FLOP ratio.
+
+    Args:
+      rows: dicts with ``flop_ratio``, ``speedup`` and ``batch`` (``model`` optional): the study's latency
+        rows or ``scripts/bench_tsprune.py``'s latency records.
+      path: the PNG to write.
+    """
+    from matplotlib.figure import Figure
+
+    rows = [r for r in rows if r.get("flop_ratio") and r.get("speedup") is not None]
+    if not rows:
+        raise ValueError("no rows with a flop_ratio and a speedup to plot")
+    fig = Figure(figsize=(5.5, 4.2))
+    ax = fig.subplots()
+    for b in sorted({r["batch"] for r in rows}):
+        at = [r for r in rows if r["batch"] == b]
+        ax.plot([r["flop_ratio"] for r in at], [r["speedup"] for r in at], "o", label=f"batch {b}")
+        for r in at:
+            if r.get("model"):
+                ax.annotate(r["model"], (r["flop_ratio"], r["speedup"]), fontsize=6, xytext=(3, 2),
+                            textcoords="offset points")
+    top = max(r["flop_ratio"] for r in rows) * 1.1
+    ax.plot([1, top], [1, top], "k:", lw=1, label="speed-up = FLOP ratio")
+    ax.axhline(1.0, color="0.6", lw=0.8)
+    ax.set_xlabel("FLOP ratio dense / structured")
+    ax.set_ylabel("latency ratio dense / structured")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
 
 
 # ----------------------------------------------------------------------------- run

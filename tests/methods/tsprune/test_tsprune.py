@@ -218,3 +218,25 @@ def test_study_order_is_seed_major():
     assert order[:4] == [(0, "elecdemand", "informer"), (0, "elecdemand", "transformer"),
                          (0, "nyc_weather", "informer"), (0, "nyc_weather", "transformer")]
     assert [seed for seed, _, _ in order] == [0] * 4 + [1] * 4 and len(set(order)) == 8
+
+
+def test_latency_against_flops_plot_from_result_files(tmp_path):
+    """scripts/bench_tsprune.py --plot-from: the latency records of committed files, plotted without measuring."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    spec = importlib.util.spec_from_file_location("bench_tsprune", root / "scripts" / "bench_tsprune.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = [{"part": "latency", "model": m, "batch": b, "flop_ratio": 1.8, "speedup": s}
+            for m, b, s in (("transformer", 1, 0.74), ("transformer", 256, 1.85), ("fedformer", 256, 3.1))]
+    (tmp_path / "r.json").write_text(json.dumps({"records": rows + [{"part": "sparse"}]}))
+    bench.main(["--plot-from", str(tmp_path / "r.json"), "--png", str(tmp_path / "p.png")])
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "s.json").write_text(json.dumps({"records": [{"part": "sparse"}]}))
+    with pytest.raises(SystemExit):                                   # no latency records: a clear error
+        bench.main(["--plot-from", str(tmp_path / "s.json"), "--png", str(tmp_path / "q.png")])
+    with pytest.raises(ValueError, match="no rows"):
+        tsprune.plot_latency_vs_flops([{"batch": 1, "flop_ratio": None, "speedup": 1.0}], tmp_path / "x.png")
