@@ -53,6 +53,18 @@ def git_dirty(path: str | os.PathLike | None = None) -> bool | None:
     return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
+def cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str | None:
+    """The host CPU's model name (Linux ``/proc/cpuinfo``; else ``platform.processor()``, None if empty): XLA's CPU
+    kernels depend on the instruction set, so results can differ in the last bits between hosts."""
+    try:
+        for line in Path(cpuinfo).read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def environment_info(extra_packages: Sequence[str] = ()) -> dict[str, Any]:
     """Device kind and count, backend, package versions, host, git SHA and whether the tree was modified.
 
@@ -71,6 +83,7 @@ def environment_info(extra_packages: Sequence[str] = ()) -> dict[str, Any]:
         "python": platform.python_version(),
         "host": platform.node(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "git_sha": git_sha(),
         "git_dirty": git_dirty(),
         "x64": bool(jax.config.read("jax_enable_x64")),

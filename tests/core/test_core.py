@@ -67,6 +67,18 @@ def test_write_json_and_save_benchmark(tmp_path):
     assert env["optional_versions"].get("pandas") == metadata.version("pandas")
     assert all(v is not None for v in env["optional_versions"].values())
     assert env["git_dirty"] in (True, False, None)
+    assert env["cpu_model"] is None or (isinstance(env["cpu_model"], str) and env["cpu_model"])
+
+
+def test_cpu_model_reads_cpuinfo(tmp_path):
+    from jaxlab.core._environment import cpu_model
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654 96-Core\n")
+    assert cpu_model(info) == "AMD EPYC 9654 96-Core"
+    import platform
+
+    assert cpu_model(tmp_path / "absent") == (platform.processor() or None)
 
 
 def test_git_dirty_reads_the_checkout(tmp_path):
