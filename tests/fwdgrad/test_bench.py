@@ -34,6 +34,8 @@ def test_dot_flops_match_xla_without_loops_and_count_loop_bodies_per_trip(bench)
     assert exact and flops == 7 * 2 * 24 * 48 * 48
 
 
+@pytest.mark.slow  # 12-16 s: the method's tests were over 2 minutes on the slower host of session 11; the FLOP
+# counting is checked by the test below and the script's tiny run end to end by tests/scripts/test_gpu_suite.py
 def test_tiny_run_measures_memory_flops_and_time(bench):
     payload = bench.run(tiny=True, ks=(4,), tangent_batch_sizes=(1, 4), aggregations=("mean",), repeats=1,
                         verbose=False)
