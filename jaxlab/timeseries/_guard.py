@@ -140,6 +140,12 @@ def residual_ar_forecast(last_residual: np.ndarray, a: np.ndarray, b: np.ndarray
     return np.asarray(a)[None, :, None] + np.asarray(b)[None, :, None] * x[:, None, :]
 
 
+def _conformal_rank(n: int, level: float) -> int:
+    """The 1-based rank of the split-conformal quantile at ``level`` among ``n`` sorted scores,
+    ``ceil((n + 1) level)``, clipped to ``1..n``."""
+    return min(max(math.ceil((n + 1) * level), 1), n)
+
+
 def conformal_margins(lower: np.ndarray, upper: np.ndarray, target: np.ndarray, coverage: float) -> np.ndarray:
     """Per-lead margins ``m_h`` so that ``[lower - m_h, upper + m_h]`` covers ``coverage`` of the calibration targets.
 
@@ -152,7 +158,7 @@ def conformal_margins(lower: np.ndarray, upper: np.ndarray, target: np.ndarray, 
     lo, hi, y = _per_lead(lower), _per_lead(upper), _per_lead(target)
     scores = np.sort(np.maximum(lo - y, y - hi), axis=1)
     n = scores.shape[1]
-    k = min(max(math.ceil((n + 1) * coverage), 1), n)
+    k = _conformal_rank(n, coverage)
     return scores[:, k - 1]
 
 
@@ -413,7 +419,7 @@ def rolling_conformal_margins(lower: np.ndarray, upper: np.ndarray, target: np.n
         known = score[:, : max(t - delay + 1, 0)].reshape(h, -1)
         pool = np.sort(np.concatenate([calib, known], axis=1), axis=1)
         n = pool.shape[1]
-        k = min(max(math.ceil((n + 1) * coverage), 1), n)
+        k = _conformal_rank(n, coverage)
         out[t] = pool[:, k - 1]
     return out
 
@@ -437,7 +443,7 @@ def _aci_margin(pool: np.ndarray, alpha_t: float, saturate: str) -> float:
     if alpha_t <= 0:
         return math.inf if saturate == "inf" else float(pool[-1])
     n = pool.shape[0]
-    k = min(max(math.ceil((n + 1) * (1.0 - alpha_t)), 1), n)  # alpha_t >= 1: k = 1, the smallest score
+    k = _conformal_rank(n, 1.0 - alpha_t)  # alpha_t >= 1: k = 1, the smallest score
     return float(pool[k - 1])
 
 
