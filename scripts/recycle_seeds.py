@@ -29,6 +29,9 @@ from jaxlab.core import environment_info, load_config, to_jsonable, write_json
 from jaxlab.methods.recycle import format_table, run
 
 ROWS = ("recycle", "recycle_guarded", "profile", "residual_ar", "persistence")
+#: Interval figures of the quantile report besides pinball, raw and static coverage (averaged where present).
+INTERVAL_KEYS = ("coverage_rolling", "coverage_aci", "interval_width", "interval_width_rolling", "interval_width_aci",
+                 "coverage_aci_paper_gamma", "interval_width_aci_paper_gamma", "aci_saturated_share")
 
 
 def rule_table(runs: list[dict]) -> list[dict]:
@@ -54,8 +57,7 @@ def rule_table(runs: list[dict]) -> list[dict]:
             row["pinball"] = float(np.mean([x["test_pinball"] for x in rows]))
             row["coverage_rolling"] = float(np.mean([x["test_coverage_rolling"] for x in rows]))
             row["coverage_rolling_per_seed"] = [x["test_coverage_rolling"] for x in rows]
-            for k in ("coverage_aci", "interval_width", "interval_width_rolling", "interval_width_aci",
-                      "coverage_aci_paper_gamma", "interval_width_aci_paper_gamma", "aci_saturated_share"):
+            for k in INTERVAL_KEYS[1:]:                          # coverage_rolling: just above
                 if f"test_{k}" in g:
                     row[k] = float(np.mean([x[f"test_{k}"] for x in rows]))
                     row[f"{k}_per_seed"] = [x[f"test_{k}"] for x in rows]
@@ -106,9 +108,7 @@ def main(argv=None) -> int:
     mean = {m: {k: float(np.mean([by(r, m)[k] for r in runs])) for k in ("mae", "mae_lead1", "val_mae")}
             for m in ROWS}
     for m in ("recycle", "recycle_guarded"):
-        for k in ("pinball", "coverage_raw", "coverage", "coverage_rolling", "coverage_aci", "interval_width",
-                  "interval_width_rolling", "interval_width_aci", "coverage_aci_paper_gamma",
-                  "interval_width_aci_paper_gamma", "aci_saturated_share"):
+        for k in ("pinball", "coverage_raw", "coverage", *INTERVAL_KEYS):
             if k in by(runs[0], m):
                 mean[m][k] = float(np.mean([by(r, m)[k] for r in runs]))
     ratio = {m: [by(r, m)["mae"] / by(r, "profile")["mae"] for r in runs] for m in ("recycle", "recycle_guarded")}

@@ -693,29 +693,23 @@ def _quantile_metrics(sc, sc_val, q_test, y_test, q_val, y_val, qs) -> dict[str,
     qt, yt = sc.inverse(q_test), sc.inverse(np.asarray(y_test, np.float64))
     m_units = margin * sc_val.scale  # margins fitted in validation units
     qv, yv = sc_val.inverse(q_val), sc_val.inverse(np.asarray(y_val, np.float64))
-    roll = ts.rolling_conformal_margins(qt[..., lo], qt[..., hi], yt, qs[hi] - qs[lo], calib_lower=qv[..., lo],
-                                        calib_upper=qv[..., hi], calib_target=yv)[..., None]
     calib = dict(calib_lower=qv[..., lo], calib_upper=qv[..., hi], calib_target=yv)
-    res = ts.adaptive_conformal_margins(qt[..., lo], qt[..., hi], yt, qs[hi] - qs[lo], gamma=ACI_GAMMA,
-                                        saturate="max", return_alpha=True, **calib)
-    aci, aci_alpha = np.asarray(res[0]), np.asarray(res[1])
-    aci_paper = ts.adaptive_conformal_margins(qt[..., lo], qt[..., hi], yt, qs[hi] - qs[lo], gamma=0.005,
-                                              saturate="max", **calib)
-    aci, aci_paper = aci[..., None], np.asarray(aci_paper)[..., None]
-    return {"pinball": float(ts.pinball(qt, yt, qs)),
-            "coverage_raw": float(ts.interval_coverage(qt[..., lo], qt[..., hi], yt)),
-            "coverage": float(ts.interval_coverage(qt[..., lo] - m_units, qt[..., hi] + m_units, yt)),
-            "interval_width": float(ts.interval_width(qt[..., lo] - m_units, qt[..., hi] + m_units)),
-            "interval_level": float(qs[hi] - qs[lo]),
-            "coverage_rolling": float(ts.interval_coverage(qt[..., lo] - roll, qt[..., hi] + roll, yt)),
-            "interval_width_rolling": float(ts.interval_width(qt[..., lo] - roll, qt[..., hi] + roll)),
-            "coverage_aci": float(ts.interval_coverage(qt[..., lo] - aci, qt[..., hi] + aci, yt)),
-            "interval_width_aci": float(ts.interval_width(qt[..., lo] - aci, qt[..., hi] + aci)),
-            "aci_gamma": ACI_GAMMA, "aci_saturated_share": float(np.mean(aci_alpha <= 0)),
-            "coverage_aci_paper_gamma": float(ts.interval_coverage(qt[..., lo] - aci_paper, qt[..., hi] + aci_paper,
-                                                                   yt)),
-            "interval_width_aci_paper_gamma": float(ts.interval_width(qt[..., lo] - aci_paper,
-                                                                      qt[..., hi] + aci_paper))}
+    level = qs[hi] - qs[lo]
+    roll = ts.rolling_conformal_margins(qt[..., lo], qt[..., hi], yt, level, **calib)
+    aci, aci_alpha = ts.adaptive_conformal_margins(qt[..., lo], qt[..., hi], yt, level, gamma=ACI_GAMMA,
+                                                   saturate="max", return_alpha=True, **calib)
+    aci_paper = ts.adaptive_conformal_margins(qt[..., lo], qt[..., hi], yt, level, gamma=0.005, saturate="max",
+                                              **calib)
+    out = {"pinball": float(ts.pinball(qt, yt, qs)),
+           "coverage_raw": float(ts.interval_coverage(qt[..., lo], qt[..., hi], yt)),
+           "interval_level": float(level), "aci_gamma": ACI_GAMMA,
+           "aci_saturated_share": float(np.mean(np.asarray(aci_alpha) <= 0))}
+    # the same interval [lo - m, hi + m] for each kind of margin m: static, rolling, ACI, ACI at the paper's step
+    for suffix, m in (("", m_units), ("_rolling", roll[..., None]), ("_aci", np.asarray(aci)[..., None]),
+                      ("_aci_paper_gamma", np.asarray(aci_paper)[..., None])):
+        out[f"coverage{suffix}"] = float(ts.interval_coverage(qt[..., lo] - m, qt[..., hi] + m, yt))
+        out[f"interval_width{suffix}"] = float(ts.interval_width(qt[..., lo] - m, qt[..., hi] + m))
+    return out
 
 
 def format_table(rows: list[dict]) -> str:
