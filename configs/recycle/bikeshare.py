@@ -19,10 +19,7 @@ Expected: seeds 0-4 (bench/results/recycle_seeds_bikeshare_{univariate,weather}.
           validation gain, 5-13% out of fold and significant, does not carry over to test; the
           test-optimal alpha_h is 0.1-0.6 against 0.7-0.9 fitted). With weather known: ReCycle 41.27,
           guarded 40.72 (5.7% better than the RHP; the goal of 15% is not met). 80% coverage 0.82 / 0.75.
-          Rerun 2026-12-03 with ACI intervals (jaxlab.timeseries.adaptive_conformal_margins, step 0.05) on a
-          fresh machine, where the earlier files' MAEs did not reproduce although the code gives the
-          same numbers at 768f729 and now (checked on seed 0), so something outside the code moved them
-          (a guess: an unpinned package such as pandas; result files now record those versions).
+          Rerun 2026-12-03 with ACI intervals (step 0.05; why the earlier MAEs moved: configs/recycle/elecdemand.py).
           Univariate (recycle_seeds_bikeshare_univariate_aci.json): guarded 43.78,
           80% coverage static / rolling / ACI 0.811 / 0.802 / 0.785.
 """

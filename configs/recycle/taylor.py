@@ -10,10 +10,7 @@ Runtime:  about 2 min on 2 shared CPU cores (quick: about 40 s).
 Expected: test MAE (MW) ReCycle 561 < profile 703 < vanilla 823 < DLinear 875 < persistence 1910 (seed 0).
           Time and estimated energy only 1.8x/2.1x below the vanilla transformer here: with a 1-day
           horizon and 22 training windows its 384 tokens are cheap.
-          Rerun 2026-12-03 with ACI intervals (jaxlab.timeseries.adaptive_conformal_margins, step 0.05) on a
-          fresh machine, where the earlier files' MAEs did not reproduce although the code gives the
-          same numbers at 768f729 and now (checked on seed 0), so something outside the code moved them
-          (a guess: an unpinned package such as pandas; result files now record those versions).
+          Rerun 2026-12-03 with ACI intervals (step 0.05; why the earlier MAEs moved: configs/recycle/elecdemand.py).
           Seeds 0-4 (recycle_seeds_taylor_univariate_aci.json): guarded 524.2,
           80% coverage static / rolling / ACI 0.705 / 0.746 / 0.769.
 """
