@@ -23,15 +23,34 @@ def run_on_two_cpus(script: str, *, timeout: float, what: str) -> str:
 
     Fails the test, saying ``what`` deadlocked, if it does not finish within ``timeout`` seconds.
     """
+    return run_each_on_two_cpus({what: script}, timeout=timeout)[what]
+
+
+def run_each_on_two_cpus(scripts: dict[str, str], *, timeout: float) -> dict[str, str]:
+    """Runs the scripts of ``{what: source}`` one after another in one process (one interpreter and JAX start for
+    all), as :func:`run_on_two_cpus` does one; returns ``{what: its stdout}``.
+
+    Fails the test, naming the script that was running, if they do not all finish within ``timeout`` seconds.
+    """
+    names = list(scripts)
+    program = "".join(f"def _script_{i}():\n{textwrap.indent(textwrap.dedent(src), '    ')}\n"
+                      f"_script_{i}()\nprint({_MARK!r} + '{i}', flush=True)\n" for i, src in enumerate(scripts.values()))
     cpus = sorted(os.sched_getaffinity(0))[:2]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)
     try:
-        out = subprocess.run([sys.executable, "-c", _PIN + textwrap.dedent(script), *map(str, cpus)], env=env,
+        out = subprocess.run([sys.executable, "-c", _PIN + program, *map(str, cpus)], env=env,
                              capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as e:
+        partial = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        what = names[partial.count(_MARK)]
         pytest.fail(f"{what} did not finish in {timeout:g} s on 2 CPUs: batched LAPACK calls ran side by side and "
                     "deadlocked XLA's CPU thread pool")
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout
+    assert out.returncode == 0, f"{names[out.stdout.count(_MARK)]} failed:\n{out.stderr[-2000:]}"
+    pieces = out.stdout.split(_MARK)
+    return {what: piece.split("\n", 1)[1] if i else piece for i, (what, piece) in enumerate(zip(names, pieces))}
+
+
+#: Printed (with the script's index) after each script of :func:`run_each_on_two_cpus`.
+_MARK = "--- finished script "

@@ -1,6 +1,7 @@
-"""projection_per_leaf under vmap: one batched solve per leaf, run one after another (see tests/two_cpus.py)."""
+"""Batched LAPACK calls under vmap run one after another, not side by side (see tests/two_cpus.py): one solve per
+leaf in projection_per_leaf, one QR per group of the orthonormal sampler. Both scripts run in one process."""
 
-from tests.two_cpus import needs_two_cpus, run_on_two_cpus
+from tests.two_cpus import needs_two_cpus, run_each_on_two_cpus
 
 _PER_LEAF = """
     import jax, numpy as np
@@ -24,14 +25,6 @@ _PER_LEAF = """
 """
 
 
-@needs_two_cpus
-def test_per_leaf_projection_under_vmap_does_not_deadlock_on_two_cpus():
-    """Without the ordering, the three leaves' batched LU kernels ran side by side and hung (jaxlib 0.10.2)."""
-    out = run_on_two_cpus(_PER_LEAF.replace("ROUNDS", "10"), timeout=60,
-                          what="vmap of projection_per_leaf (3 leaves, batch 512, k = n = 64)")
-    assert "done" in out
-
-
 _ORTHONORMAL = """
     import jax, jax.numpy as jnp, numpy as np
     from jaxlab.fwdgrad import sample_tangents
@@ -48,7 +41,10 @@ _ORTHONORMAL = """
 
 
 @needs_two_cpus
-def test_orthonormal_groups_under_vmap_do_not_deadlock_on_two_cpus():
-    """k > n orthonormal tangents are QR'd in groups; side by side, the groups' batched QRs hung (jaxlib 0.10.2)."""
-    out = run_on_two_cpus(_ORTHONORMAL, timeout=60, what="vmap of the orthonormal sampler (3 QR groups, batch 512)")
-    assert "done" in out
+def test_per_leaf_projection_and_orthonormal_groups_under_vmap_do_not_deadlock_on_two_cpus():
+    """Without the ordering, the three leaves' batched LU kernels ran side by side and hung, and so did the QRs of
+    the k > n orthonormal tangents' groups (jaxlib 0.10.2)."""
+    out = run_each_on_two_cpus({"vmap of projection_per_leaf (3 leaves, batch 512, k = n = 64)":
+                                _PER_LEAF.replace("ROUNDS", "10"),
+                                "vmap of the orthonormal sampler (3 QR groups, batch 512)": _ORTHONORMAL}, timeout=90)
+    assert all("done" in o for o in out.values()), out

@@ -95,13 +95,16 @@ def test_streaming_estimate_of_mixed_pytree_matches_the_held_one(getkey):
 
 
 @pytest.mark.usefixtures("quick_compiles")
-@pytest.mark.parametrize("tx", [optax.sgd(0.1), optax.adam(1e-2)], ids=["sgd", "adam"])
-def test_streaming_train_step_gives_the_same_parameters_as_the_held_one(getkey, tx):
+# The unfused streamed gradient reaches the optimiser as any gradient does, so it is checked with SGD only; the
+# fused combination is formed inside the update, so with both.
+@pytest.mark.parametrize("tx, streamed", [(optax.sgd(0.1), ((1, False), (1, True))), (optax.adam(1e-2), ((1, True),))],
+                         ids=["sgd", "adam"])
+def test_streaming_train_step_gives_the_same_parameters_as_the_held_one(getkey, tx, streamed):
     params = _mlp_params(1, depth=3, width=8)
     batch = (np.random.default_rng(2).standard_normal((4, 8)).astype(np.float32), np.zeros((4, 8), np.float32))
     key = getkey()
     new = {}
-    for tb, fuse in ((None, False), (1, False), (1, True)):
+    for tb, fuse in ((None, False), *streamed):
         gf = fwdgrad.make_grad_fn(num_tangents=4, aggregation="projection", tangent_batch_size=tb,
                                   fuse_combination=fuse)
         step = quick_jit(make_train_step(_mlp_loss, tx, grad_fn=gf, jit=False), donate_argnums=(0,))  # as jit=True
@@ -110,7 +113,7 @@ def test_streaming_train_step_gives_the_same_parameters_as_the_held_one(getkey, 
             state, metrics = step(state, batch, jax.random.fold_in(key, i))
         new[tb, fuse] = state.params
         assert step._cache_size() == 1
-    for other in ((1, False), (1, True)):
+    for other in streamed:
         for u, v in zip(jax.tree_util.tree_leaves(new[None, False]), jax.tree_util.tree_leaves(new[other])):
             np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
 
@@ -141,7 +144,7 @@ def test_streaming_step_working_memory_does_not_grow_with_depth():
         step = jax.jit(make_train_step(_plain_mlp_loss, tx, grad_fn=grad_fn, jit=False), donate_argnums=(0,))
         return step.lower(state, data, jax.random.key(1)).compile().memory_analysis().temp_size_in_bytes
 
-    shallow, deep = temp_bytes(4, grad_fn), temp_bytes(16, grad_fn)
+    shallow, deep = temp_bytes(2, grad_fn), temp_bytes(16, grad_fn)
     param_bytes = 16 * (width * width + width) * 4
     assert deep <= 1.25 * shallow
     assert deep <= 0.5 * temp_bytes(16, None)
