@@ -142,7 +142,7 @@ def test_config_errors_name_the_field():
 def test_configs_construct():
     from jaxlab.core import load_config
 
-    mlp_args = ("cpu", "full", "quick", "smoke")
+    mlp_args = ("cpu", "full", "variants", "quick", "smoke")
     for spec in ("configs/transplant/mlp.py", *(f"configs/transplant/mlp.py:{a}" for a in mlp_args),
                  *(f"configs/transplant/grid.py:{a}" for a in _grid_args())):
         config, module = load_config(spec)
@@ -150,6 +150,11 @@ def test_configs_construct():
         assert callable(module.run)
     with pytest.raises(ValueError, match="unknown argument"):
         load_config("configs/transplant/mlp.py:bogus")
+    # ``variants`` must share the default's members and fine-tuning (its nt/avg/ot rows repeat the default run's)
+    default, _ = load_config("configs/transplant/mlp.py")
+    variants, _ = load_config("configs/transplant/mlp.py:variants")
+    assert dataclasses.replace(variants, methods=default.methods) == default
+    assert {"nt_iterative", "nt_hierarchical", *default.methods} <= set(variants.methods)
 
 
 def _grid_args():
