@@ -41,6 +41,7 @@ class BasicBlock(nn.Module):
     norm: ModuleDef
     act: Callable = nn.relu
     strides: tuple[int, int] = (1, 1)
+    zero_init_residual: bool = True
 
     @nn.compact
     def __call__(self, x):
@@ -48,7 +49,7 @@ class BasicBlock(nn.Module):
         y = self.conv(self.filters, (3, 3), self.strides)(x)
         y = self.act(self.norm()(y))
         y = self.conv(self.filters, (3, 3))(y)
-        y = self.norm(scale_init=nn.initializers.zeros)(y)
+        y = self.norm(scale_init=nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones)(y)
         if residual.shape != y.shape:
             residual = self.conv(self.filters, (1, 1), self.strides, name="conv_proj")(residual)
             residual = self.norm(name="norm_proj")(residual)
@@ -63,6 +64,7 @@ class BottleneckBlock(nn.Module):
     norm: ModuleDef
     act: Callable = nn.relu
     strides: tuple[int, int] = (1, 1)
+    zero_init_residual: bool = True
 
     @nn.compact
     def __call__(self, x):
@@ -70,7 +72,7 @@ class BottleneckBlock(nn.Module):
         y = self.act(self.norm()(self.conv(self.filters, (1, 1))(x)))
         y = self.act(self.norm()(self.conv(self.filters, (3, 3), self.strides)(y)))
         y = self.conv(self.filters * 4, (1, 1))(y)
-        y = self.norm(scale_init=nn.initializers.zeros)(y)
+        y = self.norm(scale_init=nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones)(y)
         if residual.shape != y.shape:
             residual = self.conv(self.filters * 4, (1, 1), self.strides, name="conv_proj")(residual)
             residual = self.norm(name="norm_proj")(residual)
@@ -88,6 +90,9 @@ class ResNet(nn.Module):
       dtype: computation dtype (parameters stay float32), e.g. ``jnp.bfloat16`` on GPUs.
       small_inputs: 3x3/1 stem without max-pool, for images of about 32x32.
       bn_momentum: running-average momentum of BatchNorm (0.9 as in flax's ImageNet example).
+      zero_init_residual: the last BatchNorm of every block starts with scale 0, so every residual branch
+        starts at zero (flax's ImageNet example, Goyal et al. arXiv 1706.02677); False starts it at 1 like the
+        others (torchvision's default, ``zero_init_residual=False``).
     """
 
     stage_sizes: Sequence[int]
@@ -97,6 +102,7 @@ class ResNet(nn.Module):
     dtype: Any = jnp.float32
     small_inputs: bool = False
     bn_momentum: float = 0.9
+    zero_init_residual: bool = True
 
     @nn.compact
     def __call__(self, x, train: bool = True):
@@ -115,7 +121,8 @@ class ResNet(nn.Module):
         for i, n in enumerate(self.stage_sizes):
             for j in range(n):
                 strides = (2, 2) if i > 0 and j == 0 else (1, 1)
-                x = self.block_cls(self.num_filters * 2**i, conv=conv, norm=norm, strides=strides)(x)
+                x = self.block_cls(self.num_filters * 2**i, conv=conv, norm=norm, strides=strides,
+                                   zero_init_residual=self.zero_init_residual)(x)
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dense(self.num_classes, dtype=self.dtype)(x)
         return jnp.asarray(x, jnp.float32)

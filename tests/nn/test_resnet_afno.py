@@ -54,6 +54,23 @@ def test_resnet_shapes_and_batch_stats():
     assert all(jax.tree.leaves(changed))
 
 
+def test_zero_init_residual_sets_the_last_batchnorm_scale_of_every_block():
+    """Default (flax's ImageNet example): every block's last BatchNorm starts with scale 0; False: 1 (torch)."""
+    x = jnp.zeros((1, 8, 8, 3), jnp.float32)
+
+    def last_scales(zero):
+        model = jnn.ResNet(stage_sizes=(1, 1), block_cls=jnn.BasicBlock, num_classes=3, num_filters=2,
+                           small_inputs=True, zero_init_residual=zero)
+        v = quick_jit(lambda k: model.init(k, x, train=False))(jax.random.key(0, impl="rbg"))
+        return [np.asarray(v["params"][b]["BatchNorm_1"]["scale"]) for b in ("BasicBlock_0", "BasicBlock_1")] + \
+            [np.asarray(v["params"]["BasicBlock_0"]["BatchNorm_0"]["scale"])]
+
+    *last, first = last_scales(True)
+    assert all(np.all(s == 0) for s in last) and np.all(first == 1)
+    *last, first = last_scales(False)
+    assert all(np.all(s == 1) for s in last) and np.all(first == 1)
+
+
 @pytest.mark.parametrize("fraction", [1.0, 0.5])
 def test_afno_mixer_matches_numpy_oracle(fraction):
     b, h, w, c, nb, f = 2, 6, 8, 8, 4, 2

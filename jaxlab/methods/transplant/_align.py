@@ -20,9 +20,23 @@ layer of its own (hence its bias-free models) and the classifier's outputs, the 
 plan of their own; here only hidden groups are aligned (the classes stay fixed), the OT cost uses the
 incoming kernels only, and biases and BatchNorm vectors follow their units. Its OT step materialises an ``n x n x d``
 difference tensor (22 GB for 1024 units); here the distances come from ``|a|^2 + |b|^2 - 2 a.b``. Only equal
-widths are supported (the reference's correction step also assumes them). OT "wts" needs a feed-forward
-order of groups: a residual stream whose incoming kernels read groups declared later (ResNet) is refused;
-use weight matching there.
+widths are supported (the reference's correction step also assumes them).
+
+Residual couplings (the order of the groups). OT aligns a group from its *incoming kernels* (params arrays
+whose last axis the group spans), after permuting their other unit axes, the kernel's inputs, by the groups
+aligned before. In a feed-forward model the declared order of groups is such an order. A residual stream is a
+cycle: the stream group's incoming kernels include every block's last convolution, which reads the block's
+inner group, which reads the stream. The rule here, which the cycle forces and which follows otfusion's
+treatment of skip connections (reuse the transport of the layer that feeds the stream): a kernel is *ready* when every
+other group its axes span is aligned; repeatedly align the first group, in declared order, that has a ready
+incoming kernel, using all of its kernels ready at that moment (the others are not used for its cost). For a
+ResNet the stem's stream is aligned from the stem convolution alone (its input is the image), a later
+stage's stream from the projection (shortcut) convolution that starts it, together with the last
+convolution of any block whose inner groups are already aligned; each inner group then follows its block's
+input stream. For a model whose declared order is feed-forward this is exactly the layer-by-layer order
+with all incoming kernels, as before. A group without any incoming kernel, or groups left with no ready
+kernel (every kernel reads another group still unaligned, a cycle with no input from outside), are refused
+with a ValueError; weight matching has no order and handles both.
 """
 
 from __future__ import annotations
@@ -122,41 +136,64 @@ def _check_pair(config, anchor, other):
     return groups, la, lb, axes, sizes
 
 
+def _incoming_kernels(group, la, axes) -> list[Path]:
+    """The params arrays (at least 2-D) whose last axis ``group`` spans: what OT reads to align it."""
+    out = []
+    for ax in group.axes:
+        path = ax.path
+        if path not in la or path[0] != "params" or np.ndim(la[path]) < 2:
+            continue
+        ua = axes[path]
+        if ua[-1].group == group.name and ua[-1].axis == np.ndim(la[path]) - 1:
+            out.append(path)
+    return out
+
+
+def _unaligned_inputs(path: Path, group: str, axes, perms) -> list[str]:
+    """The groups other than ``group`` that kernel ``path`` spans and that are not aligned yet."""
+    return [u.group for u in axes[path] if u.group != group and u.group not in perms]
+
+
 def ot_perms(config: Any, anchor: Mapping, other: Mapping) -> dict[str, np.ndarray]:
     """OT fusion's ("wts", exact) alignment of ``other`` to ``anchor``: a permutation per group.
 
     ``permute(config, other, ot_perms(config, anchor, other))`` is ``other`` aligned unit by unit to ``anchor``.
+    Groups are aligned in the order of the module docstring (feed-forward: declared order; a residual
+    stream from the kernel that feeds it, e.g. a ResNet's stem or shortcut convolution).
 
     Raises:
-      ValueError: a group without an incoming kernel, or one whose incoming kernels also span a group declared
-        after it (not a feed-forward order: use :func:`weight_matching_perms`).
+      ValueError: a group without an incoming kernel, or groups none of whose incoming kernels can be
+        aligned because each also reads another group still unaligned (use :func:`weight_matching_perms`).
     """
     groups, la, lb, axes, sizes = _check_pair(config, anchor, other)
-    perms: dict[str, np.ndarray] = {}
+    incoming = {g.name: _incoming_kernels(g, la, axes) for g in groups}
     for g in groups:
+        if not incoming[g.name]:
+            raise ValueError(f"group {g.name!r} has no incoming kernel (an array of params whose last axis it "
+                             "spans); OT fusion cannot align it")
+    perms: dict[str, np.ndarray] = {}
+    while len(perms) < len(groups):
+        todo = [g for g in groups if g.name not in perms]
+        choices = ((g, [p for p in incoming[g.name] if not _unaligned_inputs(p, g.name, axes, perms)])
+                   for g in todo)
+        g, ready = next(((g, r) for g, r in choices if r), (todo[0], []))
+        if not ready:
+            p = incoming[g.name][0]
+            raise ValueError(
+                f"OT fusion ('wts') aligns a group from incoming kernels whose other inputs are aligned, but "
+                f"every incoming kernel of the unaligned groups {[t.name for t in todo]} reads one of them "
+                f"(e.g. {'/'.join(p)} of {g.name!r} reads {_unaligned_inputs(p, g.name, axes, perms)[0]!r}): "
+                "a cycle with no input from outside; use weight_matching_perms for this model")
         rows_a, rows_b = [], []
-        for ax in g.axes:
-            path = ax.path
-            if path not in la or path[0] != "params" or np.ndim(la[path]) < 2:
-                continue
+        for path in ready:
             ua = axes[path]
-            if ua[-1].group != g.name or ua[-1].axis != np.ndim(la[path]) - 1:
-                continue   # not an incoming kernel of g (g spans its inputs)
-            later = [u.group for u in ua if u.group != g.name and u.group not in perms]
-            if later:
-                raise ValueError(f"OT fusion ('wts') aligns groups in order, but the incoming kernel "
-                                 f"{'/'.join(path)} of group {g.name!r} also reads group {later[0]!r}, which comes "
-                                 "later (a residual coupling?); use weight_matching_perms for this model")
             b = _take_units(np.asarray(lb[path]), path, ua, sizes, perms, skip=g.name)
             rows_a.append(_unit_rows(la[path], path, ua, sizes, g.name))
             rows_b.append(_unit_rows(b, path, ua, sizes, g.name))
-        if not rows_a:
-            raise ValueError(f"group {g.name!r} has no incoming kernel (an array of params whose last axis it "
-                             "spans); OT fusion cannot align it")
         cost = _pairwise_distances(np.concatenate(rows_a, 1), np.concatenate(rows_b, 1))
         _, cols = linear_sum_assignment(cost)
         perms[g.name] = cols
-    return perms
+    return {g.name: perms[g.name] for g in groups}
 
 
 def weight_matching_perms(config: Any, anchor: Mapping, other: Mapping, *, max_iter: int = 100,

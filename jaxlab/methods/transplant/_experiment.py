@@ -144,7 +144,11 @@ def make_model(name: str, config: TransplantConfig, num_classes: int):
     if name == "smallcnn":
         return SmallCNN(num_classes, features=config.cnn_features, hidden=config.cnn_hidden)
     if name == "resnet18":
-        return ResNet18(num_classes=num_classes, num_filters=config.resnet_filters, small_inputs=True)
+        # zero_init_residual=False: the reference's ResNet18 (kuangliu's, torch's BatchNorm init) starts every
+        # scale at 1; zero-initialised branches barely learn in the CPU row's 56 steps
+        # (bench/results/transplant/resnet18_mnist5k_diagnosis/NOTES.md)
+        return ResNet18(num_classes=num_classes, num_filters=config.resnet_filters, small_inputs=True,
+                        zero_init_residual=False)
     if name == "vgg11":
         return VGG.vgg11(num_classes, width=config.vgg_width)
     raise ValueError(f"unknown model {name!r}; use one of {MODELS}")

@@ -10,6 +10,7 @@ import pytest
 
 from jaxlab import prune
 from jaxlab.methods import transplant as nt
+from jaxlab.core._groups import Axis, Group
 from jaxlab.nn import MLP, VGG, ResNet18, SmallCNN
 
 from ...compile_helpers import compiled_programs
@@ -310,16 +311,73 @@ def test_ot_fusion_of_a_permuted_copy_returns_the_model(name):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), fused, v)
 
 
-def test_weight_matching_aligns_residual_networks_and_ot_refuses_them():
-    members, _, _ = _members("resnet18", 1)
+def test_ot_and_weight_matching_align_a_permuted_resnet_and_ot_fuses_two_into_a_function():
+    """The residual streams are aligned from the convolution that feeds them (see _align's docstring)."""
+    members, x, kw = _members("resnet18", 2)
     config, v = members[0]
     rng = np.random.default_rng(2)
     perms = {g.name: rng.permutation(g.size) for g in config.dependency_groups()}
     copy = nt.permute(config, v, perms)
-    _, fused = nt.weight_matching([(config, v), (config, copy)])
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), fused, v)
-    with pytest.raises(ValueError, match="weight_matching"):
-        nt.ot_fusion([(config, v), (config, copy)])
+    f = quick_jit(lambda w: config.apply(w, x, **kw))
+    np.testing.assert_allclose(f(copy), f(v), rtol=1e-4, atol=1e-4)
+    for fuse in (nt.ot_fusion, nt.weight_matching):
+        _, fused = fuse([(config, v), (config, copy)])
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), fused, v)
+    got = nt.ot_perms(config, v, copy)
+    for name, perm in perms.items():   # new unit j of the copy is old unit perm[j]: OT inverts it
+        np.testing.assert_array_equal(np.asarray(perm)[got[name]], np.arange(len(perm)), err_msg=name)
+    _, fused = nt.ot_fusion(members)
+    out = np.asarray(f(fused))
+    assert out.shape == (x.shape[0], 3) and np.isfinite(out).all()
+
+
+def test_ot_aligns_a_residual_stream_from_the_convolution_that_feeds_it():
+    """Two unrelated ResNets: the stem's stream follows the stem convolution alone (its only kernel with no
+    unaligned input), stage 1's stream its shortcut plus block 2's last convolution (block 2's inner group,
+    declared first, reads the stem and is aligned before it)."""
+    members, _, _ = _members("resnet18", 2)
+    config, a = members[0]
+    b = members[1][1]
+    perms = nt.ot_perms(config, a, b)
+    ka, kb = (np.asarray(v["params"]["conv_init"]["kernel"], np.float64).reshape(-1, 2) for v in (a, b))
+    best = min(itertools.permutations(range(2)), key=lambda p: ot_cost_reference(ka, kb, p))
+    np.testing.assert_array_equal(perms["stem"], best)
+
+    sa = np.concatenate([np.asarray(a["params"]["BasicBlock_2"]["conv_proj"]["kernel"], np.float64).reshape(-1, 4),
+                         np.asarray(a["params"]["BasicBlock_2"]["Conv_1"]["kernel"], np.float64).reshape(-1, 4)])
+    wb_proj = np.asarray(b["params"]["BasicBlock_2"]["conv_proj"]["kernel"], np.float64)[:, :, perms["stem"], :]
+    wb_last = np.asarray(b["params"]["BasicBlock_2"]["Conv_1"]["kernel"], np.float64)
+    wb_last = wb_last[:, :, perms["BasicBlock_2/Conv_0"], :]
+    sb = np.concatenate([wb_proj.reshape(-1, 4), wb_last.reshape(-1, 4)])
+    best = min(itertools.permutations(range(4)), key=lambda p: ot_cost_reference(sa, sb, p))
+    np.testing.assert_array_equal(perms["residual_1"], best)
+
+
+def _no_resize(config, kept):
+    raise AssertionError("alignment never resizes")
+
+
+def test_ot_refuses_a_cycle_with_no_input_from_outside():
+    """Two groups whose only incoming kernels read each other: no order can align either."""
+    class Ring:
+        def dependency_groups(self):
+            return (Group("a", 3, (Axis(("params", "k1"), -1), Axis(("params", "k2"), 0)), _no_resize),
+                    Group("b", 2, (Axis(("params", "k2"), -1), Axis(("params", "k1"), 0)), _no_resize))
+
+    rng = np.random.default_rng(0)
+    v = {"params": {"k1": rng.normal(size=(2, 3)), "k2": rng.normal(size=(3, 2))}}
+    with pytest.raises(ValueError, match=r"cycle with no input from outside.*weight_matching"):
+        nt.ot_perms(Ring(), v, v)
+    class Sink:   # group "a" only spans the inputs of k2: nothing writes its units
+        def dependency_groups(self):
+            return (Group("a", 3, (Axis(("params", "k2"), 0),), _no_resize),)
+
+    with pytest.raises(ValueError, match="'a' has no incoming kernel"):
+        nt.ot_perms(Sink(), v, v)
+    # weight matching has no order: it aligns the ring
+    copy = nt.permute(Ring(), v, {"a": [2, 0, 1], "b": [1, 0]})
+    _, fused = nt.weight_matching([(Ring(), v), (Ring(), copy)])
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-12), fused, v)
 
 
 def ot_cost_reference(w_anchor, w_other, perm):

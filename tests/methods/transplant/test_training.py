@@ -125,6 +125,12 @@ def test_selection_uses_validation_not_test():
     assert _experiment._epochs_to_reach(val, 0.75) == 1 and _experiment._epochs_to_reach(val, 0.9) is None
 
 
+def test_the_grid_resnet_starts_every_batchnorm_scale_at_one_as_the_reference():
+    """Zero-initialised residual branches barely learned in the CPU row (resnet18_mnist5k_diagnosis/NOTES.md)."""
+    model = _experiment.make_model("resnet18", nt.TransplantConfig(), 10)
+    assert model.zero_init_residual is False   # what the option does: tests/nn/test_resnet_afno.py
+
+
 def test_config_errors_name_the_field():
     from jaxlab.core import ConfigError
 
