@@ -18,19 +18,11 @@ needs_two_cpus = pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(
 _PIN = "import os, sys\nos.sched_setaffinity(0, [int(c) for c in sys.argv[1:]])  # before jax starts its pools\n"
 
 
-def run_on_two_cpus(script: str, *, timeout: float, what: str) -> str:
-    """Runs ``script`` (Python source) pinned to two CPUs, on the CPU backend, one device; returns its stdout.
-
-    Fails the test, saying ``what`` deadlocked, if it does not finish within ``timeout`` seconds.
-    """
-    return run_each_on_two_cpus({what: script}, timeout=timeout)[what]
-
-
 def run_each_on_two_cpus(scripts: dict[str, str], *, timeout: float) -> dict[str, str]:
-    """Runs the scripts of ``{what: source}`` one after another in one process (one interpreter and JAX start for
-    all), as :func:`run_on_two_cpus` does one; returns ``{what: its stdout}``.
+    """Runs the scripts of ``{what: source}`` (Python source) one after another in one process pinned to two CPUs,
+    on the CPU backend, one device (one interpreter and JAX start for all); returns ``{what: its stdout}``.
 
-    Fails the test, naming the script that was running, if they do not all finish within ``timeout`` seconds.
+    Fails the test, saying which script deadlocked, if they do not all finish within ``timeout`` seconds.
     """
     names = list(scripts)
     program = "".join(f"def _script_{i}():\n{textwrap.indent(textwrap.dedent(src), '    ')}\n"

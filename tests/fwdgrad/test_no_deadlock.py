@@ -1,5 +1,7 @@
-"""Batched LAPACK calls under vmap run one after another, not side by side (see tests/two_cpus.py): one solve per
-leaf in projection_per_leaf, one QR per group of the orthonormal sampler. Both scripts run in one process."""
+"""Batched LAPACK calls run one after another, not side by side (see tests/two_cpus.py): one solve per leaf in
+projection_per_leaf, one QR per group of the orthonormal sampler (both under vmap), and the batches of the
+approximation experiment's sample loop (jaxlab/methods/fwdgrad/_serial.py). The three scripts run in one process
+(one interpreter and JAX start)."""
 
 from tests.two_cpus import needs_two_cpus, run_each_on_two_cpus
 
@@ -40,11 +42,33 @@ _ORTHONORMAL = """
 """
 
 
+_APPROXIMATION_CELL = """
+    import jax, numpy as np
+    from jaxlab.methods.fwdgrad import ApproximationConfig
+    from jaxlab.methods.fwdgrad._approximation import _metrics_fn
+    # n = 128, k = 64, 1000 samples: batches of 512 (+ a remainder of 488 with jax.lax.map): the cell where
+    # `jaxlab run configs/fwdgrad/approximation.py` hung.
+    f = _metrics_fn(128, 64, ApproximationConfig(samples=1000))
+    keys = jax.random.split(jax.random.key(0), 1000)
+    for _ in range(3):
+        m = np.asarray(f(keys)["projection"])
+    assert m.shape == (1000, 3) and np.isfinite(m).all()
+    print("done")
+"""
+
+
 @needs_two_cpus
-def test_per_leaf_projection_and_orthonormal_groups_under_vmap_do_not_deadlock_on_two_cpus():
-    """Without the ordering, the three leaves' batched LU kernels ran side by side and hung, and so did the QRs of
-    the k > n orthonormal tangents' groups (jaxlib 0.10.2)."""
+def test_forward_gradients_do_not_deadlock_on_two_cpus():
+    """On 2 CPUs XLA's intra-op pool has 2 threads; two batched LAPACK kernels side by side block both for good.
+
+    Without the ordering, the three leaves' batched LU kernels of projection_per_leaf ran side by side and hung,
+    and so did the QRs of the k > n orthonormal tangents' groups; the approximation experiment's old
+    ``jax.lax.map(one, keys, batch_size=512)`` over 1000 samples hung on its first call (0 CPU). All with
+    jaxlib 0.10.2; with the ordering, ``map_in_batches`` and ``key_after`` the three scripts take a few seconds.
+    """
     out = run_each_on_two_cpus({"vmap of projection_per_leaf (3 leaves, batch 512, k = n = 64)":
                                 _PER_LEAF.replace("ROUNDS", "10"),
-                                "vmap of the orthonormal sampler (3 QR groups, batch 512)": _ORTHONORMAL}, timeout=90)
+                                "vmap of the orthonormal sampler (3 QR groups, batch 512)": _ORTHONORMAL,
+                                "the approximation cell (n=128, k=64, 1000 samples)": _APPROXIMATION_CELL},
+                               timeout=180)
     assert all("done" in o for o in out.values()), out

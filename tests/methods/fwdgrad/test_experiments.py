@@ -39,18 +39,17 @@ def test_function_budget_grid_and_sign_test():
 
 
 def test_functions_with_k_equal_n_projection_is_gradient_descent(tmp_path):
-    config = FunctionsConfig(functions=("sphere", "rosenbrock"), dims=(8,), tangents=(8,), seeds=2, lr_per_decade=2,
+    # One function (each is three compilations): Rosenbrock, whose gradient couples the coordinates.
+    config = FunctionsConfig(functions=("rosenbrock",), dims=(8,), tangents=(8,), seeds=2, lr_per_decade=2,
                              lr_ranges=(("backprop", 1e-4, 1.0), ("projection", 1e-4, 1.0), ("mean", 1e-4, 1.0)))
     s = run_functions(config, tmp_path)
     rows = {(r["function"], r["method"]): r for r in s["table"]}
-    for fname in config.functions:
-        p, b = rows[fname, "projection"], rows[fname, "backprop"]
-        assert p["lr"] == b["lr"] and p["median_score"] == pytest.approx(b["median_score"], rel=1e-3, abs=1e-9)
-        assert p["steps"] == 10
-    assert rows["sphere", "projection"]["median_score"] <= 1e-6  # lr 0.5 hits the minimum in one step
-    assert s["qualifying_cells"] == 2 and s["projection_wins"] == 2 and not s["projection_passes"]  # p = 0.25
+    p, b = rows["rosenbrock", "projection"], rows["rosenbrock", "backprop"]
+    assert p["lr"] == b["lr"] and p["median_score"] == pytest.approx(b["median_score"], rel=1e-3, abs=1e-9)
+    assert p["steps"] == 10
+    assert s["qualifying_cells"] == 1 and s["projection_wins"] == 1 and not s["projection_passes"]  # p = 0.5
     cells, verdict = compare_cells(s["table"], config)
-    assert verdict["sign_test_p"] == pytest.approx(0.25) and cells[0]["winner"] == "projection"
+    assert verdict["sign_test_p"] == pytest.approx(0.5) and cells[0]["winner"] == "projection"
 
 
 def test_fixed_angle_projection_is_the_same_at_every_angle(tmp_path, caplog):

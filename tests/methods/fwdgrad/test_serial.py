@@ -1,4 +1,5 @@
-"""Sample loops without side-by-side batched LAPACK calls (_serial.py): the approximation experiment's hang."""
+"""Sample loops without side-by-side batched LAPACK calls (_serial.py); the approximation experiment's hang itself is
+checked on two CPUs in tests/fwdgrad/test_no_deadlock.py (one process for all the forward-gradient deadlock checks)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,6 @@ import numpy as np
 import pytest
 
 from jaxlab.methods.fwdgrad._serial import batch_plan, key_after, map_in_batches
-from tests.two_cpus import needs_two_cpus, run_on_two_cpus
 
 
 @pytest.mark.parametrize("num, size, want", [(1000, 512, (500, 1000)), (1000, 4, (4, 1000)), (10, 3, (3, 12)),
@@ -46,29 +46,3 @@ def test_key_after_is_the_same_key_and_depends_on_the_values():
     np.testing.assert_array_equal(np.asarray(jax.random.normal(k2, (5,))), np.asarray(jax.random.normal(key, (5,))))
     jaxpr = jax.make_jaxpr(lambda x: jax.random.key_data(key_after(key, x)))(v)
     assert jaxpr.jaxpr.outvars[0] not in jaxpr.jaxpr.invars and "xor" in str(jaxpr)  # computed from x
-
-
-_HANG_SCRIPT = """
-    import jax, numpy as np
-    from jaxlab.methods.fwdgrad import ApproximationConfig
-    from jaxlab.methods.fwdgrad._approximation import _metrics_fn
-    # n = 128, k = 64, 1000 samples: batches of 512 (+ a remainder of 488 with jax.lax.map): the cell where
-    # `jaxlab run configs/fwdgrad/approximation.py` hung.
-    f = _metrics_fn(128, 64, ApproximationConfig(samples=1000))
-    keys = jax.random.split(jax.random.key(0), 1000)
-    for _ in range(3):
-        m = np.asarray(f(keys)["projection"])
-    assert m.shape == (1000, 3) and np.isfinite(m).all()
-    print("done")
-"""
-
-
-@needs_two_cpus
-def test_approximation_cell_does_not_deadlock_on_two_cpus():
-    """On 2 CPUs XLA's intra-op pool has 2 threads; two batched LU kernels side by side block both for good.
-
-    The old ``jax.lax.map(one, keys, batch_size=512)`` over 1000 samples hung on the first call (0 CPU,
-    checked with JAX 0.10.2); with ``map_in_batches`` and ``key_after`` the three calls take a few seconds.
-    """
-    out = run_on_two_cpus(_HANG_SCRIPT, timeout=150, what="the approximation cell (n=128, k=64, 1000 samples)")
-    assert "done" in out
