@@ -26,7 +26,8 @@ Runtime:  ``mlp_mnist5k`` (24 members, 63 fine-tuned or distilled models): 27 mi
           (bench/results/transplant/grid_mlp_mnist5k/). ``vgg11_mnist5k_cpu``: 10 min (members 5 min,
           fine-tuning 3.4 min) under load 8-12 (bench/results/transplant/grid_vgg11_mnist5k_cpu/).
           ``smallcnn_mnist5k_cpu``: 15 min (members 7.7 min) under load 2-2.5
-          (bench/results/transplant/grid_smallcnn_mnist5k_cpu/). Convolutional nets on that CPU (measured under
+          (bench/results/transplant/grid_smallcnn_mnist5k_cpu/). ``resnet18_mnist5k_cpu``: 29 min (members
+          16 min) under load 1.6-4 (bench/results/transplant/grid_resnet18_mnist5k_cpu/). Convolutional nets on that CPU (measured under
           load 12-20, one member, batch 256, not a measure of the method): a VGG11 (1/8 width) epoch of the 3,600 training
           images took 91-182 s of wall time (about 30-45 CPU-s), a SmallCNN epoch of two members more than 7 min;
           the full convolutional rows (24 members x 20 epochs) are therefore hours of CPU each and were not run.
