@@ -30,14 +30,15 @@ def _blocked_time(x) -> float:
 
 
 def _covers(x, measure, attempts=3) -> bool:
-    """Whether ``measure()`` (wall seconds of a measurement around one ``_chain``) covers >= 0.9 of a
-    blocked run measured next to it. Timings on a shared machine vary by 10-20%, so up to three tries:
-    a meter that times only the dispatch gets about 1% of the computation every time."""
+    """Whether ``measure()`` (wall seconds of a measurement around one ``_chain``) covers >= 0.5 of a
+    blocked run measured next to it. Timings on a shared machine vary by 10-20%, and by more while the other
+    test worker compiles (a CI run measured 0.86, 0.77 and 0.60), so up to three tries and a bound of one
+    half: a meter that times only the dispatch gets about 1% of the computation every time."""
     ratios = []
     for _ in range(attempts):
         ref = _blocked_time(x)
         ratios.append(measure() / ref)
-        if ratios[-1] >= 0.9:
+        if ratios[-1] >= 0.5:
             return True
     raise AssertionError(f"measured / computation time: {ratios}")
 

@@ -1,6 +1,8 @@
 """Matrix Market I/O: round trips (hypothesis), agreement with scipy.io.mmread (gz, complex, hermitian), and
 errors that name file, line and problem."""
 
+import gzip
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -140,6 +142,22 @@ def test_complex_hermitian_and_gzip_files_read_as_scipy_reads_them(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(MatrixMarketError, match="no such file"):
         jsparse.read_mtx_scipy(tmp_path / "nothing.mtx")
+
+
+@pytest.mark.parametrize("name", ["n.mtx", "n.mtx.gz"])
+def test_a_nul_byte_is_an_error_on_its_line(tmp_path, name):
+    # scipy.io.mmread (SciPy 1.17) dies of a segmentation fault on this file (found by the CLI fuzz test); the
+    # reader refuses it before SciPy sees it. Small chunks: the line count carries across chunk boundaries.
+    body = b"%%MatrixMarket matrix coordinate real general\n% a comment\n3 3 4\n1 1 4.0\n2 2 3.\x00\n3 3 2.0\n1 3 0.5\n"
+    path = tmp_path / name
+    write = lambda b: path.write_bytes(gzip.compress(b) if name.endswith(".gz") else b)  # noqa: E731
+    write(body)
+    with pytest.raises(MatrixMarketError, match=rf"{name}:5: a NUL byte"):
+        jsparse.read_mtx_scipy(path)
+    from jaxlab.sparse._mtx import _nul_byte_line
+    assert [_nul_byte_line(path, chunk) for chunk in (1, 7, 1 << 22)] == [5, 5, 5]
+    write(body.replace(b"\x00", b"0"))
+    assert _nul_byte_line(path, 7) is None and jsparse.read_mtx_scipy(path).nnz == 4
 
 
 @pytest.mark.parametrize("field", ["real", "integer", "complex"])
