@@ -10,6 +10,7 @@ SciPy accepts is read as SciPy reads it (e.g. an entry above the diagonal of a s
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import re
 from pathlib import Path
@@ -142,25 +143,48 @@ def _empty_array(path: Path) -> sp.csr_matrix | None:
     return None
 
 
-def _nul_byte_line(path: Path, chunk: int = 1 << 22) -> int | None:
-    """The line of the first NUL byte in the file (1-based), else None.
+def _byte_check(path: Path, chunk: int = 1 << 22) -> tuple[int | None, bool]:
+    """``(line of the first NUL byte or None, whether the file ends with a newline)``, from one pass over the bytes.
 
     SciPy 1.17's reader (fast_matrix_market) crashes the process with a segmentation fault on a NUL byte in
-    a value, so files are checked first: one extra pass over the bytes (``bytes.find``, memchr speed, a small
-    part of the parse), in 4 MiB chunks so that large files are never held whole.
+    a value, and on a last line with anything after its value when the file does not end with a newline
+    (``1 3 0.5 `` or ``1 3 0 5`` at the very end). Both were found by the CLI's fuzz test. The pass costs
+    ``bytes.find`` (memchr speed, a small part of the parse), in 4 MiB chunks so that large files are never
+    held whole. An unreadable file gives ``(None, True)``: SciPy's own error (and the scanner's) name it.
     """
     opener = gzip.open if path.suffix == ".gz" else open
-    lines = 1
+    lines, last = 1, b"\n"
     try:
         with opener(path, "rb") as f:
             while block := f.read(chunk):
                 i = block.find(b"\0")
                 if i >= 0:
-                    return lines + block.count(b"\n", 0, i)
+                    return lines + block.count(b"\n", 0, i), True
                 lines += block.count(b"\n")
+                last = block[-1:]
     except (OSError, EOFError):
-        return None  # unreadable: SciPy's own error (and the scanner's) name the problem
-    return None
+        return None, True
+    return None, last == b"\n"
+
+
+class _NewlineAtEnd(io.RawIOBase):
+    """A binary file read as if it ended with one more newline (for SciPy's reader, see :func:`_byte_check`)."""
+
+    def __init__(self, f):
+        self._f, self._added = f, False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self._f.readinto(b)
+        if n:
+            return n
+        if not self._added and len(b):
+            self._added = True
+            b[0:1] = b"\n"
+            return 1
+        return 0
 
 
 def _scipy_line(message: str) -> int:
@@ -183,13 +207,17 @@ def read_mtx_scipy(path: str | os.PathLike) -> sp.csr_matrix:
     empty = _empty_array(path)
     if empty is not None:
         return empty
-    nul = _nul_byte_line(path)
+    nul, newline_at_end = _byte_check(path)
     if nul is not None:
         if nul == 1:
             _scan(path)  # a binary file: its header is the first thing wrong, named as for any bad header
         raise _err(path, nul, "a NUL byte: Matrix Market files are text (is this a binary or corrupted file?)")
     try:
-        M: Any = scipy.io.mmread(path)
+        if newline_at_end:
+            M: Any = scipy.io.mmread(path)
+        else:
+            with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as raw:
+                M = scipy.io.mmread(io.BufferedReader(_NewlineAtEnd(raw)))
     except Exception as e:  # noqa: BLE001  (SciPy raises ValueError, OSError, EOFError, ... for bad files)
         try:
             _scan(path)

@@ -199,7 +199,8 @@ def _mutate(edits) -> bytes:
                       st.lists(st.tuples(st.integers(0, 2), st.integers(0, 200), st.integers(0, 255)), min_size=1,
                                max_size=4).map(_mutate),
                       st.integers(0, len(_VALID)).map(lambda n: _VALID[:n])))
-@example(body=_VALID.replace(b"3.0", b"3.\x00"))  # found by this test: SciPy 1.17's reader segfaulted on it
+@example(body=_VALID.replace(b"3.0", b"3.\x00"))  # found by this test: SciPy 1.17's reader segfaulted on these
+@example(body=_VALID[:-1] + b" 7")
 def test_solve_fuzz_on_malformed_matrix_files_is_a_one_line_error(tmp_path, capsys, body):
     f = tmp_path / "m.mtx"
     f.write_bytes(body)

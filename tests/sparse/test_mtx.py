@@ -154,10 +154,26 @@ def test_a_nul_byte_is_an_error_on_its_line(tmp_path, name):
     write(body)
     with pytest.raises(MatrixMarketError, match=rf"{name}:5: a NUL byte"):
         jsparse.read_mtx_scipy(path)
-    from jaxlab.sparse._mtx import _nul_byte_line
-    assert [_nul_byte_line(path, chunk) for chunk in (1, 7, 1 << 22)] == [5, 5, 5]
+    from jaxlab.sparse._mtx import _byte_check
+    assert [_byte_check(path, chunk)[0] for chunk in (1, 7, 1 << 22)] == [5, 5, 5]
     write(body.replace(b"\x00", b"0"))
-    assert _nul_byte_line(path, 7) is None and jsparse.read_mtx_scipy(path).nnz == 4
+    assert _byte_check(path, 7) == (None, True) and jsparse.read_mtx_scipy(path).nnz == 4
+
+
+@pytest.mark.parametrize("name", ["t.mtx", "t.mtx.gz"])
+@pytest.mark.parametrize("last", [b"1 3 0.5", b"1 3 0.5 ", b"1 3 0.5 7"])
+def test_a_last_line_without_a_newline_reads_as_with_one(tmp_path, name, last):
+    # scipy.io.mmread (SciPy 1.17) dies of a segmentation fault when the last line has anything after its value
+    # and no newline (found by the CLI fuzz test); such files are read as if they ended with a newline.
+    body = b"%%MatrixMarket matrix coordinate real general\n3 3 4\n1 1 4.0\n2 2 3.0\n3 3 2.0\n" + last
+    path, with_newline = tmp_path / name, tmp_path / ("n" + name)
+    for p, b in ((path, body), (with_newline, body + b"\n")):
+        p.write_bytes(gzip.compress(b) if name.endswith(".gz") else b)
+    from jaxlab.sparse._mtx import _byte_check
+    assert _byte_check(path, 5) == (None, False) and _byte_check(with_newline, 5) == (None, True)
+    got, want = jsparse.read_mtx_scipy(path), jsparse.read_mtx_scipy(with_newline)
+    np.testing.assert_array_equal(got.toarray(), want.toarray())
+    assert got.toarray()[0, 2] == 0.5
 
 
 @pytest.mark.parametrize("field", ["real", "integer", "complex"])
