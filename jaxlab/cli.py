@@ -508,32 +508,18 @@ def _check_solve_args(args: argparse.Namespace) -> Path:
 
 
 def _read_matrix(path: Path):
-    """A SciPy CSR matrix from a Matrix Market file, gzip-compressed ones included."""
+    """A SciPy CSR matrix from a Matrix Market file, gzip-compressed ones included (``jaxlab.sparse.read_mtx_scipy``,
+    whose checks keep SciPy's reader from crashing on malformed files)."""
     import jaxlab.sparse as jsparse
 
     try:
         return jsparse.read_mtx_scipy(path)
     except MemoryError:
         raise CLIError(f"matrix {str(path)!r} does not fit in memory (its header announces it that large)") from None
-    except Exception as e:  # noqa: BLE001 - whatever the reader raises, one line naming the file
-        if not path.name.endswith(".gz"):
-            if isinstance(e, jsparse.MatrixMarketError):
-                raise
-            raise CLIError(f"cannot read {str(path)!r} as Matrix Market: {type(e).__name__}: {e}") from None
-        first = e
-    # The library's reader cannot read compressed files (yet): SciPy reads them through gzip.
-    import gzip
-
-    import scipy.io
-    import scipy.sparse as sp
-
-    try:
-        with gzip.open(path, "rb") as f:
-            M = scipy.io.mmread(f)
-    except Exception as e:  # noqa: BLE001 - gzip, zlib and the SciPy parser raise many types
-        raise CLIError(f"cannot read {str(path)!r} as a gzip-compressed Matrix Market file: "
-                       f"{type(e).__name__}: {e} (and as plain text: {first})") from None
-    return sp.csr_matrix(M)
+    except jsparse.MatrixMarketError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever else the reader raises, one line naming the file
+        raise CLIError(f"cannot read {str(path)!r} as Matrix Market: {type(e).__name__}: {e}") from None
 
 
 def _load_vector(path: Path, n: int, dtype):
