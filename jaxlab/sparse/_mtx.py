@@ -35,10 +35,12 @@ def _err(path, line, problem) -> MatrixMarketError:
     return MatrixMarketError(f"{path}:{line}: {problem}")
 
 
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
 def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8", errors="replace")
 
 
 # -- the scanner: runs only after SciPy refused the file, to find the line ---------------------------------------
@@ -152,10 +154,9 @@ def _byte_check(path: Path, chunk: int = 1 << 22) -> tuple[int | None, bool]:
     ``bytes.find`` (memchr speed, a small part of the parse), in 4 MiB chunks so that large files are never
     held whole. An unreadable file gives ``(None, True)``: SciPy's own error (and the scanner's) name it.
     """
-    opener = gzip.open if path.suffix == ".gz" else open
     lines, last = 1, b"\n"
     try:
-        with opener(path, "rb") as f:
+        with _open_binary(path) as f:
             while block := f.read(chunk):
                 i = block.find(b"\0")
                 if i >= 0:
@@ -216,7 +217,7 @@ def read_mtx_scipy(path: str | os.PathLike) -> sp.csr_matrix:
         if newline_at_end:
             M: Any = scipy.io.mmread(path)
         else:
-            with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as raw:
+            with _open_binary(path) as raw:
                 M = scipy.io.mmread(io.BufferedReader(_NewlineAtEnd(raw)))
     except Exception as e:  # noqa: BLE001  (SciPy raises ValueError, OSError, EOFError, ... for bad files)
         try:
