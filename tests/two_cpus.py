@@ -39,7 +39,8 @@ def run_each_on_two_cpus(scripts: dict[str, str], *, timeout: float) -> dict[str
         what = names[partial.count(_MARK)]
         pytest.fail(f"{what} did not finish in {timeout:g} s on 2 CPUs: batched LAPACK calls ran side by side and "
                     "deadlocked XLA's CPU thread pool")
-    assert out.returncode == 0, f"{names[out.stdout.count(_MARK)]} failed:\n{out.stderr[-2000:]}"
+    failed = names[min(out.stdout.count(_MARK), len(names) - 1)]  # every script done: the exit failed, name the last
+    assert out.returncode == 0, f"{failed} failed:\n{out.stderr[-2000:]}"
     pieces = out.stdout.split(_MARK)
     return {what: piece.split("\n", 1)[1] if i else piece for i, (what, piece) in enumerate(zip(names, pieces))}
 

@@ -46,7 +46,8 @@ def _until_pending(timeout=10.0):
 @pytest.fixture(autouse=True)
 def default_handler():
     # The garbage collector off: a KeyboardInterrupt raised while a gc callback runs (hypothesis installs one) is
-    # printed as "Exception ignored" and lost, which a CI run showed once.
+    # printed as "Exception ignored" and lost, and the test would wait for it in vain. (The warning CI still
+    # prints comes from a signal outside these tests: it appeared with this in place too.)
     old, collecting = signal.signal(signal.SIGINT, signal.default_int_handler), gc.isenabled()
     gc.disable()
     yield
