@@ -55,9 +55,7 @@ def rule_table(runs: list[dict]) -> list[dict]:
             row["coverage"] = float(np.mean([x["test_coverage"] for x in rows]))
             row["coverage_per_seed"] = [x["test_coverage"] for x in rows]
             row["pinball"] = float(np.mean([x["test_pinball"] for x in rows]))
-            row["coverage_rolling"] = float(np.mean([x["test_coverage_rolling"] for x in rows]))
-            row["coverage_rolling_per_seed"] = [x["test_coverage_rolling"] for x in rows]
-            for k in INTERVAL_KEYS[1:]:                          # coverage_rolling: just above
+            for k in INTERVAL_KEYS:
                 if f"test_{k}" in g:
                     row[k] = float(np.mean([x[f"test_{k}"] for x in rows]))
                     row[f"{k}_per_seed"] = [x[f"test_{k}"] for x in rows]
