@@ -5,6 +5,7 @@ from ._checkpoint import Checkpointer as Checkpointer
 from ._checkpoint import state_digests as state_digests
 from ._loop import DivergedError as DivergedError
 from ._loop import train_loop as train_loop
+from ._state import MethodState as MethodState
 from ._state import TrainState as TrainState
 from ._step import backprop_grad as backprop_grad
 from ._step import make_train_step as make_train_step
