@@ -1,5 +1,8 @@
 """Energy of data-parallel training (Huber et al., "Energy Consumption in Parallel Neural Network
-Training", arXiv 2508.07706): data parallelism with accumulation and the scaling grid."""
+Training", arXiv 2508.07706): data parallelism with accumulation and the scaling grid.
+
+``init(key, config)``, ``train_step(state, batch, key)`` and ``evaluate(state, data)`` train one model at one grid
+point (``config.models[0]`` at ``config.grid[0]``; see ``_contract``); ``run(config, workdir)`` measures the grid."""
 
 from ._data_parallel import DATA_AXIS as DATA_AXIS
 from ._data_parallel import accumulation_steps as accumulation_steps
@@ -21,4 +24,7 @@ from ._tasks import classification_task as classification_task
 from ._tasks import forecast_task as forecast_task
 from ._tasks import make_fields as make_fields
 from ._criteria import slice_criteria as slice_criteria
+from ._contract import evaluate as evaluate
+from ._contract import init as init
+from ._contract import train_step as train_step
 from ._criteria import spearman as spearman

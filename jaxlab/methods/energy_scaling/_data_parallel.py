@@ -78,11 +78,56 @@ def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
     return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
-def _split_micro(x: jax.Array, accum: int, mesh: Mesh) -> jax.Array:
+def _split_micro(x: jax.Array, accum: int, mesh: Mesh | None) -> jax.Array:
     # Micro-batch a takes rows a, a + accum, a + 2 accum, ...: with rows split in contiguous blocks over
     # the devices, every device then feeds local_batch rows of its own shard to every micro-batch.
     y = x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1)
+    if mesh is None:
+        return y
     return jax.lax.with_sharding_constraint(y, NamedSharding(mesh, P(None, DATA_AXIS)))
+
+
+def _default_unroll(accum: int) -> int:
+    """The accumulation loop's unroll factor: all micro-batches up to :data:`MAX_UNROLL`, else 1."""
+    return accum if accum <= MAX_UNROLL else 1
+
+
+def _accumulated_update(loss_fn: LossFn, tx: optax.GradientTransformation, state, batch, key: PRNGKey, *,
+                       global_batch: int, accum: int, unroll: int, mesh: Mesh | None = None):
+    """The body of :func:`make_data_parallel_step` (not jitted): one update from ``accum`` micro-batches.
+
+    ``mesh`` only places the micro-batches (split along ``data``); None computes the same update unsharded
+    (one device, or whatever layout the inputs carry).
+
+    Returns:
+      ``(state._replace(step + 1, params, opt_state, model_state), metrics)``.
+    """
+    grad = jax.value_and_grad(loss_fn, has_aux=True)
+    leading = {x.shape[0] for x in jax.tree.leaves(batch)}
+    if leading != {global_batch}:
+        raise ValueError(f"batch leaves have leading sizes {sorted(leading)}; expected global_batch "
+                         f"{global_batch} for every leaf")
+    if accum == 1:
+        (loss, (metrics, model_state)), grads = grad(state.params, state.model_state, batch, key)
+    else:
+        micro = jax.tree.map(lambda x: _split_micro(x, accum, mesh), batch)
+
+        def body(carry, xs):
+            gsum, ms = carry
+            i, mb = xs
+            (loss_i, (metrics_i, ms)), g = grad(state.params, ms, mb, jax.random.fold_in(key, i))
+            return (jax.tree.map(jnp.add, gsum, g), ms), (loss_i, metrics_i)
+
+        zeros = jax.tree.map(jnp.zeros_like, state.params)
+        (gsum, model_state), (losses, metrics) = jax.lax.scan(
+            body, (zeros, state.model_state), (jnp.arange(accum), micro), unroll=unroll)
+        grads = jax.tree.map(lambda g: g / accum, gsum)
+        loss = jnp.mean(losses)
+        metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state)
+    return new_state, {"loss": loss, **metrics}
 
 
 def make_data_parallel_step(
@@ -121,38 +166,13 @@ def make_data_parallel_step(
     n = mesh.shape[DATA_AXIS]
     accum = accumulation_steps(global_batch, local_batch, n)
     if unroll is None:
-        unroll = accum if accum <= MAX_UNROLL else 1
+        unroll = _default_unroll(accum)
     if donate is None:
         donate = mesh.devices.flat[0].platform != "cpu"
-    grad = jax.value_and_grad(loss_fn, has_aux=True)
 
     def step(state, batch, key):
-        leading = {x.shape[0] for x in jax.tree.leaves(batch)}
-        if leading != {global_batch}:
-            raise ValueError(f"batch leaves have leading sizes {sorted(leading)}; expected global_batch "
-                             f"{global_batch} for every leaf")
-        if accum == 1:
-            (loss, (metrics, model_state)), grads = grad(state.params, state.model_state, batch, key)
-        else:
-            micro = jax.tree.map(lambda x: _split_micro(x, accum, mesh), batch)
-
-            def body(carry, xs):
-                gsum, ms = carry
-                i, mb = xs
-                (loss_i, (metrics_i, ms)), g = grad(state.params, ms, mb, jax.random.fold_in(key, i))
-                return (jax.tree.map(jnp.add, gsum, g), ms), (loss_i, metrics_i)
-
-            zeros = jax.tree.map(jnp.zeros_like, state.params)
-            (gsum, model_state), (losses, metrics) = jax.lax.scan(
-                body, (zeros, state.model_state), (jnp.arange(accum), micro), unroll=unroll)
-            grads = jax.tree.map(lambda g: g / accum, gsum)
-            loss = jnp.mean(losses)
-            metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state,
-                                   model_state=model_state)
-        return new_state, {"loss": loss, **metrics}
+        return _accumulated_update(loss_fn, tx, state, batch, key, global_batch=global_batch, accum=accum,
+                                  unroll=unroll, mesh=mesh)
 
     replicated = NamedSharding(mesh, P())
     return jax.jit(step, in_shardings=(replicated, NamedSharding(mesh, P(DATA_AXIS)), replicated),

@@ -109,19 +109,38 @@ def parse_run(spec: str) -> tuple[int, int, int]:
     return d, (int(g) if g else d * lb), lb
 
 
-def make_task(name: str, config: ScalingConfig) -> Task:
+def _model_kwargs(name: str, config: ScalingConfig) -> dict[str, Any]:
+    """The model's arguments of :func:`classification_task` / :func:`forecast_task` from ``config``."""
     dtype = jnp.bfloat16 if config.bf16 else jnp.float32
     if name == "resnet":
-        return classification_task(resnet=config.resnet, width=config.resnet_width, image_size=config.image_size,
-                                   num_classes=config.num_classes, num_train=config.num_train,
-                                   num_test=config.num_test, key=jax.random.key(config.seed + 1), dtype=dtype)
+        return dict(resnet=config.resnet, width=config.resnet_width, image_size=config.image_size,
+                    num_classes=config.num_classes, dtype=dtype)
     if name == "afno":
-        return forecast_task(embed_dim=config.afno_embed_dim, depth=config.afno_depth,
-                             num_blocks=config.afno_num_blocks, patch_size=config.afno_patch_size,
-                             field_shape=tuple(config.field_shape), channels=config.field_channels,
-                             num_train=config.num_train, num_test=config.num_test, seed=config.seed + 2,
-                             dtype=dtype)
+        return dict(embed_dim=config.afno_embed_dim, depth=config.afno_depth, num_blocks=config.afno_num_blocks,
+                    patch_size=config.afno_patch_size, channels=config.field_channels, dtype=dtype)
     raise ValueError(f"unknown model {name!r}; choose 'resnet' or 'afno'")
+
+
+def _input_shape(name: str, config: ScalingConfig) -> tuple[int, ...]:
+    """One sample's input shape: an RGB image or a multi-channel field."""
+    if name == "resnet":
+        return (config.image_size, config.image_size, 3)
+    return (*config.field_shape, config.field_channels)
+
+
+def make_task(name: str, config: ScalingConfig) -> Task:
+    """The workload ``name`` (``"resnet"`` or ``"afno"``) of ``config``: model, loss and generated data."""
+    kwargs = _model_kwargs(name, config)
+    if name == "resnet":
+        return classification_task(**kwargs, num_train=config.num_train, num_test=config.num_test,
+                                   key=jax.random.key(config.seed + 1))
+    kwargs["field_shape"] = tuple(config.field_shape)
+    return forecast_task(**kwargs, num_train=config.num_train, num_test=config.num_test, seed=config.seed + 2)
+
+
+def _num_steps(config: ScalingConfig, num_train: int, global_batch: int) -> int:
+    """Updates of a grid point: ``config.epochs`` epochs of whole global batches."""
+    return config.epochs * (num_train // global_batch)
 
 
 def make_optimizer(name: str, config: ScalingConfig, global_batch: int, num_steps: int
@@ -143,12 +162,15 @@ def _init_key(seed: int) -> jax.Array:
 
 
 def _evaluate(task: Task, params, model_state, batch_size: int = 256) -> dict[str, float]:
-    fn = task.jit_eval
+    return _evaluate_arrays(task.jit_eval, params, model_state, task.test, batch_size)
+
+
+def _evaluate_arrays(fn, params, model_state, data: dict, batch_size: int = 256) -> dict[str, float]:
+    """``eval_<metric>``: the sums ``fn`` returns over ``data``'s batches, divided by the number of samples."""
     totals: dict[str, float] = {}
-    n = len(task.test["x"])
+    n = len(data["x"])
     for i in range(0, n, batch_size):
-        out = jax.device_get(fn(params, model_state, task.test["x"][i:i + batch_size],
-                                task.test["y"][i:i + batch_size]))
+        out = jax.device_get(fn(params, model_state, data["x"][i:i + batch_size], data["y"][i:i + batch_size]))
         for k, v in out.items():
             totals[k] = totals.get(k, 0.0) + float(v)
     return {f"eval_{k}": v / n for k, v in totals.items()}
@@ -167,7 +189,7 @@ def run_point(task: Task, config: ScalingConfig, devices: int, global_batch: int
     if global_batch > n_train:
         raise ValueError(f"global batch {global_batch} exceeds the {n_train} training samples; raise num_train")
     steps_per_epoch = n_train // global_batch
-    num_steps = config.epochs * steps_per_epoch
+    num_steps = _num_steps(config, n_train, global_batch)
     tx = make_optimizer(task.name, config, global_batch, num_steps)
     params, model_state = task.init(_init_key(config.seed)) if init is None else init
     state = replicate(TrainState.create(params=params, tx=tx, model_state=model_state), mesh)

@@ -40,10 +40,7 @@ class Task:
 
     def init(self, key: PRNGKey) -> tuple[Any, Any]:
         """``(params, model_state)`` from one sample's shape."""
-        variables = jax.jit(lambda k: self.model.init(k, self.train["x"][:1], train=False))(key)
-        params = variables["params"]
-        model_state = {k: v for k, v in dict(variables).items() if k != "params"}
-        return params, model_state
+        return jax.jit(functools.partial(_init_variables, self.model, self.train["x"][:1]))(key)
 
     @functools.cached_property
     def jit_eval(self) -> Callable:
@@ -51,9 +48,18 @@ class Task:
         return jax.jit(self.eval_fn)
 
 
-def classification_task(*, resnet: str, width: int, image_size: int, num_classes: int, num_train: int,
-                        num_test: int, key: PRNGKey, dtype: Any = jnp.float32) -> Task:
-    """ResNet on Gaussian class templates shaped like ``image_size x image_size x 3`` images."""
+def _init_variables(model: nn.Module, x: Any, key: PRNGKey) -> tuple[Any, Any]:
+    """``(params, model_state)`` of ``model`` for inputs shaped like ``x`` (its values are not read: no layer
+    of these models initialises from data)."""
+    variables = model.init(key, x, train=False)
+    params = variables["params"]
+    model_state = {k: v for k, v in dict(variables).items() if k != "params"}
+    return params, model_state
+
+
+def _resnet_parts(*, resnet: str, width: int, image_size: int, num_classes: int,
+                  dtype: Any) -> tuple[nn.Module, Callable, Callable]:
+    """``(model, loss_fn, eval_fn)`` of :func:`classification_task` (no data)."""
     archs = {
         "resnet50": dict(stage_sizes=(3, 4, 6, 3), block_cls=jnn.BottleneckBlock),
         "resnet18": dict(stage_sizes=(2, 2, 2, 2), block_cls=jnn.BasicBlock),
@@ -63,13 +69,6 @@ def classification_task(*, resnet: str, width: int, image_size: int, num_classes
         raise ValueError(f"unknown resnet {resnet!r}; choose one of {sorted(archs)}")
     model = jnn.ResNet(**archs[resnet], num_classes=num_classes, num_filters=width, dtype=dtype,
                        small_inputs=image_size <= 64)
-    ds = make_classification(key, num_train=num_train, num_test=num_test, shape=(image_size, image_size, 3),
-                             num_classes=num_classes, noise=2.0)
-    # A colour per class as well: the global average pool of a ResNet sees it (a pixel template alone
-    # averages out), so small networks learn within a few steps.
-    colors = np.asarray(jax.random.normal(jax.random.fold_in(key, 1), (num_classes, 3)), np.float32)
-    ds = ds._replace(x_train=ds.x_train + colors[ds.y_train][:, None, None, :],
-                     x_test=ds.x_test + colors[ds.y_test][:, None, None, :])
 
     def loss_fn(params, model_state, batch, key):
         del key
@@ -84,6 +83,39 @@ def classification_task(*, resnet: str, width: int, image_size: int, num_classes
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).sum()
         return {"loss": loss, "accuracy": jnp.sum(jnp.argmax(logits, -1) == y)}
 
+    return model, loss_fn, eval_fn
+
+
+def _afno_parts(*, embed_dim: int, depth: int, num_blocks: int, patch_size: int, channels: int,
+                dtype: Any) -> tuple[nn.Module, Callable, Callable]:
+    """``(model, loss_fn, eval_fn)`` of :func:`forecast_task` (no data)."""
+    model = jnn.AFNONet(out_channels=channels, patch_size=patch_size, embed_dim=embed_dim, depth=depth,
+                        num_blocks=num_blocks, dtype=dtype)
+
+    def loss_fn(params, model_state, batch, key):
+        del key
+        pred = model.apply({"params": params}, batch["x"])
+        return jnp.mean((pred - batch["y"]) ** 2), ({}, model_state)
+
+    def eval_fn(params, model_state, xb, yb):
+        pred = model.apply({"params": params}, xb)
+        return {"loss": jnp.sum(jnp.mean((pred - yb) ** 2, axis=(1, 2, 3)))}
+
+    return model, loss_fn, eval_fn
+
+
+def classification_task(*, resnet: str, width: int, image_size: int, num_classes: int, num_train: int,
+                        num_test: int, key: PRNGKey, dtype: Any = jnp.float32) -> Task:
+    """ResNet on Gaussian class templates shaped like ``image_size x image_size x 3`` images."""
+    model, loss_fn, eval_fn = _resnet_parts(resnet=resnet, width=width, image_size=image_size,
+                                            num_classes=num_classes, dtype=dtype)
+    ds = make_classification(key, num_train=num_train, num_test=num_test, shape=(image_size, image_size, 3),
+                             num_classes=num_classes, noise=2.0)
+    # A colour per class as well: the global average pool of a ResNet sees it (a pixel template alone
+    # averages out), so small networks learn within a few steps.
+    colors = np.asarray(jax.random.normal(jax.random.fold_in(key, 1), (num_classes, 3)), np.float32)
+    ds = ds._replace(x_train=ds.x_train + colors[ds.y_train][:, None, None, :],
+                     x_test=ds.x_test + colors[ds.y_test][:, None, None, :])
     return Task("resnet", model, {"x": ds.x_train, "y": ds.y_train}, {"x": ds.x_test, "y": ds.y_test},
                 loss_fn, eval_fn)
 
@@ -107,19 +139,9 @@ def forecast_task(*, embed_dim: int, depth: int, num_blocks: int, patch_size: in
                   channels: int, num_train: int, num_test: int, seed: int, dtype: Any = jnp.float32) -> Task:
     """AFNONet forecasting one step of a periodic advection: the target is the field shifted by (1, 2)
     grid points (a stand-in for ERA5's 6-hour step). Loss: mean squared error."""
-    model = jnn.AFNONet(out_channels=channels, patch_size=patch_size, embed_dim=embed_dim, depth=depth,
-                        num_blocks=num_blocks, dtype=dtype)
+    model, loss_fn, eval_fn = _afno_parts(embed_dim=embed_dim, depth=depth, num_blocks=num_blocks,
+                                          patch_size=patch_size, channels=channels, dtype=dtype)
     x = make_fields(seed, num_train + num_test, field_shape, channels)
     y = np.roll(x, shift=(1, 2), axis=(1, 2))
-
-    def loss_fn(params, model_state, batch, key):
-        del key
-        pred = model.apply({"params": params}, batch["x"])
-        return jnp.mean((pred - batch["y"]) ** 2), ({}, model_state)
-
-    def eval_fn(params, model_state, xb, yb):
-        pred = model.apply({"params": params}, xb)
-        return {"loss": jnp.sum(jnp.mean((pred - yb) ** 2, axis=(1, 2, 3)))}
-
     return Task("afno", model, {"x": x[:num_train], "y": y[:num_train]}, {"x": x[num_train:], "y": y[num_train:]},
                 loss_fn, eval_fn)

@@ -12,6 +12,13 @@ Typical use (8 devices: two model instances, each split over 2 latitude slabs x 
     loss_fn = wm.make_loss_fn(model, mesh)                  # for jaxlab.train.make_train_step
     apply = wm.make_apply(model, mesh)                      # states laid out by wm.state_sharding(mesh)
 
+The method contract (one device; see ``_contract``)::
+
+    state = wm.init(key, config)                            # a jaxlab.train.MethodState
+    src, train_ids, test_ids = wm.load_data(config)
+    state, metrics = jax.jit(wm.train_step)(state, {"state": src.read(ids), "target": src.read(ids, target=True)}, key)
+    wm.evaluate(state, {"state": src.read(test_ids), "target": src.read(test_ids, target=True)})
+
 ``strategy="gspmd"`` runs the same model with sharding annotations instead of shard_map, and
 ``strategy="local"`` with replicated parameters (plain data parallelism).
 """
@@ -43,4 +50,8 @@ from ._train import make_optimizer as make_optimizer
 from ._train import opt_state_bytes_per_device as opt_state_bytes_per_device
 from ._train import init_opt_state as init_opt_state
 from ._run import WeatherMixerConfig as WeatherMixerConfig
+from ._run import load_data as load_data
 from ._run import run as run
+from ._contract import evaluate as evaluate
+from ._contract import init as init
+from ._contract import train_step as train_step

@@ -70,7 +70,16 @@ class WeatherMixerConfig:
     }
 
 
-def _source_and_split(config: WeatherMixerConfig):
+def load_data(config: WeatherMixerConfig):
+    """``(source, train_ids, test_ids)``: the dataset ``config`` names and its split into sample indices.
+
+    A source reads states and targets ``(len(ids), lat, lon, C)`` (float32, normalised):
+    ``source.read(ids)`` and ``source.read(ids, target=True)`` on the host, or
+    ``jaxlab.data.global_batch(source, ids, state_sharding(mesh))`` slab by slab on a mesh.
+
+    Raises:
+      DataNotFoundError: for ``navy_winds`` when the Debian package's file is missing (the message names it).
+    """
     if config.dataset == "navy_winds":
         src = load_navy_winds(lags=2, train_months=108)
         ids = np.arange(src.num_samples)
@@ -98,22 +107,68 @@ def _build_mesh(config: WeatherMixerConfig):
     return make_mesh(1, 1, 1, devices=jax.devices()[:1])
 
 
-def run(config: WeatherMixerConfig, workdir: str | Path, *, progress: bool = True, meter="auto") -> dict:
-    """Trains with Jigsaw on ``config.mesh``; writes metrics, checkpoints, summary.json and plots."""
-    workdir = Path(workdir)
-    src, train_ids, test_ids = _source_and_split(config)
-    mesh = _build_mesh(config)
-    lat, lon = src.grid
-    model = WeatherMixer(
-        grid=(lat, lon), channels=src.channels, patch=config.patch, hidden=config.hidden,
+def _make_model(config: WeatherMixerConfig, grid, channels: int) -> WeatherMixer:
+    """The model of ``config`` on a ``(lat, lon)`` grid with ``channels`` channels (its dataset's)."""
+    return WeatherMixer(
+        grid=tuple(grid), channels=channels, patch=config.patch, hidden=config.hidden,
         token_hidden=config.token_hidden, channel_hidden=config.channel_hidden,
         num_blocks=config.num_blocks, linear_residual=config.linear_residual,
     )
+
+
+def _make_tx(config: WeatherMixerConfig):
+    """The optimiser of ``config`` (:func:`make_optimizer`)."""
+    return make_optimizer(config.learning_rate, io_learning_rate=config.io_learning_rate, clip_norm=config.clip_norm)
+
+
+def _make_scores(apply):
+    """``scores(params, state, target, lat_weights) -> (model RMSE, persistence RMSE)``, each ``(C,)``.
+
+    The per-channel latitude-weighted RMSE (:func:`weighted_rmse`) of the one-step forecast and of persistence
+    (the state itself as the forecast) on one batch; ``apply`` is a :func:`make_apply` function.
+    """
+
+    def scores(params, x, y, lat_w):
+        pred = apply(params, x)
+        return weighted_rmse(pred, y, lat_w), weighted_rmse(x, y, lat_w)
+
+    return scores
+
+
+def _channel_names(src) -> tuple[tuple[str, ...], int]:
+    """``(names of the C channels, number of prognostic channels)``: the scores average the first ``nvar``
+    (the current time level; lagged copies of the same variables follow them)."""
+    names = getattr(src, "channel_names", tuple(f"c{i}" for i in range(src.channels)))
+    return names, len(getattr(src, "variables", names))
+
+
+def _channel_std(src) -> np.ndarray:
+    """Per-variable normalisation scales (ones for synthetic data): RMSE in physical units = normalised x std."""
+    return np.asarray(getattr(src, "std", np.ones(src.channels)))
+
+
+def _rmse_summary(rm, rp, names, nvar: int, std) -> dict:
+    """The evaluation metrics of ``run``: the per-batch RMSE rows ``rm`` (model) and ``rp`` (persistence),
+    each ``(C,)``, averaged over batches, then over the ``nvar`` prognostic channels (normalised units), and
+    per prognostic channel in physical units (x ``std[c % len(std)]``)."""
+    rm, rp = np.mean(rm, 0), np.mean(rp, 0)
+    out = {"test_rmse": float(np.mean(rm[:nvar])), "persistence_rmse": float(np.mean(rp[:nvar]))}
+    for c in range(nvar):
+        out[f"test_rmse_{names[c]}"] = float(rm[c] * std[c % len(std)])
+    return out
+
+
+def run(config: WeatherMixerConfig, workdir: str | Path, *, progress: bool = True, meter="auto") -> dict:
+    """Trains with Jigsaw on ``config.mesh``; writes metrics, checkpoints, summary.json and plots."""
+    workdir = Path(workdir)
+    src, train_ids, test_ids = load_data(config)
+    mesh = _build_mesh(config)
+    model = _make_model(config, src.grid, src.channels)
     check_mesh(model, mesh, config.batch_size)
     key = jax.random.key(config.seed)
     k_init, k_train = jax.random.split(key)
     params = init_params(model, key=k_init, mesh=mesh)
-    tx = make_optimizer(config.learning_rate, io_learning_rate=config.io_learning_rate, clip_norm=config.clip_norm)
+    tx = _make_tx(config)
     # the step counter replicated on the mesh, as the step returns it: a one-device counter would make the
     # second call compile the train step again
     step0 = to_global(np.zeros((), np.int32), NamedSharding(mesh, P()))
@@ -134,27 +189,19 @@ def run(config: WeatherMixerConfig, workdir: str | Path, *, progress: bool = Tru
     n_eval = (len(test_ids) // config.batch_size) * config.batch_size
     eval_ids = test_ids[:n_eval]
 
-    @jax.jit
-    def scores(params, x, y):
-        pred = apply(params, x)
-        return weighted_rmse(pred, y, lat_w), weighted_rmse(x, y, lat_w)
-
-    names = getattr(src, "channel_names", tuple(f"c{i}" for i in range(src.channels)))
-    std = np.asarray(getattr(src, "std", np.ones(src.channels)))
-    nvar = len(getattr(src, "variables", names))
+    scores = jax.jit(_make_scores(apply))
+    names, nvar = _channel_names(src)
+    std = _channel_std(src)
 
     def eval_fn(st: TrainState) -> dict:
         rm, rp = [], []
         for j in range(0, n_eval, config.batch_size):
             ids = eval_ids[j:j + config.batch_size]
-            m, p = scores(st.params, global_batch(src, ids, s_shard), global_batch(src, ids, s_shard, target=True))
+            m, p = scores(st.params, global_batch(src, ids, s_shard), global_batch(src, ids, s_shard, target=True),
+                          lat_w)
             rm.append(np.asarray(m))
             rp.append(np.asarray(p))
-        rm, rp = np.mean(rm, 0), np.mean(rp, 0)
-        out = {"test_rmse": float(np.mean(rm[:nvar])), "persistence_rmse": float(np.mean(rp[:nvar]))}
-        for c in range(nvar):
-            out[f"test_rmse_{names[c]}"] = float(rm[c] * std[c % len(std)])
-        return out
+        return _rmse_summary(rm, rp, names, nvar, std)
 
     state, loop_summary = train_loop(
         state, step, get_batch, num_steps=config.num_steps, key=k_train, workdir=workdir, eval_fn=eval_fn,
