@@ -89,7 +89,8 @@ def _parts(config: MLPConfig):
     tx = optax.sgd(s.lr)
     step = make_train_step(mlp_loss_fn(model), tx, grad_fn=mlp_grad_fn(s.method, s.k, config.mode), jit=False)
     # train_mlp's ``model.init(k_init, x[:1])``: Dense initialisers read only the input's shape.
-    init_params = jax.jit(lambda key: model.init(jax.random.split(key)[0], jnp.zeros((1, s.features), jnp.float32))["params"])
+    init_params = jax.jit(lambda key: model.init(jax.random.split(key)[0],
+                                                 jnp.zeros((1, s.features), jnp.float32))["params"])
     return s, model, tx, step, init_params
 
 

@@ -1,7 +1,7 @@
 """DESIGN's method contract for fwdgrad: init / train_step / evaluate of the MLP experiment, and run's dispatch.
 
 One tiny config (UCI digits, one hidden layer of 8, projection with k = 4) and one jitted step, reused by every
-test; a second config (half the rate) compiles once more.
+test; a second config (half the rate) compiles it once more, and train_mlp's program is the run's reference.
 """
 
 import dataclasses
