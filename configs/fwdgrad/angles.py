@@ -12,7 +12,7 @@ Expected: the projection's cosine is the same at every angle (the span does not 
 """
 
 from jaxlab.methods.fwdgrad import AnglesConfig
-from jaxlab.methods.fwdgrad import run_angles as run  # noqa: F401  (what `jaxlab run` calls)
+from jaxlab.methods.fwdgrad import run  # noqa: F401  (what `jaxlab run` calls: dispatches on the config type)
 
 
 def get_config(arg: str | None = None) -> AnglesConfig:

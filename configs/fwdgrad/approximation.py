@@ -20,7 +20,7 @@ Expected: the projection's mean cosine is >= the mean's in every cell, and about
 """
 
 from jaxlab.methods.fwdgrad import ApproximationConfig
-from jaxlab.methods.fwdgrad import run_approximation as run  # noqa: F401  (what `jaxlab run` calls)
+from jaxlab.methods.fwdgrad import run  # noqa: F401  (what `jaxlab run` calls: dispatches on the config type)
 
 
 def get_config(arg: str | None = None) -> ApproximationConfig:

@@ -15,7 +15,7 @@ Expected: in the cells with k / n >= 1/64 the projection has the lower median ga
 """
 
 from jaxlab.methods.fwdgrad import FunctionsConfig
-from jaxlab.methods.fwdgrad import run_functions as run  # noqa: F401  (what `jaxlab run` calls)
+from jaxlab.methods.fwdgrad import run  # noqa: F401  (what `jaxlab run` calls: dispatches on the config type)
 
 
 def get_config(arg: str | None = None) -> FunctionsConfig:

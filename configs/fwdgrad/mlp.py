@@ -70,7 +70,7 @@ Result (cpu, measured; test accuracy, mean over 3 seeds; std per row in bench/re
 import itertools
 
 from jaxlab.methods.fwdgrad import MLPConfig
-from jaxlab.methods.fwdgrad import run_mlp as run  # noqa: F401  (what `jaxlab run` calls)
+from jaxlab.methods.fwdgrad import run  # noqa: F401  (what `jaxlab run` calls: dispatches on the config type)
 
 
 def _centres(hidden: tuple[int, ...]) -> tuple[tuple[str, float, float], ...]:

@@ -5,6 +5,11 @@ as ``run_*(config, workdir) -> summary`` functions for ``jaxlab run`` / ``jaxlab
 approximation quality (section 4.1), closed-form functions (4.2), tangents at a fixed angle (4.3) and MLPs on MNIST-5k
 and Fashion-MNIST (4.4). The MLP experiment also holds an activity-perturbed forward gradient
 (``activity_forward_gradient``: tangents on the layer outputs, as the reference code trains its networks).
+
+DESIGN's method contract (``_contract``): ``run(config, workdir)`` dispatches on the config's type to the four
+runners (the config files import it), and ``init(key, config)``, ``train_step(state, batch, key)`` and
+``evaluate(state, data)`` train and score one run of the MLP experiment (``MLPConfig``) with the step ``run_mlp``
+uses; ``load_data`` and ``batches`` give its splits and a run's batches.
 """
 
 from ._activity import ACTIVITY_METHODS as ACTIVITY_METHODS
@@ -14,6 +19,13 @@ from ._angles import run_angles as run_angles
 from ._approximation import ApproximationConfig as ApproximationConfig
 from ._approximation import approximation_quality as approximation_quality
 from ._approximation import run_approximation as run_approximation
+from ._contract import DATASET_SHAPES as DATASET_SHAPES
+from ._contract import RunSettings as RunSettings
+from ._contract import evaluate as evaluate
+from ._contract import init as init
+from ._contract import run as run
+from ._contract import run_settings as run_settings
+from ._contract import train_step as train_step
 from ._functions import FUNCTIONS as FUNCTIONS
 from ._functions import FunctionsConfig as FunctionsConfig
 from ._functions import optimize_functions as optimize_functions
@@ -25,7 +37,9 @@ from ._mlp import COMPARISONS as COMPARISONS
 from ._mlp import FG_METHODS as FG_METHODS
 from ._mlp import MLPConfig as MLPConfig
 from ._mlp import Splits as Splits
+from ._mlp import batches as batches
 from ._mlp import compare_methods as compare_methods
+from ._mlp import load_data as load_data
 from ._mlp import lr_grid as lr_grid
 from ._mlp import make_sweep as make_sweep
 from ._mlp import run_mlp as run_mlp

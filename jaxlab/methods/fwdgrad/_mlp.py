@@ -191,6 +191,13 @@ def split_data(ds: jdata.Dataset, *, validation: int, train_size: int | None = N
                   flat(ds.x_test), ds.y_test, ds.num_classes)
 
 
+def load_data(config: MLPConfig, dataset: int = 0) -> Splits:
+    """The splits ``run_mlp`` trains and evaluates on for ``config.datasets[dataset]`` (its ``validation`` and
+    ``train_size`` entries; the split's seed is 0)."""
+    return split_data(_load(config.datasets[dataset]), validation=config.validation[dataset],
+                      train_size=config.train_size[dataset])
+
+
 def _accuracy(model, params, x, y):
     return jnp.mean(jnp.argmax(model.apply({"params": params}, x), -1) == y)
 
@@ -201,10 +208,12 @@ def _accuracy_and_loss(model, params, x, y):
             optax.softmax_cross_entropy_with_integer_labels(logits, y).mean())
 
 
-def _train_fn(hidden: tuple[int, ...], num_classes: int, method: str, k: int, mode: str, batch_size: int,
-              epochs: int):
-    """The pure single run ``train(key, lr, x, y, x_val, y_val) -> (params, val_curve, loss_curve, val_loss_curve)``."""
-    model = MLP(features=(*hidden, num_classes))
+def mlp_loss_fn(model: MLP):
+    """The training loss of every MLP run: mean softmax cross-entropy of ``batch = (x, y)``.
+
+    In the ``loss_fn(params, model_state, batch, key) -> (loss, (metrics, model_state))`` form of
+    ``jaxlab.train.make_train_step`` (the key is unused: the MLP has no dropout).
+    """
 
     def loss_fn(params, model_state, batch, key):
         del key
@@ -213,13 +222,61 @@ def _train_fn(hidden: tuple[int, ...], num_classes: int, method: str, k: int, mo
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         return loss, ({}, model_state)
 
+    return loss_fn
+
+
+def mlp_grad_fn(method: str, k: int, mode: str):
+    """The ``grad_fn`` of ``method`` for ``make_train_step``: None (backprop), the activity forward gradient
+    (``ACTIVITY_METHODS``) or ``jaxlab.fwdgrad.make_grad_fn`` with ``aggregation=method`` (weight perturbation)."""
     if method == "backprop":
-        grad_fn = None
-    elif method in ACTIVITY_METHODS:
+        return None
+    if method in ACTIVITY_METHODS:
         aggregation, sampler = ACTIVITY_METHODS[method]
-        grad_fn = make_activity_grad_fn(num_tangents=k, aggregation=aggregation, sampler=sampler)
-    else:
-        grad_fn = fwdgrad.make_grad_fn(num_tangents=k, aggregation=method, mode=mode)
+        return make_activity_grad_fn(num_tangents=k, aggregation=aggregation, sampler=sampler)
+    return fwdgrad.make_grad_fn(num_tangents=k, aggregation=method, mode=mode)
+
+
+def _epoch_batches(k_train, epoch, x, y, batch_size: int):
+    """The shuffled batches ``(xb, yb)`` of one epoch (the remainder dropped) and the epoch's key ``ek``;
+    step i of the epoch gets the key ``fold_in(ek, i + 1)``."""
+    num_batches = x.shape[0] // batch_size
+    ek = jax.random.fold_in(k_train, epoch)
+    perm = jax.random.permutation(jax.random.fold_in(ek, 0), x.shape[0])[: num_batches * batch_size]
+    return x[perm].reshape(num_batches, batch_size, -1), y[perm].reshape(num_batches, batch_size), ek
+
+
+def batches(key, x, y, *, batch_size: int, epoch: int):
+    """The batches and step keys of epoch ``epoch`` of the run seeded with ``key`` (``train_mlp``'s
+    ``jax.random.key(seed)``, one of ``make_sweep``'s keys), for ``train_step``.
+
+    Args:
+      key: the run's key (the same key given to ``init``).
+      x, y: training images (N, features) float32 and labels (N,) int32, e.g. ``load_data(config).x_train``.
+      batch_size: images per batch (the run uses ``config.batch_size``).
+      epoch: the epoch, from 0.
+
+    Returns:
+      ``(xb, yb, keys)``: ``xb`` (N // batch_size, batch_size, features), ``yb`` (N // batch_size,
+      batch_size) and one step key per batch; ``train_step(state, (xb[i], yb[i]), keys[i])`` for i in order
+      is the run's epoch.
+    """
+    return _batches(key, jnp.asarray(x), jnp.asarray(y), batch_size, epoch)
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+def _batches(key, x, y, batch_size: int, epoch):
+    _, k_train = jax.random.split(key)
+    xb, yb, ek = _epoch_batches(k_train, epoch, x, y, batch_size)
+    keys = jax.vmap(lambda i: jax.random.fold_in(ek, i + 1))(jnp.arange(xb.shape[0]))
+    return xb, yb, keys
+
+
+def _train_fn(hidden: tuple[int, ...], num_classes: int, method: str, k: int, mode: str, batch_size: int,
+              epochs: int):
+    """The pure single run ``train(key, lr, x, y, x_val, y_val) -> (params, val_curve, loss_curve, val_loss_curve)``."""
+    model = MLP(features=(*hidden, num_classes))
+    loss_fn = mlp_loss_fn(model)
+    grad_fn = mlp_grad_fn(method, k, mode)
 
     def train(key, lr, x, y, x_val, y_val):
         num_batches = x.shape[0] // batch_size
@@ -230,10 +287,7 @@ def _train_fn(hidden: tuple[int, ...], num_classes: int, method: str, k: int, mo
         step = make_train_step(loss_fn, tx, grad_fn=grad_fn, jit=False)
 
         def epoch(state, e):
-            ek = jax.random.fold_in(k_train, e)
-            perm = jax.random.permutation(jax.random.fold_in(ek, 0), x.shape[0])[: num_batches * batch_size]
-            xb = x[perm].reshape(num_batches, batch_size, -1)
-            yb = y[perm].reshape(num_batches, batch_size)
+            xb, yb, ek = _epoch_batches(k_train, e, x, y, batch_size)
 
             def body(state, inputs):
                 xi, yi, i = inputs
@@ -551,9 +605,8 @@ def run_mlp(config: MLPConfig, workdir: str | Path) -> dict:
     done = _load_done(log)
     t0 = time.perf_counter()
     rows = []
-    for i, (name, epochs, train_size, validation) in enumerate(zip(config.datasets, config.epochs,
-                                                                   config.train_size, config.validation)):
-        splits = split_data(_load(name), validation=validation, train_size=train_size)
+    for i, (name, epochs) in enumerate(zip(config.datasets, config.epochs)):
+        splits = load_data(config, i)
         groups = [(m, None) if m == "backprop" else (m, k) for m in config.methods
                   for k in ((None,) if m == "backprop" else config.tangents)]
         for method, k in groups:
