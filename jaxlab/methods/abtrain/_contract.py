@@ -29,13 +29,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from jaxlab.core import validate_config
 from jaxlab.train import MethodState
 
 from ._experiment import ABTrainConfig, _batches, make_lr, make_tx
 from ._models import make_model
-from ._spmd import FullState, global_mesh, init_full_state, make_eval, make_full_step
+from ._spmd import FullState, full_specs, global_mesh, init_full_state, make_eval, make_full_step, shardings
 
 
 @functools.lru_cache(maxsize=16)
@@ -61,10 +62,34 @@ def _mesh(num_devices: int, group_size: int):
     return global_mesh(np.asarray(devices[:num_devices]), group_size)
 
 
+def _placement(mesh, full: FullState) -> FullState:
+    """The trainer's shardings of ``full`` (params replicated, optimiser states split over ``"member"``), with the
+    mesh axes of size one dropped from the specs: XLA hands outputs back in that form (``P()`` for the equivalent
+    ``P("member")`` on one member), and inputs placed otherwise would make a jitted ``train_step`` compile a second
+    program for its second call."""
+    def canonical(spec):
+        def entry(e):
+            names = e if isinstance(e, tuple) else (e,)
+            kept = tuple(n for n in names if n is not None and mesh.shape[n] > 1)
+            return None if not kept else kept if isinstance(e, tuple) else kept[0]
+
+        entries = [entry(e) for e in spec]
+        while entries and entries[-1] is None:   # P(None) != P() as a jit cache key
+            entries.pop()
+        return P(*entries)
+
+    specs = jax.tree.map(canonical, full_specs(full), is_leaf=lambda x: isinstance(x, P))
+    return shardings(mesh, specs, full)
+
+
 def init(key: jax.Array, config: ABTrainConfig) -> MethodState:
     """The model of ``config`` at step 0 with fresh optimiser states: the trainer's initial state for ``key``.
 
-    ``run()``'s seed ``s`` is ``key = jax.random.key(s)``.
+    ``run()``'s seed ``s`` is ``key = jax.random.key(s)``. The arrays are placed on the config's mesh as the
+    trainer places them (params replicated, optimiser states split over the members of a group).
+
+    Raises:
+      ValueError: fewer devices than ``config.num_devices``.
 
     Examples:
       >>> import jax
@@ -77,6 +102,7 @@ def init(key: jax.Array, config: ABTrainConfig) -> MethodState:
     model = _model(config)
     params, model_state = model.init(key)
     full = init_full_state(params, model_state, make_tx(config), config.group_size)
+    full = jax.device_put(full, _placement(_mesh(config.num_devices, config.group_size), full))
     return MethodState(step=full.step, params=full.params, opt_state=full.opt, model_state=full.model_state,
                        config=config)
 
@@ -130,6 +156,7 @@ def train_step(state: MethodState, batch: tuple[jax.Array, jax.Array], key: jax.
     lr = jnp.asarray(rates)[jnp.minimum(state.step, len(rates) - 1)]
     full = FullState(state.step, state.params, state.opt_state, state.model_state)
     new, metrics = step(full, x, y, key, lr)
+    new = jax.lax.with_sharding_constraint(new, _placement(mesh, new))
     return MethodState(step=new.step, params=new.params, opt_state=new.opt, model_state=new.model_state,
                        config=config), metrics
 
