@@ -17,9 +17,17 @@ Differences from the reference (Helmholtz-AI-Energy/AB-Training):
 * ``on_rank_change="reset"`` offers fresh optimiser states for the new factors instead of the reference's
   index slicing (kept as the default ``"slice"``, which is ill-posed once the new SVD changed the basis).
 * A run that ends in an AB phase is synced once more so that one model is evaluated.
+
+The method contract (``init``, ``train_step``, ``evaluate``; ``_contract``) exposes the full-rank data-parallel
+step, the baseline's and the warm-up's; the AB phases run in ``ABTrainer``.
 """
 
+from ._contract import batches as batches
+from ._contract import evaluate as evaluate
+from ._contract import init as init
+from ._contract import train_step as train_step
 from ._experiment import ABTrainConfig as ABTrainConfig
+from ._experiment import load_data as load_data
 from ._experiment import run as run
 from ._experiment import split_saving as split_saving
 from ._factors import SVD as SVD

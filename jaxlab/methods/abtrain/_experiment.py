@@ -139,8 +139,11 @@ class ABTrainConfig:
         return Schedule(self.total_steps, w, self.sync_every, self.full_steps)
 
 
-def load_data(config: ABTrainConfig, input_shape: tuple[int, ...]):
-    """``(x_train, y_train, x_test, y_test)`` as float32 NHWC arrays shaped for the model."""
+def load_data(config: ABTrainConfig, input_shape: tuple[int, ...] | None = None):
+    """``(x_train, y_train, x_test, y_test)`` as float32 NHWC arrays shaped for the model (``input_shape``; None:
+    the config's model's), labels int32."""
+    if input_shape is None:
+        input_shape = make_model(config.model, hidden=config.hidden, width=config.width).input_shape
     if config.dataset == "fashion_mnist":
         ds = load_fashion_mnist()
     elif config.dataset == "synthetic":
@@ -159,6 +162,18 @@ def load_data(config: ABTrainConfig, input_shape: tuple[int, ...]):
             yte.astype(np.int32))
 
 
+def make_tx(config: ABTrainConfig) -> optax.GradientTransformation:
+    """The optimiser direction of every run: AdamW without its rate (``b1 = 0.9, b2 = 0.999``, decoupled decay)."""
+    return optax.chain(optax.scale_by_adam(0.9, 0.999), optax.add_decayed_weights(config.weight_decay))
+
+
+def make_lr(config: ABTrainConfig, *, baseline: bool) -> LearningRate:
+    """The learning rate per step: warm-up, cosine, cool-down, and rebounds after the phase changes of the AB
+    schedule (``baseline``: data parallelism's schedule, which has no phase changes)."""
+    return LearningRate(config.lr, config.total_steps, config.lr_warmup_steps, config.lr_cooldown_steps,
+                        config.min_lr, config.lr_rebound_steps, config.schedule(baseline=baseline))
+
+
 def make_trainer(config: ABTrainConfig, seed: int, *, baseline: bool, factorise: bool = True) -> ABTrainer:
     devices = jax.devices()
     if len(devices) < config.num_devices:
@@ -166,9 +181,7 @@ def make_trainer(config: ABTrainConfig, seed: int, *, baseline: bool, factorise:
                          f"XLA_FLAGS=--xla_force_host_platform_device_count={config.num_devices}")
     model = make_model(config.model, hidden=config.hidden, width=config.width)
     schedule = config.schedule(baseline=baseline)
-    lr = LearningRate(config.lr, config.total_steps, config.lr_warmup_steps, config.lr_cooldown_steps,
-                      config.min_lr, config.lr_rebound_steps, schedule)
-    tx = optax.chain(optax.scale_by_adam(0.9, 0.999), optax.add_decayed_weights(config.weight_decay))
+    lr, tx = make_lr(config, baseline=baseline), make_tx(config)
     settings = ABSettings(schedule, group_size=config.group_size, node_size=config.node_size,
                           sync_mode=config.sync_mode, tau=config.tau, on_rank_change=config.on_rank_change,
                           clip_norm=config.clip_norm, label_smoothing=config.label_smoothing)

@@ -5,7 +5,9 @@ exactly; ``transplant(members)`` prunes it back to the original width by the ref
 importance (torch-pruning's ``MagnitudeImportance(p=2)``), keeping the strongest units of any member, and
 returns an ordinary model to fine-tune. Both work on any model that declares its dependency groups
 (``jaxlab.nn.MLP``, ``SmallCNN``, ``VGG``, ``ResNet``). Baselines: weight averaging, OT fusion ("wts", exact),
-weight matching, distillation (``_train``); the experiment of the paper is ``run``.
+weight matching, distillation (``_train``); the experiment of the paper is ``run``. The method contract
+(``init``, ``train_step``, ``evaluate``; fusion by ``transplant_state``, fine-tuning by ``finetune_step``) is in
+``_contract``.
 
 >>> import jax, jax.numpy as jnp
 >>> from jaxlab.nn import MLP
@@ -30,6 +32,14 @@ from ._align import weight_matching as weight_matching
 from ._align import weight_matching_perms as weight_matching_perms
 from ._concat import concat as concat
 from ._concat import output_weights as output_weights
+from ._contract import DATASET_SHAPES as DATASET_SHAPES
+from ._contract import evaluate as evaluate
+from ._contract import finetune_step as finetune_step
+from ._contract import init as init
+from ._contract import load_data as load_data
+from ._contract import member_batches as member_batches
+from ._contract import train_step as train_step
+from ._contract import transplant_state as transplant_state
 from ._experiment import FUSIONS as FUSIONS
 from ._experiment import STUDENTS as STUDENTS
 from ._experiment import TransplantConfig as TransplantConfig

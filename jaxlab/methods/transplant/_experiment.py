@@ -187,6 +187,23 @@ def load_splits(dataset: str, *, validation_fraction: float, pad_to: int | None 
                   ds.y_train[val].astype(np.int32), norm(x_test), np.asarray(y_test, np.int32), ds.num_classes)
 
 
+def padded_size(model_name: str) -> int | None:
+    """The image size a model takes: 32 for ResNet18 and VGG11 (28x28 images are zero-padded), else as loaded."""
+    return 32 if model_name in ("resnet18", "vgg11") else None
+
+
+def resolve_vectorize(model_name: str, config: TransplantConfig) -> str:
+    """``config.vectorize`` with ``"auto"`` resolved: ``"vmap"`` for the MLP, ``"map"`` for the convolutional nets."""
+    return config.vectorize if config.vectorize != "auto" else ("vmap" if model_name == "mlp" else "map")
+
+
+def experiment_splits(name: str, config: TransplantConfig) -> Splits:
+    """The splits of experiment ``"<model>/<dataset>"`` as :func:`run` loads them (padding, sizes, validation)."""
+    model_name, _, dataset = name.partition("/")
+    return load_splits(dataset, validation_fraction=config.validation_fraction, pad_to=padded_size(model_name),
+                       train_size=config.train_size, test_size=config.test_size)
+
+
 def _progress(desc: str, total: int):
     from tqdm import tqdm
 
@@ -264,17 +281,15 @@ def _fuse(method: str, members: list, *, warm_up: bool = False) -> tuple[Any, di
 
 def run_experiment(name: str, config: TransplantConfig, workdir: Path) -> dict:
     """One ``"<model>/<dataset>"`` experiment (see the module docstring); returns its result record."""
-    model_name, _, dataset = name.partition("/")
+    model_name = name.partition("/")[0]
     out_dir = workdir / name.replace("/", "_")
     result_file = out_dir / "result.json"
     if result_file.is_file():
         return json.loads(result_file.read_text(encoding="utf-8"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    pad = 32 if model_name in ("resnet18", "vgg11") else None
-    splits = load_splits(dataset, validation_fraction=config.validation_fraction, pad_to=pad,
-                         train_size=config.train_size, test_size=config.test_size)
+    splits = experiment_splits(name, config)
     model = make_model(model_name, config, splits.num_classes)
-    vectorize = config.vectorize if config.vectorize != "auto" else ("vmap" if model_name == "mlp" else "map")
+    vectorize = resolve_vectorize(model_name, config)
     bn = takes_train(model) and model_name != "mlp"
     kmax, S = max(config.ks), config.seeds
     common = dict(momentum=config.momentum, batch_size=config.batch_size, weight_decay=config.weight_decay,

@@ -174,6 +174,52 @@ def recalibrate_bn(model, stacked, x: np.ndarray, *, batch_size: int = 256, num_
     return run(stacked, batches)
 
 
+def make_tx(lr: float, momentum: float, weight_decay: float) -> optax.GradientTransformation:
+    """The reference's optimiser: SGD with momentum, with torch-style coupled weight decay when ``weight_decay``."""
+    return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(lr, momentum=momentum)) if weight_decay \
+        else optax.sgd(lr, momentum=momentum)
+
+
+def make_loss_fn(model, *, use_teacher: bool, temperature: float) -> Callable:
+    """``loss_fn(params, model_state, (x, y, t, a), key)`` of :func:`jaxlab.train.make_train_step` for one model.
+
+    Cross-entropy of the logits of ``x`` against the labels ``y``, or with ``use_teacher`` the
+    :func:`distill_loss` against teacher logits ``t`` with weight ``a`` (``t`` and ``a`` are ignored without
+    it). BatchNorm models train in training mode and return their updated ``batch_stats``. The key is unused:
+    the models have no dropout.
+    """
+
+    def loss_fn(params, model_state, batch, key):
+        del key
+        x, y, t, a = batch
+        logits, new_state = apply_model(model, {"params": params, **model_state}, x, train=True)
+        loss = distill_loss(logits, t, y, temperature=temperature, alpha=a) if use_teacher else \
+            optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return loss, ({}, new_state if new_state else model_state)
+
+    return loss_fn
+
+
+def epoch_order(keys: jax.Array, epoch, *, n: int, num_batches: int, batch_size: int) -> jax.Array:
+    """The batch indices of one epoch of every model of a stack, ``(num_batches, M, batch_size)`` int.
+
+    Model ``m`` draws a permutation of its ``n`` training images from ``fold_in(key_m, epoch)``, for the raw
+    key data ``keys[m]`` (``jax.random.key_data`` of ``jax.random.key(seed_m)``), and keeps its first
+    ``num_batches * batch_size`` entries (the last partial batch is dropped).
+    """
+
+    def order(k):
+        k = jax.random.fold_in(jax.random.wrap_key_data(k), epoch)
+        return jax.random.permutation(k, n)[: num_batches * batch_size].reshape(num_batches, batch_size)
+
+    return jnp.swapaxes(jax.vmap(order)(keys), 0, 1)
+
+
+def seed_keys(seeds: Sequence[int]) -> jax.Array:
+    """The raw key data ``(M, 2)`` of ``jax.random.key(seed)`` per model (what :func:`epoch_order` takes)."""
+    return jax.device_put(np.stack([np.asarray(jax.random.key_data(jax.random.key(int(s)))) for s in seeds]))
+
+
 class Curves(NamedTuple):
     """Per-epoch records of a stack: ``val``/``test`` accuracy ``(epochs + 1, M)`` (row 0: before training),
     ``loss`` mean training loss ``(epochs, M)``."""
@@ -188,27 +234,13 @@ def _epoch_program(model, lr, momentum, weight_decay, n, nb, batch_size, use_tea
                    vectorize):
     """The jitted epoch of :func:`train_stack` and its optimiser, cached: calls with the same model and settings
     (the stack of every seed, a resumed run, the fine-tunings of one experiment) share one compilation."""
-    tx = optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(lr, momentum=momentum)) if weight_decay \
-        else optax.sgd(lr, momentum=momentum)
-
-    def loss_fn(params, model_state, batch, key):
-        del key
-        x, y, t, a = batch
-        logits, new_state = apply_model(model, {"params": params, **model_state}, x, train=True)
-        loss = distill_loss(logits, t, y, temperature=temperature, alpha=a) if use_teacher else \
-            optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        return loss, ({}, new_state if new_state else model_state)
-
-    step = make_train_step(loss_fn, tx, jit=False)
+    tx = make_tx(lr, momentum, weight_decay)
+    step = make_train_step(make_loss_fn(model, use_teacher=use_teacher, temperature=temperature), tx, jit=False)
 
     # The data are arguments, not constants captured by the jitted function (that would copy them into the program).
     @jax.jit
     def epoch_fn(states, epoch, x_train, y_train, teachers, keys, t_idx, a_arr):
-        def order(k):
-            k = jax.random.fold_in(jax.random.wrap_key_data(k), epoch)
-            return jax.random.permutation(k, n)[: nb * batch_size].reshape(nb, batch_size)
-
-        perms = jnp.swapaxes(jax.vmap(order)(keys), 0, 1)          # (nb, M, B)
+        perms = epoch_order(keys, epoch, n=n, num_batches=nb, batch_size=batch_size)   # (nb, M, B)
 
         def body(states, idx):
             def one(state, i, ti, a):
@@ -267,7 +299,7 @@ def train_stack(model, stacked, splits: Splits, *, epochs: int, lr: float, momen
                                   use_teacher, float(temperature), splits.num_classes, vectorize)
     # transfers, not programs (jnp.asarray of a NumPy array compiles a copy per shape)
     x_train, y_train = jax.device_put(np.asarray(splits.x_train)), jax.device_put(np.asarray(splits.y_train))
-    keys = jax.device_put(np.stack([np.asarray(jax.random.key_data(jax.random.key(int(s)))) for s in seeds]))
+    keys = seed_keys(seeds)
     t_idx, a_arr = jax.device_put(teacher_index), jax.device_put(np.asarray(alpha, np.float32))
 
     params = stacked["params"]
