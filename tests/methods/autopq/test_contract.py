@@ -111,6 +111,10 @@ def test_a_few_steps_lower_the_loss():
     for i in range(30):
         state, metrics = STEP(state, {"target": x, "cond": c}, jax.random.key(i))
         losses.append(float(metrics["loss"]))
+        if i == 0:
+            compiled = STEP._cache_size()  # pyright: ignore[reportAttributeAccessIssue]
+    # one config, one batch shape: compiled once
+    assert STEP._cache_size() == compiled  # pyright: ignore[reportAttributeAccessIssue, reportPossiblyUnbound]
     assert losses[-1] < losses[0] - 0.05 and int(state.step) == 30, losses
 
 
@@ -173,3 +177,29 @@ def test_bad_inputs_say_what_to_pass():
         autopq.init(jax.random.key(0), CONFIG)
     with pytest.raises(TypeError, match="AutoPQConfig"):
         autopq.init(jax.random.key(0), {"series": ("taylor",)})  # pyright: ignore[reportArgumentType]
+
+
+def test_evaluation_data_is_runs_test_input():
+    """``evaluation_data`` holds run()'s test inputs: the forecaster on the split's windows clipped to the
+    limits (``_Series.predict``), noise from the key, the series' scaler and limits; evaluate() scores it."""
+    import jaxlab.data as jd
+
+    t = np.datetime64("2024-01-01T00:00:00", "s") + np.arange(24 * 30) * np.timedelta64(3600, "s")
+    rng = np.random.default_rng(0)
+    y = 3 * np.sin(2 * np.pi * np.arange(t.size) / 24) + rng.normal(size=t.size)    # below the limit 0 at times
+    series = jd.time_series(t, y[:, None], columns=("y",), target="y", name="toy")
+    data = autopq.make_windows(series, dataclasses.replace(SPEC, history=24))     # persistence needs a day
+    point = autopq.fit_forecaster("persistence", None, data, key=jax.random.key(0))
+    key = jax.random.key(7)
+    d = autopq.evaluation_data(data, "test", point, key=key, lambda_q=0.4, sample_size=20)
+    w = data.splits["test"]
+    raw = point(w.history, w.future) * data.scaler.scale + data.scaler.offset
+    np.testing.assert_allclose(d["forecast"], (np.maximum(raw, 0.0) - data.scaler.offset) / data.scaler.scale,
+                               rtol=1e-6, atol=1e-6)
+    assert (raw < 0).any()                                  # the clip matters on this series
+    np.testing.assert_array_equal(d["noise"], autopq.standard_noise(key, w.target.shape, 20))
+    assert d["limits"] == (0.0, None) and d["lambda_q"] == 0.4 and d["scale"] == float(data.scaler.scale)
+    state = autopq.init(jax.random.key(0), CONFIG, spec=SPEC)
+    out = autopq.evaluate(state, d)
+    assert {"nll", "crps_samples", "crps_quantile", "coverage_80", "crossings"} <= set(out)
+    assert all(np.isfinite(v) for v in out.values())
