@@ -114,7 +114,7 @@ def test_a_few_steps_lower_the_loss():
         if i == 0:
             compiled = STEP._cache_size()  # pyright: ignore[reportAttributeAccessIssue]
     # one config, one batch shape: compiled once
-    assert STEP._cache_size() == compiled  # pyright: ignore[reportAttributeAccessIssue, reportPossiblyUnbound]
+    assert STEP._cache_size() == compiled  # pyright: ignore[reportAttributeAccessIssue, reportPossiblyUnboundVariable]
     assert losses[-1] < losses[0] - 0.05 and int(state.step) == 30, losses
 
 
