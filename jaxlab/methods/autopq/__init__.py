@@ -18,6 +18,10 @@ and its hyperparameters. Deviations from the reference (details in each module's
 * five point forecasters on ``jaxlab.timeseries`` (persistence, profile, DLinear, MLP, N-HiTS) instead
   of the reference's nine; the point forecasters stop early on a chronological hold-out;
 * histories of validation and test windows may reach into the split before.
+
+The method contract (``_contract.py``): ``init(key, config)``, ``train_step(state, batch, key)`` and
+``evaluate(state, data)`` are the cINN's (trained on true targets given the windows' conditions); the point
+forecaster is fitted by ``fit_forecaster`` and enters ``evaluate`` through ``evaluation_data``.
 """
 
 from ._cinn import CINN as CINN
@@ -41,7 +45,10 @@ from ._sampling import to_units as to_units
 from ._train import CINNFit as CINNFit
 from ._train import CINNTraining as CINNTraining
 from ._train import cinn_optimizer as cinn_optimizer
+from ._train import cinn_update as cinn_update
+from ._train import epoch_indices as epoch_indices
 from ._train import fit_cinn as fit_cinn
+from ._train import weighted_nll as weighted_nll
 from ._windows import SERIES as SERIES
 from ._windows import ForecastData as ForecastData
 from ._windows import SeriesSpec as SeriesSpec
@@ -85,3 +92,9 @@ from ._experiment import AutoPQConfig as AutoPQConfig
 from ._experiment import format_report as format_report
 from ._experiment import format_table as format_table
 from ._experiment import run as run
+from ._contract import cinn_batches as cinn_batches
+from ._contract import condition_size as condition_size
+from ._contract import evaluate as evaluate
+from ._contract import evaluation_data as evaluation_data
+from ._contract import init as init
+from ._contract import train_step as train_step

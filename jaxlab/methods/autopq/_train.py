@@ -9,7 +9,7 @@ returned per epoch). One epoch is one jitted ``lax.scan`` over its batches.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +49,41 @@ def cinn_optimizer(settings: CINNTraining) -> optax.GradientTransformation:
                        optax.scale_by_adam(), optax.scale(-settings.learning_rate))
 
 
+def epoch_indices(key: PRNGKey, num_samples: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """One epoch's batches as :func:`fit_cinn` draws them: a permutation of the samples in ``ceil(N / B)``
+    batches of ``B``, the last one filled up with sample 0 at weight 0 (torch's partial last batch).
+
+    Pure ``jnp`` (``fit_cinn`` calls it inside its jitted epoch).
+
+    Returns:
+      ``(index, weight)``, both ``(ceil(N / B), B)``: sample indices (int32) and float32 weights (1, or 0 for
+      the fill). Batch ``i`` is ``{"target": x[index[i]], "cond": cond[index[i]], "weight": weight[i]}``.
+    """
+    bs = min(batch_size, num_samples)
+    num_batches = -(-num_samples // bs)
+    perm = jax.random.permutation(key, num_samples)
+    idx = jnp.concatenate([perm, jnp.zeros(num_batches * bs - num_samples, perm.dtype)])
+    weight = (jnp.arange(num_batches * bs) < num_samples).astype(jnp.float32)
+    return idx.reshape(num_batches, bs), weight.reshape(num_batches, bs)
+
+
+def weighted_nll(model: CINN, params, x: jax.Array, cond: jax.Array, weight: jax.Array) -> jax.Array:
+    """The batch loss of :func:`fit_cinn`: :func:`nll_loss` per sample, averaged with ``weight`` ``(B,)``
+    (all ones: exactly ``nll_loss``; zeros drop the fill of a partial last batch)."""
+    z, log_det = cast(tuple[jax.Array, jax.Array], model.apply(params, x, cond))
+    per = jnp.mean(jnp.square(z), -1) / 2 - log_det / x.shape[-1]   # mean over the batch = nll_loss
+    return jnp.sum(weight * per) / jnp.sum(weight)
+
+
+def cinn_update(model: CINN, tx: optax.GradientTransformation, params, opt_state, x: jax.Array, cond: jax.Array,
+                weight: jax.Array):
+    """One optimiser step on :func:`weighted_nll`: ``(params, opt_state, loss before the step)``; the body of
+    :func:`fit_cinn`'s scan and of the public ``train_step``."""
+    loss, g = jax.value_and_grad(lambda p: weighted_nll(model, p, x, cond, weight))(params)
+    updates, opt_state = tx.update(g, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
 def fit_cinn(x: np.ndarray, cond: np.ndarray, *, key: PRNGKey, model: CINN | None = None,
              settings: CINNTraining = CINNTraining(), progress: bool = False) -> CINNFit:
     """Trains a cINN on targets ``x (N, H)`` given conditions ``cond (N, D)``.
@@ -82,26 +117,16 @@ def fit_cinn(x: np.ndarray, cond: np.ndarray, *, key: PRNGKey, model: CINN | Non
     tx = cinn_optimizer(settings)
     opt_state = tx.init(params)
     bs = min(settings.batch_size, train.size)
-    num_batches = -(-train.size // bs)
-
-    def batch_loss(p, xb, cb, w):  # data enter the jitted functions as arguments (no constant folding)
-        z, log_det = model.apply(p, xb, cb)
-        per = jnp.mean(jnp.square(z), -1) / 2 - log_det / horizon   # mean over the batch = nll_loss
-        return jnp.sum(w * per) / jnp.sum(w)
 
     @jax.jit
-    def epoch(params, opt_state, key, xt, ct):
-        perm = jax.random.permutation(key, train.size)
-        idx = jnp.concatenate([perm, jnp.zeros(num_batches * bs - train.size, perm.dtype)])
-        weight = (jnp.arange(num_batches * bs) < train.size).astype(xt.dtype)
-        idx, weight = idx.reshape(num_batches, bs), weight.reshape(num_batches, bs)
+    def epoch(params, opt_state, key, xt, ct):   # data enter as arguments (no constant folding)
+        idx, weight = epoch_indices(key, train.size, bs)
 
         def step(carry, inp):
             p, s = carry
             i, w = inp
-            loss, g = jax.value_and_grad(batch_loss)(p, xt[i], ct[i], w)
-            updates, s = tx.update(g, s, p)
-            return (optax.apply_updates(p, updates), s), loss
+            p, s, loss = cinn_update(model, tx, p, s, xt[i], ct[i], w.astype(xt.dtype))
+            return (p, s), loss
 
         (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (idx, weight))
         return params, opt_state, jnp.mean(losses)

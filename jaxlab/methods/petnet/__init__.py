@@ -10,8 +10,15 @@ and numbers crystals ``ring * Nc + x``; the L1 count loss has PyTorch's zero sub
 the timing loss is the van Rossum distance (the reference's has no gradient); the network is offered both
 as the paper's 3-layer net and as the 2-layer net the reference code actually trains; SCW sorts stably;
 the metrics are a strict pair F1 by decay ID and the reference's metric with its bugs fixed.
+
+The method contract (``_contract.py``): ``init(key, config)``, ``train_step(state, batch, key)`` on a
+:class:`PETData` batch, ``evaluate(state, data)``; ``evaluate_params(net, params, preset, data, geometry,
+tol=...)`` is the scoring of any network that ``evaluate`` was before it.
 """
 
+from ._contract import evaluate as evaluate
+from ._contract import init as init
+from ._contract import train_step as train_step
 from ._encode import Hits as Hits
 from ._encode import compact_hits as compact_hits
 from ._encode import encode_geometry as encode_geometry
@@ -66,5 +73,6 @@ from ._simulate import split as split
 from ._throughput import measure_throughput as measure_throughput
 from ._train import TrainSettings as TrainSettings
 from ._train import Variant as Variant
-from ._train import evaluate as evaluate
+from ._train import batches as batches
+from ._train import evaluate_params as evaluate_params
 from ._train import train as train

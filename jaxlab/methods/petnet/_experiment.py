@@ -39,7 +39,7 @@ from ._losses import LOSSES
 from ._simulate import PRESETS, PETData, compatible_pairs, detector_delays, get_preset, simulate, split
 from ._throughput import measure_throughput
 from ._model import ARCHITECTURES
-from ._train import TrainSettings, Variant, evaluate, train
+from ._train import TrainSettings, Variant, evaluate_params, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,8 +279,8 @@ def _run(config, workdir, preset, tol, variants, headline, t_run, load, meter, l
                 continue
             res = train(preset, train_data, v, config.settings(v.architecture), key=jax.random.key(seed),
                         progress=progress)
-            scores = evaluate(res["net"], res["params"], preset, test_data, v.geometry, tol=tol,
-                              batch_size=config.eval_batch)
+            scores = evaluate_params(res["net"], res["params"], preset, test_data, v.geometry, tol=tol,
+                                     batch_size=config.eval_batch)
             row = {"loss": v.loss, "geometry": v.geometry, "architecture": v.architecture, "seed": seed,
                    **scores, "epochs": res["epochs"], "train_wall_s": res["train_wall_s"],
                    "train_cpu_s": res["train_cpu_s"], "history": res["history"]}

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._experiment import PETNetConfig, sorter_scores
 from ._simulate import get_preset, simulate, split
-from ._train import Variant, evaluate, train
+from ._train import Variant, evaluate_params, train
 
 
 def clinical_config(tiny: bool = False) -> PETNetConfig:
@@ -66,8 +66,8 @@ def gpu_check(budget_s: float = 480.0, *, tiny: bool = False, epochs: int | None
             print(f"[petnet gpu] epoch {e}: loss {rec['loss']:.4f}  {rec['wall_s']:.1f} s", flush=True)
 
     res = train(preset, train_data, variant, settings, key=jax.random.key(config.seeds[0]), on_epoch=on_epoch)
-    scores = evaluate(res["net"], res["params"], preset, test_data, variant.geometry, tol=tol,
-                      batch_size=config.eval_batch)
+    scores = evaluate_params(res["net"], res["params"], preset, test_data, variant.geometry, tol=tol,
+                             batch_size=config.eval_batch)
     walls = np.diff([0.0] + [h["wall_s"] for h in res["history"]])
     total_s = time.perf_counter() - t0
     out = {

@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -86,9 +86,12 @@ def _step_settings(settings: TrainSettings) -> TrainSettings:
 
 
 @functools.lru_cache(maxsize=16)
-def _train_step(preset: Preset, variant: Variant, settings: TrainSettings):
-    """``(tx, step)`` for one set-up, made once: training runs that differ only in seed, epochs or time
-    budget (the seeds of an experiment) share one compiled step."""
+def _loss_and_tx(preset: Preset, variant: Variant, settings: TrainSettings):
+    """``(net, tx, loss_fn)`` of one set-up, made once: the network, Adam at ``settings.learning_rate`` and
+    ``loss_fn(params, model_state, batch, key) -> (loss, (metrics, model_state))`` on a :class:`PETData`
+    batch (the inputs and labels are encoded inside, so the loss is a function of event lists). The key is
+    unused: the loss is deterministic. :func:`train` (through :func:`_train_step`) and the public
+    ``train_step`` (``_contract.py``) both step with these."""
     net = make_net(preset, variant, settings)
     tx = optax.adam(settings.learning_rate, b1=0.9, b2=0.999)
 
@@ -100,7 +103,37 @@ def _train_step(preset: Preset, variant: Variant, settings: TrainSettings):
         loss, parts = petnet_loss(s, y, variant.loss, timing_weight=settings.timing_weight, tau=settings.tau)
         return loss, ({**parts, "spikes_per_sample": s.sum() / s.shape[0]}, model_state)
 
+    return net, tx, loss_fn
+
+
+@functools.lru_cache(maxsize=16)
+def _train_step(preset: Preset, variant: Variant, settings: TrainSettings):
+    """``(tx, step)`` for one set-up, made once: training runs that differ only in seed, epochs or time
+    budget (the seeds of an experiment) share one compiled step."""
+    _, tx, loss_fn = _loss_and_tx(preset, variant, settings)
     return tx, make_train_step(loss_fn, tx)
+
+
+def batches(data: PETData, batch_size: int, *, key, epoch: int = 0) -> Iterator[PETData]:
+    """The training batches of one epoch, as :func:`train` draws them.
+
+    A permutation of the samples from ``fold_in(key, epoch)``, cut into ``min(batch_size, N)``-sample
+    batches; the last partial batch is dropped (the reference's ``drop_last=True``).
+
+    Args:
+      data: the training samples (put them on the device once, ``jax.device_put(data)``, for speed).
+      batch_size: samples per batch.
+      key: the shuffling key (:func:`train` uses the second half of ``split(key)``).
+      epoch: which epoch's permutation.
+
+    Yields:
+      :class:`PETData` batches of ``min(batch_size, N)`` samples.
+    """
+    n = data.num_samples
+    bs = min(batch_size, n)
+    perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+    for i in range(n // bs):
+        yield _take(data, perm[i * bs:(i + 1) * bs])
 
 
 def train(preset: Preset, train_data: PETData, variant: Variant, settings: TrainSettings, *, key,
@@ -116,9 +149,7 @@ def train(preset: Preset, train_data: PETData, variant: Variant, settings: Train
     net, params = init_params(preset, variant, settings, key=k_init)
     tx, step = _train_step(preset, variant, _step_settings(settings))
     state = TrainState.create(params=params, tx=tx)
-    n = train_data.num_samples
-    bs = min(settings.batch_size, n)
-    steps_per_epoch = n // bs
+    steps_per_epoch = train_data.num_samples // min(settings.batch_size, train_data.num_samples)
     device_data = jax.device_put(train_data)
     history: list[dict] = []
     bar = None
@@ -128,10 +159,8 @@ def train(preset: Preset, train_data: PETData, variant: Variant, settings: Train
         bar = tqdm(total=settings.epochs * steps_per_epoch, desc=variant.label, leave=False)
     t0, c0 = time.perf_counter(), time.process_time()
     for epoch in range(settings.epochs):
-        perm = jax.random.permutation(jax.random.fold_in(k_perm, epoch), n)
         sums: dict[str, float] = {}
-        for i in range(steps_per_epoch):
-            batch = _take(device_data, perm[i * bs:(i + 1) * bs])
+        for batch in batches(device_data, settings.batch_size, key=k_perm, epoch=epoch):
             state, metrics = step(state, batch, k_perm)
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -165,9 +194,12 @@ def make_predict(net: PETNet, preset: Preset, geometry: bool) -> Callable:
     return predict
 
 
-def evaluate(net: PETNet, params, preset: Preset, data: PETData, geometry: bool, *, tol: float,
-             batch_size: int = 250) -> dict[str, float]:
+def evaluate_params(net: PETNet, params, preset: Preset, data: PETData, geometry: bool, *, tol: float,
+                    batch_size: int = 250) -> dict[str, float]:
     """Strict and reference-compatible scores of the network on ``data``, batch by batch.
+
+    What :func:`run` reports per trained network (this was ``petnet.evaluate`` before that name became the
+    method contract's ``evaluate(state, data)``, which calls this).
 
     Every batch has ``min(batch_size, N)`` samples, so the prediction compiles once: a short last batch is
     filled up with copies of its last sample, whose predictions are dropped (samples are independent).
