@@ -34,7 +34,7 @@ import numpy as np
 
 from jaxlab import prune
 from jaxlab import timeseries as ts
-from jaxlab.core import PRNGKey
+from jaxlab.core import PRNGKey, validate_config
 from jaxlab.train import MethodState, TrainState
 
 from ._experiment import DATASETS, TsPruneConfig
@@ -93,6 +93,7 @@ def init(key: PRNGKey, config: TsPruneConfig) -> MethodState:
       >>> int(state.step), sorted(state.model_state)
       (0, ['collections', 'masks'])
     """
+    validate_config(config)
     mcfg = model_config(config)
     variables = _jitted_init(mcfg)(key)
     params, rest = _split_vars(variables)

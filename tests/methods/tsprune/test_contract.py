@@ -181,5 +181,7 @@ def test_bad_inputs_name_the_input_and_the_fix(windows, batch):
         tsprune.evaluate(state, _windows(horizon=6))
     with pytest.raises(ValueError, match="masks must have the structure"):
         tsprune.with_masks(state, {"w": np.ones(3, bool)})
-    with pytest.raises(ValueError, match="unknown model"):
+    with pytest.raises(ValueError, match=r"models=.*every element is one of"):
         tsprune.init(jax.random.key(0), dataclasses.replace(CONFIG, models=("lstm",)))
+    with pytest.raises(ValueError, match="d_model must be a multiple of n_heads"):
+        tsprune.init(jax.random.key(0), dataclasses.replace(CONFIG, n_heads=3))
