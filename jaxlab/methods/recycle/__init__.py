@@ -4,11 +4,17 @@ Weyrauch et al., "ReCycle: Fast and Efficient Long Time Series Forecasting with 
 Transformers", IEEE CAI 2024, arXiv 2405.03429 (reference code: Helmholtz-AI-Energy/ReCycle).
 A series is folded into one token per primary cycle (a day), a recent historic profile per day
 type serves as the base forecast, and a tiny transformer without positional encoding learns the
-residual. Deviations from the paper are listed in each module's docstring.
+residual. Deviations from the paper are listed in each module's docstring. ``init``/``train_step``/
+``evaluate`` (``_contract.py``) are the method contract of DESIGN.md.
 """
 
 from jaxlab.timeseries import VanillaTransformer as VanillaTransformer
 from ._baselines import sinusoidal_positions as sinusoidal_positions
+from ._contract import BATCH_KEYS as BATCH_KEYS
+from ._contract import CYCLE_LEN as CYCLE_LEN
+from ._contract import evaluate as evaluate
+from ._contract import init as init
+from ._contract import train_step as train_step
 from ._experiment import MODELS as MODELS
 from ._experiment import RecycleConfig as RecycleConfig
 from ._experiment import energy_label as energy_label
@@ -16,6 +22,7 @@ from ._experiment import energy_total_j as energy_total_j
 from ._experiment import forecast_metrics as forecast_metrics
 from ._experiment import format_table as format_table
 from ._experiment import prepare_windows as prepare_windows
+from ._experiment import recycle_optimizer as recycle_optimizer
 from ._experiment import run as run
 from jaxlab.timeseries import EncoderDecoder as EncoderDecoder
 from jaxlab.timeseries import PostNormDecoderLayer as DecoderLayer

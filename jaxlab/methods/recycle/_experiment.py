@@ -304,6 +304,46 @@ def _make_model(name: str, config: RecycleConfig, d: int, mark_features: int = 9
     raise ValueError(f"unknown trained model {name!r}; choose recycle, vanilla or dlinear")
 
 
+def init_recycle_params(model, key, sample: dict) -> Any:
+    """ReCycle's initial parameters, traced on ``sample``'s shapes (``hist``, ``hist_profile``, ``hist_meta``,
+    ``fc_profile``, ``fc_meta``: cycle tokens of any batch size)."""
+    b = sample["hist"].shape[0]
+    return model.init(key, sample["hist"].reshape(b, -1, 1), sample["hist_meta"], sample["fc_meta"],
+                      hist_profile=sample["hist_profile"].reshape(b, -1, 1),
+                      fc_profile=sample["fc_profile"].reshape(b, -1, 1))
+
+
+def recycle_optimizer(config: RecycleConfig) -> optax.GradientTransformation:
+    """ReCycle's optimiser: Adam at ``learning_rate``, AdamW when ``weight_decay`` is set."""
+    return (optax.adamw(config.learning_rate, weight_decay=config.weight_decay) if config.weight_decay
+            else optax.adam(config.learning_rate))
+
+
+def point_forecast(qs: tuple[float, ...]) -> Callable[[Any], Any]:
+    """The point forecast of a model's output: the 0.5 level with quantile heads, else the output itself."""
+    return (lambda y: y[..., qs.index(0.5)]) if qs else (lambda y: y)  # noqa: E731
+
+
+def make_loss_fn(name: str, predict: Callable, qs: tuple[float, ...]) -> Callable:
+    """``loss_fn(params, model_state, batch, key)`` of a trained model (for :func:`jaxlab.train.make_train_step`).
+
+    The L1 loss of the point forecast, or with quantile heads (``qs``) the pinball loss; ReCycle runs with
+    dropout on (``key``). The metrics hold the batch MSE of the point forecast.
+    """
+    point = point_forecast(qs)
+
+    def loss_fn(params, model_state, batch, key):
+        if name == "recycle":
+            out = predict(params, batch, train=True, key=key)
+        else:
+            out = predict(params, batch)
+        err = point(out) - batch["target"]
+        loss = ts.pinball(out, batch["target"], qs) if qs else jnp.mean(jnp.abs(err))
+        return loss, ({"mse": jnp.mean(err**2)}, model_state)
+
+    return loss_fn
+
+
 _INPUTS = {
     "recycle": ("hist", "hist_profile", "hist_meta", "fc_profile", "fc_meta"),
     "vanilla": ("hist_steps", "hist_features", "fc_features"),
@@ -321,11 +361,8 @@ def _fit(name: str, config: RecycleConfig, splits: dict, workdir: Path, meter: M
     sample = {k: train[k][:2] for k in keys}
     qs = tuple(config.quantiles) if name == "recycle" else ()
     if name == "recycle":
-        params = model.init(k_init, sample["hist"].reshape(2, -1, 1), sample["hist_meta"], sample["fc_meta"],
-                            hist_profile=sample["hist_profile"].reshape(2, -1, 1),
-                            fc_profile=sample["fc_profile"].reshape(2, -1, 1))
-        tx = (optax.adamw(config.learning_rate, weight_decay=config.weight_decay) if config.weight_decay
-              else optax.adam(config.learning_rate))
+        params = init_recycle_params(model, k_init, sample)
+        tx = recycle_optimizer(config)
     else:
         inputs = [sample[k] for k in keys[:-1]]
         if name == "dlinear":
@@ -333,18 +370,8 @@ def _fit(name: str, config: RecycleConfig, splits: dict, workdir: Path, meter: M
         params = model.init(k_init, *inputs)
         tx = optax.adam(config.learning_rate)
     state = TrainState.create(params=params, tx=tx)
-    point = (lambda y: y[..., qs.index(0.5)]) if qs else (lambda y: y)  # noqa: E731
-
-    def loss_fn(params, model_state, batch, key):
-        if name == "recycle":
-            out = predict(params, batch, train=True, key=key)
-        else:
-            out = predict(params, batch)
-        err = point(out) - batch["target"]
-        loss = ts.pinball(out, batch["target"], qs) if qs else jnp.mean(jnp.abs(err))
-        return loss, ({"mse": jnp.mean(err**2)}, model_state)
-
-    step = make_train_step(loss_fn, tx)
+    point = point_forecast(qs)
+    step = make_train_step(make_loss_fn(name, predict, qs), tx)
     bs = min(config.batch_size, train["target"].shape[0])
     batcher = jdata.Batcher(tuple(train[k] for k in keys), bs, key=k_data)
 

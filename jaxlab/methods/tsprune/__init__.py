@@ -5,8 +5,17 @@ Unstructured magnitude pruning and structured (dependency-group) pruning, each w
 fine-tuning, of Transformer, Informer, Autoformer, FEDformer and Crossformer (``jaxlab.timeseries``),
 with parameters, FLOPs, latency and energy measured on real data. The models come from
 ``jaxlab.timeseries``, the pruning from ``jaxlab.prune``; this package holds the study.
+``init``/``train_step``/``evaluate`` (``_contract.py``) are the method contract of DESIGN.md.
 """
 
+from ._contract import BATCH_KEYS as BATCH_KEYS
+from ._contract import CHANNELS as CHANNELS
+from ._contract import evaluate as evaluate
+from ._contract import init as init
+from ._contract import model_config as model_config
+from ._contract import set_learning_rate as set_learning_rate
+from ._contract import train_step as train_step
+from ._contract import with_masks as with_masks
 from ._experiment import DATASETS as DATASETS
 from ._experiment import SPARSITIES as SPARSITIES
 from ._experiment import Records as Records

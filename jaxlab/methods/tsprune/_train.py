@@ -15,6 +15,7 @@ MSE on standardised data, as in TSL; every validation and test window is evaluat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Callable
 
@@ -67,6 +68,46 @@ def _inputs(batch):
     return batch["x"], batch["x_mark"], batch["y_mark"]
 
 
+def adam_with_rate(learning_rate: float) -> optax.GradientTransformation:
+    """The study's Adam, with its learning rate in the optimiser state (``_set_lr`` rewrites it per epoch)."""
+    return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+
+
+def _predict(model, params, model_state, x, x_mark, future_mark):
+    return model.apply({"params": params, **model_state}, x, x_mark, future_mark)
+
+
+def forecast_loss(model, params, model_state, batch, key):
+    """The training loss of ``model``: MSE of its (dropout-on) forecast against ``batch["y"]``.
+
+    ``model_state`` holds the variable collections other than ``params`` (updated when the model has any);
+    ``key`` is split into the ``dropout`` and ``sample`` streams. Returns ``(loss, ({}, new_model_state))``,
+    the form :func:`jaxlab.train.make_train_step` takes.
+    """
+    k_drop, k_sample = jax.random.split(key)
+    x, x_mark, future_mark = _inputs(batch)
+    rngs = {"dropout": k_drop, "sample": k_sample}
+    variables = {"params": params, **model_state}
+    if model_state:
+        out, new_state = model.apply(variables, x, x_mark, future_mark, train=True, rngs=rngs,
+                                     mutable=list(model_state))
+    else:
+        out, new_state = model.apply(variables, x, x_mark, future_mark, train=True, rngs=rngs), {}
+    loss = jnp.mean(jnp.square(out - batch["y"]))
+    return loss, ({}, dict(new_state))
+
+
+def masked_step(model, tx: optax.GradientTransformation, state: TrainState, masks, batch, key
+                ) -> tuple[TrainState, dict]:
+    """One step of :func:`forecast_loss` under ``prune.masked(tx, masks)`` (all-``True`` masks: dense training).
+
+    The one step of the study: :class:`Forecaster` jits it with the masks as an argument, and the public
+    ``tsprune.train_step`` calls it with the masks of its state.
+    """
+    loss_fn = functools.partial(forecast_loss, model)
+    return make_train_step(loss_fn, prune.masked(tx, masks), jit=False)(state, batch, key)
+
+
 class Forecaster:
     """A model with jitted predict and train step, plus helpers to train and evaluate it on windows."""
 
@@ -76,31 +117,11 @@ class Forecaster:
         self.windows = windows
         self.settings = settings
         self._stateful = None
-        self._tx = optax.inject_hyperparams(optax.adam)(learning_rate=settings.learning_rate)
-
-        def predict(params, model_state, x, x_mark, future_mark):
-            return self.model.apply({"params": params, **model_state}, x, x_mark, future_mark)
-
-        self.predict = jax.jit(predict)
-
-        def loss_fn(params, model_state, batch, key):
-            k_drop, k_sample = jax.random.split(key)
-            x, x_mark, future_mark = _inputs(batch)
-            rngs = {"dropout": k_drop, "sample": k_sample}
-            variables = {"params": params, **model_state}
-            if model_state:
-                out, new_state = self.model.apply(variables, x, x_mark, future_mark, train=True, rngs=rngs,
-                                                  mutable=list(model_state))
-            else:
-                out, new_state = self.model.apply(variables, x, x_mark, future_mark, train=True, rngs=rngs), {}
-            loss = jnp.mean(jnp.square(out - batch["y"]))
-            return loss, ({}, dict(new_state))
-
-        self._loss_fn = loss_fn
+        self._tx = adam_with_rate(settings.learning_rate)
+        self.predict = jax.jit(functools.partial(_predict, self.model))
 
         def step(state, masks, batch, key):
-            tx = prune.masked(self._tx, masks)
-            return make_train_step(loss_fn, tx, jit=False)(state, batch, key)
+            return masked_step(self.model, self._tx, state, masks, batch, key)
 
         self._step = jax.jit(step, donate_argnums=(0,))
 

@@ -1,0 +1,189 @@
+"""ReCycle's method contract: init, the jitted train_step against a written-out Adam step, evaluate."""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab import data as jd
+from jaxlab.methods import recycle
+from jaxlab.methods.recycle._experiment import _LOADERS, init_recycle_params, recycle_model_config
+
+from ...compile_helpers import compiled_programs, quick_compiles, quick_jit  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.usefixtures("quick_compiles")
+
+# hourly cycles: the shapes of "bikeshare" (D = 24, no exogenous columns: M = 9); dropout on, so that the key
+# matters; a trained (not zero) head, so that every weight gets a gradient at the first step
+CONFIG = recycle.RecycleConfig(dataset="bikeshare", history=3, horizon=2, rhp_days=1, d_model=8, d_ff=8,
+                               dropout=0.1, zero_head=False, learning_rate=0.01, batch_size=8)
+STEP = jax.jit(recycle.train_step)  # one jitted step for every test (one compile per config)
+ATOL, RTOL = 2e-6, 2e-5  # float32 params and activations
+
+
+def _series(n_days=40):
+    t = np.arange(n_days * 24)
+    rng = np.random.default_rng(0)
+    y = 10 + np.sin(2 * np.pi * t / 24) + ((t // 24) % 7 < 5) + 0.1 * rng.normal(size=t.size)
+    stamps = np.datetime64("2024-01-01T00:00:00", "s") + t * np.timedelta64(3600, "s")
+    return jd.time_series(stamps, y, columns=["load"], name="synthetic")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return recycle.prepare_windows(CONFIG, _series())
+
+
+@pytest.fixture(scope="module")
+def batch(data):
+    train = data["splits"]["train"]
+    return {k: train[k][:8] for k in recycle.BATCH_KEYS}
+
+
+def _tree_equal(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_init_is_deterministic_in_the_key_and_is_runs_initialisation(data):
+    a, b = recycle.init(jax.random.key(0), CONFIG), recycle.init(jax.random.key(0), CONFIG)
+    c = recycle.init(jax.random.key(1), CONFIG)
+    assert a.config is CONFIG and int(a.step) == 0 and a.model_state == {}
+    assert _tree_equal(a.params, b.params) and not _tree_equal(a.params, c.params)
+    # run() traces the model on two training windows: the same parameters as the zeros of init
+    train = data["splits"]["train"]
+    model = recycle_model_config(CONFIG, 24, 9).module()
+    assert _tree_equal(init_recycle_params(model, jax.random.key(0), {k: train[k][:2] for k in train}), a.params)
+
+
+def test_cycle_length_table_matches_the_loaders():
+    assert set(recycle.CYCLE_LEN) == set(_LOADERS)
+    for name, d in recycle.CYCLE_LEN.items():
+        try:
+            series = _LOADERS[name]()
+        except (ImportError, FileNotFoundError, OSError) as e:   # optional timeseries extras missing
+            pytest.skip(f"{name}: {e}")
+        assert series.steps_per_cycle == d, name
+
+
+def _adam_reference(params, grads, lr, b1=0.9, b2=0.999, eps=1e-8):
+    """optax.adam's first step written out in NumPy: m = (1 - b1) g, v = (1 - b2) g^2, bias-corrected."""
+    def one(p, g):
+        p, g = np.asarray(p, np.float64), np.asarray(g, np.float64)
+        m, v = (1 - b1) * g, (1 - b2) * g * g
+        return p - lr * (m / (1 - b1)) / (np.sqrt(v / (1 - b2)) + eps)
+    return jax.tree.map(one, params, grads)
+
+
+def _forward(model, params, b, **kw):
+    """ReCycle on cycle tokens: the module takes the series flattened to steps of one channel."""
+    n = b["hist"].shape[0]
+    flat = lambda v: v.reshape(n, -1, 1)  # noqa: E731
+    y = model.apply(params, flat(b["hist"]), b["hist_meta"], b["fc_meta"], hist_profile=flat(b["hist_profile"]),
+                    fc_profile=flat(b["fc_profile"]), **kw)
+    return y.reshape(b["target"].shape + y.shape[3:])
+
+
+@functools.partial(quick_jit, static_argnums=0)
+def _l1_and_grad(config, params, batch, key):
+    model = recycle_model_config(config, 24, 9).module()
+
+    def loss(p):
+        return jnp.mean(jnp.abs(_forward(model, p, batch, train=True, rngs={"dropout": key}) - batch["target"]))
+
+    return jax.value_and_grad(loss)(params)
+
+
+def _assert_adam_close(new, old, want, grads, lr):
+    """Adam's first update is ``-lr * g / (|g| + eps)``: where ``|g|`` is round-off (biases that softmax or a
+    norm ignores) its sign is noise, so those entries are only checked to move by at most ``lr``."""
+    for p, p0, ref, g in zip(*(jax.tree.leaves(t) for t in (new, old, want, grads))):
+        p, p0, ref, g = (np.asarray(a, np.float64) for a in (p, p0, ref, g))
+        clear = np.abs(g) > 1e-5
+        np.testing.assert_allclose(p[clear], ref[clear], atol=ATOL, rtol=RTOL)
+        assert np.all(np.abs(p - p0)[~clear] <= lr * (1 + 1e-5))
+    assert sum(int(np.sum(np.abs(np.asarray(g)) > 1e-5)) for g in jax.tree.leaves(grads)) > 100
+
+
+def test_jitted_step_is_adam_on_the_l1_loss(batch):
+    key = jax.random.key(3)
+    state = recycle.init(jax.random.key(0), CONFIG)
+    want_loss, grads = _l1_and_grad(CONFIG, state.params, batch, key)
+    new, metrics = STEP(state, batch, key)
+    assert int(new.step) == 1 and new.config is CONFIG and set(metrics) == {"loss", "mse"}
+    np.testing.assert_allclose(metrics["loss"], want_loss, rtol=RTOL)
+    _assert_adam_close(new.params, state.params, _adam_reference(state.params, grads, 0.01), grads, 0.01)
+    # the same config again compiles nothing; the key (dropout) matters
+    with compiled_programs() as compiled:
+        other_key, _ = STEP(state, batch, jax.random.key(4))
+    assert not [c for c in compiled if c and "train_step" in c], compiled
+    assert not _tree_equal(other_key.params, new.params)
+    # the step builds its optimiser from the config: another learning rate, from the same arrays
+    slower = dataclasses.replace(CONFIG, learning_rate=0.001)
+    slow, _ = STEP(dataclasses.replace(state, config=slower), batch, key)
+    _assert_adam_close(slow.params, state.params, _adam_reference(state.params, grads, 0.001), grads, 0.001)
+
+
+def test_steps_lower_the_loss(batch):
+    state = recycle.init(jax.random.key(0), CONFIG)
+    losses = []
+    for i in range(8):
+        state, m = STEP(state, batch, jax.random.key(10 + i))
+        losses.append(float(m["loss"]))
+    assert int(state.step) == 8 and losses[-1] < 0.8 * losses[0], losses
+
+
+def test_evaluate_is_runs_metrics_in_the_series_units(data):
+    state = recycle.init(jax.random.key(0), CONFIG)
+    test, sc = data["splits"]["test"], data["scalers"]["test"]
+    model = recycle_model_config(CONFIG, 24, 9).module()
+    pred_n = np.asarray(quick_jit(functools.partial(_forward, model))(state.params, test), np.float64)
+    pred = pred_n * float(sc.scale) + float(sc.offset)
+    truth = test["target"].astype(np.float64) * float(sc.scale) + float(sc.offset)
+    naive = test["persistence"].astype(np.float64) * float(sc.scale) + float(sc.offset)
+    err = pred - truth
+    got = recycle.evaluate(state, data, split="test")
+    want = {"mae": np.mean(np.abs(err)), "mse": np.mean(err**2), "mape_pct": 100 * np.mean(np.abs(err / truth)),
+            "mae_lead1": np.mean(np.abs(err[:, 0])), "mase": np.mean(np.abs(err)) / np.mean(np.abs(naive - truth))}
+    assert set(got) == set(want)
+    for k, v in want.items():
+        np.testing.assert_allclose(got[k], v, rtol=1e-6, err_msg=k)
+    assert got["mae"] != recycle.evaluate(state, data, split="val")["mae"]
+
+
+def test_evaluate_with_quantile_heads_reports_the_median_and_the_pinball_loss():
+    qs = (0.1, 0.5, 0.9)
+    config = dataclasses.replace(CONFIG, quantiles=qs)
+    data = recycle.prepare_windows(config, _series())
+    state = recycle.init(jax.random.key(0), config)
+    val, sc = data["splits"]["val"], data["scalers"]["val"]
+    model = recycle_model_config(config, 24, 9).module()
+    q = np.asarray(quick_jit(functools.partial(_forward, model))(state.params, val), np.float64)
+    assert q.shape == val["target"].shape + (3,)
+    q = q * float(sc.scale) + float(sc.offset)
+    truth = val["target"].astype(np.float64) * float(sc.scale) + float(sc.offset)
+    e = truth[..., None] - q   # pinball: max(q e, (q - 1) e) with e = y - f
+    levels = np.asarray(qs)
+    got = recycle.evaluate(state, data, split="val")
+    np.testing.assert_allclose(got["pinball"], np.mean(np.maximum(levels * e, (levels - 1) * e)), rtol=1e-6)
+    np.testing.assert_allclose(got["mae"], np.mean(np.abs(q[..., 1] - truth)), rtol=1e-6)
+
+
+def test_bad_inputs_name_the_input_and_the_fix(data, batch):
+    state = recycle.init(jax.random.key(0), CONFIG)
+    with pytest.raises(ValueError, match=r"needs a dict with keys .*prepare_windows"):
+        recycle.train_step(state, {k: batch[k] for k in ("hist", "target")}, jax.random.key(0))
+    # windows of another dataset's cycle length (half-hourly elecdemand against hourly windows)
+    half_hourly = dataclasses.replace(state, config=dataclasses.replace(CONFIG, dataset="elecdemand"))
+    with pytest.raises(ValueError, match=r"'hist' has shape \(8, 3, 24\), expected \(B,\) \+ \(3, 48\).*prepare_windows"):
+        recycle.train_step(half_hourly, batch, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"'target' has shape \(8, 3, 24\)"):
+        recycle.train_step(state, {**batch, "target": batch["hist"]}, jax.random.key(0))
+    with pytest.raises(ValueError, match="must be the dict recycle.prepare_windows"):
+        recycle.evaluate(state, data["splits"]["test"])
+    with pytest.raises(ValueError, match="unknown split 'valid'"):
+        recycle.evaluate(state, data, split="valid")
+    with pytest.raises(ValueError, match=r"dataset='mine': must be one of"):
+        recycle.init(jax.random.key(0), dataclasses.replace(CONFIG, dataset="mine"))
