@@ -52,10 +52,15 @@ def test_init_is_deterministic_in_the_key_and_is_runs_initialisation(data):
     c = recycle.init(jax.random.key(1), CONFIG)
     assert a.config is CONFIG and int(a.step) == 0 and a.model_state == {}
     assert _tree_equal(a.params, b.params) and not _tree_equal(a.params, c.params)
-    # run() traces the model on two training windows: the same parameters as the zeros of init
+    # run() traces the model on two training windows: the same parameters as the zeros of init. Eagerly, as
+    # run() does, against init's jitted program: the initialisers' float32 arithmetic may round differently
+    # (it did when another file had compiled the eager ops first), hence a float32 tolerance, not equality.
     train = data["splits"]["train"]
     model = recycle_model_config(CONFIG, 24, 9).module()
-    assert _tree_equal(init_recycle_params(model, jax.random.key(0), {k: train[k][:2] for k in train}), a.params)
+    ref = init_recycle_params(model, jax.random.key(0), {k: train[k][:2] for k in train})
+    assert jax.tree.structure(ref) == jax.tree.structure(a.params)
+    for x, y in zip(jax.tree.leaves(ref), jax.tree.leaves(a.params)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
 
 
 def test_cycle_length_table_matches_the_loaders():
