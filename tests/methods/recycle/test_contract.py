@@ -12,6 +12,7 @@ from jaxlab import data as jd
 from jaxlab.methods import recycle
 from jaxlab.methods.recycle._experiment import _LOADERS, init_recycle_params, recycle_model_config
 
+from ..adam_checks import assert_first_adam_step_close
 from ...compile_helpers import compiled_programs, quick_compiles, quick_jit  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.usefixtures("quick_compiles")
@@ -102,14 +103,7 @@ def _l1_and_grad(config, params, batch, key):
 
 
 def _assert_adam_close(new, old, want, grads, lr):
-    """Adam's first update is ``-lr * g / (|g| + eps)``: where ``|g|`` is round-off (biases that softmax or a
-    norm ignores) its sign is noise, so those entries are only checked to move by at most ``lr``."""
-    for p, p0, ref, g in zip(*(jax.tree.leaves(t) for t in (new, old, want, grads))):
-        p, p0, ref, g = (np.asarray(a, np.float64) for a in (p, p0, ref, g))
-        clear = np.abs(g) > 1e-5
-        np.testing.assert_allclose(p[clear], ref[clear], atol=ATOL, rtol=RTOL)
-        assert np.all(np.abs(p - p0)[~clear] <= lr * (1 + 1e-5))
-    assert sum(int(np.sum(np.abs(np.asarray(g)) > 1e-5)) for g in jax.tree.leaves(grads)) > 100
+    assert_first_adam_step_close(new, old, want, grads, lr, atol=ATOL, rtol=RTOL)
 
 
 def test_jitted_step_is_adam_on_the_l1_loss(batch):

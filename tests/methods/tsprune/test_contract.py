@@ -12,6 +12,7 @@ from jaxlab import data as jd
 from jaxlab import timeseries as ts
 from jaxlab.methods import tsprune
 
+from ..adam_checks import assert_first_adam_step_close
 from ...compile_helpers import compiled_programs, quick_compiles, quick_jit  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.usefixtures("quick_compiles")
@@ -99,14 +100,7 @@ def _reference_step(state, batch, key, lr):
 
 
 def _assert_adam_close(new, old, want, grads, lr):
-    """Adam's first update is ``-lr * g / (|g| + eps)``: where ``|g|`` is round-off (the key projection's bias,
-    which softmax ignores) its sign is noise, so those entries are only checked to move by at most ``lr``."""
-    for p, p0, ref, g in zip(*(jax.tree.leaves(t) for t in (new, old, want, grads))):
-        p, p0, ref, g = (np.asarray(a, np.float64) for a in (p, p0, ref, g))
-        clear = np.abs(g) > 1e-5
-        np.testing.assert_allclose(p[clear], ref[clear], atol=ATOL, rtol=RTOL)
-        assert np.all(np.abs(p - p0)[~clear] <= lr * (1 + 1e-5))
-    assert sum(int(np.sum(np.abs(np.asarray(g)) > 1e-5)) for g in jax.tree.leaves(grads)) > 100
+    assert_first_adam_step_close(new, old, want, grads, lr, atol=ATOL, rtol=RTOL)
 
 
 def test_jitted_step_is_the_masked_adam_step_on_the_mse(batch):
