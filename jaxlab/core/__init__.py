@@ -33,6 +33,7 @@ from ._config import nonnegative as nonnegative
 from ._config import one_of as one_of
 from ._config import optional as optional
 from ._config import positive as positive
+from ._config import require_config as require_config
 from ._config import validate_config as validate_config
 from ._config import apply_overrides as apply_overrides
 from ._config import config_fields as config_fields

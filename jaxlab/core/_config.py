@@ -465,3 +465,16 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     d = dataclasses.asdict(config)
     d["__class__"] = type(config).__qualname__
     return d
+
+
+def require_config(config: Any, cls: type, where: str) -> None:
+    """Raises a TypeError naming ``cls`` unless ``config`` is one (a method's function given another's config).
+
+    Args:
+      config: what the user passed.
+      cls: the config class ``where`` takes.
+      where: the function, as the user calls it (``"jaxlab.methods.recycle.init"``).
+    """
+    if not isinstance(config, cls):
+        raise TypeError(f"{where} needs a {cls.__name__} (build one, or load a config file of this method with "
+                        f"jaxlab.core.load_config), got {type(config).__name__}")

@@ -107,3 +107,17 @@ def test_get_config_must_return_a_dataclass(tmp_path):
     f.write_text("def get_config(arg=None):\n    return {'a': 1}\n")
     with pytest.raises(ConfigError, match="expected a dataclass"):
         load_config(str(f))
+
+
+def test_require_config_names_the_class_and_what_was_passed():
+    import dataclasses
+
+    from jaxlab.core import require_config
+
+    @dataclasses.dataclass(frozen=True)
+    class Mine:
+        seed: int = 0
+
+    require_config(Mine(), Mine, "m.init")   # the right class passes
+    with pytest.raises(TypeError, match=r"m\.init needs a Mine .* got dict"):
+        require_config({}, Mine, "m.init")

@@ -1,10 +1,12 @@
-"""DESIGN.md's method contract: every trained method exposes ``init(key, config)``, ``train_step(state, batch,
+"""The method contract (``jaxlab.methods``): every trained method exposes ``init(key, config)``, ``train_step(state, batch,
 key) -> (state, metrics)``, ``evaluate(state, data) -> metrics`` and ``run(config, workdir)``, with these
 parameter names (users call them by keyword too)."""
 
+import dataclasses
 import importlib
 import inspect
 
+import jax
 import pytest
 
 METHODS = ("abtrain", "autopq", "energy_scaling", "fwdgrad", "petnet", "recycle", "transplant", "tsprune",
@@ -27,3 +29,15 @@ def test_every_method_exposes_the_contract(method):
                                                                                                  p.VAR_POSITIONAL)]
         assert all(p.default is not p.empty for p in extra), f"{method}.{name}{sig}: extra parameters need defaults"
         assert fn.__doc__, f"{method}.{name} has no docstring"
+
+
+@dataclasses.dataclass(frozen=True)
+class AnotherMethodsConfig:
+    seed: int = 0
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_init_names_the_config_it_needs(method):
+    module = importlib.import_module(f"jaxlab.methods.{method}")
+    with pytest.raises(TypeError, match=r"(?s)Config.*AnotherMethodsConfig"):
+        module.init(jax.random.key(0), AnotherMethodsConfig())

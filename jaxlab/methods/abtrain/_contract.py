@@ -1,4 +1,4 @@
-"""The method contract of AB-training: ``init``, ``train_step``, ``evaluate`` (DESIGN.md).
+"""The method contract of AB-training: ``init``, ``train_step``, ``evaluate`` (see ``jaxlab.methods``).
 
 The state is a :class:`jaxlab.train.MethodState` holding the arrays of the trainer's full-rank
 :class:`FullState`: ``params`` the flat full-form parameters (``{"dense_0/kernel": ..., ...}``, the keys of
@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from jaxlab.core import validate_config
+from jaxlab.core import require_config, validate_config
 from jaxlab.train import MethodState
 
 from ._experiment import ABTrainConfig, _batches, make_lr, make_tx
@@ -99,6 +99,7 @@ def init(key: jax.Array, config: ABTrainConfig) -> MethodState:
       >>> state.params["dense_0/kernel"].shape
       (784, 16)
     """
+    require_config(config, ABTrainConfig, "jaxlab.methods.abtrain.init")
     model = _model(config)
     params, model_state = model.init(key)
     full = init_full_state(params, model_state, make_tx(config), config.group_size)

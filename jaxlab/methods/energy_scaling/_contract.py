@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxlab.core import PRNGKey
+from jaxlab.core import PRNGKey, require_config
 from jaxlab.train import MethodState
 
 from ._data_parallel import _accumulated_update, _default_unroll, accumulation_steps
@@ -117,6 +117,7 @@ def init(key: PRNGKey, config: ScalingConfig) -> MethodState:
       ValueError: when ``grid[0]``'s global batch is not a multiple of devices x local batch, or exceeds
         ``num_train``.
     """
+    require_config(config, ScalingConfig, "jaxlab.methods.energy_scaling.init")
     p = _parts(config)
     params, model_state, opt_state = p.init_fn(key)
     return MethodState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, model_state=model_state,
@@ -126,12 +127,15 @@ def init(key: PRNGKey, config: ScalingConfig) -> MethodState:
 def train_step(state: MethodState, batch: dict, key: PRNGKey) -> tuple[MethodState, dict]:
     """One update of ``run_point``'s data-parallel step: gradients averaged over the micro-batches, then SGD
     with momentum and weight decay (ResNet) or Adam (AFNO) on the warm-up cosine schedule of the grid point.
+    The warm-up starts at a rate of 0 (``run_point``'s schedule), so the first step leaves the parameters as
+    they are (it still updates the optimiser state and, for the ResNet, the BatchNorm statistics).
 
     Pure; ``jax.jit(train_step)`` compiles once per config.
 
     Args:
       state: from :func:`init` (or a previous step).
-      batch: ``{"x": inputs, "y": targets}`` with ``G`` rows, the global batch of ``config.grid[0]``: for the
+      batch: ``{"x": inputs, "y": targets}`` with ``G`` rows, the global batch of ``config.grid[0]``
+        (``parse_run(config.grid[0])[1]``): for the
         ResNet ``x`` float32 ``(G, image_size, image_size, 3)`` and ``y`` integer labels ``(G,)``; for AFNO
         ``x`` and ``y`` float32 ``(G, *field_shape, field_channels)``. Get one from the generated data:
         ``task = make_task(config.models[0], config)``, then ``{k: v[idx] for k, v in task.train.items()}`` for

@@ -3,7 +3,7 @@
 network, with time, energy, device-hours, samples and updates per device-hour and the loss
 reached, and the fit ``energy = a * device_hours + b`` per model.
 
-Deviations from the paper: generated data instead of ImageNet/ERA5 (DESIGN.md: no downloads),
+Deviations from the paper: generated data instead of ImageNet/ERA5 (nothing is downloaded at run time),
 a fixed number of epochs instead of training to convergence, JAX SPMD (synchronised BatchNorm) instead
 of PyTorch DDP, and ``EnergyMeter`` instead of perun. On machines without NVML or RAPL the energy is
 the CPU-time estimate (flagged ``estimated`` in every row); on fake CPU devices device-hours are

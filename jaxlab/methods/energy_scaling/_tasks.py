@@ -1,5 +1,5 @@
 """The two workloads of the study: ResNet image classification and AFNO field forecasting, on
-generated data (ImageNet and ERA5 are not shipped; see DESIGN.md's data rule)."""
+generated data (ImageNet and ERA5 are not shipped, and nothing is downloaded at run time)."""
 
 from __future__ import annotations
 

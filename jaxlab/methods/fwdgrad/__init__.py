@@ -6,7 +6,7 @@ approximation quality (section 4.1), closed-form functions (4.2), tangents at a 
 and Fashion-MNIST (4.4). The MLP experiment also holds an activity-perturbed forward gradient
 (``activity_forward_gradient``: tangents on the layer outputs, as the reference code trains its networks).
 
-DESIGN's method contract (``_contract``): ``run(config, workdir)`` dispatches on the config's type to the four
+the method contract of ``jaxlab.methods`` (``_contract``): ``run(config, workdir)`` dispatches on the config's type to the four
 runners (the config files import it), and ``init(key, config)``, ``train_step(state, batch, key)`` and
 ``evaluate(state, data)`` train and score one run of the MLP experiment (``MLPConfig``) with the step ``run_mlp``
 uses; ``load_data`` and ``batches`` give its splits and a run's batches.

@@ -1,4 +1,4 @@
-"""DESIGN's method contract for the forward-gradient experiments: ``init``, ``train_step``, ``evaluate`` and ``run``.
+"""The method contract (see ``jaxlab.methods``) for the forward-gradient experiments: ``init``, ``train_step``, ``evaluate`` and ``run``.
 
 ``init`` / ``train_step`` / ``evaluate`` are the MLP experiment's (:class:`MLPConfig`, paper section 4.4): one
 run of its sweep, the network trained with SGD and a forward-gradient estimate (``jaxlab.fwdgrad``) in place of
@@ -183,7 +183,7 @@ def train_step(state: MethodState, batch: tuple[jax.Array, jax.Array],
     return MethodState.wrap(new, config), metrics
 
 
-def evaluate(state: MethodState, data: tuple[jax.Array, jax.Array]) -> dict[str, jax.Array]:
+def evaluate(state: MethodState, data: tuple[jax.Array, jax.Array]) -> dict[str, float]:
     """The metrics ``run_mlp`` reports for a split: accuracy and mean cross-entropy of ``state.params``.
 
     ``run_mlp`` reports the test accuracy of the final parameters (``test_accuracy``) and, per epoch, the
@@ -194,12 +194,12 @@ def evaluate(state: MethodState, data: tuple[jax.Array, jax.Array]) -> dict[str,
       data: ``(x, y)`` as in :func:`train_step` (any number of images), e.g. ``(splits.x_test, splits.y_test)``.
 
     Returns:
-      ``{"accuracy": fraction of argmax predictions equal to y, "loss": mean softmax cross-entropy}``.
+      ``{"accuracy": fraction of argmax predictions equal to y, "loss": mean softmax cross-entropy}`` (floats).
     """
     config = _config_of(state)
     x, y = _check_xy(data, "data", _parts(config)[0])
     accuracy, loss = _evaluate_fn(config)(state.params, x, y)
-    return {"accuracy": accuracy, "loss": loss}
+    return {"accuracy": float(accuracy), "loss": float(loss)}
 
 
 @functools.lru_cache(maxsize=32)

@@ -5,7 +5,7 @@ Transformers", IEEE CAI 2024, arXiv 2405.03429 (reference code: Helmholtz-AI-Ene
 A series is folded into one token per primary cycle (a day), a recent historic profile per day
 type serves as the base forecast, and a tiny transformer without positional encoding learns the
 residual. Deviations from the paper are listed in each module's docstring. ``init``/``train_step``/
-``evaluate`` (``_contract.py``) are the method contract of DESIGN.md.
+``evaluate`` (``_contract.py``) are the method contract of ``jaxlab.methods``.
 """
 
 from jaxlab.timeseries import VanillaTransformer as VanillaTransformer

@@ -1,4 +1,4 @@
-"""ReCycle's method contract: ``init``, a pure ``train_step`` and ``evaluate`` (DESIGN.md).
+"""ReCycle's method contract: ``init``, a pure ``train_step`` and ``evaluate`` (see ``jaxlab.methods``).
 
 The contract trains ReCycle's forecaster, the ``recycle`` row of :func:`run`: the cycle-token
 transformer on the residual over the recent historic profile. The other rows are reached through
@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxlab.core import PRNGKey, validate_config
+from jaxlab.core import PRNGKey, require_config, validate_config
 from jaxlab.train import MethodState, TrainState, make_train_step
 
 from ._experiment import (RecycleConfig, _make_model, forecast_metrics, init_recycle_params, make_loss_fn,
@@ -75,6 +75,7 @@ def init(key: PRNGKey, config: RecycleConfig) -> MethodState:
       >>> int(state.step), state.config is config
       (0, True)
     """
+    require_config(config, RecycleConfig, "jaxlab.methods.recycle.init")
     validate_config(config)
     params = _jitted_init(config)(key)
     return MethodState.wrap(TrainState.create(params=params, tx=recycle_optimizer(config)), config)

@@ -1,4 +1,4 @@
-"""The method contract of Neuron Transplantation: ``init``, ``train_step``, ``evaluate`` (DESIGN.md).
+"""The method contract of Neuron Transplantation: ``init``, ``train_step``, ``evaluate`` (see ``jaxlab.methods``).
 
 The state is a :class:`jaxlab.train.MethodState` of the ``k = max(config.ks)`` members of one seed of the
 config's first experiment (``config.experiments[0]``, ``"<model>/<dataset>"``), stacked on a leading axis of
@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlab.core import require_config
 from jaxlab.train import MethodState, TrainState, make_train_step
 
 from ._experiment import TransplantConfig, check_config, experiment_splits, make_model, padded_size, \
@@ -75,6 +76,7 @@ def init(key: jax.Array, config: TransplantConfig) -> MethodState:
       >>> state.params["dense_0"]["kernel"].shape   # (k, 8 * 8, 16)
       (2, 64, 16)
     """
+    require_config(config, TransplantConfig, "jaxlab.methods.transplant.init")
     model, shape, _, k, _, _ = _setup(config)
     variables = init_stack(model, jax.random.split(key, k), jnp.zeros((1, *shape), jnp.float32))
     return _fresh(config, variables, lr=config.lr)

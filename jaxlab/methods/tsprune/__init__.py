@@ -5,7 +5,7 @@ Unstructured magnitude pruning and structured (dependency-group) pruning, each w
 fine-tuning, of Transformer, Informer, Autoformer, FEDformer and Crossformer (``jaxlab.timeseries``),
 with parameters, FLOPs, latency and energy measured on real data. The models come from
 ``jaxlab.timeseries``, the pruning from ``jaxlab.prune``; this package holds the study.
-``init``/``train_step``/``evaluate`` (``_contract.py``) are the method contract of DESIGN.md.
+``init``/``train_step``/``evaluate`` (``_contract.py``) are the method contract of ``jaxlab.methods``.
 """
 
 from ._contract import BATCH_KEYS as BATCH_KEYS

@@ -1,4 +1,4 @@
-"""The method contract of the pruning study: ``init``, a pure ``train_step`` and ``evaluate`` (DESIGN.md).
+"""The method contract of the pruning study: ``init``, a pure ``train_step`` and ``evaluate`` (see ``jaxlab.methods``).
 
 The contract trains the study's main model: the first cell of :func:`run`'s grid, the forecaster
 ``config.models[0]`` on ``config.datasets[0]`` at horizon ``config.horizons[0]``, built by
@@ -34,7 +34,7 @@ import numpy as np
 
 from jaxlab import prune
 from jaxlab import timeseries as ts
-from jaxlab.core import PRNGKey, validate_config
+from jaxlab.core import PRNGKey, require_config, validate_config
 from jaxlab.train import MethodState, TrainState
 
 from ._experiment import DATASETS, TsPruneConfig
@@ -93,6 +93,7 @@ def init(key: PRNGKey, config: TsPruneConfig) -> MethodState:
       >>> int(state.step), sorted(state.model_state)
       (0, ['collections', 'masks'])
     """
+    require_config(config, TsPruneConfig, "jaxlab.methods.tsprune.init")
     validate_config(config)
     mcfg = model_config(config)
     variables = _jitted_init(mcfg)(key)

@@ -16,7 +16,7 @@ import functools
 import jax
 import numpy as np
 
-from jaxlab.core import PRNGKey
+from jaxlab.core import PRNGKey, require_config
 from jaxlab.train import MethodState, make_train_step
 
 from ._loss import latitude_weights
@@ -109,6 +109,7 @@ def init(key: PRNGKey, config: WeatherMixerConfig) -> MethodState:
     Raises:
       DataNotFoundError: for ``navy_winds`` when its file is missing.
     """
+    require_config(config, WeatherMixerConfig, "jaxlab.methods.weathermixer.init")
     model, init_fn, _, _ = _parts(config)
     src, _, _ = load_data(config)
     if (tuple(src.grid), src.channels) != (model.grid, model.channels):

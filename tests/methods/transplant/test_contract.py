@@ -1,4 +1,4 @@
-"""The method contract (DESIGN.md): init / train_step / evaluate of the members, fusion by transplant_state and
+"""The method contract (``jaxlab.methods``): init / train_step / evaluate of the members, fusion by transplant_state and
 fine-tuning by finetune_step, against written-out references and against run()'s own train_stack."""
 
 import dataclasses
