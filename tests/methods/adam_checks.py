@@ -1,4 +1,4 @@
-"""A check shared by the methods' contract tests: a first Adam step against its written-out reference."""
+"""Shared by the methods' contract tests: a first Adam step written out, and the check against it."""
 
 import jax
 import numpy as np
@@ -16,3 +16,12 @@ def assert_first_adam_step_close(new, old, want, grads, lr: float, *, atol: floa
         np.testing.assert_allclose(p[clear], ref[clear], atol=atol, rtol=rtol)
         assert np.all(np.abs(p - p0)[~clear] <= lr * (1 + 1e-5))
     assert sum(int(np.sum(np.abs(np.asarray(g)) > 1e-5)) for g in jax.tree.leaves(grads)) > 100
+
+
+def adam_first_step_reference(params, grads, lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
+    """optax.adam's first step written out in NumPy (float64): m = (1 - b1) g, v = (1 - b2) g^2, bias-corrected."""
+    def one(p, g):
+        p, g = np.asarray(p, np.float64), np.asarray(g, np.float64)
+        m, v = (1 - b1) * g, (1 - b2) * g * g
+        return p - lr * (m / (1 - b1)) / (np.sqrt(v / (1 - b2)) + eps)
+    return jax.tree.map(one, params, grads)

@@ -236,8 +236,8 @@ def evaluate(state: MethodState, data: Any) -> dict[str, float]:
         raise ValueError(f"evaluate data: mode must be one of {MODES}, got {mode!r}")
     offset, scale, limits = float(data["offset"]), float(data["scale"]), tuple(data["limits"])
     lam = float(data["lambda_q"])
-    crps, q = _scorer(horizon, config.cinn_blocks, offset, scale, limits).evaluate(state.params, forecast, cond, noise, target, lam,
-                                                                           cast(Mode, mode))
+    scorer = _scorer(horizon, config.cinn_blocks, offset, scale, limits)
+    crps, q = scorer.evaluate(state.params, forecast, cond, noise, target, lam, cast(Mode, mode))
     y = target.astype(np.float64) * scale + offset                 # _Series.units: unscale, then clip
     if limits[0] is not None or limits[1] is not None:
         y = np.clip(y, limits[0], limits[1])

@@ -1,4 +1,5 @@
-"""The method contract (see ``jaxlab.methods``) for the forward-gradient experiments: ``init``, ``train_step``, ``evaluate`` and ``run``.
+"""The method contract (see ``jaxlab.methods``) for the forward-gradient experiments: ``init``, ``train_step``,
+``evaluate`` and ``run``.
 
 ``init`` / ``train_step`` / ``evaluate`` are the MLP experiment's (:class:`MLPConfig`, paper section 4.4): one
 run of its sweep, the network trained with SGD and a forward-gradient estimate (``jaxlab.fwdgrad``) in place of

@@ -1,4 +1,5 @@
-"""The method contract (``jaxlab.methods``): init / train_step / evaluate, the trainer's full-rank data-parallel step, against
+"""The method contract (``jaxlab.methods``): init / train_step / evaluate, the trainer's full-rank data-parallel
+step, against
 a written-out AdamW step, against ABTrainer itself (the step run() uses) and against NumPy."""
 
 import dataclasses

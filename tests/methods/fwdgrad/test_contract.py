@@ -1,4 +1,5 @@
-"""The method contract for fwdgrad (``jaxlab.methods``): init / train_step / evaluate of the MLP experiment, and run's dispatch.
+"""The method contract for fwdgrad (``jaxlab.methods``): init / train_step / evaluate of the MLP experiment, and
+run's dispatch.
 
 One tiny config (UCI digits, one hidden layer of 8, projection with k = 4) and one jitted step, reused by every
 test; a second config (half the rate) compiles it once more, and train_mlp's program is the run's reference.

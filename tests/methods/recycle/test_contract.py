@@ -12,7 +12,7 @@ from jaxlab import data as jd
 from jaxlab.methods import recycle
 from jaxlab.methods.recycle._experiment import _LOADERS, init_recycle_params, recycle_model_config
 
-from ..adam_checks import assert_first_adam_step_close
+from ..adam_checks import adam_first_step_reference, assert_first_adam_step_close
 from ...compile_helpers import compiled_programs, quick_compiles, quick_jit  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.usefixtures("quick_compiles")
@@ -74,15 +74,6 @@ def test_cycle_length_table_matches_the_loaders():
         assert series.steps_per_cycle == d, name
 
 
-def _adam_reference(params, grads, lr, b1=0.9, b2=0.999, eps=1e-8):
-    """optax.adam's first step written out in NumPy: m = (1 - b1) g, v = (1 - b2) g^2, bias-corrected."""
-    def one(p, g):
-        p, g = np.asarray(p, np.float64), np.asarray(g, np.float64)
-        m, v = (1 - b1) * g, (1 - b2) * g * g
-        return p - lr * (m / (1 - b1)) / (np.sqrt(v / (1 - b2)) + eps)
-    return jax.tree.map(one, params, grads)
-
-
 def _forward(model, params, b, **kw):
     """ReCycle on cycle tokens: the module takes the series flattened to steps of one channel."""
     n = b["hist"].shape[0]
@@ -113,7 +104,7 @@ def test_jitted_step_is_adam_on_the_l1_loss(batch):
     new, metrics = STEP(state, batch, key)
     assert int(new.step) == 1 and new.config is CONFIG and set(metrics) == {"loss", "mse"}
     np.testing.assert_allclose(metrics["loss"], want_loss, rtol=RTOL)
-    _assert_adam_close(new.params, state.params, _adam_reference(state.params, grads, 0.01), grads, 0.01)
+    _assert_adam_close(new.params, state.params, adam_first_step_reference(state.params, grads, 0.01), grads, 0.01)
     # the same config again compiles nothing; the key (dropout) matters
     with compiled_programs() as compiled:
         other_key, _ = STEP(state, batch, jax.random.key(4))
@@ -122,7 +113,7 @@ def test_jitted_step_is_adam_on_the_l1_loss(batch):
     # the step builds its optimiser from the config: another learning rate, from the same arrays
     slower = dataclasses.replace(CONFIG, learning_rate=0.001)
     slow, _ = STEP(dataclasses.replace(state, config=slower), batch, key)
-    _assert_adam_close(slow.params, state.params, _adam_reference(state.params, grads, 0.001), grads, 0.001)
+    _assert_adam_close(slow.params, state.params, adam_first_step_reference(state.params, grads, 0.001), grads, 0.001)
 
 
 def test_steps_lower_the_loss(batch):
@@ -176,7 +167,8 @@ def test_bad_inputs_name_the_input_and_the_fix(data, batch):
         recycle.train_step(state, {k: batch[k] for k in ("hist", "target")}, jax.random.key(0))
     # windows of another dataset's cycle length (half-hourly elecdemand against hourly windows)
     half_hourly = dataclasses.replace(state, config=dataclasses.replace(CONFIG, dataset="elecdemand"))
-    with pytest.raises(ValueError, match=r"'hist' has shape \(8, 3, 24\), expected \(B,\) \+ \(3, 48\).*prepare_windows"):
+    wrong_cycle = r"'hist' has shape \(8, 3, 24\), expected \(B,\) \+ \(3, 48\).*prepare_windows"
+    with pytest.raises(ValueError, match=wrong_cycle):
         recycle.train_step(half_hourly, batch, jax.random.key(0))
     with pytest.raises(ValueError, match=r"'target' has shape \(8, 3, 24\)"):
         recycle.train_step(state, {**batch, "target": batch["hist"]}, jax.random.key(0))

@@ -12,7 +12,7 @@ from jaxlab import data as jd
 from jaxlab import timeseries as ts
 from jaxlab.methods import tsprune
 
-from ..adam_checks import assert_first_adam_step_close
+from ..adam_checks import adam_first_step_reference, assert_first_adam_step_close
 from ...compile_helpers import compiled_programs, quick_compiles, quick_jit  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.usefixtures("quick_compiles")
@@ -71,15 +71,6 @@ def test_channel_table_matches_the_loaders():
         assert len(series.columns) == tsprune.CHANNELS[name], name
 
 
-def _adam_reference(params, grads, lr, b1=0.9, b2=0.999, eps=1e-8):
-    """optax.adam's first step written out in NumPy: m = (1 - b1) g, v = (1 - b2) g^2, bias-corrected."""
-    def one(p, g):
-        p, g = np.asarray(p, np.float64), np.asarray(g, np.float64)
-        m, v = (1 - b1) * g, (1 - b2) * g * g
-        return p - lr * (m / (1 - b1)) / (np.sqrt(v / (1 - b2)) + eps)
-    return jax.tree.map(one, params, grads)
-
-
 @functools.partial(quick_jit, static_argnums=0)
 def _mse_and_grad(config, params, batch, key):
     """The MSE of the zoo model with dropout on (the streams split from ``key``) and its gradient."""
@@ -96,7 +87,7 @@ def _mse_and_grad(config, params, batch, key):
 
 def _reference_step(state, batch, key, lr):
     value, grads = _mse_and_grad(state.config, state.params, batch, key)
-    return value, _adam_reference(state.params, grads, lr), grads
+    return value, adam_first_step_reference(state.params, grads, lr), grads
 
 
 def _assert_adam_close(new, old, want, grads, lr):
@@ -117,7 +108,7 @@ def test_jitted_step_is_the_masked_adam_step_on_the_mse(batch):
         faster, _ = STEP(tsprune.set_learning_rate(state, 1e-2), batch, key)
     assert not [c for c in compiled if c and "train_step" in c], compiled
     assert not _tree_equal(other_key.params, new.params) and not _tree_equal(faster.params, new.params)
-    _assert_adam_close(faster.params, state.params, _adam_reference(state.params, grads, 1e-2), grads, 1e-2)
+    _assert_adam_close(faster.params, state.params, adam_first_step_reference(state.params, grads, 1e-2), grads, 1e-2)
     # a config value the step reads (dropout) changes the result from the same arrays
     no_dropout = dataclasses.replace(CONFIG, dropout=0.0)
     plain, _ = STEP(dataclasses.replace(state, config=no_dropout), batch, key)

@@ -159,7 +159,8 @@ def test_evaluate_equals_numpy(setup):
 
 def test_bad_inputs_say_what_to_pass(setup, without_typechecks):
     step, state, batch, _, _ = setup
-    with pytest.raises(ValueError, match=r"batch must be a dict with exactly the keys \['state', 'target'\].*load_data"):
+    with pytest.raises(ValueError,
+                       match=r"batch must be a dict with exactly the keys \['state', 'target'\].*load_data"):
         step(state, {"state": batch["state"]}, jax.random.key(0))
     with pytest.raises(ValueError, match=r"batch\['state'\] has shape \(2, 16, 8, 4\); expected \(samples, 8, 16, 4\)"):
         step(state, {k: v.transpose(0, 2, 1, 3) for k, v in batch.items()}, jax.random.key(0))
