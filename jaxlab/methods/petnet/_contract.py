@@ -19,6 +19,7 @@ import functools
 from typing import Any
 
 import jax
+import numpy as np
 
 from jaxlab.core import PRNGKey
 from jaxlab.train import MethodState, TrainState, make_train_step
@@ -90,6 +91,24 @@ def _check_batch(batch: Any, preset: Preset, what: str = "train_step's batch") -
                              f"preset (config.get_preset())")
     if n == 0:
         raise ValueError(f"{what} holds no samples; pass at least one")
+    _check_crystals(batch, preset, what)
+
+
+def _check_crystals(batch: PETData, preset: Preset, what: str) -> None:
+    """The valid photons' crystal indices lie in ``[0, num_crystals)`` of ``preset``: data simulated for another
+    geometry has the same shapes and would train silently (a gather clips). A check of values, so it runs only
+    where they are known: in :func:`evaluate` and an eager :func:`train_step`; skipped while ``train_step`` is
+    traced under ``jax.jit``."""
+    try:
+        crystal, valid = np.asarray(batch.crystal), np.asarray(batch.valid)
+    except jax.errors.TracerArrayConversionError:
+        return
+    used = crystal[valid]
+    if used.size and (used.min() < 0 or used.max() >= preset.num_crystals):
+        raise ValueError(f"{what}: crystal indices run from {used.min()} to {used.max()}, but preset "
+                         f"{preset.name!r} has {preset.num_crystals} crystals ({preset.num_rings} rings x "
+                         f"{preset.crystals_per_ring}); simulate the data with the config's preset "
+                         "(config.get_preset())")
 
 
 def train_step(state: MethodState, batch: PETData, key: PRNGKey) -> tuple[MethodState, dict[str, jax.Array]]:
@@ -114,7 +133,8 @@ def train_step(state: MethodState, batch: PETData, key: PRNGKey) -> tuple[Method
 
     Raises:
       TypeError: the batch is not a ``PETData`` (e.g. a dict or the dense trains).
-      ValueError: its arrays do not have the preset's event slots.
+      ValueError: its arrays do not have the preset's event slots, or (when called eagerly, not under
+        ``jax.jit``) its crystal indices lie outside the preset's crystals.
     """
     preset, variant, settings = _setup(state.config)
     _check_batch(batch, preset)

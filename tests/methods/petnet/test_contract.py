@@ -186,5 +186,15 @@ def test_bad_inputs_say_what_to_pass(batch):
         petnet.train_step(state, other, jax.random.key(0))
     with pytest.raises(ValueError, match="evaluate's data"):
         petnet.evaluate(state, other)
+    # the same shapes from a geometry with more crystals: a value check, eager only (a jitted step cannot see it)
+    preset = CONFIG.get_preset()
+    crystal, valid = np.array(batch.crystal), np.array(batch.valid)
+    crystal[0, 0, 1], valid[0, 0] = preset.num_crystals + 5, True
+    wide = batch._replace(crystal=crystal, valid=valid)
+    bad = rf"crystal indices run from 0 to {preset.num_crystals + 5}, but preset .* has {preset.num_crystals}"
+    with pytest.raises(ValueError, match="batch: " + bad):
+        petnet.train_step(state, wide, jax.random.key(0))
+    with pytest.raises(ValueError, match="evaluate's data: " + bad):
+        petnet.evaluate(state, wide)
     with pytest.raises(TypeError, match="PETNetConfig"):
         petnet.init(jax.random.key(0), {"preset": "reduced"})  # pyright: ignore[reportArgumentType]
