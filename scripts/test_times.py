@@ -52,8 +52,10 @@ def summarise(xml_paths: list[str | os.PathLike]) -> dict[str, Any]:
     """Per-group test count, outcome counts and summed seconds, from one or more JUnit XML files."""
     groups: dict[str, dict[str, Any]] = collections.defaultdict(
         lambda: {"tests": 0, "seconds": 0.0, "failed": 0, "skipped": 0})
+    wall: list[float] = []
     for path in xml_paths:
         root = ET.parse(path).getroot()
+        wall += [float(t) for suite in root.iter("testsuite") if (t := suite.get("time")) is not None]
         for case in root.iter("testcase"):
             g = groups[group_of(case.get("classname", ""))]
             g["tests"] += 1
@@ -74,7 +76,9 @@ def summarise(xml_paths: list[str | os.PathLike]) -> dict[str, Any]:
         if name.startswith("methods/") and name[len("methods/"):] not in methods:
             methods[name[len("methods/"):]] = {"dirs": [name], "tests": g["tests"], "seconds": g["seconds"]}
     total = round(sum(g["seconds"] for g in out.values()), 2)
-    return {"groups": out, "methods": methods, "total_seconds": total}
+    # pytest's <testsuite time>: the session's wall time (with xdist, the controller's), None if not recorded
+    return {"groups": out, "methods": methods, "total_seconds": total,
+            "suite_wall_s": round(sum(wall), 2) if wall else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the summary with the environment here")
     p.add_argument("--limit-s", type=float, default=120.0, help="flag methods whose summed time exceeds this")
     p.add_argument("--commit", help="the commit the tests ran at (default: this checkout's HEAD)")
-    p.add_argument("--note", default="", help="free text stored with the figures (host, command, wall time)")
+    p.add_argument("--note", default="", help="free text stored with the figures (host, command)")
     args = p.parse_args(argv)
     summary = summarise(args.xml)
     over = {m: v["seconds"] for m, v in summary["methods"].items() if v["seconds"] > args.limit_s}
@@ -93,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{m:<{width}}  {v['tests']:5d} tests  {v['seconds']:8.1f} s{flag}")
     print(f"{'all':<{width}}  {sum(g['tests'] for g in summary['groups'].values()):5d} tests  "
           f"{summary['total_seconds']:8.1f} s (one worker's time; two workers take about half)")
+    if summary["suite_wall_s"] is not None:
+        print(f"{'wall':<{width}}  {summary['suite_wall_s']:17.1f} s (pytest's session, from the report)")
     if args.json:
         from jaxlab.core import environment_info
         env = environment_info()

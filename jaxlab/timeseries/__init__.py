@@ -71,6 +71,7 @@ from ._profiles import profile_windows as profile_windows
 from ._profiles import rhp_tables as rhp_tables
 from ._profiles import rhp_tables_reference as rhp_tables_reference
 from ._profiles import window_rhp as window_rhp
+from ._recycle import NUM_META as NUM_META
 from ._recycle import CycleTransformer as CycleTransformer
 from ._recycle import CycleTransformerConfig as CycleTransformerConfig
 from ._recycle import PCCRHP as PCCRHP

@@ -2,22 +2,16 @@
 mmap threshold, and the ratios are taken within each."""
 
 import argparse
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from .load_script import load_script
 
 
 @pytest.fixture(scope="module")
 def bt():
-    spec = importlib.util.spec_from_file_location("bench_transplant", ROOT / "scripts" / "bench_transplant.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_transplant"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_transplant")
 
 
 def _fake_children(monkeypatch, bt, seen):

@@ -1,16 +1,13 @@
 """scripts/test_times.py: per-method sums from a JUnit report, against totals counted by hand."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from .load_script import load_script
 
 XML = """<?xml version="1.0" encoding="utf-8"?>
-<testsuites><testsuite name="pytest" tests="8">
+<testsuites><testsuite name="pytest" tests="8" time="9.75">
   <testcase classname="tests.sparse.test_spmv" name="a" time="1.5"/>
   <testcase classname="tests.krylov.test_solvers.TestCG" name="b" time="2.25"><failure message="x"/></testcase>
   <testcase classname="tests.methods.petnet.test_sim" name="c" time="4.0"/>
@@ -25,11 +22,7 @@ XML = """<?xml version="1.0" encoding="utf-8"?>
 
 @pytest.fixture(scope="module")
 def tt():
-    spec = importlib.util.spec_from_file_location("test_times", ROOT / "scripts" / "test_times.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["test_times"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("test_times")
 
 
 def test_groups_and_methods_sum_by_hand(tt, tmp_path):
@@ -44,6 +37,13 @@ def test_groups_and_methods_sum_by_hand(tt, tmp_path):
     assert s["methods"]["petnet"]["seconds"] == 4.5
     assert s["methods"]["fwdgrad"]["seconds"] == 3.0  # the layer's tests (tests/fwdgrad) count with the method
     assert s["total_seconds"] == 14.5
+    assert s["suite_wall_s"] == 9.75  # pytest's session time, not the sum
+
+
+def test_a_report_without_a_session_time_has_none(tt, tmp_path):
+    path = tmp_path / "r.xml"
+    path.write_text(XML.replace(' time="9.75"', ""))
+    assert tt.summarise([path])["suite_wall_s"] is None
 
 
 def test_main_flags_the_methods_over_the_limit_and_writes_json(tt, tmp_path, capsys):

@@ -34,7 +34,7 @@ from jax.sharding import PartitionSpec as P
 from jaxlab.core import require_config, validate_config
 from jaxlab.train import MethodState
 
-from ._experiment import ABTrainConfig, _batches, make_lr, make_tx
+from ._experiment import ABTrainConfig, _batches, config_devices, make_lr, make_tx
 from ._models import make_model
 from ._spmd import FullState, full_specs, global_mesh, init_full_state, make_eval, make_full_step, shardings
 
@@ -54,12 +54,7 @@ def _lr_table(config: ABTrainConfig) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def _mesh(num_devices: int, group_size: int):
-    devices = jax.devices()
-    if len(devices) < num_devices:
-        raise ValueError(f"config.num_devices={num_devices} but {len(devices)} devices exist; set num_devices=1, "
-                         f"group_size=1 for one device, or on CPU run with "
-                         f"XLA_FLAGS=--xla_force_host_platform_device_count={num_devices}")
-    return global_mesh(np.asarray(devices[:num_devices]), group_size)
+    return global_mesh(np.asarray(config_devices(num_devices)), group_size)
 
 
 def _placement(mesh, full: FullState) -> FullState:

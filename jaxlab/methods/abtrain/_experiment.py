@@ -174,18 +174,25 @@ def make_lr(config: ABTrainConfig, *, baseline: bool) -> LearningRate:
                         config.min_lr, config.lr_rebound_steps, config.schedule(baseline=baseline))
 
 
-def make_trainer(config: ABTrainConfig, seed: int, *, baseline: bool, factorise: bool = True) -> ABTrainer:
+def config_devices(num_devices: int) -> list:
+    """The first ``num_devices`` devices (the trainer's mesh), or a ValueError that says how to get them."""
     devices = jax.devices()
-    if len(devices) < config.num_devices:
-        raise ValueError(f"num_devices={config.num_devices} but {len(devices)} devices exist; on CPU run with "
-                         f"XLA_FLAGS=--xla_force_host_platform_device_count={config.num_devices}")
+    if len(devices) < num_devices:
+        raise ValueError(f"num_devices={num_devices} but {len(devices)} devices exist; set num_devices=1, "
+                         f"group_size=1 for one device, or on CPU run with "
+                         f"XLA_FLAGS=--xla_force_host_platform_device_count={num_devices}")
+    return devices[:num_devices]
+
+
+def make_trainer(config: ABTrainConfig, seed: int, *, baseline: bool, factorise: bool = True) -> ABTrainer:
+    devices = config_devices(config.num_devices)
     model = make_model(config.model, hidden=config.hidden, width=config.width)
     schedule = config.schedule(baseline=baseline)
     lr, tx = make_lr(config, baseline=baseline), make_tx(config)
     settings = ABSettings(schedule, group_size=config.group_size, node_size=config.node_size,
                           sync_mode=config.sync_mode, tau=config.tau, on_rank_change=config.on_rank_change,
                           clip_norm=config.clip_norm, label_smoothing=config.label_smoothing)
-    return ABTrainer(model, tx, lr, settings, key=jax.random.key(seed), devices=devices[:config.num_devices],
+    return ABTrainer(model, tx, lr, settings, key=jax.random.key(seed), devices=devices,
                      factorise=factorise)
 
 

@@ -27,23 +27,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.core import PRNGKey
+from jaxlab.core import PRNGKey, require_config
 from jaxlab.train import MethodState, TrainState
 
 from ._baselines import quantile_crossings
-from ._cinn import CINN, init_cinn, nll_loss
+from ._cinn import CINN, init_cinn
 from ._evaluate import SampleScorer, quantile_scores
-from ._experiment import AutoPQConfig, _Series
+from ._experiment import AutoPQConfig, _Series, units_float64
 from ._forecasters import PointForecast
 from ._sampling import MODES, QUANTILES, SAMPLE_SIZE, Mode, standard_noise
-from ._train import CINNTraining, cinn_optimizer, cinn_update, epoch_indices
+from ._train import CINNTraining, cinn_nll, cinn_optimizer, cinn_update, epoch_indices
 from ._windows import CALENDAR, SERIES, ForecastData, SeriesSpec, Windows
 
 
 def _check_config(config: Any) -> AutoPQConfig:
-    if not isinstance(config, AutoPQConfig):
-        raise TypeError(f"AutoPQ's init/train_step/evaluate need an AutoPQConfig (configs/autopq/series.py "
-                        f"get_config()), got {type(config).__name__}")
+    require_config(config, AutoPQConfig, "AutoPQ's init/train_step/evaluate")
     return config
 
 
@@ -182,14 +180,8 @@ def cinn_batches(target, cond, batch_size: int, *, key: PRNGKey):
 
 @functools.lru_cache(maxsize=16)
 def _nll_fn(horizon: int, num_blocks: int):
-    """The jitted :func:`nll_loss` of a ``CINN(horizon, num_blocks)`` (one compilation per shape)."""
-    model = CINN(horizon=horizon, num_blocks=num_blocks)
-
-    def nll(params, x, c):
-        z, log_det = cast(tuple[jax.Array, jax.Array], model.apply(params, x, c))
-        return nll_loss(z, log_det)
-
-    return jax.jit(nll)
+    """The jitted :func:`cinn_nll` of a ``CINN(horizon, num_blocks)`` (one compilation per shape)."""
+    return jax.jit(functools.partial(cinn_nll, CINN(horizon=horizon, num_blocks=num_blocks)))
 
 
 @functools.lru_cache(maxsize=16)
@@ -238,9 +230,7 @@ def evaluate(state: MethodState, data: Any) -> dict[str, float]:
     lam = float(data["lambda_q"])
     scorer = _scorer(horizon, config.cinn_blocks, offset, scale, limits)
     crps, q = scorer.evaluate(state.params, forecast, cond, noise, target, lam, cast(Mode, mode))
-    y = target.astype(np.float64) * scale + offset                 # _Series.units: unscale, then clip
-    if limits[0] is not None or limits[1] is not None:
-        y = np.clip(y, limits[0], limits[1])
+    y = units_float64(target, offset, scale, limits)
     out.update(quantile_scores(q, y, QUANTILES), crps_samples=float(crps),
                crossings=float(quantile_crossings(q)["crossings"]))
     return out

@@ -133,6 +133,14 @@ def _every(n: int, count: int) -> np.ndarray:
     return np.arange(0, n, max(1, math.ceil(n / max(count, 1))))
 
 
+def units_float64(x: np.ndarray, offset: float, scale: float, limits: tuple) -> np.ndarray:
+    """Scaled values in the series' units, in float64 on the host: ``x * scale + offset`` clipped to the physical
+    ``limits`` (what ``run()`` scores against; :func:`to_units` is the same on device arrays)."""
+    y = np.asarray(x, np.float64) * scale + offset
+    lo, hi = limits
+    return np.clip(y, lo, hi) if (lo is not None or hi is not None) else y
+
+
 class _Series:
     """One series' data in the forms the pieces need (scaled arrays; units through ``units``)."""
 
@@ -142,9 +150,7 @@ class _Series:
         self.limits = data.spec.limits
 
     def units(self, x: np.ndarray) -> np.ndarray:
-        y = np.asarray(x, np.float64) * self.scale + self.offset
-        lo, hi = self.limits
-        return np.clip(y, lo, hi) if (lo is not None or hi is not None) else y
+        return units_float64(x, self.offset, self.scale, self.limits)
 
     def clip_scaled(self, x: np.ndarray) -> np.ndarray:
         """A scaled forecast clipped to the physical limits (the reference clips the point forecast)."""

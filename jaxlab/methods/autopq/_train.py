@@ -9,6 +9,7 @@ returned per epoch). One epoch is one jitted ``lax.scan`` over its batches.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple, cast
 
 import jax
@@ -75,6 +76,11 @@ def weighted_nll(model: CINN, params, x: jax.Array, cond: jax.Array, weight: jax
     return jnp.sum(weight * per) / jnp.sum(weight)
 
 
+def cinn_nll(model: CINN, params, x: jax.Array, cond: jax.Array) -> jax.Array:
+    """:func:`nll_loss` of the cINN on targets ``x`` given ``cond`` (:func:`fit_cinn`'s hold-out loss)."""
+    return nll_loss(*cast(tuple[jax.Array, jax.Array], model.apply(params, x, cond)))
+
+
 def cinn_update(model: CINN, tx: optax.GradientTransformation, params, opt_state, x: jax.Array, cond: jax.Array,
                 weight: jax.Array):
     """One optimiser step on :func:`weighted_nll`: ``(params, opt_state, loss before the step)``; the body of
@@ -131,9 +137,7 @@ def fit_cinn(x: np.ndarray, cond: np.ndarray, *, key: PRNGKey, model: CINN | Non
         (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (idx, weight))
         return params, opt_state, jnp.mean(losses)
 
-    @jax.jit
-    def holdout_loss(params, xh, ch):
-        return nll_loss(*model.apply(params, xh, ch))
+    holdout_loss = jax.jit(functools.partial(cinn_nll, model))
 
     it = range(settings.epochs)
     if progress:

@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxlab.core import PRNGKey
+from jaxlab.core import PRNGKey, require_config
 from jaxlab.train import MethodState, TrainState, make_train_step
 
 from ._experiment import PETNetConfig
@@ -31,9 +31,7 @@ from ._train import TrainSettings, Variant, _loss_and_tx, _step_settings, evalua
 
 def _setup(config: Any) -> tuple[Preset, Variant, TrainSettings]:
     """The preset, headline variant and full training settings of ``config``."""
-    if not isinstance(config, PETNetConfig):
-        raise TypeError(f"PETNet's init/train_step/evaluate need a PETNetConfig (configs/petnet/*.py "
-                        f"get_config()), got {type(config).__name__}")
+    require_config(config, PETNetConfig, "PETNet's init/train_step/evaluate")
     variant = Variant(*config.headline)
     return config.get_preset(), variant, config.settings(variant.architecture)
 

@@ -28,8 +28,8 @@ import numpy as np
 from jaxlab.core import PRNGKey, require_config, validate_config
 from jaxlab.train import MethodState, TrainState, make_train_step
 
-from ._experiment import (RecycleConfig, _make_model, forecast_metrics, init_recycle_params, make_loss_fn,
-                          point_forecast, recycle_optimizer)
+from ._experiment import (RecycleConfig, _make_model, forecast_metrics, init_recycle_params, lead1_mae,
+                          make_loss_fn, point_forecast, recycle_optimizer)
 from jaxlab import timeseries as ts
 
 #: Steps per cycle (day) of each dataset ``run()`` loads.
@@ -38,14 +38,13 @@ CYCLE_LEN: dict[str, int] = {"elecdemand": 48, "taylor": 48, "bikeshare": 24}
 #: The keys of a training batch (ReCycle's inputs and the target), in ``run()``'s batcher order.
 BATCH_KEYS: tuple[str, ...] = ("hist", "hist_profile", "hist_meta", "fc_profile", "fc_meta", "target")
 
-_META_FEATURES = 9  # jaxlab.data.cycle_metadata: weekday one-hot (7), holiday, holiday tomorrow
 
 
 def _shapes(config: RecycleConfig) -> tuple[int, int]:
     """``(D, M)``: steps per cycle and metadata features per token."""
     if config.dataset not in CYCLE_LEN:
         raise ValueError(f"no cycle length known for dataset {config.dataset!r}; choose from {tuple(CYCLE_LEN)}")
-    return CYCLE_LEN[config.dataset], _META_FEATURES + 3 * len(config.exogenous)
+    return CYCLE_LEN[config.dataset], ts.NUM_META + 3 * len(config.exogenous)
 
 
 @functools.lru_cache(maxsize=None)
@@ -178,7 +177,7 @@ def evaluate(state: MethodState, data: dict, *, split: str = "test") -> dict[str
     pred = sc.inverse(np.asarray(point_forecast(qs)(out)))
     truth = sc.inverse(arrays["target"].astype(np.float64))
     metrics = forecast_metrics(pred, truth)
-    metrics["mae_lead1"] = float(np.mean(np.abs(pred[:, 0] - truth[:, 0])))
+    metrics["mae_lead1"] = lead1_mae(pred, truth)
     naive = forecast_metrics(sc.inverse(arrays["persistence"].astype(np.float64)), truth)["mae"]
     metrics["mase"] = metrics["mae"] / naive
     if qs:

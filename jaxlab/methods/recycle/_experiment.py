@@ -272,7 +272,7 @@ def recycle_model_config(config: RecycleConfig, d: int, mark_features: int):
                              zero_head=config.zero_head)
 
 
-def _make_model(name: str, config: RecycleConfig, d: int, mark_features: int = 9):
+def _make_model(name: str, config: RecycleConfig, d: int, mark_features: int = ts.NUM_META):
     """Returns ``(module, predict)`` with ``predict(params, arrays) -> (B, H, D)`` (normalised)."""
     h = config.horizon
     if name == "recycle":
@@ -441,6 +441,11 @@ def forecast_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
             "mape_pct": float(100.0 * np.mean(np.abs(err) / np.abs(target)))}
 
 
+def lead1_mae(pred: np.ndarray, target: np.ndarray) -> float:
+    """MAE of the first forecast cycle (lead 1) in the series' units; ``pred`` and ``target`` ``(N, H, D)``."""
+    return float(np.mean(np.abs(np.asarray(pred)[:, 0] - np.asarray(target)[:, 0])))
+
+
 def _plot(workdir: Path, cd: jdata.CycleData, sc: jdata.Scaler, test: dict, preds: dict[str, np.ndarray],
           index: int) -> Path:
     from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
@@ -544,7 +549,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
                             "oof_ratio": g["info"]["oof_ratio"].tolist(),
                             "dm_pvalue": g["info"]["dm_pvalue"].tolist(),
                             **{f"test_{m}": v for m, v in forecast_metrics(sc.inverse(g["test"]), truth).items()},
-                            "test_mae_lead1": float(np.mean(np.abs(sc.inverse(g["test"])[:, 0] - truth[:, 0]))),
+                            "test_mae_lead1": lead1_mae(sc.inverse(g["test"]), truth),
                             "val_mae": float(np.mean(np.abs(sc_val.inverse(g["val"]) - sc_val.inverse(val_truth_n))))}
                     if rc.get("quantiles"):
                         qm = _quantile_metrics(sc, sc_val, g["test_q"], test["target"], g["val_q"], val["target"],
@@ -606,7 +611,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     for r in rows:
         r["mase"] = r["mae"] / naive
         r["val_mae"] = float(np.mean(np.abs(val_preds[r["model"]] - val_truth)))
-        r["mae_lead1"] = float(np.mean(np.abs(preds[r["model"]][:, 0] - truth[:, 0])))
+        r["mae_lead1"] = lead1_mae(preds[r["model"]], truth)
         r["total_s"] = r["train_s"] + r["infer_s"]
         r["total_energy_j"] = (r["train_energy_j"] or 0.0) + (r["infer_energy_j"] or 0.0)
     by = {r["model"]: r for r in rows}

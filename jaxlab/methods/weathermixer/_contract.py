@@ -12,6 +12,7 @@ one step of each). WeatherMixer trains one model, so ``train_step`` is the whole
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -66,6 +67,27 @@ def _parts(config: WeatherMixerConfig):
     return model, init_fn, step, scores
 
 
+class _DatasetInfo(NamedTuple):
+    """What ``init`` and ``evaluate`` read from the config's dataset (not its samples)."""
+
+    grid: tuple[int, ...]
+    channels: int
+    lat_weights: np.ndarray
+    names: tuple[str, ...]
+    nvar: int
+    std: np.ndarray
+
+
+@functools.lru_cache(maxsize=16)
+def _dataset_info(config: WeatherMixerConfig) -> _DatasetInfo:
+    """The dataset's grid, channels, latitude weights, channel names and scales, read once per config (for
+    ``navy_winds`` a file read: ``evaluate`` no longer loads the data on every call)."""
+    src, _, _ = load_data(config)
+    names, nvar = _channel_names(src)
+    return _DatasetInfo(tuple(src.grid), src.channels, np.asarray(latitude_weights(src.lat)), names, nvar,
+                        _channel_std(src))
+
+
 def _check_arrays(data, model: WeatherMixer, what: str, loader: str) -> None:
     if not isinstance(data, dict) or set(data) != set(_BATCH_KEYS):
         got = sorted(data) if isinstance(data, dict) else type(data).__name__
@@ -111,12 +133,12 @@ def init(key: PRNGKey, config: WeatherMixerConfig) -> MethodState:
     """
     require_config(config, WeatherMixerConfig, "jaxlab.methods.weathermixer.init")
     model, init_fn, _, _ = _parts(config)
-    src, _, _ = load_data(config)
-    if (tuple(src.grid), src.channels) != (model.grid, model.channels):
-        raise ValueError(f"the {config.dataset} data has grid {tuple(src.grid)} and {src.channels} channels; "
+    info = _dataset_info(config)
+    if (info.grid, info.channels) != (model.grid, model.channels):
+        raise ValueError(f"the {config.dataset} data has grid {info.grid} and {info.channels} channels; "
                          f"jaxlab expects {model.grid} and {model.channels}: is the data file the packaged one?")
     params, opt_state = init_fn(key)
-    lat_weights = jax.device_put(latitude_weights(src.lat))
+    lat_weights = jax.device_put(info.lat_weights)
     return MethodState(step=jax.device_put(np.zeros((), np.int32)), params=params, opt_state=opt_state,
                        model_state={"lat_weights": lat_weights}, config=config)
 
@@ -183,6 +205,5 @@ def evaluate(state: MethodState, data: dict) -> dict:
                       state.model_state["lat_weights"])
         rm.append(np.asarray(m))
         rp.append(np.asarray(p))
-    src, _, _ = load_data(config)
-    names, nvar = _channel_names(src)
-    return _rmse_summary(rm, rp, names, nvar, _channel_std(src))
+    info = _dataset_info(config)
+    return _rmse_summary(rm, rp, info.names, info.nvar, info.std)
