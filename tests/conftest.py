@@ -1,4 +1,8 @@
-"""Test setup: 8 fake CPU devices, float64 for references, strict promotion, a fixed-seed key."""
+"""Test setup: 8 fake CPU devices, float64 for references, run-time type checks, a fixed-seed key.
+
+JAX's default (standard) dtype promotion is kept, not ``jax_numpy_dtype_promotion="strict"``: optax's Adam
+computes ``decay ** count`` with an integer count, which strict promotion refuses.
+"""
 
 import os
 
