@@ -49,6 +49,10 @@ Variants (`get_config(arg)`):
            result: bench/results/tsprune-full/ (3 seeds: density 0.5 within 1.05x of dense after
            fine-tuning for 3 of 5 models on elecdemand and 5 of 5 on nyc_weather; density 0.1:
            Autoformer 1.058x on nyc_weather).
+  full3    `full`'s training and 3 seeds with the paper protocol's largest fine-tuning budget, 3 epochs
+           (the best-validation epoch kept), at the sparsities of the goals {0, .5, .9}; no structured or
+           width-matched part. `nice -n 10 jaxlab run configs/tsprune/study.py:full3 --workdir
+           runs/tsprune-full3` (resumable).
   quick    the Transformer (1 encoder layer, d_model 16) on elecdemand at sparsities {0, .5}, no structured
            or latency part: seconds on idle cores (`jaxlab reproduce --quick`).
 
@@ -93,10 +97,14 @@ def get_config(arg: str | None = None) -> TsPruneConfig:
         return dataclasses.replace(converged, epochs=20, sparsities=config.sparsities, seeds=config.seeds,
                                    structured_fraction=config.structured_fraction,
                                    matched_densities=config.matched_densities)
+    if arg == "full3":
+        full = get_config("full")
+        return dataclasses.replace(full, sparsities=(0.0, 0.5, 0.9), finetune_epochs=3, structured_fraction=0.0,
+                                   matched_densities=())
     if arg == "quick":
         return dataclasses.replace(config, datasets=("elecdemand",), models=("transformer",), d_model=16,
                                    n_heads=2, d_ff=16, e_layers=1, epochs=1, max_train_windows=128,
                                    max_val_windows=64, eval_batch=256, sparsities=(0.0, 0.5), seeds=(0,),
                                    finetune_epochs=1, structured_fraction=0.0, matched_densities=(),
                                    latency_batches=())
-    raise ValueError(f"unknown argument {arg!r}; use 'paper', 'ci', 'sweep', 'converged', 'full', 'quick' or nothing")
+    raise ValueError(f"unknown argument {arg!r}; use 'paper', 'ci', 'sweep', 'converged', 'full', 'full3', 'quick' or nothing")

@@ -179,7 +179,7 @@ def test_measurement_helpers():
 def test_every_config_variant_is_valid():
     from jaxlab.core import load_config
 
-    for arg in (None, "paper", "ci", "sweep", "converged", "full", "quick"):
+    for arg in (None, "paper", "ci", "sweep", "converged", "full", "full3", "quick"):
         spec = "configs/tsprune/study.py" + (f":{arg}" if arg else "")
         config, _ = load_config(spec)
         config.check()
@@ -200,6 +200,11 @@ def test_every_config_variant_is_valid():
     assert full.sparsities == tsprune.SPARSITIES and len(full.sparsities) == 10 and full.seeds == (0, 1, 2)
     assert not full.seed_sparsities and full.epochs == 20 and full.lr_decay == "plateau"
     assert full.structured_fraction == 0.5 and full.matched_densities and not full.latency_batches
+    full3, _ = load_config("configs/tsprune/study.py:full3")          # full's training, 3 fine-tuning epochs
+    assert dataclasses.replace(full3, sparsities=full.sparsities, finetune_epochs=full.finetune_epochs,
+                               structured_fraction=full.structured_fraction,
+                               matched_densities=full.matched_densities) == full
+    assert full3.finetune_epochs == 3 and full3.sparsities == (0.0, 0.5, 0.9)
     # the declared constraints refuse bad overrides before a run starts (jaxlab run --set)
     from jaxlab.core import ConfigError, apply_overrides, validate_config
 
