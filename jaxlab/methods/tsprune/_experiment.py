@@ -650,6 +650,9 @@ def run(config: TsPruneConfig, workdir: str | Path, *, progress: bool = True, me
         series: dict[str, jdata.TimeSeries] | None = None) -> dict[str, Any]:
     """Runs the study (resumable) and writes ``summary.json``, ``records.jsonl`` and the plots.
 
+    ``summary.json``'s ``wall_s`` is this process's wall time; ``train_s_recorded`` sums the training seconds of
+    every recorded cell (``cells`` of them), whichever run made them.
+
     Args:
       config: the study.
       workdir: output folder.
@@ -693,7 +696,10 @@ def run(config: TsPruneConfig, workdir: str | Path, *, progress: bool = True, me
     summary["goal_density_0.5"] = g["goal_density_0.5"]
     summary["goal_density_0.1"] = g["goal_density_0.1"]
     summary["max_structured_speedup_batch256"] = max(speedups) if speedups else None
-    summary.update(status="completed", wall_s=time.perf_counter() - t0,
+    # wall_s is this process's only: a resumed run (or one whose cells came from parallel workdirs) trained
+    # some cells elsewhere, so the cells' own training seconds are summed from the records as well.
+    summary.update(status="completed", wall_s=time.perf_counter() - t0, cells=len(records.rows),
+                   train_s_recorded=float(sum(r.get("train_s") or 0.0 for r in records.rows.values())),
                    windows={ds: {k: w.num_windows(k) for k in ts.SPLITS} for ds, w in windows_by_ds.items()},
                    energy={"study": to_jsonable(study_energy)})
     summary["plots"] = _plots(config, summary, workdir)

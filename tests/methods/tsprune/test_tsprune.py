@@ -150,6 +150,9 @@ def test_quick_config_runs_and_records(tmp_path, quick_compiles):
     # a second run resumes: everything is recorded, nothing is trained again
     again = module.run(config, tmp_path, progress=False)
     assert again["table"] == summary["table"]
+    recorded = summary_records(tmp_path)                # the cells' own training time, not the resumed run's
+    assert again["cells"] == summary["cells"] == len(recorded) == 4
+    assert again["train_s_recorded"] == summary["train_s_recorded"] == sum(r.get("train_s", 0) for r in recorded)
 
 
 def summary_records(workdir):
