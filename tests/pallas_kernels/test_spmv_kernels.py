@@ -223,8 +223,13 @@ def test_kernels_on_gpu():
                                         ("sellp", True)])
 def test_gpu_auto_uses_kernel_only_where_it_measured_faster(fmt, kernel):
     # Lowered for CUDA without a GPU: impl="auto" emits the Triton kernel for SELL-P only (H200 figures).
+    # The abstract H200 names the target: JAX 0.11's Triton lowering reads the GPU's compute capability
+    # from it and raises without one on a CPU host (0.10 assumed sm_90, an H200's, in that case).
     S = sp.random(64, 64, density=0.1, format="csr", random_state=0, dtype=np.float32)
     A = jsparse.from_scipy(S, fmt)
-    text = jax.jit(lambda A, v: jsparse.spmv(A, v)).trace(A, jnp.ones(64, jnp.float32)).lower(
-        lowering_platforms=("cuda",)).as_text()
+    h200 = jax.sharding.AbstractMesh((), (), abstract_device=jax.sharding.AbstractDevice(
+        device_kind="NVIDIA H200", num_cores=None, platform="gpu"))
+    with jax.sharding.use_abstract_mesh(h200):
+        text = jax.jit(lambda A, v: jsparse.spmv(A, v)).trace(A, jnp.ones(64, jnp.float32)).lower(
+            lowering_platforms=("cuda",)).as_text()
     assert ("triton" in text) == kernel

@@ -18,7 +18,7 @@ D, LC, HC = 4, 7, 2  # steps per cycle, history and horizon cycles
 
 
 def _calendar(num_days, holidays=(3,)):
-    dates = np.arange(np.datetime64("2024-01-01"), np.datetime64("2024-01-01") + num_days)
+    dates = np.arange(np.datetime64("2024-01-01"), np.datetime64("2024-01-01") + np.timedelta64(num_days, "D"))
     hol = np.isin(np.arange(num_days), holidays)
     return jd.cycle_metadata(dates, hol), jd.day_types(dates, hol)
 
