@@ -87,7 +87,7 @@ def _csr_merge_kernel(rstart_ref, estart_ref, eend_ref, data_ref, indices_ref, r
     local = jnp.where(mask, rows_ref[idx] - r0, -1)  # this program's rows are r0 .. r0 + chunk - 1
     onehot = local[:, None] == lane[None, :]
     sums = jnp.sum(jnp.where(onehot, prod[:, None], 0), axis=0)
-    used = jnp.any(onehot, axis=0)
+    used = jnp.sum(onehot.astype(jnp.int32), axis=0) > 0  # not jnp.any: Triton has no lowering of reduce_or
     target = jnp.where(used, r0 + lane, num_rows + lane)  # unused slots add zero to scratch entries
     plt.atomic_add(y_ref, target, sums.astype(y_ref.dtype))
 

@@ -219,17 +219,39 @@ def test_kernels_on_gpu():
                                atol=10 * atol, rtol=10 * rtol)
 
 
+def _lowered_for_h200(f, *args) -> str:
+    """``f(*args)`` lowered for CUDA on a host without a GPU, as text.
+
+    The abstract H200 names the target: JAX 0.11's Triton lowering reads the GPU's compute capability
+    from it and raises without one on a CPU host (0.10 assumed sm_90, an H200's, in that case).
+    """
+    h200 = jax.sharding.AbstractMesh((), (), abstract_device=jax.sharding.AbstractDevice(
+        device_kind="NVIDIA H200", num_cores=None, platform="gpu"))
+    with jax.sharding.use_abstract_mesh(h200):
+        return jax.jit(f).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
+
+
 @pytest.mark.parametrize("fmt,kernel", [("csr", False), ("coo", False), ("ell", False), ("hybrid", False),
                                         ("sellp", True)])
 def test_gpu_auto_uses_kernel_only_where_it_measured_faster(fmt, kernel):
     # Lowered for CUDA without a GPU: impl="auto" emits the Triton kernel for SELL-P only (H200 figures).
-    # The abstract H200 names the target: JAX 0.11's Triton lowering reads the GPU's compute capability
-    # from it and raises without one on a CPU host (0.10 assumed sm_90, an H200's, in that case).
     S = sp.random(64, 64, density=0.1, format="csr", random_state=0, dtype=np.float32)
     A = jsparse.from_scipy(S, fmt)
-    h200 = jax.sharding.AbstractMesh((), (), abstract_device=jax.sharding.AbstractDevice(
-        device_kind="NVIDIA H200", num_cores=None, platform="gpu"))
-    with jax.sharding.use_abstract_mesh(h200):
-        text = jax.jit(lambda A, v: jsparse.spmv(A, v)).trace(A, jnp.ones(64, jnp.float32)).lower(
-            lowering_platforms=("cuda",)).as_text()
+    text = _lowered_for_h200(lambda A, v: jsparse.spmv(A, v), A, jnp.ones(64, jnp.float32))
     assert ("triton" in text) == kernel
+
+
+def test_every_kernel_lowers_to_triton_without_a_gpu():
+    # The interpret-mode tests above run the kernels' arithmetic, not the Triton lowering, which refuses
+    # some primitives (merge_path's jnp.any lowered to reduce_or, which Triton lacks, and failed only on a
+    # GPU). Lowering each kernel for CUDA checks that on this host, in both precisions and for a block of
+    # vectors. Hybrid gets an explicit ELL width: power-law rows give it none, and then no ELL kernel.
+    S = jsparse.powerlaw_rows(300, 8.0, seed=0)
+    for dtype in (np.float32, np.float64):
+        for fmt, opts in [("csr", {"strategy": "classical"}), ("csr", {"strategy": "load_balance"}),
+                          ("csr", {"strategy": "merge_path"}), ("ell", {}), ("sellp", {}),
+                          ("hybrid", {"ell_width": 4})]:
+            A = jsparse.from_scipy(S.astype(dtype), fmt, **opts)
+            for x in (jnp.ones(300, dtype), jnp.ones((300, 2), dtype)):
+                text = _lowered_for_h200(lambda A, v: jsparse.spmv(A, v, impl="pallas"), A, x)
+                assert "triton" in text, (fmt, opts, dtype, x.shape)
