@@ -10,6 +10,7 @@ SciPy accepts is read as SciPy reads it (e.g. an entry above the diagonal of a s
 from __future__ import annotations
 
 import gzip
+import inspect
 import io
 import os
 import re
@@ -193,6 +194,16 @@ def _scipy_line(message: str) -> int:
     return int(match.group(1)) if match else 1
 
 
+# SciPy 1.18 warns that mmread's default result turns from sparse matrices to sparse arrays in 1.20. Where
+# mmread has the ``spmatrix`` keyword, ask for matrices, so that read_mtx_scipy's type does not follow
+# SciPy's default; older SciPy (the project allows 1.13) returns matrices and lacks the keyword.
+_MMREAD_TAKES_SPMATRIX = "spmatrix" in inspect.signature(scipy.io.mmread).parameters
+
+
+def _mmread(source: Any) -> Any:
+    return scipy.io.mmread(source, spmatrix=True) if _MMREAD_TAKES_SPMATRIX else scipy.io.mmread(source)
+
+
 def read_mtx_scipy(path: str | os.PathLike) -> sp.csr_matrix:
     """Reads a Matrix Market file (``.mtx`` or ``.mtx.gz``) into a SciPy CSR matrix.
 
@@ -215,10 +226,10 @@ def read_mtx_scipy(path: str | os.PathLike) -> sp.csr_matrix:
         raise _err(path, nul, "a NUL byte: Matrix Market files are text (is this a binary or corrupted file?)")
     try:
         if newline_at_end:
-            M: Any = scipy.io.mmread(path)
+            M: Any = _mmread(path)
         else:
             with _open_binary(path) as raw:
-                M = scipy.io.mmread(io.BufferedReader(_NewlineAtEnd(raw)))
+                M = _mmread(io.BufferedReader(_NewlineAtEnd(raw)))
     except Exception as e:  # noqa: BLE001  (SciPy raises ValueError, OSError, EOFError, ... for bad files)
         try:
             _scan(path)

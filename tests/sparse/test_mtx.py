@@ -184,3 +184,18 @@ def test_array_file_without_rows(tmp_path, field):
     S = jsparse.read_mtx_scipy(path)
     assert S.shape == (0, 3) and S.nnz == 0
     assert S.dtype == (np.complex128 if field == "complex" else np.float64)
+
+
+@pytest.mark.parametrize("name", ["t.mtx", "t.mtx.gz"])
+def test_the_result_is_a_scipy_csr_matrix_without_a_deprecation_warning(tmp_path, name):
+    # SciPy 1.18's mmread warns that its default result becomes a sparse array in 1.20; read_mtx_scipy asks
+    # for matrices where mmread takes the keyword, so its result type does not change with SciPy.
+    import warnings
+
+    body = b"%%MatrixMarket matrix coordinate real general\n2 2 2\n1 1 4.0\n2 1 3.0\n"
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(body) if name.endswith(".gz") else body)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        S = jsparse.read_mtx_scipy(path)
+    assert isinstance(S, sp.csr_matrix) and S.toarray().tolist() == [[4.0, 0.0], [3.0, 0.0]]
