@@ -110,4 +110,5 @@ def get_config(arg: str | None = None) -> TsPruneConfig:
                                    max_val_windows=64, eval_batch=256, sparsities=(0.0, 0.5), seeds=(0,),
                                    finetune_epochs=1, structured_fraction=0.0, matched_densities=(),
                                    latency_batches=())
-    raise ValueError(f"unknown argument {arg!r}; use 'paper', 'ci', 'sweep', 'converged', 'full', 'full3', 'quick' or nothing")
+    raise ValueError(f"unknown argument {arg!r}; use 'paper', 'ci', 'sweep', 'converged', 'full', 'full3', 'quick' "
+                     "or nothing")
