@@ -178,6 +178,17 @@ def _peer_case(name, S, x):
     raise ValueError(f"unknown peer {name!r}; choose from {PEERS}")
 
 
+CSR_STRATEGIES = ("classical", "load_balance", "merge_path")
+
+
+def _format_options(fmt):
+    """``"csr_<strategy>"`` is CSR with that kernel strategy (``impl="pallas"`` runs it; ``"auto"`` on a GPU runs
+    cuSPARSE for every CSR); any other name is a format of ``jsparse.from_scipy`` with its defaults."""
+    if fmt.startswith("csr_"):
+        return "csr", {"strategy": fmt[len("csr_"):]}
+    return fmt, {}
+
+
 def _stored_entries(fmt, S):
     """Entries a format would store (padding included), computed from the row lengths alone."""
     import jaxlab.sparse as jsparse
@@ -254,7 +265,8 @@ def bench_matrix(name, dtype, formats, peers, repeats, impl, max_waste, self_che
 
     def build(fmt):
         t0 = time.perf_counter()
-        A = jsparse.from_scipy(S, fmt, dtype=dtype)
+        base, options = _format_options(fmt)
+        A = jsparse.from_scipy(S, base, dtype=dtype, **options)
         conv_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         fc = jit_spmv.lower(A, X).compile()
@@ -395,7 +407,8 @@ def bench_matrix(name, dtype, formats, peers, repeats, impl, max_waste, self_che
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--matrices", default=MATRICES)
-    ap.add_argument("--formats", default=",".join(ALL_FORMATS))
+    ap.add_argument("--formats", default=",".join(ALL_FORMATS),
+                    help="formats to time; csr_classical, csr_load_balance, csr_merge_path: CSR with that kernel")
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--peers", default="scipy,bcoo,jax_csr,cupy,torch,pyginkgo")
     ap.add_argument("--repeats", type=int, default=15)
@@ -423,6 +436,9 @@ def main(argv=None):
     if np.float64 in dtypes:
         jax.config.update("jax_enable_x64", True)
     formats = [f for f in args.formats.split(",") if f]
+    known = ALL_FORMATS + tuple(f"csr_{s}" for s in CSR_STRATEGIES)
+    if unknown := [f for f in formats if f not in known]:
+        ap.error(f"unknown --formats {', '.join(unknown)}; choose from {', '.join(known)}")
     peers = [p for p in args.peers.split(",") if p]
 
     from jaxlab.core import save_benchmark

@@ -74,6 +74,20 @@ def _spmv_verdict(p: dict) -> dict:
             "best_ms": {k: round(v["median_ms"], 4) for k, v in best.items()}}
 
 
+def _csr_kernels_verdict(p: dict) -> dict:
+    """Issue 13 item 14: the merge-path kernel against cuSPARSE (CuPy) per matrix and dtype, from the same run."""
+    rows = _records(p)
+    cupy = {(r.get("matrix"), r.get("dtype")): r["median_ms"] for r in rows
+            if r.get("impl") == "CuPy cuSPARSE" and "median_ms" in r}
+    out = {}
+    for r in rows:
+        key = (r.get("matrix"), r.get("dtype"))
+        if r.get("format") == "csr_merge_path" and "median_ms" in r and key in cupy:
+            out[f"{key[0]} {key[1]}"] = round(cupy[key] / r["median_ms"], 3)
+    return {"merge_path_speedup_vs_cusparse": out,
+            "goal_1.5x": bool(out) and all(v >= 1.5 for v in out.values())}
+
+
 def _energy_scaling_verdict(p: dict) -> dict:
     return p.get("criteria", {})
 
@@ -129,6 +143,16 @@ def checks() -> list[Check]:
               py + ("scripts/bench_spmv.py", "--quick", "--repeats", "2", "--peers", "scipy,bcoo",
                     "--dtypes", "float32", "--json", "{json}"),
               _spmv_verdict),
+        Check("spmv_csr_kernels", "CSR's three Pallas kernels (classical, load_balance, merge_path) against "
+              "cuSPARSE (CuPy) on power-law rows and a stencil; f32 and f64 (issue 13 item 14)",
+              60, 10,
+              py + ("scripts/bench_spmv.py", "--matrices", "powerlaw_2M_d16,poisson2d_2000", "--formats",
+                    "csr_classical,csr_load_balance,csr_merge_path", "--impl", "pallas", "--peers", "cupy",
+                    "--repeats", "10", "--json", "{json}"),
+              py + ("scripts/bench_spmv.py", "--matrices", "powerlaw_20K_d16", "--formats",
+                    "csr_classical,csr_load_balance,csr_merge_path", "--impl", "pallas_interpret", "--peers",
+                    "scipy", "--dtypes", "float32", "--repeats", "2", "--json", "{json}"),
+              _csr_kernels_verdict),
         Check("krylov", "CG, BiCGSTAB and GMRES time per iteration against CuPy and jax (f64)",
               90, 20,
               py + ("scripts/bench_krylov.py", "--fixed-only", "--problems", "poisson2d_2000,poisson3d_160",

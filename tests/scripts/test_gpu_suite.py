@@ -85,3 +85,16 @@ def test_only_selects_the_named_checks_in_order(tmp_path, monkeypatch):
     assert suite.main(["--tiny", "--only", "tsprune,nvml", "--budget-s", "60", "--out", str(tmp_path)]) == 0
     assert suite.main(["--tiny", "--out", str(tmp_path)]) == 0
     assert seen == [(["tsprune", "nvml"], 60.0, True), (None, 480.0, True)]
+
+
+def test_csr_kernels_verdict_is_cusparse_time_over_merge_path_time_per_matrix_and_dtype():
+    suite = _suite()
+    rows = [{"matrix": "powerlaw", "dtype": d, "impl": "CuPy cuSPARSE", "median_ms": 3.0} for d in ("f32", "f64")]
+    rows += [{"matrix": "powerlaw", "dtype": "f32", "format": "csr_merge_path", "median_ms": 1.5},
+             {"matrix": "powerlaw", "dtype": "f64", "format": "csr_merge_path", "median_ms": 2.5},
+             {"matrix": "powerlaw", "dtype": "f32", "format": "csr_load_balance", "median_ms": 0.1}]
+    v = suite._csr_kernels_verdict({"records": rows})
+    assert v == {"merge_path_speedup_vs_cusparse": {"powerlaw f32": 2.0, "powerlaw f64": 1.2}, "goal_1.5x": False}
+    rows[3]["median_ms"] = 2.0
+    assert suite._csr_kernels_verdict({"records": rows})["goal_1.5x"]
+    assert suite._csr_kernels_verdict({"records": []}) == {"merge_path_speedup_vs_cusparse": {}, "goal_1.5x": False}
