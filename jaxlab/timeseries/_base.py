@@ -16,7 +16,8 @@ structurally by ``jaxlab.prune.shrink``.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import functools
+from typing import Any, Callable, Protocol
 
 import flax.linen as nn
 import jax
@@ -54,11 +55,29 @@ def make_forecaster(config: ForecasterConfig, *, key: PRNGKey, dtype: Any = jnp.
         value = getattr(config, name)
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}")
+    model, initialise = _initializer(config, np.dtype(dtype))
+    return model, initialise(key)
+
+
+def _initializer(config: ForecasterConfig, dtype: np.dtype) -> tuple[nn.Module, Callable[[PRNGKey], Any]]:
+    """``(module, jitted init)`` of ``config``, built and compiled once per (hashable) config: a fresh
+    ``jax.jit(model.init)`` per call compiled again on every call (tsprune builds one model per cell and
+    its method contract one per ``init``)."""
+    try:
+        hash(config)
+    except TypeError:  # a config with unhashable fields: built per call
+        return _build_initializer(config, dtype)
+    return _cached_initializer(config, dtype)
+
+
+def _build_initializer(config: ForecasterConfig, dtype: np.dtype) -> tuple[nn.Module, Callable[[PRNGKey], Any]]:
     model = config.module()
     x = np.zeros((1, config.input_len, config.channels), dtype)  # a host array: no program compiled
     future_features = getattr(config, "future_features", 0)  # optional part of the protocol
     if future_features:
         future = np.zeros((1, config.horizon, future_features), dtype)
-        return model, jax.jit(lambda k: model.init(k, x, future=future))(key)
-    variables = jax.jit(model.init)(key, x)
-    return model, variables
+        return model, jax.jit(lambda k: model.init(k, x, future=future))
+    return model, jax.jit(lambda k: model.init(k, x))
+
+
+_cached_initializer = functools.lru_cache(maxsize=64)(_build_initializer)

@@ -3,6 +3,7 @@
 import dataclasses
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -75,6 +76,39 @@ class _Linear:
                 return nn.Dense(h)(x.transpose(0, 2, 1)).transpose(0, 2, 1)
 
         return M()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Counted(_Linear):
+    """``_Linear`` that counts the modules it builds and the traces of their forward pass."""
+
+    def module(self):
+        _COUNTS["modules"] += 1
+        h = self.horizon
+
+        class Counted(nn.Module):
+            @nn.compact
+            def __call__(self, x):
+                _COUNTS["traces"] += 1
+                return nn.Dense(h)(x.transpose(0, 2, 1)).transpose(0, 2, 1)
+
+        return Counted()
+
+
+_COUNTS = {"modules": 0, "traces": 0}
+
+
+def test_make_forecaster_builds_and_compiles_once_per_config(getkey):
+    # a fresh jax.jit(model.init) per call traced and compiled again each time (tsprune: one per cell)
+    cfg = _Counted(channels=3)
+    k1, k2 = getkey(), getkey()
+    model, v1 = ts.make_forecaster(cfg, key=k1)
+    model_again, v2 = ts.make_forecaster(_Counted(channels=3), key=k2)   # an equal config
+    assert model_again is model and _COUNTS == {"modules": 1, "traces": 1}
+    for key, got in ((k1, v1), (k2, v2)):   # the same variables as flax's own init, per key
+        want = model.init(key, jnp.zeros((1, 8, 3)))
+        assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)))
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(v1), jax.tree.leaves(v2)))  # keys matter
 
 
 def test_make_forecaster_gives_the_interface_shapes(getkey):

@@ -63,16 +63,6 @@ def _model(mcfg) -> Any:
 
 
 @functools.lru_cache(maxsize=None)
-def _jitted_init(mcfg):
-    """``jaxlab.timeseries.make_forecaster``'s initialisation (``model.init`` on a zero window), compiled once
-    per model config: ``make_forecaster`` compiles it on every call."""
-    model, x = _model(mcfg), np.zeros((1, mcfg.input_len, mcfg.channels), np.float32)
-    if getattr(mcfg, "future_features", 0):  # not a zoo model's: make_forecaster's other path
-        return lambda key: ts.make_forecaster(mcfg, key=key)[1]
-    return jax.jit(lambda key: model.init(key, x))
-
-
-@functools.lru_cache(maxsize=None)
 def _jitted_predict(mcfg):
     return jax.jit(functools.partial(_predict, _model(mcfg)))
 
@@ -96,7 +86,7 @@ def init(key: PRNGKey, config: TsPruneConfig) -> MethodState:
     require_config(config, TsPruneConfig, "jaxlab.methods.tsprune.init")
     validate_config(config)
     mcfg = model_config(config)
-    variables = _jitted_init(mcfg)(key)
+    variables = ts.make_forecaster(mcfg, key=key)[1]   # compiled once per model config
     params, rest = _split_vars(variables)
     masks = jax.tree.map(lambda p: jnp.ones(jnp.shape(p), bool), params)
     tx = prune.masked(adam_with_rate(config.learning_rate), masks)
