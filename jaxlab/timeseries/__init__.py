@@ -23,6 +23,7 @@ from ._dlinear import DLinearConfig as DLinearConfig
 from ._dlinear import moving_average as moving_average
 from ._dlinear import moving_average_reference as moving_average_reference
 from ._windows import ForecastWindows as ForecastWindows
+from ._windows import check_batch_shapes as check_batch_shapes
 from ._windows import evaluate_windows as evaluate_windows
 from ._windows import fit_column_scaler as fit_column_scaler
 from ._windows import make_windows as make_windows

@@ -173,3 +173,26 @@ def evaluate_windows(predict: Callable[[dict[str, np.ndarray]], Any], windows: F
     out = {k: v / entries for k, v in totals.items()}
     out["windows"] = count
     return out
+
+
+def check_batch_shapes(arrays: Mapping[str, Any], tails: Mapping[str, tuple[int, ...]], *,
+                       name: Callable[[str], str], context: str) -> None:
+    """Checks a batch of windows before it reaches a model: every ``arrays[k]`` is ``(B,) + tails[k]``, with
+    one ``B`` for all keys (shapes are static, so this runs at trace time inside jit).
+
+    Args:
+      arrays: the batch (keys present: callers check that first, with their own hint).
+      tails: the per-window shape each key must have, in the order to check.
+      name: how the error names key ``k`` (``lambda k: f"batch[{k!r}]"``).
+      context: the error's end: the sizes that fix the shapes and how to make such windows.
+
+    Raises:
+      ValueError: ``"<name(k)> has shape S, expected (B,) + T with one B for all keys <context>"``.
+    """
+    b = None
+    for k, tail in tails.items():
+        shape = tuple(np.shape(arrays[k]))
+        if len(shape) != len(tail) + 1 or shape[1:] != tuple(tail) or (b is not None and shape[0] != b):
+            raise ValueError(f"{name(k)} has shape {shape}, expected (B,) + {tuple(tail)} with one B for all keys "
+                             f"{context}")
+        b = shape[0]

@@ -104,3 +104,15 @@ def test_fill_missing_interpolates_in_time():
     assert n == 4
     with pytest.raises(ValueError, match="no value"):
         jd.fill_missing(np.arange(2.0), np.full((2, 1), np.nan))
+
+
+def test_check_batch_shapes_names_the_key_the_shapes_and_the_fix():
+    tails = {"x": (4, 2), "y": (3, 2)}
+    ts.check_batch_shapes({"x": np.zeros((5, 4, 2)), "y": np.zeros((5, 3, 2))}, tails, name=repr, context="(fix)")
+    for bad, key, shape in (({"x": np.zeros((5, 4, 3)), "y": np.zeros((5, 3, 2))}, "x", (5, 4, 3)),
+                            ({"x": np.zeros((5, 4, 2)), "y": np.zeros((6, 3, 2))}, "y", (6, 3, 2)),   # another B
+                            ({"x": np.zeros((4, 2)), "y": np.zeros((5, 3, 2))}, "x", (4, 2))):        # no batch axis
+        with pytest.raises(ValueError) as e:
+            ts.check_batch_shapes(bad, tails, name=lambda k: f"batch[{k!r}]", context="(L 4); use make_windows")
+        assert str(e.value) == (f"batch[{key!r}] has shape {shape}, expected (B,) + {tails[key]} with one B for all "
+                                "keys (L 4); use make_windows")

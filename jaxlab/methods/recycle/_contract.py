@@ -12,8 +12,8 @@ with ``weight_decay``) in :func:`jaxlab.train.make_train_step`. Model selection 
 steps (``num_steps``/``epochs``) and the periodic validation stay in ``run()``'s host loop.
 
 Shapes come from the config: the cycle length ``D`` of each dataset is :data:`CYCLE_LEN`, each token's
-metadata has ``9 + 3 * len(exogenous)`` features (weekday one-hot, holiday, holiday tomorrow, and the
-daily mean/min/max of each exogenous column). ``model_state`` is empty: the MinMax scaler lives with the
+metadata has ``jaxlab.timeseries.NUM_META + 3 * len(exogenous)`` features (9: weekday one-hot, holiday,
+holiday tomorrow; 3 per exogenous column: its daily mean/min/max). ``model_state`` is empty: the MinMax scaler lives with the
 windows (``prepare_windows(config)["scalers"]``), which :func:`evaluate` reads.
 """
 
@@ -83,11 +83,8 @@ def init(key: PRNGKey, config: RecycleConfig) -> MethodState:
 @functools.lru_cache(maxsize=None)
 def _jitted_init(config: RecycleConfig):
     """``init_recycle_params`` on zeros of the windows' shapes, compiled once per config."""
-    d, m = _shapes(config)
-    h, f = config.history, config.horizon
-    sample = {"hist": np.zeros((2, h, d), np.float32), "hist_profile": np.zeros((2, h, d), np.float32),
-              "hist_meta": np.zeros((2, h, m), np.float32), "fc_profile": np.zeros((2, f, d), np.float32),
-              "fc_meta": np.zeros((2, f, m), np.float32)}
+    want = _expected(config)
+    sample = {k: np.zeros((2, *want[k]), np.float32) for k in BATCH_KEYS[:-1]}   # the inputs, not the target
     model = _recycle(config)[0]
     return jax.jit(lambda key: init_recycle_params(model, key, sample))
 
@@ -106,15 +103,10 @@ def _check_arrays(where: str, arrays: Any, config: RecycleConfig, keys: tuple[st
         raise ValueError(f"recycle.{where}: needs a dict with keys {keys} (a split of "
                          f"recycle.prepare_windows(config)['splits']), got {got}")
     want = _expected(config)
-    b = None
-    for k in keys:
-        shape = tuple(np.shape(arrays[k]))
-        if len(shape) != 3 or shape[1:] != want[k] or (b is not None and shape[0] != b):
-            raise ValueError(f"recycle.{where}: {k!r} has shape {shape}, expected (B,) + {want[k]} with one B for "
-                             f"all keys (history {config.history}, horizon {config.horizon} cycles of "
-                             f"{want['target'][1]} steps for {config.dataset!r}, {want['hist_meta'][1]} metadata "
-                             f"features); make the windows with recycle.prepare_windows(config)")
-        b = shape[0]
+    ts.check_batch_shapes(arrays, {k: want[k] for k in keys}, name=lambda k: f"recycle.{where}: {k!r}",
+                          context=f"(history {config.history}, horizon {config.horizon} cycles of "
+                                  f"{want['target'][1]} steps for {config.dataset!r}, {want['hist_meta'][1]} "
+                                  f"metadata features); make the windows with recycle.prepare_windows(config)")
 
 
 def train_step(state: MethodState, batch: dict, key: PRNGKey) -> tuple[MethodState, dict]:
@@ -124,7 +116,8 @@ def train_step(state: MethodState, batch: dict, key: PRNGKey) -> tuple[MethodSta
       state: from :func:`init`.
       batch: float32 arrays of cycle tokens, normalised: ``hist``, ``hist_profile`` ``(B, history, D)``,
         ``hist_meta`` ``(B, history, M)``, ``fc_profile``, ``target`` ``(B, horizon, D)``, ``fc_meta``
-        ``(B, horizon, M)`` (``D = CYCLE_LEN[config.dataset]``, ``M = 9 + 3 * len(config.exogenous)``).
+        ``(B, horizon, M)`` (``D = CYCLE_LEN[config.dataset]``, ``M = jaxlab.timeseries.NUM_META + 3 *
+        len(config.exogenous)``, 9 + 3 per exogenous column).
         ``run()`` draws them as ``train = prepare_windows(config)["splits"]["train"]``,
         ``batcher = jaxlab.data.Batcher(tuple(train[k] for k in BATCH_KEYS), batch_size, key=...)`` and
         ``dict(zip(BATCH_KEYS, batcher(step)))``.

@@ -103,15 +103,10 @@ def _check_batch(batch: Any, mcfg) -> None:
     f = ts.NUM_TIME_FEATURES
     want = {"x": (mcfg.input_len, mcfg.channels), "x_mark": (mcfg.input_len, f),
             "y": (mcfg.horizon, mcfg.channels), "y_mark": (mcfg.horizon, f)}
-    b = None
-    for k, tail in want.items():
-        shape = tuple(np.shape(batch[k]))
-        if len(shape) != 3 or shape[1:] != tail or (b is not None and shape[0] != b):
-            raise ValueError(f"tsprune.train_step: batch[{k!r}] has shape {shape}, expected (B,) + {tail} with "
-                             f"one B for all keys (input_len {mcfg.input_len}, horizon {mcfg.horizon}, "
-                             f"{mcfg.channels} channels); make the windows with ts.make_windows(series, "
-                             f"input_len=config.input_len, horizon=config.horizons[0])")
-        b = shape[0]
+    ts.check_batch_shapes(batch, want, name=lambda k: f"tsprune.train_step: batch[{k!r}]",
+                          context=f"(input_len {mcfg.input_len}, horizon {mcfg.horizon}, {mcfg.channels} channels); "
+                                  "make the windows with ts.make_windows(series, input_len=config.input_len, "
+                                  "horizon=config.horizons[0])")
 
 
 def train_step(state: MethodState, batch: dict, key: PRNGKey) -> tuple[MethodState, dict]:
