@@ -199,11 +199,7 @@ def evaluate(state: MethodState, data: dict) -> dict:
     if n == 0:
         raise ValueError(f"data holds {np.shape(data['state'])[0]} samples, fewer than config.batch_size = {bs} "
                          "(the evaluation batch); pass more samples or a config with a smaller batch_size")
-    rm, rp = [], []
-    for j in range(0, n, bs):
-        m, p = scores(state.params, data["state"][j:j + bs], data["target"][j:j + bs],
-                      state.model_state["lat_weights"])
-        rm.append(np.asarray(m))
-        rp.append(np.asarray(p))
+    batches = ((data["state"][j:j + bs], data["target"][j:j + bs]) for j in range(0, n, bs))
     info = _dataset_info(config)
-    return _rmse_summary(rm, rp, info.names, info.nvar, info.std)
+    return _rmse_summary(scores, state.params, batches, state.model_state["lat_weights"], info.names, info.nvar,
+                         info.std)

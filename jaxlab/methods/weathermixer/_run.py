@@ -147,10 +147,16 @@ def _channel_std(src) -> np.ndarray:
     return np.asarray(getattr(src, "std", np.ones(src.channels)))
 
 
-def _rmse_summary(rm, rp, names, nvar: int, std) -> dict:
-    """The evaluation metrics of ``run``: the per-batch RMSE rows ``rm`` (model) and ``rp`` (persistence),
-    each ``(C,)``, averaged over batches, then over the ``nvar`` prognostic channels (normalised units), and
-    per prognostic channel in physical units (x ``std[c % len(std)]``)."""
+def _rmse_summary(scores, params, batches, lat_w, names, nvar: int, std) -> dict:
+    """The evaluation metrics of ``run``: ``scores`` (:func:`_make_scores`, jitted) of each ``(state,
+    target)`` pair of ``batches`` gives per-channel RMSE rows of the model and of persistence, each ``(C,)``,
+    averaged over batches, then over the ``nvar`` prognostic channels (normalised units), and per prognostic
+    channel in physical units (x ``std[c % len(std)]``)."""
+    rm, rp = [], []
+    for x, y in batches:
+        m, p = scores(params, x, y, lat_w)
+        rm.append(np.asarray(m))
+        rp.append(np.asarray(p))
     rm, rp = np.mean(rm, 0), np.mean(rp, 0)
     out = {"test_rmse": float(np.mean(rm[:nvar])), "persistence_rmse": float(np.mean(rp[:nvar]))}
     for c in range(nvar):
@@ -194,14 +200,9 @@ def run(config: WeatherMixerConfig, workdir: str | Path, *, progress: bool = Tru
     std = _channel_std(src)
 
     def eval_fn(st: TrainState) -> dict:
-        rm, rp = [], []
-        for j in range(0, n_eval, config.batch_size):
-            ids = eval_ids[j:j + config.batch_size]
-            m, p = scores(st.params, global_batch(src, ids, s_shard), global_batch(src, ids, s_shard, target=True),
-                          lat_w)
-            rm.append(np.asarray(m))
-            rp.append(np.asarray(p))
-        return _rmse_summary(rm, rp, names, nvar, std)
+        batches = ((global_batch(src, ids, s_shard), global_batch(src, ids, s_shard, target=True))
+                   for ids in (eval_ids[j:j + config.batch_size] for j in range(0, n_eval, config.batch_size)))
+        return _rmse_summary(scores, st.params, batches, lat_w, names, nvar, std)
 
     state, loop_summary = train_loop(
         state, step, get_batch, num_steps=config.num_steps, key=k_train, workdir=workdir, eval_fn=eval_fn,
