@@ -61,10 +61,8 @@ def _parts(config: ScalingConfig) -> _Parts:
     name = config.models[0]
     devices, global_batch, local_batch = parse_run(config.grid[0])
     accum = accumulation_steps(global_batch, local_batch, devices)
-    if global_batch > config.num_train:  # as run_point
-        raise ValueError(f"global batch {global_batch} of grid point {config.grid[0]!r} exceeds the "
-                         f"{config.num_train} training samples; raise num_train")
-    tx = make_optimizer(name, config, global_batch, _num_steps(config, config.num_train, global_batch))
+    num_steps = _num_steps(config, config.num_train, global_batch, point=config.grid[0])   # checks the batch
+    tx = make_optimizer(name, config, global_batch, num_steps)
     model, loss_fn, eval_fn = (_resnet_parts if name == "resnet" else _afno_parts)(**_model_kwargs(name, config))
     shape = _input_shape(name, config)
 

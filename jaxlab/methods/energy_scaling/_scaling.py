@@ -138,8 +138,16 @@ def make_task(name: str, config: ScalingConfig) -> Task:
     return forecast_task(**kwargs, num_train=config.num_train, num_test=config.num_test, seed=config.seed + 2)
 
 
-def _num_steps(config: ScalingConfig, num_train: int, global_batch: int) -> int:
-    """Updates of a grid point: ``config.epochs`` epochs of whole global batches."""
+def _num_steps(config: ScalingConfig, num_train: int, global_batch: int, *, point: str = "") -> int:
+    """Updates of a grid point: ``config.epochs`` epochs of whole global batches.
+
+    Raises:
+      ValueError: when ``global_batch`` exceeds ``num_train`` (no whole batch; ``point`` names the grid point).
+    """
+    if global_batch > num_train:
+        where = f" of grid point {point!r}" if point else ""
+        raise ValueError(f"global batch {global_batch}{where} exceeds the {num_train} training samples; "
+                         "raise num_train")
     return config.epochs * (num_train // global_batch)
 
 
@@ -186,10 +194,8 @@ def run_point(task: Task, config: ScalingConfig, devices: int, global_batch: int
     accum = accumulation_steps(global_batch, local_batch, devices)
     mesh = make_data_mesh(devices, available)
     n_train = len(task.train["x"])
-    if global_batch > n_train:
-        raise ValueError(f"global batch {global_batch} exceeds the {n_train} training samples; raise num_train")
-    steps_per_epoch = n_train // global_batch
     num_steps = _num_steps(config, n_train, global_batch)
+    steps_per_epoch = n_train // global_batch
     tx = make_optimizer(task.name, config, global_batch, num_steps)
     params, model_state = task.init(_init_key(config.seed)) if init is None else init
     state = replicate(TrainState.create(params=params, tx=tx, model_state=model_state), mesh)
