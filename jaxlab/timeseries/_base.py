@@ -74,10 +74,12 @@ def _build_initializer(config: ForecasterConfig, dtype: np.dtype) -> tuple[nn.Mo
     model = config.module()
     x = np.zeros((1, config.input_len, config.channels), dtype)  # a host array: no program compiled
     future_features = getattr(config, "future_features", 0)  # optional part of the protocol
-    if future_features:
-        future = np.zeros((1, config.horizon, future_features), dtype)
-        return model, jax.jit(lambda k: model.init(k, x, future=future))
-    return model, jax.jit(lambda k: model.init(k, x))
+    extra = {"future": np.zeros((1, config.horizon, future_features), dtype)} if future_features else {}
+
+    def init(key):  # the program's name in compile logs: jit(init)
+        return model.init(key, x, **extra)
+
+    return model, jax.jit(init)
 
 
 _cached_initializer = functools.lru_cache(maxsize=64)(_build_initializer)
