@@ -135,7 +135,7 @@ def train_step(state: MethodState, batch: Mapping[str, jax.Array], key: jax.Arra
     """One SGD step (``config.lr``, ``momentum``, ``weight_decay``) of every member on its own batch.
 
     The step of :func:`train_stack` (``run()``'s member training): cross-entropy, :func:`jaxlab.train.make_train_step`,
-    members ``jax.vmap``-ed or ``lax.map``-ped as ``config.vectorize`` says. Pure and jittable; the config is
+    members ``jax.vmap``-ed, ``lax.map``-ped or unrolled as ``config.vectorize`` says. Pure and jittable; the config is
     static, so ``jax.jit(train_step)`` compiles once per config and batch shape.
 
     Args:

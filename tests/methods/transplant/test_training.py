@@ -118,6 +118,33 @@ def test_stacks_and_accuracies_are_host_copies_that_compile_nothing():
     np.testing.assert_allclose(acc, want, rtol=np.finfo(np.float32).eps, atol=0)
 
 
+def test_every_vectorize_order_gives_the_vmapped_gradients_and_unroll_writes_plain_convolutions():
+    """_over_models with "map" and "unroll" equals "vmap" (SmallCNN gradients of 3 members on their own batches,
+    f32 rounding); the unrolled program has neither a while loop (map's) nor a grouped convolution (vmap's), and
+    an unknown order is refused."""
+    from jaxlab.nn import SmallCNN
+
+    model = SmallCNN(num_classes=3, features=(4, 8), hidden=8)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(3, 5, 8, 8, 1)), jnp.float32)
+    params = jax.vmap(lambda k: model.init(k, x[0]))(jax.random.split(jax.random.key(0), 3))
+
+    def grad(p, xb):
+        return jax.grad(lambda q: jnp.sum(jnp.tanh(model.apply(q, xb))))(p)
+
+    fns = {v: jax.jit(_train._over_models(grad, v)) for v in _train.VECTORIZE}
+    want = fns["vmap"](params, x)
+    for v in ("map", "unroll"):
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), fns[v](params, x), want)
+    hlo = {v: f.lower(params, x).as_text() for v, f in fns.items()}
+    assert "feature_group_count = 3" in hlo["vmap"] and "while" in hlo["map"]
+    assert "while" not in hlo["unroll"] and "feature_group_count = 3" not in hlo["unroll"]
+    assert hlo["unroll"].count("convolution") >= 3 * 2
+    with pytest.raises(ValueError, match="vectorize must be one of"):
+        _train._over_models(grad, "scan")
+    nt.TransplantConfig(vectorize="unroll")   # accepted by the config
+
+
 def test_selection_uses_validation_not_test():
     val, test = np.array([0.5, 0.8, 0.8, 0.7]), np.array([0.5, 0.6, 0.9, 0.95])
     sel = _experiment._select(val, test)
