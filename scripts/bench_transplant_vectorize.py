@@ -2,12 +2,12 @@
 
 Times one jitted gradient of a cross-entropy loss for k SmallCNN members (Fashion-MNIST-sized 28x28x1 images, each
 member on its own batch) with each of the three orders, and one member alone, in one process; median of
-``--repeats`` calls after a warm-up call (compile time reported separately). On XLA:CPU a vmapped convolution
+``--repeats`` calls after a first call (compile and one run, reported as ``first_call_s``). On XLA:CPU a vmapped convolution
 becomes a grouped convolution and a mapped one runs inside a while loop; the unrolled loop keeps k plain ones.
 
-Command:  python scripts/bench_transplant_vectorize.py --json bench/results/transplant-vectorize-cpu.json
-Writes bench/results/transplant-vectorize-<backend>.json (records with ``median_s``, ``compile_s`` and
-``ratio_to_unroll``).
+Command:  python scripts/bench_transplant_vectorize.py --json bench/results/transplant-vectorize-cpu-s15.json
+Writes bench/results/transplant-vectorize-<backend>.json by default (records with ``median_s``, ``times_s``,
+``first_call_s`` and ``ratio_to_unroll``).
 """
 
 from __future__ import annotations

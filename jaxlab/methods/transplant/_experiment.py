@@ -47,8 +47,8 @@ from jaxlab.nn import MLP, VGG, ResNet18, SmallCNN
 
 from ._align import average, ot_fusion, weight_matching
 from ._memory import PeakRSS, map_large_allocations
-from ._train import (Splits, accuracies, init_stack, make_logits_fn, recalibrate_bn, stack, takes_train,
-                     train_stack, unstack)
+from ._train import (VECTORIZE, Splits, accuracies, init_stack, make_logits_fn, recalibrate_bn, stack,
+                     takes_train, train_stack, unstack)
 from ._transplant import transplant, transplant_hierarchical, transplant_iterative
 
 #: What a killed run resumes from besides top-level checkpoints (workdir-relative globs), for
@@ -127,7 +127,7 @@ class TransplantConfig:
         "train_size": optional(positive), "test_size": optional(positive), "mlp_hidden": (nonempty, each(positive)),
         "cnn_features": (nonempty, each(positive)), "cnn_hidden": positive, "resnet_filters": positive,
         "vgg_width": positive, "temperature": positive, "distill_alpha": in_range(0.0, 1.0), "bn_batches": positive,
-        "vectorize": one_of("auto", "vmap", "map", "unroll"),
+        "vectorize": one_of("auto", *VECTORIZE),
     }
     RULES: ClassVar[tuple] = (
         Rule(("methods",), _students_are_fused,

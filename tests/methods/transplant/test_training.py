@@ -142,7 +142,10 @@ def test_every_vectorize_order_gives_the_vmapped_gradients_and_unroll_writes_pla
     assert hlo["unroll"].count("convolution") >= 3 * 2
     with pytest.raises(ValueError, match="vectorize must be one of"):
         _train._over_models(grad, "scan")
-    nt.TransplantConfig(vectorize="unroll")   # accepted by the config
+    from jaxlab.core import ConfigError
+    _experiment.check_config(nt.TransplantConfig(vectorize="unroll"))   # accepted by the config's validator
+    with pytest.raises(ConfigError, match=r"vectorize=.*scan.*one of \['auto', 'vmap', 'map', 'unroll'\]"):
+        _experiment.check_config(nt.TransplantConfig(vectorize="scan"))
 
 
 def test_selection_uses_validation_not_test():
