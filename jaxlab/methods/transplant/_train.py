@@ -283,8 +283,9 @@ def train_stack(model, stacked, splits: Splits, *, epochs: int, lr: float, momen
         ``teachers[teacher_index[m]]`` with weight ``alpha[m]`` (0: plain cross-entropy).
       checkpoint_dir: orbax checkpoints after every epoch; a rerun with the same directory resumes.
       progress: called as ``progress(epoch, curves_so_far)`` after every epoch.
-      vectorize: ``"vmap"`` (all models in one vectorised step) or ``"map"`` (one after the other inside the
-        same program; faster for convolutions on CPUs).
+      vectorize: how the models of the stack share a step (see ``_over_models``): ``"vmap"`` (one vectorised
+        step), ``"map"`` (one after the other in a ``lax.map`` loop) or ``"unroll"`` (one plain program per
+        model in the same jitted step; its compile time grows with the number of models).
 
     Returns:
       ``(stacked, curves)`` after the last epoch.
