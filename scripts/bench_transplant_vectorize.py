@@ -5,7 +5,12 @@ member on its own batch) with each of the three orders, and one member alone, in
 ``--repeats`` calls after a first call (compile and one run, reported as ``first_call_s``). On XLA:CPU a vmapped convolution
 becomes a grouped convolution and a mapped one runs inside a while loop; the unrolled loop keeps k plain ones.
 
+With ``--epochs E`` it times instead the training program itself: ``train_stack`` (the jitted epoch, ``lax.scan``
+over batches, evaluation after each epoch) for E epochs on ``--images`` random training images, per epoch
+(``epoch_s``; the first includes compilation), for each order. The gradient alone overstates the gap between orders.
+
 Command:  python scripts/bench_transplant_vectorize.py --json bench/results/transplant-vectorize-cpu-s15.json
+          python scripts/bench_transplant_vectorize.py --epochs 3 --k 4 --batch 128 --orders unroll,map,vmap --json FILE
 Writes bench/results/transplant-vectorize-<backend>.json by default (records with ``median_s``, ``times_s``,
 ``first_call_s`` and ``ratio_to_unroll``).
 """
@@ -24,6 +29,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--orders", default="single,unroll,vmap,map")
+    ap.add_argument("--epochs", type=int, default=0, help="time train_stack for this many epochs (0: the gradient)")
+    ap.add_argument("--images", type=int, default=1024, help="training images per epoch (with --epochs)")
     ap.add_argument("--json", help="output file (default bench/results/transplant-vectorize-<backend>.json)")
     args = ap.parse_args()
 
@@ -32,7 +39,6 @@ def main() -> int:
     import numpy as np
     import optax
 
-    from jaxlab.core import save_benchmark
     from jaxlab.methods.transplant import _train
     from jaxlab.nn import SmallCNN
 
@@ -45,6 +51,8 @@ def main() -> int:
     def grad(p, xb, yb):
         return jax.grad(lambda q: optax.softmax_cross_entropy_with_integer_labels(model.apply(q, xb), yb).mean())(p)
 
+    if args.epochs > 0:
+        return _epochs(args, model)
     records = []
     for order in args.orders.split(","):
         if order == "single":
@@ -63,6 +71,14 @@ def main() -> int:
                "times_s": times, "first_call_s": first}
         records.append(rec)
         print(f"{order:>7}: {rec['median_s'] * 1e3:9.1f} ms (first call {first:.2f} s)", flush=True)
+    return _save("transplant-vectorize", records, args,
+                 model="SmallCNN (32, 64) + 128, 28x28x1, gradient of cross-entropy")
+
+
+def _save(name: str, records: list, args, **meta) -> int:
+    """Adds ``ratio_to_unroll`` to every record and writes the file."""
+    from jaxlab.core import save_benchmark
+
     base = next((r["median_s"] for r in records if r["order"] == "unroll"), None)
     for r in records:
         r["ratio_to_unroll"] = r["median_s"] / base if base else None
@@ -70,10 +86,38 @@ def main() -> int:
         load = os.getloadavg()
     except OSError:
         load = None
-    path = save_benchmark("transplant-vectorize", records, args.json, load_average=load, k=args.k,
-                          batch=args.batch, model="SmallCNN (32, 64) + 128, 28x28x1, gradient of cross-entropy")
+    path = save_benchmark(name, records, args.json, load_average=load, k=args.k, batch=args.batch, **meta)
     print(f"wrote {path}")
     return 0
+
+
+def _epochs(args, model) -> int:
+    import jax
+    import numpy as np
+
+    from jaxlab.methods.transplant import _train
+
+    rng = np.random.default_rng(0)
+
+    def images(n):
+        return rng.normal(size=(n, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32)
+
+    splits = _train.Splits(*images(args.images), *images(256), *images(256), num_classes=10)
+    keys = jax.random.split(jax.random.key(0), args.k)
+    records = []
+    for order in args.orders.split(","):
+        init = _train.init_stack(model, keys, splits.x_train[:1])
+        stamps = [time.perf_counter()]
+        _train.train_stack(model, init, splits, epochs=args.epochs, lr=0.01, batch_size=args.batch,
+                           seeds=list(range(args.k)), vectorize=order,
+                           progress=lambda e, c: stamps.append(time.perf_counter()))
+        epoch_s = [float(t) for t in np.diff(stamps)]
+        rec = {"order": order, "models": args.k, "epoch_s": epoch_s, "first_epoch_s": epoch_s[0],
+               "median_s": float(np.median(epoch_s[1:] if len(epoch_s) > 1 else epoch_s))}
+        records.append(rec)
+        print(f"{order:>7}: first epoch {epoch_s[0]:.1f} s, later median {rec['median_s']:.1f} s", flush=True)
+    return _save("transplant-vectorize-epochs", records, args, epochs=args.epochs, images=args.images,
+                 model="SmallCNN (32, 64) + 128, 28x28x1, train_stack epochs (random images)")
 
 
 if __name__ == "__main__":
