@@ -6,13 +6,14 @@ member on its own batch) with each of the three orders, and one member alone, in
 becomes a grouped convolution and a mapped one runs inside a while loop; the unrolled loop keeps k plain ones.
 
 With ``--epochs E`` it times instead the training program itself: ``train_stack`` (the jitted epoch, ``lax.scan``
-over batches, evaluation after each epoch) for E epochs on ``--images`` random training images, per epoch
-(``epoch_s``; the first includes compilation), for each order. The gradient alone overstates the gap between orders.
+over batches, evaluation after each epoch) for E epochs on ``--images`` random training images, per epoch, for each
+order: ``epoch_s`` (the first also holds the compilations, the optimiser states and the evaluation before training),
+``first_epoch_s`` and ``median_s`` (of the later epochs). The gradient alone overstates the gap between orders.
 
 Command:  python scripts/bench_transplant_vectorize.py --json bench/results/transplant-vectorize-cpu-s15.json
           python scripts/bench_transplant_vectorize.py --epochs 3 --k 4 --batch 128 --orders unroll,map,vmap --json FILE
 Writes bench/results/transplant-vectorize-<backend>.json by default (records with ``median_s``, ``times_s``,
-``first_call_s`` and ``ratio_to_unroll``).
+``first_call_s`` and ``ratio_to_unroll``), with ``--epochs`` transplant-vectorize-epochs-<backend>.json.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def main() -> int:
     from jaxlab.nn import SmallCNN
 
     model = SmallCNN(num_classes=10)
+    if args.epochs > 0:
+        return _epochs(args, model)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(args.k, args.batch, 28, 28, 1)), jnp.float32)
     y = jnp.asarray(rng.integers(0, 10, (args.k, args.batch)), jnp.int32)
@@ -51,8 +54,6 @@ def main() -> int:
     def grad(p, xb, yb):
         return jax.grad(lambda q: optax.softmax_cross_entropy_with_integer_labels(model.apply(q, xb), yb).mean())(p)
 
-    if args.epochs > 0:
-        return _epochs(args, model)
     records = []
     for order in args.orders.split(","):
         if order == "single":

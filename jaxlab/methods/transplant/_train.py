@@ -102,7 +102,7 @@ def _over_models(fn: Callable, vectorize: str) -> Callable:
     3.1x faster than vmap and 10.8x faster than map (``scripts/bench_transplant_vectorize.py``,
     bench/results/transplant-vectorize-cpu-s15.json); its compile time grows with the number of models. In
     whole training epochs (``train_stack``) the gap to ``"map"`` nearly closes (1.19x with 4 members, 1.02x with 8;
-    ``transplant-vectorize-epochs-cpu-k{4,8}-s16.json``), while vmap stays 3.1x slower than unroll there.
+    ``transplant-vectorize-epochs-cpu-k{4,8}-s16.json``), while vmap stays 3.1x slower than unroll there (4 members).
     Dense layers vectorise well either way. The results agree to float rounding (tested).
     """
     if vectorize == "vmap":
