@@ -61,11 +61,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _provenance() -> dict:
-    import jax
+    from jaxlab.core import git_sha, numerics_provenance
 
-    from jaxlab.core import git_sha
-
-    return {"git_sha": git_sha(), "jax_version": jax.__version__, "jaxlab_version": __version__}
+    return {"git_sha": git_sha(), "jaxlab_version": __version__, **numerics_provenance()}
 
 
 def _default_workdir(spec: str) -> Path:
@@ -106,7 +104,7 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
       RunDivergedError: the run diverged, now or in an earlier process.
     """
     from jaxlab.core import ConfigError, apply_overrides, config_to_dict, load_config
-    from jaxlab.train import DivergedError, WorkdirLock, barrier, is_writer, prepare_workdir
+    from jaxlab.train import DivergedError, WorkdirLock, barrier, is_writer, prepare_workdir, warn_on_changed_setting
 
     config, module = load_config(spec)
     config = apply_overrides(config, overrides)  # every value validated here, before the workdir is touched
@@ -123,8 +121,9 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
     if workdir.is_dir() and writer:
         lock.acquire()
     try:
+        provenance = _provenance()
         if writer:
-            prepare_workdir(workdir, config_to_dict(config), fresh=fresh, extra=_provenance())
+            prepare_workdir(workdir, config_to_dict(config), fresh=fresh, extra=provenance)
             if fresh or not lock.held:
                 lock.release()  # --fresh moved the old folder (and its lock) aside, or there was no folder yet
                 lock = WorkdirLock(workdir).acquire()
@@ -136,6 +135,8 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
         if previous is not None and previous.get("status") == "diverged":
             raise RunDivergedError(f"this run diverged in an earlier attempt, so nothing was rerun: "
                                    f"{previous.get('error', '')}{_learning_rate_hint(config)}")
+        if writer:
+            warn_on_changed_setting(workdir, provenance)  # a resumed part computed in another setting
         try:
             return _measured(run, config, workdir), "ran"
         except KeyboardInterrupt as e:

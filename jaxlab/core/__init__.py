@@ -1,7 +1,9 @@
 """Shared pieces: types, tolerances, timing, schedule ordering (``after``), metrics log, environment info."""
 
+from ._environment import cpu_isa as cpu_isa
 from ._environment import environment_info as environment_info
 from ._environment import git_sha as git_sha
+from ._environment import numerics_provenance as numerics_provenance
 from ._environment import save_benchmark as save_benchmark
 from ._metrics import MetricsWriter as MetricsWriter
 from ._metrics import iter_metrics as iter_metrics

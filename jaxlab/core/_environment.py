@@ -63,8 +63,63 @@ def cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str | None:
     return platform.processor() or None
 
 
+#: Instruction-set extensions that XLA's CPU code generator can use (x86 ``flags`` and Arm ``Features`` names of
+#: ``/proc/cpuinfo``). XLA compiles for the host's own extensions, so the same program on the same inputs can give
+#: other last bits on a host with other ones, and training can amplify them: a FEDformer of tsprune's ``full3``
+#: study scores test MSE 0.3786 instead of 0.3845 when ``XLA_FLAGS=--xla_cpu_max_isa=AVX2`` caps an AVX-512 host
+#: (bench/results/tsprune-reproducibility/).
+ISA_EXTENSIONS: tuple[str, ...] = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512dq", "avx512cd", "avx512bw",
+    "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8",
+    "asimd", "asimddp", "sve", "sve2", "bf16", "i8mm",
+)
+
+
+def cpu_isa(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> list[str] | None:
+    """The :data:`ISA_EXTENSIONS` the host CPU has, in that order (Linux ``/proc/cpuinfo``'s first ``flags`` or
+    ``Features`` line), or None where there is no such line. A virtual machine's model name often hides its
+    generation ("AMD EPYC"); these flags say which vector instructions XLA compiled for."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("flags", "features"):
+            have = set(value.split())
+            return [f for f in ISA_EXTENSIONS if f in have]
+    return None
+
+
+def cpu_affinity() -> int | None:
+    """How many cores this process may run on (``sched_getaffinity``; None where the OS does not say). XLA sizes
+    its CPU thread pools from it, and a matrix product split over other threads sums in another order."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def numerics_provenance() -> dict[str, Any]:
+    """What, besides the code and the config, can change a computation's last bits: the jax and jaxlib
+    versions, the backend and device kind, the host CPU's instruction-set extensions (:func:`cpu_isa`), the
+    cores the process may use (:func:`cpu_affinity`) and ``XLA_FLAGS`` (bench/results/tsprune-reproducibility/
+    measured a change of each of the last three). ``jaxlab run`` writes it beside a run's config and compares
+    it when the run resumes."""
+    return {
+        "jax_version": _version("jax"),
+        "jaxlib_version": _version("jaxlib"),
+        "backend": jax.default_backend(),
+        "device_kind": jax.devices()[0].device_kind,
+        "cpu_isa": cpu_isa(),
+        "cpu_affinity": cpu_affinity(),
+        "xla_flags": os.environ.get("XLA_FLAGS") or None,
+    }
+
+
 def environment_info(extra_packages: Sequence[str] = ()) -> dict[str, Any]:
-    """Device kind and count, backend, package versions, host, git SHA and whether the tree was modified.
+    """Device kind and count, backend, package versions, host, CPU model and instruction-set extensions,
+    ``XLA_FLAGS``, git SHA and whether the tree was modified.
 
     ``versions`` holds the core packages (None if absent) and ``extra_packages``; ``optional_versions``
     the :data:`OPTIONAL_PACKAGES` that are installed.
@@ -82,6 +137,9 @@ def environment_info(extra_packages: Sequence[str] = ()) -> dict[str, Any]:
         "host": platform.node(),
         "cpu_count": os.cpu_count(),
         "cpu_model": cpu_model(),
+        "cpu_isa": cpu_isa(),
+        "cpu_affinity": cpu_affinity(),
+        "xla_flags": os.environ.get("XLA_FLAGS") or None,
         "git_sha": git_sha(),
         "git_dirty": git_dirty(),
         "x64": bool(jax.config.read("jax_enable_x64")),

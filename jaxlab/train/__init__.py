@@ -9,10 +9,12 @@ from ._state import MethodState as MethodState
 from ._state import TrainState as TrainState
 from ._step import backprop_grad as backprop_grad
 from ._step import make_train_step as make_train_step
+from ._workdir import ResumeProvenanceWarning as ResumeProvenanceWarning
 from ._workdir import WorkdirError as WorkdirError
 from ._workdir import WorkdirLock as WorkdirLock
 from ._workdir import holds_results as holds_results
 from ._workdir import prepare_workdir as prepare_workdir
+from ._workdir import warn_on_changed_setting as warn_on_changed_setting
 from ._plots import plot_metrics as plot_metrics
 from ._distributed import DistributedError as DistributedError
 from ._distributed import LOST_PEER_EXIT as LOST_PEER_EXIT

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,42 @@ from jaxlab.core import to_jsonable, write_json
 
 class WorkdirError(RuntimeError):
     """The workdir cannot be used; the message says why and what to do."""
+
+
+class ResumeProvenanceWarning(UserWarning):
+    """A run resumes under other code, jax, device, CPU instructions, core count or ``XLA_FLAGS`` than it
+    started with."""
+
+
+#: Provenance fields (``jaxlab run`` writes them beside the config) whose change between a run's start and its
+#: resumption can change what the resumed part computes, if only in the last bits.
+RESUME_SENSITIVE: tuple[str, ...] = ("git_sha", "jax_version", "jaxlib_version", "backend", "device_kind",
+                                     "cpu_isa", "cpu_affinity", "xla_flags")
+
+
+def warn_on_changed_setting(workdir: str | os.PathLike, provenance: dict[str, Any]) -> list[str]:
+    """Warns (:class:`ResumeProvenanceWarning`) when the run in ``workdir`` started in another setting than
+    ``provenance`` (:data:`RESUME_SENSITIVE` fields of its ``config.json``; a field missing on either side is not
+    compared). ``jaxlab run`` calls it when it resumes an unfinished run. Returns the fields that differ."""
+    path = Path(workdir)
+    try:
+        old = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(old, dict):
+        return []
+    extra = to_jsonable(provenance)
+    changed = [k for k in RESUME_SENSITIVE if k in old and k in extra and old[k] != extra[k]]
+    if changed:
+        then = ", ".join(f"{k}={old[k]!r}" for k in changed)
+        now = ", ".join(f"{k}={extra[k]!r}" for k in changed)
+        warnings.warn(ResumeProvenanceWarning(
+            f"workdir {str(path)!r} was started with {then} and resumes with {now}: what is computed now can "
+            "differ (at least in its last bits) from an uninterrupted run, since XLA compiles for the code, "
+            "versions, device, CPU instructions and cores it finds. Use --fresh to recompute everything in one "
+            "setting."),
+            stacklevel=2)
+    return changed
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -109,7 +146,8 @@ def prepare_workdir(workdir: str | os.PathLike, config: dict[str, Any], *, fresh
       workdir: the run's folder.
       config: the resolved config as a JSON-friendly dict.
       fresh: start over, keeping the old contents aside.
-      extra: provenance written next to the config (git SHA, jax version) and not compared.
+      extra: provenance written next to the config (git SHA, :func:`jaxlab.core.numerics_provenance`) and not
+        compared (a resumed run compares it with :func:`warn_on_changed_setting`); a resume keeps the first.
 
     Raises:
       WorkdirError: unwritable folder, or a different experiment's config.

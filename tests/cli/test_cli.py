@@ -57,6 +57,9 @@ def test_mlp_digits_reaches_95_percent(tmp_path, capsys):
         assert (tmp_path / "run" / name).is_file()
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["config"]["num_steps"] == 1000 and cfg["jax_version"]
+    # what can change the numbers of a resumed part is recorded (and compared on resume, tests/train/test_loop.py)
+    assert cfg["backend"] == "cpu" and cfg["jaxlib_version"] and "cpu_isa" in cfg
+    assert cfg["xla_flags"] == (_env()["XLA_FLAGS"] or None)  # the flags the run compiled with
     # The same workdir for a different experiment is refused (in-process: no second jax start-up).
     assert main(["run", CONFIG, "--set", "learning_rate=0.5", "--workdir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err

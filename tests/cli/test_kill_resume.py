@@ -12,12 +12,14 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 
 from jaxlab.cli import main
 from jaxlab.core import read_metrics
+from jaxlab.train import ResumeProvenanceWarning
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = str(Path(__file__).with_name("resumable_config.py"))
@@ -124,11 +126,16 @@ def test_sigkill_after_a_checkpoint_resumes_exactly(reference, tmp_path):
     assert [(r["step"], r["split"]) for r in read_metrics(wd / "metrics.jsonl")] == [
         (5, "train"), (10, "train"), (10, "eval"), (15, "train")]
 
-    assert main(["run", CFG, "--workdir", str(wd)]) == 0
+    # The killed process ran with XLA_FLAGS empty, this one with the 8 host devices of tests/conftest.py: said.
+    with pytest.warns(ResumeProvenanceWarning, match="xla_flags=None and resumes with xla_flags='.*device_count=8"):
+        assert main(["run", CFG, "--workdir", str(wd)]) == 0
     assert _lines(wd) == ref  # step 15 (after the checkpoint) dropped and redone once
     assert _summary(wd)["resumed_from"] == 10
     assert _summary(wd)["train"] == _summary(ref_dir)["train"]
     _check_energy_of_two_processes(wd)
+    with warnings.catch_warnings():  # completed: nothing is computed, so the setting is not compared
+        warnings.simplefilter("error", ResumeProvenanceWarning)
+        assert main(["run", CFG, "--workdir", str(wd)]) == 0
 
 
 # This check used to hang about 1 run in 6: after the signal, orbax's finalize thread waited forever in its

@@ -1,11 +1,13 @@
 import json
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlab.core import MetricsWriter, read_metrics, save_benchmark, time_fn, to_jsonable, tolerances, write_json
+from jaxlab.core import (MetricsWriter, environment_info, read_metrics, save_benchmark, time_fn, to_jsonable,
+                         tolerances, write_json)
 
 
 def test_tolerances_order_by_precision():
@@ -79,6 +81,25 @@ def test_cpu_model_reads_cpuinfo(tmp_path):
     import platform
 
     assert cpu_model(tmp_path / "absent") == (platform.processor() or None)
+
+
+def test_cpu_isa_reads_the_flags_line(tmp_path):
+    from jaxlab.core import cpu_isa
+    from jaxlab.core._environment import ISA_EXTENSIONS
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse4_2 avx2 avx fma avx512f avx512_bf16 "
+                    "avx512bw\nprocessor\t: 1\nflags\t\t: fpu\n")
+    assert cpu_isa(info) == ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_bf16"]  # first CPU's
+    info.write_text("processor\t: 0\nFeatures\t: fp asimd sve i8mm\n")  # Arm's name of the line
+    assert cpu_isa(info) == ["asimd", "sve", "i8mm"]
+    info.write_text("processor\t: 0\nmodel name\t: x\n")
+    assert cpu_isa(info) is None and cpu_isa(tmp_path / "absent") is None
+    env = environment_info()
+    assert env["cpu_isa"] is None or set(env["cpu_isa"]) <= set(ISA_EXTENSIONS)
+    assert env["xla_flags"] == (os.environ.get("XLA_FLAGS") or None)  # conftest sets it for 8 host devices
+    assert "xla_force_host_platform_device_count" in env["xla_flags"]
+    assert env["cpu_affinity"] == len(os.sched_getaffinity(0))
 
 
 def test_git_dirty_reads_the_checkout(tmp_path):

@@ -207,6 +207,36 @@ def test_workdir_refuses_other_experiment_and_unwritable(tmp_path):
         prepare_workdir(bad, {"lr": 0.1})
 
 
+def test_resume_warns_when_the_numerics_provenance_changed(tmp_path):
+    import warnings
+
+    from jaxlab.core import numerics_provenance
+    from jaxlab.train import ResumeProvenanceWarning, warn_on_changed_setting
+
+    start = {"git_sha": "abc", **numerics_provenance()}
+    prepare_workdir(tmp_path / "a", {"lr": 0.1}, extra=start)
+    (tmp_path / "a" / "metrics.jsonl").write_text('{"step": 1}\n')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same setting resumes silently
+        assert warn_on_changed_setting(tmp_path / "a", start) == []
+        assert warn_on_changed_setting(tmp_path / "a", {**start, "host": "elsewhere"}) == []  # not a numerics field
+    other = {**start, "cpu_isa": ["sse4_2"], "xla_flags": "--xla_cpu_max_isa=SSE4_2"}  # cpu_affinity unchanged
+    prepare_workdir(tmp_path / "a", {"lr": 0.1}, extra=other)  # the resume keeps the provenance of the start
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["cpu_isa"] == start["cpu_isa"]
+    with pytest.warns(ResumeProvenanceWarning, match=r"started with cpu_isa=.*, xla_flags=.* and resumes with "
+                      r"cpu_isa=\['sse4_2'\], xla_flags='--xla_cpu_max_isa=SSE4_2'.*--fresh"):
+        assert warn_on_changed_setting(tmp_path / "a", other) == ["cpu_isa", "xla_flags"]
+    # a run started before the fields existed is compared on the fields it has
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text(json.dumps({"config": {"lr": 0.1}, "git_sha": "abc"}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_on_changed_setting(tmp_path / "old", other) == []
+        assert warn_on_changed_setting(tmp_path / "absent", other) == []
+    with pytest.warns(ResumeProvenanceWarning, match="git_sha='abc' and resumes with git_sha='def'"):
+        warn_on_changed_setting(tmp_path / "old", {**other, "git_sha": "def"})
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
 def test_workdir_without_write_permission(tmp_path):
     d = tmp_path / "ro"
