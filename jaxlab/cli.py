@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -135,8 +136,12 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
         if previous is not None and previous.get("status") == "diverged":
             raise RunDivergedError(f"this run diverged in an earlier attempt, so nothing was rerun: "
                                    f"{previous.get('error', '')}{_learning_rate_hint(config)}")
-        if writer:
-            warn_on_changed_setting(workdir, provenance)  # a resumed part computed in another setting
+        if writer:  # a resumed part computed in another setting: said on one line, not as a Python warning
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always")
+                warn_on_changed_setting(workdir, provenance)
+            for w in said:
+                print(f"jaxlab: warning: {w.message}", file=sys.stderr)
         try:
             return _measured(run, config, workdir), "ran"
         except KeyboardInterrupt as e:
