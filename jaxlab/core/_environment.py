@@ -104,8 +104,8 @@ def numerics_provenance() -> dict[str, Any]:
     """What, besides the code and the config, can change a computation's last bits: the jax and jaxlib
     versions, the backend and device kind, the host CPU's instruction-set extensions (:func:`cpu_isa`), the
     cores the process may use (:func:`cpu_affinity`) and ``XLA_FLAGS`` (bench/results/tsprune-reproducibility/
-    measured a change of each of the last three). ``jaxlab run`` writes it beside a run's config and compares
-    it when the run resumes."""
+    changed the last bits of a training with each of the last three: an instruction-set cap, one core instead of
+    two, two XLA flags). ``jaxlab run`` writes it beside a run's config and compares it when the run resumes."""
     return {
         "jax_version": _version("jax"),
         "jaxlib_version": _version("jaxlib"),

@@ -46,9 +46,9 @@ def warn_on_changed_setting(workdir: str | os.PathLike, provenance: dict[str, An
         now = ", ".join(f"{k}={extra[k]!r}" for k in changed)
         warnings.warn(ResumeProvenanceWarning(
             f"workdir {str(path)!r} was started with {then} and resumes with {now}: what is computed now can "
-            "differ (at least in its last bits) from an uninterrupted run, since XLA compiles for the code, "
-            "versions, device, CPU instructions and cores it finds. Use --fresh to recompute everything in one "
-            "setting."),
+            "differ (at least in its last bits) from an uninterrupted run, since the code, the versions, the "
+            "device, the CPU's instructions and cores and XLA_FLAGS all enter what XLA compiles. Use --fresh to "
+            "recompute everything in one setting."),
             stacklevel=2)
     return changed
 
