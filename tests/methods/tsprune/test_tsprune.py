@@ -153,6 +153,11 @@ def test_quick_config_runs_and_records(tmp_path, quick_compiles):
     recorded = summary_records(tmp_path)                # the cells' own training time, not the resumed run's
     assert again["cells"] == summary["cells"] == len(recorded) == 4
     assert again["train_s_recorded"] == summary["train_s_recorded"] == sum(r.get("train_s", 0) for r in recorded)
+    # The same config run again from scratch trains every cell to the same bits (a seed, an order or a global
+    # state that leaked between runs would break it; bench/results/tsprune-reproducibility/).
+    module.run(config, tmp_path / "fresh", progress=False)
+    untimed = lambda rows: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in rows]  # noqa: E731
+    assert untimed(summary_records(tmp_path / "fresh")) == untimed(recorded)
 
 
 def summary_records(workdir):
