@@ -39,6 +39,16 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _setting_line(environment: dict[str, Any]) -> str:
+    """What else enters the last bits of the results (see ``jaxlab.core.numerics_provenance``)."""
+    isa = environment.get("cpu_isa")
+    return (f"Setting: CPU {environment.get('cpu_model')} ({environment.get('cpu_affinity')} cores usable; "
+            f"instruction sets {', '.join(isa) if isa else 'unknown'}), jaxlib "
+            f"{environment.get('versions', {}).get('jaxlib')}, XLA_FLAGS {environment.get('xla_flags') or 'unset'}. "
+            "Another setting can change last bits, and training can amplify them "
+            "(bench/results/tsprune-reproducibility/).")
+
+
 def write_report(root: str | os.PathLike, results: Sequence[tuple[Experiment, dict[str, Any] | None, str | None]],
                  *, quick: bool, environment: dict[str, Any]) -> Path:
     """Writes ``root/REPORT.md`` from ``(experiment, summary or None, error or None)`` triples."""
@@ -50,6 +60,8 @@ def write_report(root: str | os.PathLike, results: Sequence[tuple[Experiment, di
         f"Mode: {mode}. Written {datetime.datetime.now().isoformat(timespec='seconds')} on "
         f"{environment.get('device_kind')} ({environment.get('backend')}, {environment.get('device_count')} devices), "
         f"jax {environment.get('versions', {}).get('jax')}, git {str(environment.get('git_sha'))[:10]}.",
+        "",
+        _setting_line(environment),
         "",
         "## Results",
         "",

@@ -71,6 +71,12 @@ def test_reproduce_quick_only_writes_report(tmp_path, capsys):
     assert r.returncode == 0, r.stderr
     report = (tmp_path / "REPORT.md").read_text()
     assert "| mlp_digits | completed |" in report and "![curves](mlp_digits/curves.png)" in report
+    from jaxlab.core import environment_info
+
+    env = environment_info()
+    isa = ", ".join(env["cpu_isa"]) if env["cpu_isa"] else "unknown"
+    assert f"Setting: CPU {env['cpu_model']} ({env['cpu_affinity']} cores usable; instruction sets {isa})" in report
+    assert f"XLA_FLAGS {_env()['XLA_FLAGS']}" in report  # the flags the report's process ran with
     before = (tmp_path / "mlp_digits" / "metrics.jsonl").read_bytes()
     assert main(["reproduce", "--quick", "--only", "mlp_digits", "--workdir", str(tmp_path)]) == 0
     assert "already completed" in capsys.readouterr().err
