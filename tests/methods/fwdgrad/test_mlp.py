@@ -62,8 +62,10 @@ def test_split_data_carves_disjoint_validation_from_train():
 def test_vmapped_sweep_equals_separate_runs(digits, method):
     seeds, lrs = (3, 5), (0.05, 0.01)
     sweep = make_sweep(HIDDEN, digits.num_classes, method, 2, "simulated", 32, 2)
-    params, val, loss, val_loss = sweep(jnp.stack([jax.random.key(s) for s in seeds]), jnp.asarray(lrs, jnp.float32),
-                                        digits.x_train, digits.y_train, digits.x_val, digits.y_val)
+    out = sweep(jnp.stack([jax.random.key(s) for s in seeds]), jnp.asarray(lrs, jnp.float32),
+                digits.x_train, digits.y_train, digits.x_val, digits.y_val)
+    # NumPy copies: indexing the runs of device arrays would compile a slice for every leaf's shape.
+    params, val, loss, val_loss = jax.tree_util.tree_map(np.asarray, out)
     atol, rtol = tolerances(jnp.float32)
     for r, (s, lr) in enumerate(zip(seeds, lrs)):
         one = train_mlp(digits, hidden=HIDDEN, method=method, k=2, lr=lr, epochs=2, batch_size=32, seed=s)
@@ -99,7 +101,9 @@ def test_activity_forward_gradient_exact_with_a_full_basis_unbiased_and_orthonor
             jax.random.split(single_key, 4000))
         return full, ortho, jax.tree_util.tree_map(lambda a: a.mean(0), single), jax.value_and_grad(loss)(params)
 
-    (est, value, _), (proj, mean), avg, (ref_value, g) = estimates(getkey(), getkey())
+    # NumPy copies: the checks' arithmetic on device arrays (5 * b, ...) would compile per leaf shape.
+    (est, value, _), (proj, mean), avg, (ref_value, g) = jax.tree_util.tree_map(np.asarray,
+                                                                               estimates(getkey(), getkey()))
     np.testing.assert_allclose(value, ref_value, rtol=1e-12)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-10), est, g)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, 5 * b, rtol=1e-10, atol=1e-14), proj, mean)

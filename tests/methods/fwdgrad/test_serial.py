@@ -8,6 +8,8 @@ import pytest
 
 from jaxlab.methods.fwdgrad._serial import batch_plan, key_after, map_in_batches
 
+from ...compile_helpers import quick_jit
+
 
 @pytest.mark.parametrize("num, size, want", [(1000, 512, (500, 1000)), (1000, 4, (4, 1000)), (10, 3, (3, 12)),
                                              (5, 100, (5, 5)), (7, 7, (7, 7)), (1, 1, (1, 1))])
@@ -26,8 +28,10 @@ def test_batch_plan_rejects_empty():
 def test_map_in_batches_matches_lax_map_and_has_no_remainder_branch(num, size):
     keys = jax.random.split(jax.random.key(3), num)
     f = lambda k: {"a": jax.random.normal(k, (4,)), "b": jax.random.uniform(k)}  # noqa: E731
-    got = map_in_batches(f, keys, size)
-    want = jax.lax.map(f, keys, batch_size=size)
+    # Each as one program (as the experiments call it, under jit): run eagerly, every pad, slice and loop is a
+    # compilation of its own.
+    got = quick_jit(lambda k: map_in_batches(f, k, size))(keys)
+    want = quick_jit(lambda k: jax.lax.map(f, k, batch_size=size))(keys)
     for name in ("a", "b"):
         np.testing.assert_array_equal(np.asarray(got[name]), np.asarray(want[name]))
     # f is traced once (the scan's batch); jax.lax.map traces it a second time for a remainder's vmap,
