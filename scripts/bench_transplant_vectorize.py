@@ -10,8 +10,13 @@ over batches, evaluation after each epoch) for E epochs on ``--images`` random t
 order: ``epoch_s`` (the first also holds the compilations, the optimiser states and the evaluation before training),
 ``first_epoch_s`` and ``median_s`` (of the later epochs). The gradient alone overstates the gap between orders.
 
+``--model`` (with ``--epochs``) picks the net as the transplant grid builds it (``make_model`` with the default
+widths: SmallCNN (32, 64) + 128, VGG11 at 1/8 width, the narrow ResNet18 with 8 filters), on 28x28x1 images or,
+for VGG11 and ResNet18, 32x32x1 (the grid pads to 32).
+
 Command:  python scripts/bench_transplant_vectorize.py --json bench/results/transplant-vectorize-cpu-s15.json
           python scripts/bench_transplant_vectorize.py --epochs 3 --k 4 --batch 128 --orders unroll,map,vmap --json FILE
+          python scripts/bench_transplant_vectorize.py --epochs 3 --k 4 --batch 128 --model vgg11 --orders unroll,map
 Writes bench/results/transplant-vectorize-<backend>.json by default (records with ``median_s``, ``times_s``,
 ``first_call_s`` and ``ratio_to_unroll``), with ``--epochs`` transplant-vectorize-epochs-<backend>.json.
 """
@@ -32,8 +37,12 @@ def main() -> int:
     ap.add_argument("--orders", default="single,unroll,vmap,map")
     ap.add_argument("--epochs", type=int, default=0, help="time train_stack for this many epochs (0: the gradient)")
     ap.add_argument("--images", type=int, default=1024, help="training images per epoch (with --epochs)")
+    ap.add_argument("--model", default="smallcnn", choices=("smallcnn", "vgg11", "resnet18"),
+                    help="the net, as the transplant grid builds it (with --epochs; the gradient mode: smallcnn)")
     ap.add_argument("--json", help="output file (default bench/results/transplant-vectorize-<backend>.json)")
     args = ap.parse_args()
+    if args.model != "smallcnn" and args.epochs <= 0:
+        ap.error("--model vgg11 / resnet18 needs --epochs (the gradient mode times SmallCNN only)")
 
     import jax
     import jax.numpy as jnp
@@ -43,9 +52,12 @@ def main() -> int:
     from jaxlab.methods.transplant import _train
     from jaxlab.nn import SmallCNN
 
-    model = SmallCNN(num_classes=10)
     if args.epochs > 0:
-        return _epochs(args, model)
+        from jaxlab.methods.transplant import TransplantConfig, make_model
+        from jaxlab.methods.transplant._experiment import padded_size
+
+        return _epochs(args, make_model(args.model, TransplantConfig(), 10), padded_size(args.model) or 28)
+    model = SmallCNN(num_classes=10)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(args.k, args.batch, 28, 28, 1)), jnp.float32)
     y = jnp.asarray(rng.integers(0, 10, (args.k, args.batch)), jnp.int32)
@@ -92,7 +104,7 @@ def _save(name: str, records: list, args, **meta) -> int:
     return 0
 
 
-def _epochs(args, model) -> int:
+def _epochs(args, model, size: int) -> int:
     import jax
     import numpy as np
 
@@ -101,7 +113,7 @@ def _epochs(args, model) -> int:
     rng = np.random.default_rng(0)
 
     def images(n):
-        return rng.normal(size=(n, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32)
+        return rng.normal(size=(n, size, size, 1)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32)
 
     splits = _train.Splits(*images(args.images), *images(256), *images(256), num_classes=10)
     keys = jax.random.split(jax.random.key(0), args.k)
@@ -117,8 +129,9 @@ def _epochs(args, model) -> int:
                "median_s": float(np.median(epoch_s[1:] if len(epoch_s) > 1 else epoch_s))}
         records.append(rec)
         print(f"{order:>7}: first epoch {epoch_s[0]:.1f} s, later median {rec['median_s']:.1f} s", flush=True)
+    names = {"smallcnn": "SmallCNN (32, 64) + 128", "vgg11": "VGG11 at width 1/8", "resnet18": "ResNet18, 8 filters"}
     return _save("transplant-vectorize-epochs", records, args, epochs=args.epochs, images=args.images,
-                 model="SmallCNN (32, 64) + 128, 28x28x1, train_stack epochs (random images)")
+                 model=f"{names[args.model]}, {size}x{size}x1, train_stack epochs (random images)")
 
 
 if __name__ == "__main__":

@@ -197,10 +197,13 @@ def padded_size(model_name: str) -> int | None:
 def resolve_vectorize(model_name: str, config: TransplantConfig) -> str:
     """``config.vectorize`` with ``"auto"`` resolved: ``"vmap"`` for the MLP, ``"map"`` for the convolutional nets.
 
-    Why not ``"unroll"`` for the conv nets: in whole training epochs of SmallCNN stacks on the 2-core CPU it was
-    only 1.19x faster than ``"map"`` with 4 members and 1.02x with 8, and its first epoch (compilation) the slower
-    one with 8 (``scripts/bench_transplant_vectorize.py --epochs 3``,
-    bench/results/transplant-vectorize-epochs-cpu-k{4,8}-s16.json); the grid stacks up to 24 members.
+    Why not ``"unroll"`` for the conv nets: in whole training epochs on the 2-core CPU
+    (``scripts/bench_transplant_vectorize.py --epochs 3 --model M``, later epochs) it was faster than ``"map"`` by
+    1.19x (SmallCNN), 1.17x (VGG11) and 1.25x (ResNet18) with 4 members, and by 1.02x (SmallCNN) and 1.19x (VGG11)
+    with 8, its first epoch (compilation) the slower one with 8 (bench/results/transplant-vectorize-epochs-cpu-
+    k{4,8}-s16.json, -vgg11-k{4,8}-s17.json, -resnet18-k4-s17.json). Not measured with the 24 members the full grid
+    stacks (its compilation grows with them), and switching would change the committed conv rows' bits; pass
+    ``vectorize="unroll"`` for small stacks.
     """
     return config.vectorize if config.vectorize != "auto" else ("vmap" if model_name == "mlp" else "map")
 
