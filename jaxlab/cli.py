@@ -19,7 +19,6 @@ import sys
 import tempfile
 import threading
 import traceback
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -105,7 +104,8 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
       RunDivergedError: the run diverged, now or in an earlier process.
     """
     from jaxlab.core import ConfigError, apply_overrides, config_to_dict, load_config
-    from jaxlab.train import DivergedError, WorkdirLock, barrier, is_writer, prepare_workdir, warn_on_changed_setting
+    from jaxlab.train import DivergedError, WorkdirLock, barrier, is_writer, prepare_workdir
+    from jaxlab.train._workdir import changed_setting
 
     config, module = load_config(spec)
     config = apply_overrides(config, overrides)  # every value validated here, before the workdir is touched
@@ -122,7 +122,7 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
     if workdir.is_dir() and writer:
         lock.acquire()
     try:
-        provenance = _provenance()
+        provenance = _provenance() if writer else {}
         if writer:
             prepare_workdir(workdir, config_to_dict(config), fresh=fresh, extra=provenance)
             if fresh or not lock.held:
@@ -136,12 +136,8 @@ def _run_experiment(spec: str, overrides: Sequence[str], workdir: Path, fresh: b
         if previous is not None and previous.get("status") == "diverged":
             raise RunDivergedError(f"this run diverged in an earlier attempt, so nothing was rerun: "
                                    f"{previous.get('error', '')}{_learning_rate_hint(config)}")
-        if writer:  # a resumed part computed in another setting: said on one line, not as a Python warning
-            with warnings.catch_warnings(record=True) as said:
-                warnings.simplefilter("always")
-                warn_on_changed_setting(workdir, provenance)
-            for w in said:
-                print(f"jaxlab: warning: {w.message}", file=sys.stderr)
+        if writer and (message := changed_setting(workdir, provenance)[1]):  # a resumed part in another setting
+            print(f"jaxlab: warning: {message}", file=sys.stderr)
         try:
             return _measured(run, config, workdir), "ran"
         except KeyboardInterrupt as e:

@@ -101,21 +101,25 @@ def cpu_affinity() -> int | None:
         return None
 
 
+def _host_setting() -> dict[str, Any]:
+    """The host's part of the setting: :func:`cpu_isa`, :func:`cpu_affinity` and ``XLA_FLAGS``."""
+    return {"cpu_isa": cpu_isa(), "cpu_affinity": cpu_affinity(), "xla_flags": os.environ.get("XLA_FLAGS") or None}
+
+
+#: The fields of :func:`numerics_provenance`, in its order.
+NUMERICS_FIELDS: tuple[str, ...] = ("jax_version", "jaxlib_version", "backend", "device_kind", "cpu_isa",
+                                    "cpu_affinity", "xla_flags")
+
+
 def numerics_provenance() -> dict[str, Any]:
-    """What, besides the code and the config, can change a computation's last bits: the jax and jaxlib
-    versions, the backend and device kind, the host CPU's instruction-set extensions (:func:`cpu_isa`), the
-    cores the process may use (:func:`cpu_affinity`) and ``XLA_FLAGS`` (bench/results/tsprune-reproducibility/
-    changed the last bits of a training with each of the last three: an instruction-set cap, one core instead of
-    two, two XLA flags). ``jaxlab run`` writes it beside a run's config and compares it when the run resumes."""
-    return {
-        "jax_version": _version("jax"),
-        "jaxlib_version": _version("jaxlib"),
-        "backend": jax.default_backend(),
-        "device_kind": jax.devices()[0].device_kind,
-        "cpu_isa": cpu_isa(),
-        "cpu_affinity": cpu_affinity(),
-        "xla_flags": os.environ.get("XLA_FLAGS") or None,
-    }
+    """What, besides the code and the config, can change a computation's last bits (:data:`NUMERICS_FIELDS`): the
+    jax and jaxlib versions, the backend and device kind, the host CPU's instruction-set extensions
+    (:func:`cpu_isa`), the cores the process may use (:func:`cpu_affinity`) and ``XLA_FLAGS``
+    (bench/results/tsprune-reproducibility/ changed the last bits of a training with each of the last three: an
+    instruction-set cap, one core instead of two, two XLA flags). ``jaxlab run`` writes it beside a run's config
+    and compares it when the run resumes."""
+    return {"jax_version": _version("jax"), "jaxlib_version": _version("jaxlib"), "backend": jax.default_backend(),
+            "device_kind": jax.devices()[0].device_kind, **_host_setting()}
 
 
 def environment_info(extra_packages: Sequence[str] = ()) -> dict[str, Any]:
@@ -138,9 +142,7 @@ def environment_info(extra_packages: Sequence[str] = ()) -> dict[str, Any]:
         "host": platform.node(),
         "cpu_count": os.cpu_count(),
         "cpu_model": cpu_model(),
-        "cpu_isa": cpu_isa(),
-        "cpu_affinity": cpu_affinity(),
-        "xla_flags": os.environ.get("XLA_FLAGS") or None,
+        **_host_setting(),
         "git_sha": git_sha(),
         "git_dirty": git_dirty(),
         "x64": bool(jax.config.read("jax_enable_x64")),

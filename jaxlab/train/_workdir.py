@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxlab.core import to_jsonable, write_json
+from jaxlab.core._environment import NUMERICS_FIELDS
 
 
 class WorkdirError(RuntimeError):
@@ -24,32 +25,39 @@ class ResumeProvenanceWarning(UserWarning):
 
 #: Provenance fields (``jaxlab run`` writes them beside the config) whose change between a run's start and its
 #: resumption can change what the resumed part computes, if only in the last bits.
-RESUME_SENSITIVE: tuple[str, ...] = ("git_sha", "jax_version", "jaxlib_version", "backend", "device_kind",
-                                     "cpu_isa", "cpu_affinity", "xla_flags")
+RESUME_SENSITIVE: tuple[str, ...] = ("git_sha", *NUMERICS_FIELDS)
 
 
-def warn_on_changed_setting(workdir: str | os.PathLike, provenance: dict[str, Any]) -> list[str]:
-    """Warns (:class:`ResumeProvenanceWarning`) when the run in ``workdir`` started in another setting than
-    ``provenance`` (:data:`RESUME_SENSITIVE` fields of its ``config.json``; a field missing on either side is not
-    compared). ``jaxlab run`` calls it when it resumes an unfinished run. Returns the fields that differ."""
+def changed_setting(workdir: str | os.PathLike, provenance: dict[str, Any]) -> tuple[list[str], str | None]:
+    """The :data:`RESUME_SENSITIVE` fields of ``workdir/config.json`` that differ from ``provenance`` (a field
+    missing on either side is not compared), and the message that says so (None when none differ)."""
     path = Path(workdir)
     try:
         old = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return []
+        return [], None
     if not isinstance(old, dict):
-        return []
+        return [], None
     extra = to_jsonable(provenance)
     changed = [k for k in RESUME_SENSITIVE if k in old and k in extra and old[k] != extra[k]]
-    if changed:
-        then = ", ".join(f"{k}={old[k]!r}" for k in changed)
-        now = ", ".join(f"{k}={extra[k]!r}" for k in changed)
-        warnings.warn(ResumeProvenanceWarning(
-            f"workdir {str(path)!r} was started with {then} and resumes with {now}: what is computed now can "
-            "differ (at least in its last bits) from an uninterrupted run, since the code, the versions, the "
-            "device, the CPU's instructions and cores and XLA_FLAGS all enter what XLA compiles. Use --fresh to "
-            "recompute everything in one setting."),
-            stacklevel=2)
+    if not changed:
+        return [], None
+    then = ", ".join(f"{k}={old[k]!r}" for k in changed)
+    now = ", ".join(f"{k}={extra[k]!r}" for k in changed)
+    return changed, (
+        f"workdir {str(path)!r} was started with {then} and resumes with {now}: what is computed now can "
+        "differ (at least in its last bits) from an uninterrupted run, since the code, the versions, the "
+        "device, the CPU's instructions and cores and XLA_FLAGS all enter what XLA compiles. Use --fresh to "
+        "recompute everything in one setting.")
+
+
+def warn_on_changed_setting(workdir: str | os.PathLike, provenance: dict[str, Any]) -> list[str]:
+    """Warns (:class:`ResumeProvenanceWarning`) when the run in ``workdir`` started in another setting than
+    ``provenance`` (:func:`changed_setting`); ``jaxlab run`` says the same on one line when it resumes an
+    unfinished run. Returns the fields that differ."""
+    changed, message = changed_setting(workdir, provenance)
+    if message:
+        warnings.warn(ResumeProvenanceWarning(message), stacklevel=2)
     return changed
 
 

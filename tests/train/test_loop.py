@@ -213,6 +213,9 @@ def test_resume_warns_when_the_numerics_provenance_changed(tmp_path):
     from jaxlab.core import numerics_provenance
     from jaxlab.train import ResumeProvenanceWarning, warn_on_changed_setting
 
+    from jaxlab.core._environment import NUMERICS_FIELDS
+
+    assert tuple(numerics_provenance()) == NUMERICS_FIELDS  # the fields a resume compares are the ones written
     start = {"git_sha": "abc", **numerics_provenance()}
     prepare_workdir(tmp_path / "a", {"lr": 0.1}, extra=start)
     (tmp_path / "a" / "metrics.jsonl").write_text('{"step": 1}\n')
