@@ -72,8 +72,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         full_arg=None,
         description="ReCycle (residual cyclic transformer) vs profile, persistence, vanilla transformer and "
         "DLinear on Victoria's half-hourly electricity demand: MAE/MSE/MAPE, time and energy",
-        metrics=("recycle_mae", "guarded_mae", "profile_mae", "residual_ar_mae", "vanilla_mae", "dlinear_mae",
-                 "time_ratio_vanilla_over_recycle", "energy_ratio_vanilla_over_recycle"),
+        metrics=("recycle_mae", "guarded_mae", "profile_mae", "residual_ar_mae", "residual_ridge_mae", "vanilla_mae",
+                 "dlinear_mae", "time_ratio_vanilla_over_recycle", "energy_ratio_vanilla_over_recycle"),
     ),
     Experiment(
         name="fwdgrad_approximation",

@@ -1,12 +1,13 @@
 """ReCycle over several seeds on one config: the guarded forecast and the residual-AR row against the profile.
 
 Runs :func:`jaxlab.methods.recycle.run` once per seed (sequentially: each run trains one small model, and
-the profile, guard and AR rows are shared code; the seeds are not vmapped) with the rows ``recycle``,
-``recycle_guarded``, ``profile``, ``residual_ar`` and ``persistence`` and quantile heads {0.1, 0.5, 0.9}, and
-writes the per-seed tables, the means and the issue's goal checks to one JSON file. ``guard_rules`` holds
-every guard rule of :data:`jaxlab.timeseries.GUARD_RULES`, with and without the residual AR candidate at
-lead 1, over the seeds (the ``recycle_guarded`` row is the config's ``guard_rule``); each run's
-``guard_alpha_test_oracle`` is the alpha that would have been best on test (evidence, never used).
+the profile, guard, AR and ridge rows are shared code; the seeds are not vmapped) with the rows ``recycle``,
+``recycle_guarded``, ``profile``, ``residual_ar``, ``persistence`` and ``residual_ridge`` and quantile heads
+{0.1, 0.5, 0.9} (``--set key=value`` overrides config fields, as in `jaxlab run`), and writes the per-seed
+tables, the means and the issue's goal checks to one JSON file. ``guard_rules`` holds every guard rule of
+:data:`jaxlab.timeseries.GUARD_RULES`, with and without the residual AR candidate at lead 1, over the seeds
+(the ``recycle_guarded`` row is the config's ``guard_rule``); each run's ``guard_alpha_test_oracle`` is the
+alpha that would have been best on test (evidence, never used).
 
     PYTHONPATH=. nice -n 10 python scripts/recycle_seeds.py configs/recycle/elecdemand.py:univariate \\
         --seeds 0 1 2 3 4 --out bench/results/recycle_seeds_elecdemand_univariate.json
@@ -25,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxlab.core import environment_info, load_config, to_jsonable, write_json
+from jaxlab.core import apply_overrides, environment_info, load_config, to_jsonable, write_json
 from jaxlab.methods.recycle import format_table, run
 
-ROWS = ("recycle", "recycle_guarded", "profile", "residual_ar", "persistence")
+ROWS = ("recycle", "recycle_guarded", "profile", "residual_ar", "persistence", "residual_ridge")
 #: Interval figures of the quantile report besides pinball, raw and static coverage (averaged where present).
 INTERVAL_KEYS = ("coverage_rolling", "coverage_aci", "interval_width", "interval_width_rolling", "interval_width_aci",
                  "coverage_aci_paper_gamma", "interval_width_aci_paper_gamma", "aci_saturated_share")
@@ -77,14 +78,18 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--quantiles", type=float, nargs="*", default=[0.1, 0.5, 0.9])
     p.add_argument("--label", default="univariate", help="row label in the report (e.g. 'with weather known')")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, as `jaxlab run --set` (repeatable), e.g. dropout=0.1")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     base, _ = load_config(args.config)
+    base = apply_overrides(base, args.overrides)
     partial = Path(args.out + ".partial.json")  # resume: the seeds already done, for this same config
     runs = []
     if partial.exists():
         saved = json.loads(partial.read_text())
-        if saved.get("config") == args.config and saved.get("quantiles") == args.quantiles:
+        if (saved.get("config"), saved.get("quantiles"), saved.get("overrides", [])) == (
+                args.config, args.quantiles, args.overrides):
             runs = [r for r in saved["runs"] if r["seed"] in args.seeds]
     t0 = time.perf_counter()
     load = [os.getloadavg()]
@@ -98,7 +103,8 @@ def main(argv=None) -> int:
         runs.append({"seed": seed, "table": s["table"], "guard_alpha": s.get("guard_alpha"),
                      "guard_use_ar": s.get("guard_use_ar"), "guard_rules": s.get("guard_rules"),
                      "guard_alpha_test_oracle": s.get("guard_alpha_test_oracle")})
-        write_json(partial, to_jsonable({"config": args.config, "quantiles": args.quantiles, "runs": runs}))
+        write_json(partial, to_jsonable({"config": args.config, "quantiles": args.quantiles,
+                                          "overrides": args.overrides, "runs": runs}))
         load.append(os.getloadavg())
         print(f"seed {seed}:\n{format_table(s['table'])}", flush=True)
     runs.sort(key=lambda r: r["seed"])
@@ -126,7 +132,8 @@ def main(argv=None) -> int:
     per_seed = {k: [by(r, g)[k] for r in runs] for k in ("coverage", "coverage_rolling", "coverage_aci")
                 if k in by(runs[0], g)}  # the guarded row's, per seed
     rules = rule_table(runs)
-    out = {"config": args.config, "label": args.label, "seeds": args.seeds, "quantiles": args.quantiles,
+    out = {"config": args.config, "overrides": args.overrides, "label": args.label, "seeds": args.seeds,
+           "quantiles": args.quantiles,
            "config_fields": dataclasses.asdict(base), "mean": mean, "ratio_to_profile": ratio, "goals": goals,
            "guarded_coverage_per_seed": per_seed,
            "guard_rule": base.guard_rule, "guard_ar_leads": base.guard_ar_leads, "guard_rules": rules,

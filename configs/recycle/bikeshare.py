@@ -31,11 +31,14 @@ from jaxlab.methods.recycle import RecycleConfig, run  # noqa: F401  (run is wha
 
 def get_config(arg: str | None = None) -> RecycleConfig:
     config = RecycleConfig(dataset="bikeshare", history=7, horizon=7, learning_rate=1e-3, num_steps=600,
-                           vanilla_steps=600, eval_every=50, exogenous=("temp", "hum", "weathersit"))
+                           vanilla_steps=600, eval_every=50, exogenous=("temp", "hum", "weathersit"),
+                           exogenous_resolution="step", dropout=0.1)
     if arg in (None, "", "default"):
         return config
     if arg == "quick":
         return dataclasses.replace(config, num_steps=100, vanilla_steps=4, eval_every=50, inference_repeats=2)
     if arg == "univariate":
-        return dataclasses.replace(config, exogenous=())
-    raise ValueError(f"unknown argument {arg!r}; use 'quick', 'univariate' or nothing")
+        return dataclasses.replace(config, exogenous=(), exogenous_resolution="day", dropout=0.0)
+    if arg == "daily_weather":  # the default until 2026-12-06: daily mean/min/max of the weather, no dropout
+        return dataclasses.replace(config, exogenous_resolution="day", dropout=0.0)
+    raise ValueError(f"unknown argument {arg!r}; use 'quick', 'univariate', 'daily_weather' or nothing")

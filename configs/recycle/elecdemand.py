@@ -53,16 +53,19 @@ from jaxlab.methods.recycle import RecycleConfig, run  # noqa: F401  (run is wha
 
 def get_config(arg: str | None = None) -> RecycleConfig:
     config = RecycleConfig(dataset="elecdemand", history=7, horizon=7, learning_rate=1e-3, num_steps=600,
-                           vanilla_steps=600, eval_every=50, exogenous=("Temperature",))
+                           vanilla_steps=600, eval_every=50, exogenous=("Temperature",), exogenous_resolution="step")
     if arg in (None, "", "default"):
         return config
     if arg == "quick":
         return dataclasses.replace(config, num_steps=150, vanilla_steps=4, eval_every=50, inference_repeats=2)
     if arg == "univariate":
-        return dataclasses.replace(config, exogenous=())
+        return dataclasses.replace(config, exogenous=(), exogenous_resolution="day")
+    if arg == "daily_weather":  # the default until 2026-12-06: the temperature's daily mean/min/max per token
+        return dataclasses.replace(config, exogenous_resolution="day")
     if arg == "paper":
-        return dataclasses.replace(config, history=21, exogenous=())
+        return dataclasses.replace(config, history=21, exogenous=(), exogenous_resolution="day")
     if arg == "reference":  # the reference code's protocol; LEAKS the val/test statistics (per-split MinMax)
-        return dataclasses.replace(config, history=21, exogenous=(), protocol="reference", init="torch",
-                                   zero_head=False, keep="last", epochs=200)
-    raise ValueError(f"unknown argument {arg!r}; use 'quick', 'univariate', 'paper', 'reference' or nothing")
+        return dataclasses.replace(config, history=21, exogenous=(), exogenous_resolution="day", protocol="reference",
+                                   init="torch", zero_head=False, keep="last", epochs=200)
+    raise ValueError(f"unknown argument {arg!r}; use 'quick', 'univariate', 'daily_weather', 'paper', 'reference' "
+                     "or nothing")

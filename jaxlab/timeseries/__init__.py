@@ -73,6 +73,9 @@ from ._profiles import rhp_tables as rhp_tables
 from ._profiles import rhp_tables_reference as rhp_tables_reference
 from ._profiles import window_rhp as window_rhp
 from ._recycle import NUM_META as NUM_META
+from ._ridge import fit_residual_ridge as fit_residual_ridge
+from ._ridge import residual_ridge_features as residual_ridge_features
+from ._ridge import residual_ridge_forecast as residual_ridge_forecast
 from ._recycle import CycleTransformer as CycleTransformer
 from ._recycle import CycleTransformerConfig as CycleTransformerConfig
 from ._recycle import PCCRHP as PCCRHP

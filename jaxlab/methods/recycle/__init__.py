@@ -16,6 +16,7 @@ from ._contract import evaluate as evaluate
 from ._contract import init as init
 from ._contract import train_step as train_step
 from ._experiment import MODELS as MODELS
+from ._experiment import RIDGE_PENALTIES as RIDGE_PENALTIES
 from ._experiment import RecycleConfig as RecycleConfig
 from ._experiment import energy_label as energy_label
 from ._experiment import energy_total_j as energy_total_j

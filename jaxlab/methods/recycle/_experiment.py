@@ -49,7 +49,9 @@ from jaxlab.timeseries import PROFILE_VARIANTS as VARIANTS
 from jaxlab.timeseries import profile_run_up, profile_windows
 
 MODELS: tuple[str, ...] = ("recycle", "recycle_guarded", "profile", "residual_ar", "persistence", "vanilla",
-                           "dlinear")
+                           "dlinear", "residual_ridge")   # a trained model's key folds in its position
+#: Penalties the ``residual_ridge`` row chooses from on validation.
+RIDGE_PENALTIES: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 _LOADERS: dict[str, Callable[[], jdata.TimeSeries]] = {
     "elecdemand": jdata.load_elecdemand,
     "taylor": jdata.load_taylor,
@@ -88,13 +90,21 @@ class RecycleConfig:
         replaced by the residual AR (:func:`jaxlab.timeseries.choose_alternative`); the summary's
         ``guard_rules`` table holds every rule, with and without the AR candidate;
         ``residual_ar`` the profile plus a per-lead linear model of the last history day's residual,
-        fitted on train (:func:`jaxlab.timeseries.fit_residual_ar`).
+        fitted on train (:func:`jaxlab.timeseries.fit_residual_ar`); ``residual_ridge`` the profile
+        plus a ridge regression per step of the day, shared by the leads, of the residual on the day
+        type, that step's ``exogenous`` values and their squares, and the profile, fitted on train with
+        the penalty of :data:`RIDGE_PENALTIES` best on validation
+        (:func:`jaxlab.timeseries.fit_residual_ridge`): the linear baseline a trained forecaster with
+        known weather has to beat.
       inference_repeats: timed test passes per model.
-      exogenous: extra columns (e.g. ``("Temperature",)`` for elecdemand) given to ReCycle as daily
-        mean/min/max in each token's metadata and to the vanilla transformer per step, for the
-        history and the forecast days (an oracle weather forecast; not in the paper). DLinear stays
+      exogenous: extra columns (e.g. ``("Temperature",)`` for elecdemand) given to ReCycle in each
+        token's metadata (see ``exogenous_resolution``) and to the vanilla transformer per step, for
+        the history and the forecast days (an oracle weather forecast; not in the paper). DLinear stays
         univariate (with the temperatures through one more linear map it overfits: test MAE 0.37
         vs 0.28 GW on elecdemand).
+      exogenous_resolution: how a day's ``exogenous`` values enter its token's metadata: ``"day"``
+        their daily mean, min and max (3 E features), ``"step"`` every step's value (D E features), so
+        that the model sees when in the day it rained or was hot.
       guard_rule: how ``recycle_guarded`` fits ``alpha_h`` on validation (one of
         :data:`jaxlab.timeseries.GUARD_RULES`): ``"val"`` the plain closed-form fit (optimistic: its
         gain is in-sample), ``"cv"`` kept only where the blocked out-of-fold gain is positive, ``"dm"``
@@ -143,6 +153,7 @@ class RecycleConfig:
     models: tuple[str, ...] = MODELS
     inference_repeats: int = 5
     exogenous: tuple[str, ...] = ()
+    exogenous_resolution: str = "day"
     dropout: float = 0.0
     weight_decay: float = 0.0
     quantiles: tuple[float, ...] = ()
@@ -170,7 +181,7 @@ class RecycleConfig:
         "guard_rule": one_of(*ts.GUARD_RULES), "guard_folds": in_range(2, 10**6),
         "guard_level": in_range(0.0, 1.0, low_open=True, high_open=True), "guard_ar_leads": in_range(0, 10**6),
         "protocol": one_of("jaxlab", "reference"), "init": one_of("jax", "torch"), "keep": one_of("best", "last"),
-        "epochs": in_range(0, 10**6),
+        "epochs": in_range(0, 10**6), "exogenous_resolution": one_of("day", "step"),
     }
     RULES: ClassVar[tuple] = (
         Rule(("fractions",), lambda c: abs(sum(c.fractions) - 1.0) < 1e-6, "the three fractions must add up to 1"),
@@ -236,8 +247,11 @@ def prepare_windows(config: RecycleConfig, series: jdata.TimeSeries | None = Non
         ex = np.stack([jdata.to_cycles(series.column(c), series.steps_per_cycle) for c in config.exogenous], -1)
         sc = jdata.fit_scaler(ex[tr0:tr1], "minmax")
         ex = sc.transform(ex)  # (N, D, E)
-        daily = np.concatenate([ex.mean(1), ex.min(1), ex.max(1)], axis=-1)
-        meta = np.concatenate([meta, daily], axis=-1)
+        if config.exogenous_resolution == "step":
+            per_cycle = ex.reshape(ex.shape[0], -1)   # every step's value: (N, D * E)
+        else:
+            per_cycle = np.concatenate([ex.mean(1), ex.min(1), ex.max(1)], axis=-1)
+        meta = np.concatenate([meta, per_cycle], axis=-1)
         step_features = np.concatenate([step_features, ex], axis=-1)
     for name, origins in cd.origins.items():
         t0 = time.perf_counter()
@@ -519,10 +533,16 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     val_preds: dict[str, np.ndarray] = {}
     rc: dict[str, Any] = {}  # ReCycle's normalised test/val forecasts and its row, for the derived rows
     for i, name in enumerate(models):
-        if name in ("recycle_guarded", "residual_ar"):
+        if name in ("recycle_guarded", "residual_ar", "residual_ridge"):
             t0 = time.perf_counter()
             ar = _residual_ar(splits)
-            if name == "recycle_guarded":
+            if name == "residual_ridge":
+                ridge = _residual_ridge(splits, len(config.exogenous))
+                pred_n, val_n = test["fc_profile"] + ridge["test"], val["fc_profile"] + ridge["val"]
+                rc["ridge_lam"] = ridge["lam"]
+                base = {"params": int(ridge["weights"].size), "train_s": prep["profile_s"], "train_energy_j": 0.0,
+                        "infer_s": 0.0, "infer_energy_j": 0.0}
+            elif name == "recycle_guarded":
                 rc["rules"] = {(rule, k): _guard(rule, k, config, rc, splits, ar)
                                for rule in ts.GUARD_RULES for k in sorted({0, config.guard_ar_leads})}
                 g = rc["rules"][(config.guard_rule, config.guard_ar_leads)]
@@ -649,6 +669,9 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
         # evidence only, never used by a rule: the alpha_h that would have been best on the test windows
         summary["guard_alpha_test_oracle"] = ts.fit_lead_guard(rc["test"] - test["fc_profile"],
                                                                test["target"] - test["fc_profile"]).tolist()
+    if "residual_ridge" in by:
+        summary["residual_ridge_mae"] = by["residual_ridge"]["mae"]
+        summary["residual_ridge_lam"] = rc["ridge_lam"]
     if "residual_ar" in by:
         summary["residual_ar_mae"] = by["residual_ar"]["mae"]
         summary["residual_ar_mae_lead1"] = by["residual_ar"]["mae_lead1"]
@@ -673,6 +696,26 @@ def _residual_ar(splits: dict) -> dict[str, np.ndarray]:
     last = lambda sp: sp["hist"][:, -1] - sp["hist_profile"][:, -1]  # noqa: E731
     a, b = ts.fit_residual_ar(last(tr), tr["target"] - tr["fc_profile"])
     return {name: ts.residual_ar_forecast(last(sp), a, b) for name, sp in splits.items()}
+
+
+def _residual_ridge(splits: dict, n_exog: int) -> dict[str, Any]:
+    """The per-step ridge model of the profile's residual (:func:`jaxlab.timeseries.fit_residual_ridge`) on
+    the day type, the forecast steps' covariates (the last ``n_exog`` step features) and the profile,
+    fitted on train; the penalty of :data:`RIDGE_PENALTIES` with the lowest validation MAE is kept."""
+    def features(sp):
+        b, h, d = sp["target"].shape
+        cov = sp["fc_features"].reshape(b, h, d, -1)[..., sp["fc_features"].shape[-1] - n_exog:] if n_exog else None
+        return ts.residual_ridge_features(sp["fc_meta"], sp["fc_profile"], cov)
+    x = {name: features(sp) for name, sp in splits.items()}
+    tr, va = splits["train"], splits["val"]
+    best = None
+    for lam in RIDGE_PENALTIES:
+        w = ts.fit_residual_ridge(x["train"], tr["target"] - tr["fc_profile"], lam)
+        err = float(np.mean(np.abs(va["fc_profile"] + ts.residual_ridge_forecast(x["val"], w) - va["target"])))
+        if best is None or err < best[0]:
+            best = (err, lam, w)
+    _, lam, w = best
+    return {"lam": lam, "weights": w, **{name: ts.residual_ridge_forecast(xs, w) for name, xs in x.items()}}
 
 
 def _guard(rule: str, ar_leads: int, config: RecycleConfig, rc: dict, splits: dict, ar: dict) -> dict:

@@ -146,8 +146,9 @@ def test_config_rejects_quantiles_without_median_and_bad_regularisation():
 
 
 @pytest.mark.parametrize("spec", ["elecdemand.py", "elecdemand.py:quick", "elecdemand.py:univariate",
-                                  "elecdemand.py:paper", "taylor.py", "taylor.py:quick", "bikeshare.py",
-                                  "bikeshare.py:quick", "bikeshare.py:univariate"])
+                                  "elecdemand.py:daily_weather", "elecdemand.py:paper", "taylor.py", "taylor.py:quick",
+                                  "bikeshare.py", "bikeshare.py:quick", "bikeshare.py:univariate",
+                                  "bikeshare.py:daily_weather"])
 def test_configs_load_and_validate(spec):
     from jaxlab.core import load_config
     from jaxlab.core._config import validate_config
@@ -156,7 +157,10 @@ def test_configs_load_and_validate(spec):
     validate_config(config)
     assert config.guard_rule == "dm" and config.guard_ar_leads == 1
     if spec.endswith(":univariate"):
-        assert config.exogenous == ()
+        assert config.exogenous == () and config.dropout == 0.0
+    # the weather configs: every step's weather in the token (chosen on validation), or the daily summary
+    if config.exogenous:
+        assert config.exogenous_resolution == ("day" if spec.endswith(":daily_weather") else "step")
     with pytest.raises(ValueError, match="unknown argument"):
         load_config(f"configs/recycle/{spec.split(':')[0]}:huge")
 
@@ -168,10 +172,70 @@ def test_bikeshare_windows_carry_the_weather():
     pytest.importorskip("ISLP")
     config, _ = load_config("configs/recycle/bikeshare.py")
     with_weather = prepare_windows(config)["splits"]["train"]
+    daily = prepare_windows(load_config("configs/recycle/bikeshare.py:daily_weather")[0])["splits"]["train"]
     without = prepare_windows(dataclasses.replace(config, exogenous=()))["splits"]["train"]
     assert with_weather["target"].shape[2] == 24
-    # daily mean/min/max of temp, hum and weathersit: 9 more metadata features per token
-    assert with_weather["hist_meta"].shape[-1] == without["hist_meta"].shape[-1] + 9
+    # every hour's temp, hum and weathersit: 72 more metadata features per token; their daily mean/min/max: 9
+    assert with_weather["hist_meta"].shape[-1] == without["hist_meta"].shape[-1] + 72
+    assert daily["hist_meta"].shape[-1] == without["hist_meta"].shape[-1] + 9
+
+
+def test_exogenous_resolution_puts_each_step_or_the_daily_summary_in_the_tokens():
+    from jaxlab.methods.recycle import prepare_windows
+
+    n_days, d = 70, 24
+    t = np.arange(n_days * d)
+    rng = np.random.default_rng(1)
+    temp = np.cos(2 * np.pi * t / d) * (1 + t / t.size) + 0.3 * rng.normal(size=t.size)  # varies within days
+    load = 10 + np.sin(2 * np.pi * t / d) + 0.1 * rng.normal(size=t.size)
+    stamps = np.datetime64("2024-01-01T00:00:00", "s") + t * np.timedelta64(3600, "s")
+    series = jd.time_series(stamps, np.stack([load, temp], -1), columns=["load", "temp"], name="synthetic")
+    config = RecycleConfig(history=3, horizon=2, rhp_days=1, fractions=(0.5, 0.25, 0.25), exogenous=("temp",))
+    day = prepare_windows(config, series)
+    step = prepare_windows(dataclasses.replace(config, exogenous_resolution="step"), series)
+    cd = step["data"]
+    tr0, tr1 = cd.bounds["train"]
+    cycles = temp.reshape(n_days, d)
+    lo, hi = cycles[tr0:tr1].min(), cycles[tr0:tr1].max()   # MinMax fitted on the training days
+    scaled = (cycles - lo) / (hi - lo)
+    for name, origins in cd.origins.items():
+        s, y = step["splits"][name], day["splits"][name]
+        assert s["hist_meta"].shape[-1] == 9 + d and y["hist_meta"].shape[-1] == 9 + 3
+        first = origins[0]   # the window's first history day and first forecast day
+        np.testing.assert_allclose(s["hist_meta"][0, 0, 9:], scaled[first - 3], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(s["fc_meta"][0, 0, 9:], scaled[first], rtol=1e-5, atol=1e-6)
+        summary = [scaled[first].mean(), scaled[first].min(), scaled[first].max()]
+        np.testing.assert_allclose(y["fc_meta"][0, 0, 9:], summary, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(s["hist_meta"][..., :9], y["hist_meta"][..., :9])
+        np.testing.assert_array_equal(s["target"], y["target"])
+
+
+def test_residual_ridge_row_uses_the_known_covariate(tmp_path):
+    from jaxlab import timeseries as ts
+    from jaxlab.methods.recycle import RIDGE_PENALTIES, prepare_windows
+
+    n_days = 70
+    t = np.arange(n_days * 24)
+    rng = np.random.default_rng(3)
+    temp = rng.uniform(size=t.size)   # independent hour to hour: no profile can forecast it, the ridge can
+    y = 10 + np.sin(2 * np.pi * t / 24) + 2.0 * temp * (1 + (t % 24 > 12)) + 0.05 * rng.normal(size=t.size)
+    stamps = np.datetime64("2024-01-01T00:00:00", "s") + t * np.timedelta64(3600, "s")
+    series = jd.time_series(stamps, np.stack([y, temp], -1), columns=["load", "temp"], name="synthetic")
+    config = RecycleConfig(history=3, horizon=2, num_steps=2, eval_every=2, d_model=8, d_ff=8, batch_size=8,
+                           inference_repeats=1, rhp_days=1, models=("recycle", "profile", "residual_ridge"),
+                           exogenous=("temp",))
+    summary = run(config, tmp_path / "weather", series=series, progress=False)
+    by = {r["model"]: r for r in summary["table"]}
+    assert summary["residual_ridge_lam"] in RIDGE_PENALTIES
+    assert summary["residual_ridge_mae"] == by["residual_ridge"]["mae"] < 0.3 * by["profile"]["mae"]
+    # without the covariate the same fit has only the day type and the profile (which it shrinks: the
+    # one-day profile is noisy): far less gain
+    splits = prepare_windows(dataclasses.replace(config, exogenous=()), series)["splits"]
+    tr, te = splits["train"], splits["test"]
+    x = {k: ts.residual_ridge_features(splits[k]["fc_meta"], splits[k]["fc_profile"], None) for k in ("train", "test")}
+    w = ts.fit_residual_ridge(x["train"], tr["target"] - tr["fc_profile"], summary["residual_ridge_lam"])
+    blind = np.abs(te["fc_profile"] + ts.residual_ridge_forecast(x["test"], w) - te["target"]).mean()
+    assert blind > 0.6 * np.abs(te["fc_profile"] - te["target"]).mean()
 
 
 def _synthetic_days(n_days=70, seed=0):
