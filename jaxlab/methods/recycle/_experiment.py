@@ -105,6 +105,10 @@ class RecycleConfig:
       exogenous_resolution: how a day's ``exogenous`` values enter its token's metadata: ``"day"``
         their daily mean, min and max (3 E features), ``"step"`` every step's value (D E features), so
         that the model sees when in the day it rained or was hot.
+      profile_correction: ``"none"``, or ``"ridge"``: ReCycle refines the profile plus the
+        ``residual_ridge`` row's correction (history and forecast days alike), so its zero head and
+        its guard fall back to that linear forecast instead of the bare profile; the ``profile``,
+        ``residual_ar`` and ``residual_ridge`` rows are unchanged.
       guard_rule: how ``recycle_guarded`` fits ``alpha_h`` on validation (one of
         :data:`jaxlab.timeseries.GUARD_RULES`): ``"val"`` the plain closed-form fit (optimistic: its
         gain is in-sample), ``"cv"`` kept only where the blocked out-of-fold gain is positive, ``"dm"``
@@ -154,6 +158,7 @@ class RecycleConfig:
     inference_repeats: int = 5
     exogenous: tuple[str, ...] = ()
     exogenous_resolution: str = "day"
+    profile_correction: str = "none"
     dropout: float = 0.0
     weight_decay: float = 0.0
     quantiles: tuple[float, ...] = ()
@@ -182,6 +187,7 @@ class RecycleConfig:
         "guard_level": in_range(0.0, 1.0, low_open=True, high_open=True), "guard_ar_leads": in_range(0, 10**6),
         "protocol": one_of("jaxlab", "reference"), "init": one_of("jax", "torch"), "keep": one_of("best", "last"),
         "epochs": in_range(0, 10**6), "exogenous_resolution": one_of("day", "step"),
+        "profile_correction": one_of("none", "ridge"),
     }
     RULES: ClassVar[tuple] = (
         Rule(("fractions",), lambda c: abs(sum(c.fractions) - 1.0) < 1e-6, "the three fractions must add up to 1"),
@@ -523,6 +529,11 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     sc, sc_val = prep["scalers"]["test"], prep["scalers"]["val"]  # one scaler unless protocol="reference"
     truth = sc.inverse(test["target"].astype(np.float64))
     n_windows = {k: int(v["target"].shape[0]) for k, v in splits.items()}
+    t0 = time.perf_counter()
+    # ReCycle's windows: its profile, with the ridge's correction where asked (every other row keeps the profile)
+    rsplits, ridge_base = (_ridge_corrected(splits, len(config.exogenous)) if config.profile_correction == "ridge"
+                           else (splits, None))
+    correction_s = time.perf_counter() - t0
 
     rows: list[dict] = []
     rows_energy: list[dict] = []
@@ -536,6 +547,9 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
         if name in ("recycle_guarded", "residual_ar", "residual_ridge"):
             t0 = time.perf_counter()
             ar = _residual_ar(splits)
+            # the AR alternative's forecast, as a residual of ReCycle's base
+            ar_base = ar if ridge_base is None else {
+                n: splits[n]["fc_profile"] + ar[n] - rsplits[n]["fc_profile"] for n in ar}
             if name == "residual_ridge":
                 ridge = _residual_ridge(splits, len(config.exogenous))
                 pred_n, val_n = test["fc_profile"] + ridge["test"], val["fc_profile"] + ridge["val"]
@@ -543,7 +557,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
                 base = {"params": int(ridge["weights"].size), "train_s": prep["profile_s"], "train_energy_j": 0.0,
                         "infer_s": 0.0, "infer_energy_j": 0.0}
             elif name == "recycle_guarded":
-                rc["rules"] = {(rule, k): _guard(rule, k, config, rc, splits, ar)
+                rc["rules"] = {(rule, k): _guard(rule, k, config, rc, rsplits, ar_base)
                                for rule in ts.GUARD_RULES for k in sorted({0, config.guard_ar_leads})}
                 g = rc["rules"][(config.guard_rule, config.guard_ar_leads)]
                 pred_n, val_n = g["test"], g["val"]
@@ -595,8 +609,9 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
             fit = {"train_s": 0.0, "train_energy": 0.0, "num_params": 0, "best_step": None,
                    "val_pred": val[col], "quantiles": ()}
         else:
-            fit = _fit(name, config, splits, workdir, meter, jax.random.fold_in(key, i))
-            test_in = {k: jnp.asarray(test[k]) for k in fit["inputs"]}
+            own = rsplits if name == "recycle" else splits
+            fit = _fit(name, config, own, workdir, meter, jax.random.fold_in(key, i))
+            test_in = {k: jnp.asarray(own["test"][k]) for k in fit["inputs"]}
             jitted = jax.jit(fit["predict"])
             params = jax.device_put(fit["params"])
             pred_n, infer_s, inf_e = _time_inference(lambda: jitted(params, test_in),
@@ -619,8 +634,9 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
                "infer_energy_j": inf_e.get("energy_j"), "best_step": fit["best_step"],
                "energy": "estimated" if inf_e.get("estimated") else "measured", **qrow}
         if name == "recycle":
-            # ReCycle's cost includes computing the profiles of the training and validation windows
-            row["train_s"] += prep["profile_s"]
+            # ReCycle's cost includes computing the profiles of the training and validation windows (and
+            # their ridge correction)
+            row["train_s"] += prep["profile_s"] + correction_s
             rc["row"] = row
         rows.append(row)
         if progress:
@@ -667,8 +683,11 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
         summary["guard_rule"] = config.guard_rule
         summary["guard_rules"] = rc["rule_rows"]
         # evidence only, never used by a rule: the alpha_h that would have been best on the test windows
-        summary["guard_alpha_test_oracle"] = ts.fit_lead_guard(rc["test"] - test["fc_profile"],
-                                                               test["target"] - test["fc_profile"]).tolist()
+        base = rsplits["test"]["fc_profile"]
+        summary["guard_alpha_test_oracle"] = ts.fit_lead_guard(rc["test"] - base, test["target"] - base).tolist()
+    summary["profile_correction"] = config.profile_correction
+    if ridge_base is not None:
+        summary["profile_correction_lam"] = ridge_base["lam"]
     if "residual_ridge" in by:
         summary["residual_ridge_mae"] = by["residual_ridge"]["mae"]
         summary["residual_ridge_lam"] = rc["ridge_lam"]
@@ -698,15 +717,19 @@ def _residual_ar(splits: dict) -> dict[str, np.ndarray]:
     return {name: ts.residual_ar_forecast(last(sp), a, b) for name, sp in splits.items()}
 
 
+def _ridge_features(sp: dict, n_exog: int, part: str = "fc") -> np.ndarray:
+    """:func:`jaxlab.timeseries.residual_ridge_features` of a split's forecast (``part="fc"``) or history
+    (``"hist"``) days; the covariates are the last ``n_exog`` step features."""
+    meta, prof, feats = sp[f"{part}_meta"], sp[f"{part}_profile"], sp[f"{part}_features"]
+    cov = feats.reshape(*prof.shape, -1)[..., feats.shape[-1] - n_exog:] if n_exog else None
+    return ts.residual_ridge_features(meta, prof, cov)
+
+
 def _residual_ridge(splits: dict, n_exog: int) -> dict[str, Any]:
     """The per-step ridge model of the profile's residual (:func:`jaxlab.timeseries.fit_residual_ridge`) on
     the day type, the forecast steps' covariates (the last ``n_exog`` step features) and the profile,
     fitted on train; the penalty of :data:`RIDGE_PENALTIES` with the lowest validation MAE is kept."""
-    def features(sp):
-        b, h, d = sp["target"].shape
-        cov = sp["fc_features"].reshape(b, h, d, -1)[..., sp["fc_features"].shape[-1] - n_exog:] if n_exog else None
-        return ts.residual_ridge_features(sp["fc_meta"], sp["fc_profile"], cov)
-    x = {name: features(sp) for name, sp in splits.items()}
+    x = {name: _ridge_features(sp, n_exog) for name, sp in splits.items()}
     tr, va = splits["train"], splits["val"]
     best = None
     for lam in RIDGE_PENALTIES:
@@ -716,6 +739,18 @@ def _residual_ridge(splits: dict, n_exog: int) -> dict[str, Any]:
             best = (err, lam, w)
     _, lam, w = best
     return {"lam": lam, "weights": w, **{name: ts.residual_ridge_forecast(xs, w) for name, xs in x.items()}}
+
+
+def _ridge_corrected(splits: dict, n_exog: int) -> tuple[dict, dict]:
+    """Copies of ``splits`` whose history and forecast profiles carry :func:`_residual_ridge`'s correction
+    (the weights fitted on the forecast days of train, applied to every day), and the ridge's record."""
+    ridge = _residual_ridge(splits, n_exog)
+    out = {}
+    for name, sp in splits.items():
+        hist = ts.residual_ridge_forecast(_ridge_features(sp, n_exog, "hist"), ridge["weights"])
+        out[name] = {**sp, "hist_profile": (sp["hist_profile"] + hist).astype(np.float32),
+                     "fc_profile": (sp["fc_profile"] + ridge[name]).astype(np.float32)}
+    return out, ridge
 
 
 def _guard(rule: str, ar_leads: int, config: RecycleConfig, rc: dict, splits: dict, ar: dict) -> dict:

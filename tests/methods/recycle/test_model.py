@@ -161,6 +161,8 @@ def test_configs_load_and_validate(spec):
     # the weather configs: every step's weather in the token (chosen on validation), or the daily summary
     if config.exogenous:
         assert config.exogenous_resolution == ("day" if spec.endswith(":daily_weather") else "step")
+    ridge_base = spec.startswith("bikeshare.py") and not spec.endswith((":univariate", ":daily_weather"))
+    assert config.profile_correction == ("ridge" if ridge_base else "none")
     with pytest.raises(ValueError, match="unknown argument"):
         load_config(f"configs/recycle/{spec.split(':')[0]}:huge")
 
@@ -221,13 +223,20 @@ def test_residual_ridge_row_uses_the_known_covariate(tmp_path):
     y = 10 + np.sin(2 * np.pi * t / 24) + 2.0 * temp * (1 + (t % 24 > 12)) + 0.05 * rng.normal(size=t.size)
     stamps = np.datetime64("2024-01-01T00:00:00", "s") + t * np.timedelta64(3600, "s")
     series = jd.time_series(stamps, np.stack([y, temp], -1), columns=["load", "temp"], name="synthetic")
+    # ReCycle on the ridge-corrected profile, with a learning rate too small to move its zero head
     config = RecycleConfig(history=3, horizon=2, num_steps=2, eval_every=2, d_model=8, d_ff=8, batch_size=8,
-                           inference_repeats=1, rhp_days=1, models=("recycle", "profile", "residual_ridge"),
-                           exogenous=("temp",))
+                           inference_repeats=1, rhp_days=1, learning_rate=1e-12,
+                           models=("recycle", "recycle_guarded", "profile", "residual_ridge"),
+                           exogenous=("temp",), profile_correction="ridge")
     summary = run(config, tmp_path / "weather", series=series, progress=False)
     by = {r["model"]: r for r in summary["table"]}
     assert summary["residual_ridge_lam"] in RIDGE_PENALTIES
     assert summary["residual_ridge_mae"] == by["residual_ridge"]["mae"] < 0.3 * by["profile"]["mae"]
+    # its forecast, and its guard's fallback, is the ridge row's (the bare profile's without the correction)
+    assert summary["profile_correction"] == "ridge" and summary["profile_correction_lam"] in RIDGE_PENALTIES
+    for m in ("recycle", "recycle_guarded"):
+        assert by[m]["mae"] == pytest.approx(by["residual_ridge"]["mae"], rel=1e-4)
+        assert by[m]["val_mae"] == pytest.approx(by["residual_ridge"]["val_mae"], rel=1e-4)
     # without the covariate the same fit has only the day type and the profile (which it shrinks: the
     # one-day profile is noisy): far less gain
     splits = prepare_windows(dataclasses.replace(config, exogenous=()), series)["splits"]
