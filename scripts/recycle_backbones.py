@@ -7,7 +7,11 @@ backbone inside :class:`jaxlab.timeseries.PCCRHP` (cycle tokens, the series-wide
 calendar marks and the profile as the zoo's ``x_mark``/``future_mark``). Both get the same Adam steps,
 batch, L1 loss and model selection on validation MAE. Time and energy
 (:class:`jaxlab.energy.EnergyMeter`, results synchronised inside the meter) cover training, compilation
-and the periodic validation. One process, sequential; wall times on a shared CPU are inflated by other
+and the periodic validation; each row also splits them into the warm-up (initialisation, the first step
+and the validation pass, compilation included) and the loop of the other ``steps - 1`` steps with their
+validation passes (``loop_s``, ``loop_energy_j``, and the ratios ``loop_time_ratio`` and
+``loop_energy_ratio``). Only the loop grows with the length of training, so it is the part to compare
+when the steps run are far fewer than a real training run's. One process, sequential; wall times on a shared CPU are inflated by other
 jobs, so compare them within the file as ratios (the load average is recorded before the first and after
 every row). Resumes: the rows done so far are kept in ``<out>.partial.json`` (for the same arguments) and a
 rerun of the same command trains only the rest.
@@ -104,19 +108,26 @@ def train_one(name, bb, wrapped, splits, steps, batch, lr, eval_every, key, mete
     val_mae = jax.jit(lambda p: jnp.mean(jnp.abs(predict(p, va) - va["target"])))
     best, best_p, best_step = float(val_mae(params)), params, 0
     rng = np.random.default_rng(int(jax.random.randint(k_data, (), 0, 2**30)))
+    marks = []   # (seconds, joules) after the warm-up (init, the first step, the validation compile), the loop
     for s in range(1, steps + 1):
         params, opt, _ = step(params, opt, rng.integers(0, n, size=min(batch, n)))
         if s % eval_every == 0 or s == steps:
             v = float(val_mae(params))
             if v < best:
                 best, best_p, best_step = v, params, s
+        if s == 1 or s == steps:
+            jax.block_until_ready(params)
+            marks.append((time.perf_counter() - t0, meter.read()["energy_j"]))
     pred = jax.block_until_ready(jax.jit(predict)(best_p, te))
     train_s = time.perf_counter() - t0
     reading = meter.stop()
     n_params = int(sum(np.size(x) for x in jax.tree.leaves(params)))
+    (warm_s, warm_j), (loop_end_s, loop_end_j) = marks[0], marks[-1]
     return {"backbone": name, "wrapped": wrapped, "val_mae_norm": best, "best_step": best_step,
             "params": n_params, "time_s": train_s, "energy_j": energy_total_j(reading),
-            "energy_source": energy_label(reading), "pred": np.asarray(pred)}
+            "energy_source": energy_label(reading), "warmup_s": warm_s, "warmup_energy_j": warm_j,
+            "loop_steps": steps - 1, "loop_s": loop_end_s - warm_s, "loop_energy_j": loop_end_j - warm_j,
+            "pred": np.asarray(pred)}
 
 
 def main(argv=None) -> int:
@@ -165,6 +176,9 @@ def main(argv=None) -> int:
         ratios[name] = {"time_ratio": raw["time_s"] / wr["time_s"],
                         "energy_ratio": raw["energy_j"] / max(wr["energy_j"], 1e-12),
                         "mae_raw": raw["mae"], "mae_wrapped": wr["mae"]}
+        if "loop_s" in raw and "loop_s" in wr and wr["loop_s"] > 0:  # rows of older partial files lack them
+            ratios[name].update(loop_time_ratio=raw["loop_s"] / wr["loop_s"],
+                                loop_energy_ratio=raw["loop_energy_j"] / max(wr["loop_energy_j"], 1e-12))
     out = {"dataset": args.dataset, "args": vars(args), "profile_mae": profile_mae, "rows": rows,
            "ratios": ratios, "note": "sequential on a shared 2-core CPU; compare times within this file",
            "load_average_1_5_15min": load, "environment": environment_info()}

@@ -41,8 +41,12 @@ def _model():
 
 # token_out's bias shifts every hidden feature of a token alike, and only LayerNorms over the hidden features read
 # the tokens after it: its gradient is zero in exact arithmetic, so float32 gives rounding noise, which Adam's
-# normalisation turns into updates of any sign below lr (|g| / (|g| + eps) with |g| << eps). Those are not compared.
+# normalisation turns into updates of any sign below lr (|m| / (sqrt(v) + eps) <= 1 in the first two steps). Those
+# are not compared: the two runs may differ by up to 2 lr per step, and the leaf is only held to that bound (its
+# Adam moments are compared with the others). The earlier bound of 0.2 lr held on an AMD EPYC host; an Intel
+# Xeon host with the same code gave 0.41 lr after two steps.
 NOISE = ("block_0", "token_out", "bias")
+NOISE_STEPS = 2  # the most steps any test here takes before comparing
 
 
 def _close_params(got, want):
@@ -50,7 +54,7 @@ def _close_params(got, want):
     flat_want = dict(jax.tree_util.tree_leaves_with_path(want))
     for path, g in jax.tree_util.tree_leaves_with_path(got):
         if tuple(k.key for k in path) == NOISE:
-            assert np.max(np.abs(np.asarray(g) - flat_want[path])) < 0.2 * CONFIG.learning_rate
+            assert np.max(np.abs(np.asarray(g) - flat_want[path])) <= 2 * NOISE_STEPS * CONFIG.learning_rate
             continue
         np.testing.assert_allclose(np.asarray(g), np.asarray(flat_want[path]), atol=ATOL, rtol=RTOL,
                                    err_msg=str(path))
