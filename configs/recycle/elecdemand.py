@@ -19,7 +19,8 @@ Command:  jaxlab run configs/recycle/elecdemand.py          (quick: configs/recy
 Hardware: CPU (2 cores); no accelerator needed.
 Runtime:  about 6-10 min on 2 CPU cores shared with other jobs (load 6-10), nearly all of it the
           vanilla transformer (quick: about 50 s under the same load).
-Expected: test MAE (GW) ReCycle 0.197 < profile 0.2375 < DLinear 0.289 < vanilla 0.294; >= 10x less time and energy.
+Expected: (until the 2026-12-06 block below: the daily temperature summary, now :daily_weather)
+          test MAE (GW) ReCycle 0.197 < profile 0.2375 < DLinear 0.289 < vanilla 0.294; >= 10x less time and energy.
           Measured 2026-11-27 on the 2-core CPU, seed 0; energy from jaxlab.energy.EnergyMeter, which
           here (no RAPL) estimates it as process CPU time x 100 W TDP / 2 cores. Persistence 0.433;
           ReCycle over seeds 0/1/2: 0.197/0.205/0.218. Train + inference: 8.2 s vs 328.8 s (40x),
