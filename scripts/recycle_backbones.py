@@ -7,14 +7,14 @@ backbone inside :class:`jaxlab.timeseries.PCCRHP` (cycle tokens, the series-wide
 calendar marks and the profile as the zoo's ``x_mark``/``future_mark``). Both get the same Adam steps,
 batch, L1 loss and model selection on validation MAE. Time and energy
 (:class:`jaxlab.energy.EnergyMeter`, results synchronised inside the meter) cover training, compilation
-and the periodic validation; each row also splits them into the warm-up (initialisation, the first step
+and the periodic validation. Each row also splits them into the warm-up (initialisation, the first step
 and the validation pass, compilation included) and the loop of the other ``steps - 1`` steps with their
 validation passes (``loop_s``, ``loop_energy_j``, and the ratios ``loop_time_ratio`` and
 ``loop_energy_ratio``). Only the loop grows with the length of training, so it is the part to compare
-when the steps run are far fewer than a real training run's. One process, sequential; wall times on a shared CPU are inflated by other
-jobs, so compare them within the file as ratios (the load average is recorded before the first and after
-every row). Resumes: the rows done so far are kept in ``<out>.partial.json`` (for the same arguments) and a
-rerun of the same command trains only the rest.
+when the steps run are far fewer than a real training run's. One process, sequential; wall times on a
+shared CPU are inflated by other jobs, so compare them within the file as ratios (the load average is
+recorded before the first and after every row). Resumes: the rows done so far are kept in
+``<out>.partial.json`` (for the same arguments) and a rerun of the same command trains only the rest.
 
     PYTHONPATH=. nice -n 10 python scripts/recycle_backbones.py --steps 300 \\
         --out bench/results/recycle_backbones_elecdemand.json

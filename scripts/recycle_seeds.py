@@ -133,9 +133,8 @@ def main(argv=None) -> int:
                 if k in by(runs[0], g)}  # the guarded row's, per seed
     rules = rule_table(runs)
     out = {"config": args.config, "overrides": args.overrides, "label": args.label, "seeds": args.seeds,
-           "quantiles": args.quantiles,
-           "config_fields": dataclasses.asdict(base), "mean": mean, "ratio_to_profile": ratio, "goals": goals,
-           "guarded_coverage_per_seed": per_seed,
+           "quantiles": args.quantiles, "config_fields": dataclasses.asdict(base), "mean": mean,
+           "ratio_to_profile": ratio, "goals": goals, "guarded_coverage_per_seed": per_seed,
            "guard_rule": base.guard_rule, "guard_ar_leads": base.guard_ar_leads, "guard_rules": rules,
            "runs": runs, "wall_s": time.perf_counter() - t0, "load_average_1_5_15min": load,
            "note": "seeds run one after another on a shared 2-core CPU; wall times are inflated by other jobs",

@@ -18,8 +18,9 @@ def _fake_run(seen):
         seen.append(cfg)
         row = lambda m, mae: {"model": m, "mae": mae, "mae_lead1": mae, "val_mae": mae}  # noqa: E731
         scale = 1.0 - cfg.dropout   # the fake's errors depend on the overridden field
-        return {"table": [row("recycle", 0.9 * scale), row("recycle_guarded", 0.8 * scale), row("profile", 1.0),
-                          row("residual_ar", 1.0), row("persistence", 2.0), row("residual_ridge", 0.7)], "guard_rules": []}
+        table = [row("recycle", 0.9 * scale), row("recycle_guarded", 0.8 * scale), row("profile", 1.0),
+                 row("residual_ar", 1.0), row("persistence", 2.0), row("residual_ridge", 0.7)]
+        return {"table": table, "guard_rules": []}
     return run
 
 

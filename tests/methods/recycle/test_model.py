@@ -203,7 +203,7 @@ def test_exogenous_resolution_puts_each_step_or_the_daily_summary_in_the_tokens(
     for name, origins in cd.origins.items():
         s, y = step["splits"][name], day["splits"][name]
         assert s["hist_meta"].shape[-1] == 9 + d and y["hist_meta"].shape[-1] == 9 + 3
-        first = origins[0]   # the window's first history day and first forecast day
+        first = origins[0]   # the first window's first forecast day; its history starts 3 days earlier
         np.testing.assert_allclose(s["hist_meta"][0, 0, 9:], scaled[first - 3], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(s["fc_meta"][0, 0, 9:], scaled[first], rtol=1e-5, atol=1e-6)
         summary = [scaled[first].mean(), scaled[first].min(), scaled[first].max()]
