@@ -53,8 +53,7 @@ def main() -> int:
     from jaxlab.nn import SmallCNN
 
     if args.epochs > 0:
-        from jaxlab.methods.transplant import TransplantConfig, make_model
-        from jaxlab.methods.transplant._experiment import padded_size
+        from jaxlab.methods.transplant import TransplantConfig, make_model, padded_size
 
         return _epochs(args, make_model(args.model, TransplantConfig(), 10), padded_size(args.model) or 28)
     model = SmallCNN(num_classes=10)

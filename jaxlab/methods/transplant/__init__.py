@@ -45,6 +45,7 @@ from ._experiment import STUDENTS as STUDENTS
 from ._experiment import TransplantConfig as TransplantConfig
 from ._experiment import load_splits as load_splits
 from ._experiment import make_model as make_model
+from ._experiment import padded_size as padded_size
 from ._experiment import run as run
 from ._train import Splits as Splits
 from ._train import distill_loss as distill_loss
