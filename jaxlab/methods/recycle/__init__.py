@@ -24,6 +24,7 @@ from ._experiment import forecast_metrics as forecast_metrics
 from ._experiment import format_table as format_table
 from ._experiment import prepare_windows as prepare_windows
 from ._experiment import recycle_optimizer as recycle_optimizer
+from ._experiment import recycle_windows as recycle_windows
 from ._experiment import run as run
 from jaxlab.timeseries import EncoderDecoder as EncoderDecoder
 from jaxlab.timeseries import PostNormDecoderLayer as DecoderLayer

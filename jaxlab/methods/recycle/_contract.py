@@ -13,8 +13,11 @@ steps (``num_steps``/``epochs``) and the periodic validation stay in ``run()``'s
 
 Shapes come from the config: the cycle length ``D`` of each dataset is :data:`CYCLE_LEN`, each token's
 metadata has ``jaxlab.timeseries.NUM_META + 3 * len(exogenous)`` features (9: weekday one-hot, holiday,
-holiday tomorrow; 3 per exogenous column: its daily mean/min/max). ``model_state`` is empty: the MinMax scaler lives with the
-windows (``prepare_windows(config)["scalers"]``), which :func:`evaluate` reads.
+holiday tomorrow; 3 per exogenous column: its daily mean/min/max), or ``NUM_META + D * len(exogenous)``
+with ``exogenous_resolution="step"``. ``model_state`` is empty: the MinMax scaler lives with the windows
+(``prepare_windows(config)["scalers"]``), which :func:`evaluate` reads. With ``profile_correction="ridge"``
+ReCycle's windows are :func:`recycle_windows` of those: run() trains on them and :func:`evaluate` predicts on
+them.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from jaxlab.core import PRNGKey, require_config, validate_config
 from jaxlab.train import MethodState, TrainState, make_train_step
 
 from ._experiment import (RecycleConfig, _make_model, forecast_metrics, init_recycle_params, lead1_mae,
-                          make_loss_fn, point_forecast, recycle_optimizer)
+                          make_loss_fn, point_forecast, recycle_optimizer, recycle_windows)
 from jaxlab import timeseries as ts
 
 #: Steps per cycle (day) of each dataset ``run()`` loads.
@@ -44,7 +47,9 @@ def _shapes(config: RecycleConfig) -> tuple[int, int]:
     """``(D, M)``: steps per cycle and metadata features per token."""
     if config.dataset not in CYCLE_LEN:
         raise ValueError(f"no cycle length known for dataset {config.dataset!r}; choose from {tuple(CYCLE_LEN)}")
-    return CYCLE_LEN[config.dataset], ts.NUM_META + 3 * len(config.exogenous)
+    d = CYCLE_LEN[config.dataset]
+    per_column = d if config.exogenous_resolution == "step" else 3
+    return d, ts.NUM_META + per_column * len(config.exogenous)
 
 
 @functools.lru_cache(maxsize=None)
@@ -117,8 +122,9 @@ def train_step(state: MethodState, batch: dict, key: PRNGKey) -> tuple[MethodSta
       batch: float32 arrays of cycle tokens, normalised: ``hist``, ``hist_profile`` ``(B, history, D)``,
         ``hist_meta`` ``(B, history, M)``, ``fc_profile``, ``target`` ``(B, horizon, D)``, ``fc_meta``
         ``(B, horizon, M)`` (``D = CYCLE_LEN[config.dataset]``, ``M = jaxlab.timeseries.NUM_META + 3 *
-        len(config.exogenous)``, 9 + 3 per exogenous column).
-        ``run()`` draws them as ``train = prepare_windows(config)["splits"]["train"]``,
+        len(config.exogenous)``, 9 + 3 per exogenous column, or 9 + D per column with
+        ``exogenous_resolution="step"``).
+        ``run()`` draws them as ``train = recycle_windows(prepare_windows(config)["splits"], config)["train"]``,
         ``batcher = jaxlab.data.Batcher(tuple(train[k] for k in BATCH_KEYS), batch_size, key=...)`` and
         ``dict(zip(BATCH_KEYS, batcher(step)))``.
       key: the dropout randomness (used when ``config.dropout > 0``).
@@ -144,7 +150,7 @@ def evaluate(state: MethodState, data: dict, *, split: str = "test") -> dict[str
     Args:
       state: a trained state.
       data: ``prepare_windows(config)`` (or ``prepare_windows(config, series)``): its ``splits[split]``
-        arrays and ``scalers[split]``.
+        arrays (ReCycle's inputs through :func:`recycle_windows`, as in ``run()``) and ``scalers[split]``.
       split: ``"train"``, ``"val"`` or ``"test"``.
 
     Returns:
@@ -164,7 +170,8 @@ def evaluate(state: MethodState, data: dict, *, split: str = "test") -> dict[str
         raise ValueError(f"recycle.evaluate: unknown split {split!r}; choose from {tuple(data['splits'])}")
     arrays, sc = data["splits"][split], data["scalers"][split]
     _check_arrays("evaluate", arrays, config, BATCH_KEYS)
-    inputs = {k: arrays[k] for k in BATCH_KEYS[:-1]}
+    own = recycle_windows(data["splits"], config)[split]
+    inputs = {k: own[k] for k in BATCH_KEYS[:-1]}
     out = np.asarray(_jitted_predict(config)(state.params, inputs), np.float64)
     qs = tuple(config.quantiles)
     pred = sc.inverse(np.asarray(point_forecast(qs)(out)))

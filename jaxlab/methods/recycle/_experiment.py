@@ -108,7 +108,8 @@ class RecycleConfig:
       profile_correction: ``"none"``, or ``"ridge"``: ReCycle refines the profile plus the
         ``residual_ridge`` row's correction (history and forecast days alike), so its zero head and
         its guard fall back to that linear forecast instead of the bare profile; the ``profile``,
-        ``residual_ar`` and ``residual_ridge`` rows are unchanged.
+        ``residual_ar`` and ``residual_ridge`` rows are unchanged. :func:`recycle_windows` gives those
+        windows (the contract's ``evaluate`` predicts on them too).
       guard_rule: how ``recycle_guarded`` fits ``alpha_h`` on validation (one of
         :data:`jaxlab.timeseries.GUARD_RULES`): ``"val"`` the plain closed-form fit (optimistic: its
         gain is in-sample), ``"cv"`` kept only where the blocked out-of-fold gain is positive, ``"dm"``
@@ -741,6 +742,15 @@ def _residual_ridge(splits: dict, n_exog: int) -> dict[str, Any]:
             best = (err, lam, w)
     _, lam, w = best
     return {"lam": lam, "weights": w, **{name: ts.residual_ridge_forecast(xs, w) for name, xs in x.items()}}
+
+
+def recycle_windows(splits: dict, config: RecycleConfig) -> dict:
+    """The windows ReCycle trains and predicts on: ``prepare_windows(config)["splits"]`` itself, or, with
+    ``config.profile_correction == "ridge"``, copies whose ``hist_profile`` and ``fc_profile`` carry the
+    ``residual_ridge`` correction (fitted on the train split, its penalty chosen on the val split)."""
+    if config.profile_correction == "none":
+        return splits
+    return _ridge_corrected(splits, len(config.exogenous))[0]
 
 
 def _ridge_corrected(splits: dict, n_exog: int) -> tuple[dict, dict]:

@@ -161,6 +161,34 @@ def test_evaluate_with_quantile_heads_reports_the_median_and_the_pinball_loss():
     np.testing.assert_allclose(got["mae"], np.mean(np.abs(q[..., 1] - truth)), rtol=1e-6)
 
 
+def test_step_weather_and_the_ridge_base_reach_the_shapes_the_step_and_evaluate():
+    """Every step's covariate in the token (24 more metadata features) and ReCycle on the ridge-corrected profile:
+    init, the jitted step and evaluate take run()'s windows; with a zero head the forecast is the corrected base."""
+    t = np.arange(40 * 24)
+    rng = np.random.default_rng(1)
+    temp = rng.uniform(size=t.size)
+    y = 10 + np.sin(2 * np.pi * t / 24) + 2.0 * temp + 0.1 * rng.normal(size=t.size)
+    stamps = np.datetime64("2024-01-01T00:00:00", "s") + t * np.timedelta64(3600, "s")
+    series = jd.time_series(stamps, np.stack([y, temp], -1), columns=["load", "temp"], name="synthetic")
+    config = dataclasses.replace(CONFIG, exogenous=("temp",), exogenous_resolution="step", profile_correction="ridge",
+                                 zero_head=True)
+    data = recycle.prepare_windows(config, series)
+    own = recycle.recycle_windows(data["splits"], config)
+    assert own["train"]["hist_meta"].shape[-1] == 9 + 24
+    state = recycle.init(jax.random.key(0), config)
+    new, metrics = STEP(state, {k: own["train"][k][:8] for k in recycle.BATCH_KEYS}, jax.random.key(1))
+    assert int(new.step) == 1 and np.isfinite(float(metrics["loss"]))
+    test, sc = data["splits"]["test"], data["scalers"]["test"]
+    truth = sc.inverse(test["target"].astype(np.float64))
+    base_mae = np.mean(np.abs(sc.inverse(own["test"]["fc_profile"].astype(np.float64)) - truth))
+    bare_mae = np.mean(np.abs(sc.inverse(test["fc_profile"].astype(np.float64)) - truth))
+    np.testing.assert_allclose(recycle.evaluate(state, data, split="test")["mae"], base_mae, rtol=1e-5)
+    assert base_mae < 0.7 * bare_mae   # the correction reads the covariate
+    # without the option, ReCycle's windows are the prepared ones themselves
+    assert recycle.recycle_windows(data["splits"], dataclasses.replace(config, profile_correction="none")) is \
+        data["splits"]
+
+
 def test_bad_inputs_name_the_input_and_the_fix(data, batch):
     state = recycle.init(jax.random.key(0), CONFIG)
     with pytest.raises(ValueError, match=r"needs a dict with keys .*prepare_windows"):
