@@ -16,7 +16,8 @@ Command:  PYTHONPATH=. python scripts/recycle_seeds.py configs/recycle/bikeshare
           (univariate: configs/recycle/bikeshare.py:univariate; one run: jaxlab run configs/recycle/bikeshare.py)
 Hardware: CPU (2 cores); no accelerator needed.
 Runtime:  on an idle 2-core CPU, about 7 s per seed in the seeds script (1-2 min on shared cores), which
-          skips the vanilla transformer and DLinear; `jaxlab run`, which trains them too, 53 s.
+          skips the vanilla transformer and DLinear; `jaxlab run`, which trains them too, 49 s
+          (bench/results/recycle-run-default-cpu/bikeshare/).
 Expected: seeds 0-4 (bench/results/recycle_seeds_bikeshare_{univariate,weather}.json), test MAE in bikes/h:
           RHP 43.19, residual AR 44.45 (lead 1 39.80 vs RHP 39.86). Univariate: ReCycle 46.67, guarded
           (default rule) 43.61, worst seed 1.048 x RHP: the fallback promise is not kept (the

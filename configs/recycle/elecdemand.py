@@ -17,8 +17,8 @@ Command:  jaxlab run configs/recycle/elecdemand.py          (quick: configs/recy
           test statistics, a 21-day run-up in every split, PyTorch initialisation, 200 epochs, last
           epoch kept, 21-day history)
 Hardware: CPU (2 cores); no accelerator needed.
-Runtime:  about 2.5 min on an idle 2-core CPU (6-10 min shared with other jobs, load 6-10), nearly all of it the
-          vanilla transformer (quick: about 50 s under the same load).
+Runtime:  2.2 min on an idle 2-core CPU (bench/results/recycle-run-default-cpu/elecdemand/; 6-10 min shared with
+          other jobs, load 6-10), nearly all of it the vanilla transformer (quick: about 50 s under that load).
 Expected: (until the 2026-12-06 block below: the daily temperature summary, now :daily_weather)
           test MAE (GW) ReCycle 0.197 < profile 0.2375 < DLinear 0.289 < vanilla 0.294; >= 10x less time and energy.
           Measured 2026-11-27 on the 2-core CPU, seed 0; energy from jaxlab.energy.EnergyMeter, which

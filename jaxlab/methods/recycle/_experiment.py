@@ -532,8 +532,7 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
     n_windows = {k: int(v["target"].shape[0]) for k, v in splits.items()}
     t0 = time.perf_counter()
     # ReCycle's windows: its profile, with the ridge's correction where asked (every other row keeps the profile)
-    rsplits, ridge_base = (_ridge_corrected(splits, len(config.exogenous)) if config.profile_correction == "ridge"
-                           else (splits, None))
+    rsplits, ridge_base = _recycle_base(splits, config)
     correction_s = time.perf_counter() - t0
 
     rows: list[dict] = []
@@ -686,8 +685,9 @@ def run(config: RecycleConfig, workdir: str | Path, *, meter: Meter | None = Non
         summary["guard_rule"] = config.guard_rule
         summary["guard_rules"] = rc["rule_rows"]
         # evidence only, never used by a rule: the alpha_h that would have been best on the test windows
-        base = rsplits["test"]["fc_profile"]
-        summary["guard_alpha_test_oracle"] = ts.fit_lead_guard(rc["test"] - base, test["target"] - base).tolist()
+        test_base = rsplits["test"]["fc_profile"]
+        summary["guard_alpha_test_oracle"] = ts.fit_lead_guard(rc["test"] - test_base,
+                                                               test["target"] - test_base).tolist()
     summary["profile_correction"] = config.profile_correction
     if ridge_base is not None:
         summary["profile_correction_lam"] = ridge_base["lam"]
@@ -748,14 +748,16 @@ def recycle_windows(splits: dict, config: RecycleConfig) -> dict:
     """The windows ReCycle trains and predicts on: ``prepare_windows(config)["splits"]`` itself, or, with
     ``config.profile_correction == "ridge"``, copies whose ``hist_profile`` and ``fc_profile`` carry the
     ``residual_ridge`` correction (fitted on the train split, its penalty chosen on the val split)."""
+    return _recycle_base(splits, config)[0]
+
+
+def _recycle_base(splits: dict, config: RecycleConfig) -> tuple[dict, dict | None]:
+    """``(windows, ridge)``: :func:`recycle_windows` and, with the ridge base, :func:`_residual_ridge`'s record
+    (None without it). The corrected copies carry the correction on history and forecast days alike (the
+    weights fitted on the forecast days of train, applied to every day)."""
     if config.profile_correction == "none":
-        return splits
-    return _ridge_corrected(splits, len(config.exogenous))[0]
-
-
-def _ridge_corrected(splits: dict, n_exog: int) -> tuple[dict, dict]:
-    """Copies of ``splits`` whose history and forecast profiles carry :func:`_residual_ridge`'s correction
-    (the weights fitted on the forecast days of train, applied to every day), and the ridge's record."""
+        return splits, None
+    n_exog = len(config.exogenous)
     ridge = _residual_ridge(splits, n_exog)
     out = {}
     for name, sp in splits.items():
